@@ -1,0 +1,121 @@
+"""Signals, backchecks and settlement (MODEL.md §4 steps 4-6).
+
+Here: ``signal_draws``/``draw_signals`` (every lab, violating or not), ``catch`` (audits plus
+backchecks) and ``settle`` (payoffs and wealth). The array functions take pre-drawn uniforms so
+that a batch of games can share them. Not here: who is audited (``governor.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim_core.arrays import BoolArray, FloatArray, frozen
+from sim_core.params import AuditParams
+
+
+def signal_draws(violating: BoolArray, uniforms: FloatArray, alpha: float, beta: float) -> BoolArray:
+    """Return s per lab: 1 with probability β if violating, α otherwise (§4 step 4).
+
+    Every lab is signalled, not only the runners: signalling only runners would tell the
+    governor who runs and make detection trivial (MODEL.md §4).
+    """
+    return uniforms < np.where(violating, beta, alpha)
+
+
+def draw_signals(violating: BoolArray, audit: AuditParams, rng: np.random.Generator) -> BoolArray:
+    """Draw one round's signals for all labs from the round's signal stream (§4 step 4)."""
+    return frozen(signal_draws(violating, rng.random(violating.shape[-1]), audit.alpha, audit.beta))
+
+
+def catch(
+    violating: BoolArray, audited: BoolArray, uniforms: FloatArray, backcheck_prob: float
+) -> BoolArray:
+    """Return who is caught: audited violators, and unaudited ones with probability p_b (§4 step 5)."""
+    return violating & (audited | (uniforms < backcheck_prob))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settlement:
+    """The end of a round for every lab (§4 step 6).
+
+    Attributes:
+        ran: (N,) ran at all (with a permit or without).
+        violated: (N,) ran without a permit.
+        caught: (N,) violators caught by an audit or a backcheck.
+        payoffs: (N,) this round's score of each lab.
+        wealth: (N,) wealth after the round (the payoff less R, which is not money).
+    """
+
+    ran: BoolArray
+    violated: BoolArray
+    caught: BoolArray
+    payoffs: FloatArray
+    wealth: FloatArray
+
+
+def payoffs(
+    *,
+    net_values: FloatArray,
+    won: BoolArray,
+    violated: BoolArray,
+    caught: BoolArray,
+    price: FloatArray | float,
+    racing_value: float,
+    punishment: FloatArray | float,
+) -> FloatArray:
+    """Return each lab's payoff, run·(v − c) + violate·rho − won·price − caught·(K + φ + R) (§4).
+
+    Arrays of any leading batch shape; ``price`` and ``punishment`` broadcast against (..., N)
+    once given a trailing axis by the caller.
+    """
+    ran = won | violated
+    return (
+        np.where(ran, net_values, 0.0)
+        + np.where(violated, racing_value, 0.0)
+        - np.where(won, price, 0.0)
+        - np.where(caught, punishment, 0.0)
+    )
+
+
+def settle(
+    *,
+    net_values: FloatArray,
+    won: BoolArray,
+    violated: BoolArray,
+    caught: BoolArray,
+    price: float,
+    racing_value: float,
+    audit: AuditParams,
+    wealth: FloatArray,
+) -> Settlement:
+    """Settle one round: forfeit K and fine φ of the caught, refund every other bond (§4 step 6).
+
+    Args:
+        net_values: u = v − c, shape (N,).
+        won: permit holders (they always run).
+        violated: labs that ran without a permit.
+        caught: violators caught.
+        price: the permit price.
+        racing_value: rho.
+        audit: the audit section (K, φ, R).
+        wealth: wealth at the start of the round.
+    """
+    scores = payoffs(
+        net_values=net_values,
+        won=won,
+        violated=violated,
+        caught=caught,
+        price=price,
+        racing_value=racing_value,
+        punishment=audit.punishment,
+    )
+    money = scores + np.where(caught, audit.reputation_penalty, 0.0)
+    return Settlement(
+        ran=frozen(won | violated),
+        violated=frozen(violated.copy()),
+        caught=frozen(caught.copy()),
+        payoffs=frozen(scores),
+        wealth=frozen(wealth + money),
+    )
