@@ -301,8 +301,16 @@ def parse_scenario(data: Any, *, default_name: str = "scenario") -> Scenario:
             raise ScenarioError("market.fixed_price", 'applies only when market.type is "fixed_price"')
         if market.token_cap is None:
             raise ScenarioError("market.token_cap", "must be an integer for a clearing market")
-    elif "token_cap" not in data.get("market", {}):
-        scenario = replace(scenario, market=replace(market, token_cap=None))
+    else:
+        if market.fixed_price < market.reserve_price:
+            # Decision (MODEL.md is silent): a fixed price below the reserve would sell below it.
+            raise ScenarioError(
+                "market.fixed_price",
+                f"must be at least market.reserve_price ({market.reserve_price:g}), "
+                f"got {market.fixed_price:g}",
+            )
+        if "token_cap" not in data.get("market", {}):
+            scenario = replace(scenario, market=replace(market, token_cap=None))
     return scenario
 
 
