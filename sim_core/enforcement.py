@@ -15,7 +15,9 @@ from sim_core.arrays import BoolArray, FloatArray, frozen
 from sim_core.params import AuditParams
 
 
-def signal_draws(violating: BoolArray, uniforms: FloatArray, alpha: float, beta: float) -> BoolArray:
+def signal_draws(
+    violating: BoolArray, uniforms: FloatArray, alpha: float, beta: float
+) -> BoolArray:
     """Return s per lab: 1 with probability β if violating, α otherwise (§4 step 4).
 
     Every lab is signalled, not only the runners: signalling only runners would tell the
@@ -26,13 +28,14 @@ def signal_draws(violating: BoolArray, uniforms: FloatArray, alpha: float, beta:
 
 def draw_signals(violating: BoolArray, audit: AuditParams, rng: np.random.Generator) -> BoolArray:
     """Draw one round's signals for all labs from the round's signal stream (§4 step 4)."""
-    return frozen(signal_draws(violating, rng.random(violating.shape[-1]), audit.alpha, audit.beta))
+    uniforms = rng.random(int(violating.shape[-1]))
+    return frozen(signal_draws(violating, uniforms, audit.alpha, audit.beta))
 
 
 def catch(
     violating: BoolArray, audited: BoolArray, uniforms: FloatArray, backcheck_prob: float
 ) -> BoolArray:
-    """Return who is caught: audited violators, and unaudited ones with probability p_b (§4 step 5)."""
+    """Return who is caught: audited violators, and the rest with probability p_b (§4 step 5)."""
     return violating & (audited | (uniforms < backcheck_prob))
 
 

@@ -19,6 +19,7 @@ class ScenarioError(SimCoreError, ValueError):
     """
 
     def __init__(self, key: str, message: str) -> None:
+        """Build the message ``'<key> <message>'``."""
         self.key = key
         super().__init__(f"{key} {message}" if key else message)
 

@@ -64,8 +64,9 @@ def choose_audits(
     ``none`` audits nobody; ``optimal`` uses π0 = 0 and this round's announced π1*; ``policy``
     the scenario's π1 and π0. Both uniform arrays are drawn for every lab whatever the policy.
     """
-    uniforms = rng.random(signals.shape[-1])
-    trim_keys = rng.random(signals.shape[-1])
+    count = int(signals.shape[-1])
+    uniforms = rng.random(count)
+    trim_keys = rng.random(count)
     if policy == "none":
         return np.zeros(signals.shape, dtype=bool)
     high_prob, base_prob = (

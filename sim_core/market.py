@@ -81,6 +81,6 @@ def clear_market(bids: FloatArray, market: MarketParams, rng: np.random.Generato
         market: the market section.
         rng: the round's tie-break stream.
     """
-    tie_keys = rng.random(bids.shape[-1])
+    tie_keys = rng.random(int(bids.shape[-1]))
     price, won = clear_bids(bids, tie_keys, market)
     return MarketResult(price=float(price), won=frozen(won))

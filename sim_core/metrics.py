@@ -78,11 +78,15 @@ def round_metrics(
         round_no: the round (from 1).
         price: the clearing or fixed price.
         net_values: u = v − c per lab.
-        won, violated, audited, caught: (N,) masks.
+        won: (N,) permit holders.
+        violated: (N,) labs that ran without a permit.
+        audited: (N,) labs audited.
+        caught: (N,) violators caught.
         racing_value: rho.
         reference_cap: Q for ``cap_overshoot``; None (a fixed-price market without a reference
             cap) makes the overshoot 0.
-        fine, collateral: φ and K (revenue counts fines and forfeited collateral, not R).
+        fine: φ (revenue counts fines and forfeited collateral, not R).
+        collateral: K.
         audit_cost: cost of one audit (counted in welfare).
         harm_per_violation: welfare loss per violation.
     """

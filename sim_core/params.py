@@ -24,7 +24,14 @@ Policy = Literal["policy", "optimal", "none"]
 MARKET_TYPES: tuple[MarketType, ...] = ("clearing", "fixed_price")
 POLICIES: tuple[Policy, ...] = ("policy", "optimal", "none")
 #: Lab strategy names (MODEL.md §5), in the order of their integer codes.
-STRATEGY_NAMES: tuple[str, ...] = ("rational", "truthful", "compliant", "reckless", "adaptive", "random")
+STRATEGY_NAMES: tuple[str, ...] = (
+    "rational",
+    "truthful",
+    "compliant",
+    "reckless",
+    "adaptive",
+    "random",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,7 +202,7 @@ def _strategy(key: str, value: Any) -> dict[str, float]:
         return {value: 1.0}
     if not isinstance(value, Mapping) or not value:
         raise ScenarioError(
-            key, f"must be a strategy name or a mix such as {{\"rational\": 0.7, ...}}, got {value!r}"
+            key, f'must be a strategy name or a mix such as {{"rational": 0.7, ...}}, got {value!r}'
         )
     mix: dict[str, float] = {}
     for name, share in value.items():
@@ -298,7 +305,9 @@ def parse_scenario(data: Any, *, default_name: str = "scenario") -> Scenario:
     market = scenario.market
     if market.type == "clearing":
         if "fixed_price" in data.get("market", {}):
-            raise ScenarioError("market.fixed_price", 'applies only when market.type is "fixed_price"')
+            raise ScenarioError(
+                "market.fixed_price", 'applies only when market.type is "fixed_price"'
+            )
         if market.token_cap is None:
             raise ScenarioError("market.token_cap", "must be an integer for a clearing market")
     else:

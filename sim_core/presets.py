@@ -20,7 +20,9 @@ def _parse_text(text: str, *, source: str, default_name: str) -> Scenario:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScenarioError("", f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise ScenarioError(
+            "", f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from None
     return parse_scenario(data, default_name=default_name)
 
 

@@ -24,8 +24,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from sim_core.arrays import BoolArray, FloatArray, frozen
 from sim_core.enforcement import Settlement, catch, draw_signals, settle
 from sim_core.errors import ActionError

@@ -14,8 +14,8 @@ import numpy as np
 from sim_core.market import clear_market
 from sim_core.metrics import MetricsRow, summarise
 from sim_core.params import Scenario
-from sim_core.round import RoundInputs, resolve_round
 from sim_core.rng import Purpose, stream
+from sim_core.round import RoundInputs, resolve_round
 from sim_core.state import GameSetup, initial_state, make_setup
 from sim_core.strategies import lab_bids, lab_runs
 from sim_core.theory import (
@@ -50,7 +50,8 @@ def run_game(scenario: Scenario, *, seed: int | None = None, rounds: int | None 
     rows: list[MetricsRow] = []
     for _ in range(scenario.rounds if rounds is None else rounds):
         progress = resolve_round(setup, state, RoundInputs())
-        assert progress.metrics is not None and progress.next_state is not None
+        assert progress.metrics is not None
+        assert progress.next_state is not None
         rows.append(progress.metrics)
         state = progress.next_state
     return GameRun(setup=setup, rows=tuple(rows), summary=summarise(rows))

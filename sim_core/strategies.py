@@ -62,7 +62,7 @@ def lab_bids(
     """
     positive_value = np.maximum(net_values, 0.0)
     rational_bid = np.maximum(np.minimum(net_values, penalties - racing_value), 0.0)
-    bids = np.select(
+    bids: FloatArray = np.select(
         [
             (strategies == RATIONAL) | (strategies == ADAPTIVE),
             (strategies == TRUTHFUL) | (strategies == COMPLIANT),
@@ -71,10 +71,13 @@ def lab_bids(
         [rational_bid, positive_value, uniforms * positive_value],
         default=0.0,
     )
-    return np.minimum(bids, np.maximum(wealth, 0.0))
+    clipped: FloatArray = np.minimum(bids, np.maximum(wealth, 0.0))
+    return clipped
 
 
-def lab_runs(strategies: IntArray, unpermitted_values: FloatArray, uniforms: FloatArray) -> BoolArray:
+def lab_runs(
+    strategies: IntArray, unpermitted_values: FloatArray, uniforms: FloatArray
+) -> BoolArray:
     """Return whether each lab would run without a permit (§5).
 
     rational, truthful and adaptive run iff d = u + rho − E > 0 (strict); compliant never runs;

@@ -3,7 +3,7 @@
 Here: ``p_s``, ``p_eff``, ``expected_penalty``, ``marginal_gain``, ``optimal_high_prob``,
 ``perceived_p_eff`` (what labs take p_eff to be under each governor) and
 ``expected_clearing_price`` (E[Q-th highest u], the g* of the heatmap's theory curve). The first
-three work elementwise on floats or numpy arrays alike. Not here: anything random.
+three work elementwise on floats or numpy arrays. Not here: anything random.
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ def p_eff(beta: Real, high_prob: Real, base_prob: Real, backcheck_prob: Real) ->
     return signal_detection + (1 - signal_detection) * backcheck_prob
 
 
-def expected_penalty(risk_profile: Real, detection: Real, punishment: Real) -> Real:
-    """Return the perceived expected penalty E = r·p_eff·P (§2)."""
-    return risk_profile * detection * punishment
+def expected_penalty(
+    risk_profile: FloatArray, detection: FloatArray | float, punishment: float
+) -> FloatArray:
+    """Return each lab's perceived expected penalty E = r·p_eff·P (§2)."""
+    penalties: FloatArray = risk_profile * detection * punishment
+    return penalties
 
 
 def marginal_gain(price: float, racing_value: float) -> float:
@@ -71,7 +74,9 @@ def optimal_high_prob(
     return float(np.clip((needed_signal_detection - (1 - beta) * base_prob) / beta, 0.0, 1.0))
 
 
-def perceived_p_eff(scenario: Scenario, *, announced_high_prob: float, human_governor: bool) -> float:
+def perceived_p_eff(
+    scenario: Scenario, *, announced_high_prob: float, human_governor: bool
+) -> float:
     """Return the p_eff labs perceive from the policy as announced (§5).
 
     ``policy`` and a human governor: the scenario's π1, π0 and p_b. ``none``: p_b alone.

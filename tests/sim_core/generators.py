@@ -25,8 +25,13 @@ def intervals(draw: st.DrawFn, low: float = 0.0, high: float = 2.0) -> list[floa
 def bid_vectors(draw: st.DrawFn, max_labs: int = 30) -> np.ndarray:
     """Bids with many ties: drawn from a small set of levels, zeros included."""
     labs = draw(st.integers(min_value=1, max_value=max_labs))
-    levels = draw(st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0]),
-                           min_size=labs, max_size=labs))
+    levels = draw(
+        st.lists(
+            st.sampled_from([0.0, 0.05, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0]),
+            min_size=labs,
+            max_size=labs,
+        )
+    )
     return np.array(levels, dtype=float)
 
 
@@ -48,8 +53,10 @@ def scenario_documents(draw: st.DrawFn) -> dict[str, Any]:
     """A valid scenario document covering both markets, every policy and every strategy."""
     count = draw(st.integers(min_value=1, max_value=25))
     market_type = draw(st.sampled_from(["clearing", "fixed_price"]))
-    market: dict[str, Any] = {"type": market_type,
-                              "reserve_price": draw(st.sampled_from([0.0, 0.0, 0.1, 0.3]))}
+    market: dict[str, Any] = {
+        "type": market_type,
+        "reserve_price": draw(st.sampled_from([0.0, 0.0, 0.1, 0.3])),
+    }
     if market_type == "clearing":
         market["token_cap"] = draw(st.integers(min_value=0, max_value=count + 2))
     else:

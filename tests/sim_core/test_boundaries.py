@@ -34,9 +34,12 @@ def test_no_module_of_sim_core_imports_the_web_stack():
 
 
 def test_importing_sim_core_loads_no_web_package():
-    code = ("import sys, sim_core, sim_core.cli; "
-            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in %r)))"
-            % (FORBIDDEN | {"matplotlib"}))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, sim_core, sim_core.cli; "
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in %r)))"
+        % (FORBIDDEN | {"matplotlib"})
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == ""

@@ -11,8 +11,9 @@ from sim_core.cli import main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "sim_core", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sim_core", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -96,7 +96,7 @@ def test_single_game_market_draws_a_key_for_every_lab():
     rng = stream(3, 1, Purpose.TIE_BREAK)
     result = clear_market(np.array([0.5, 0.5, 0.5]), CLEARING, rng)
     assert result.permits == 2 and result.price == 0.5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         result.won[0] = False  # results are read-only
 
 

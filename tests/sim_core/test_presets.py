@@ -22,8 +22,10 @@ def test_no_enforcement_means_nobody_buys_a_permit_and_everybody_runs():
 def test_enforcement_raises_compliance_over_no_enforcement():
     baseline = run_game(load_preset("no_enforcement"), seed=42, rounds=40).summary
     for name in ("random_audit", "targeted_audit", "carbon_tax"):
-        assert run_game(load_preset(name), seed=42, rounds=40).summary["compliance_rate"] > \
-            baseline["compliance_rate"] + 0.2
+        assert (
+            run_game(load_preset(name), seed=42, rounds=40).summary["compliance_rate"]
+            > baseline["compliance_rate"] + 0.2
+        )
 
 
 @pytest.mark.parametrize("name", PRESETS)

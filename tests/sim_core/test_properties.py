@@ -39,8 +39,10 @@ def test_metric_identities_and_conservation_hold_every_round(scenario, seed):
         # Money is conserved: what labs pay is exactly the revenue.
         paid = won.sum() * row.price + settlement.caught.sum() * (audit.collateral + audit.fine)
         assert np.isclose(paid, row.revenue)
-        earned = np.where(settlement.ran, progress.net_values, 0).sum() + \
-            scenario.labs.racing_value * row.violations
+        earned = (
+            np.where(settlement.ran, progress.net_values, 0).sum()
+            + scenario.labs.racing_value * row.violations
+        )
         assert np.isclose(settlement.wealth.sum() - state.wealth.sum(), earned - row.revenue)
         assert np.isclose(
             settlement.payoffs.sum(),

@@ -76,18 +76,27 @@ def test_humans_acting_as_bots_give_the_all_bot_result_phase_by_phase():
             step = resolve_round(setup, state, RoundInputs(human_labs=humans, human_governor=True))
             assert step.awaiting is Phase.BIDDING
             bids = {lab: float(bot.bids[lab]) for lab in humans}
-            step = resolve_round(setup, state, RoundInputs(bids=bids, human_labs=humans,
-                                                           human_governor=True))
+            step = resolve_round(
+                setup, state, RoundInputs(bids=bids, human_labs=humans, human_governor=True)
+            )
             if step.awaiting is Phase.COMPLIANCE:
                 runs = {lab: bool(bot.runs[lab]) for lab in step.waiting_for}
             else:
                 runs = {}
-            step = resolve_round(setup, state, RoundInputs(bids=bids, runs=runs, human_labs=humans,
-                                                           human_governor=True))
+            step = resolve_round(
+                setup,
+                state,
+                RoundInputs(bids=bids, runs=runs, human_labs=humans, human_governor=True),
+            )
             assert step.awaiting is Phase.AUDIT
             audits = frozenset(np.flatnonzero(bot.audited).tolist())
-            done = resolve_round(setup, state, RoundInputs(bids=bids, runs=runs, audits=audits,
-                                                           human_labs=humans, human_governor=True))
+            done = resolve_round(
+                setup,
+                state,
+                RoundInputs(
+                    bids=bids, runs=runs, audits=audits, human_labs=humans, human_governor=True
+                ),
+            )
             assert done.metrics == bot.metrics
             assert np.array_equal(done.settlement.wealth, bot.settlement.wealth)
             state = done.next_state
@@ -124,14 +133,19 @@ def test_given_moves_are_checked_by_the_rules():
     with pytest.raises(ActionError, match="holds a permit"):
         resolve_round(setup, state, RoundInputs(bids={0: 1.0}, runs={0: True}))
     capped = make_setup(scenario(audit={"max_audits": 1}))
-    with pytest.raises(ActionError, match="at most 1 audits"):
+    with pytest.raises(ActionError, match=r"at most 1 audits"):
         resolve_round(capped, initial_state(capped), RoundInputs(audits=frozenset({0, 1})))
 
 
 @pytest.mark.parametrize(
     ("bid", "message"),
-    [("0.3", BID_NOT_A_NUMBER), (float("nan"), BID_NOT_A_NUMBER), (True, BID_NOT_A_NUMBER),
-     (-0.01, BID_NEGATIVE), (2.5, BID_ABOVE_WEALTH)],
+    [
+        ("0.3", BID_NOT_A_NUMBER),
+        (float("nan"), BID_NOT_A_NUMBER),
+        (True, BID_NOT_A_NUMBER),
+        (-0.01, BID_NEGATIVE),
+        (2.5, BID_ABOVE_WEALTH),
+    ],
 )
 def test_check_bid_refuses_with_a_clear_message(bid, message):
     with pytest.raises(ActionError) as caught:
@@ -141,21 +155,28 @@ def test_check_bid_refuses_with_a_clear_message(bid, message):
 
 def test_check_bid_floors_negative_wealth_at_zero():
     assert check_bid(0, wealth=-3.0) == 0.0
-    with pytest.raises(ActionError, match="wealth of 0.00"):
+    with pytest.raises(ActionError, match=r"wealth of 0\.00"):
         check_bid(0.1, wealth=-3.0)
 
 
 def play(document_changes, rounds=30, seed=5):
-    base = {"labs": {"count": 30, "strategy": "reckless"}, "governor": {"policy": "policy"},
-            "rounds": rounds}
+    base = {
+        "labs": {"count": 30, "strategy": "reckless"},
+        "governor": {"policy": "policy"},
+        "rounds": rounds,
+    }
     for key, value in document_changes.items():
         base[key] = base.get(key, {}) | value
     return run_game(parse_scenario(base), seed=seed)
 
 
 def test_only_violators_are_caught_and_every_audit_of_a_compliant_lab_is_a_false_positive():
-    game = play({"labs": {"strategy": {"reckless": 0.5, "compliant": 0.5}},
-                 "audit": {"high_prob": 0.7, "base_prob": 0.3}})
+    game = play(
+        {
+            "labs": {"strategy": {"reckless": 0.5, "compliant": 0.5}},
+            "audit": {"high_prob": 0.7, "base_prob": 0.3},
+        }
+    )
     for row in game.rows:
         assert row.caught <= row.violations
         assert row.false_positive_audits <= row.audits
@@ -182,8 +203,12 @@ def test_backcheck_of_one_catches_every_violator_without_audits():
 def test_audits_follow_signals_exactly_when_alpha_zero_and_beta_one():
     # Violators always signal, compliant labs never: with π1 = 1, π0 = 0 every violator is
     # audited and no audit is a false positive.
-    game = play({"labs": {"strategy": {"reckless": 0.5, "compliant": 0.5}},
-                 "audit": {"alpha": 0.0, "beta": 1.0, "high_prob": 1.0, "base_prob": 0.0}})
+    game = play(
+        {
+            "labs": {"strategy": {"reckless": 0.5, "compliant": 0.5}},
+            "audit": {"alpha": 0.0, "beta": 1.0, "high_prob": 1.0, "base_prob": 0.0},
+        }
+    )
     for row in game.rows:
         assert row.audits == row.violations == row.caught
         assert row.false_positive_audits == 0
@@ -210,13 +235,26 @@ def test_optimal_policy_announces_pi1_star_from_this_rounds_price():
 
 
 def test_wealth_carries_over_and_caught_violators_lose_collateral_and_fine():
-    game_setup = make_setup(parse_scenario({
-        "labs": {"count": 10, "strategy": "reckless", "racing_value": 0.0,
-                 "redraw_values_each_round": False},
-        "audit": {"high_prob": 1.0, "base_prob": 1.0, "collateral": 0.2, "fine": 0.3,
-                  "reputation_penalty": 0.4},
-        "governor": {"policy": "policy"},
-    }))
+    game_setup = make_setup(
+        parse_scenario(
+            {
+                "labs": {
+                    "count": 10,
+                    "strategy": "reckless",
+                    "racing_value": 0.0,
+                    "redraw_values_each_round": False,
+                },
+                "audit": {
+                    "high_prob": 1.0,
+                    "base_prob": 1.0,
+                    "collateral": 0.2,
+                    "fine": 0.3,
+                    "reputation_penalty": 0.4,
+                },
+                "governor": {"policy": "policy"},
+            }
+        )
+    )
     state = initial_state(game_setup)
     progress = bots_only(game_setup, state)
     settlement = progress.settlement

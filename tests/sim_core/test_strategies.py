@@ -11,8 +11,16 @@ from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived
 
 def bid(name, u, penalty, racing_value=0.0, wealth=10.0, uniform=0.5):
     codes = np.array([STRATEGIES[name]])
-    return float(lab_bids(codes, np.array([u]), np.array([penalty]), racing_value,
-                          np.array([wealth]), np.array([uniform]))[0])
+    return float(
+        lab_bids(
+            codes,
+            np.array([u]),
+            np.array([penalty]),
+            racing_value,
+            np.array([wealth]),
+            np.array([uniform]),
+        )[0]
+    )
 
 
 def runs(name, d, uniform=0.9):
@@ -74,8 +82,14 @@ def test_bids_stay_within_zero_and_wealth_when_any_strategy(name, u, penalty, we
     net_values = np.array(u)
     codes = np.full(net_values.size, STRATEGIES[name])
     uniforms = np.random.default_rng(0).random(net_values.size)
-    bids = lab_bids(codes, net_values, np.full(net_values.size, penalty), 0.0,
-                    np.full(net_values.size, wealth), uniforms)
+    bids = lab_bids(
+        codes,
+        net_values,
+        np.full(net_values.size, penalty),
+        0.0,
+        np.full(net_values.size, wealth),
+        uniforms,
+    )
     assert np.all(bids >= 0)
     assert np.all(bids <= max(wealth, 0.0) + 1e-12)
     assert np.all(bids <= np.maximum(net_values, 0.0) + 1e-12)  # nobody overpays its value

@@ -21,17 +21,25 @@ def test_p_eff_works_elementwise_on_arrays():
 
 def test_optimal_high_prob_is_seed_000_formula_when_no_base_prob_nor_backcheck():
     # π1* = min(1, (v* − c) / (P·β))
-    got = optimal_high_prob(price=0.2, racing_value=0.0, punishment=0.5, beta=0.8,
-                            base_prob=0.0, backcheck_prob=0.0)
+    got = optimal_high_prob(
+        price=0.2, racing_value=0.0, punishment=0.5, beta=0.8, base_prob=0.0, backcheck_prob=0.0
+    )
     assert got == pytest.approx(0.2 / (0.5 * 0.8))
-    capped = optimal_high_prob(price=0.9, racing_value=0.0, punishment=0.5, beta=0.8,
-                               base_prob=0.0, backcheck_prob=0.0)
+    capped = optimal_high_prob(
+        price=0.9, racing_value=0.0, punishment=0.5, beta=0.8, base_prob=0.0, backcheck_prob=0.0
+    )
     assert capped == 1.0
 
 
 def test_optimal_high_prob_just_deters_the_marginal_lab_in_general_form():
-    kwargs = dict(price=0.3, racing_value=0.05, punishment=0.9, beta=0.7, base_prob=0.1,
-                  backcheck_prob=0.2)
+    kwargs = {
+        "price": 0.3,
+        "racing_value": 0.05,
+        "punishment": 0.9,
+        "beta": 0.7,
+        "base_prob": 0.1,
+        "backcheck_prob": 0.2,
+    }
     high_prob = optimal_high_prob(**kwargs)
     assert 0 < high_prob < 1
     detection = p_eff(0.7, high_prob, 0.1, 0.2)
@@ -41,29 +49,41 @@ def test_optimal_high_prob_just_deters_the_marginal_lab_in_general_form():
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        (dict(punishment=0.0, price=0.2), 1.0),  # P = 0: cannot be deterred
-        (dict(punishment=0.0, price=0.0), 0.0),  # nothing to deter
-        (dict(beta=0.0, base_prob=0.0), 1.0),  # signals carry nothing; π0 = 0
-        (dict(beta=0.0, base_prob=1.0), 0.0),  # everybody audited anyway
-        (dict(backcheck_prob=1.0), 0.0),  # always caught later
-        (dict(backcheck_prob=1.0, punishment=0.1), 1.0),  # caught, but P < g*
-        (dict(price=0.0), 0.0),  # a free permit: nobody gains from violating
+        ({"punishment": 0.0, "price": 0.2}, 1.0),  # P = 0: cannot be deterred
+        ({"punishment": 0.0, "price": 0.0}, 0.0),  # nothing to deter
+        ({"beta": 0.0, "base_prob": 0.0}, 1.0),  # signals carry nothing; π0 = 0
+        ({"beta": 0.0, "base_prob": 1.0}, 0.0),  # everybody audited anyway
+        ({"backcheck_prob": 1.0}, 0.0),  # always caught later
+        ({"backcheck_prob": 1.0, "punishment": 0.1}, 1.0),  # caught, but P < g*
+        ({"price": 0.0}, 0.0),  # a free permit: nobody gains from violating
     ],
 )
 def test_optimal_high_prob_degenerate_cases(kwargs, expected):
-    base = dict(price=0.2, racing_value=0.0, punishment=0.5, beta=0.8, base_prob=0.0,
-                backcheck_prob=0.0)
+    base = {
+        "price": 0.2,
+        "racing_value": 0.0,
+        "punishment": 0.5,
+        "beta": 0.8,
+        "base_prob": 0.0,
+        "backcheck_prob": 0.0,
+    }
     assert optimal_high_prob(**(base | kwargs)) == expected
 
 
 def test_labs_perceive_the_announced_policy():
     targeted = load_preset("targeted_audit")  # optimal
-    assert perceived_p_eff(targeted, announced_high_prob=0.5, human_governor=False) == \
-        pytest.approx(0.8 * 0.5)
-    assert perceived_p_eff(targeted, announced_high_prob=0.5, human_governor=True) == \
-        pytest.approx(p_eff(0.8, 0.6, 0.05, 0.0))
-    assert perceived_p_eff(load_preset("no_enforcement"), announced_high_prob=0.5,
-                           human_governor=False) == 0.0
+    assert perceived_p_eff(
+        targeted, announced_high_prob=0.5, human_governor=False
+    ) == pytest.approx(0.8 * 0.5)
+    assert perceived_p_eff(targeted, announced_high_prob=0.5, human_governor=True) == pytest.approx(
+        p_eff(0.8, 0.6, 0.05, 0.0)
+    )
+    assert (
+        perceived_p_eff(
+            load_preset("no_enforcement"), announced_high_prob=0.5, human_governor=False
+        )
+        == 0.0
+    )
 
 
 def test_expected_clearing_price_matches_monte_carlo():
