@@ -1,0 +1,108 @@
+# PermitGame: `make run` to play locally, `make test` for everything CI checks.
+# Works as root with no TTY (CI): apt runs non-interactively and only when something is missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+export DEBIAN_FRONTEND := noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Run apt-get as root directly, otherwise through sudo when there is one.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help venv sysdeps lint format test run bench vendor clean
+
+help:
+	@echo "make run      install what is missing, migrate, and serve on http://$(HOST):$(PORT)/"
+	@echo "make test     system packages + venv + lint + the whole test suite (what CI runs)"
+	@echo "make lint     ruff check, ruff format --check, mypy, lint-imports"
+	@echo "make format   apply ruff's fixes and formatting"
+	@echo "make bench    run bench/run.py when it exists"
+	@echo "make vendor   refresh static/vendor/ from pinned npm packages (files are committed)"
+	@echo "make clean    remove the venv, caches and test artifacts (keeps db.sqlite3)"
+
+# ------------------------------------------------------------------------------- environment
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml changes (or the venv is missing).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# System packages the tests and `make run` use: redis-server, Debian's chromium (Playwright drives
+# it; never `playwright install`), and PostgreSQL's server binaries (initdb, pg_ctl), which are
+# either on PATH or in Debian's /usr/lib/postgresql/<version>/bin.
+sysdeps:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  missing="$$missing postgresql"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "sysdeps: installing$$missing"; \
+	  $(SUDO) apt-get update -q; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+	  echo "sysdeps: redis-server, chromium and PostgreSQL are present"; \
+	fi
+
+# ------------------------------------------------------------------------------- checks
+
+# mypy: strict on sim_core, disallow_untyped_defs on permitgame (pyproject.toml). sim_core is
+# written alongside; only while the package does not exist yet is it left out.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@if [ -d sim_core ]; then \
+	  echo "$(BIN)/mypy sim_core permitgame"; $(BIN)/mypy sim_core permitgame; \
+	else \
+	  echo "mypy: sim_core/ not present yet, checking permitgame only"; $(BIN)/mypy permitgame; \
+	fi
+	$(BIN)/lint-imports
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: sysdeps venv lint
+	$(BIN)/python -m pytest
+
+# ------------------------------------------------------------------------------- running
+
+run: venv
+	$(BIN)/python manage.py migrate --no-input
+	@if $(BIN)/python manage.py help demo >/dev/null 2>&1; then \
+	  $(BIN)/python manage.py demo --base-url http://$(HOST):$(PORT); \
+	fi
+	@echo
+	@echo "PermitGame is starting on http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
+	@echo "Admin: http://$(HOST):$(PORT)/admin/  (make a login with: $(BIN)/python manage.py createsuperuser)"
+	@echo
+	exec $(BIN)/daphne -b $(HOST) -p $(PORT) permitgame.asgi:application
+
+bench: venv
+	@if [ -f bench/run.py ]; then \
+	  $(BIN)/python bench/run.py; \
+	else \
+	  echo "bench: bench/run.py does not exist yet (see bench/README.md)"; \
+	fi
+
+vendor:
+	scripts/vendor_js.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts staticfiles build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,34 @@
+"""ASGI entry point: plain HTTP through Django, WebSockets through Channels.
+
+Served by Daphne (``daphne permitgame.asgi:application``). With ``DEBUG`` on, static files are
+served here too, so ``make run`` needs nothing else; in production a reverse proxy serves
+``STATIC_ROOT`` (see README, "Production deployment").
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "permitgame.settings")
+
+# Django must be set up before anything imports models, so this comes before the routing imports.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from permitgame.routing import websocket_urlpatterns  # noqa: E402
+
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,211 @@
+"""PermitGame's settings: one module, driven by the environment.
+
+Every value has a default that suits local development (``make run``): SQLite in ``db.sqlite3``
+at the repository root, the in-memory channel layer, ``DEBUG`` on. Production sets
+``DJANGO_DEBUG=false`` and the variables below; then ``manage.py check --deploy`` is clean.
+
+Environment:
+    DJANGO_DEBUG: "true" (default) or "false".
+    DJANGO_SECRET_KEY: required when DEBUG is off; a fixed development key is used otherwise.
+    DJANGO_ALLOWED_HOSTS: comma-separated host names (default: loopback names when DEBUG is on).
+    DJANGO_CSRF_TRUSTED_ORIGINS: comma-separated origins, e.g. "https://game.example.org".
+    DATABASE_URL: e.g. "postgres://user:password@host:5432/permitgame" (default: SQLite file).
+    REDIS_URL: e.g. "redis://127.0.0.1:6379/0"; when set, channels-redis carries events between
+        Daphne processes (default: in-memory layer, one process only).
+    DJANGO_HTTPS: "true" (default when DEBUG is off): secure cookies, HSTS and the SSL redirect.
+        Set "false" only to serve a classroom over plain HTTP on a trusted LAN.
+    DJANGO_SECURE_SSL_REDIRECT: override the SSL redirect alone (default: DJANGO_HTTPS), e.g.
+        "false" when the reverse proxy already redirects HTTP to HTTPS.
+    DJANGO_SECURE_HSTS_SECONDS: HSTS max-age (default 31536000 when DJANGO_HTTPS, else 0).
+    DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS, DJANGO_SECURE_HSTS_PRELOAD: default true with HSTS.
+    DJANGO_LOG_LEVEL: root log level (default INFO).
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+
+
+# ---------------------------------------------------------------------------------------- core
+
+DEBUG = _env_bool("DJANGO_DEBUG", default=True)
+
+_DEV_SECRET_KEY = "django-insecure-permitgame-local-development-only"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false")
+    SECRET_KEY = _DEV_SECRET_KEY
+
+ALLOWED_HOSTS = _env_list(
+    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",  # first: its runserver serves ASGI (HTTP and WebSockets)
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "template_partials",
+    "permitgame",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "permitgame.urls"
+ASGI_APPLICATION = "permitgame.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------------------------------- data
+
+# CONN_MAX_AGE stays 0: under ASGI, Channels' database_sync_to_async closes connections around
+# each call, and persistent connections would pile up per worker thread.
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=0,
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer. Without REDIS_URL: in-memory, which only reaches consumers in the same process
+# (fine for `make run` and tests). With REDIS_URL: channels_redis.core.RedisChannelLayer, chosen
+# over RedisPubSubChannelLayer because the core layer is the reference implementation: it
+# buffers messages per channel with a capacity and an expiry (a client that is reconnecting
+# does not silently miss an event sent a moment earlier, and a slow client cannot grow memory
+# without bound), it supports group_expiry, and it is the most widely deployed and tested.
+# Pub/sub has lower latency but delivers at most once to whoever is subscribed at that instant.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# ---------------------------------------------------------------------------------------- auth
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# ---------------------------------------------------------------------------------------- static
+
+# Under `make run` (DEBUG) Daphne serves these through ASGIStaticFilesHandler (permitgame/asgi.py).
+# In production run `manage.py collectstatic` and let the reverse proxy serve STATIC_ROOT; the
+# manifest storage gives every file a content-hashed name, so the proxy may cache them forever.
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        )
+    },
+}
+
+# ---------------------------------------------------------------------------------------- security
+
+HTTPS = _env_bool("DJANGO_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = _env_bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = _env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = _env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# ---------------------------------------------------------------------------------------- logging
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+}

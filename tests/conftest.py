@@ -1,0 +1,65 @@
+"""Fixtures shared by every test.
+
+The server fixtures are session-scoped: each starts one real server on 127.0.0.1 the first time a
+test asks for it and stops it when the session ends. They are thin wrappers over
+``tests/harness.py``; use the harness directly for a second instance with other settings.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from tests import harness
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that use ``chromium_browser`` last.
+
+    Playwright's sync API keeps an asyncio loop marked as running on the main thread for as long
+    as it is open, and pytest-asyncio cannot start a test's loop while it is. With the browser
+    tests last, the session-scoped browser opens only after every async test has run.
+    """
+    items.sort(key=lambda item: "chromium_browser" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _in_memory_channel_layer() -> Iterator[None]:
+    """Tests use the in-memory channel layer, whatever REDIS_URL the developer has set.
+
+    Session-scoped (a function-scoped autouse fixture would trip Hypothesis's health check).
+    Tests of the Redis layer build it from the ``redis_url`` fixture explicitly.
+    """
+    with override_settings(
+        CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    ):
+        yield
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """``redis://127.0.0.1:PORT/0`` of a real redis-server started for this session."""
+    with harness.redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """``postgres://permitgame@127.0.0.1:PORT/permitgame`` of a real, empty PostgreSQL cluster."""
+    with harness.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def live_server_url() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of real Daphne serving the app from a migrated SQLite file."""
+    with harness.migrated_sqlite_daphne() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def chromium_browser() -> Iterator[Any]:
+    """A Playwright ``Browser``: Debian's Chromium, headless, with no background networking."""
+    with harness.chromium() as browser:
+        yield browser

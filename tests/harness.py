@@ -1,0 +1,431 @@
+"""Real servers for tests: Redis, PostgreSQL, Daphne, and a Chromium for Playwright.
+
+Each server is a context manager that starts the real program on 127.0.0.1 on a free port, waits
+until it answers, yields how to reach it, and stops it (and everything it started) on exit, even
+when the test fails. ``tests/conftest.py`` wraps them in thin session-scoped fixtures; a test that
+needs its own instance (two Daphne processes sharing one Redis, say) uses these directly.
+
+Nothing here reaches beyond loopback, and nothing downloads anything: the programs come from the
+system (``make sysdeps``), Chromium included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS_DIR = REPO_ROOT / "artifacts"
+
+# Chromium flags: no sandbox (we run as root in CI), and no background traffic to Google's
+# services, which this machine's closed network would refuse over and over.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+# Variables that configure the app; a child server gets only the ones a test passes explicitly,
+# so a developer's own REDIS_URL or DATABASE_URL never leaks into a test.
+APP_ENV_PREFIXES = ("DJANGO_", "DATABASE_URL", "REDIS_URL")
+
+STARTUP_TIMEOUT = 30.0
+
+
+class ServerFailedToStart(RuntimeError):
+    """A server exited or did not answer in time; the message carries its log."""
+
+
+# ---- helpers
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_program(name: str) -> str:
+    """Return the path of a system program, or fail with how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise FileNotFoundError(f"{name} is not installed: run `make sysdeps`")
+    return path
+
+
+def app_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return this process's environment minus app settings, plus ``overrides``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(APP_ENV_PREFIXES)}
+    env["DJANGO_SETTINGS_MODULE"] = "permitgame.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides or {})
+    return env
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    process: subprocess.Popen[Any] | None = None,
+    log: Path | None = None,
+    timeout: float = STARTUP_TIMEOUT,
+) -> None:
+    """Poll ``ready`` until it returns true; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerFailedToStart(
+                f"{what} exited with {process.returncode}:\n{_tail(log) if log else ''}"
+            )
+        with contextlib.suppress(OSError):
+            if ready():
+                return
+        time.sleep(0.05)
+    raise ServerFailedToStart(
+        f"{what} did not answer in {timeout:.0f}s:\n{_tail(log) if log else ''}"
+    )
+
+
+def stop_process(process: subprocess.Popen[Any], *, timeout: float = 10.0) -> None:
+    """Stop a process started with ``start_new_session=True`` and every process in its group."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)
+    # Children that outlived the leader (none expected) go too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """Yield a fresh directory under the system temp dir and delete it afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ---- Redis
+
+
+def _redis_answers_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(64).startswith(b"+PONG")
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """Run a throwaway ``redis-server`` on loopback; yield ``redis://127.0.0.1:PORT/0``."""
+    binary = require_program("redis-server")
+    with scratch_dir("permitgame-redis-") as workdir:
+        port = free_port()
+        log = workdir / "redis.log"
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(workdir),
+                    "--daemonize",
+                    "no",
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        try:
+            wait_until(
+                lambda: _redis_answers_ping(port), what="redis-server", process=process, log=log
+            )
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            stop_process(process)
+
+
+# ---- PostgreSQL
+
+
+def postgres_bindir() -> Path:
+    """Return the directory holding ``initdb``, ``pg_ctl`` and ``postgres``.
+
+    They are on PATH on some machines (symlinks in /usr/local/bin) and only in Debian's
+    /usr/lib/postgresql/<version>/bin on others.
+    """
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).resolve().parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda path: int(Path(path).parent.parent.name),
+    )
+    if not candidates:
+        raise FileNotFoundError("PostgreSQL server binaries are not installed: run `make sysdeps`")
+    return Path(candidates[-1]).parent
+
+
+def _unprivileged_user() -> pwd.struct_passwd | None:
+    """Return the user to run PostgreSQL as when we are root (initdb refuses root), else None."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise RuntimeError("running as root and there is neither a 'postgres' nor a 'nobody' user")
+
+
+def _run_as(user: pwd.struct_passwd | None) -> dict[str, Any]:
+    """Return Popen keyword arguments that drop root to ``user`` (all groups included)."""
+    if user is None:
+        return {}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def _postgres_accepts_connections(port: int) -> bool:
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=port, user="permitgame", dbname="postgres", connect_timeout=1
+    ):
+        return True
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """Run a throwaway PostgreSQL cluster on loopback; yield its ``postgres://`` URL.
+
+    ``initdb`` into a fresh temp directory, ``pg_ctl start`` on a free port on 127.0.0.1 with the
+    Unix socket in that directory, create a ``permitgame`` database owned by the ``permitgame``
+    superuser (trust authentication: loopback only, and gone after the session). As root, the
+    cluster runs as the ``postgres`` system user (or ``nobody``), because PostgreSQL refuses root.
+    Durability is switched off: it is a test server.
+    """
+    bindir = postgres_bindir()
+    user = _unprivileged_user()
+    with scratch_dir("permitgame-pg-") as workdir:
+        datadir, socketdir, log = workdir / "data", workdir / "socket", workdir / "postgres.log"
+        socketdir.mkdir()
+        log.touch()
+        if user is not None:
+            # mkdtemp made workdir 0700 for root; hand the whole tree to the server's user.
+            for path in (workdir, socketdir, log):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        env = {**os.environ, "HOME": str(workdir), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        as_user = _run_as(user)
+
+        def run(*args: str) -> None:
+            result = subprocess.run(
+                args,
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+                check=False,
+                **as_user,
+            )
+            if result.returncode != 0:
+                raise ServerFailedToStart(
+                    f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n"
+                    f"{result.stderr}\n{_tail(log)}"
+                )
+
+        run(
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "permitgame",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        port = free_port()
+        options = (
+            f"-h 127.0.0.1 -p {port} -k {socketdir} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=50"
+        )
+        pg_ctl = str(bindir / "pg_ctl")
+        try:
+            run(
+                pg_ctl, "start", "-w", "-t", "60", "-D", str(datadir), "-l", str(log), "-o", options
+            )
+            wait_until(lambda: _postgres_accepts_connections(port), what="postgres", log=log)
+            import psycopg
+
+            with psycopg.connect(
+                host="127.0.0.1", port=port, user="permitgame", dbname="postgres", autocommit=True
+            ) as connection:
+                connection.execute("CREATE DATABASE permitgame")
+            yield f"postgres://permitgame@127.0.0.1:{port}/permitgame"
+        finally:
+            # pg_ctl daemonises the server, so it is not our child: stop it through pg_ctl.
+            if (datadir / "postmaster.pid").exists():
+                try:
+                    run(pg_ctl, "stop", "-w", "-t", "30", "-D", str(datadir), "-m", "fast")
+                except ServerFailedToStart:
+                    run(pg_ctl, "stop", "-w", "-t", "30", "-D", str(datadir), "-m", "immediate")
+
+
+# ---- Django / Daphne
+
+
+def manage(
+    *args: str, env: Mapping[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python manage.py ARGS`` in a subprocess with exactly ``app_env(env)``."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "manage.py"), *args],
+        cwd=REPO_ROOT,
+        env=app_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def sqlite_database_url(directory: Path) -> str:
+    """Return a DATABASE_URL for a fresh SQLite file in ``directory``."""
+    return f"sqlite:///{directory / 'db.sqlite3'}"
+
+
+def _answers_http(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means the server is up
+
+
+@contextlib.contextmanager
+def daphne_server(env: Mapping[str, str], *, migrate: bool = True) -> Iterator[str]:
+    """Serve ``permitgame.asgi:application`` with real Daphne on loopback; yield its base URL.
+
+    Args:
+        env: app settings for the server (``DATABASE_URL``, ``REDIS_URL``, ``DJANGO_*``); the
+            rest of the environment is inherited, minus any app settings of the caller's own.
+        migrate: run ``manage.py migrate`` with the same env first.
+
+    Yields:
+        ``http://127.0.0.1:PORT`` (no trailing slash).
+    """
+    if migrate:
+        result = manage("migrate", "--no-input", env=env)
+        if result.returncode != 0:
+            raise ServerFailedToStart(f"migrate failed:\n{result.stdout}\n{result.stderr}")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with scratch_dir("permitgame-daphne-") as workdir:
+        log = workdir / "daphne.log"
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "permitgame.asgi:application",
+                ],
+                cwd=REPO_ROOT,
+                env=app_env(env),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        try:
+            wait_until(
+                lambda: _answers_http(base_url + "/"), what="daphne", process=process, log=log
+            )
+            yield base_url
+        finally:
+            stop_process(process)
+
+
+@contextlib.contextmanager
+def migrated_sqlite_daphne(extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Serve the app from a freshly migrated SQLite file in a temp dir; yield its base URL."""
+    with scratch_dir("permitgame-live-") as workdir:
+        env = {"DATABASE_URL": sqlite_database_url(workdir), **(extra_env or {})}
+        with daphne_server(env) as base_url:
+            yield base_url
+
+
+# ---- Chromium
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Launch Debian's Chromium headless through Playwright's sync API; yield the Browser."""
+    from playwright.sync_api import sync_playwright
+
+    executable = require_program("chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def artifact_path(name: str) -> Path:
+    """Return ``artifacts/<name>`` (git-ignored), creating the directory."""
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    return ARTIFACTS_DIR / name
+
+
+def random_secret_key() -> str:
+    """Return a strong throwaway SECRET_KEY for production-mode settings in tests."""
+    return secrets.token_urlsafe(50)

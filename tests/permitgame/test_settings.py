@@ -1,0 +1,97 @@
+"""Settings come from the environment, and production settings pass ``check --deploy``.
+
+Settings are read once per process, so each case runs ``manage.py`` in a subprocess with exactly
+the environment under test.
+"""
+
+import json
+
+import pytest
+
+from tests import harness
+
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": harness.random_secret_key(),
+    "DJANGO_ALLOWED_HOSTS": "game.example.org",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://game.example.org",
+    "DATABASE_URL": "postgres://permitgame:secret@db.example.org:5432/permitgame",
+    "REDIS_URL": "redis://redis.example.org:6379/0",
+}
+
+SHOW_SETTINGS = """
+import json
+from django.conf import settings
+db = settings.DATABASES["default"]
+print(json.dumps({
+    "debug": settings.DEBUG,
+    "engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST", ""),
+    "port": str(db.get("PORT", "")), "user": db.get("USER", ""),
+    "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "layer_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts", []),
+    "allowed_hosts": settings.ALLOWED_HOSTS,
+    "ssl_redirect": settings.SECURE_SSL_REDIRECT,
+    "hsts": settings.SECURE_HSTS_SECONDS,
+}))
+"""
+
+
+def settings_under(env: dict[str, str]) -> dict[str, object]:
+    result = harness.manage("shell", "--no-imports", "-c", SHOW_SETTINGS, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_check_deploy_is_clean_when_production_env_is_set():
+    result = harness.manage("check", "--deploy", "--fail-level", "DEBUG", env=PRODUCTION_ENV)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "System check identified no issues (0 silenced)." in output, output
+
+
+def test_check_deploy_warns_when_https_is_switched_off_for_a_lan_classroom():
+    env = {**PRODUCTION_ENV, "DJANGO_HTTPS": "false"}
+    result = harness.manage("check", "--deploy", env=env)
+    output = result.stdout + result.stderr
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in output
+
+
+def test_settings_refuse_to_start_when_production_has_no_secret_key():
+    env = {key: value for key, value in PRODUCTION_ENV.items() if key != "DJANGO_SECRET_KEY"}
+    result = harness.manage("check", env=env)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_defaults_are_sqlite_and_in_memory_layer_when_env_is_empty():
+    shown = settings_under({})
+    assert shown["debug"] is True
+    assert shown["engine"] == "django.db.backends.sqlite3"
+    assert shown["name"] == str(harness.REPO_ROOT / "db.sqlite3")
+    assert shown["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert shown["ssl_redirect"] is False
+    assert shown["hsts"] == 0
+
+
+def test_database_and_channel_layer_follow_env_when_urls_are_set():
+    shown = settings_under(PRODUCTION_ENV)
+    assert shown["debug"] is False
+    assert shown["engine"] == "django.db.backends.postgresql"
+    assert (shown["host"], shown["port"], shown["user"], shown["name"]) == (
+        "db.example.org",
+        "5432",
+        "permitgame",
+        "permitgame",
+    )
+    assert shown["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert shown["layer_hosts"] == ["redis://redis.example.org:6379/0"]
+    assert shown["allowed_hosts"] == ["game.example.org"]
+    assert shown["ssl_redirect"] is True
+
+
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_settings_refuse_to_start_when_a_boolean_is_unreadable(value):
+    result = harness.manage("check", env={"DJANGO_DEBUG": value})
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be true or false" in result.stderr
