@@ -47,7 +47,7 @@ $(STAMP): pyproject.toml
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-liberation"; \
 	if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  missing="$$missing postgresql"; \
 	fi; \
@@ -88,8 +88,9 @@ run: venv
 	  $(BIN)/python manage.py demo --base-url http://$(HOST):$(PORT); \
 	fi
 	@echo
-	@echo "PermitGame is starting on http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
-	@echo "Admin: http://$(HOST):$(PORT)/admin/  (make a login with: $(BIN)/python manage.py createsuperuser)"
+	@echo "  PermitGame:  http://$(HOST):$(PORT)/"
+	@echo "  Admin:       http://$(HOST):$(PORT)/admin/  (no login yet? $(BIN)/python manage.py createsuperuser)"
+	@echo "  Stop:        Ctrl-C"
 	@echo
 	exec $(BIN)/daphne -b $(HOST) -p $(PORT) permitgame.asgi:application
 

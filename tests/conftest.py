@@ -14,6 +14,7 @@ from django.test import override_settings
 from tests import harness
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's own reordering
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests that use ``chromium_browser`` last.
 

@@ -18,7 +18,4 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         base_url = options["base_url"].rstrip("/")
-        self.stdout.write(f"Home page:   {base_url}/")
-        self.stdout.write(
-            f"Admin:       {base_url}/admin/  (create a login: manage.py createsuperuser)"
-        )
+        self.stdout.write(f"Open {base_url}/ in a browser.")
