@@ -28,7 +28,14 @@ from sim_core.params import (
 )
 from sim_core.presets import PRESETS, load_preset, load_scenario
 from sim_core.round import RoundInputs, RoundProgress, check_bid, resolve_round, round_values
-from sim_core.simulate import GameRun, TheorySummary, run_game, theory_summary
+from sim_core.simulate import (
+    GameRun,
+    TheorySummary,
+    percentile_rank,
+    run_game,
+    simulate_classes,
+    theory_summary,
+)
 from sim_core.state import GameSetup, GameState, Phase, Role, initial_state, make_setup
 from sim_core.strategies import STRATEGIES
 from sim_core.theory import (
@@ -83,10 +90,12 @@ __all__ = [
     "p_s",
     "parse_scenario",
     "perceived_p_eff",
+    "percentile_rank",
     "resolve_round",
     "round_values",
     "run_game",
     "scenario_to_dict",
+    "simulate_classes",
     "summarise",
     "theory_summary",
 ]

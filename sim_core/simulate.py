@@ -1,6 +1,7 @@
 """Batch simulation of whole games, and the theory summary of a scenario (MODEL.md §7, §8).
 
-Here: ``run_game`` (all-bot games through the one resolver, ``resolve_round``) and
+Here: ``run_game`` (all-bot games through the one resolver, ``resolve_round``),
+``simulate_classes`` and ``percentile_rank`` (where a real class sits among simulated ones) and
 ``theory_summary`` (p_s, p_eff, E, π1* and the predicted compliance). Not here: sweeps over
 parameter grids.
 """
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim_core.market import clear_market
-from sim_core.metrics import MetricsRow, summarise
+from sim_core.arrays import FloatArray
+from sim_core.metrics import METRICS, MetricsRow, summarise
 from sim_core.params import Scenario
 from sim_core.rng import Purpose, stream
 from sim_core.round import RoundInputs, resolve_round
@@ -26,6 +28,10 @@ from sim_core.theory import (
     p_s,
     perceived_p_eff,
 )
+
+
+#: Mixed into the seeds of simulated reference classes so none replays the class's own game.
+CLASS_SEED_SALT = 1_000_003
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,3 +173,32 @@ def theory_summary(scenario: Scenario) -> TheorySummary:
         perceived_p_eff=perceived,
         predicted_compliance=predicted_compliance(scenario),
     )
+
+
+def simulate_classes(
+    scenario: Scenario, *, classes: int = 300, rounds: int | None = None
+) -> dict[str, FloatArray]:
+    """Play ``classes`` all-bot games of ``scenario`` and return each game's mean of every metric.
+
+    The games' seeds derive from the scenario's seed (never equal to it), so the same scenario
+    always gives the same reference distribution: the "simulated classes" a real class is set
+    beside in a debrief.
+
+    Args:
+        scenario: the scenario, as the class played it.
+        classes: how many games.
+        rounds: overrides the scenario's number of rounds.
+
+    Returns:
+        Metric name -> array of shape (classes,), one summary value per game.
+    """
+    seeds = np.random.SeedSequence([scenario.seed, CLASS_SEED_SALT]).generate_state(classes)
+    summaries = [run_game(scenario, seed=int(seed), rounds=rounds).summary for seed in seeds]
+    return {name: np.array([summary[name] for summary in summaries]) for name in METRICS}
+
+
+def percentile_rank(value: float, sample: FloatArray) -> float:
+    """Return where ``value`` sits in ``sample``, in percent (ties count half: the mid-rank)."""
+    below = float(np.sum(sample < value))
+    equal = float(np.sum(sample == value))
+    return 100.0 * (below + equal / 2) / sample.size
