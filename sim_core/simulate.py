@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim_core.market import clear_market
 from sim_core.arrays import FloatArray
+from sim_core.market import clear_market
 from sim_core.metrics import METRICS, MetricsRow, summarise
 from sim_core.params import Scenario
 from sim_core.rng import Purpose, stream
@@ -28,7 +28,6 @@ from sim_core.theory import (
     p_s,
     perceived_p_eff,
 )
-
 
 #: Mixed into the seeds of simulated reference classes so none replays the class's own game.
 CLASS_SEED_SALT = 1_000_003
