@@ -8,6 +8,7 @@ for a lab (seed 000's "Strict Rule Separation"). Not here: how bids are made (``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,37 +41,90 @@ def clear_bids(
 
     Args:
         bids: sealed bids b, shape (..., N).
-        tie_keys: uniform [0, 1) keys of the same shape, one per lab (drawn for every lab).
+        tie_keys: uniform [0, 1) keys broadcastable to the bids' shape, one per lab (drawn for
+            every lab; a sweep shares one (N,) vector across its cells).
         market: the market section of the scenario.
 
     Returns:
         ``(price, won)``: price of shape (...), winners of shape (..., N).
     """
-    eligible = (bids > 0) & (bids >= market.reserve_price)
     batch_shape = bids.shape[:-1]
+    floor = _eligible_floor(bids.dtype, market.reserve_price)
     if market.type == "fixed_price":
         price = np.full(batch_shape, market.fixed_price)
-        return price, eligible & (bids >= market.fixed_price)
+        return price, (bids >= floor) & (bids >= market.fixed_price)
     cap = market.token_cap or 0
     labs = bids.shape[-1]
     reserve = np.full(batch_shape, market.reserve_price)
     if cap == 0:
         return reserve, np.zeros(bids.shape, dtype=bool)
     if cap > labs:
-        return reserve, eligible
-    masked = np.where(eligible, bids, -np.inf)
-    qth_highest = np.partition(masked, labs - cap, axis=-1)[..., labs - cap]
-    enough = eligible.sum(axis=-1) >= cap
+        return reserve, bids >= floor
+    # Eligibility is closed upwards, so the Q-th highest of ALL bids is eligible exactly when at
+    # least Q bids are, and then it is the Q-th highest eligible bid: no masking needed.
+    qth_highest = _kth_smallest(bids, labs - cap)
+    enough = qth_highest >= floor
     price = np.where(enough, qth_highest, reserve)
-    above = masked > price[..., None]
-    tied = eligible & (masked == price[..., None])
-    needed = cap - above.sum(axis=-1)
-    tied_keys = np.sort(np.where(tied, tie_keys, np.inf), axis=-1)
-    last_index = np.clip(needed - 1, 0, labs - 1)[..., None]
-    threshold = np.take_along_axis(tied_keys, last_index, axis=-1)
-    won_tie = tied & (tie_keys <= threshold) & (needed[..., None] > 0)
-    won = np.where(enough[..., None], above | won_tie, eligible)
+    # Every bid at or above the threshold wins: the price when oversubscribed, else every eligible.
+    threshold = np.where(enough, qth_highest, floor).astype(bids.dtype, copy=False)
+    won = bids >= threshold[..., None]
+    winners = won @ np.ones(labs, dtype=np.float32) if labs < 1 << 24 else won.sum(axis=-1)
+    overfull = winners > cap  # only when bids tie at the price: break the tie with the keys
+    if np.any(overfull):
+        _break_ties(bids, tie_keys, cap, price, overfull, won)
     return price, won
+
+
+def _eligible_floor(dtype: np.dtype[Any], reserve_price: float) -> np.floating[Any]:
+    """Return the smallest bid of ``dtype`` that is eligible: > 0 and >= the reserve price."""
+    float_type = dtype.type if np.issubdtype(dtype, np.floating) else np.float64
+    reserve = float_type(reserve_price)
+    smallest_positive = np.nextafter(float_type(0), float_type(1))
+    return reserve if reserve > 0 else smallest_positive
+
+
+def _kth_smallest(bids: FloatArray, k: int) -> FloatArray:
+    """Return the k-th smallest bid along the last axis (0-based), by partial sort.
+
+    Floats are partitioned through their integer bit patterns, which sort twice as fast and order
+    every non-negative float (and put every negative one below them): the order only needs to be
+    right where a bid can be eligible.
+    """
+    if bids.dtype == np.float32 or bids.dtype == np.float64:
+        pattern = np.int32 if bids.dtype == np.float32 else np.int64
+        keys = np.partition(bids.view(pattern), k, axis=-1)[..., k]
+        kth: FloatArray = keys.copy().view(bids.dtype)
+        return kth
+    partitioned: FloatArray = np.partition(bids, k, axis=-1)[..., k]
+    return partitioned
+
+
+def _break_ties(
+    bids: FloatArray,
+    tie_keys: FloatArray,
+    cap: int,
+    price: FloatArray,
+    overfull: BoolArray,
+    won: BoolArray,
+) -> None:
+    """Keep exactly ``cap`` winners in ``overfull`` rows: ties at the price go to the smallest keys.
+
+    Only the rows where more bids sit at or above the price than there are permits are touched
+    (written into ``won``).
+    """
+    labs = bids.shape[-1]
+    rows = np.flatnonzero(overfull)
+    row_bids = bids.reshape(-1, labs)[rows]
+    row_keys = np.broadcast_to(tie_keys, bids.shape).reshape(-1, labs)[rows]
+    row_price = price.reshape(-1)[rows, None]
+    above = row_bids > row_price
+    tied = row_bids == row_price
+    needed = cap - above.sum(axis=-1)
+    tied_keys = np.sort(np.where(tied, row_keys, np.inf), axis=-1)
+    last_index = np.clip(needed - 1, 0, labs - 1)[:, None]
+    threshold = np.take_along_axis(tied_keys, last_index, axis=-1)
+    won_tie = tied & (row_keys <= threshold) & (needed[:, None] > 0)
+    won.reshape(-1, labs)[rows] = above | won_tie
 
 
 def clear_market(bids: FloatArray, market: MarketParams, rng: np.random.Generator) -> MarketResult:

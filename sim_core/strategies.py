@@ -8,7 +8,11 @@ and a whole sweep. Not here: the market or enforcement.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from sim_core.arrays import BoolArray, FloatArray, IntArray
 from sim_core.params import STRATEGY_NAMES
@@ -39,40 +43,76 @@ def perceived_detection(
     return np.where(strategies == ADAPTIVE, learnt_p_eff, announced_p_eff)
 
 
+def _single_strategy(strategies: IntArray) -> int | None:
+    """Return the strategy code every lab plays, or None for a mixed population."""
+    if strategies.size == 0:
+        return None
+    first = int(strategies.min())
+    return first if first == int(strategies.max()) else None
+
+
+def _full_shape(result: npt.NDArray[Any], *operands: npt.ArrayLike) -> npt.NDArray[Any]:
+    """Return ``result`` broadcast to the shape of all ``operands``, as a fresh writable array."""
+    shape = np.broadcast_shapes(*(np.shape(operand) for operand in operands))
+    if result.shape == shape:
+        return result
+    return np.broadcast_to(result, shape).copy()
+
+
 def lab_bids(
     strategies: IntArray,
     net_values: FloatArray,
     penalties: FloatArray,
     racing_value: float,
-    wealth: FloatArray,
+    wealth: FloatArray | float,
     uniforms: FloatArray,
 ) -> FloatArray:
     """Return every lab's bot bid, clipped to [0, wealth] (§5, §4 step 1).
 
     rational and adaptive bid max(0, min(u, E − rho)); truthful and compliant bid max(0, u);
-    reckless bids 0; random bids uniform in [0, max(u, 0)].
+    reckless bids 0; random bids uniform in [0, max(u, 0)]. Every bid is then clipped to the
+    wealth floored at 0: max(0, min(b, wealth)), which equals min(b, max(wealth, 0)) since b >= 0.
 
     Args:
         strategies: strategy codes, shape (..., N).
         net_values: u = v − c, shape (..., N).
         penalties: perceived expected penalties E = r·p_eff·P, broadcastable to (..., N).
         racing_value: rho.
-        wealth: wealth at the start of the round, broadcastable to (..., N).
+        wealth: wealth at the start of the round, broadcastable to (..., N); ``math.inf`` when it
+            cannot bind (a sweep proves that from the scenario, and skips the clip).
         uniforms: uniform [0, 1) draws for every lab, shape (..., N) (only random uses them).
     """
-    positive_value = np.maximum(net_values, 0.0)
-    rational_bid = np.maximum(np.minimum(net_values, penalties - racing_value), 0.0)
-    bids: FloatArray = np.select(
-        [
-            (strategies == RATIONAL) | (strategies == ADAPTIVE),
-            (strategies == TRUTHFUL) | (strategies == COMPLIANT),
-            strategies == RANDOM,
-        ],
-        [rational_bid, positive_value, uniforms * positive_value],
-        default=0.0,
-    )
-    clipped: FloatArray = np.minimum(bids, np.maximum(wealth, 0.0))
-    return clipped
+    strategy = _single_strategy(strategies)
+    # Before the clip: the rational bid max(0, min(u, E − rho)) clips to the same number as
+    # min(u, E − rho), so the max(0, ·) is done once, after the wealth cap.
+    if strategy in (RATIONAL, ADAPTIVE):
+        capped = penalties - racing_value if racing_value else penalties
+        bids: FloatArray = np.minimum(net_values, capped)
+    elif strategy in (TRUTHFUL, COMPLIANT):
+        bids = np.array(net_values, copy=True)
+    elif strategy == RECKLESS:
+        bids = np.zeros_like(net_values)
+    elif strategy == RANDOM:
+        bids = uniforms * np.maximum(net_values, 0.0)
+    else:
+        positive_value = np.maximum(net_values, 0.0)
+        bids = np.select(
+            [
+                (strategies == RATIONAL) | (strategies == ADAPTIVE),
+                (strategies == TRUTHFUL) | (strategies == COMPLIANT),
+                strategies == RANDOM,
+            ],
+            [
+                np.minimum(net_values, penalties - racing_value),
+                positive_value,
+                uniforms * positive_value,
+            ],
+            default=0.0,
+        )
+    if np.ndim(wealth) > 0 or wealth != math.inf:
+        bids = np.minimum(bids, wealth)
+    np.maximum(bids, 0.0, out=bids)
+    return _full_shape(bids, strategies, net_values, penalties, wealth, uniforms)
 
 
 def lab_runs(
@@ -88,9 +128,19 @@ def lab_runs(
         unpermitted_values: d, shape (..., N).
         uniforms: uniform [0, 1) draws for every lab, shape (..., N) (only random uses them).
     """
-    by_value = unpermitted_values > 0
-    return np.select(
-        [strategies == COMPLIANT, strategies == RECKLESS, strategies == RANDOM],
-        [False, True, uniforms < 0.5],
-        default=by_value,
-    ).astype(bool)
+    strategy = _single_strategy(strategies)
+    if strategy in (RATIONAL, TRUTHFUL, ADAPTIVE):
+        runs: BoolArray = unpermitted_values > 0
+    elif strategy == COMPLIANT:
+        runs = np.zeros(np.shape(unpermitted_values), dtype=bool)
+    elif strategy == RECKLESS:
+        runs = np.ones(np.shape(unpermitted_values), dtype=bool)
+    elif strategy == RANDOM:
+        runs = uniforms < 0.5
+    else:
+        runs = np.select(
+            [strategies == COMPLIANT, strategies == RECKLESS, strategies == RANDOM],
+            [False, True, uniforms < 0.5],
+            default=unpermitted_values > 0,
+        ).astype(bool)
+    return _full_shape(runs, strategies, unpermitted_values, uniforms)
