@@ -30,7 +30,7 @@ from sim_core.errors import ActionError
 from sim_core.governor import check_audits, choose_audits
 from sim_core.market import MarketResult, clear_market
 from sim_core.metrics import MetricsRow, round_metrics
-from sim_core.rng import round_streams
+from sim_core.rng import Purpose, round_streams, stream
 from sim_core.state import GameSetup, GameState, Phase
 from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived_detection
 from sim_core.theory import expected_penalty, optimal_high_prob, perceived_p_eff
@@ -130,8 +130,8 @@ def round_values(setup: GameSetup, round_no: int) -> FloatArray:
     labs = setup.scenario.labs
     if not labs.redraw_values_each_round:
         return setup.base_values
-    values = round_streams(setup.seed, round_no).values.uniform(*labs.gross_value, size=labs.count)
-    return frozen(values)
+    rng = stream(setup.seed, round_no, Purpose.VALUES)  # only this round's values stream
+    return frozen(rng.uniform(*labs.gross_value, size=labs.count))
 
 
 def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> RoundProgress:
