@@ -71,15 +71,17 @@ def payoffs(
     """Return each lab's payoff, run·(v − c) + violate·rho − won·price − caught·(K + φ + R) (§4).
 
     Arrays of any leading batch shape; ``price`` and ``punishment`` broadcast against (..., N)
-    once given a trailing axis by the caller.
+    once given a trailing axis by the caller. Price, rho and P are never negative, so each term
+    is a product with its mask (x·1 = x, x·0 = +0); adding 0.0 to run·u turns the −0 of an idle
+    lab with u < 0 into +0. The terms are summed left to right as written.
     """
-    ran = won | violated
-    return (
-        np.where(ran, net_values, 0.0)
-        + np.where(violated, racing_value, 0.0)
-        - np.where(won, price, 0.0)
-        - np.where(caught, punishment, 0.0)
-    )
+    scores: FloatArray = np.multiply(net_values, won | violated)
+    scores += 0.0
+    if racing_value:
+        scores += np.multiply(racing_value, violated)
+    scores -= np.multiply(price, won)
+    scores -= np.multiply(punishment, caught)
+    return scores
 
 
 def settle(
