@@ -33,10 +33,24 @@ def draw_signals(violating: BoolArray, audit: AuditParams, rng: np.random.Genera
 
 
 def catch(
-    violating: BoolArray, audited: BoolArray, uniforms: FloatArray, backcheck_prob: float
+    violating: BoolArray,
+    audited: BoolArray | None,
+    uniforms: FloatArray,
+    backcheck_prob: FloatArray | float,
 ) -> BoolArray:
-    """Return who is caught: audited violators, and the rest with probability p_b (§4 step 5)."""
-    return violating & (audited | (uniforms < backcheck_prob))
+    """Return who is caught: audited violators, and the rest with probability p_b (§4 step 5).
+
+    Args:
+        violating: (..., N) labs running without a permit.
+        audited: (..., N) labs audited, or None when nobody is (a sweep cell, MODEL.md §9).
+        uniforms: the backcheck uniforms, broadcastable to (..., N).
+        backcheck_prob: p_b, a float or broadcastable to (..., N) (one per sweep cell).
+    """
+    chance: BoolArray = uniforms < backcheck_prob
+    if audited is not None:
+        chance = audited | chance
+    caught: BoolArray = violating & chance
+    return caught
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -69,6 +69,152 @@ class MetricsRow:
         return asdict(self)
 
 
+#: The per-round lab tallies behind the §8 metrics, in the order of ``lab_tallies``'s last axis.
+TALLIES: tuple[str, ...] = (
+    "tempting",  # labs with u + rho > 0
+    "permits",
+    "permits_tempting",
+    "permits_value",  # Σ u over permit holders
+    "violations",
+    "violations_tempting",
+    "violations_value",  # Σ u over violators
+    "caught",
+    "audits",
+    "audits_of_violators",
+)
+
+
+def lab_tallies(
+    *,
+    net_values: FloatArray,
+    won: BoolArray,
+    violated: BoolArray,
+    audited: BoolArray | None,
+    caught: BoolArray,
+    racing_value: float,
+) -> FloatArray:
+    """Count and sum over the labs what the §8 metrics need, for one round or a batch of rounds.
+
+    Counts and sums are products of the masks with per-lab weights (1, tempted, u), one matrix
+    product for a whole batch whose labs share their values (a sweep's cells under common random
+    numbers).
+
+    Args:
+        net_values: u = v − c, shape (N,) (shared by the batch) or (..., N).
+        won: (..., N) permit holders.
+        violated: (..., N) labs that ran without a permit (never a permit holder, §4 step 3).
+        audited: (..., N) labs audited, or None when nobody is (a sweep cell, §9).
+        caught: (..., N) violators caught.
+        racing_value: rho.
+
+    Returns:
+        (..., len(TALLIES)) in the order of ``TALLIES``, in the dtype of ``net_values``; counts
+        are whole numbers (exact in float32 up to 2**24 labs).
+    """
+    tempting = net_values + racing_value > 0  # would gain from running unpermitted
+    weights = np.stack(
+        [np.ones_like(net_values), tempting.astype(net_values.dtype), net_values], -1
+    )
+    masks = [won, violated, caught]
+    if audited is not None:
+        masks += [audited, audited & violated]
+    shape = np.broadcast_shapes(*(mask.shape for mask in masks))
+    stacked = np.empty((len(masks), *shape), dtype=weights.dtype)
+    for row, mask in zip(stacked, masks, strict=True):
+        np.copyto(row, mask)
+    if weights.ndim == 2:
+        sums = stacked @ weights
+    else:
+        sums = np.einsum("m...n,...nk->m...k", stacked, weights)
+    tempting_count = np.broadcast_to(tempting.sum(axis=-1, dtype=weights.dtype), shape[:-1])
+    columns = [
+        tempting_count,
+        sums[0, ..., 0],
+        sums[0, ..., 1],
+        sums[0, ..., 2],
+        sums[1, ..., 0],
+        sums[1, ..., 1],
+        sums[1, ..., 2],
+        sums[2, ..., 0],
+    ]
+    if audited is None:
+        columns += [np.zeros(shape[:-1], weights.dtype)] * 2
+    else:
+        columns += [sums[3, ..., 0], sums[4, ..., 0]]
+    return np.stack(columns, axis=-1)
+
+
+def metrics_from_tallies(
+    tallies: FloatArray,
+    *,
+    price: FloatArray | float,
+    labs: int,
+    reference_cap: int | None,
+    fine: FloatArray | float,
+    collateral: float,
+    audit_cost: float,
+    harm_per_violation: float,
+) -> FloatArray:
+    """Compute every §8 metric from a round's lab tallies (any leading batch shape).
+
+    Args:
+        tallies: (..., len(TALLIES)) from ``lab_tallies``.
+        price: the clearing or fixed price, shape (...).
+        labs: N.
+        reference_cap: Q for ``cap_overshoot``; None (a fixed-price market without a reference
+            cap) makes the overshoot 0.
+        fine: φ, shape (...) or a float (revenue counts fines and forfeited collateral, not R).
+        collateral: K.
+        audit_cost: cost of one audit (counted in welfare).
+        harm_per_violation: welfare loss per violation.
+
+    Returns:
+        Float64 array of shape (..., len(METRICS)), in the order of ``METRICS``.
+    """
+    (
+        tempting,
+        permits,
+        permits_tempting,
+        permits_value,
+        violations,
+        violations_tempting,
+        violations_value,
+        caught,
+        audits,
+        audits_of_violators,
+    ) = np.moveaxis(tallies.astype(np.float64), -1, 0)
+    # Tempted: no permit and u + rho > 0. Violators hold no permit, so the deterred are the
+    # tempted who did not violate.
+    tempted = tempting - permits_tempting
+    deterred = tempted - violations_tempting
+    total_compute = permits + violations
+    overshoot = (
+        np.maximum(total_compute - reference_cap, 0.0)
+        if reference_cap is not None
+        else np.zeros_like(total_compute)
+    )
+    return np.stack(
+        [
+            np.broadcast_to(np.asarray(price, dtype=np.float64), permits.shape),
+            permits,
+            violations,
+            1.0 - violations / labs,
+            np.divide(deterred, tempted, out=np.ones_like(tempted), where=tempted > 0),
+            total_compute,
+            overshoot,
+            audits,
+            audits - audits_of_violators,
+            caught,
+            np.divide(caught, violations, out=np.ones_like(violations), where=violations > 0),
+            permits * price + caught * (fine + collateral),
+            (permits_value + violations_value)
+            - harm_per_violation * violations
+            - audit_cost * audits,
+        ],
+        axis=-1,
+    )
+
+
 def metric_values(
     *,
     price: FloatArray | float,
@@ -86,85 +232,31 @@ def metric_values(
 ) -> FloatArray:
     """Compute every §8 metric of one round, or of a batch of rounds at once.
 
-    The single definition of §8, used by a game (``round_metrics``) and by a sweep, whose leading
-    batch axes are its cells. Lab counts and sums are matrix products of the masks with per-lab
-    weights (ones, tempted, u), which a batch shares when its labs' values are the same.
-
-    Args:
-        price: the clearing or fixed price, shape (...).
-        net_values: u = v − c, shape (N,) (shared by the batch) or (..., N).
-        won: (..., N) permit holders.
-        violated: (..., N) labs that ran without a permit (never a permit holder, §4 step 3).
-        audited: (..., N) labs audited, or None when nobody is (a sweep cell, §9).
-        caught: (..., N) violators caught.
-        racing_value: rho.
-        reference_cap: Q for ``cap_overshoot``; None (a fixed-price market without a reference
-            cap) makes the overshoot 0.
-        fine: φ, shape (...) or a float (revenue counts fines and forfeited collateral, not R).
-        collateral: K.
-        audit_cost: cost of one audit (counted in welfare).
-        harm_per_violation: welfare loss per violation.
+    The single definition of §8: ``lab_tallies`` then ``metrics_from_tallies``. A game calls it
+    through ``round_metrics``; a sweep calls the two halves, the second once for all its rounds.
+    Arguments as in ``lab_tallies`` and ``metrics_from_tallies``.
 
     Returns:
-        Float64 array of shape (..., len(METRICS)), in the order of ``METRICS``; counts are whole
-        numbers.
+        Float64 array of shape (..., len(METRICS)), in the order of ``METRICS``.
     """
-    labs = won.shape[-1]
-    tempting = net_values + racing_value > 0  # u + rho > 0: would gain from running unpermitted
-    weights = np.stack(
-        [np.ones_like(net_values), tempting.astype(net_values.dtype), net_values], -1
+    tallies = lab_tallies(
+        net_values=net_values,
+        won=won,
+        violated=violated,
+        audited=audited,
+        caught=caught,
+        racing_value=racing_value,
     )
-    tempting_count = _lab_sums(tempting, weights[..., :1])[..., 0]
-    permits, won_tempted, won_value = _split(_lab_sums(won, weights))
-    violations, violated_tempted, violated_value = _split(_lab_sums(violated, weights))
-    caught_count = _lab_sums(caught, weights[..., :1])[..., 0].astype(np.float64)
-    if audited is None:
-        audits = false_positive_audits = np.zeros(np.shape(permits))
-    else:
-        audits = _lab_sums(audited, weights[..., :1])[..., 0].astype(np.float64)
-        false_positive_audits = audits - _lab_sums(audited & violated, weights[..., :1])[..., 0]
-    # Tempted: no permit and u + rho > 0. Violators hold no permit, so the deterred are the
-    # tempted who did not violate.
-    tempted = tempting_count - won_tempted
-    deterred = tempted - violated_tempted
-    total_compute = permits + violations
-    overshoot = (
-        np.maximum(total_compute - reference_cap, 0.0)
-        if reference_cap is not None
-        else np.zeros_like(total_compute)
+    return metrics_from_tallies(
+        tallies,
+        price=price,
+        labs=won.shape[-1],
+        reference_cap=reference_cap,
+        fine=fine,
+        collateral=collateral,
+        audit_cost=audit_cost,
+        harm_per_violation=harm_per_violation,
     )
-    return np.stack(
-        [
-            np.broadcast_to(np.asarray(price, dtype=np.float64), np.shape(permits)),
-            permits,
-            violations,
-            1.0 - violations / labs,
-            np.divide(deterred, tempted, out=np.ones_like(tempted), where=tempted > 0),
-            total_compute,
-            overshoot,
-            audits,
-            false_positive_audits,
-            caught_count,
-            np.divide(caught_count, violations, out=np.ones_like(violations), where=violations > 0),
-            permits * price + caught_count * (fine + collateral),
-            (won_value + violated_value) - harm_per_violation * violations - audit_cost * audits,
-        ],
-        axis=-1,
-    )
-
-
-def _lab_sums(mask: BoolArray, weights: FloatArray) -> FloatArray:
-    """Return Σ over labs of ``mask`` times each column of ``weights``: (..., k)."""
-    if weights.ndim == 2:
-        sums: FloatArray = mask @ weights
-        return sums
-    batched: FloatArray = np.einsum("...n,...nk->...k", mask, weights)
-    return batched
-
-
-def _split(sums: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    as_float64 = sums.astype(np.float64)
-    return as_float64[..., 0], as_float64[..., 1], as_float64[..., 2]
 
 
 def round_metrics(
