@@ -20,6 +20,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from permitgame import ticker  # noqa: E402
 from permitgame.routing import websocket_urlpatterns  # noqa: E402
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
@@ -32,3 +33,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Every server process fires the deadlines that pass (permitgame/ticker.py).
+ticker.install()

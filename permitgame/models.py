@@ -1,1 +1,274 @@
-"""Game, Seat, Move and RoundRecord arrive with the game server (STYLE.md section 2)."""
+"""The game server's tables: Game, Seat, Move (the append-only log), RoundRecord, Connection.
+
+The truth of a game is its seed, its frozen scenario and its move log (MODEL.md §11). Everything
+else here is either the live position of the game (round, phase, deadline, who plays each seat)
+or a cache that replay rebuilds (``RoundRecord``). No rule of the game lives here: models hold
+data, ``services`` change it, ``bridge`` turns it into sim_core values.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from sim_core import Phase, Role
+
+# Only these phases are ever stored: the game rests in them. Allocation, signals and
+# settlement happen inside one transaction and are never a resting point.
+RESTING_PHASES = (Phase.BIDDING, Phase.COMPLIANCE, Phase.AUDIT, Phase.RESULTS)
+
+#: Default seconds per resting phase (``Game.durations``); None means "no deadline".
+DEFAULT_DURATIONS: dict[str, int | None] = {
+    Phase.BIDDING: 60,
+    Phase.COMPLIANCE: 45,
+    Phase.AUDIT: 60,
+    Phase.RESULTS: 15,
+}
+
+
+class Status(models.TextChoices):
+    LOBBY = "lobby", "Lobby"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    FINISHED = "finished", "Finished"
+
+
+class Actor(models.TextChoices):
+    """Who made an entry of the log."""
+
+    HUMAN = "human", "Human"
+    DEFAULT = "default", "Default (a human did not act in time)"
+    BOT = "bot", "Bot"
+    SYSTEM = "system", "System"
+    HOST = "host", "Instructor"
+
+
+class Action(models.TextChoices):
+    """What an entry of the log records. Moves are bid/decide/audit; the rest are events."""
+
+    BID = "bid", "Bid"
+    DECIDE = "decide", "Run or idle"
+    AUDIT = "audit", "Audits"
+    CREATE = "create", "Game created"
+    JOIN = "join", "Joined"
+    START = "start", "Game started"
+    PHASE = "phase", "Phase began"
+    PAUSE = "pause", "Paused"
+    RESUME = "resume", "Resumed"
+    EXTEND = "extend", "Timer extended"
+    ADVANCE = "advance", "Advanced by the instructor"
+    STAND_IN = "stand_in", "Bot stands in for an absent player"
+    RECLAIM = "reclaim", "Player took the seat back"
+    HAND_TO_BOT = "hand_to_bot", "Seat handed to a bot"
+    HAND_BACK = "hand_back", "Seat handed back to its player"
+    END = "end", "Game ended"
+
+
+#: The actions that are moves of a round (one per seat, round and phase).
+MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
+
+
+class Controller(models.TextChoices):
+    """Who plays a seat in the current phase (fixed when the phase begins, see services)."""
+
+    HUMAN = "human", "Human"
+    BOT = "bot", "Bot"
+
+
+def _phase_choices() -> list[tuple[str, str]]:
+    return [(phase.value, phase.value.capitalize()) for phase in RESTING_PHASES]
+
+
+def _role_choices() -> list[tuple[str, str]]:
+    return [(role.value, role.value.capitalize()) for role in Role]
+
+
+class Game(models.Model):
+    """One game room: its frozen scenario and seed, and where the game stands now.
+
+    ``phase_deadline`` is an absolute time (the server's clock decides); while paused it is None
+    and ``paused_remaining`` keeps the seconds that were left. ``version`` grows by one with
+    every committed change, so a client that got a snapshot can drop older events.
+    """
+
+    code = models.CharField(max_length=8, unique=True)
+    title = models.CharField(max_length=100, blank=True)
+    scenario = models.JSONField(help_text="The complete scenario (sim_core.scenario_to_dict).")
+    seed = models.BigIntegerField()
+    human_governor = models.BooleanField(default=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LOBBY)
+    round_no = models.PositiveIntegerField(default=0)
+    phase = models.CharField(max_length=12, choices=_phase_choices(), blank=True)
+    phase_started_at = models.DateTimeField(null=True, blank=True)
+    phase_deadline = models.DateTimeField(null=True, blank=True, db_index=True)
+    paused_remaining = models.FloatField(null=True, blank=True)
+    durations = models.JSONField(default=dict, help_text="Seconds per phase; null = no deadline.")
+    autostart = models.BooleanField(
+        default=False, help_text="Start by itself when every human seat is taken."
+    )
+    lobby_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="With autostart: start this long after the first join."
+    )
+    version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.status})"
+
+    @property
+    def rounds(self) -> int:
+        """The number of rounds the scenario plays."""
+        return int(self.scenario["rounds"])
+
+    @property
+    def lab_count(self) -> int:
+        """N, the number of labs."""
+        return int(self.scenario["labs"]["count"])
+
+
+class Seat(models.Model):
+    """A lab or the governor in one game, played by a human or a bot.
+
+    ``kind`` says what the seat was created for; a bot seat becomes a human one when a late
+    joiner takes it. ``controller`` says who plays the current phase. ``standing_in`` is set
+    when a bot took over because the player was away at a phase's end; ``handed_to_bot`` when
+    the instructor gave the seat to a bot.
+    """
+
+    class Kind(models.TextChoices):
+        HUMAN = "human", "Human"
+        BOT = "bot", "Bot"
+
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="seats")
+    role = models.CharField(max_length=10, choices=_role_choices())
+    lab_index = models.PositiveIntegerField(null=True, blank=True, help_text="0-based; labs only.")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    fallback_strategy = models.CharField(max_length=20)
+    nickname = models.CharField(max_length=24, blank=True)
+    # NULL, not "", for "no player yet": both are unique among the seats that have one.
+    token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    rejoin_code = models.CharField(max_length=8, null=True, blank=True)  # noqa: DJ001
+    joined_at = models.DateTimeField(null=True, blank=True)
+    controller = models.CharField(max_length=5, choices=Controller.choices, default=Controller.BOT)
+    standing_in = models.BooleanField(default=False)
+    handed_to_bot = models.BooleanField(default=False)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("game", "role", "lab_index")
+        constraints = (
+            models.UniqueConstraint(fields=["game", "lab_index"], name="one_seat_per_lab"),
+            models.UniqueConstraint(
+                fields=["game", "rejoin_code"], name="unique_rejoin_code_per_game"
+            ),
+        )
+
+    def __str__(self) -> str:
+        who = self.nickname or self.kind
+        if self.role == Role.GOVERNOR:
+            return f"{self.game.code} governor ({who})"
+        return f"{self.game.code} lab {(self.lab_index or 0) + 1} ({who})"
+
+    @property
+    def player_id(self) -> int:
+        """The public id of the seat: lab number 1..N, or 0 for the governor."""
+        return 0 if self.lab_index is None else self.lab_index + 1
+
+    @property
+    def has_player(self) -> bool:
+        """Whether a human holds this seat."""
+        return self.token is not None
+
+
+class Move(models.Model):
+    """One entry of a game's append-only log: a move of a round, or an event.
+
+    Moves (``bid``, ``decide``, ``audit``) carry their payload in 0-based lab indexes:
+    ``{"amount": 0.4}``, ``{"run": true}``, ``{"labs": [0, 3]}``; at most one per seat, round
+    and phase. ``actor`` says whether a human, a default, a bot, the system or the instructor
+    made it; ``latency_ms`` how long a human took from the start of the phase. Rows are never
+    updated or deleted.
+    """
+
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="moves")
+    seat = models.ForeignKey(Seat, null=True, blank=True, on_delete=models.CASCADE)
+    action = models.CharField(max_length=12, choices=Action.choices)
+    actor = models.CharField(max_length=8, choices=Actor.choices)
+    round_no = models.PositiveIntegerField()
+    phase = models.CharField(max_length=12, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("game", "id")
+        constraints = (
+            models.UniqueConstraint(
+                fields=["game", "round_no", "phase", "seat"],
+                condition=models.Q(action__in=["bid", "decide", "audit"]),
+                name="one_move_per_seat_and_phase",
+            ),
+        )
+        indexes = (models.Index(fields=["game", "round_no"]),)
+
+    def __str__(self) -> str:
+        return f"{self.game_id} r{self.round_no} {self.phase} {self.action} by {self.actor}"
+
+
+class RoundRecord(models.Model):
+    """The settled results of one round: a cache that replaying the log rebuilds.
+
+    ``state`` is the GameState the round started from, ``next_state`` the one it leaves for the
+    next round; the arrays are per lab, 0-based; ``metrics`` is sim_core's MetricsRow.
+    """
+
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="records")
+    round_no = models.PositiveIntegerField()
+    state = models.JSONField()
+    next_state = models.JSONField()
+    values = models.JSONField()
+    bids = models.JSONField()
+    won = models.JSONField()
+    price = models.FloatField()
+    announced_high_prob = models.FloatField()
+    runs = models.JSONField()
+    signals = models.JSONField()
+    audited = models.JSONField()
+    caught = models.JSONField()
+    payoffs = models.JSONField()
+    wealth = models.JSONField()
+    metrics = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("game", "round_no")
+        constraints = (
+            models.UniqueConstraint(fields=["game", "round_no"], name="one_record_per_round"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.game_id} round {self.round_no}"
+
+
+class Connection(models.Model):
+    """One open websocket of a seat, kept alive by its server process's heartbeat.
+
+    A seat is connected while it has a row seen within ``CONNECTION_LEASE_SECONDS``: rows of a
+    process that died (SIGKILL) go stale by themselves, whatever process serves the game next.
+    """
+
+    seat = models.ForeignKey(Seat, on_delete=models.CASCADE, related_name="connections")
+    channel_name = models.CharField(max_length=200, unique=True)
+    opened_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.seat} via {self.channel_name}"

@@ -133,6 +133,18 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite has no SELECT ... FOR UPDATE. Every transaction therefore begins IMMEDIATE: it takes
+    # the database's write lock at its start, so a game service (which reads, then writes) runs
+    # alone, as it does under PostgreSQL's row lock, across threads and server processes alike.
+    # Waiting writers queue for up to `timeout` seconds; WAL lets readers go on meanwhile.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer. Without REDIS_URL: in-memory, which only reaches consumers in the same process

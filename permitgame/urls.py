@@ -5,5 +5,11 @@ from permitgame import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("join/", views.join, name="join"),
+    path("join/<str:code>/", views.join, name="join-code"),
+    path("play/<str:code>/", views.play, name="play"),
+    path("api/games/<str:code>/join", views.api_join, name="api-join"),
+    path("api/games/<str:code>/rejoin", views.api_rejoin, name="api-rejoin"),
+    path("api/games/<str:code>", views.api_game, name="api-game"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,202 @@
+"""The only translation between database rows and sim_core values.
+
+Here: the scenario and ``GameSetup`` of a game, ``GameState`` to and from JSON, the logged moves
+of a round as ``RoundInputs``, ``Position`` (a round resolved as far as its moves allow, via the
+one resolver) and the JSON cache of a settled round. Not here: deciding anything, writing rows
+(``services``) or shaping what a screen shows (``selectors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from permitgame.models import Action, Controller, Game, Move, RoundRecord, Seat
+from sim_core import (
+    GameSetup,
+    GameState,
+    Role,
+    RoundInputs,
+    RoundProgress,
+    Scenario,
+    initial_state,
+    make_setup,
+    parse_scenario,
+    resolve_round,
+)
+
+
+def scenario_of(game: Game) -> Scenario:
+    """Return the game's frozen scenario."""
+    return parse_scenario(game.scenario)
+
+
+def setup_of(game: Game) -> GameSetup:
+    """Return the per-game draws of ``game`` (pure: same seed and scenario, same setup)."""
+    return make_setup(scenario_of(game), seed=game.seed, human_governor=game.human_governor)
+
+
+def state_to_json(state: GameState) -> dict[str, Any]:
+    """Return a GameState as a JSON-able dict."""
+    return {
+        "round_no": state.round_no,
+        "wealth": [float(w) for w in state.wealth],
+        "announced_high_prob": float(state.announced_high_prob),
+        "caught_total": state.caught_total,
+        "violations_total": state.violations_total,
+    }
+
+
+def state_from_json(data: Mapping[str, Any]) -> GameState:
+    """Return the GameState stored by ``state_to_json``."""
+    wealth = np.array(data["wealth"], dtype=np.float64)
+    wealth.setflags(write=False)
+    return GameState(
+        round_no=int(data["round_no"]),
+        wealth=wealth,
+        announced_high_prob=float(data["announced_high_prob"]),
+        caught_total=int(data["caught_total"]),
+        violations_total=int(data["violations_total"]),
+    )
+
+
+def state_at(game: Game, setup: GameSetup, round_no: int) -> GameState:
+    """Return the state at the start of ``round_no``: the previous record's, or the initial one."""
+    if round_no <= 1:
+        return initial_state(setup)
+    record = RoundRecord.objects.get(game=game, round_no=round_no - 1)
+    return state_from_json(record.next_state)
+
+
+def round_moves(game: Game, round_no: int) -> list[Move]:
+    """Return the moves logged for ``round_no`` (bids, choices, audits), oldest first."""
+    return list(
+        Move.objects.filter(game=game, round_no=round_no, action__in=_MOVE_ACTIONS)
+        .select_related("seat")
+        .order_by("id")
+    )
+
+
+_MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
+
+
+def round_inputs(
+    moves: Iterable[Move], *, human_labs: frozenset[int], human_governor: bool
+) -> RoundInputs:
+    """Return the logged moves as sim_core inputs (0-based lab indexes throughout)."""
+    bids: dict[int, float] = {}
+    runs: dict[int, bool] = {}
+    audits: frozenset[int] | None = None
+    for move in moves:
+        if move.action == Action.BID:
+            bids[_lab_of(move)] = float(move.payload["amount"])
+        elif move.action == Action.DECIDE:
+            runs[_lab_of(move)] = bool(move.payload["run"])
+        elif move.action == Action.AUDIT:
+            audits = frozenset(int(lab) for lab in move.payload["labs"])
+    return RoundInputs(
+        bids=bids,
+        runs=runs,
+        audits=audits,
+        human_labs=human_labs,
+        human_governor=human_governor and audits is None,
+    )
+
+
+def _lab_of(move: Move) -> int:
+    assert move.seat is not None and move.seat.lab_index is not None
+    return move.seat.lab_index
+
+
+def human_labs_of(seats: Iterable[Seat]) -> frozenset[int]:
+    """Return the labs a human plays in the current phase (their moves must be given)."""
+    return frozenset(
+        seat.lab_index
+        for seat in seats
+        if seat.role == Role.LAB
+        and seat.controller == Controller.HUMAN
+        and seat.lab_index is not None
+    )
+
+
+def governor_is_human(seats: Iterable[Seat]) -> bool:
+    """Return whether a human plays the governor in the current phase."""
+    return any(seat.role == Role.GOVERNOR and seat.controller == Controller.HUMAN for seat in seats)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Position:
+    """The current round of a game resolved as far as its logged moves allow.
+
+    Attributes:
+        setup: the per-game draws.
+        state: the state at the start of the round.
+        moves: the round's logged moves.
+        seats: every seat of the game, labs by index then the governor.
+        progress: sim_core's progress for the round with the current controllers.
+    """
+
+    setup: GameSetup
+    state: GameState
+    moves: Sequence[Move]
+    seats: Sequence[Seat]
+    progress: RoundProgress
+
+    def lab_seats(self) -> dict[int, Seat]:
+        """Return lab index -> seat."""
+        return {s.lab_index: s for s in self.seats if s.lab_index is not None}
+
+    def governor_seat(self) -> Seat | None:
+        """Return the governor's seat."""
+        return next((s for s in self.seats if s.role == Role.GOVERNOR), None)
+
+
+def position_of(game: Game, *, seats: Sequence[Seat] | None = None) -> Position:
+    """Resolve ``game``'s current round from its setup, stored state and logged moves."""
+    setup = setup_of(game)
+    round_no = max(game.round_no, 1)
+    state = state_at(game, setup, round_no)
+    all_seats = list(seats) if seats is not None else list(game.seats.order_by("id"))
+    moves = round_moves(game, round_no)
+    inputs = round_inputs(
+        moves, human_labs=human_labs_of(all_seats), human_governor=governor_is_human(all_seats)
+    )
+    progress = resolve_round(setup, state, inputs)
+    return Position(setup=setup, state=state, moves=moves, seats=all_seats, progress=progress)
+
+
+def _floats(array: Any) -> list[float]:
+    return [float(x) for x in array]
+
+
+def _bools(array: Any) -> list[bool]:
+    return [bool(x) for x in array]
+
+
+def record_fields(progress: RoundProgress, state: GameState) -> dict[str, Any]:
+    """Return the RoundRecord fields of a settled round (JSON-able)."""
+    market, settlement, metrics = progress.market, progress.settlement, progress.metrics
+    assert market is not None and settlement is not None and metrics is not None
+    assert progress.next_state is not None and progress.bids is not None
+    assert progress.runs is not None and progress.signals is not None
+    assert progress.audited is not None and progress.announced_high_prob is not None
+    return {
+        "round_no": progress.round_no,
+        "state": state_to_json(state),
+        "next_state": state_to_json(progress.next_state),
+        "values": _floats(progress.values),
+        "bids": _floats(progress.bids),
+        "won": _bools(market.won),
+        "price": float(market.price),
+        "announced_high_prob": float(progress.announced_high_prob),
+        "runs": _bools(progress.runs),
+        "signals": _bools(progress.signals),
+        "audited": _bools(progress.audited),
+        "caught": _bools(settlement.caught),
+        "payoffs": _floats(settlement.payoffs),
+        "wealth": _floats(settlement.wealth),
+        "metrics": metrics.as_dict(),
+    }

@@ -1,0 +1,202 @@
+"""Websocket consumers: parse, delegate to a service, relay. No game rules, no game state.
+
+Two wire formats over one design: ``ApiConsumer`` (``/ws/api/games/<code>/?token=...``) speaks
+the JSON protocol of ``docs/protocol.md``; ``PlayConsumer`` (``/ws/games/<code>/``) sends HTML
+fragments for htmx's ws extension and takes ``ws-send`` forms. A socket joins the game group,
+its seat's group and, for the governor, the governor's group; on connect it gets the seat's full
+snapshot, then every update rendered for its audiences (``broadcast``), dropping any older than
+the snapshot. The only state a consumer keeps: its seat and game ids and the snapshot version.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from permitgame import broadcast, realtime, selectors, services
+from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
+from permitgame.forms import AuditForm, BidForm, DecideForm, form_errors
+from permitgame.models import Seat
+from sim_core import Role
+
+#: Close code for a socket whose game or token is unknown.
+CLOSE_UNKNOWN = 4003
+
+ACK_TEXT = {
+    "bid": "Bid received.",
+    "decide": "Choice received.",
+    "audit": "Audits received.",
+}
+
+
+def authenticate(code: str, token: str | None, session: Any) -> Seat:
+    """Return the seat of game ``code`` held with ``token`` (or the session's token for it)."""
+    game = selectors.game_by_code(code)
+    if token:
+        return selectors.seat_by_token(game, token)
+    return selectors.seat_from_session(game, session)
+
+
+def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
+    """Check a command's shape, hand it to its service and return the ``ack`` message.
+
+    Raises:
+        GameError: unknown command, bad shape, or anything the service refuses.
+    """
+    command = content.get("type")
+    seat = Seat.objects.get(pk=seat_id)
+    if command == "bid":
+        form: BidForm | DecideForm | AuditForm = BidForm(content)
+        if not form.is_valid():
+            raise InvalidInput(form_errors(form))
+        data = form.cleaned_data
+        result = services.round_submit_bid(seat=seat, round_no=data["round"], amount=data["amount"])
+        echo: dict[str, Any] = {"amount": result.payload["amount"]}
+    elif command == "decide":
+        form = DecideForm(content)
+        if not form.is_valid():
+            raise InvalidInput(form_errors(form))
+        data = form.cleaned_data
+        result = services.round_submit_choice(seat=seat, round_no=data["round"], run=data["run"])
+        echo = {"run": result.payload["run"]}
+    elif command == "audit":
+        form = AuditForm(content)
+        if not form.is_valid():
+            raise InvalidInput(form_errors(form))
+        data = form.cleaned_data
+        labs = [player_id - 1 for player_id in data["labs"]]
+        result = services.round_submit_audits(seat=seat, round_no=data["round"], labs=labs)
+        echo = {"labs": [lab + 1 for lab in result.payload["labs"]]}
+    else:
+        raise UnknownCommand(
+            f"Unknown command {command!r}; send one of: bid, decide, audit."
+            if command is not None
+            else 'Every message needs a "type": bid, decide or audit.'
+        )
+    return {
+        "type": "ack",
+        "command": command,
+        "round": data["round"],
+        **echo,
+        "duplicate": result.duplicate,
+    }
+
+
+class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """One socket of one seat; subclasses choose the wire format."""
+
+    fmt = "json"
+
+    seat_id: int | None = None
+    game_id: int | None = None
+    seat_groups: tuple[str, ...] = ()
+    floor = 0  # version of the snapshot sent: older updates are already in it
+    latest = 0  # version of the last update sent: never go back in time
+
+    def _groups_of(self, seat: Seat) -> list[str]:
+        groups = [realtime.game_group(seat.game_id), realtime.seat_group(seat.pk)]
+        if seat.role == Role.GOVERNOR:
+            groups.append(realtime.governor_group(seat.game_id))
+        return groups
+
+    async def connect(self) -> None:
+        code = self.scope["url_route"]["kwargs"]["code"]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        token = (query.get("token") or [None])[0]
+        await self.accept()
+        try:
+            seat = await database_sync_to_async(authenticate)(
+                code, token, self.scope.get("session")
+            )
+        except GameError as error:
+            await self.send_error(error)
+            await self.close(code=CLOSE_UNKNOWN)
+            return
+        self.seat_id, self.game_id = seat.pk, seat.game_id
+        self.seat_groups = tuple(self._groups_of(seat))
+        for group in self.seat_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        realtime.LOCAL_CHANNELS.add(self.channel_name)
+        await database_sync_to_async(services.seat_connect)(
+            seat=seat, channel_name=self.channel_name
+        )
+        version, texts = await database_sync_to_async(broadcast.snapshot)(seat, self.fmt)
+        self.floor = self.latest = version
+        for text in texts:
+            await self.send(text_data=text)
+
+    async def disconnect(self, code: int) -> None:
+        if self.seat_id is None:
+            return
+        for group in self.seat_groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        realtime.LOCAL_CHANNELS.discard(self.channel_name)
+        await database_sync_to_async(services.seat_disconnect)(channel_name=self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.seat_id is None:
+            return
+        try:
+            content = json.loads(text_data or "")
+        except ValueError:
+            await self.send_error(BadRequest("Every message must be a JSON object."))
+            return
+        if not isinstance(content, dict):
+            await self.send_error(BadRequest("Every message must be a JSON object."))
+            return
+        content.pop("HEADERS", None)  # added by htmx's ws-send
+        try:
+            ack = await database_sync_to_async(run_command)(self.seat_id, content)
+        except GameError as error:
+            await self.send_error(error, command=content.get("type"))
+            return
+        await self.send_ack(ack)
+
+    async def game_send(self, event: dict[str, Any]) -> None:
+        """Forward an update ("game.send") in this socket's format, unless it is stale."""
+        version = int(event["version"])
+        if version <= self.floor or version < self.latest:
+            return
+        self.latest = version
+        await self.forward(event)
+
+    # --- format-specific
+    async def forward(self, event: dict[str, Any]) -> None:
+        for text in event["json"]:
+            await self.send(text_data=text)
+
+    async def send_ack(self, ack: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(ack))
+
+    async def send_error(self, error: GameError, *, command: Any = None) -> None:
+        message: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
+        if isinstance(command, str):
+            message["command"] = command
+        await self.send(text_data=json.dumps(message))
+
+
+class ApiConsumer(SeatConsumer):
+    """The JSON protocol for programs (docs/protocol.md)."""
+
+    fmt = "json"
+
+
+class PlayConsumer(SeatConsumer):
+    """Browsers: HTML fragments for htmx's ws extension, forms sent with ``ws-send``."""
+
+    fmt = "html"
+
+    async def forward(self, event: dict[str, Any]) -> None:
+        if event["html"]:
+            await self.send(text_data=event["html"])
+
+    async def send_ack(self, ack: dict[str, Any]) -> None:
+        text = ACK_TEXT.get(ack["command"], "Received.")
+        await self.send(text_data=broadcast.flash_html(text, error=False))
+
+    async def send_error(self, error: GameError, *, command: Any = None) -> None:
+        await self.send(text_data=broadcast.flash_html(error.message, error=True))

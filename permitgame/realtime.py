@@ -1,0 +1,79 @@
+"""Channel groups and the one way game messages leave the server.
+
+Group names come only from the functions here (STYLE.md: no hand-built group names):
+``game_group`` (every socket of a game: public messages), ``governor_group`` (the governor's
+sockets: signals and audit results), ``seat_group`` (one seat's sockets, a player may have two
+tabs: private messages) and ``host_group`` (the instructor's console). A channel message is
+``{"type": "game.send", "version": v, "html": str, "json": [str, ...]}``: already-rendered
+bytes for both wire formats, rendered once per audience (STYLE.md §3.6); a consumer forwards
+the format its client speaks and drops messages older than the snapshot it sent.
+
+Also here: presence timing (``CONNECTION_LEASE_SECONDS``, ``HEARTBEAT_SECONDS``) and the set of
+sockets open in this process, which the clock loop keeps alive. Not here: what is sent
+(``broadcast``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+#: A socket counts as connected while its row was refreshed this recently.
+CONNECTION_LEASE_SECONDS = 30
+#: How often each process refreshes the rows of its open sockets.
+HEARTBEAT_SECONDS = 10
+#: The channel message type (handled by the consumers' ``game_send``).
+SEND = "game.send"
+
+#: Channel names of the sockets open in this process (the clock loop's heartbeat reads it).
+LOCAL_CHANNELS: set[str] = set()
+
+
+def game_group(game_id: int) -> str:
+    """Return the group of every socket of a game (public messages)."""
+    return f"game-{game_id}"
+
+
+def governor_group(game_id: int) -> str:
+    """Return the group of the governor's sockets (signals, audit results)."""
+    return f"game-{game_id}-governor"
+
+
+def host_group(game_id: int) -> str:
+    """Return the group of the instructor's sockets."""
+    return f"game-{game_id}-host"
+
+
+def seat_group(seat_id: int) -> str:
+    """Return the group of one seat's sockets (private messages)."""
+    return f"seat-{seat_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One audience's share of an update: HTML fragments and JSON messages, already rendered."""
+
+    group: str
+    html: str
+    json: tuple[str, ...]
+
+
+def send(version: int, outgoing: Sequence[Outgoing]) -> None:
+    """Send each audience its share (call from sync code, e.g. an on_commit callback)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    group_send = async_to_sync(layer.group_send)
+    for item in outgoing:
+        if not item.html and not item.json:
+            continue
+        group_send(
+            item.group,
+            {"type": SEND, "version": version, "html": item.html, "json": list(item.json)},
+        )

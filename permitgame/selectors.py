@@ -1,0 +1,699 @@
+"""Reads for screens, messages and exports: who may see what, as plain frozen values.
+
+One call, ``game_screens``, resolves the current round once and returns every audience's view:
+``PublicView`` (what everyone may see: phase, deadline, who is awaited, players, the announced
+rules, the market, each round's aggregate results, the final standings), ``GovernorView`` (the
+signals and permit status of every lab, never a value or a choice, and the audit results) and
+one ``LabView`` per lab (that lab's own value, moves and results). Templates and JSON messages
+are built from these and nothing else, so hidden information can only leak through a view that
+names it. Numbers come from sim_core (theory and the resolver); nothing is computed here that
+sim_core does not define. Not here: writes (``services``), rendering (``broadcast``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from permitgame import bridge, clock
+from permitgame.errors import UnknownGame, UnknownPlayer
+from permitgame.models import (
+    Action,
+    Actor,
+    Connection,
+    Controller,
+    Game,
+    Move,
+    RoundRecord,
+    Seat,
+    Status,
+)
+from permitgame.realtime import CONNECTION_LEASE_SECONDS
+from sim_core import (
+    METRICS,
+    Phase,
+    Role,
+    Scenario,
+    expected_penalty,
+    optimal_high_prob,
+    perceived_p_eff,
+)
+
+#: Session key of a browser's seats: {join code: token} (set by the join page).
+SESSION_TOKENS = "permitgame_tokens"
+
+UNKNOWN_GAME = "There is no game with the code {code!r}; check the code on the board."
+UNKNOWN_TOKEN = "This player token does not belong to game {code}; join the game again."
+UNKNOWN_REJOIN = "No player of game {code} has the rejoin code {rejoin_code!r}."
+
+
+# ------------------------------------------------------------------------------ lookups
+
+
+def game_by_code(code: str) -> Game:
+    """Return the game with join code ``code`` (case-insensitive).
+
+    Raises:
+        UnknownGame: no such game.
+    """
+    game = Game.objects.filter(code=code.strip().upper()).first()
+    if game is None:
+        raise UnknownGame(UNKNOWN_GAME.format(code=code))
+    return game
+
+
+def seat_by_token(game: Game, token: str) -> Seat:
+    """Return the seat of ``game`` held with ``token``.
+
+    Raises:
+        UnknownPlayer: the token is not one of this game's.
+    """
+    seat = Seat.objects.filter(game=game, token=token).first() if token else None
+    if seat is None:
+        raise UnknownPlayer(UNKNOWN_TOKEN.format(code=game.code))
+    return seat
+
+
+def seat_from_session(game: Game, session: Any) -> Seat:
+    """Return the seat this browser session holds in ``game``.
+
+    Raises:
+        UnknownPlayer: the session holds no seat of this game.
+    """
+    tokens = session.get(SESSION_TOKENS, {}) if session is not None else {}
+    return seat_by_token(game, tokens.get(game.code, ""))
+
+
+def seat_by_rejoin_code(game: Game, rejoin_code: str) -> Seat:
+    """Return the seat of ``game`` with that rejoin code (to move to another device).
+
+    Raises:
+        UnknownPlayer: no seat has it.
+    """
+    code = rejoin_code.strip().upper()
+    seat = Seat.objects.filter(game=game, rejoin_code=code).first() if code else None
+    if seat is None:
+        raise UnknownPlayer(UNKNOWN_REJOIN.format(code=game.code, rejoin_code=rejoin_code))
+    return seat
+
+
+def seat_label(seat: Seat) -> str:
+    """Return "Lab 3" or "Governor"."""
+    return "Governor" if seat.role == Role.GOVERNOR else f"Lab {seat.player_id}"
+
+
+# ------------------------------------------------------------------------------ views
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayerRow:
+    """One seat as everyone may see it: who plays it, never what it does."""
+
+    seat_id: int
+    player_id: int
+    role: str
+    label: str
+    nickname: str
+    human: bool
+    bot_playing: bool
+    connected: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesView:
+    """The rules in force as announced to the labs (MODEL.md §2, §3, §5)."""
+
+    lab_count: int
+    rounds: int
+    market_type: str
+    token_cap: int | None
+    fixed_price: float | None
+    reserve_price: float
+    compute_cost: float
+    racing_value: float
+    endowment: float
+    collateral: float
+    fine: float
+    reputation_penalty: float
+    punishment: float
+    alpha: float
+    beta: float
+    policy: str
+    high_prob: float
+    base_prob: float
+    backcheck_prob: float
+    p_eff: float
+    max_audits: int | None
+    audit_cost: float
+    harm_per_violation: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketView:
+    """A round's market result, public (MODEL.md §4 step 2)."""
+
+    round_no: int
+    price: float
+    permits: int
+    winners: tuple[int, ...]
+    announced_high_prob: float
+    p_eff: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Standing:
+    """A lab's place in the final ranking."""
+
+    rank: int
+    player_id: int
+    nickname: str
+    label: str
+    score: float
+    wealth: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicView:
+    """What every socket of a game may see."""
+
+    game_id: int
+    code: str
+    title: str
+    status: str
+    round_no: int
+    rounds: int
+    phase: str
+    deadline: dt.datetime | None
+    seconds_left: float | None
+    paused_remaining: float | None
+    version: int
+    waiting_for: tuple[int, ...]
+    players: tuple[PlayerRow, ...]
+    rules: RulesView
+    market: MarketView | None
+    results: tuple[dict[str, Any], ...]
+    standings: tuple[Standing, ...]
+    governor_score: float | None
+
+    def waiting_labels(self) -> list[str]:
+        """Return "Lab 2 (Ana)" for each seat the game waits for."""
+        by_id = {row.player_id: row for row in self.players}
+        return [
+            f"{by_id[i].label} ({by_id[i].nickname})" if by_id[i].nickname else by_id[i].label
+            for i in self.waiting_for
+        ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabRound:
+    """One settled round as one lab saw it (its own results only)."""
+
+    round_no: int
+    value: float
+    net_value: float
+    bid: float
+    won: bool
+    price_paid: float
+    ran: bool
+    violated: bool
+    audited: bool
+    caught: bool
+    payoff: float
+    wealth: float
+    score: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabView:
+    """What one lab may see privately: its value, its moves, its results."""
+
+    seat_id: int
+    player_id: int
+    nickname: str
+    rejoin_code: str
+    round_no: int
+    phase: str
+    value: float | None
+    net_value: float | None
+    risk_profile: float
+    wealth: float
+    score: float
+    p_eff: float
+    punishment: float
+    expected_penalty: float
+    bid: float | None
+    bid_by: str | None
+    won: bool | None
+    price: float | None
+    run: bool | None
+    run_by: str | None
+    owes_move: bool
+    bot_playing: bool
+    handed_to_bot: bool
+    history: tuple[LabRound, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalRow:
+    """One lab as the governor sees it: permit status and signal (MODEL.md §6)."""
+
+    player_id: int
+    label: str
+    nickname: str
+    permit: bool
+    signal: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditResult:
+    """A round's audits as the governor learns them."""
+
+    round_no: int
+    audited: tuple[int, ...]
+    caught: tuple[int, ...]
+    audits: int
+    welfare: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GovernorView:
+    """What the governor may see: signals and permits of every lab, and the audit results."""
+
+    seat_id: int
+    nickname: str
+    rejoin_code: str
+    round_no: int
+    phase: str
+    signals: tuple[SignalRow, ...] | None
+    max_audits: int | None
+    audit_cost: float
+    suggested_high_prob: float | None
+    audits: tuple[int, ...] | None
+    audits_by: str | None
+    owes_move: bool
+    bot_playing: bool
+    handed_to_bot: bool
+    history: tuple[AuditResult, ...]
+    score: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GameScreens:
+    """Every audience's view of a game at one moment (``game_screens``)."""
+
+    public: PublicView
+    governor: GovernorView
+    labs: Mapping[int, LabView]  # seat id -> view, for every lab seat
+    records: tuple[RoundRecord, ...]
+
+
+# ------------------------------------------------------------------------------ building them
+
+
+def _connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
+    since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
+    return set(
+        Connection.objects.filter(seat__game=game, last_seen__gte=since).values_list(
+            "seat_id", flat=True
+        )
+    )
+
+
+def _announced_policy(scenario: Scenario, human_governor: bool) -> str:
+    return "announced" if human_governor else scenario.governor.policy
+
+
+def _rules(scenario: Scenario, human_governor: bool, high_prob: float) -> RulesView:
+    labs, market, audit = scenario.labs, scenario.market, scenario.audit
+    policy = _announced_policy(scenario, human_governor)
+    shown_high = audit.high_prob if policy in ("policy", "announced") else high_prob
+    shown_base = {"optimal": 0.0, "none": 0.0}.get(policy, audit.base_prob)
+    if policy == "none":
+        shown_high = 0.0
+    return RulesView(
+        lab_count=labs.count,
+        rounds=scenario.rounds,
+        market_type=market.type,
+        token_cap=market.token_cap,
+        fixed_price=market.fixed_price if market.type == "fixed_price" else None,
+        reserve_price=market.reserve_price,
+        compute_cost=labs.compute_cost,
+        racing_value=labs.racing_value,
+        endowment=labs.endowment,
+        collateral=audit.collateral,
+        fine=audit.fine,
+        reputation_penalty=audit.reputation_penalty,
+        punishment=audit.punishment,
+        alpha=audit.alpha,
+        beta=audit.beta,
+        policy=policy,
+        high_prob=shown_high,
+        base_prob=shown_base,
+        backcheck_prob=audit.backcheck_prob,
+        p_eff=perceived_p_eff(
+            scenario, announced_high_prob=high_prob, human_governor=human_governor
+        ),
+        max_audits=audit.max_audits,
+        audit_cost=audit.audit_cost,
+        harm_per_violation=scenario.welfare.harm_per_violation,
+    )
+
+
+def _ids(mask: Sequence[bool]) -> tuple[int, ...]:
+    return tuple(i + 1 for i, flag in enumerate(mask) if flag)
+
+
+def _standings(
+    game: Game, lab_seats: Mapping[int, Seat], scores: Sequence[float], wealth: Sequence[float]
+) -> tuple[Standing, ...]:
+    order = sorted(range(game.lab_count), key=lambda lab: (-scores[lab], lab))
+    return tuple(
+        Standing(
+            rank=rank,
+            player_id=lab + 1,
+            nickname=lab_seats[lab].nickname,
+            label=f"Lab {lab + 1}",
+            score=float(scores[lab]),
+            wealth=float(wealth[lab]),
+        )
+        for rank, lab in enumerate(order, start=1)
+    )
+
+
+def _lab_history(
+    records: Sequence[RoundRecord], lab: int, compute_cost: float
+) -> tuple[LabRound, ...]:
+    rows = []
+    score = 0.0
+    for record in records:
+        score += record.payoffs[lab]
+        won = bool(record.won[lab])
+        violated = bool(record.runs[lab])
+        rows.append(
+            LabRound(
+                round_no=record.round_no,
+                value=record.values[lab],
+                net_value=record.values[lab] - compute_cost,
+                bid=record.bids[lab],
+                won=won,
+                price_paid=record.price if won else 0.0,
+                ran=won or violated,
+                violated=violated,
+                audited=bool(record.audited[lab]),
+                caught=bool(record.caught[lab]),
+                payoff=record.payoffs[lab],
+                wealth=record.wealth[lab],
+                score=score,
+            )
+        )
+    return tuple(rows)
+
+
+def game_screens(game: Game) -> GameScreens:
+    """Return every audience's view of ``game`` now, resolving the current round once."""
+    now = clock.now()
+    seats = list(game.seats.order_by("id"))
+    lab_seats = {s.lab_index: s for s in seats if s.lab_index is not None}
+    governor_seat = next(s for s in seats if s.role == Role.GOVERNOR)
+    scenario = bridge.scenario_of(game)
+    records = tuple(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    connected = _connected_seat_ids(game, now)
+    compute_cost = scenario.labs.compute_cost
+
+    position = bridge.position_of(game, seats=seats) if game.status != Status.LOBBY else None
+    progress = position.progress if position else None
+    state = position.state if position else None
+    market = progress.market if progress else None
+    setup = position.setup if position else bridge.setup_of(game)
+
+    # Who owes a move now: the humans the resolver stops for, in a phase that takes moves.
+    waiting: tuple[int, ...] = ()
+    if progress is not None and game.status in (Status.RUNNING, Status.PAUSED):
+        if progress.awaiting == game.phase == Phase.AUDIT:
+            waiting = (0,)
+        elif progress.awaiting == game.phase:
+            waiting = tuple(sorted(lab + 1 for lab in progress.waiting_for))
+
+    high_prob = state.announced_high_prob if state else scenario.audit.high_prob
+    if progress is not None and progress.announced_high_prob is not None:
+        high_prob = progress.announced_high_prob
+    rules = _rules(scenario, game.human_governor, high_prob)
+    market_view = None
+    if market is not None and progress is not None:
+        market_view = MarketView(
+            round_no=progress.round_no,
+            price=market.price,
+            permits=market.permits,
+            winners=_ids(list(market.won)),
+            announced_high_prob=high_prob,
+            p_eff=rules.p_eff,
+        )
+
+    scores = [0.0] * game.lab_count
+    for record in records:
+        for lab, payoff in enumerate(record.payoffs):
+            scores[lab] += payoff
+    wealth_now = list(records[-1].wealth) if records else [scenario.labs.endowment] * game.lab_count
+    finished = game.status == Status.FINISHED
+    governor_score = sum(float(r.metrics["welfare"]) for r in records)
+
+    players = tuple(
+        PlayerRow(
+            seat_id=s.pk,
+            player_id=s.player_id,
+            role=s.role,
+            label=seat_label(s),
+            nickname=s.nickname,
+            human=s.has_player,
+            bot_playing=s.controller == Controller.BOT or s.handed_to_bot or s.standing_in,
+            connected=s.pk in connected,
+        )
+        for s in sorted(seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
+    )
+    seconds_left = None
+    if game.phase_deadline is not None:
+        seconds_left = max(0.0, (game.phase_deadline - now).total_seconds())
+    public = PublicView(
+        game_id=game.pk,
+        code=game.code,
+        title=game.title,
+        status=game.status,
+        round_no=game.round_no,
+        rounds=game.rounds,
+        phase=game.phase,
+        deadline=game.phase_deadline,
+        seconds_left=seconds_left,
+        paused_remaining=game.paused_remaining,
+        version=game.version,
+        waiting_for=waiting,
+        players=players,
+        rules=rules,
+        market=market_view,
+        results=tuple({"round": r.round_no, **r.metrics} for r in records),
+        standings=_standings(game, lab_seats, scores, wealth_now) if finished else (),
+        governor_score=governor_score if finished else None,
+    )
+
+    moves = {(m.seat_id, m.action): m for m in (position.moves if position else ()) if m.seat_id}
+    labs: dict[int, LabView] = {}
+    for lab, seat in lab_seats.items():
+        bid_move = moves.get((seat.pk, Action.BID))
+        run_move = moves.get((seat.pk, Action.DECIDE))
+        won = bool(market.won[lab]) if market is not None else None
+        value = float(progress.values[lab]) if progress is not None else None
+        wealth = float(state.wealth[lab]) if state is not None else scenario.labs.endowment
+        risk = float(setup.risk_profile[lab])
+        labs[seat.pk] = LabView(
+            seat_id=seat.pk,
+            player_id=seat.player_id,
+            nickname=seat.nickname,
+            rejoin_code=seat.rejoin_code or "",
+            round_no=game.round_no,
+            phase=game.phase,
+            value=value,
+            net_value=None if value is None else value - compute_cost,
+            risk_profile=risk,
+            wealth=wealth,
+            score=scores[lab],
+            p_eff=rules.p_eff,
+            punishment=rules.punishment,
+            expected_penalty=float(
+                expected_penalty(np.array([risk]), rules.p_eff, rules.punishment)[0]
+            ),
+            bid=float(bid_move.payload["amount"]) if bid_move else None,
+            bid_by=bid_move.actor if bid_move else None,
+            won=won,
+            price=market.price if market is not None else None,
+            run=True if won else (bool(run_move.payload["run"]) if run_move else None),
+            run_by=run_move.actor if run_move else None,
+            owes_move=seat.player_id in waiting,
+            bot_playing=seat.controller == Controller.BOT,
+            handed_to_bot=seat.handed_to_bot,
+            history=_lab_history(records, lab, compute_cost),
+        )
+
+    audit_move = moves.get((governor_seat.pk, Action.AUDIT))
+    signals = None
+    suggested = None
+    if progress is not None and progress.signals is not None and market is not None:
+        signals = tuple(
+            SignalRow(
+                player_id=lab + 1,
+                label=f"Lab {lab + 1}",
+                nickname=lab_seats[lab].nickname,
+                permit=bool(market.won[lab]),
+                signal=bool(progress.signals[lab]),
+            )
+            for lab in range(game.lab_count)
+        )
+    if market is not None:
+        audit = scenario.audit
+        suggested = optimal_high_prob(
+            price=market.price,
+            racing_value=scenario.labs.racing_value,
+            punishment=audit.punishment,
+            beta=audit.beta,
+            base_prob=audit.base_prob,
+            backcheck_prob=audit.backcheck_prob,
+        )
+    governor = GovernorView(
+        seat_id=governor_seat.pk,
+        nickname=governor_seat.nickname,
+        rejoin_code=governor_seat.rejoin_code or "",
+        round_no=game.round_no,
+        phase=game.phase,
+        signals=signals,
+        max_audits=scenario.audit.max_audits,
+        audit_cost=scenario.audit.audit_cost,
+        suggested_high_prob=suggested,
+        audits=tuple(lab + 1 for lab in audit_move.payload["labs"]) if audit_move else None,
+        audits_by=audit_move.actor if audit_move else None,
+        owes_move=0 in waiting,
+        bot_playing=governor_seat.controller == Controller.BOT,
+        handed_to_bot=governor_seat.handed_to_bot,
+        history=tuple(
+            AuditResult(
+                round_no=r.round_no,
+                audited=_ids(r.audited),
+                caught=_ids(r.caught),
+                audits=int(r.metrics["audits"]),
+                welfare=float(r.metrics["welfare"]),
+            )
+            for r in records
+        ),
+        score=governor_score,
+    )
+    return GameScreens(public=public, governor=governor, labs=labs, records=records)
+
+
+# ------------------------------------------------------------------------ the instructor, exports
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostSeatRow:
+    """One seat as the instructor's console shows it: who, present, acted, how fast."""
+
+    seat_id: int
+    player_id: int
+    label: str
+    role: str
+    nickname: str
+    kind: str
+    controller: str
+    standing_in: bool
+    handed_to_bot: bool
+    fallback_strategy: str
+    connected: bool
+    last_seen: dt.datetime | None
+    acted: bool
+    acted_by: str | None
+    latency_ms: int | None
+
+
+def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
+    """Return every seat with its presence and whether it has acted in the current phase."""
+    now = clock.now()
+    connected = _connected_seat_ids(game, now)
+    moves = {
+        m.seat_id: m
+        for m in Move.objects.filter(
+            game=game, round_no=game.round_no, phase=game.phase, action__in=list(_MOVES)
+        )
+    }
+    seats = sorted(game.seats.all(), key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
+    return tuple(
+        HostSeatRow(
+            seat_id=s.pk,
+            player_id=s.player_id,
+            label=seat_label(s),
+            role=s.role,
+            nickname=s.nickname,
+            kind=s.kind,
+            controller=s.controller,
+            standing_in=s.standing_in,
+            handed_to_bot=s.handed_to_bot,
+            fallback_strategy=s.fallback_strategy,
+            connected=s.pk in connected,
+            last_seen=s.last_seen,
+            acted=s.pk in moves,
+            acted_by=moves[s.pk].actor if s.pk in moves else None,
+            latency_ms=moves[s.pk].latency_ms if s.pk in moves else None,
+        )
+        for s in seats
+    )
+
+
+_MOVES = (Action.BID, Action.DECIDE, Action.AUDIT)
+
+
+def game_export_rows(game: Game) -> list[dict[str, Any]]:
+    """Return one dict per settled round: ``round`` then sim_core's METRICS, in order."""
+    return [
+        {"round": r.round_no, **{name: r.metrics[name] for name in METRICS}}
+        for r in RoundRecord.objects.filter(game=game).order_by("round_no")
+    ]
+
+
+def game_moves(game: Game) -> list[Move]:
+    """Return the whole log of ``game``, oldest first."""
+    return list(Move.objects.filter(game=game).select_related("seat").order_by("id"))
+
+
+def human_move_count(game: Game) -> int:
+    """Return how many moves humans made (for summaries)."""
+    return Move.objects.filter(game=game, actor=Actor.HUMAN, action__in=list(_MOVES)).count()
+
+
+def record_market(game: Game, record: RoundRecord) -> MarketView:
+    """Return the market result of a settled round, as it was announced."""
+    scenario = bridge.scenario_of(game)
+    p_eff = perceived_p_eff(
+        scenario, announced_high_prob=record.announced_high_prob, human_governor=game.human_governor
+    )
+    return MarketView(
+        round_no=record.round_no,
+        price=record.price,
+        permits=sum(bool(w) for w in record.won),
+        winners=_ids(record.won),
+        announced_high_prob=record.announced_high_prob,
+        p_eff=p_eff,
+    )
+
+
+def record_signals(game: Game, record: RoundRecord) -> tuple[SignalRow, ...]:
+    """Return a settled round's signals and permits, as the governor saw them."""
+    names = {s.lab_index: s.nickname for s in game.seats.all() if s.lab_index is not None}
+    return tuple(
+        SignalRow(
+            player_id=lab + 1,
+            label=f"Lab {lab + 1}",
+            nickname=names.get(lab, ""),
+            permit=bool(record.won[lab]),
+            signal=bool(record.signals[lab]),
+        )
+        for lab in range(len(record.won))
+    )

@@ -1,0 +1,853 @@
+"""Every state change of a game: one transaction each, the game row locked first.
+
+Each service locks the game (``select_for_update``; on SQLite every transaction begins
+IMMEDIATE, which takes the database's write lock at once, see settings), checks that the request
+fits the current round and phase, appends to the move log, lets the game advance as far as the
+moves allow (through ``sim_core.resolve_round``, via ``bridge``) and publishes what changed
+with ``transaction.on_commit``. A repeated identical move is acknowledged and recorded once.
+
+The phase machine (MODEL.md §4): bidding, allocation (automatic), compliance, signals
+(automatic), audit, settlement (automatic), results, then the next round; game over after the
+last round. A resting phase (bidding, compliance, audit, results) ends when no human owes a move
+or its deadline passes. At the deadline a human who owes a move gets the default (bid 0, idle,
+no audits) when connected, and the seat's fallback bot otherwise (the bot keeps the seat until
+the player reconnects). Bots never hold a phase up; their moves are logged, with actor "bot",
+when the phase ends. Who plays a seat is fixed when a phase begins, so a late joiner takes over
+from the next phase; a reconnecting player takes the seat back at once.
+
+Not here: rules (sim_core), reads for screens (``selectors``), rendering (``broadcast``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+from permitgame import bridge, broadcast, clock, realtime
+from permitgame.errors import (
+    AlreadySubmitted,
+    BadNickname,
+    BotPlaying,
+    GameFull,
+    GameOver,
+    NicknameTaken,
+    NotAllowed,
+    NotRunning,
+    Paused,
+    StaleMove,
+    WrongRole,
+)
+from permitgame.models import (
+    DEFAULT_DURATIONS,
+    Action,
+    Actor,
+    Connection,
+    Controller,
+    Game,
+    Move,
+    RoundRecord,
+    Seat,
+    Status,
+)
+from sim_core import (
+    ActionError,
+    Phase,
+    Role,
+    RoundInputs,
+    Scenario,
+    make_setup,
+    resolve_round,
+    scenario_to_dict,
+)
+
+#: Letters and digits that cannot be mistaken for one another when read aloud or projected.
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+JOIN_CODE_LENGTH = 6
+REJOIN_CODE_LENGTH = 6
+NICKNAME_MAX = 24
+
+STALE_MOVE = (
+    "This {what} is for round {round_no}'s {phase} phase, but the game is in round "
+    "{game_round}'s {game_phase} phase."
+)
+NOT_STARTED = "The game has not started yet."
+GAME_IS_OVER = "The game is over."
+GAME_IS_PAUSED = "The game is paused; moves are taken again when it resumes."
+NOT_A_LAB = "Only a lab can {what}."
+NOT_THE_GOVERNOR = "Only the governor can choose audits."
+ALREADY_SUBMITTED = "You already submitted your {what} for round {round_no}."
+BOT_PLAYS_LATE_JOINER = "A bot plays your seat in this phase; you take over from the next phase."
+BOT_PLAYS_HANDED = "The instructor handed your seat to a bot."
+NICKNAME_EMPTY = "Choose a nickname."
+NICKNAME_TOO_LONG = "A nickname has at most {limit} characters."
+NICKNAME_UNPRINTABLE = "A nickname may only contain printable characters."
+NICKNAME_IS_TAKEN = "The nickname {nickname!r} is taken in this game; choose another."
+GAME_IS_FULL = "Every seat of this game is taken."
+GOVERNOR_IS_BOT = "This game's governor is played by a bot."
+GOVERNOR_IS_TAKEN = "The governor's seat is taken."
+
+# What each move is called in messages, and the phase it belongs to.
+_MOVE_PHASE: dict[str, Phase] = {
+    Action.BID: Phase.BIDDING,
+    Action.DECIDE: Phase.COMPLIANCE,
+    Action.AUDIT: Phase.AUDIT,
+}
+_MOVE_WHAT: dict[str, str] = {
+    Action.BID: "bid",
+    Action.DECIDE: "run/idle choice",
+    Action.AUDIT: "audit choice",
+}
+_NEXT_PHASE = {
+    Phase.BIDDING: Phase.COMPLIANCE,
+    Phase.COMPLIANCE: Phase.AUDIT,
+    Phase.AUDIT: Phase.RESULTS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MoveResult:
+    """What a submitted move did: recorded now, or acknowledged as a repeat of the logged one."""
+
+    duplicate: bool
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Changes:
+    """What a transaction changed, for the broadcast after commit."""
+
+    events: list[tuple[str, int]] = field(default_factory=list)
+    seat_ids: set[int] = field(default_factory=set)
+
+    def add(self, kind: str, round_no: int) -> None:
+        self.events.append((kind, round_no))
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _lock(game_id: int) -> Game:
+    """Return the game row, locked until the transaction ends (call inside ``atomic``)."""
+    return Game.objects.select_for_update().get(pk=game_id)
+
+
+def _code(length: int) -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+
+
+def _log(
+    game: Game,
+    action: str,
+    actor: str,
+    *,
+    now: dt.datetime,
+    seat: Seat | None = None,
+    payload: Mapping[str, Any] | None = None,
+    latency_ms: int | None = None,
+) -> Move:
+    return Move.objects.create(
+        game=game,
+        seat=seat,
+        action=action,
+        actor=actor,
+        round_no=game.round_no,
+        phase=game.phase,
+        payload=dict(payload or {}),
+        latency_ms=latency_ms,
+        created_at=now,
+    )
+
+
+def _commit(game: Game, changes: _Changes) -> None:
+    """Bump the game's version, save it and publish ``changes`` once the transaction commits."""
+    game.version += 1
+    game.save()
+    transaction.on_commit(
+        partial(
+            broadcast.publish,
+            game_id=game.pk,
+            version=game.version,
+            events=list(changes.events),
+            seat_ids=set(changes.seat_ids),
+        ),
+        robust=True,
+    )
+
+
+def is_connected(seat: Seat, now: dt.datetime) -> bool:
+    """Return whether the seat has a live websocket (seen within the lease)."""
+    since = now - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    return Connection.objects.filter(seat=seat, last_seen__gte=since).exists()
+
+
+def _durations(overrides: Mapping[str, int | None] | None) -> dict[str, int | None]:
+    durations = {str(phase): seconds for phase, seconds in DEFAULT_DURATIONS.items()}
+    for phase, seconds in (overrides or {}).items():
+        if phase not in durations:
+            raise ValueError(f"unknown phase {phase!r} in durations")
+        if seconds is not None and seconds < 0:
+            raise ValueError(f"durations.{phase} must be at least 0 or None")
+        durations[phase] = seconds
+    return durations
+
+
+# ------------------------------------------------------------------------------ creating, joining
+
+
+@transaction.atomic
+def game_create(
+    *,
+    scenario: Scenario,
+    human_labs: int = 0,
+    human_governor: bool = False,
+    seed: int | None = None,
+    durations: Mapping[str, int | None] | None = None,
+    owner: Any = None,
+    title: str = "",
+    autostart: bool = False,
+    lobby_seconds: int | None = None,
+) -> Game:
+    """Create a game in the lobby with one seat per lab and a governor seat.
+
+    Labs ``0 .. human_labs-1`` are created as human seats, the rest as bots; every lab's
+    fallback strategy is the one sim_core's setup gives it. The governor seat is a human seat
+    iff ``human_governor`` (which also changes what labs perceive, MODEL.md §5).
+
+    Args:
+        scenario: the complete scenario; frozen into the game as JSON.
+        human_labs: how many lab seats wait for humans.
+        human_governor: whether a human plays the governor.
+        seed: the game's seed (default: the scenario's).
+        durations: seconds per resting phase (bidding, compliance, audit, results); None means
+            no deadline. Missing phases take ``DEFAULT_DURATIONS``.
+        owner: the instructor (a user) or None.
+        title: a label for lists.
+        autostart: start by itself once every human seat is taken.
+        lobby_seconds: with ``autostart``, also start this long after the first join.
+
+    Raises:
+        ValueError: more human labs than labs, or bad durations.
+    """
+    count = scenario.labs.count
+    if not 0 <= human_labs <= count:
+        raise ValueError(f"human_labs must be between 0 and {count}, got {human_labs}")
+    game_seed = scenario.seed if seed is None else seed
+    now = clock.now()
+    code = _code(JOIN_CODE_LENGTH)
+    while Game.objects.filter(code=code).exists():
+        code = _code(JOIN_CODE_LENGTH)
+    game = Game.objects.create(
+        code=code,
+        title=title,
+        scenario=scenario_to_dict(scenario),
+        seed=game_seed,
+        human_governor=human_governor,
+        owner=owner,
+        durations=_durations(durations),
+        autostart=autostart,
+        lobby_seconds=lobby_seconds,
+        created_at=now,
+    )
+    setup = make_setup(scenario, seed=game_seed, human_governor=human_governor)
+    Seat.objects.bulk_create(
+        [
+            Seat(
+                game=game,
+                role=Role.LAB,
+                lab_index=lab,
+                kind=Seat.Kind.HUMAN if lab < human_labs else Seat.Kind.BOT,
+                fallback_strategy=setup.strategy_name(lab),
+            )
+            for lab in range(count)
+        ]
+        + [
+            Seat(
+                game=game,
+                role=Role.GOVERNOR,
+                kind=Seat.Kind.HUMAN if human_governor else Seat.Kind.BOT,
+                fallback_strategy=scenario.governor.policy,
+            )
+        ]
+    )
+    _log(
+        game,
+        Action.CREATE,
+        Actor.HOST if owner is not None else Actor.SYSTEM,
+        now=now,
+        payload={"human_labs": human_labs, "human_governor": human_governor, "seed": game_seed},
+    )
+    return game
+
+
+def clean_nickname(nickname: object) -> str:
+    """Return the nickname stripped, or raise ``BadNickname`` saying what is wrong."""
+    if not isinstance(nickname, str) or not nickname.strip():
+        raise BadNickname(NICKNAME_EMPTY)
+    cleaned = " ".join(nickname.split())
+    if len(cleaned) > NICKNAME_MAX:
+        raise BadNickname(NICKNAME_TOO_LONG.format(limit=NICKNAME_MAX))
+    if not cleaned.isprintable():
+        raise BadNickname(NICKNAME_UNPRINTABLE)
+    return cleaned
+
+
+def _free_seat(seats: Sequence[Seat], role: str | None, human_governor: bool) -> Seat:
+    """Pick the seat a joiner gets: human labs first, then the governor, then bot labs."""
+    free = [seat for seat in seats if not seat.has_player]
+    human_labs = [s for s in free if s.role == Role.LAB and s.kind == Seat.Kind.HUMAN]
+    governor = [s for s in free if s.role == Role.GOVERNOR and human_governor]
+    bot_labs = [s for s in free if s.role == Role.LAB and s.kind == Seat.Kind.BOT]
+    if role == Role.GOVERNOR:
+        if not human_governor:
+            raise WrongRole(GOVERNOR_IS_BOT)
+        if not governor:
+            raise GameFull(GOVERNOR_IS_TAKEN)
+        return governor[0]
+    order = human_labs + bot_labs if role == Role.LAB else human_labs + governor + bot_labs
+    if not order:
+        raise GameFull(GAME_IS_FULL)
+    return order[0]
+
+
+@transaction.atomic
+def seat_join(*, game: Game, nickname: object, role: str | None = None) -> Seat:
+    """Give a human a seat of ``game``: in the lobby, or a bot's seat in a running game.
+
+    A late joiner takes over from the next phase (the bot finishes the current one). With
+    ``autostart`` the game starts once every human seat is taken (or ``lobby_seconds`` after
+    the first join).
+
+    Args:
+        game: the game.
+        nickname: the player's name, unique in the game (case-insensitive).
+        role: ``"lab"`` or ``"governor"`` to ask for one; None takes the next free seat.
+
+    Raises:
+        GameOver: the game has finished.
+        BadNickname, NicknameTaken: the nickname is empty, too long, odd or taken.
+        GameFull, WrongRole: no seat of that kind is free.
+    """
+    game = _lock(game.pk)
+    if game.status == Status.FINISHED:
+        raise GameOver(GAME_IS_OVER)
+    name = clean_nickname(nickname)
+    seats = list(game.seats.order_by("id"))
+    if any(seat.nickname.casefold() == name.casefold() for seat in seats if seat.has_player):
+        raise NicknameTaken(NICKNAME_IS_TAKEN.format(nickname=name))
+    seat = _free_seat(seats, role, game.human_governor)
+    now = clock.now()
+    taken = {s.rejoin_code for s in seats}
+    rejoin_code = _code(REJOIN_CODE_LENGTH)
+    while rejoin_code in taken:
+        rejoin_code = _code(REJOIN_CODE_LENGTH)
+    seat.kind = Seat.Kind.HUMAN
+    seat.nickname = name
+    seat.token = secrets.token_urlsafe(24)
+    seat.rejoin_code = rejoin_code
+    seat.joined_at = now
+    seat.handed_to_bot = False
+    seat.standing_in = False
+    seat.save()
+    changes = _Changes()
+    _log(game, Action.JOIN, Actor.HUMAN, now=now, seat=seat, payload={"nickname": name})
+    changes.add("players", game.round_no)
+    if game.status == Status.LOBBY and game.autostart:
+        humans_missing = any(s.kind == Seat.Kind.HUMAN and not s.has_player for s in seats)
+        if not humans_missing:
+            _start(game, now, changes, actor=Actor.SYSTEM)
+        elif game.lobby_seconds is not None and game.phase_deadline is None:
+            game.phase_deadline = now + dt.timedelta(seconds=game.lobby_seconds)
+            changes.add("phase", game.round_no)
+    _commit(game, changes)
+    return seat
+
+
+# ------------------------------------------------------------------------------ presence
+
+
+@transaction.atomic
+def seat_connect(*, seat: Seat, channel_name: str) -> None:
+    """Record an open websocket of ``seat``; a player a bot stood in for takes the seat back.
+
+    The reclaim is immediate: the bot's move for the current phase is only logged when the phase
+    ends, so the returning player owes (and may make) the current phase's move.
+    """
+    game = _lock(seat.game_id)
+    seat = Seat.objects.get(pk=seat.pk)
+    now = clock.now()
+    Connection.objects.update_or_create(
+        channel_name=channel_name, defaults={"seat": seat, "opened_at": now, "last_seen": now}
+    )
+    seat.last_seen = now
+    changes = _Changes()
+    if seat.standing_in and not seat.handed_to_bot and seat.has_player:
+        seat.standing_in = False
+        if game.status in (Status.RUNNING, Status.PAUSED):
+            seat.controller = Controller.HUMAN
+            _log(game, Action.RECLAIM, Actor.HUMAN, now=now, seat=seat)
+        changes.seat_ids.add(seat.pk)
+        changes.add("waiting", game.round_no)
+    seat.save()
+    changes.add("players", game.round_no)
+    _commit(game, changes)
+
+
+@transaction.atomic
+def seat_disconnect(*, channel_name: str) -> None:
+    """Forget a closed websocket (its seat counts as away once no live socket is left)."""
+    connection = Connection.objects.filter(channel_name=channel_name).select_related("seat").first()
+    if connection is None:
+        return
+    game = _lock(connection.seat.game_id)
+    now = clock.now()
+    connection.delete()
+    Seat.objects.filter(pk=connection.seat_id).update(last_seen=now)
+    changes = _Changes()
+    changes.add("players", game.round_no)
+    _commit(game, changes)
+
+
+def presence_heartbeat(channel_names: Iterable[str]) -> int:
+    """Mark this process's open websockets as alive now; return how many rows were refreshed.
+
+    Not a game change (no lock, no version): a lease that ``is_connected`` reads.
+    """
+    names = list(channel_names)
+    if not names:
+        return 0
+    return Connection.objects.filter(channel_name__in=names).update(last_seen=clock.now())
+
+
+def presence_purge() -> int:
+    """Delete websocket rows whose lease ran out long ago (their process died); return how many."""
+    cutoff = clock.now() - dt.timedelta(seconds=4 * realtime.CONNECTION_LEASE_SECONDS)
+    deleted, _ = Connection.objects.filter(last_seen__lt=cutoff).delete()
+    return deleted
+
+
+# ------------------------------------------------------------------------------ the phase machine
+
+
+def _assign_controllers(game: Game) -> None:
+    """Fix who plays each seat for the phase that begins (human iff a present-able player)."""
+    seats = game.seats.all()
+    human = [s.pk for s in seats if s.has_player and not s.handed_to_bot and not s.standing_in]
+    game.seats.filter(pk__in=human).update(controller=Controller.HUMAN)
+    game.seats.exclude(pk__in=human).update(controller=Controller.BOT)
+
+
+def _begin_phase(game: Game, phase: Phase, now: dt.datetime, changes: _Changes) -> None:
+    game.phase = phase
+    game.phase_started_at = now
+    seconds = game.durations.get(phase)
+    game.phase_deadline = None if seconds is None else now + dt.timedelta(seconds=seconds)
+    _assign_controllers(game)
+    deadline = game.phase_deadline.isoformat() if game.phase_deadline else None
+    _log(game, Action.PHASE, Actor.SYSTEM, now=now, payload={"deadline": deadline})
+    changes.add("phase", game.round_no)
+
+
+def _start(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> None:
+    game.status = Status.RUNNING
+    game.started_at = now
+    game.round_no = 1
+    game.phase_deadline = None
+    _log(game, Action.START, actor, now=now)
+    _begin_phase(game, Phase.BIDDING, now, changes)
+    _drive(game, now, changes, expired=False)
+
+
+def _finish(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> None:
+    game.status = Status.FINISHED
+    game.finished_at = now
+    game.phase_deadline = None
+    game.paused_remaining = None
+    _log(game, Action.END, actor, now=now)
+    changes.add("game_over", game.round_no)
+
+
+def _default_payload(action: str) -> dict[str, Any]:
+    """The documented default of a human who did not act: bid 0, idle, no audits."""
+    if action == Action.BID:
+        return {"amount": 0.0}
+    if action == Action.DECIDE:
+        return {"run": False}
+    return {"labs": []}
+
+
+def _fill_owed(game: Game, position: bridge.Position, now: dt.datetime) -> None:
+    """At a deadline: defaults for present humans who owe a move, bots for absent ones."""
+    progress = position.progress
+    if game.phase == Phase.AUDIT:
+        governor = position.governor_seat()
+        owed = [governor] if governor is not None else []
+        action = Action.AUDIT
+    else:
+        lab_seats = position.lab_seats()
+        owed = [lab_seats[lab] for lab in sorted(progress.waiting_for)]
+        action = Action.BID if game.phase == Phase.BIDDING else Action.DECIDE
+    for seat in owed:
+        if is_connected(seat, now):
+            _log(game, action, Actor.DEFAULT, now=now, seat=seat, payload=_default_payload(action))
+        else:
+            seat.standing_in = True
+            seat.controller = Controller.BOT
+            seat.save(update_fields=["standing_in", "controller"])
+            _log(game, Action.STAND_IN, Actor.SYSTEM, now=now, seat=seat)
+
+
+def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> None:
+    """Log, with actor "bot", the moves sim_core's strategies made in the phase that ended."""
+    progress = position.progress
+    moved = {move.seat_id for move in position.moves if move.phase == game.phase}
+    if game.phase == Phase.AUDIT:
+        governor = position.governor_seat()
+        if governor is not None and governor.pk not in moved and progress.audited is not None:
+            labs = [int(lab) for lab in progress.audited.nonzero()[0]]
+            _log(game, Action.AUDIT, Actor.BOT, now=now, seat=governor, payload={"labs": labs})
+        return
+    for lab, seat in sorted(position.lab_seats().items()):
+        if seat.pk in moved:
+            continue
+        if game.phase == Phase.BIDDING and progress.bids is not None:
+            payload: dict[str, Any] = {"amount": float(progress.bids[lab])}
+            _log(game, Action.BID, Actor.BOT, now=now, seat=seat, payload=payload)
+        elif game.phase == Phase.COMPLIANCE and progress.runs is not None:
+            assert progress.market is not None
+            if not progress.market.won[lab]:
+                payload = {"run": bool(progress.runs[lab])}
+                _log(game, Action.DECIDE, Actor.BOT, now=now, seat=seat, payload=payload)
+
+
+def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) -> None:
+    """Advance the locked ``game`` as far as its moves (and an expired deadline) allow.
+
+    Call while holding the game's lock. ``expired`` means the current phase's deadline has
+    passed or the instructor advanced it.
+    """
+    while game.status == Status.RUNNING:
+        expired = expired or (game.phase_deadline is not None and game.phase_deadline <= now)
+        if game.phase == Phase.RESULTS:
+            if not expired:
+                return
+            expired = False
+            if game.round_no >= game.rounds:
+                _finish(game, now, changes, actor=Actor.SYSTEM)
+                return
+            game.round_no += 1
+            _begin_phase(game, Phase.BIDDING, now, changes)
+            continue
+        position = bridge.position_of(game)
+        progress = position.progress
+        if progress.awaiting == game.phase:
+            if not expired:
+                return
+            _fill_owed(game, position, now)
+            expired = False
+            game.phase_deadline = None  # filled; the re-resolve below ends the phase
+            continue
+        _log_bot_moves(game, position, now)
+        finished = Phase(game.phase)
+        if finished == Phase.BIDDING:
+            changes.add("market", game.round_no)
+        elif finished == Phase.COMPLIANCE:
+            changes.add("signals", game.round_no)
+        elif finished == Phase.AUDIT:
+            settled = bridge.position_of(game).progress  # every move is logged now
+            RoundRecord.objects.create(
+                game=game, created_at=now, **bridge.record_fields(settled, position.state)
+            )
+            changes.add("settled", game.round_no)
+        _begin_phase(game, _NEXT_PHASE[finished], now, changes)
+        expired = False
+
+
+# ------------------------------------------------------------------------------ moves
+
+
+def _check_move(game: Game, seat: Seat, action: str, round_no: int) -> None:
+    phase = _MOVE_PHASE[action]
+    what = _MOVE_WHAT[action]
+    if game.status == Status.LOBBY:
+        raise NotRunning(NOT_STARTED)
+    if game.status == Status.FINISHED:
+        raise GameOver(GAME_IS_OVER)
+    if action == Action.AUDIT and seat.role != Role.GOVERNOR:
+        raise WrongRole(NOT_THE_GOVERNOR)
+    if action != Action.AUDIT and seat.role != Role.LAB:
+        raise WrongRole(NOT_A_LAB.format(what="bid" if action == Action.BID else "run or idle"))
+    if (game.round_no, game.phase) != (round_no, phase):
+        raise StaleMove(
+            STALE_MOVE.format(
+                what=what,
+                round_no=round_no,
+                phase=phase,
+                game_round=game.round_no,
+                game_phase=game.phase,
+            )
+        )
+    if game.status == Status.PAUSED:
+        raise Paused(GAME_IS_PAUSED)
+
+
+def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) -> MoveResult:
+    game = _lock(seat.game_id)
+    seat = Seat.objects.get(pk=seat.pk)
+    _check_move(game, seat, action, round_no)
+    logged = Move.objects.filter(
+        game=game, round_no=round_no, phase=game.phase, seat=seat, action=action
+    ).first()
+    if logged is not None:
+        if logged.actor == Actor.HUMAN and logged.payload == payload:
+            return MoveResult(duplicate=True, payload=logged.payload)
+        raise AlreadySubmitted(ALREADY_SUBMITTED.format(what=_MOVE_WHAT[action], round_no=round_no))
+    if seat.controller != Controller.HUMAN:
+        raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
+    # The rule check is sim_core's: resolve the round with this move added.
+    position = bridge.position_of(game)
+    trial = bridge.round_inputs(position.moves, human_labs=frozenset(), human_governor=False)
+    try:
+        resolve_round(position.setup, position.state, _with_move(trial, seat, action, payload))
+    except ActionError as error:
+        raise NotAllowed(str(error)) from None
+    now = clock.now()
+    started = game.phase_started_at or now
+    latency = max(0, int((now - started).total_seconds() * 1000))
+    _log(game, action, Actor.HUMAN, now=now, seat=seat, payload=payload, latency_ms=latency)
+    changes = _Changes()
+    changes.seat_ids.add(seat.pk)
+    changes.add("waiting", game.round_no)
+    _drive(game, now, changes, expired=False)
+    _commit(game, changes)
+    return MoveResult(duplicate=False, payload=payload)
+
+
+def _with_move(
+    inputs: RoundInputs, seat: Seat, action: str, payload: Mapping[str, Any]
+) -> RoundInputs:
+    lab = seat.lab_index
+    if action == Action.BID:
+        assert lab is not None
+        return RoundInputs(bids={**inputs.bids, lab: payload["amount"]}, runs=inputs.runs)
+    if action == Action.DECIDE:
+        assert lab is not None
+        return RoundInputs(bids=inputs.bids, runs={**inputs.runs, lab: payload["run"]})
+    return RoundInputs(bids=inputs.bids, runs=inputs.runs, audits=frozenset(payload["labs"]))
+
+
+@transaction.atomic
+def round_submit_bid(*, seat: Seat, round_no: int, amount: float) -> MoveResult:
+    """Record a lab's sealed bid for ``round_no``; advance the game if it was the last one owed.
+
+    Raises:
+        StaleMove: the game is not in round ``round_no``'s bidding phase.
+        NotAllowed: sim_core refuses the bid (not within [0, wealth], MODEL.md §4 step 1).
+        WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
+    """
+    return _submit(seat=seat, round_no=round_no, action=Action.BID, payload={"amount": amount})
+
+
+@transaction.atomic
+def round_submit_choice(*, seat: Seat, round_no: int, run: bool) -> MoveResult:
+    """Record whether a lab without a permit runs anyway (MODEL.md §4 step 3).
+
+    Raises:
+        StaleMove: the game is not in round ``round_no``'s compliance phase.
+        NotAllowed: the lab holds a permit (permit holders always run).
+        WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
+    """
+    return _submit(seat=seat, round_no=round_no, action=Action.DECIDE, payload={"run": run})
+
+
+@transaction.atomic
+def round_submit_audits(*, seat: Seat, round_no: int, labs: Iterable[int]) -> MoveResult:
+    """Record the governor's audit set, as 0-based lab indexes (MODEL.md §4 step 5, §6).
+
+    Raises:
+        StaleMove: the game is not in round ``round_no``'s audit phase.
+        NotAllowed: a lab that does not exist, or more labs than ``max_audits``.
+        WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
+    """
+    picks = sorted({int(lab) for lab in labs})
+    return _submit(seat=seat, round_no=round_no, action=Action.AUDIT, payload={"labs": picks})
+
+
+# ----------------------------------------------------------------------- the instructor, the clock
+
+
+@transaction.atomic
+def game_start(*, game: Game, actor: str = Actor.HOST) -> Game:
+    """Start a game from the lobby: round 1's bidding begins; bots play the empty seats.
+
+    Raises:
+        NotRunning: the game is not in the lobby.
+    """
+    game = _lock(game.pk)
+    if game.status != Status.LOBBY:
+        raise NotRunning("The game has already started.")
+    changes = _Changes()
+    _start(game, clock.now(), changes, actor=actor)
+    _commit(game, changes)
+    return game
+
+
+@transaction.atomic
+def game_expire_phase(*, game_id: int) -> bool:
+    """Fire the game's deadline if it has passed; return whether it fired (the clock's call).
+
+    Safe to call from any number of processes at once: under the lock the deadline is read
+    again, and the first caller moves it on, so it fires exactly once.
+    """
+    game = _lock(game_id)
+    now = clock.now()
+    if game.phase_deadline is None or game.phase_deadline > now:
+        return False
+    changes = _Changes()
+    if game.status == Status.LOBBY:
+        _start(game, now, changes, actor=Actor.SYSTEM)
+    elif game.status == Status.RUNNING:
+        _drive(game, now, changes, expired=True)
+    else:
+        return False
+    _commit(game, changes)
+    return True
+
+
+@transaction.atomic
+def game_advance_now(*, game: Game) -> Game:
+    """End the current phase now, as if its deadline had passed (the lobby: start the game).
+
+    Raises:
+        Paused: resume the game first.
+        GameOver: the game has finished.
+    """
+    game = _lock(game.pk)
+    if game.status == Status.LOBBY:
+        return game_start(game=game)
+    if game.status == Status.FINISHED:
+        raise GameOver(GAME_IS_OVER)
+    if game.status == Status.PAUSED:
+        raise Paused("Resume the game before advancing it.")
+    now = clock.now()
+    changes = _Changes()
+    _log(game, Action.ADVANCE, Actor.HOST, now=now)
+    _drive(game, now, changes, expired=True)
+    _commit(game, changes)
+    return game
+
+
+@transaction.atomic
+def game_pause(*, game: Game) -> Game:
+    """Stop the clock: the remaining seconds are kept and no move is taken until resumed.
+
+    Raises:
+        NotRunning: the game is not running.
+    """
+    game = _lock(game.pk)
+    if game.status != Status.RUNNING:
+        raise NotRunning("Only a running game can be paused.")
+    now = clock.now()
+    remaining = None
+    if game.phase_deadline is not None:
+        remaining = max(0.0, (game.phase_deadline - now).total_seconds())
+    game.status = Status.PAUSED
+    game.paused_remaining = remaining
+    game.phase_deadline = None
+    _log(game, Action.PAUSE, Actor.HOST, now=now, payload={"remaining": remaining})
+    changes = _Changes()
+    changes.add("phase", game.round_no)
+    _commit(game, changes)
+    return game
+
+
+@transaction.atomic
+def game_resume(*, game: Game) -> Game:
+    """Restart the clock with the seconds that were left when the game was paused.
+
+    Raises:
+        NotRunning: the game is not paused.
+    """
+    game = _lock(game.pk)
+    if game.status != Status.PAUSED:
+        raise NotRunning("Only a paused game can be resumed.")
+    now = clock.now()
+    game.status = Status.RUNNING
+    if game.paused_remaining is not None:
+        game.phase_deadline = now + dt.timedelta(seconds=game.paused_remaining)
+    _log(game, Action.RESUME, Actor.HOST, now=now, payload={"remaining": game.paused_remaining})
+    game.paused_remaining = None
+    changes = _Changes()
+    changes.add("phase", game.round_no)
+    _drive(game, now, changes, expired=False)  # a seat handed to a bot while paused
+    _commit(game, changes)
+    return game
+
+
+@transaction.atomic
+def game_extend(*, game: Game, seconds: float) -> Game:
+    """Give the current phase ``seconds`` more (a phase without a deadline gets one).
+
+    Raises:
+        ValueError: ``seconds`` is not positive.
+        NotRunning: the game is not running or paused.
+    """
+    if not seconds > 0:
+        raise ValueError("seconds must be positive")
+    game = _lock(game.pk)
+    now = clock.now()
+    if game.status == Status.RUNNING:
+        base = game.phase_deadline if game.phase_deadline is not None else now
+        game.phase_deadline = base + dt.timedelta(seconds=seconds)
+    elif game.status == Status.PAUSED:
+        game.paused_remaining = (game.paused_remaining or 0.0) + seconds
+    else:
+        raise NotRunning("Only a running or paused game has a timer.")
+    _log(game, Action.EXTEND, Actor.HOST, now=now, payload={"seconds": seconds})
+    changes = _Changes()
+    changes.add("phase", game.round_no)
+    _commit(game, changes)
+    return game
+
+
+@transaction.atomic
+def game_end(*, game: Game) -> Game:
+    """End the game now (after the rounds played so far); a finished game stays as it is."""
+    game = _lock(game.pk)
+    if game.status == Status.FINISHED:
+        return game
+    changes = _Changes()
+    _finish(game, clock.now(), changes, actor=Actor.HOST)
+    _commit(game, changes)
+    return game
+
+
+@transaction.atomic
+def seat_hand_to_bot(*, seat: Seat, to_bot: bool = True) -> Seat:
+    """Hand a seat to its fallback bot at once (``to_bot``), or give it back to its player.
+
+    A bot takes over immediately, so the current phase does not wait for the seat; the player
+    gets it back from the next phase.
+    """
+    game = _lock(seat.game_id)
+    seat = Seat.objects.get(pk=seat.pk)
+    now = clock.now()
+    changes = _Changes()
+    if seat.handed_to_bot == to_bot:
+        return seat
+    seat.handed_to_bot = to_bot
+    if to_bot:
+        seat.controller = Controller.BOT
+    seat.save()
+    _log(game, Action.HAND_TO_BOT if to_bot else Action.HAND_BACK, Actor.HOST, now=now, seat=seat)
+    changes.seat_ids.add(seat.pk)
+    changes.add("players", game.round_no)
+    changes.add("waiting", game.round_no)
+    _drive(game, now, changes, expired=False)
+    _commit(game, changes)
+    return seat

@@ -1,0 +1,97 @@
+"""The clock loop: every server process fires the deadlines that have passed.
+
+Deadlines are absolute times in the database, so they fire with no browser connected and after
+a restart. Every process runs this loop (started with the ASGI app, see ``install``); several
+processes may find the same deadline due, and ``services.game_expire_phase`` decides under the
+game's row lock, so it fires exactly once. ``tick`` is one beat, which tests call directly with
+a frozen clock (``permitgame.clock``) instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db.models import Q
+
+from permitgame import clock, realtime, services
+from permitgame.models import Game, Status
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two beats of the loop: how late a deadline may fire.
+TICK_SECONDS = 0.25
+
+_loop_task: asyncio.Task[None] | None = None
+
+
+def due_games() -> list[int]:
+    """Return the ids of games whose deadline has passed (running, or a lobby set to start)."""
+    now = clock.now()
+    return list(
+        Game.objects.filter(
+            Q(status=Status.RUNNING) | Q(status=Status.LOBBY), phase_deadline__lte=now
+        ).values_list("pk", flat=True)
+    )
+
+
+def tick(*, heartbeat: bool = True) -> int:
+    """Run one beat: keep this process's sockets alive, fire every passed deadline.
+
+    Returns:
+        How many deadlines this call fired (another process may have fired the rest).
+    """
+    if heartbeat:
+        services.presence_heartbeat(realtime.LOCAL_CHANNELS)
+    fired = 0
+    for game_id in due_games():
+        try:
+            fired += services.game_expire_phase(game_id=game_id)
+        except Exception:  # one broken game must not stop the clock of the others
+            logger.exception("firing the deadline of game %s failed", game_id)
+    return fired
+
+
+async def run_forever(interval: float = TICK_SECONDS) -> None:
+    """Beat every ``interval`` seconds until cancelled; heartbeat every HEARTBEAT_SECONDS."""
+    last_heartbeat = -float("inf")
+    beats = 0
+    while True:
+        heartbeat = time.monotonic() - last_heartbeat >= realtime.HEARTBEAT_SECONDS
+        try:
+            await database_sync_to_async(tick)(heartbeat=heartbeat)
+            if heartbeat:
+                last_heartbeat = time.monotonic()
+                beats += 1
+                if beats % 30 == 0:
+                    await database_sync_to_async(services.presence_purge)()
+        except Exception:
+            logger.exception("clock loop beat failed")
+        await asyncio.sleep(interval)
+
+
+def _spawn() -> None:
+    global _loop_task
+    if _loop_task is None:
+        _loop_task = asyncio.get_running_loop().create_task(run_forever())
+        logger.info("clock loop started")
+
+
+def install() -> None:
+    """Start the loop in this process once Daphne's event loop runs.
+
+    Daphne has no ASGI lifespan, but it runs Twisted's asyncio reactor, which is imported before
+    the application: the loop is scheduled with ``reactor.callWhenRunning``, so it starts with
+    the server, with or without any request. Elsewhere (tests, management commands) the reactor
+    never runs and nothing starts.
+    """
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import reactor
+
+    scheduler: Any = reactor
+    scheduler.callWhenRunning(lambda: scheduler.callLater(0, _spawn))
