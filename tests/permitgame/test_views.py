@@ -14,6 +14,7 @@ def test_home_page_names_the_game_when_requested(client):
     assert '<meta name="viewport"' in content
 
 
+@pytest.mark.django_db
 def test_demo_command_prints_where_to_go_when_run(capsys):
     call_command("demo", "--base-url", "http://127.0.0.1:9999/")
     out = capsys.readouterr().out

@@ -1,15 +1,50 @@
-"""``manage.py demo``: say what to open once the server is up.
+"""``manage.py demo``: make sure a demo game waits in the lobby and print how to join it.
 
-The game server will grow this into "create a demo game and print its join links".
+``make run`` calls this. The demo game has 6 labs (2 seats for humans, more students take bot
+seats), a seat for a human governor, and starts by itself when those three seats are taken or
+45 seconds after the first player joins. A demo game nobody has joined yet is reused.
 """
 
+from dataclasses import replace
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from permitgame import services
+from permitgame.management.commands.creategame import game_urls
+from permitgame.models import Game, Seat, Status
+from sim_core import load_preset
+
+DEMO_TITLE = "Demo game"
+DEMO_DURATIONS = {"bidding": 60, "compliance": 45, "audit": 60, "results": 10}
+
+
+def demo_game() -> Game:
+    """Return a demo game in the lobby that nobody has joined, creating one if needed."""
+    waiting = (
+        Game.objects.filter(title=DEMO_TITLE, status=Status.LOBBY)
+        .exclude(pk__in=Seat.objects.filter(token__isnull=False).values("game_id"))
+        .first()
+    )
+    if waiting is not None:
+        return waiting
+    scenario = load_preset("targeted_audit")
+    scenario = scenario.with_changes(
+        labs=replace(scenario.labs, count=6), market=replace(scenario.market, token_cap=3)
+    )
+    return services.game_create(
+        scenario=scenario,
+        human_labs=2,
+        human_governor=True,
+        durations=DEMO_DURATIONS,
+        title=DEMO_TITLE,
+        autostart=True,
+        lobby_seconds=45,
+    )
+
 
 class Command(BaseCommand):
-    help = "Print what to open in a browser to try PermitGame locally."
+    help = "Create (or reuse) a demo game and print its join code and URLs."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -18,4 +53,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         base_url = options["base_url"].rstrip("/")
+        game = demo_game()
+        urls = game_urls(game, base_url)
         self.stdout.write(f"Open {base_url}/ in a browser.")
+        self.stdout.write(f"Demo game join code: {game.code}")
+        self.stdout.write(f"  Join in a browser:   {urls['join_url']}  (open it on two browsers)")
+        self.stdout.write(f"  Join from a program: POST {urls['api_join_url']}")
+        self.stdout.write(
+            f"  Bots for the empty seats: python manage.py playbots {game.code} --count 1 "
+            f"--url {base_url}"
+        )
+        self.stdout.write("  It starts when 3 players have joined, or 45 s after the first.")

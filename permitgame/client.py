@@ -1,0 +1,268 @@
+"""A small Python client of the JSON protocol (docs/protocol.md) that plays one seat.
+
+A lab plays any sim_core strategy (``rational``, ``truthful``, ``compliant``, ``reckless``,
+``adaptive``, ``random``) from what the server tells it: its value, wealth and risk profile, the
+announced p_eff and P, and the public news of caught violators; a governor audits by the
+announced policy (π1 for a signal, π0 otherwise, at most ``max_audits``). The decisions are
+sim_core's own functions. It needs no Django: students can copy it as a starting point.
+
+    info = join("http://127.0.0.1:8000", "K7P3QX", "bot-1")
+    result = asyncio.run(Player(info, strategy="rational").play())
+
+``python -m permitgame.client URL CODE NICKNAME [--strategy NAME]`` plays one seat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import websockets
+from websockets.typing import Origin
+
+from sim_core import STRATEGIES
+from sim_core.governor import policy_audits
+from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived_detection
+
+logger = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    """The server answered with an error (``code`` and ``message`` as in the protocol)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class JoinInfo:
+    """What ``POST /api/games/<code>/join`` returns."""
+
+    player_id: int
+    token: str
+    role: str
+    nickname: str
+    rejoin_code: str
+    game: str
+    ws_url: str
+
+
+def join(base_url: str, code: str, nickname: str, *, role: str | None = None) -> JoinInfo:
+    """Join game ``code`` on the server at ``base_url`` (http://host:port).
+
+    Raises:
+        ClientError: unknown game, full or finished game, bad or taken nickname.
+    """
+    body: dict[str, Any] = {"nickname": nickname}
+    if role:
+        body["role"] = role
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}/api/games/{code}/join",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        payload = json.loads(error.read() or b"{}")
+        code, message = payload.get("code", "http_error"), payload.get("message", str(error))
+        raise ClientError(code, message) from None
+    return JoinInfo(
+        player_id=data["player_id"],
+        token=data["token"],
+        role=data["role"],
+        nickname=data["nickname"],
+        rejoin_code=data["rejoin_code"],
+        game=data["game"],
+        ws_url=data["ws_url"],
+    )
+
+
+def origin_of(ws_url: str) -> str:
+    """Return the http(s) origin a browser on that server would send."""
+    parts = urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return f"{scheme}://{parts.netloc}"
+
+
+@dataclass
+class Player:
+    """Plays one seat to the end of the game over the JSON protocol."""
+
+    info: JoinInfo
+    strategy: str = "rational"
+    seed: int | None = None
+    reconnects: int = 20
+    rules: dict[str, Any] = field(default_factory=dict)
+    you: dict[str, Any] = field(default_factory=dict)
+    game: dict[str, Any] = field(default_factory=dict)
+    signals: dict[str, Any] | None = None
+    acted: set[tuple[int, str]] = field(default_factory=set)
+    caught_total: int = 0
+    violations_total: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}"
+            )
+        self.rng = np.random.default_rng(self.seed)
+
+    # ------------------------------------------------------------------ decisions (sim_core's)
+
+    def _penalty(self) -> tuple[np.ndarray, float]:
+        code = np.array([STRATEGIES[self.strategy]])
+        announced = float(self.you["p_eff"])
+        learnt = adaptive_estimate(announced, self.caught_total, self.violations_total)
+        detection = perceived_detection(code, announced, learnt)
+        penalty = float(self.you["risk_profile"]) * detection * float(self.you["punishment"])
+        return code, float(np.asarray(penalty).reshape(-1)[0])
+
+    def bid(self) -> float:
+        """Return this round's bid by the strategy (MODEL.md §5)."""
+        code, penalty = self._penalty()
+        bids = lab_bids(
+            code,
+            np.array([float(self.you["net_value"])]),
+            np.array([penalty]),
+            float(self.rules.get("racing_value", 0.0)),
+            np.array([float(self.you["wealth"])]),
+            self.rng.random(1),
+        )
+        return float(bids[0])
+
+    def run(self) -> bool:
+        """Return whether to run without a permit, by the strategy (MODEL.md §5)."""
+        code, penalty = self._penalty()
+        unpermitted = float(self.you["net_value"]) + float(self.rules.get("racing_value", 0.0))
+        return bool(lab_runs(code, np.array([unpermitted - penalty]), self.rng.random(1))[0])
+
+    def audits(self) -> list[int]:
+        """Return the player ids to audit by the announced policy (MODEL.md §6)."""
+        assert self.signals is not None
+        labs = self.signals["labs"]
+        audited = policy_audits(
+            signals=np.array([bool(row["signal"]) for row in labs]),
+            won=np.array([bool(row["permit"]) for row in labs]),
+            high_prob=float(self.rules.get("high_prob", 0.0)),
+            base_prob=float(self.rules.get("base_prob", 0.0)),
+            max_audits=self.signals.get("max_audits"),
+            uniforms=self.rng.random(len(labs)),
+            trim_keys=self.rng.random(len(labs)),
+        )
+        return [row["player_id"] for row, flag in zip(labs, audited, strict=True) if flag]
+
+    # ------------------------------------------------------------------ the conversation
+
+    def next_command(self) -> dict[str, Any] | None:
+        """Return the command this seat owes now, or None."""
+        if self.info.role == "lab":
+            if not self.you.get("owes_move") or self.you.get("bot_playing"):
+                return None
+            key = (int(self.you["round"]), str(self.you["phase"]))
+            if key in self.acted:
+                return None
+            self.acted.add(key)
+            if key[1] == "bidding":
+                return {"type": "bid", "round": key[0], "amount": self.bid()}
+            if key[1] == "compliance":
+                return {"type": "decide", "round": key[0], "run": self.run()}
+            return None
+        round_no = int(self.game.get("round") or 0)
+        if (
+            self.game.get("phase") == "audit"
+            and 0 in self.game.get("waiting_for", [])
+            and self.signals is not None
+            and self.signals.get("round") == round_no
+            and (round_no, "audit") not in self.acted
+        ):
+            self.acted.add((round_no, "audit"))
+            return {"type": "audit", "round": round_no, "labs": self.audits()}
+        return None
+
+    def take(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Update what the seat knows from one server message; return game_over when over."""
+        self.received.append(message)
+        kind = message.get("type")
+        if kind == "state":
+            self.rules = message["rules"]
+            self.game = message["game"]
+            self.you = message["you"]
+            self.signals = message.get("signals")
+            self.caught_total = sum(r["metrics"]["caught"] for r in message["results"])
+            self.violations_total = sum(r["metrics"]["violations"] for r in message["results"])
+            if self.game["status"] == "finished":
+                return {"type": "game_over", "standings": message.get("standings") or []}
+        elif kind in ("phase", "waiting"):
+            self.game = {**self.game, **{k: v for k, v in message.items() if k != "type"}}
+        elif kind == "you":
+            self.you = {**self.you, **message}
+        elif kind == "signals":
+            self.signals = message
+        elif kind == "round_results":
+            self.caught_total += int(message["metrics"]["caught"])
+            self.violations_total += int(message["metrics"]["violations"])
+        elif kind == "error" and message.get("code") != "stale":
+            logger.warning("%s: %s", self.info.nickname, message.get("message"))
+        elif kind == "game_over":
+            return message
+        return None
+
+    async def play(self) -> dict[str, Any]:
+        """Play until the game is over; return the ``game_over`` message.
+
+        A dropped connection is retried (the server resends the full state on connect).
+        """
+        attempts = 0
+        while True:
+            try:
+                async with websockets.connect(
+                    self.info.ws_url,
+                    origin=Origin(origin_of(self.info.ws_url)),
+                    open_timeout=30,
+                ) as socket:
+                    attempts = 0
+                    async for text in socket:
+                        over = self.take(json.loads(text))
+                        if over is not None:
+                            return over
+                        command = self.next_command()
+                        if command is not None:
+                            await socket.send(json.dumps(command))
+            except (OSError, websockets.exceptions.WebSocketException) as error:
+                attempts += 1
+                if attempts > self.reconnects:
+                    raise
+                logger.info("%s: reconnecting after %s", self.info.nickname, error)
+                self.acted.clear()  # the snapshot on reconnect says what is still owed
+                await asyncio.sleep(min(0.2 * attempts, 2.0))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Play one seat from the command line."""
+    parser = argparse.ArgumentParser(description="Play one seat of a PermitGame game.")
+    parser.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("code", help="the join code")
+    parser.add_argument("nickname")
+    parser.add_argument("--strategy", default="rational", choices=sorted(STRATEGIES))
+    args = parser.parse_args(argv)
+    info = join(args.url, args.code, args.nickname)
+    result = asyncio.run(Player(info, strategy=args.strategy).play())
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

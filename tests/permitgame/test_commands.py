@@ -1,0 +1,59 @@
+"""The command line: creategame + playbots play a whole game on a real Daphne server."""
+
+import json
+
+import pytest
+
+from tests import harness
+
+SCENARIO = {
+    "name": "two_rounds",
+    "rounds": 2,
+    "labs": {"count": 5},
+    "market": {"type": "clearing", "token_cap": 2},
+    "governor": {"policy": "policy"},
+}
+
+
+@pytest.mark.slow
+def test_playbots_play_a_created_game_to_the_end_when_every_human_seat_is_a_client(tmp_path):
+    scenario = tmp_path / "two_rounds.json"
+    scenario.write_text(json.dumps(SCENARIO))
+    env = {"DATABASE_URL": harness.sqlite_database_url(tmp_path)}
+    with harness.daphne_server(env) as url:
+        created = harness.manage(
+            "creategame", "--scenario", str(scenario), "--labs", "4", "--human-labs", "2",
+            "--human-governor", "--phase-seconds", "20", "--seed", "11", "--json",
+            "--base-url", url, env=env,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        info = json.loads(created.stdout)
+        assert info["labs"] == 4 and info["status"] == "lobby" and len(info["code"]) == 6
+        assert info["join_url"] == f"{url}/join/{info['code']}/"
+
+        played = harness.manage(
+            "playbots", info["code"], "--count", "3", "--strategy", "truthful", "--url", url,
+            env=env, timeout=120,
+        )  # fmt: skip
+        assert played.returncode == 0, played.stdout + played.stderr
+        assert "Game over. Final standings:" in played.stdout
+        assert played.stdout.count(" lab ") >= 4
+
+        summary = harness.manage(
+            "shell", "-c",
+            "from permitgame.models import *; g = Game.objects.get(code=%r); "
+            "print(g.status, g.round_no, RoundRecord.objects.filter(game=g).count(), "
+            "Move.objects.filter(game=g, actor='human').count())".replace("%r", repr(info["code"])),
+            env=env,
+        )  # fmt: skip
+    status, round_no, records, human_moves = summary.stdout.split()[-4:]
+    assert (status, round_no, records) == ("finished", "2", "2")
+    assert int(human_moves) >= 6  # 2 labs bid twice, the governor audited twice
+
+
+def test_creategame_explains_an_unknown_scenario(tmp_path):
+    env = {"DATABASE_URL": harness.sqlite_database_url(tmp_path)}
+    assert harness.manage("migrate", "--no-input", env=env).returncode == 0
+    result = harness.manage("creategame", "--scenario", "no_such_thing", env=env)
+    assert result.returncode != 0
+    assert "neither a preset" in result.stderr
