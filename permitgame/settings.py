@@ -4,7 +4,8 @@ Every value has a default that suits local development (``make run``): SQLite in
 at the repository root, the in-memory channel layer, ``DEBUG`` on. Production sets
 ``DJANGO_DEBUG=false`` and the variables below; then ``manage.py check --deploy`` is clean.
 
-Environment:
+Environment (each ``DJANGO_X`` may also be given as plain ``X``: ``SECRET_KEY``, ``DEBUG``,
+``ALLOWED_HOSTS``...; the prefixed name wins when both are set):
     DJANGO_DEBUG: "true" (default) or "false".
     DJANGO_SECRET_KEY: required when DEBUG is off; a fixed development key is used otherwise.
     DJANGO_ALLOWED_HOSTS: comma-separated host names (default: loopback names when DEBUG is on).
@@ -34,8 +35,16 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def _getenv(name: str) -> str | None:
+    """Read ``DJANGO_X``, or plain ``X`` (the names the deployment guide also accepts)."""
+    value = os.environ.get(name)
+    if value is None and name.startswith("DJANGO_"):
+        value = os.environ.get(name.removeprefix("DJANGO_"))
+    return value
+
+
 def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
+    raw = _getenv(name)
     if raw is None:
         return default
     value = raw.strip().lower()
@@ -47,14 +56,14 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 def _env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
+    raw = _getenv(name)
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+    raw = _getenv(name)
     if raw is None or not raw.strip():
         return default
     try:
@@ -68,7 +77,7 @@ def _env_int(name: str, default: int) -> int:
 DEBUG = _env_bool("DJANGO_DEBUG", default=True)
 
 _DEV_SECRET_KEY = "django-insecure-permitgame-local-development-only"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+SECRET_KEY = _getenv("DJANGO_SECRET_KEY") or ""
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false")

@@ -95,3 +95,15 @@ def test_settings_refuse_to_start_when_a_boolean_is_unreadable(value):
     result = harness.manage("check", env={"DJANGO_DEBUG": value})
     assert result.returncode != 0
     assert "DJANGO_DEBUG must be true or false" in result.stderr
+
+
+def test_plain_variable_names_configure_production_too():
+    env = {
+        "DEBUG": "false",
+        "SECRET_KEY": harness.random_secret_key(),
+        "ALLOWED_HOSTS": "game.example.org",
+        "CSRF_TRUSTED_ORIGINS": "https://game.example.org",
+    }
+    result = harness.manage("check", "--deploy", "--fail-level", "DEBUG", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
