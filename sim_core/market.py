@@ -7,6 +7,7 @@ for a lab (seed 000's "Strict Rule Separation"). Not here: how bids are made (``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,39 +49,42 @@ def clear_bids(
     Returns:
         ``(price, won)``: price of shape (...), winners of shape (..., N).
     """
-    batch_shape = bids.shape[:-1]
     floor = _eligible_floor(bids.dtype, market.reserve_price)
     if market.type == "fixed_price":
-        price = np.full(batch_shape, market.fixed_price)
+        price = np.full(bids.shape[:-1], market.fixed_price)
         return price, (bids >= floor) & (bids >= market.fixed_price)
     cap = market.token_cap or 0
     labs = bids.shape[-1]
-    reserve = np.full(batch_shape, market.reserve_price)
-    if cap == 0:
-        return reserve, np.zeros(bids.shape, dtype=bool)
-    if cap > labs:
-        return reserve, bids >= floor
+    if cap == 0 or cap > labs:  # nothing sold, or every eligible bid wins: at the reserve price
+        reserve = np.full(bids.shape[:-1], market.reserve_price)
+        return reserve, (bids >= floor) if cap else np.zeros(bids.shape, dtype=bool)
     # Eligibility is closed upwards, so the Q-th highest of ALL bids is eligible exactly when at
     # least Q bids are, and then it is the Q-th highest eligible bid: no masking needed.
     qth_highest = _kth_smallest(bids, labs - cap)
     enough = qth_highest >= floor
-    price = np.where(enough, qth_highest, reserve)
+    price = np.where(enough, qth_highest, market.reserve_price)
     # Every bid at or above the threshold wins: the price when oversubscribed, else every eligible.
-    threshold = np.where(enough, qth_highest, floor).astype(bids.dtype, copy=False)
+    threshold = np.where(enough, qth_highest, floor)
     won = bids >= threshold[..., None]
-    winners = won @ np.ones(labs, dtype=np.float32) if labs < 1 << 24 else won.sum(axis=-1)
-    overfull = winners > cap  # only when bids tie at the price: break the tie with the keys
-    if np.any(overfull):
+    overfull = won @ _ones(labs) > cap  # only when bids tie at the price: the keys decide
+    if overfull.any():
         _break_ties(bids, tie_keys, cap, price, overfull, won)
     return price, won
 
 
+@functools.lru_cache(maxsize=64)
 def _eligible_floor(dtype: np.dtype[Any], reserve_price: float) -> np.floating[Any]:
     """Return the smallest bid of ``dtype`` that is eligible: > 0 and >= the reserve price."""
     float_type = dtype.type if np.issubdtype(dtype, np.floating) else np.float64
     reserve = float_type(reserve_price)
     smallest_positive = np.nextafter(float_type(0), float_type(1))
     return reserve if reserve > 0 else smallest_positive
+
+
+@functools.lru_cache(maxsize=16)
+def _ones(labs: int) -> FloatArray:
+    """Return a read-only vector of ``labs`` ones (float32 counts are exact below 2**24 labs)."""
+    return frozen(np.ones(labs, dtype=np.float32 if labs < 1 << 24 else np.float64))
 
 
 def _kth_smallest(bids: FloatArray, k: int) -> FloatArray:
@@ -92,8 +96,7 @@ def _kth_smallest(bids: FloatArray, k: int) -> FloatArray:
     """
     if bids.dtype == np.float32 or bids.dtype == np.float64:
         pattern = np.int32 if bids.dtype == np.float32 else np.int64
-        keys = np.partition(bids.view(pattern), k, axis=-1)[..., k]
-        kth: FloatArray = keys.copy().view(bids.dtype)
+        kth: FloatArray = np.partition(bids.view(pattern), k, axis=-1)[..., k].view(bids.dtype)
         return kth
     partitioned: FloatArray = np.partition(bids, k, axis=-1)[..., k]
     return partitioned

@@ -112,36 +112,31 @@ def lab_tallies(
         are whole numbers (exact in float32 up to 2**24 labs).
     """
     tempting = net_values + racing_value > 0  # would gain from running unpermitted
-    weights = np.stack(
-        [np.ones_like(net_values), tempting.astype(net_values.dtype), net_values], -1
-    )
-    masks = [won, violated, caught]
-    if audited is not None:
-        masks += [audited, audited & violated]
-    shape = np.broadcast_shapes(*(mask.shape for mask in masks))
-    stacked = np.empty((len(masks), *shape), dtype=weights.dtype)
+    dtype = net_values.dtype
+    weights = np.empty((*net_values.shape, 3), dtype=dtype)  # per lab: 1, tempted, u
+    weights[..., 0] = 1
+    weights[..., 1] = tempting
+    weights[..., 2] = net_values
+    masks = [won, violated, caught] + ([] if audited is None else [audited, audited & violated])
+    shape = won.shape
+    if any(mask.shape != shape for mask in masks):
+        shape = np.broadcast_shapes(*(mask.shape for mask in masks))
+    stacked = np.empty((len(masks), *shape), dtype=dtype)  # the masks as 0 and 1
     for row, mask in zip(stacked, masks, strict=True):
         np.copyto(row, mask)
     if weights.ndim == 2:
         sums = stacked @ weights
     else:
         sums = np.einsum("m...n,...nk->m...k", stacked, weights)
-    tempting_count = np.broadcast_to(tempting.sum(axis=-1, dtype=weights.dtype), shape[:-1])
-    columns = [
-        tempting_count,
-        sums[0, ..., 0],
-        sums[0, ..., 1],
-        sums[0, ..., 2],
-        sums[1, ..., 0],
-        sums[1, ..., 1],
-        sums[1, ..., 2],
-        sums[2, ..., 0],
-    ]
-    if audited is None:
-        columns += [np.zeros(shape[:-1], weights.dtype)] * 2
-    else:
-        columns += [sums[3, ..., 0], sums[4, ..., 0]]
-    return np.stack(columns, axis=-1)
+    tallies = np.zeros((*shape[:-1], len(TALLIES)), dtype=dtype)
+    tallies[..., 0] = tempting.sum(axis=-1)
+    tallies[..., 1:4] = sums[0]
+    tallies[..., 4:7] = sums[1]
+    tallies[..., 7] = sums[2, ..., 0]
+    if audited is not None:
+        tallies[..., 8] = sums[3, ..., 0]
+        tallies[..., 9] = sums[4, ..., 0]
+    return tallies
 
 
 def metrics_from_tallies(

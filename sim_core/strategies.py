@@ -43,24 +43,31 @@ def perceived_detection(
     return np.where(strategies == ADAPTIVE, learnt_p_eff, announced_p_eff)
 
 
-def _single_strategy(strategies: IntArray) -> int | None:
+def _single_strategy(strategies: IntArray | int) -> int | None:
     """Return the strategy code every lab plays, or None for a mixed population."""
-    if strategies.size == 0:
+    codes = np.asarray(strategies)
+    if codes.ndim == 0:
+        return int(codes)
+    if codes.size == 0:
         return None
-    first = int(strategies.min())
-    return first if first == int(strategies.max()) else None
+    first = int(codes.min())
+    return first if first == int(codes.max()) else None
 
 
 def _full_shape(result: npt.NDArray[Any], *operands: npt.ArrayLike) -> npt.NDArray[Any]:
     """Return ``result`` broadcast to the shape of all ``operands``, as a fresh writable array."""
-    shape = np.broadcast_shapes(*(np.shape(operand) for operand in operands))
-    if result.shape == shape:
+    shape = result.shape
+    usual = (shape, (), shape[-1:])  # the same shape, a scalar, or one value per lab
+    if all(np.shape(operand) in usual for operand in operands):
         return result
-    return np.broadcast_to(result, shape).copy()
+    full_shape = np.broadcast_shapes(shape, *(np.shape(operand) for operand in operands))
+    if full_shape == shape:
+        return result
+    return np.broadcast_to(result, full_shape).copy()
 
 
 def lab_bids(
-    strategies: IntArray,
+    strategies: IntArray | int,
     net_values: FloatArray,
     penalties: FloatArray,
     racing_value: float,
@@ -74,7 +81,7 @@ def lab_bids(
     wealth floored at 0: max(0, min(b, wealth)), which equals min(b, max(wealth, 0)) since b >= 0.
 
     Args:
-        strategies: strategy codes, shape (..., N).
+        strategies: strategy codes, broadcastable to (..., N) (one code: every lab plays it).
         net_values: u = v − c, shape (..., N).
         penalties: perceived expected penalties E = r·p_eff·P, broadcastable to (..., N).
         racing_value: rho.
@@ -110,13 +117,13 @@ def lab_bids(
             default=0.0,
         )
     if np.ndim(wealth) > 0 or wealth != math.inf:
-        bids = np.minimum(bids, wealth)
+        bids = np.minimum(bids, wealth, out=bids if bids.shape == np.shape(wealth) else None)
     np.maximum(bids, np.zeros(bids.shape[-1:], bids.dtype), out=bids)  # a zero row: faster
     return _full_shape(bids, strategies, net_values, penalties, wealth, uniforms)
 
 
 def lab_runs(
-    strategies: IntArray, unpermitted_values: FloatArray, uniforms: FloatArray
+    strategies: IntArray | int, unpermitted_values: FloatArray, uniforms: FloatArray
 ) -> BoolArray:
     """Return whether each lab would run without a permit (§5).
 
@@ -124,7 +131,7 @@ def lab_runs(
     reckless always runs; random runs with probability 1/2.
 
     Args:
-        strategies: strategy codes, shape (..., N).
+        strategies: strategy codes, broadcastable to (..., N) (one code: every lab plays it).
         unpermitted_values: d, shape (..., N).
         uniforms: uniform [0, 1) draws for every lab, shape (..., N) (only random uses them).
     """
