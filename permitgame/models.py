@@ -1,5 +1,8 @@
 """The game server's tables: Game, Seat, Move (the append-only log), RoundRecord, Connection.
 
+Also the instructor's own tables: ``SavedPreset`` (game settings saved from the console) and
+``DebriefCache`` (expensive debrief computations of a finished game, rebuilt on demand).
+
 The truth of a game is its seed, its frozen scenario and its move log (MODEL.md §11). Everything
 else here is either the live position of the game (round, phase, deadline, who plays each seat)
 or a cache that replay rebuilds (``RoundRecord``). No rule of the game lives here: models hold
@@ -62,6 +65,9 @@ class Action(models.TextChoices):
     HAND_TO_BOT = "hand_to_bot", "Seat handed to a bot"
     HAND_BACK = "hand_back", "Seat handed back to its player"
     END = "end", "Game ended"
+    ADD_BOT = "add_bot", "Bot lab added in the lobby"
+    REMOVE_SEAT = "remove_seat", "Lab seat removed in the lobby"
+    ASSIGN = "assign", "Governor assigned in the lobby"
 
 
 #: The actions that are moves of a round (one per seat, round and phase).
@@ -272,3 +278,63 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seat} via {self.channel_name}"
+
+
+class SavedPreset(models.Model):
+    """An instructor's own game settings, saved from the create-a-game form to reuse.
+
+    ``scenario`` is a complete scenario document (sim_core.scenario_to_dict); ``durations`` and
+    ``human_governor`` are the game settings that are not part of a scenario.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_presets"
+    )
+    name = models.CharField(max_length=60)
+    scenario = models.JSONField()
+    human_governor = models.BooleanField(default=False)
+    durations = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("owner", "name")
+        constraints = (
+            models.UniqueConstraint(fields=["owner", "name"], name="one_preset_name_per_owner"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.owner_id})"
+
+
+class DebriefCache(models.Model):
+    """One expensive debrief computation of a game: a cache that the debrief rebuilds on demand.
+
+    ``kind`` says what was computed (the deterrence heatmap's sweep, the simulated classes) and
+    ``key`` with which parameters; ``result`` is its JSON document once ``status`` is done.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="debrief_cache")
+    kind = models.CharField(max_length=20)
+    key = models.CharField(max_length=200)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    progress = models.FloatField(default=0.0, help_text="Share done, 0 to 1.")
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["game", "kind", "key"], name="one_debrief_cache_per_computation"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.game_id} {self.kind} {self.key} ({self.status})"
