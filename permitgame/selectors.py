@@ -459,6 +459,8 @@ def game_screens(game: Game) -> GameScreens:
             scores[lab] += payoff
     wealth_now = list(records[-1].wealth) if records else [scenario.labs.endowment] * game.lab_count
     finished = game.status == Status.FINISHED
+    # Who plays a seat matters only while the game is on (in the lobby nobody plays yet).
+    playing = game.status in (Status.RUNNING, Status.PAUSED)
     governor_score = sum(float(r.metrics["welfare"]) for r in records)
 
     players = tuple(
@@ -469,7 +471,7 @@ def game_screens(game: Game) -> GameScreens:
             label=seat_label(s),
             nickname=s.nickname,
             human=s.has_player,
-            bot_playing=s.controller == Controller.BOT or s.handed_to_bot or s.standing_in,
+            bot_playing=not s.has_player or (playing and s.controller == Controller.BOT),
             connected=s.pk in connected,
         )
         for s in sorted(seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
@@ -531,7 +533,7 @@ def game_screens(game: Game) -> GameScreens:
             run=True if won else (bool(run_move.payload["run"]) if run_move else None),
             run_by=run_move.actor if run_move else None,
             owes_move=seat.player_id in waiting,
-            bot_playing=seat.controller == Controller.BOT,
+            bot_playing=playing and seat.controller == Controller.BOT,
             handed_to_bot=seat.handed_to_bot,
             history=_lab_history(records, lab, compute_cost),
         )
@@ -573,7 +575,7 @@ def game_screens(game: Game) -> GameScreens:
         audits=tuple(lab + 1 for lab in audit_move.payload["labs"]) if audit_move else None,
         audits_by=audit_move.actor if audit_move else None,
         owes_move=0 in waiting,
-        bot_playing=governor_seat.controller == Controller.BOT,
+        bot_playing=playing and governor_seat.controller == Controller.BOT,
         handed_to_bot=governor_seat.handed_to_bot,
         history=tuple(
             AuditResult(
