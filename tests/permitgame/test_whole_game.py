@@ -1,7 +1,5 @@
 """A whole game over both wire formats: two human labs (JSON and HTML), a human governor, bots."""
 
-import json
-
 import pytest
 
 from permitgame import selectors, services
@@ -216,7 +214,3 @@ async def test_outcome_equals_sim_core_replay_of_the_log_when_humans_played(smal
         ]
 
     assert await db(replay)(game) == await db(stored)()
-
-
-def test_json_messages_are_plain_json():
-    assert json.loads(json.dumps({"a": 1})) == {"a": 1}
