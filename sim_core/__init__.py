@@ -9,6 +9,7 @@ One function, ``resolve_round``, plays a round; the live server and ``run_game``
 Nothing here imports Django, Channels or the server.
 """
 
+from sim_core.batch import cell_scenario
 from sim_core.enforcement import Settlement
 from sim_core.errors import ActionError, ScenarioError, SimCoreError
 from sim_core.governor import check_audits
@@ -38,6 +39,7 @@ from sim_core.simulate import (
 )
 from sim_core.state import GameSetup, GameState, Phase, Role, initial_state, make_setup
 from sim_core.strategies import STRATEGIES
+from sim_core.sweep import SweepError, SweepResult, replicate_seed, run_sweep, sweep_scenario
 from sim_core.theory import (
     expected_clearing_price,
     expected_penalty,
@@ -72,8 +74,11 @@ __all__ = [
     "ScenarioError",
     "Settlement",
     "SimCoreError",
+    "SweepError",
+    "SweepResult",
     "TheorySummary",
     "WelfareParams",
+    "cell_scenario",
     "check_audits",
     "check_bid",
     "clear_bids",
@@ -91,11 +96,14 @@ __all__ = [
     "parse_scenario",
     "perceived_p_eff",
     "percentile_rank",
+    "replicate_seed",
     "resolve_round",
     "round_values",
     "run_game",
+    "run_sweep",
     "scenario_to_dict",
     "simulate_classes",
     "summarise",
+    "sweep_scenario",
     "theory_summary",
 ]

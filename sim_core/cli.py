@@ -1,4 +1,4 @@
-"""The command line: ``python -m sim_core run|theory`` (and the sub-commands other modules add).
+"""The command line: ``python -m sim_core run|theory|sweep`` (and sub-commands others add).
 
 Here: argument parsing, plain-text tables and JSON output. Invalid input (a bad scenario, an
 unknown preset, a bad flag) exits with status 2 and one line naming the problem, never a
@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from sim_core.errors import SimCoreError
 from sim_core.metrics import METRICS, MetricsRow
 from sim_core.presets import PRESETS, load_scenario
 from sim_core.simulate import run_game, theory_summary
+from sim_core.sweep import (
+    DEFAULT_GRID,
+    DEFAULT_P_EFF_RANGE,
+    DEFAULT_P_RANGE,
+    SweepResult,
+    run_sweep,
+    sweep_scenario,
+)
+
+#: The largest grid side the command line accepts (a 1001 x 1001 map is already 10^6 cells).
+MAX_GRID_SIDE = 1001
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -111,6 +125,145 @@ def command_theory(args: argparse.Namespace) -> int:
     return 0
 
 
+def grid_shape(text: str) -> tuple[int, int]:
+    """Parse ``--grid AxB``: A values of P by B values of p_eff, each at least 1."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if match is None or min(int(match[1]), int(match[2])) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected AxB, whole numbers of P and p_eff values >= 1 (e.g. 21x21), got {text!r}"
+        )
+    if max(int(match[1]), int(match[2])) > MAX_GRID_SIDE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_GRID_SIDE} values a side, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def value_range(text: str) -> tuple[float, float]:
+    """Parse ``lo:hi`` (two finite numbers) for ``--p`` and ``--peff``."""
+    parts = text.split(":")
+    try:
+        lo, hi = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected lo:hi, two numbers, got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return lo, hi
+
+
+def grid_point(text: str) -> tuple[float, float]:
+    """Parse ``--mark P,p_eff``."""
+    parts = text.split(",")
+    try:
+        punishment, detection = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected P,p_eff, two numbers, got {text!r}") from None
+    if not (math.isfinite(punishment) and punishment >= 0 and 0 <= detection <= 1):
+        raise argparse.ArgumentTypeError(f"expected P >= 0 and p_eff in [0, 1], got {text!r}")
+    return punishment, detection
+
+
+def finite_number(text: str) -> float:
+    """Parse a finite number (``--threshold``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+class ProgressBar:
+    """A one-line progress bar on standard error, drawn only when it is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str) -> None:
+        """Prepare a bar headed ``label``; nothing is drawn until the first update."""
+        self.label = label
+        self.enabled = sys.stderr.isatty()
+        self.drawn = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        """Redraw the bar at ``done`` of ``total`` (at most once per percent)."""
+        percent = 100 * done // max(total, 1)
+        if not self.enabled or percent == self.drawn:
+            return
+        self.drawn = percent
+        filled = self.WIDTH * done // max(total, 1)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        sys.stderr.write(f"\r{self.label} [{bar}] {percent:3d}%")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """Erase the bar."""
+        if self.enabled and self.drawn >= 0:
+            sys.stderr.write("\r" + " " * (len(self.label) + self.WIDTH + 8) + "\r")
+            sys.stderr.flush()
+
+
+def _sweep_table(result: SweepResult) -> str:
+    """Return the map as text: one line per p_eff (highest first), one column per P."""
+    lines = [f"{result.metric} (rows: p_eff, columns: P)"]
+    lines.append("p_eff\\P " + " ".join(f"{value:>6.3g}" for value in result.p.tolist()))
+    for row in range(len(result.p_eff) - 1, -1, -1):
+        cells = " ".join(f"{value:>6.3f}" for value in result.values[row].tolist())
+        lines.append(f"{result.p_eff[row]:>7.3g} {cells}")
+    flips = " ".join("     -" if math.isnan(x) else f"{x:>6.3g}" for x in result.flip.tolist())
+    theory = " ".join(
+        f"{x:>6.3g}" if math.isfinite(x) else "   inf" for x in result.theory.tolist()
+    )
+    lines.append(f"{'flip':>7} {flips}")
+    lines.append(f"{'theory':>7} {theory}")
+    return "\n".join(lines)
+
+
+def command_sweep(args: argparse.Namespace) -> int:
+    """Sweep a scenario over a (P, p_eff) grid and write or print the heatmap (MODEL.md §9)."""
+    scenario = sweep_scenario(
+        load_scenario(args.scenario), labs=args.labs, rounds=args.rounds, token_cap=args.cap
+    )
+    bar = ProgressBar(f"sweep {scenario.name}")
+    try:
+        result = run_sweep(
+            scenario,
+            p_range=args.p,
+            p_eff_range=args.peff,
+            grid=args.grid,
+            replicates=args.replicates,
+            metric=args.metric,
+            threshold=args.threshold,
+            seed=args.seed,
+            precision=args.precision,
+            workers=args.workers,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    written: list[Path] = []
+    if args.out is not None:
+        directory = Path(args.out)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "heatmap.csv").write_text(result.csv_text(), encoding="utf-8")
+            (directory / "sweep.json").write_text(
+                json.dumps(result.record(), indent=1) + "\n", encoding="utf-8"
+            )
+        except OSError as exc:
+            raise UsageError(f"cannot write to {directory}: {exc.strerror or exc}") from None
+        written += [directory / "heatmap.csv", directory / "sweep.json"]
+        if not args.no_plot:
+            from sim_core.plot import save_heatmap  # matplotlib only when a figure is wanted
+
+            written += save_heatmap(result, directory, mark=args.mark)
+    if args.json:
+        print(json.dumps(result.document()))
+        return 0
+    print(_sweep_table(result))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every sub-command."""
     parser = _Parser(prog="python -m sim_core", description="PermitGame's simulation core.")
@@ -128,6 +281,87 @@ def build_parser() -> argparse.ArgumentParser:
     theory.add_argument("scenario", help=scenario_help)
     theory.add_argument("--json", action="store_true", help="print JSON instead of text")
     theory.set_defaults(handler=command_theory)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="the deterrence heatmap: every (P, p_eff) cell of a grid, replicated (MODEL.md 9)",
+    )
+    sweep.add_argument("scenario", help=scenario_help)
+    sweep.add_argument(
+        "--grid",
+        type=grid_shape,
+        default=DEFAULT_GRID,
+        metavar="AxB",
+        help="A values of P by B values of p_eff (default 21x21)",
+    )
+    sweep.add_argument(
+        "--p",
+        type=value_range,
+        default=DEFAULT_P_RANGE,
+        metavar="LO:HI",
+        help="range of the punishment P = K + fine + R (default 0.2:0.8)",
+    )
+    sweep.add_argument(
+        "--peff",
+        type=value_range,
+        default=DEFAULT_P_EFF_RANGE,
+        metavar="LO:HI",
+        help="range of the detection probability p_eff (default 0.25:0.75)",
+    )
+    sweep.add_argument(
+        "--replicates", type=positive_int, default=20, help="games per cell (default 20)"
+    )
+    sweep.add_argument("--rounds", type=positive_int, help="rounds per game (default: scenario's)")
+    sweep.add_argument(
+        "--labs",
+        type=positive_int,
+        help="number of labs; the cap scales with it unless --cap is given",
+    )
+    sweep.add_argument("--cap", type=whole_number(0), help="permits per round, Q")
+    sweep.add_argument("--seed", type=seed_int, help="the sweep's seed (default: scenario's)")
+    sweep.add_argument(
+        "--metric",
+        choices=METRICS,
+        default="compliance_rate",
+        help="the metric on the map (default compliance_rate)",
+    )
+    sweep.add_argument(
+        "--threshold",
+        type=finite_number,
+        default=0.9,
+        help="level of the behaviour flip line (default 0.9)",
+    )
+    sweep.add_argument(
+        "--mark",
+        type=grid_point,
+        metavar="P,P_EFF",
+        help="mark a point, e.g. a game's own parameters",
+    )
+    sweep.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write heatmap.png, heatmap.svg, heatmap.csv and sweep.json here",
+    )
+    sweep.add_argument(
+        "--no-plot",
+        action="store_true",
+        help="skip the figures (and never load the plotting library)",
+    )
+    sweep.add_argument(
+        "--json",
+        action="store_true",
+        help="print the map as JSON: p, p_eff, metric, values, stderr, flip, theory",
+    )
+    sweep.add_argument(
+        "--precision",
+        choices=("float32", "float64"),
+        default="float32",
+        help="float32 (default, fast) or float64 (equal to games number for number)",
+    )
+    sweep.add_argument(
+        "--workers", type=positive_int, help="processes to use (default: one per CPU)"
+    )
+    sweep.set_defaults(handler=command_sweep)
 
     for register in EXTRA_COMMANDS:
         register(commands)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from sim_core.arrays import BoolArray, FloatArray, frozen
 from sim_core.params import MarketParams
@@ -60,15 +61,20 @@ def clear_bids(
         return reserve, (bids >= floor) if cap else np.zeros(bids.shape, dtype=bool)
     # Eligibility is closed upwards, so the Q-th highest of ALL bids is eligible exactly when at
     # least Q bids are, and then it is the Q-th highest eligible bid: no masking needed.
-    qth_highest = _kth_smallest(bids, labs - cap)
+    k = labs - cap
+    partitioned = _partition(bids, k)
+    qth_highest = partitioned[..., k].view(bids.dtype)
     enough = qth_highest >= floor
     price = np.where(enough, qth_highest, market.reserve_price)
     # Every bid at or above the threshold wins: the price when oversubscribed, else every eligible.
     threshold = np.where(enough, qth_highest, floor)
     won = bids >= threshold[..., None]
-    overfull = won @ _ones(labs) > cap  # only when bids tie at the price: the keys decide
-    if overfull.any():
-        _break_ties(bids, tie_keys, cap, price, overfull, won)
+    # More than Q winners only when a bid below the Q-th place ties with it: the keys decide.
+    below = partitioned[..., :k] == partitioned[..., k, None]
+    if below.any():
+        overfull = below.any(axis=-1) & enough
+        if overfull.any():
+            _break_ties(bids, tie_keys, cap, price, overfull, won)
     return price, won
 
 
@@ -81,25 +87,18 @@ def _eligible_floor(dtype: np.dtype[Any], reserve_price: float) -> np.floating[A
     return reserve if reserve > 0 else smallest_positive
 
 
-@functools.lru_cache(maxsize=16)
-def _ones(labs: int) -> FloatArray:
-    """Return a read-only vector of ``labs`` ones (float32 counts are exact below 2**24 labs)."""
-    return frozen(np.ones(labs, dtype=np.float32 if labs < 1 << 24 else np.float64))
-
-
-def _kth_smallest(bids: FloatArray, k: int) -> FloatArray:
-    """Return the k-th smallest bid along the last axis (0-based), by partial sort.
+def _partition(bids: FloatArray, k: int) -> npt.NDArray[Any]:
+    """Return a copy of ``bids`` partially sorted along the last axis around position ``k``.
 
     Floats are partitioned through their integer bit patterns, which sort twice as fast and order
     every non-negative float (and put every negative one below them): the order only needs to be
-    right where a bid can be eligible.
+    right where a bid can be eligible. Read element ``k`` back with ``.view(bids.dtype)``.
     """
-    if bids.dtype == np.float32 or bids.dtype == np.float64:
-        pattern = np.int32 if bids.dtype == np.float32 else np.int64
-        kth: FloatArray = np.partition(bids.view(pattern), k, axis=-1)[..., k].view(bids.dtype)
-        return kth
-    partitioned: FloatArray = np.partition(bids, k, axis=-1)[..., k]
-    return partitioned
+    if bids.dtype == np.float32:
+        return np.partition(bids.view(np.int32), k, axis=-1)
+    if bids.dtype == np.float64:
+        return np.partition(bids.view(np.int64), k, axis=-1)
+    return np.partition(bids, k, axis=-1)
 
 
 def _break_ties(

@@ -31,7 +31,7 @@ def p_eff(beta: Real, high_prob: Real, base_prob: Real, backcheck_prob: Real) ->
 
 
 def expected_penalty(
-    risk_profile: FloatArray, detection: FloatArray | float, punishment: float
+    risk_profile: FloatArray, detection: FloatArray | float, punishment: FloatArray | float
 ) -> FloatArray:
     """Return each lab's perceived expected penalty E = r·p_eff·P (§2)."""
     penalties: FloatArray = risk_profile * detection * punishment
