@@ -27,7 +27,7 @@ import numpy.typing as npt
 from sim_core.arrays import BoolArray, FloatArray, IntArray
 from sim_core.enforcement import catch, payoffs
 from sim_core.market import clear_bids
-from sim_core.metrics import TALLIES, lab_tallies, metrics_from_tallies
+from sim_core.metrics import METRICS, TALLIES, lab_tallies, metrics_from_tallies
 from sim_core.params import GovernorParams, Scenario
 from sim_core.rng import Purpose, stream
 from sim_core.round import round_values
@@ -199,25 +199,34 @@ def play_cells(
     p_effs = np.asarray(p_effs, dtype=np.float64)
     rounds = draws.net_values.shape[0]
     bound = WealthBound.of(scenario, draws.setup.strategies)
-    worst = np.full(1, float(rounds - 1))
-    if bound.holds(punishments, worst, worst).all():
-        values, _ = _play(scenario, draws, punishments, p_effs, tracked=False, counted=False)
-        return values
-    values, counts = _play(
-        scenario,
-        draws,
-        punishments,
-        p_effs,
-        tracked=False,
-        counted=True,
-        bound_needs_violations=bound.violation_loss > 0,
-    )
-    caught, violations = counts
-    unsure = ~bound.holds(punishments, caught, violations)
-    if unsure.any():
-        values[unsure], _ = _play(
-            scenario, draws, punishments[unsure], p_effs[unsure], tracked=True, counted=False
+    values = np.empty((len(punishments), len(METRICS)))
+    worst = np.full((len(punishments), 1), float(rounds - 1))
+    free = bound.holds(punishments, worst, worst)
+    # Where a lab caught in a share p_eff of all rounds would already break the bound, the
+    # counts would rarely rule a capped bid out: track the wealth from the start (only speed).
+    likely = p_effs[:, None] * (rounds - 1)
+    direct = ~free & ~bound.holds(punishments, likely, worst)
+    watched = ~free & ~direct
+    for cells, tracked in ((free, False), (direct, True)):
+        if cells.any():
+            values[cells], _ = _play(
+                scenario, draws, punishments[cells], p_effs[cells], tracked=tracked, counted=False
+            )
+    if watched.any():
+        values[watched], (caught, violations) = _play(
+            scenario,
+            draws,
+            punishments[watched],
+            p_effs[watched],
+            tracked=False,
+            counted=True,
+            bound_needs_violations=bound.violation_loss > 0,
         )
+        unsure = np.flatnonzero(watched)[~bound.holds(punishments[watched], caught, violations)]
+        if unsure.size:
+            values[unsure], _ = _play(
+                scenario, draws, punishments[unsure], p_effs[unsure], tracked=True, counted=False
+            )
     return values
 
 
@@ -275,7 +284,7 @@ def _play(
         violated = np.greater(lab_runs(strategies, unpermitted_values, choices), won)  # runs & ~won
         caught = catch(violated, None, draws.catch_uniforms[t], catch_prob)
         if tracked:
-            wealth = wealth + payoffs(
+            wealth += payoffs(  # type: ignore[operator]
                 net_values=net_values,
                 won=won,
                 violated=violated,

@@ -62,19 +62,17 @@ def clear_bids(
     # Eligibility is closed upwards, so the Q-th highest of ALL bids is eligible exactly when at
     # least Q bids are, and then it is the Q-th highest eligible bid: no masking needed.
     k = labs - cap
-    partitioned = _partition(bids, k)
-    qth_highest = partitioned[..., k].view(bids.dtype)
+    kth, tied_below = _select(bids, k)
+    qth_highest = kth.view(bids.dtype)
     enough = qth_highest >= floor
     price = np.where(enough, qth_highest, market.reserve_price)
     # Every bid at or above the threshold wins: the price when oversubscribed, else every eligible.
     threshold = np.where(enough, qth_highest, floor)
     won = bids >= threshold[..., None]
     # More than Q winners only when a bid below the Q-th place ties with it: the keys decide.
-    below = partitioned[..., :k] == partitioned[..., k, None]
-    if below.any():
-        overfull = below.any(axis=-1) & enough
-        if overfull.any():
-            _break_ties(bids, tie_keys, cap, price, overfull, won)
+    overfull = tied_below & enough
+    if overfull.any():
+        _break_ties(bids, tie_keys, cap, price, overfull, won)
     return price, won
 
 
@@ -87,18 +85,60 @@ def _eligible_floor(dtype: np.dtype[Any], reserve_price: float) -> np.floating[A
     return reserve if reserve > 0 else smallest_positive
 
 
-def _partition(bids: FloatArray, k: int) -> npt.NDArray[Any]:
-    """Return a copy of ``bids`` partially sorted along the last axis around position ``k``.
+#: Rows up to this long are partially sorted by numpy's fast (sorting network) path; longer rows
+#: are several times slower per bid, so rows up to twice as long are split in two sorted halves.
+FAST_SELECT_LENGTH = 512
 
-    Floats are partitioned through their integer bit patterns, which sort twice as fast and order
+
+def _select(bids: FloatArray, k: int) -> tuple[npt.NDArray[Any], BoolArray]:
+    """Return each row's k-th smallest bid (0-based) and whether the (k−1)-th one equals it.
+
+    Floats are ordered through their integer bit patterns, which sort twice as fast and order
     every non-negative float (and put every negative one below them): the order only needs to be
-    right where a bid can be eligible. Read element ``k`` back with ``.view(bids.dtype)``.
+    right where a bid can be eligible. The k-th value comes back as that integer pattern (read it
+    with ``.view(bids.dtype)``); equal patterns are equal bids.
     """
-    if bids.dtype == np.float32:
-        return np.partition(bids.view(np.int32), k, axis=-1)
-    if bids.dtype == np.float64:
-        return np.partition(bids.view(np.int64), k, axis=-1)
-    return np.partition(bids, k, axis=-1)
+    if bids.dtype == np.float32 or bids.dtype == np.float64:
+        keys = bids.view(np.int32 if bids.dtype == np.float32 else np.int64)
+    else:
+        keys = bids
+    labs = keys.shape[-1]
+    if FAST_SELECT_LENGTH < labs <= 2 * FAST_SELECT_LENGTH and k > 0:
+        return _select_by_halves(keys, k)
+    partitioned = np.partition(keys, k, axis=-1)
+    kth = partitioned[..., k]
+    tied_below = np.any(partitioned[..., :k] == kth[..., None], axis=-1)
+    return kth, tied_below
+
+
+def _select_by_halves(keys: npt.NDArray[Any], k: int) -> tuple[npt.NDArray[Any], BoolArray]:
+    """``_select`` for rows of up to twice ``FAST_SELECT_LENGTH``: sort both halves, then merge.
+
+    With sorted halves A and B, the k-th smallest of the row is min over i of max(A[i−1], B[k−i])
+    (taking i bids from A and k + 1 − i from B, with A[−1] = B[−1] = −inf): every split's largest
+    bid is at least the k-th smallest, and the right split's is exactly it.
+    """
+    labs = keys.shape[-1]
+    lowest = np.iinfo(keys.dtype).min if keys.dtype.kind in "iu" else -np.inf
+    half = (labs + 1) // 2
+    padded = keys
+    if labs % 2:  # one sentinel below every bid makes the halves equal; the rank shifts by one
+        sentinel = np.full((*keys.shape[:-1], 1), lowest, dtype=keys.dtype)
+        padded = np.concatenate([sentinel, keys], axis=-1)
+        k += 1
+    halves = np.sort(padded.reshape(*keys.shape[:-1], 2, half), axis=-1)
+    sentinels = np.full((*keys.shape[:-1], 2, 1), lowest, dtype=keys.dtype)
+    first, second = np.moveaxis(np.concatenate([sentinels, halves], axis=-1), -2, 0)
+
+    def kth_smallest(rank: int) -> npt.NDArray[Any]:
+        lo, hi = max(0, rank + 1 - half), min(half, rank + 1)
+        taken_first = first[..., lo : hi + 1]  # A[i − 1] for i = lo..hi
+        taken_second = second[..., rank + 1 - hi : rank + 2 - lo][..., ::-1]  # B[rank − i]
+        result: npt.NDArray[Any] = np.min(np.maximum(taken_first, taken_second), axis=-1)
+        return result
+
+    kth = kth_smallest(k)
+    return kth, kth_smallest(k - 1) == kth
 
 
 def _break_ties(

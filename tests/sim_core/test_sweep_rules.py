@@ -127,3 +127,31 @@ def test_negative_zero_bid_never_wins():
     price, won = clear_bids(np.array([-0.0, 0.5, 0.0]), np.array([0.1, 0.2, 0.3]), market)
     assert price == 0.0
     assert won.tolist() == [False, True, False]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    labs=st.integers(min_value=500, max_value=1100),
+    cap_share=st.floats(min_value=0.0, max_value=1.0),
+    levels=st.integers(min_value=2, max_value=2000),
+    seed=st.integers(min_value=0, max_value=1000),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_clearing_long_rows_by_sorted_halves_matches_reference(
+    labs, cap_share, levels, seed, dtype
+):
+    # Rows longer than FAST_SELECT_LENGTH are selected by merging two sorted halves (odd lengths
+    # get a sentinel); few levels mean many ties, some bids are zero or negative.
+    rng = np.random.default_rng(seed)
+    bids = (rng.integers(-2, levels, (3, labs)) / levels).astype(dtype)
+    bids[0, :5] = -0.0
+    cap = round(cap_share * labs)
+    market = MarketParams(type="clearing", token_cap=cap, reserve_price=0.0)
+    keys = rng.random(labs)
+    prices, won = clear_bids(bids, keys, market)
+    for row in range(3):
+        expected_price, expected_winners = clear_market_reference(
+            bids[row].astype(float).tolist(), keys.tolist(), market
+        )
+        assert float(prices[row]) == expected_price
+        assert set(np.flatnonzero(won[row]).tolist()) == expected_winners
