@@ -284,7 +284,7 @@ def _play(
         violated = np.greater(lab_runs(strategies, unpermitted_values, choices), won)  # runs & ~won
         caught = catch(violated, None, draws.catch_uniforms[t], catch_prob)
         if tracked:
-            wealth += payoffs(  # type: ignore[operator]
+            wealth += payoffs(
                 net_values=net_values,
                 won=won,
                 violated=violated,
