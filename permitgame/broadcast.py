@@ -20,15 +20,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.utils.html import escape
 
-from permitgame import realtime, selectors
+from permitgame import charts, host_selectors, realtime, selectors
+from permitgame.host_selectors import ConsoleSeat
 from permitgame.models import Game, RoundRecord, Seat
 from permitgame.realtime import Outgoing
 from permitgame.selectors import (
     AuditResult,
     GameScreens,
     GovernorView,
-    HostSeatRow,
     LabRound,
     LabView,
     MarketView,
@@ -39,12 +40,16 @@ from permitgame.selectors import (
 logger = logging.getLogger(__name__)
 
 LIVE = "permitgame/live.html"
+#: The instructor's fragments (console and projector pages).
+HOST = "permitgame/console/live.html"
 
 #: Fragments (element ids) per audience; each is ``{% partialdef <id> %}`` in ``LIVE``.
 PUBLIC_FRAGMENTS = ("phase", "waiting", "players", "market", "round-results", "game-over")
 GOVERNOR_FRAGMENTS = ("signals", "governor-action", "audit-results")
 LAB_FRAGMENTS = ("you", "lab-action")
-HOST_FRAGMENTS = ("host-seats",)
+HOST_FRAGMENTS = ("host-status", "host-players", "host-seats", "host-standings")
+#: Events after which the console's charts change (else they are not sent again).
+_HOST_CHART_EVENTS = {"settled", "game_over"}
 
 # Events after which every human lab's private part changes (else only the seats named).
 _EVERY_LAB = {"phase", "market", "settled", "game_over"}
@@ -261,7 +266,7 @@ def state_message(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     return message
 
 
-def host_json(rows: Sequence[HostSeatRow]) -> dict[str, Any]:
+def host_json(rows: Sequence[ConsoleSeat]) -> dict[str, Any]:
     """Return the console's ``seats`` message (presence and who has acted)."""
     return {
         "type": "seats",
@@ -272,6 +277,7 @@ def host_json(rows: Sequence[HostSeatRow]) -> dict[str, Any]:
                 "nickname": row.nickname,
                 "controller": row.controller,
                 "connected": row.connected,
+                "presence": row.presence,
                 "acted": row.acted,
                 "acted_by": row.acted_by,
                 "latency_ms": row.latency_ms,
@@ -303,14 +309,54 @@ def lab_html(public: PublicView, lab: LabView) -> str:
     return _render(LAB_FRAGMENTS, {"public": public, "lab": lab, "oob": True})
 
 
-def host_html(public: PublicView, rows: Sequence[HostSeatRow]) -> str:
-    """Return the console's fragments."""
-    return _render(HOST_FRAGMENTS, {"public": public, "seats": rows, "oob": True})
+def host_context(
+    public: PublicView, seats: Sequence[ConsoleSeat], *, with_charts: bool
+) -> dict[str, Any]:
+    """Return the template context of the instructor's fragments (``HOST``)."""
+    rules = public.rules
+    context: dict[str, Any] = {
+        "public": public,
+        "code": public.code,
+        "seats": seats,
+        "joined": [row for row in seats if row.has_player],
+        "joined_labs": sum(1 for row in seats if row.has_player and row.role == "lab"),
+        "governor_seat": next((row for row in seats if row.role == "governor"), None),
+    }
+    if with_charts:
+        context["charts"] = charts.round_charts(
+            public.results,
+            rounds=public.rounds,
+            token_cap=rules.token_cap,
+            lab_count=rules.lab_count,
+        )
+    return context
+
+
+def host_html(public: PublicView, seats: Sequence[ConsoleSeat], *, with_charts: bool) -> str:
+    """Return the instructor's fragments; charts only ``with_charts`` (they change per round)."""
+    context = {**host_context(public, seats, with_charts=with_charts), "oob": True}
+    names = HOST_FRAGMENTS + (("host-charts",) if with_charts else ())
+    return "".join(render_to_string(f"{HOST}#{name}", context) for name in names)
+
+
+def host_snapshot(game_id: int) -> tuple[int, str]:
+    """Return (version, html) of the instructor's whole live state (a host socket connects)."""
+    game = Game.objects.get(pk=game_id)
+    public = selectors.game_screens(game).public
+    return public.version, host_html(public, host_selectors.console_seats(game), with_charts=True)
 
 
 def flash_html(message: str, *, error: bool) -> str:
     """Return the ``#flash`` fragment answering a command."""
     return _render(("flash",), {"message": message, "error": error, "oob": True})
+
+
+def reload_html(message: str) -> str:
+    """Return a ``#flash`` fragment that shows ``message`` and reloads the page (a new role)."""
+    return (
+        f'<div id="flash" hx-swap-oob="true" role="status" class="flash-ok">{escape(message)}'
+        "<script>window.location.reload()</script></div>"
+    )
 
 
 def seat_context(screens: GameScreens, seat: Seat) -> dict[str, Any]:
@@ -396,7 +442,7 @@ def publish(
         public_json.append(game_over_message(public))
 
     version = public.version
-    host_rows = selectors.host_seats(game)
+    host_rows = host_selectors.console_seats(game)
     outgoing = [
         Outgoing(
             realtime.game_group(game_id),
@@ -410,7 +456,7 @@ def publish(
         ),
         Outgoing(
             realtime.host_group(game_id),
-            host_html(public, host_rows),
+            host_html(public, host_rows, with_charts=bool(_HOST_CHART_EVENTS.intersection(kinds))),
             (_dump(host_json(host_rows)),),
         ),
     ]

@@ -25,6 +25,10 @@ from sim_core import Role
 
 #: Close code for a socket whose game or token is unknown.
 CLOSE_UNKNOWN = 4003
+#: Close code asking the client to reconnect ("service restart", which htmx's ws extension
+#: retries): its seat changed role in the lobby and it must join its new role's groups.
+CLOSE_RECONNECT = 1012
+ROLE_CHANGED = "The instructor changed your role; loading your new screen."
 
 ACK_TEXT = {
     "bid": "Bid received.",
@@ -164,10 +168,18 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.latest = version
         await self.forward(event)
 
+    async def seat_moved(self, event: dict[str, Any]) -> None:
+        """The seat changed role in the lobby ("seat.moved"): tell the client, then close."""
+        await self.send_moved()
+        await self.close(code=CLOSE_RECONNECT)
+
     # --- format-specific
     async def forward(self, event: dict[str, Any]) -> None:
         for text in event["json"]:
             await self.send(text_data=text)
+
+    async def send_moved(self) -> None:
+        await self.send(text_data=json.dumps({"type": "reconnect", "reason": ROLE_CHANGED}))
 
     async def send_ack(self, ack: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(ack))
@@ -200,3 +212,6 @@ class PlayConsumer(SeatConsumer):
 
     async def send_error(self, error: GameError, *, command: Any = None) -> None:
         await self.send(text_data=broadcast.flash_html(error.message, error=True))
+
+    async def send_moved(self) -> None:
+        await self.send(text_data=broadcast.reload_html(ROLE_CHANGED))

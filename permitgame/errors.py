@@ -97,3 +97,17 @@ class NotAllowed(GameError):
     """sim_core refused the move (MODEL.md §4); the message is sim_core's."""
 
     code = "not_allowed"
+
+
+class NotYourGame(GameError):
+    """An instructor asked for a game of another instructor (staff may run every game)."""
+
+    code = "not_your_game"
+    status = 403
+
+
+class SeatChange(GameError):
+    """A change of seats in the lobby that cannot be made (a seat with a player, the last lab)."""
+
+    code = "seat_change"
+    status = 409

@@ -16,7 +16,7 @@ sockets open in this process, which the clock loop keeps alive. Not here: what i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
@@ -30,6 +30,9 @@ CONNECTION_LEASE_SECONDS = 30
 HEARTBEAT_SECONDS = 10
 #: The channel message type (handled by the consumers' ``game_send``).
 SEND = "game.send"
+#: Tells a seat's sockets that the seat changed role in the lobby (handled by ``seat_moved``):
+#: they close, and the client reconnects to join the groups of its new role.
+SEAT_MOVED = "seat.moved"
 
 #: Channel names of the sockets open in this process (the clock loop's heartbeat reads it).
 LOCAL_CHANNELS: set[str] = set()
@@ -77,3 +80,13 @@ def send(version: int, outgoing: Sequence[Outgoing]) -> None:
             item.group,
             {"type": SEND, "version": version, "html": item.html, "json": list(item.json)},
         )
+
+
+def send_seat_moved(seat_ids: Iterable[int]) -> None:
+    """Tell the sockets of these seats to reconnect (their role changed; an on_commit callback)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    group_send = async_to_sync(layer.group_send)
+    for seat_id in seat_ids:
+        group_send(seat_group(seat_id), {"type": SEAT_MOVED})

@@ -33,6 +33,7 @@ from permitgame import bridge, broadcast, clock, realtime
 from permitgame.errors import (
     AlreadySubmitted,
     BadNickname,
+    BadRequest,
     BotPlaying,
     GameFull,
     GameOver,
@@ -40,6 +41,7 @@ from permitgame.errors import (
     NotAllowed,
     NotRunning,
     Paused,
+    SeatChange,
     StaleMove,
     WrongRole,
 )
@@ -52,6 +54,7 @@ from permitgame.models import (
     Game,
     Move,
     RoundRecord,
+    SavedPreset,
     Seat,
     Status,
 )
@@ -62,6 +65,7 @@ from sim_core import (
     RoundInputs,
     Scenario,
     make_setup,
+    parse_scenario,
     resolve_round,
     scenario_to_dict,
 )
@@ -851,3 +855,247 @@ def seat_hand_to_bot(*, seat: Seat, to_bot: bool = True) -> Seat:
     _drive(game, now, changes, expired=False)
     _commit(game, changes)
     return seat
+
+
+# ------------------------------------------------------------------------------ the lobby
+
+LOBBY_ONLY = "Seats can be changed only before the game starts."
+LAST_LAB = "A game needs at least one lab."
+NO_EMPTY_SEAT = "Every lab seat has a player; only an empty seat can be removed."
+SEAT_HAS_PLAYER = "{label} is {nickname}'s seat; only an empty seat can be removed."
+NOT_A_LAB_SEAT = "That seat is not a lab of this game."
+NOT_A_PLAYER = "Only a student who has joined can be made the governor."
+PRESET_NAME_EMPTY = "Give the preset a name."
+PRESET_NAME_TOO_LONG = "A preset name has at most {limit} characters."
+PRESET_NAME_MAX = 60
+
+
+def _check_lobby(game: Game) -> None:
+    if game.status != Status.LOBBY:
+        raise NotRunning(LOBBY_ONLY)
+
+
+def _set_lab_count(game: Game, count: int) -> None:
+    """Store N = ``count`` in the game's scenario and re-derive every lab's fallback strategy.
+
+    Call while holding the game's lock, in the lobby, after the lab seats are 0..count-1. The
+    scenario goes through sim_core's validation again; a strategy mix becomes exact counts of
+    bots for the new N (MODEL.md §10).
+    """
+    document = dict(game.scenario)
+    document["labs"] = {**document["labs"], "count": count}
+    scenario = parse_scenario(document)
+    game.scenario = scenario_to_dict(scenario)
+    setup = make_setup(scenario, seed=game.seed, human_governor=game.human_governor)
+    for seat in game.seats.filter(role=Role.LAB):
+        assert seat.lab_index is not None
+        strategy = setup.strategy_name(seat.lab_index)
+        if seat.fallback_strategy != strategy:
+            seat.fallback_strategy = strategy
+            seat.save(update_fields=["fallback_strategy"])
+
+
+@transaction.atomic
+def game_add_bot(*, game: Game) -> Seat:
+    """Add a lab played by a bot (N grows by one); a student who joins later may take it.
+
+    Raises:
+        NotRunning: the game has left the lobby.
+    """
+    game = _lock(game.pk)
+    _check_lobby(game)
+    count = game.lab_count
+    seat = Seat.objects.create(
+        game=game, role=Role.LAB, lab_index=count, kind=Seat.Kind.BOT, fallback_strategy=""
+    )
+    _set_lab_count(game, count + 1)
+    _log(game, Action.ADD_BOT, Actor.HOST, now=clock.now(), payload={"lab": count + 1})
+    changes = _Changes()
+    changes.add("players", game.round_no)
+    _commit(game, changes)
+    seat.refresh_from_db()
+    return seat
+
+
+@transaction.atomic
+def game_remove_bot(*, game: Game, seat: Seat | None = None) -> None:
+    """Remove an empty lab seat (N shrinks by one): ``seat``, or else the last empty bot seat.
+
+    The labs after it move down one number, so lab numbers stay 1..N; their players see their
+    new number at once.
+
+    Raises:
+        NotRunning: the game has left the lobby.
+        SeatChange: the seat has a player, no seat is empty, or it is the last lab.
+    """
+    game = _lock(game.pk)
+    _check_lobby(game)
+    labs = list(game.seats.filter(role=Role.LAB).order_by("lab_index"))
+    if len(labs) <= 1:
+        raise SeatChange(LAST_LAB)
+    if seat is None:
+        empty = [s for s in labs if not s.has_player]
+        if not empty:
+            raise SeatChange(NO_EMPTY_SEAT)
+        # Seats created for bots go first, then those left open for students; the last first.
+        target = max(empty, key=lambda s: (s.kind == Seat.Kind.BOT, s.lab_index or 0))
+    else:
+        found = next((s for s in labs if s.pk == seat.pk), None)
+        if found is None:
+            raise SeatChange(NOT_A_LAB_SEAT)
+        if found.has_player:
+            label = f"Lab {found.player_id}"
+            raise SeatChange(SEAT_HAS_PLAYER.format(label=label, nickname=found.nickname))
+        target = found
+    removed = target.lab_index or 0
+    target.delete()  # an empty lobby seat: no move of the log refers to it
+    changes = _Changes()
+    for later in labs:
+        if later.lab_index is not None and later.lab_index > removed:
+            later.lab_index -= 1  # ascending order: the number below is always free
+            later.save(update_fields=["lab_index"])
+            if later.has_player:
+                changes.seat_ids.add(later.pk)
+    _set_lab_count(game, len(labs) - 1)
+    _log(game, Action.REMOVE_SEAT, Actor.HOST, now=clock.now(), payload={"lab": removed + 1})
+    changes.add("players", game.round_no)
+    _commit(game, changes)
+
+
+def _swap_roles(lab_seat: Seat, governor_seat: Seat) -> None:
+    """Make ``lab_seat`` the governor's seat and ``governor_seat`` a lab with its number.
+
+    Seats keep their players (token, nickname, private group): roles move, people do not, so a
+    socket that has not reconnected yet can never receive another player's private messages.
+    """
+    index = lab_seat.lab_index
+    lab_seat.role = Role.GOVERNOR
+    lab_seat.lab_index = None
+    lab_seat.save(update_fields=["role", "lab_index"])
+    governor_seat.role = Role.LAB
+    governor_seat.lab_index = index
+    governor_seat.kind = Seat.Kind.HUMAN  # open for the next student, or its player's
+    governor_seat.save(update_fields=["role", "lab_index", "kind"])
+
+
+@transaction.atomic
+def game_set_governor(*, game: Game, seat: Seat | None) -> None:
+    """Choose who plays the governor in the lobby: the student of lab ``seat``, or a bot (None).
+
+    A student made governor leaves their lab seat empty (open for the next student, a bot plays
+    it otherwise); a governor replaced by a bot moves to an empty lab seat (a new lab when there
+    is none). The sockets of the players who changed role reconnect to get their new screens.
+
+    Raises:
+        NotRunning: the game has left the lobby.
+        SeatChange: ``seat`` is not a lab of this game, or nobody has joined in it.
+    """
+    game = _lock(game.pk)
+    _check_lobby(game)
+    seats = list(game.seats.order_by("id"))
+    governor = next(s for s in seats if s.role == Role.GOVERNOR)
+    moved: list[int] = []
+    nickname: str | None = None
+    if seat is not None:
+        target = next((s for s in seats if s.pk == seat.pk), None)
+        if target is None or target.role != Role.LAB:
+            raise SeatChange(NOT_A_LAB_SEAT)
+        if not target.has_player:
+            raise SeatChange(NOT_A_PLAYER)
+        moved = [target.pk] + ([governor.pk] if governor.has_player else [])
+        _swap_roles(target, governor)
+        governor = target
+        nickname = target.nickname
+        game.human_governor = True
+    else:
+        if governor.has_player:
+            moved = [governor.pk]  # the seat moves with its player
+            free = [s for s in seats if s.role == Role.LAB and not s.has_player]
+            if free:
+                spot = min(free, key=lambda s: (s.kind != Seat.Kind.HUMAN, s.lab_index or 0))
+                _swap_roles(spot, governor)
+                governor = spot
+            else:
+                governor.role = Role.LAB
+                governor.lab_index = game.lab_count
+                governor.save(update_fields=["role", "lab_index"])
+                governor = Seat.objects.create(
+                    game=game, role=Role.GOVERNOR, kind=Seat.Kind.BOT, fallback_strategy=""
+                )
+        game.human_governor = False
+    governor.kind = Seat.Kind.HUMAN if game.human_governor else Seat.Kind.BOT
+    governor.fallback_strategy = bridge.scenario_of(game).governor.policy
+    governor.save(update_fields=["kind", "fallback_strategy"])
+    lab_count = game.seats.filter(role=Role.LAB).count()
+    _set_lab_count(game, lab_count)
+    _log(
+        game,
+        Action.ASSIGN,
+        Actor.HOST,
+        now=clock.now(),
+        seat=governor if seat is not None else None,
+        payload={"governor": nickname},
+    )
+    changes = _Changes()
+    changes.add("players", game.round_no)
+    changes.seat_ids.update(moved)
+    _commit(game, changes)
+    if moved:
+        transaction.on_commit(partial(realtime.send_seat_moved, seat_ids=moved), robust=True)
+
+
+# ------------------------------------------------------------------------- instructors' presets
+
+
+def clean_preset_name(name: object) -> str:
+    """Return the preset name stripped, or raise ``BadRequest`` saying what is wrong."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(PRESET_NAME_EMPTY)
+    cleaned = " ".join(name.split())
+    if len(cleaned) > PRESET_NAME_MAX:
+        raise BadRequest(PRESET_NAME_TOO_LONG.format(limit=PRESET_NAME_MAX))
+    return cleaned
+
+
+@transaction.atomic
+def preset_save(
+    *,
+    owner: Any,
+    name: object,
+    scenario: Scenario,
+    human_governor: bool,
+    durations: Mapping[str, int | None],
+) -> SavedPreset:
+    """Save an instructor's game settings under ``name`` (replacing their preset of that name).
+
+    Raises:
+        BadRequest: the name is empty or too long.
+        ValueError: bad durations.
+    """
+    cleaned = clean_preset_name(name)
+    now = clock.now()
+    preset, _ = SavedPreset.objects.update_or_create(
+        owner=owner,
+        name=cleaned,
+        defaults={
+            "scenario": scenario_to_dict(scenario),
+            "human_governor": human_governor,
+            "durations": _durations(durations),
+            "updated_at": now,
+        },
+        create_defaults={
+            "scenario": scenario_to_dict(scenario),
+            "human_governor": human_governor,
+            "durations": _durations(durations),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    return preset
+
+
+@transaction.atomic
+def preset_delete(*, owner: Any, preset_id: int) -> bool:
+    """Delete one of ``owner``'s presets; return whether there was one to delete."""
+    deleted, _ = SavedPreset.objects.filter(owner=owner, pk=preset_id).delete()
+    return deleted > 0

@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from permitgame import views
+from permitgame.console.urls import auth_urlpatterns
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,5 +12,7 @@ urlpatterns = [
     path("api/games/<str:code>/join", views.api_join, name="api-join"),
     path("api/games/<str:code>/rejoin", views.api_rejoin, name="api-rejoin"),
     path("api/games/<str:code>", views.api_game, name="api-game"),
+    path("console/", include("permitgame.console.urls")),
+    path("accounts/", include(auth_urlpatterns)),
     path("admin/", admin.site.urls),
 ]

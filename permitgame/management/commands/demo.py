@@ -3,11 +3,17 @@
 ``make run`` calls this. The demo game has 6 labs (2 seats for humans, more students take bot
 seats), a seat for a human governor, and starts by itself when those three seats are taken or
 45 seconds after the first player joins. A demo game nobody has joined yet is reused.
+
+With DEBUG on (local development) it also makes sure a demo instructor account exists, owning the
+demo game, and prints its login for the console at /console/. Never with DEBUG off: a known
+password has no place on a real server.
 """
 
 from dataclasses import replace
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from permitgame import services
@@ -17,12 +23,23 @@ from sim_core import load_preset
 
 DEMO_TITLE = "Demo game"
 DEMO_DURATIONS = {"bidding": 60, "compliance": 45, "audit": 60, "results": 10}
+DEMO_INSTRUCTOR = "demo"
+DEMO_PASSWORD = "permitgame-demo"
 
 
-def demo_game() -> Game:
+def demo_instructor() -> Any:
+    """Return the demo instructor, creating it with ``DEMO_PASSWORD`` if it does not exist."""
+    users = get_user_model()
+    user = users.objects.filter(username=DEMO_INSTRUCTOR).first()
+    if user is None:
+        user = users.objects.create_user(username=DEMO_INSTRUCTOR, password=DEMO_PASSWORD)
+    return user
+
+
+def demo_game(owner: Any = None) -> Game:
     """Return a demo game in the lobby that nobody has joined, creating one if needed."""
     waiting = (
-        Game.objects.filter(title=DEMO_TITLE, status=Status.LOBBY)
+        Game.objects.filter(title=DEMO_TITLE, status=Status.LOBBY, owner=owner)
         .exclude(pk__in=Seat.objects.filter(token__isnull=False).values("game_id"))
         .first()
     )
@@ -38,6 +55,7 @@ def demo_game() -> Game:
         human_governor=True,
         durations=DEMO_DURATIONS,
         title=DEMO_TITLE,
+        owner=owner,
         autostart=True,
         lobby_seconds=45,
     )
@@ -53,7 +71,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         base_url = options["base_url"].rstrip("/")
-        game = demo_game()
+        instructor = demo_instructor() if settings.DEBUG else None
+        game = demo_game(instructor)
         urls = game_urls(game, base_url)
         self.stdout.write(f"Open {base_url}/ in a browser.")
         self.stdout.write(f"Demo game join code: {game.code}")
@@ -64,3 +83,13 @@ class Command(BaseCommand):
             f"--url {base_url}"
         )
         self.stdout.write("  It starts when 3 players have joined, or 45 s after the first.")
+        if instructor is not None:
+            password = (
+                DEMO_PASSWORD
+                if instructor.check_password(DEMO_PASSWORD)
+                else "(the one you set for it)"
+            )
+            self.stdout.write(f"Instructor console: {base_url}/console/")
+            self.stdout.write(
+                f"  Log in as {DEMO_INSTRUCTOR} / {password}  (local development only)"
+            )

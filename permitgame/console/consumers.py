@@ -1,0 +1,64 @@
+"""The host socket: the instructor's console and projector pages, live over htmx's ws extension.
+
+``/ws/host/<code>/`` accepts only the game's owner or staff (the session's user, through
+Channels' auth middleware; the origin is checked by ``AllowedHostsOriginValidator`` in
+``asgi.py``). It joins ``realtime.host_group``, sends the console's fragments on connect, then
+forwards the fragments ``broadcast`` renders once per update for the host group. It takes no
+commands: controls are HTTP posts (CSRF-checked), each through its service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from permitgame import broadcast, host_selectors, realtime
+from permitgame.errors import GameError
+
+#: Close code for a socket of someone who may not run the game.
+CLOSE_FORBIDDEN = 4003
+
+
+def _game_id_for(user: Any, code: str) -> int:
+    return host_selectors.game_for_host(user, code).pk
+
+
+class HostConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """One console or projector page of the instructor. Holds no game state."""
+
+    game_id: int | None = None
+    floor = 0  # version of the snapshot sent: older updates are already in it
+    latest = 0
+
+    async def connect(self) -> None:
+        code = self.scope["url_route"]["kwargs"]["code"]
+        try:
+            self.game_id = await database_sync_to_async(_game_id_for)(self.scope.get("user"), code)
+        except GameError:
+            await self.close(code=CLOSE_FORBIDDEN)  # before accept: the handshake is refused
+            return
+        await self.channel_layer.group_add(realtime.host_group(self.game_id), self.channel_name)
+        await self.accept()
+        version, html = await database_sync_to_async(broadcast.host_snapshot)(self.game_id)
+        self.floor = self.latest = version
+        await self.send(text_data=html)
+
+    async def disconnect(self, code: int) -> None:
+        if self.game_id is not None:
+            await self.channel_layer.group_discard(
+                realtime.host_group(self.game_id), self.channel_name
+            )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The console sends nothing over the socket; controls are HTTP posts."""
+
+    async def game_send(self, event: dict[str, Any]) -> None:
+        """Forward an update ("game.send") for the host group, unless it is stale."""
+        version = int(event["version"])
+        if version <= self.floor or version < self.latest:
+            return
+        self.latest = version
+        if event["html"]:
+            await self.send(text_data=event["html"])

@@ -1,0 +1,176 @@
+"""Reads for the instructor: which games a user may run, their seats as the console shows them.
+
+Here: ``game_for_host`` (the ownership check every console view and the host socket go
+through: the owner or staff, else an error), ``host_games``, ``host_presets``,
+``preset_for_host``, ``console_seats`` (each seat with its presence: connected, idle, gone, or a
+bot seat) and ``same_scenario_games`` (the instructor's other classes of the same scenario, for
+the debrief). Not here: writes (``services``), the debrief's computations (``debrief``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from permitgame import selectors
+from permitgame.errors import NotYourGame, UnknownGame
+from permitgame.models import MOVE_ACTIONS, Actor, Game, Move, SavedPreset, Seat, Status
+
+NOT_YOUR_GAME = "Game {code} belongs to another instructor."
+UNKNOWN_PRESET = "You have no saved preset with the id {preset_id}."
+
+#: What the console says about a seat's player.
+PRESENCE_LABELS = {
+    "connected": "connected",
+    "idle": "idle (timed out)",
+    "gone": "gone (a bot stands in)",
+    "bot": "bot seat",
+}
+
+#: Scenario keys that do not make two classes play a different game.
+_NOT_THE_GAME = ("name", "description", "seed")
+
+
+def may_host(user: Any, game: Game) -> bool:
+    """Return whether ``user`` may see and run ``game``: its owner, or staff."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return bool(user.is_staff) or game.owner_id == user.pk
+
+
+def game_for_host(user: Any, code: str) -> Game:
+    """Return the game with join code ``code`` if ``user`` may run it.
+
+    Raises:
+        UnknownGame: no such game (404).
+        NotYourGame: the game exists but belongs to another instructor (403).
+    """
+    game = selectors.game_by_code(code)
+    if not may_host(user, game):
+        raise NotYourGame(NOT_YOUR_GAME.format(code=game.code))
+    return game
+
+
+def host_games(user: Any) -> list[Game]:
+    """Return the games ``user`` may run, newest first: their own, or every game for staff."""
+    games = Game.objects.select_related("owner").order_by("-created_at")
+    if not user.is_staff:
+        games = games.filter(owner=user)
+    return list(games)
+
+
+def host_presets(user: Any) -> list[SavedPreset]:
+    """Return ``user``'s saved presets by name."""
+    return list(SavedPreset.objects.filter(owner=user).order_by("name"))
+
+
+def preset_for_host(user: Any, preset_id: int) -> SavedPreset:
+    """Return one of ``user``'s saved presets.
+
+    Raises:
+        UnknownGame: not one of theirs (reported as not found).
+    """
+    preset = SavedPreset.objects.filter(owner=user, pk=preset_id).first()
+    if preset is None:
+        raise UnknownGame(UNKNOWN_PRESET.format(preset_id=preset_id))
+    return preset
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleSeat:
+    """One seat as the console lists it.
+
+    ``presence``: ``connected`` (a live socket), ``idle`` (a live socket, but the player let
+    their last move time out to the default), ``gone`` (a player with no live socket: a bot
+    stands in at the next deadline) or ``bot`` (nobody has joined this seat).
+    """
+
+    seat_id: int
+    player_id: int
+    label: str
+    role: str
+    nickname: str
+    has_player: bool
+    kind: str
+    controller: str
+    standing_in: bool
+    handed_to_bot: bool
+    fallback_strategy: str
+    connected: bool
+    presence: str
+    presence_label: str
+    last_seen: dt.datetime | None
+    acted: bool
+    acted_by: str | None
+    latency_ms: int | None
+
+
+def console_seats(game: Game) -> tuple[ConsoleSeat, ...]:
+    """Return every seat of ``game`` with who plays it, its presence and whether it has acted."""
+    rows = selectors.host_seats(game)
+    players = {s.pk: s for s in Seat.objects.filter(game=game, token__isnull=False)}
+    last_actor: dict[int, str] = {}
+    for seat_id, actor in (
+        Move.objects.filter(game=game, seat_id__in=list(players), action__in=list(MOVE_ACTIONS))
+        .order_by("id")
+        .values_list("seat_id", "actor")
+    ):
+        if seat_id is not None:
+            last_actor[seat_id] = actor  # the latest wins
+    seats = []
+    for row in rows:
+        if row.seat_id not in players:
+            presence = "bot"
+        elif not row.connected:
+            presence = "gone"
+        elif last_actor.get(row.seat_id) == Actor.DEFAULT:
+            presence = "idle"
+        else:
+            presence = "connected"
+        seats.append(
+            ConsoleSeat(
+                seat_id=row.seat_id,
+                player_id=row.player_id,
+                label=row.label,
+                role=row.role,
+                nickname=row.nickname,
+                has_player=row.seat_id in players,
+                kind=row.kind,
+                controller=row.controller,
+                standing_in=row.standing_in,
+                handed_to_bot=row.handed_to_bot,
+                fallback_strategy=row.fallback_strategy,
+                connected=row.connected,
+                presence=presence,
+                presence_label=PRESENCE_LABELS[presence],
+                last_seen=row.last_seen,
+                acted=row.acted,
+                acted_by=row.acted_by,
+                latency_ms=row.latency_ms,
+            )
+        )
+    return tuple(seats)
+
+
+def scenario_fingerprint(scenario: dict[str, Any]) -> dict[str, Any]:
+    """Return the scenario without what does not change the game (name, description, seed)."""
+    return {key: value for key, value in scenario.items() if key not in _NOT_THE_GAME}
+
+
+def same_scenario_games(game: Game) -> list[Game]:
+    """Return the owner's finished games of the same scenario as ``game`` (itself included).
+
+    Same scenario: every scenario key equal except name, description and seed. Oldest first.
+    """
+    if game.owner_id is None:
+        return [game] if game.status == Status.FINISHED else []
+    fingerprint = scenario_fingerprint(game.scenario)
+    candidates = Game.objects.filter(owner_id=game.owner_id, status=Status.FINISHED).order_by(
+        "created_at"
+    )
+    return [
+        other
+        for other in candidates
+        if other.pk == game.pk or scenario_fingerprint(other.scenario) == fingerprint
+    ]
