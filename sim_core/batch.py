@@ -1,16 +1,18 @@
 """Many games of one scenario at once: a sweep's cells, batched on a leading axis (MODEL.md §9).
 
 Here: ``cell_scenario`` (a heatmap cell as an ordinary scenario), ``ReplicateDraws`` and
-``replicate_draws`` (one replicate's random numbers, which every cell shares) and ``play_cells``
-(play a batch of cells through a whole game and return each cell's per-round metric means).
+``replicate_draws`` (the random numbers of a set of replicates; every cell of a replicate shares
+them), ``WealthBound``/``wealth_plan`` (when wealth can be left untracked) and ``play_cells``
+(play cells x replicates through whole games; return each one's per-round metric means).
 
 A cell at (P, p_eff) is the scenario with P as the whole penalty (K = 0, φ = P, R = 0), no audits
 and every violator caught independently with probability p_eff, which is exactly governor policy
 ``none`` with backcheck probability p_eff: labs then perceive p_eff (§5) and nothing else changes.
 So a cell IS a game, and ``play_cells`` plays it with the game's own rule functions (``lab_bids``,
-``clear_bids``, ``lab_runs``, ``catch``, ``payoffs``, ``metric_values``) on arrays of shape
-(cells, N), with the game's own random streams. Under common random numbers every cell of a
-replicate faces the same draws, so they are drawn once per replicate, not once per cell.
+``clear_bids``, ``lab_runs``, ``catch``, ``payoffs``, ``lab_tallies`` and
+``metrics_from_tallies``) on arrays of shape (replicates, cells, N), with the game's own random
+streams. Under common random numbers every cell of a replicate faces the same draws, so they are
+drawn once per replicate and broadcast over the cells, never copied per cell.
 
 Not here: grids, replicates, threads and statistics (``sweep.py``).
 """
@@ -18,6 +20,7 @@ Not here: grids, replicates, threads and statistics (``sweep.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,13 +34,10 @@ from sim_core.metrics import METRICS, TALLIES, lab_tallies, metrics_from_tallies
 from sim_core.params import GovernorParams, Scenario
 from sim_core.rng import Purpose, stream
 from sim_core.round import round_values
-from sim_core.state import GameSetup, make_setup
+from sim_core.state import make_setup
 from sim_core.strategies import (
     ADAPTIVE,
-    COMPLIANT,
     RANDOM,
-    RATIONAL,
-    TRUTHFUL,
     adaptive_estimate,
     lab_bids,
     lab_runs,
@@ -69,51 +69,75 @@ def cell_scenario(scenario: Scenario, *, punishment: float, p_eff: float) -> Sce
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicateDraws:
-    """One replicate's random numbers, drawn from the game's own streams (§11).
+    """The random numbers of R replicates, drawn from the game's own streams (§11).
 
-    Every cell of the replicate plays with these (common random numbers): a cell's game with
-    seed ``setup.seed`` draws exactly the same numbers, whatever its P and p_eff.
+    Every cell of a replicate plays with that replicate's numbers (common random numbers): a
+    cell's game with seed ``seeds[j]`` draws exactly the same numbers, whatever its P and p_eff.
 
     Attributes:
-        setup: the per-game draws (risk profiles, strategies, values when not redrawn).
-        net_values: (T, N) u = v − c of each round.
-        tie_keys: (T, N) the market's tie-break keys.
-        catch_uniforms: (T, N) the backcheck uniforms (a violator is caught iff below p_eff).
-        bid_uniforms: (T, N) the random strategy's bid uniforms, or None when no lab is random.
-        choice_uniforms: (T, N) the random strategy's coins, or None when no lab is random.
+        seeds: (R,) the replicates' game seeds.
+        risk_profile: (R, N) r of each lab.
+        strategies: (R, N) strategy codes.
+        net_values: (T, R, N) u = v − c of each round.
+        tie_keys: (T, R, N) the market's tie-break keys.
+        catch_uniforms: (T, R, N) the backcheck uniforms (a violator is caught iff below p_eff).
+        bid_uniforms: (T, R, N) the random strategy's bid uniforms, or None when no lab is random.
+        choice_uniforms: (T, R, N) the random strategy's coins, or None when no lab is random.
     """
 
-    setup: GameSetup
+    seeds: tuple[int, ...]
+    risk_profile: FloatArray
+    strategies: IntArray
     net_values: FloatArray
     tie_keys: FloatArray
     catch_uniforms: FloatArray
     bid_uniforms: FloatArray | None
     choice_uniforms: FloatArray | None
 
+    def take(self, replicates: IntArray) -> ReplicateDraws:
+        """Return the draws of the given replicates (indices, repeats allowed), in that order."""
+
+        def pick(draws: FloatArray | None) -> FloatArray | None:
+            return None if draws is None else draws[:, replicates]
+
+        return ReplicateDraws(
+            seeds=tuple(self.seeds[index] for index in replicates.tolist()),
+            risk_profile=self.risk_profile[replicates],
+            strategies=self.strategies[replicates],
+            net_values=self.net_values[:, replicates],
+            tie_keys=self.tie_keys[:, replicates],
+            catch_uniforms=self.catch_uniforms[:, replicates],
+            bid_uniforms=pick(self.bid_uniforms),
+            choice_uniforms=pick(self.choice_uniforms),
+        )
+
 
 def replicate_draws(
-    scenario: Scenario, *, seed: int, rounds: int, dtype: npt.DTypeLike = np.float64
+    scenario: Scenario, *, seeds: Sequence[int], rounds: int, dtype: npt.DTypeLike = np.float64
 ) -> ReplicateDraws:
-    """Draw one replicate's numbers: what a game of any cell of ``scenario`` with ``seed`` draws.
+    """Draw what a game of any cell of ``scenario`` draws, for each seed (one per replicate).
 
     Args:
         scenario: the swept scenario (any cell of it: P and p_eff draw nothing).
-        seed: the replicate's game seed.
+        seeds: the replicates' game seeds.
         rounds: T.
         dtype: float type of the values and uniforms (float32 halves the memory traffic).
     """
-    setup = make_setup(scenario, seed=seed)
     count = scenario.labs.count
-    random_labs = bool(np.any(setup.strategies == RANDOM))
+    setups = [make_setup(scenario, seed=seed) for seed in seeds]
+    random_labs = any(bool(np.any(setup.strategies == RANDOM)) for setup in setups)
     compute_cost = scenario.labs.compute_cost
+    steps = range(1, rounds + 1)
 
     def uniforms(purpose: Purpose) -> FloatArray:
-        return np.stack([stream(seed, t, purpose).random(count) for t in range(1, rounds + 1)])
+        return np.array([[stream(seed, t, purpose).random(count) for seed in seeds] for t in steps])
 
-    net_values = np.stack([round_values(setup, t) - compute_cost for t in range(1, rounds + 1)])
+    net_values = np.array([[round_values(setup, t) for setup in setups] for t in steps])
     return ReplicateDraws(
-        setup=setup,
-        net_values=net_values.astype(dtype),
+        seeds=tuple(seeds),
+        risk_profile=np.array([setup.risk_profile for setup in setups]),
+        strategies=np.array([setup.strategies for setup in setups]),
+        net_values=(net_values - compute_cost).astype(dtype),
         tie_keys=uniforms(Purpose.TIE_BREAK),
         catch_uniforms=uniforms(Purpose.BACKCHECK).astype(dtype),
         bid_uniforms=uniforms(Purpose.BIDS).astype(dtype) if random_labs else None,
@@ -141,11 +165,11 @@ class WealthBound:
     SLACK = 1e-6
 
     @staticmethod
-    def of(scenario: Scenario, strategies: IntArray) -> WealthBound:
+    def of(scenario: Scenario) -> WealthBound:
         """Return the bound for ``scenario``'s population of bots."""
         labs = scenario.labs
         lo, hi = labs.gross_value
-        by_value = np.isin(strategies, [RATIONAL, TRUTHFUL, ADAPTIVE, COMPLIANT]).all()
+        by_value = set(labs.strategy) <= {"rational", "truthful", "adaptive", "compliant"}
         loss = 0.0 if by_value else max(labs.compute_cost - lo - labs.racing_value, 0.0)
         return WealthBound(
             endowment=labs.endowment,
@@ -167,6 +191,33 @@ class WealthBound:
         return holding
 
 
+#: How ``play_cells`` treats a cell's wealth (see ``wealth_plan``).
+FREE, WATCHED, TRACKED = 0, 1, 2
+
+
+def wealth_plan(
+    scenario: Scenario, punishments: FloatArray, p_effs: FloatArray, *, rounds: int
+) -> IntArray:
+    """Return, per cell, how its wealth is handled: FREE, WATCHED or TRACKED.
+
+    FREE: ``WealthBound`` holds even if a lab were caught in every round, so wealth never caps a
+    bid and is not tracked. TRACKED: a lab caught in about a share p_eff of the rounds (two
+    standard deviations more) would already break the bound, so the counts of a WATCHED play
+    would often fail to rule a capped bid out: the wealth is tracked from the start. WATCHED:
+    played without wealth, counting catches and violations per lab; replayed TRACKED if the
+    counts do not rule a capped bid out. The plan only decides speed: every cell's numbers are
+    those of the full rules.
+    """
+    bound = WealthBound.of(scenario)
+    worst = np.full((len(punishments), 1), float(rounds - 1))
+    free = bound.holds(punishments, worst, worst)
+    # The most a lab caught in about a share p_eff of the rounds is caught (mean + 2 sd).
+    mean = p_effs * (rounds - 1)
+    likely = bound.holds(punishments, (mean + 2 * np.sqrt(mean * (1 - p_effs)))[:, None], worst)
+    plan: IntArray = np.where(free, FREE, np.where(likely, WATCHED, TRACKED))
+    return plan
+
+
 def play_cells(
     scenario: Scenario,
     draws: ReplicateDraws,
@@ -174,59 +225,64 @@ def play_cells(
     punishments: FloatArray,
     p_effs: FloatArray,
 ) -> FloatArray:
-    """Play the cells (P, p_eff) of ``scenario`` through a whole game with one replicate's draws.
+    """Play every cell (P, p_eff) of ``scenario`` with every replicate of ``draws``, whole games.
 
-    The cells are on the leading axis of every array; the labs' arrays are (cells, N). The rules
+    Replicates and cells are the leading axes of every array, (R, C, N) for the labs. The rules
     are the game's: the same functions, in the same order, as ``resolve_round`` under policy
-    ``none`` (see the module docstring). With float64 draws a cell's rows equal those of
-    ``run_game(cell_scenario(...), seed=draws.setup.seed)`` (a test checks it).
+    ``none`` (see the module docstring). With float64 draws each (replicate, cell) equals
+    ``run_game(cell_scenario(...), seed=draws.seeds[j])`` (a test checks it).
 
-    Wealth only matters when it caps a bid. Cells where ``WealthBound`` shows it cannot, even in
-    the worst case, are played without it; the others are played without it while counting
-    catches and violations per lab, and any cell whose counts do not rule out a capped bid is
-    played again with its wealth tracked. Every cell's numbers are those of the full rules.
+    Wealth only matters when it caps a bid; ``wealth_plan`` decides per cell whether to track it
+    (a sweep hands over blocks of one plan, which are then played in one go).
 
     Args:
         scenario: the swept scenario.
-        draws: the replicate's random numbers (their dtype is the computation's).
+        draws: the replicates' random numbers (their dtype is the computation's).
         punishments: (C,) P of each cell.
         p_effs: (C,) p_eff of each cell.
 
     Returns:
-        (C, len(METRICS)) float64: each cell's metrics averaged over the rounds (§8).
+        (R, C, len(METRICS)) float64: each game's metrics averaged over its rounds (§8).
     """
     punishments = np.asarray(punishments, dtype=np.float64)
     p_effs = np.asarray(p_effs, dtype=np.float64)
-    rounds = draws.net_values.shape[0]
-    bound = WealthBound.of(scenario, draws.setup.strategies)
-    values = np.empty((len(punishments), len(METRICS)))
-    worst = np.full((len(punishments), 1), float(rounds - 1))
-    free = bound.holds(punishments, worst, worst)
-    # Where a lab caught in a share p_eff of all rounds would already break the bound, the
-    # counts would rarely rule a capped bid out: track the wealth from the start (only speed).
-    likely = p_effs[:, None] * (rounds - 1)
-    direct = ~free & ~bound.holds(punishments, likely, worst)
-    watched = ~free & ~direct
-    for cells, tracked in ((free, False), (direct, True)):
-        if cells.any():
-            values[cells], _ = _play(
-                scenario, draws, punishments[cells], p_effs[cells], tracked=tracked, counted=False
+    bound = WealthBound.of(scenario)
+    plan = wealth_plan(scenario, punishments, p_effs, rounds=draws.net_values.shape[0])
+    values = np.empty((len(draws.seeds), len(punishments), len(METRICS)))
+    for mode in (FREE, TRACKED):
+        cells = np.flatnonzero(plan == mode)
+        if cells.size:
+            values[:, cells], _ = _play(
+                scenario,
+                draws,
+                punishments[None, cells],
+                p_effs[None, cells],
+                tracked=mode == TRACKED,
+                counted=False,
             )
-    if watched.any():
-        values[watched], (caught, violations) = _play(
+    watched = np.flatnonzero(plan == WATCHED)
+    if watched.size:
+        values[:, watched], (caught, violations) = _play(
             scenario,
             draws,
-            punishments[watched],
-            p_effs[watched],
+            punishments[None, watched],
+            p_effs[None, watched],
             tracked=False,
             counted=True,
             bound_needs_violations=bound.violation_loss > 0,
         )
-        unsure = np.flatnonzero(watched)[~bound.holds(punishments[watched], caught, violations)]
-        if unsure.size:
-            values[unsure], _ = _play(
-                scenario, draws, punishments[unsure], p_effs[unsure], tracked=True, counted=False
+        unsure = ~bound.holds(punishments[None, watched], caught, violations)
+        for replicate in np.flatnonzero(unsure.any(axis=-1)):  # replay just those games
+            cells = watched[unsure[replicate]]
+            replayed, _ = _play(
+                scenario,
+                draws.take(np.array([replicate])),
+                punishments[None, cells],
+                p_effs[None, cells],
+                tracked=True,
+                counted=False,
             )
+            values[replicate, cells] = replayed[0]
     return values
 
 
@@ -240,56 +296,59 @@ def _play(
     counted: bool,
     bound_needs_violations: bool = True,
 ) -> tuple[FloatArray, tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
-    """Play the cells through all rounds; return their round means and per-lab counts.
+    """Play games on a (R, C) layout through all rounds; return round means and per-lab counts.
 
-    With ``tracked`` the wealth caps the bids; with ``counted`` the catches and violations of each
-    lab before the last round are counted, for ``WealthBound``.
+    ``punishments`` and ``p_effs`` are (1, C) (every replicate plays every cell) or (R, 1) (one
+    cell per replicate row). With ``tracked`` the wealth caps the bids; with ``counted`` the
+    catches and violations of each lab before the last round are counted, for ``WealthBound``.
     """
     labs, market = scenario.labs, scenario.market
-    setup = draws.setup
     dtype = draws.net_values.dtype
-    rounds, count = draws.net_values.shape
+    rounds, replicates, count = draws.net_values.shape
     rho = labs.racing_value
-    codes = setup.strategies
+    codes = draws.strategies[:, None, :]  # (R, 1, N)
     adaptive = bool(np.any(codes == ADAPTIVE))
     # One code for a population playing one strategy: the rule functions then skip the others.
-    strategies = codes[0] if (codes == codes[0]).all() else codes
-    cells = (len(punishments), count)
-    # One number per cell, as (C, 1) for the closed forms and full (C, N) for the per-lab
+    strategies: IntArray | int = int(codes.flat[0]) if (codes == codes.flat[0]).all() else codes
+    shape = np.broadcast_shapes((replicates, 1), punishments.shape)
+    games = (*shape, count)
+    # One number per game, as (R, C, 1) for the closed forms and full (R, C, N) for the per-lab
     # operations (numpy is several times slower with an operand broadcast along an axis).
-    punishment = punishments[:, None]
-    announced = p_effs[:, None]
-    catch_prob = np.broadcast_to(announced, cells).astype(dtype)
-    cell_punishment = np.broadcast_to(punishment, cells).astype(dtype)
-    penalties = expected_penalty(setup.risk_profile, announced, punishment).astype(dtype)
-    wealth: FloatArray | float = np.full(cells, labs.endowment, dtype) if tracked else math.inf
+    punishment = punishments[..., None]
+    announced = p_effs[..., None]
+    risk = draws.risk_profile[:, None, :]
+    catch_prob = np.broadcast_to(announced, games).astype(dtype)
+    cell_punishment = np.broadcast_to(punishment, games).astype(dtype)
+    penalties = np.broadcast_to(expected_penalty(risk, announced, punishment), games)
+    penalties = penalties.astype(dtype)
+    wealth: FloatArray | float = np.full(games, labs.endowment, dtype) if tracked else math.inf
     counter = np.uint8 if rounds <= 255 else np.uint16 if rounds <= 65535 else np.int64
-    caught_counts = np.zeros(cells if counted else (0, count), dtype=counter)
+    caught_counts = np.zeros(games if counted else (0,), dtype=counter)
     violation_counts = np.zeros_like(caught_counts)
-    caught_total = np.zeros(punishment.shape)
-    violations_total = np.zeros(punishment.shape)
-    tallies = np.empty((rounds, *cells[:1], len(TALLIES)), dtype=dtype)
-    prices = np.empty((rounds, *cells[:1]), dtype=np.float64)
+    caught_total = np.zeros((*shape, 1))
+    violations_total = np.zeros((*shape, 1))
+    tallies = np.empty((rounds, *shape, len(TALLIES)), dtype=dtype)
+    prices = np.empty((rounds, *shape), dtype=np.float64)
     for t in range(rounds):
-        net_values = draws.net_values[t]
+        net_values = draws.net_values[t][:, None, :]  # (R, 1, N): shared by a replicate's cells
         if adaptive:  # the public tally moves the adaptive labs' estimate of p_eff every round
             learnt = adaptive_estimate(announced, caught_total, violations_total)  # type: ignore[arg-type]
             detection = perceived_detection(codes, announced, learnt)  # type: ignore[arg-type]
-            penalties = expected_penalty(setup.risk_profile, detection, punishment).astype(dtype)
-        bid_uniforms = draws.bid_uniforms[t] if draws.bid_uniforms is not None else net_values
+            penalties = expected_penalty(risk, detection, punishment).astype(dtype)
+        bid_uniforms = net_values if draws.bid_uniforms is None else draws.bid_uniforms[t][:, None]
         bids = lab_bids(strategies, net_values, penalties, rho, wealth, bid_uniforms)
-        price, won = clear_bids(bids, draws.tie_keys[t], market)
+        price, won = clear_bids(bids, draws.tie_keys[t][:, None, :], market)
         unpermitted_values = net_values + rho - penalties
-        choices = draws.choice_uniforms[t] if draws.choice_uniforms is not None else net_values
+        choices = net_values if draws.choice_uniforms is None else draws.choice_uniforms[t][:, None]
         violated = np.greater(lab_runs(strategies, unpermitted_values, choices), won)  # runs & ~won
-        caught = catch(violated, None, draws.catch_uniforms[t], catch_prob)
+        caught = catch(violated, None, draws.catch_uniforms[t][:, None, :], catch_prob)
         if tracked:
             wealth += payoffs(
                 net_values=net_values,
                 won=won,
                 violated=violated,
                 caught=caught,
-                price=price[:, None].astype(dtype),
+                price=price[..., None].astype(dtype),
                 racing_value=rho,
                 punishment=cell_punishment,
             )
@@ -307,14 +366,14 @@ def _play(
         )
         prices[t] = price
         if adaptive:
-            caught_total += tallies[t, :, TALLIES.index("caught"), None]
-            violations_total += tallies[t, :, TALLIES.index("violations"), None]
+            caught_total += tallies[t, ..., TALLIES.index("caught"), None]
+            violations_total += tallies[t, ..., TALLIES.index("violations"), None]
     values = metrics_from_tallies(
         tallies,
         price=prices,
         labs=count,
         reference_cap=market.token_cap,
-        fine=punishments,
+        fine=np.broadcast_to(punishments, shape),
         collateral=0.0,
         audit_cost=0.0,
         harm_per_violation=scenario.welfare.harm_per_violation,

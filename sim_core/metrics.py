@@ -100,7 +100,8 @@ def lab_tallies(
     numbers).
 
     Args:
-        net_values: u = v − c, shape (N,) (shared by the batch) or (..., N).
+        net_values: u = v − c, shape (N,) (shared by the batch), (..., 1, N) (shared along the
+            batch's last axis: a sweep's cells of one replicate) or (..., N).
         won: (..., N) permit holders.
         violated: (..., N) labs that ran without a permit (never a permit holder, §4 step 3).
         audited: (..., N) labs audited, or None when nobody is (a sweep cell, §9).
@@ -124,8 +125,10 @@ def lab_tallies(
     stacked = np.empty((len(masks), *shape), dtype=dtype)  # the masks as 0 and 1
     for row, mask in zip(stacked, masks, strict=True):
         np.copyto(row, mask)
-    if weights.ndim == 2:
+    if weights.ndim == 2:  # one set of values for the whole batch
         sums = stacked @ weights
+    elif weights.shape[-3] == 1:  # values (..., 1, N), shared along the batch's last axis
+        sums = stacked @ weights[..., 0, :, :]
     else:
         sums = np.einsum("m...n,...nk->m...k", stacked, weights)
     tallies = np.zeros((*shape[:-1], len(TALLIES)), dtype=dtype)

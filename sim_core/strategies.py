@@ -8,6 +8,7 @@ and a whole sweep. Not here: the market or enforcement.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -56,14 +57,15 @@ def _single_strategy(strategies: IntArray | int) -> int | None:
 
 def _full_shape(result: npt.NDArray[Any], *operands: npt.ArrayLike) -> npt.NDArray[Any]:
     """Return ``result`` broadcast to the shape of all ``operands``, as a fresh writable array."""
-    shape = result.shape
-    usual = (shape, (), shape[-1:])  # the same shape, a scalar, or one value per lab
-    if all(np.shape(operand) in usual for operand in operands):
-        return result
-    full_shape = np.broadcast_shapes(shape, *(np.shape(operand) for operand in operands))
-    if full_shape == shape:
+    full_shape = _broadcast(result.shape, *(np.shape(operand) for operand in operands))
+    if full_shape == result.shape:
         return result
     return np.broadcast_to(result, full_shape).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    return np.broadcast_shapes(*shapes)
 
 
 def lab_bids(

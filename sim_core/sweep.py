@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sim_core.arrays import FloatArray, IntArray, frozen
-from sim_core.batch import ReplicateDraws, play_cells, replicate_draws
+from sim_core.batch import ReplicateDraws, play_cells, replicate_draws, wealth_plan
 from sim_core.errors import SimCoreError
 from sim_core.metrics import METRICS
 from sim_core.parallel import fork_map
@@ -376,32 +376,44 @@ def _play_grid(
 ) -> FloatArray:
     """Play every cell of every replicate; return (R, nE, nP, len(METRICS)) per-round means.
 
-    The work is one job per (replicate, block of cells), blocks ordered by P (so that the blocks
-    that need no wealth tracking are together), split over ``workers`` processes. Nothing a cell
-    computes depends on its block or its process.
+    The replicates are split into one group per process; within a group, cells of one wealth
+    plan are played in blocks of about BLOCK_ELEMENTS labs x cells x replicates, each block one
+    job. Nothing a game computes depends on its block, its group or its process.
     """
     rounds = scenario.rounds
     cell_p, cell_p_eff = (axis.ravel() for axis in np.meshgrid(punishments, p_effs, indexing="ij"))
-    block = max(1, BLOCK_ELEMENTS // scenario.labs.count)
-    jobs = [(seed, start) for seed in seeds for start in range(0, cell_p.size, block)]
+    group = -(-len(seeds) // workers)  # replicates per group: one group per process
+    groups = [
+        np.arange(start, min(start + group, len(seeds))) for start in range(0, len(seeds), group)
+    ]
+    # Cells of one wealth plan together (a block is then played in one go), by P within a plan.
+    plan = wealth_plan(scenario, cell_p, cell_p_eff, rounds=rounds)
+    order = np.lexsort((cell_p_eff, cell_p, plan))
+    size = max(1, BLOCK_ELEMENTS // (scenario.labs.count * group))
+    blocks: list[IntArray] = []
+    for mode in np.unique(plan):
+        members = order[plan[order] == mode]
+        blocks += [members[start : start + size] for start in range(0, members.size, size)]
+    jobs = [(replicates, block) for replicates in groups for block in blocks]
     cache: dict[int, ReplicateDraws] = {}
 
-    def play(job: tuple[int, int]) -> FloatArray:
-        seed, start = job
-        if seed not in cache:  # a process's jobs are consecutive: one replicate's draws at a time
+    def play(job: tuple[IntArray, IntArray]) -> FloatArray:
+        replicates, block = job
+        key = int(replicates[0])
+        if key not in cache:  # a process's jobs are consecutive: one group's draws at a time
             cache.clear()
-            cache[seed] = replicate_draws(scenario, seed=seed, rounds=rounds, dtype=dtype)
-        stop = start + block
-        return play_cells(
-            scenario, cache[seed], punishments=cell_p[start:stop], p_effs=cell_p_eff[start:stop]
-        )
+            chosen = [seeds[index] for index in replicates.tolist()]
+            cache[key] = replicate_draws(scenario, seeds=chosen, rounds=rounds, dtype=dtype)
+        return play_cells(scenario, cache[key], punishments=cell_p[block], p_effs=cell_p_eff[block])
 
     def report(done: int) -> None:
         if progress is not None:
             progress(done, len(jobs))
 
-    blocks = fork_map(play, jobs, workers=workers, on_done=report)
-    results = np.concatenate(blocks).reshape(len(seeds), cell_p.size, len(METRICS))
+    results = np.empty((len(seeds), cell_p.size, len(METRICS)))
+    played = fork_map(play, jobs, workers=workers, on_done=report)
+    for (replicates, block), values in zip(jobs, played, strict=True):
+        results[np.ix_(replicates, block)] = values
     # Cells were P-major; the result is indexed [replicate][p_eff][P].
     by_cell = results.reshape(len(seeds), len(punishments), len(p_effs), len(METRICS))
     return np.ascontiguousarray(by_cell.transpose(0, 2, 1, 3))

@@ -46,19 +46,19 @@ def game_summary(scenario, punishment, p_eff, seed, rounds):
     return np.array([game.summary[name] for name in METRICS])
 
 
-def assert_equal_to_games(scenario, punishments, p_effs, seed, rounds):
-    draws = replicate_draws(scenario, seed=seed, rounds=rounds, dtype=np.float64)
-    cells = play_cells(scenario, draws, punishments=np.array(punishments), p_effs=np.array(p_effs))
-    for cell, (punishment, p_eff) in enumerate(zip(punishments, p_effs, strict=True)):
-        expected = game_summary(scenario, punishment, p_eff, seed, rounds)
-        for index, name in enumerate(METRICS):
-            # Counts and prices come out number for number; sums of values may differ in the
-            # last digit (a matrix product over the batch instead of one dot product).
-            assert cells[cell, index] == pytest.approx(expected[index], rel=1e-12, abs=1e-12), (
-                name,
-                punishment,
-                p_eff,
-            )
+def assert_equal_to_games(scenario, punishments, p_effs, seeds, rounds):
+    draws = replicate_draws(scenario, seeds=seeds, rounds=rounds, dtype=np.float64)
+    games = play_cells(scenario, draws, punishments=np.array(punishments), p_effs=np.array(p_effs))
+    assert games.shape == (len(seeds), len(punishments), len(METRICS))
+    for replicate, seed in enumerate(seeds):
+        for cell, (punishment, p_eff) in enumerate(zip(punishments, p_effs, strict=True)):
+            expected = game_summary(scenario, punishment, p_eff, seed, rounds)
+            for index, name in enumerate(METRICS):
+                # Counts and prices come out number for number; sums of values may differ in
+                # the last digit (a matrix product over the batch instead of one dot product).
+                assert games[replicate, cell, index] == pytest.approx(
+                    expected[index], rel=1e-12, abs=1e-12
+                ), (name, seed, punishment, p_eff)
 
 
 CELLS = ([0.05, 0.2, 0.5, 0.8, 2.5], [0.9, 0.25, 0.5, 0.75, 1.0])
@@ -90,7 +90,7 @@ CELLS = ([0.05, 0.2, 0.5, 0.8, 2.5], [0.9, 0.25, 0.5, 0.75, 1.0])
     ],
 )
 def test_cell_equals_the_game_of_its_scenario_when_float64(scenario, rounds):
-    assert_equal_to_games(scenario, *CELLS, seed=11, rounds=rounds)
+    assert_equal_to_games(scenario, *CELLS, seeds=[11, 3], rounds=rounds)
 
 
 def test_cell_is_policy_none_with_backcheck_p_eff_and_the_whole_penalty():
@@ -130,12 +130,12 @@ def test_sweep_values_are_the_mean_of_the_games_of_each_cell():
 
 
 def test_wealth_bound_needs_tracking_only_when_losses_could_reach_the_highest_bid():
-    bound = WealthBound.of(small(endowment=2.0), np.zeros(20, dtype=np.int64))
+    bound = WealthBound.of(small(endowment=2.0))
     assert bound.highest_bid == pytest.approx(0.9) and bound.violation_loss == 0.0
     caught = np.array([[0, 1, 2]])
     assert bound.holds(np.array([0.5]), caught, caught).tolist() == [True]
     assert bound.holds(np.array([0.6]), caught, caught).tolist() == [False]  # 2 - 1.2 < 0.9
-    reckless = WealthBound.of(small(gross_value=(0.0, 1.0)), np.full(20, 3))
+    reckless = WealthBound.of(small(gross_value=(0.0, 1.0), strategy={"reckless": 1.0}))
     assert reckless.violation_loss == pytest.approx(0.1)  # a violator may gain u = v − c < 0
 
 
