@@ -197,6 +197,7 @@ class PublicView:
     market: MarketView | None
     results: tuple[dict[str, Any], ...]
     standings: tuple[Standing, ...]
+    scoreboard: tuple[Standing, ...]
     governor_score: float | None
 
     def waiting_labels(self) -> list[str]:
@@ -229,7 +230,16 @@ class LabRound:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LabView:
-    """What one lab may see privately: its value, its moves, its results."""
+    """What one lab may see privately: its value, its moves, its results.
+
+    ``expected_penalty`` is the model's E = r·p_eff·P with the seat's risk profile r (what its
+    fallback bot perceives). A human's risk attitude is their own, so the players' pages explain
+    the run/idle trade-off at face value (r = 1): ``gain_from_running`` is u + rho (net value
+    plus racing value), ``face_expected_penalty`` is p_eff·P, and ``face_unpermitted_value`` is
+    d = u + rho − p_eff·P, what running without a permit is worth on average;
+    ``running_pays`` says whether d > 0 (MODEL.md §5: a lab runs iff d > 0).
+    ``final_rank`` is the lab's place in the final ranking once the game is over.
+    """
 
     seat_id: int
     player_id: int
@@ -245,6 +255,11 @@ class LabView:
     p_eff: float
     punishment: float
     expected_penalty: float
+    gain_from_running: float | None
+    face_expected_penalty: float
+    face_unpermitted_value: float | None
+    running_pays: bool | None
+    final_rank: int | None
     bid: float | None
     bid_by: str | None
     won: bool | None
@@ -463,6 +478,12 @@ def game_screens(game: Game) -> GameScreens:
     playing = game.status in (Status.RUNNING, Status.PAUSED)
     governor_score = sum(float(r.metrics["welfare"]) for r in records)
 
+    # Payoffs are announced after each round (MODEL.md §4 step 6), so the running scores are
+    # public; before any round has settled there is nothing to rank.
+    scoreboard = _standings(game, lab_seats, scores, wealth_now) if records else ()
+    final_ranks = {row.player_id: row.rank for row in scoreboard} if finished else {}
+    face_penalty = float(expected_penalty(np.ones(1), rules.p_eff, rules.punishment)[0])
+
     players = tuple(
         PlayerRow(
             seat_id=s.pk,
@@ -496,7 +517,8 @@ def game_screens(game: Game) -> GameScreens:
         rules=rules,
         market=market_view,
         results=tuple({"round": r.round_no, **r.metrics} for r in records),
-        standings=_standings(game, lab_seats, scores, wealth_now) if finished else (),
+        standings=scoreboard if finished else (),
+        scoreboard=scoreboard,
         governor_score=governor_score if finished else None,
     )
 
@@ -509,6 +531,7 @@ def game_screens(game: Game) -> GameScreens:
         value = float(progress.values[lab]) if progress is not None else None
         wealth = float(state.wealth[lab]) if state is not None else scenario.labs.endowment
         risk = float(setup.risk_profile[lab])
+        gain = None if value is None else value - compute_cost + scenario.labs.racing_value
         labs[seat.pk] = LabView(
             seat_id=seat.pk,
             player_id=seat.player_id,
@@ -526,6 +549,11 @@ def game_screens(game: Game) -> GameScreens:
             expected_penalty=float(
                 expected_penalty(np.array([risk]), rules.p_eff, rules.punishment)[0]
             ),
+            gain_from_running=gain,
+            face_expected_penalty=face_penalty,
+            face_unpermitted_value=None if gain is None else gain - face_penalty,
+            running_pays=None if gain is None else gain - face_penalty > 0,
+            final_rank=final_ranks.get(seat.player_id),
             bid=float(bid_move.payload["amount"]) if bid_move else None,
             bid_by=bid_move.actor if bid_move else None,
             won=won,

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("join/", views.join, name="join"),
     path("join/<str:code>/", views.join, name="join-code"),
+    path("rejoin/", views.rejoin, name="rejoin"),
     path("play/<str:code>/", views.play, name="play"),
     path("api/games/<str:code>/join", views.api_join, name="api-join"),
     path("api/games/<str:code>/rejoin", views.api_rejoin, name="api-rejoin"),

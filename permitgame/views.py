@@ -1,8 +1,9 @@
 """Thin function views: a full page, or a partial when ``request.htmx``.
 
-Pages: home, a minimal join form and a minimal seat screen (the players' pages will replace
-them). The JSON API of docs/protocol.md: ``POST /api/games/<code>/join``,
-``POST /api/games/<code>/rejoin`` and ``GET /api/games/<code>``.
+Pages: home; the players' pages: join (a code and a nickname), rejoin (move a seat to this
+device with its rejoin code) and play (a lab's or the governor's live screen). The JSON API of
+docs/protocol.md: ``POST /api/games/<code>/join``, ``POST /api/games/<code>/rejoin`` and
+``GET /api/games/<code>``.
 """
 
 import json
@@ -15,9 +16,16 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from permitgame import broadcast, selectors, services
-from permitgame.errors import BadRequest, GameError
+from permitgame.errors import (
+    BadRequest,
+    GameError,
+    GameFull,
+    GameOver,
+    UnknownGame,
+    WrongRole,
+)
 from permitgame.forms import JoinForm, form_errors
-from permitgame.models import Game, Seat
+from permitgame.models import Game, Seat, Status
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -110,30 +118,121 @@ def api_game(request: HttpRequest, code: str) -> JsonResponse:
     )
 
 
-# ------------------------------------------------------------------------------ minimal pages
+# ------------------------------------------------------------------------------ players' pages
+
+#: What the join page says about a game's status, after its code.
+JOIN_STATUS = {
+    Status.LOBBY: "waiting to start",
+    Status.RUNNING: "in progress: you take over a bot's lab",
+    Status.PAUSED: "paused: you take over a bot's lab",
+    Status.FINISHED: "over",
+}
+CODE_MISSING = "Enter the join code shown in class."
+JOIN_GAME_OVER = "Game {code} is over; ask for the code of the next game."
+JOIN_GAME_FULL = "Every seat of game {code} is taken; ask your instructor for a seat."
+REJOIN_MISSING = "Enter the rejoin code shown on your other device."
+#: Errors that are about the join code rather than the nickname.
+_CODE_ERRORS = (UnknownGame, GameFull, GameOver, WrongRole)
+
+
+def _remember_seat(request: HttpRequest, game: Game, seat: Seat) -> None:
+    """Keep the seat's token in the session: this browser holds the seat from now on."""
+    tokens = dict(request.session.get(selectors.SESSION_TOKENS, {}))
+    tokens[game.code] = seat.token
+    request.session[selectors.SESSION_TOKENS] = tokens
+
+
+def _session_seat(request: HttpRequest, game: Game) -> Seat | None:
+    try:
+        return selectors.seat_from_session(game, request.session)
+    except GameError:
+        return None
+
+
+def _code_error(error: GameError, code: str) -> str:
+    if isinstance(error, GameOver):
+        return JOIN_GAME_OVER.format(code=code)
+    if isinstance(error, GameFull):
+        return JOIN_GAME_FULL.format(code=code)
+    return error.message
 
 
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, code: str = "") -> HttpResponse:
-    context: dict[str, Any] = {"code": request.GET.get("code", code).upper(), "error": ""}
-    if request.method == "POST":
-        context["code"] = request.POST.get("code", "").strip().upper()
-        context["nickname"] = request.POST.get("nickname", "")
+    """The join page: a join code (filled in from a link) and a nickname.
+
+    A browser whose session already holds a seat of the game goes straight to its screen.
+    """
+    source = request.POST if request.method == "POST" else request.GET
+    code = source.get("code", code).strip().upper()
+    context: dict[str, Any] = {
+        "code": code,
+        "nickname": request.POST.get("nickname", ""),
+        "code_error": "",
+        "nickname_error": "",
+        "rejoin_error": "",
+        "game_info": None,
+    }
+    game = None
+    if code:
         try:
-            game = selectors.game_by_code(context["code"])
-            seat = services.seat_join(game=game, nickname=context["nickname"])
+            game = selectors.game_by_code(code)
         except GameError as error:
-            context["error"] = error.message
-        else:
-            tokens = dict(request.session.get(selectors.SESSION_TOKENS, {}))
-            tokens[game.code] = seat.token
-            request.session[selectors.SESSION_TOKENS] = tokens
+            context["code_error"] = error.message
+    elif request.method == "POST":
+        context["code_error"] = CODE_MISSING
+    if game is not None:
+        if _session_seat(request, game) is not None:
             return redirect(reverse("play", args=[game.code]))
-    return render(request, "permitgame/join.html", context, status=400 if context["error"] else 200)
+        context["game_info"] = {
+            "code": game.code,
+            "title": game.title,
+            "status": JOIN_STATUS.get(Status(game.status), game.status),
+        }
+        if game.status == Status.FINISHED:
+            context["code_error"] = JOIN_GAME_OVER.format(code=game.code)
+        elif request.method == "POST":
+            try:
+                seat = services.seat_join(game=game, nickname=context["nickname"])
+            except _CODE_ERRORS as error:
+                context["code_error"] = _code_error(error, game.code)
+            except GameError as error:
+                context["nickname_error"] = error.message
+            else:
+                _remember_seat(request, game, seat)
+                return redirect(reverse("play", args=[game.code]))
+    failed = request.method == "POST" and (context["code_error"] or context["nickname_error"])
+    return render(request, "permitgame/join.html", context, status=400 if failed else 200)
+
+
+@require_POST
+def rejoin(request: HttpRequest) -> HttpResponse:
+    """Move a seat to this browser with the game's code and the seat's rejoin code."""
+    code = request.POST.get("code", "").strip().upper()
+    rejoin_code = request.POST.get("rejoin_code", "").strip().upper()
+    context: dict[str, Any] = {
+        "code": code,
+        "rejoin_code": rejoin_code,
+        "rejoin_open": True,
+        "game_info": None,
+    }
+    try:
+        if not code:
+            raise BadRequest(CODE_MISSING)
+        if not rejoin_code:
+            raise BadRequest(REJOIN_MISSING)
+        game = selectors.game_by_code(code)
+        seat = selectors.seat_by_rejoin_code(game, rejoin_code)
+    except GameError as error:
+        context["rejoin_error"] = error.message
+        return render(request, "permitgame/join.html", context, status=400)
+    _remember_seat(request, game, seat)
+    return redirect(reverse("play", args=[game.code]))
 
 
 @require_GET
 def play(request: HttpRequest, code: str) -> HttpResponse:
+    """A seat's screen (lab or governor); without a seat in the session, the join page."""
     try:
         game = selectors.game_by_code(code)
         seat = selectors.seat_from_session(game, request.session)

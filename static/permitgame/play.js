@@ -1,0 +1,227 @@
+/* PermitGame play page: the countdown, the connection banner, reconnection and focus.
+ *
+ * No rule of the game lives here: every number comes from the server's fragments. The
+ * countdown counts down from the seconds left that the server computed from its absolute
+ * deadline when it rendered #phase (so a phone's wrong clock does not matter); the server's
+ * next update replaces it. */
+(function () {
+  "use strict";
+
+  var countdownTimer = null;
+  var socket = null;          // the ws extension's socket wrapper (has reconnect())
+  var everOpen = false;
+  var pendingForm = null;     // the form whose command awaits its #flash answer
+  var pendingTimer = null;
+  var leaving = false;        // the page is being left: a closed socket is expected
+
+  // ------------------------------------------------------------------ countdown
+
+  function formatClock(seconds) {
+    var whole = Math.max(0, Math.ceil(seconds));
+    var minutes = Math.floor(whole / 60);
+    var rest = whole % 60;
+    return minutes + ":" + (rest < 10 ? "0" : "") + rest;
+  }
+
+  function startCountdown() {
+    if (countdownTimer) { clearInterval(countdownTimer); countdownTimer = null; }
+    var element = document.querySelector("#phase .countdown[data-seconds-left]");
+    if (!element) { return; }
+    var value = element.querySelector(".countdown-value");
+    var end = performance.now() + parseFloat(element.dataset.secondsLeft) * 1000;
+    function tick() {
+      var left = (end - performance.now()) / 1000;
+      value.textContent = formatClock(left);
+      element.classList.toggle("is-urgent", left <= 10);
+      if (left <= 0) { clearInterval(countdownTimer); countdownTimer = null; }
+    }
+    tick();
+    countdownTimer = setInterval(tick, 250);
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  function showConnection(state, text) {
+    var banner = document.getElementById("connection");
+    if (!banner) { return; }
+    banner.classList.toggle("is-online", state === "online");
+    banner.classList.toggle("is-offline", state === "offline");
+    banner.querySelector(".connection-text").textContent = text;
+  }
+
+  // Reconnect soon and often: a class cannot wait a minute for a phone to come back.
+  function reconnectDelay(retryCount) {
+    var ceiling = Math.min(4000, 500 * Math.pow(2, retryCount));
+    return ceiling / 2 + Math.random() * ceiling / 2;
+  }
+
+  // Close codes the ws extension retries by itself; 4003 means the seat is unknown.
+  var RETRIED = [1006, 1011, 1012, 1013];
+  var UNKNOWN_SEAT = 4003;
+
+  // ------------------------------------------------------------------ flash and forms
+
+  function clearFlash() {
+    var flash = document.getElementById("flash");
+    if (flash) { flash.className = "flash"; flash.setAttribute("role", "status"); flash.textContent = ""; }
+  }
+
+  function settlePending() {
+    if (pendingTimer) { clearTimeout(pendingTimer); pendingTimer = null; }
+    if (!pendingForm) { return; }
+    var form = pendingForm;
+    pendingForm = null;
+    form.querySelectorAll("button").forEach(function (button) {
+      if (document.body.contains(button)) { button.disabled = false; }
+    });
+    form.removeAttribute("aria-busy");
+    return form;
+  }
+
+  function markInvalid(form, invalid) {
+    var input = form && form.querySelector("input[type=text]");
+    if (!input) { return null; }
+    if (invalid) { input.setAttribute("aria-invalid", "true"); } else { input.removeAttribute("aria-invalid"); }
+    return input;
+  }
+
+  // ------------------------------------------------------------------ focus and swaps
+
+  var saved = null;  // the bid being typed when #lab-action is replaced (a pause, say)
+  var nodes = {};    // the elements as they were before a message: which ones did it replace?
+  var lastPhase = null;
+  var focusInAction = false;  // was the keyboard focus in the action the message replaced?
+
+  function remember() {
+    ["phase", "lab-action", "governor-action", "flash"].forEach(function (id) {
+      nodes[id] = document.getElementById(id);
+    });
+    var input = document.getElementById("bid-amount");
+    saved = input ? { value: input.value, focused: document.activeElement === input } : null;
+    var action = nodes["lab-action"] || nodes["governor-action"];
+    focusInAction = Boolean(action && action.contains(document.activeElement));
+  }
+
+  function replaced(id) {
+    var now = document.getElementById(id);
+    return now && now !== nodes[id] ? now : null;
+  }
+
+  function focusLost() {
+    var active = document.activeElement;
+    return !active || active === document.body || !document.body.contains(active);
+  }
+
+  function afterActionSwap(action) {
+    var input = action.querySelector("#bid-amount");
+    if (input && saved) {
+      if (saved.value) { input.value = saved.value; }
+      if (saved.focused) { input.focus(); return; }
+    }
+    if (focusInAction && focusLost()) {
+      var next = action.querySelector(".next");
+      if (next) { next.focus({ preventScroll: true }); }
+    }
+    updateAuditCount();
+  }
+
+  function afterPhaseSwap(phase) {
+    var key = phase.dataset.status + "/" + phase.dataset.round + "/" + phase.dataset.phase;
+    if (lastPhase !== null && key !== lastPhase) { clearFlash(); }
+    lastPhase = key;
+    startCountdown();
+  }
+
+  function afterFlashSwap(flash) {
+    var form = settlePending();
+    var error = flash.classList.contains("flash-error");
+    var input = markInvalid(form, error);
+    if (error && input) { input.focus(); input.select(); }
+  }
+
+  function updateAuditCount() {
+    var form = document.getElementById("audit-form");
+    var note = document.getElementById("audit-count");
+    if (!form || !note) { return; }
+    var ticked = form.querySelectorAll("input[name=labs]:checked").length;
+    note.textContent = ticked === 0
+      ? "Leave every box empty to audit no one."
+      : ticked + " lab" + (ticked === 1 ? "" : "s") + " ticked.";
+  }
+
+  // ------------------------------------------------------------------ wiring
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (window.htmx) { window.htmx.config.wsReconnectDelay = reconnectDelay; }
+    var phase = document.getElementById("phase");
+    if (phase) { afterPhaseSwap(phase); }
+    updateAuditCount();
+  });
+
+  document.addEventListener("htmx:wsConnecting", function () {
+    if (everOpen) { showConnection("offline", "Reconnecting…"); }
+  });
+
+  document.addEventListener("htmx:wsOpen", function (event) {
+    socket = event.detail.socketWrapper;
+    everOpen = true;
+    showConnection("online", "Live");
+  });
+
+  document.addEventListener("htmx:wsClose", function (event) {
+    socket = event.detail.socketWrapper;
+    var code = event.detail.event && event.detail.event.code;
+    settlePending();
+    if (code === UNKNOWN_SEAT) {
+      showConnection("offline", "Seat not found: join again");
+      return;
+    }
+    if (leaving) { return; }
+    showConnection("offline", "Reconnecting…");
+    if (RETRIED.indexOf(code) < 0) {
+      // e.g. 1001 when a server restarts: the extension would give up, we do not.
+      setTimeout(function () { socket.reconnect(); }, reconnectDelay(0));
+    }
+  });
+
+  // A phone waking up or a network coming back: do not wait for the next retry.
+  function wake() {
+    if (socket && socket.reconnect && document.visibilityState !== "hidden") {
+      var banner = document.getElementById("connection");
+      if (banner && banner.classList.contains("is-offline")) { socket.reconnect(); }
+    }
+  }
+  document.addEventListener("visibilitychange", wake);
+  window.addEventListener("pagehide", function () { leaving = true; });
+  window.addEventListener("pageshow", function () { leaving = false; });
+  window.addEventListener("online", wake);
+
+  document.addEventListener("htmx:wsBeforeSend", function (event) {
+    var form = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest("form") : null;
+    if (!form) { return; }
+    settlePending();
+    clearFlash();
+    pendingForm = form;
+    form.setAttribute("aria-busy", "true");
+    form.querySelectorAll("button").forEach(function (button) { button.disabled = true; });
+    pendingTimer = setTimeout(settlePending, 8000);
+  });
+
+  document.addEventListener("htmx:wsBeforeMessage", remember);
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var phase = replaced("phase");
+    if (phase) { afterPhaseSwap(phase); }
+    var flash = replaced("flash");
+    if (flash) { afterFlashSwap(flash); }
+    var action = replaced("lab-action") || replaced("governor-action");
+    if (action) {
+      settlePending();
+      afterActionSwap(action);
+    }
+  });
+
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.name === "labs") { updateAuditCount(); }
+  });
+})();
