@@ -70,9 +70,23 @@ class RoundField(forms.IntegerField):
         return super().to_python(value)
 
 
+class DecimalCommaFloatField(forms.FloatField):
+    """A number; a form's text may write its decimal point as a comma ("0,25"), as phones do."""
+
+    def to_python(self, value: Any) -> float | None:
+        if isinstance(value, str) and value.count(",") == 1 and "." not in value:
+            value = value.replace(",", ".")
+        return super().to_python(value)
+
+
 class BidForm(forms.Form):
     round = RoundField()
-    amount = forms.FloatField()
+    amount = DecimalCommaFloatField(
+        error_messages={
+            "required": "Enter a bid (0 to go without a permit).",
+            "invalid": "Enter a number, like 0.25.",
+        }
+    )
 
     def clean_amount(self) -> float:
         amount = self.cleaned_data["amount"]
