@@ -73,7 +73,7 @@ class RoundField(forms.IntegerField):
 class DecimalCommaFloatField(forms.FloatField):
     """A number; a form's text may write its decimal point as a comma ("0,25"), as phones do."""
 
-    def to_python(self, value: Any) -> float | None:
+    def to_python(self, value: Any) -> float | None:  # type: ignore[override]
         if isinstance(value, str) and value.count(",") == 1 and "." not in value:
             value = value.replace(",", ".")
         return super().to_python(value)
