@@ -111,7 +111,10 @@ def seat_label(seat: Seat) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlayerRow:
-    """One seat as everyone may see it: who plays it, never what it does."""
+    """One seat as everyone may see it: who plays it, never what it does.
+
+    ``open_seat``: a seat kept for a human who has not joined yet.
+    """
 
     seat_id: int
     player_id: int
@@ -119,6 +122,7 @@ class PlayerRow:
     label: str
     nickname: str
     human: bool
+    open_seat: bool
     bot_playing: bool
     connected: bool
 
@@ -239,6 +243,8 @@ class LabView:
     d = u + rho − p_eff·P, what running without a permit is worth on average;
     ``running_pays`` says whether d > 0 (MODEL.md §5: a lab runs iff d > 0).
     ``final_rank`` is the lab's place in the final ranking once the game is over.
+    ``wealth`` is the wealth the round started with (the bid cap); ``current_wealth`` is the
+    wealth after the round's settlement once it has settled, else the same.
     """
 
     seat_id: int
@@ -251,6 +257,7 @@ class LabView:
     net_value: float | None
     risk_profile: float
     wealth: float
+    current_wealth: float
     score: float
     p_eff: float
     punishment: float
@@ -483,6 +490,7 @@ def game_screens(game: Game) -> GameScreens:
     scoreboard = _standings(game, lab_seats, scores, wealth_now) if records else ()
     final_ranks = {row.player_id: row.rank for row in scoreboard} if finished else {}
     face_penalty = float(expected_penalty(np.ones(1), rules.p_eff, rules.punishment)[0])
+    settled_now = records[-1] if records and records[-1].round_no == game.round_no else None
 
     players = tuple(
         PlayerRow(
@@ -492,6 +500,7 @@ def game_screens(game: Game) -> GameScreens:
             label=seat_label(s),
             nickname=s.nickname,
             human=s.has_player,
+            open_seat=s.kind == Seat.Kind.HUMAN and not s.has_player,
             bot_playing=not s.has_player or (playing and s.controller == Controller.BOT),
             connected=s.pk in connected,
         )
@@ -543,6 +552,7 @@ def game_screens(game: Game) -> GameScreens:
             net_value=None if value is None else value - compute_cost,
             risk_profile=risk,
             wealth=wealth,
+            current_wealth=float(settled_now.wealth[lab]) if settled_now else wealth,
             score=scores[lab],
             p_eff=rules.p_eff,
             punishment=rules.punishment,

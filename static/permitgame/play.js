@@ -9,6 +9,7 @@
 
   var countdownTimer = null;
   var socket = null;          // the ws extension's socket wrapper (has reconnect())
+  var current = null;         // the WebSocket now open: a close of an older one is old news
   var everOpen = false;
   var pendingForm = null;     // the form whose command awaits its #flash answer
   var pendingTimer = null;
@@ -28,11 +29,13 @@
     var element = document.querySelector("#phase .countdown[data-seconds-left]");
     if (!element) { return; }
     var value = element.querySelector(".countdown-value");
+    // Red only when a move is due; the lobby and the results just count down calmly.
+    var urgent = ["bidding", "compliance", "audit"].indexOf(element.closest("#phase").dataset.phase) >= 0;
     var end = performance.now() + parseFloat(element.dataset.secondsLeft) * 1000;
     function tick() {
       var left = (end - performance.now()) / 1000;
       value.textContent = formatClock(left);
-      element.classList.toggle("is-urgent", left <= 10);
+      element.classList.toggle("is-urgent", urgent && left <= 10);
       if (left <= 0) { clearInterval(countdownTimer); countdownTimer = null; }
     }
     tick();
@@ -164,12 +167,15 @@
 
   document.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
+    current = event.detail.event && event.detail.event.target;
     everOpen = true;
     showConnection("online", "Live");
   });
 
   document.addEventListener("htmx:wsClose", function (event) {
     socket = event.detail.socketWrapper;
+    var closed = event.detail.event && event.detail.event.target;
+    if (current && closed && closed !== current) { return; }
     var code = event.detail.event && event.detail.event.code;
     settlePending();
     if (code === UNKNOWN_SEAT) {

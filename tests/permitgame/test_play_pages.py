@@ -334,3 +334,122 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
     finally:
         for player in (ana, ben, gil):
             player.page.context.close()
+
+
+def field_error(page: Any, field_id: str) -> str:
+    page.wait_for_selector(f"#{field_id}-error")
+    assert page.locator(f"#{field_id}").get_attribute("aria-invalid") == "true"
+    return str(page.locator(f"#{field_id}-error").inner_text())
+
+
+def try_join(page: Any, server: Server, code: str, nickname: str) -> None:
+    page.goto(f"{server.base_url}/join/")
+    page.get_by_label("Join code", exact=True).fill(code)
+    page.get_by_label("Nickname").fill(nickname)
+    page.get_by_role("button", name="Join", exact=True).click()
+    page.wait_for_load_state()
+
+
+def test_join_errors_are_shown_by_their_field_in_the_browser(server, chromium_browser):
+    one_seat = server.create_game("--labs", "1", "--human-labs", "1")["code"]
+    three_labs = server.create_game("--labs", "3", "--human-labs", "2")["code"]
+    over = server.create_game("--labs", "2", "--phase-seconds", "1", "--start")["code"]
+    first, second = (open_player(chromium_browser) for _ in range(2))
+    try:
+        page = second.page
+        try_join(page, server, "zz99zz", "Ana")
+        assert "no game with the code" in field_error(page, "join-code")
+        assert page.get_by_label("Nickname").input_value() == "Ana"
+        shoot(page, "join-unknown-code")
+
+        join(first, server, one_seat, "Ana")
+        try_join(page, server, one_seat, "Ben")
+        assert "Every seat of game" in field_error(page, "join-code")
+
+        join(first, server, three_labs, "Ana")
+        try_join(page, server, three_labs, "ANA")
+        assert "is taken in this game" in field_error(page, "join-nickname")
+        shoot(page, "join-nickname-taken")
+
+        status = f"SELECT status FROM permitgame_game WHERE code = '{over}'"
+        for _ in range(100):
+            if server.rows(status)[0]["status"] == "finished":
+                break
+            page.wait_for_timeout(100)
+        try_join(page, server, over, "Ben")
+        assert f"Game {over} is over" in field_error(page, "join-code")
+    finally:
+        for player in (first, second):
+            player.page.context.close()
+
+
+def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
+    code = server.create_game("--labs", "3", "--human-labs", "1", "--phase-seconds", "60")["code"]
+    player = open_player(chromium_browser)
+    page = player.page
+    try:
+        page.goto(f"{server.base_url}/join/")
+        assert page.evaluate("document.activeElement.id") == "join-code"
+        page.keyboard.type(code.lower())
+        page.keyboard.press("Tab")
+        page.keyboard.type("Kim")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/play/{code}/")
+        wait_phase(player, 1, "bidding")
+        page.wait_for_selector("#bid-amount")
+        for _ in range(25):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "bid-amount":
+                break
+        else:
+            pytest.fail("Tab never reached the bid field")
+        page.keyboard.type("0,2")
+        page.keyboard.press("Enter")
+        see(player, "#you", "Your bid 0.200")  # a lone human: the round goes on at once
+        # The focus was in the form the update replaced: it lands on the new next step.
+        assert page.evaluate("document.activeElement.id") == "lab-next"
+        (move,) = server.moves(server.seat(code, "Kim")["id"], "bid")
+        assert json.loads(move["payload"]) == {"amount": 0.2} and move["actor"] == "human"
+    finally:
+        page.context.close()
+
+
+RECORD_SOCKETS = """
+window.__sockets = [];
+const Native = window.WebSocket;
+window.WebSocket = function (...args) {
+  const socket = new Native(...args);
+  window.__sockets.push(socket);
+  return socket;
+};
+Object.assign(window.WebSocket, Native);
+window.WebSocket.prototype = Native.prototype;
+"""
+
+
+def test_dropped_connection_comes_back_to_the_current_screen(server, chromium_browser):
+    code = server.create_game("--labs", "4", "--human-labs", "2", "--phase-seconds", "60")["code"]
+    ana, ben = (open_player(chromium_browser) for _ in range(2))
+    ana.page.add_init_script(RECORD_SOCKETS)
+    try:
+        join(ana, server, code, "Ana")
+        join(ben, server, code, "Ben")
+        wait_phase(ana, 1, "bidding")
+        bid(ana, "0")
+        see(ana, "#lab-action", "is in")
+
+        # The socket drops; meanwhile Ben bids and the game moves on without Ana's browser.
+        ana.page.evaluate("window.__sockets.at(-1).close(4000)")
+        ana.page.wait_for_selector("#connection.is-offline")
+        assert "Reconnecting" in ana.text("#connection")
+        bid(ben, "5")
+        wait_phase(ben, 1, "compliance")
+
+        ana.page.wait_for_selector("#connection.is-online")
+        wait_phase(ana, 1, "compliance")
+        see(ana, "#lab-action", "run anyway, or stay idle")
+        expect(ana.page.locator("#waiting")).to_contain_text("Lab 1 (Ana)")
+        assert ana.page.evaluate("window.__sockets.length") == 2
+    finally:
+        for player in (ana, ben):
+            player.page.context.close()

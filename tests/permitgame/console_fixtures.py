@@ -1,0 +1,48 @@
+"""Helpers of the console and debrief tests: instructors, small games, playing a game out."""
+
+from dataclasses import replace
+from typing import Any
+
+from permitgame import services
+from permitgame.models import Game, Status
+from sim_core import load_preset
+
+PASSWORD = "a-long-test-password-7"
+
+
+def make_instructor(user_model: Any, username: str, **extra: Any) -> Any:
+    return user_model.objects.create_user(username=username, password=PASSWORD, **extra)
+
+
+def small_scenario(*, labs: int = 4, rounds: int = 2, cap: int = 2) -> Any:
+    scenario = load_preset("targeted_audit")
+    return scenario.with_changes(
+        rounds=rounds,
+        labs=replace(scenario.labs, count=labs),
+        market=replace(scenario.market, token_cap=cap),
+    )
+
+
+def small_game(owner: Any, *, labs: int = 4, rounds: int = 2, human_governor: bool = False) -> Game:
+    """A lobby game in which every lab seat is open to students, as the console creates them."""
+    return services.game_create(
+        scenario=small_scenario(labs=labs, rounds=rounds),
+        human_labs=labs,
+        human_governor=human_governor,
+        owner=owner,
+        title="Test class",
+        durations={"bidding": 30, "compliance": 30, "audit": 30, "results": 5},
+    )
+
+
+def play_to_end(game: Game) -> Game:
+    """Start (if needed) and advance phase after phase until the game is over."""
+    game.refresh_from_db()
+    if game.status == Status.LOBBY:
+        services.game_start(game=game)
+    for _ in range(200):
+        game.refresh_from_db()
+        if game.status == Status.FINISHED:
+            return game
+        services.game_advance_now(game=game)
+    raise AssertionError("the game did not end")
