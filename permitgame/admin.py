@@ -1,11 +1,20 @@
-"""Admin registrations for review: games and seats, and the read-only move log and records."""
+"""Admin registrations for review: games and seats, and the read-only move log and records.
+
+An admin reviews a game from its page: its seats, a link to its log (every move and phase change,
+oldest first) and to its round records, and the "replay" action, which recomputes the game from
+its seed and log through sim_core and says whether the stored results agree.
+"""
 
 from typing import TYPE_CHECKING, Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
-from permitgame.models import Connection, Game, Move, RoundRecord, Seat
+from permitgame.models import Connection, Game, Move, RoundRecord, SavedPreset, Seat
+from permitgame.replay import replay_game
 
 # Generic in the stubs only: subscripting the classes fails at run time.
 if TYPE_CHECKING:
@@ -41,13 +50,42 @@ class SeatInline(TabularInline):
         return False
 
 
+def _filtered_link(model: type[Any], game: Game, text: str) -> str:
+    url = reverse(f"admin:permitgame_{model._meta.model_name}_changelist")
+    return format_html('<a href="{}?game__id__exact={}">{}</a>', url, game.pk, text)
+
+
 @admin.register(Game)
 class GameAdmin(ReadOnlyAdmin):
     list_display = ("code", "title", "status", "round_no", "phase", "phase_deadline", "owner",
-                    "created_at")  # fmt: skip
-    list_filter = ("status",)
-    search_fields = ("code", "title")
+                    "created_at", "log")  # fmt: skip
+    list_filter = ("status", "owner")
+    search_fields = ("code", "title", "owner__username")
+    readonly_fields = ("log", "records")
     inlines = (SeatInline,)
+    actions = ("replay",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Game]:
+        games: QuerySet[Game] = super().get_queryset(request)
+        return games.annotate(move_count=Count("moves", distinct=True))
+
+    @admin.display(description="log")
+    def log(self, game: Game) -> str:
+        count = getattr(game, "move_count", None)
+        if count is None:
+            count = Move.objects.filter(game=game).count()
+        return _filtered_link(Move, game, f"{count} entries")
+
+    @admin.display(description="round records")
+    def records(self, game: Game) -> str:
+        return _filtered_link(RoundRecord, game, f"{game.records.count()} rounds")
+
+    @admin.action(description="Replay from the seed and the log, and compare the results")
+    def replay(self, request: HttpRequest, queryset: QuerySet[Game]) -> None:
+        for game in queryset:
+            report = replay_game(game)
+            level = messages.SUCCESS if report.ok else messages.ERROR
+            self.message_user(request, report.summary(), level)
 
 
 @admin.register(Seat)
@@ -66,7 +104,8 @@ class MoveAdmin(ReadOnlyAdmin):
     list_display = ("game", "id", "round_no", "phase", "action", "actor", "seat", "payload",
                     "latency_ms", "created_at")  # fmt: skip
     list_filter = ("action", "actor", "phase")
-    search_fields = ("game__code",)
+    search_fields = ("game__code", "seat__nickname")
+    list_select_related = ("game", "seat")
 
 
 @admin.register(RoundRecord)
@@ -78,3 +117,9 @@ class RoundRecordAdmin(ReadOnlyAdmin):
 @admin.register(Connection)
 class ConnectionAdmin(ReadOnlyAdmin):
     list_display = ("seat", "channel_name", "opened_at", "last_seen")
+
+
+@admin.register(SavedPreset)
+class SavedPresetAdmin(ReadOnlyAdmin):
+    list_display = ("name", "owner", "human_governor", "updated_at")
+    search_fields = ("name", "owner__username")
