@@ -5,8 +5,9 @@ seats), a seat for a human governor, and starts by itself when those three seats
 45 seconds after the first player joins. A demo game nobody has joined yet is reused.
 
 With DEBUG on (local development) it also makes sure a demo instructor account exists, owning the
-demo game, and prints its login for the console at /console/. Never with DEBUG off: a known
-password has no place on a real server.
+demo game and one finished all-bot class (so the console's debrief has something to show at
+once), and prints its login for the console at /console/. Never with DEBUG off: a known password
+has no place on a real server.
 """
 
 from dataclasses import replace
@@ -22,6 +23,7 @@ from permitgame.models import Game, Seat, Status
 from sim_core import load_preset
 
 DEMO_TITLE = "Demo game"
+PLAYED_TITLE = "Demo class (played by bots)"
 DEMO_DURATIONS = {"bidding": 60, "compliance": 45, "audit": 60, "results": 10}
 DEMO_INSTRUCTOR = "demo"
 DEMO_PASSWORD = "permitgame-demo"
@@ -61,6 +63,27 @@ def demo_game(owner: Any = None) -> Game:
     )
 
 
+def played_demo_game(owner: Any) -> Game:
+    """Return the demo instructor's finished all-bot class, playing one out if there is none."""
+    played = Game.objects.filter(title=PLAYED_TITLE, owner=owner, status=Status.FINISHED).first()
+    if played is not None:
+        return played
+    Game.objects.filter(title=PLAYED_TITLE, owner=owner).delete()  # one cut off half-way
+    game = services.game_create(
+        scenario=load_preset("targeted_audit"),
+        durations=DEMO_DURATIONS,
+        title=PLAYED_TITLE,
+        owner=owner,
+    )
+    services.game_start(game=game)
+    for _ in range(10 * game.rounds + 10):  # about 4 phases a round
+        game.refresh_from_db()
+        if game.status == Status.FINISHED:
+            break
+        services.game_advance_now(game=game)
+    return game
+
+
 class Command(BaseCommand):
     help = "Create (or reuse) a demo game and print its join code and URLs."
 
@@ -73,6 +96,7 @@ class Command(BaseCommand):
         base_url = options["base_url"].rstrip("/")
         instructor = demo_instructor() if settings.DEBUG else None
         game = demo_game(instructor)
+        played = played_demo_game(instructor) if instructor is not None else None
         urls = game_urls(game, base_url)
         self.stdout.write(f"Open {base_url}/ in a browser.")
         self.stdout.write(f"Demo game join code: {game.code}")
@@ -92,4 +116,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Instructor console: {base_url}/console/")
             self.stdout.write(
                 f"  Log in as {DEMO_INSTRUCTOR} / {password}  (local development only)"
+            )
+        if played is not None:
+            self.stdout.write(
+                f"  A finished class to explore: {base_url}/console/games/{played.code}/debrief/"
             )
