@@ -72,6 +72,8 @@ from sim_core import (
 
 #: Letters and digits that cannot be mistaken for one another when read aloud or projected.
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+#: The largest seed a game stores (a signed 64-bit column in every database).
+MAX_SEED = 2**63 - 1
 JOIN_CODE_LENGTH = 6
 REJOIN_CODE_LENGTH = 6
 NICKNAME_MAX = 24
@@ -83,6 +85,7 @@ STALE_MOVE = (
 NOT_STARTED = "The game has not started yet."
 GAME_IS_OVER = "The game is over."
 GAME_IS_PAUSED = "The game is paused; moves are taken again when it resumes."
+TIME_IS_UP = "Time is up for round {round_no}'s {phase} phase; your {what} came too late."
 NOT_A_LAB = "Only a lab can {what}."
 NOT_THE_GOVERNOR = "Only the governor can choose audits."
 ALREADY_SUBMITTED = "You already submitted your {what} for round {round_no}."
@@ -93,6 +96,8 @@ NICKNAME_TOO_LONG = "A nickname has at most {limit} characters."
 NICKNAME_UNPRINTABLE = "A nickname may only contain printable characters."
 NICKNAME_IS_TAKEN = "The nickname {nickname!r} is taken in this game; choose another."
 GAME_IS_FULL = "Every seat of this game is taken."
+HAND_WHILE_PLAYING = "A seat can be handed to a bot only while the game is running or paused."
+HAND_NO_PLAYER = "{label} has no student: it is already played by a bot."
 GOVERNOR_IS_BOT = "This game's governor is played by a bot."
 GOVERNOR_IS_TAKEN = "The governor's seat is taken."
 
@@ -236,12 +241,14 @@ def game_create(
         lobby_seconds: with ``autostart``, also start this long after the first join.
 
     Raises:
-        ValueError: more human labs than labs, or bad durations.
+        ValueError: more human labs than labs, a seed out of range, or bad durations.
     """
     count = scenario.labs.count
     if not 0 <= human_labs <= count:
         raise ValueError(f"human_labs must be between 0 and {count}, got {human_labs}")
     game_seed = scenario.seed if seed is None else seed
+    if not 0 <= game_seed <= MAX_SEED:
+        raise ValueError(f"the seed must be between 0 and {MAX_SEED}, got {game_seed}")
     now = clock.now()
     code = _code(JOIN_CODE_LENGTH)
     while Game.objects.filter(code=code).exists():
@@ -611,6 +618,12 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
         if logged.actor == Actor.HUMAN and logged.payload == payload:
             return MoveResult(duplicate=True, payload=logged.payload)
         raise AlreadySubmitted(ALREADY_SUBMITTED.format(what=_MOVE_WHAT[action], round_no=round_no))
+    if game.phase_deadline is not None and game.phase_deadline <= clock.now():
+        # The deadline has passed but the clock loop has not fired it yet: the phase is over,
+        # and the move would be a human's where the log must say default or bot.
+        raise StaleMove(
+            TIME_IS_UP.format(round_no=round_no, phase=game.phase, what=_MOVE_WHAT[action])
+        )
     if seat.controller != Controller.HUMAN:
         raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
     # The rule check is sim_core's: resolve the round with this move added.
@@ -837,9 +850,18 @@ def seat_hand_to_bot(*, seat: Seat, to_bot: bool = True) -> Seat:
 
     A bot takes over immediately, so the current phase does not wait for the seat; the player
     gets it back from the next phase.
+
+    Raises:
+        NotRunning: the game is not running or paused.
+        SeatChange: nobody has joined the seat (a bot plays it anyway).
     """
     game = _lock(seat.game_id)
     seat = Seat.objects.get(pk=seat.pk)
+    if game.status not in (Status.RUNNING, Status.PAUSED):
+        raise NotRunning(HAND_WHILE_PLAYING)
+    if not seat.has_player:
+        label = "The governor's seat" if seat.role == Role.GOVERNOR else f"Lab {seat.player_id}"
+        raise SeatChange(HAND_NO_PLAYER.format(label=label))
     now = clock.now()
     changes = _Changes()
     if seat.handed_to_bot == to_bot:

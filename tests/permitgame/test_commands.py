@@ -1,9 +1,13 @@
 """The command line: creategame + playbots play a whole game on a real Daphne server."""
 
 import json
+import re
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from permitgame.models import Game
 from tests import harness
 
 SCENARIO = {
@@ -57,3 +61,34 @@ def test_creategame_explains_an_unknown_scenario(tmp_path):
     result = harness.manage("creategame", "--scenario", "no_such_thing", env=env)
     assert result.returncode != 0
     assert "neither a preset" in result.stderr
+
+
+@pytest.mark.django_db
+def test_creategame_scales_the_cap_with_the_labs_unless_a_cap_is_given(capsys):
+    call_command("creategame", "--scenario", "targeted_audit", "--labs", "6", "--json")
+    created = json.loads(capsys.readouterr().out)
+    assert (created["labs"], created["token_cap"]) == (6, 3)  # the preset's 10 of 20, scaled
+    game = Game.objects.get(code=created["code"])
+    assert game.scenario["market"]["token_cap"] == 3
+    assert game.seats.filter(role="lab").count() == 6
+
+    call_command(
+        "creategame", "--scenario", "targeted_audit", "--labs", "6", "--cap", "5", "--json"
+    )
+    assert json.loads(capsys.readouterr().out)["token_cap"] == 5
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--labs", "0"], "--labs or --cap: the number of labs must be at least 1, got 0"),
+        (["--cap", "-1"], "--labs or --cap: the cap must be at least 0, got -1"),
+        (["--seed", str(2**64)], "the seed must be between 0 and"),
+        (["--human-labs", "99"], "human_labs must be between 0 and 20"),
+    ],
+)
+def test_creategame_refuses_bad_numbers_with_a_message_and_creates_nothing(flags, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("creategame", "--scenario", "targeted_audit", *flags)
+    assert not Game.objects.exists()

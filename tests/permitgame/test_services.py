@@ -130,6 +130,24 @@ def test_deadline_fires_once_when_the_clock_ticks_again(small_scenario, frozen_c
 
 
 @pytest.mark.django_db
+def test_move_after_the_deadline_is_refused_before_the_clock_fires_it(small_scenario, frozen_clock):
+    game, (lab_a, lab_b, _) = make_game(small_scenario)
+    services.game_start(game=game)
+    services.round_submit_bid(seat=lab_a, round_no=1, amount=0.1)
+    frozen_clock.advance(31)  # past the deadline; no tick yet
+    before = Move.objects.count()
+
+    with pytest.raises(StaleMove, match="Time is up for round 1's bidding phase"):
+        services.round_submit_bid(seat=lab_b, round_no=1, amount=0.2)
+    assert services.round_submit_bid(seat=lab_a, round_no=1, amount=0.1).duplicate
+    assert Move.objects.count() == before
+
+    assert ticker.tick() == 1
+    late = Move.objects.get(game=game, round_no=1, action=Action.BID, seat=lab_b)
+    assert late.actor != Actor.HUMAN
+
+
+@pytest.mark.django_db
 def test_pause_stops_the_clock_and_resume_restores_the_remaining_time(small_scenario, frozen_clock):
     game, (lab_a, *_) = make_game(small_scenario)
     services.game_start(game=game)

@@ -10,14 +10,13 @@ the empty seats until someone joins).
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from permitgame import services
 from permitgame.models import Game
-from sim_core import ScenarioError, load_scenario
+from sim_core import ScenarioError, SweepError, load_scenario, sweep_scenario
 
 #: The results screen lasts at most this long when --phase-seconds is given.
 RESULTS_SECONDS = 5
@@ -40,7 +39,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--scenario", required=True, help="a preset name or a scenario file")
-        parser.add_argument("--labs", type=int, help="number of labs (overrides the scenario)")
+        parser.add_argument(
+            "--labs",
+            type=int,
+            help="number of labs (overrides the scenario; the permit cap scales with it)",
+        )
+        parser.add_argument("--cap", type=int, help="permits per round (overrides the scenario)")
         parser.add_argument("--human-labs", type=int, default=0, help="lab seats for humans")
         parser.add_argument("--human-governor", action="store_true", help="a human governs")
         parser.add_argument(
@@ -59,10 +63,11 @@ class Command(BaseCommand):
             scenario = load_scenario(options["scenario"])
         except ScenarioError as error:
             raise CommandError(str(error)) from None
-        if options["labs"] is not None:
-            if options["labs"] < 1:
-                raise CommandError("--labs must be at least 1")
-            scenario = scenario.with_changes(labs=replace(scenario.labs, count=options["labs"]))
+        try:
+            # The cap scales with the number of labs, so a smaller class keeps the scarcity.
+            scenario = sweep_scenario(scenario, labs=options["labs"], token_cap=options["cap"])
+        except SweepError as error:
+            raise CommandError(f"--labs or --cap: {error}") from None
         seconds = options["phase_seconds"]
         durations = None
         if seconds is not None:
@@ -97,6 +102,7 @@ class Command(BaseCommand):
                         **urls,
                         "scenario": scenario.name,
                         "labs": scenario.labs.count,
+                        "token_cap": scenario.market.token_cap,
                         "human_labs": options["human_labs"],
                         "human_governor": options["human_governor"],
                         "seed": game.seed,
@@ -112,6 +118,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Websocket:  {urls['ws_url']}")
         self.stdout.write(
             f"{scenario.name}: {scenario.labs.count} labs ({options['human_labs']} for humans), "
+            f"cap {scenario.market.token_cap}, "
             f"governor {'human' if options['human_governor'] else 'bot'}, "
             f"{scenario.rounds} rounds, seed {game.seed}; status {game.status}"
         )
