@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sim_core import load_preset, optimal_high_prob, p_eff, p_s, perceived_p_eff
+from sim_core import load_preset, optimal_high_prob, p_eff, p_s, parse_scenario, perceived_p_eff
 from sim_core.theory import expected_clearing_price
 
 
@@ -92,3 +92,14 @@ def test_expected_clearing_price_matches_monte_carlo():
     values = rng.uniform(0.1, 1.0, size=(200_000, 20))
     qth = np.sort(values, axis=1)[:, -10] - 0.1
     assert expected_clearing_price(scenario) == pytest.approx(np.maximum(qth, 0).mean(), abs=2e-3)
+
+
+def test_expected_clearing_price_is_the_expected_lowest_value_when_every_lab_gets_a_permit():
+    # Q = N: all N bids are eligible and the price is the lowest of them (§3), E[min u] > 0.
+    scenario = parse_scenario(
+        {"labs": {"count": 10, "gross_value": [0.5, 1.0]}, "market": {"token_cap": 10}}
+    )
+    expected = 0.5 + 0.5 / 11 - 0.1  # E[min of 10 uniforms on [0.5, 1]] − c
+    assert expected_clearing_price(scenario) == pytest.approx(expected, abs=1e-4)
+    beyond = parse_scenario({"labs": {"count": 10}, "market": {"token_cap": 11}})
+    assert expected_clearing_price(beyond) == 0.0
