@@ -97,7 +97,8 @@ def expected_clearing_price(scenario: Scenario) -> float:
     With N labs and values uniform on [lo, hi], the Q-th highest value is lo + (hi − lo)·X with
     X ~ Beta(N − Q + 1, Q); truthful bids are max(0, u), u = v − c. The expectation is taken by
     quadrature. A fixed-price market returns its fixed price; Q = 0 or Q > N clears at the
-    reserve price (Q = N clears at the lowest eligible bid, §3); the result is never below the reserve price.
+    reserve price (Q = N clears at the lowest eligible bid, §3); the result is never below the
+    reserve price.
     """
     market = scenario.market
     if market.type == "fixed_price":
