@@ -19,7 +19,6 @@ from typing import Any, NoReturn
 from sim_core.errors import SimCoreError
 from sim_core.metrics import METRICS, MetricsRow
 from sim_core.presets import PRESETS, load_scenario
-from sim_core.simulate import run_game, theory_summary
 from sim_core.sweep import (
     DEFAULT_GRID,
     DEFAULT_P_EFF_RANGE,
@@ -79,6 +78,8 @@ _HEADER = (
 
 def command_run(args: argparse.Namespace) -> int:
     """Run one all-bot game and print its rounds and summary."""
+    from sim_core.simulate import run_game  # imported by the commands that use it: a quick start
+
     scenario = load_scenario(args.scenario)
     game = run_game(scenario, seed=args.seed, rounds=args.rounds)
     if args.json:
@@ -103,6 +104,8 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_theory(args: argparse.Namespace) -> int:
     """Print the closed-form quantities of a scenario."""
+    from sim_core.simulate import theory_summary
+
     scenario = load_scenario(args.scenario)
     summary = theory_summary(scenario)
     if args.json:

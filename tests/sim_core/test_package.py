@@ -1,0 +1,59 @@
+"""The package itself: its public names, and what importing it or starting the command costs.
+
+``sim_core/__init__.py`` imports its names on first use, so that ``python -m sim_core`` starts
+quickly (the sweep's speed target counts the interpreter's start); these tests keep it that way.
+"""
+
+import subprocess
+import sys
+
+import sim_core
+
+
+def python(code):
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()
+
+
+def test_every_public_name_resolves_from_the_module_that_defines_it():
+    assert sorted(sim_core._ORIGINS) == sorted(sim_core.__all__)
+    for name in sim_core.__all__:
+        value = getattr(sim_core, name)
+        assert value is getattr(sys.modules[sim_core._ORIGINS[name]], name), name
+    assert set(sim_core.__all__) <= set(dir(sim_core))
+
+
+def test_unknown_name_raises_attribute_error_when_looked_up():
+    code = (
+        "import sim_core\n"
+        "try:\n    sim_core.no_such_name\nexcept AttributeError as exc:\n    print(exc)"
+    )
+    assert python(code) == ["module 'sim_core' has no attribute 'no_such_name'"]
+
+
+def test_importing_the_package_loads_neither_numpy_nor_any_module_of_it():
+    code = (
+        "import sys, sim_core\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sim_core.')))\n"
+        "print('numpy' in sys.modules)"
+    )
+    assert python(code) == ["[]", "False"]
+
+
+def test_sweep_command_loads_only_what_it_needs_when_no_figure_is_wanted():
+    # numpy.ma (which np.unique imports), the game simulator and the figure are not needed by
+    # `sweep --no-plot --json`; each costs milliseconds of the command's start.
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['sim_core', 'sweep', 'targeted_audit', '--grid', '2x2', '--labs', '8',\n"
+        "            '--rounds', '2', '--replicates', '2', '--no-plot', '--json']\n"
+        "try:\n    runpy.run_module('sim_core', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "loaded = [m for m in ('numpy.ma', 'sim_core.simulate', 'sim_core.plot', 'matplotlib')\n"
+        "          if m in sys.modules]\n"
+        "print(loaded)"
+    )
+    assert python(code)[-1] == "[]"
