@@ -89,13 +89,29 @@ def payoffs(
     is a product with its mask (x·1 = x, x·0 = +0); adding 0.0 to run·u turns the −0 of an idle
     lab with u < 0 into +0. The terms are summed left to right as written.
     """
-    scores: FloatArray = np.multiply(net_values, won | violated)
+    scores = _times_mask(net_values, won | violated)
     scores += 0.0
     if racing_value:
-        scores += np.multiply(racing_value, violated)
-    scores -= np.multiply(price, won)
-    scores -= np.multiply(punishment, caught)
+        scores += _times_mask(racing_value, violated)
+    scores -= _times_mask(price, won)
+    scores -= _times_mask(punishment, caught)
     return scores
+
+
+def _times_mask(factor: FloatArray | float, mask: BoolArray) -> FloatArray:
+    """Return ``np.multiply(factor, mask)``, the same numbers, computed faster.
+
+    The mask is first made a float array of the product's type (0.0 and 1.0), then multiplied in
+    place: numpy's mixed float-by-bool loop casts element by element and, with a broadcast
+    factor, is several times slower than a cast and a float product.
+    """
+    dtype = np.result_type(factor, np.bool_)
+    if np.broadcast_shapes(np.shape(factor), mask.shape) != mask.shape:
+        general: FloatArray = np.multiply(factor, mask)
+        return general
+    product: FloatArray = mask.astype(dtype)
+    product *= factor
+    return product
 
 
 def settle(

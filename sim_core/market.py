@@ -107,7 +107,11 @@ def _select(bids: FloatArray, k: int) -> tuple[npt.NDArray[Any], BoolArray]:
         return _select_by_halves(keys, k)
     partitioned = np.partition(keys, k, axis=-1)
     kth = partitioned[..., k]
-    tied_below = np.any(partitioned[..., :k] == kth[..., None], axis=-1)
+    if k == 0:
+        return kth, np.zeros(kth.shape, dtype=bool)
+    # Everything left of the k-th is <= it, so a tie below is the largest of them equalling it
+    # (one reduction, several times faster than comparing them all).
+    tied_below: BoolArray = partitioned[..., :k].max(axis=-1) == kth
     return kth, tied_below
 
 

@@ -46,6 +46,8 @@ def perceived_detection(
 
 def _single_strategy(strategies: IntArray | int) -> int | None:
     """Return the strategy code every lab plays, or None for a mixed population."""
+    if isinstance(strategies, int):
+        return strategies
     codes = np.asarray(strategies)
     if codes.ndim == 0:
         return int(codes)
@@ -57,7 +59,11 @@ def _single_strategy(strategies: IntArray | int) -> int | None:
 
 def _full_shape(result: npt.NDArray[Any], *operands: npt.ArrayLike) -> npt.NDArray[Any]:
     """Return ``result`` broadcast to the shape of all ``operands``, as a fresh writable array."""
-    full_shape = _broadcast(result.shape, *(np.shape(operand) for operand in operands))
+    shapes = [
+        operand.shape if isinstance(operand, np.ndarray) else np.shape(operand)
+        for operand in operands
+    ]
+    full_shape = _broadcast(result.shape, *shapes)
     if full_shape == result.shape:
         return result
     return np.broadcast_to(result, full_shape).copy()
@@ -92,13 +98,16 @@ def lab_bids(
         uniforms: uniform [0, 1) draws for every lab, shape (..., N) (only random uses them).
     """
     strategy = _single_strategy(strategies)
-    # Before the clip: the rational bid max(0, min(u, E − rho)) clips to the same number as
-    # min(u, E − rho), so the max(0, ·) is done once, after the wealth cap.
+    # max(0, min(a, b)) = min(max(a, 0), max(b, 0)): the floor at 0 is taken on u, which a sweep
+    # shares across its cells (a small array), and on the caps only where one can be negative;
+    # otherwise the final max(0, ·) pass over every bid is skipped.
+    nonnegative = True
     if strategy in (RATIONAL, ADAPTIVE):
         capped = penalties - racing_value if racing_value else penalties
-        bids: FloatArray = np.minimum(net_values, capped)
+        bids: FloatArray = np.minimum(np.maximum(net_values, 0.0), capped)
+        nonnegative = _all_nonnegative(capped)
     elif strategy in (TRUTHFUL, COMPLIANT):
-        bids = np.array(net_values, copy=True)
+        bids = np.maximum(net_values, 0.0)
     elif strategy == RECKLESS:
         bids = np.zeros_like(net_values)
     elif strategy == RANDOM:
@@ -118,10 +127,20 @@ def lab_bids(
             ],
             default=0.0,
         )
+        nonnegative = False
     if np.ndim(wealth) > 0 or wealth != math.inf:
         bids = np.minimum(bids, wealth, out=bids if bids.shape == np.shape(wealth) else None)
-    np.maximum(bids, np.zeros(bids.shape[-1:], bids.dtype), out=bids)  # a zero row: faster
+        nonnegative = nonnegative and _all_nonnegative(wealth)
+    if not nonnegative:
+        np.maximum(bids, np.zeros(bids.shape[-1:], bids.dtype), out=bids)  # a zero row: faster
     return _full_shape(bids, strategies, net_values, penalties, wealth, uniforms)
+
+
+def _all_nonnegative(values: FloatArray | float) -> bool:
+    """Return whether no value is below 0 (or NaN): one reduction, cheaper than a pass of max."""
+    if isinstance(values, np.ndarray):
+        return bool(values.min() >= 0) if values.size else True
+    return bool(values >= 0)
 
 
 def lab_runs(
