@@ -67,6 +67,13 @@ FIELD_KEYS: dict[str, str] = {
     "seed": "seed",
 }
 SHARE_PREFIX = "share_"
+#: How big a game one class's server makes (a guard on the form, not a rule of the model).
+MAX_LABS = 1000
+MAX_ROUNDS = 100
+#: What the form calls scenario keys that no single field sets.
+SECTION_LABELS = {"labs.strategy": "Bot strategy", "market": "Market"}
+CAP_NEEDED = "Enter a whole number; a cap-and-trade market sells Q permits each round."
+PRICE_NEEDED = "Enter a number; a fixed-price market sells every permit at this price."
 PHASES = tuple(str(phase) for phase in DEFAULT_DURATIONS)
 DURATION_SUFFIX = "_seconds"
 
@@ -141,10 +148,17 @@ class GameSetupForm(forms.Form):
         max_length=100,
         help_text="For your list of games, e.g. the class and date.",
     )
-    rounds = forms.IntegerField(label="Rounds", help_text="How many rounds the game plays.")
+    rounds = forms.IntegerField(
+        label="Rounds",
+        max_value=MAX_ROUNDS,
+        help_text="How many rounds the game plays.",
+        widget=forms.NumberInput(attrs={"min": "1"}),
+    )
     labs = forms.IntegerField(
         label="Labs (N)",
+        max_value=MAX_LABS,
         help_text="Lab seats. Students take them as they join; bots play every seat left over.",
+        widget=forms.NumberInput(attrs={"min": "1"}),
     )
     market_type = forms.ChoiceField(
         label="Market",
@@ -290,12 +304,48 @@ class GameSetupForm(forms.Form):
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned
+        # Shape first: the number the chosen market needs must be there.
+        if cleaned.get("market_type") == "clearing" and cleaned.get("token_cap") is None:
+            self.add_error("token_cap", CAP_NEEDED)
+            return cleaned
+        if cleaned.get("market_type") == "fixed_price" and cleaned.get("fixed_price") is None:
+            self.add_error("fixed_price", PRICE_NEEDED)
+            return cleaned
         base = self.base_scenario()
         try:
             self.scenario = parse_scenario(self.scenario_document(base), default_name=base.name)
         except ScenarioError as error:
-            self.add_error(self.field_of(error.key), str(error))
+            field = self.field_of(error.key)
+            self.add_error(field, self.error_message(error, field))
         return cleaned
+
+    def error_message(self, error: ScenarioError, field: str | None) -> str:
+        """Return sim_core's message with the field's label in place of the scenario key."""
+        message = str(error)
+        key = error.key
+        if not key or not message.startswith(key):
+            return message
+        if field is not None:
+            label = str(self.fields[field].label)
+        else:
+            label = next(
+                (name for prefix, name in SECTION_LABELS.items() if key.startswith(prefix)), key
+            )
+        return f"{label}{message[len(key) :]}"
+
+    def full_clean(self) -> None:
+        """Validate, then make every field's message name its field (it is read out alone)."""
+        super().full_clean()
+        found = self.errors  # set by full_clean: reading it does not validate again
+        for name, errors in list(found.items()):
+            if name not in self.fields:
+                continue
+            label = str(self.fields[name].label)
+            texts = [str(text) for text in errors]
+            found[name] = self.error_class(
+                [text if text.startswith(label) else f"{label}: {text}" for text in texts],
+                renderer=self.renderer,
+            )
 
     def field_of(self, key: str) -> str | None:
         """Return the form field that sets scenario ``key`` (None: a form-wide error)."""
@@ -314,7 +364,11 @@ class ExtendForm(forms.Form):
 
 
 class HandForm(forms.Form):
-    to_bot = forms.BooleanField(required=False)
+    """``to_bot``: "1" hands the seat to its bot, "0" gives it back to its player."""
+
+    to_bot = forms.TypedChoiceField(
+        choices=[("1", "to a bot"), ("0", "back to the player")], coerce=lambda value: value == "1"
+    )
 
 
 class GovernorForm(forms.Form):

@@ -9,13 +9,13 @@ form post with a redirect to the console.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -33,7 +33,7 @@ from permitgame.console.forms import (
     RemoveBotForm,
     initial_from,
 )
-from permitgame.errors import BadRequest, GameError, NotYourGame, UnknownGame
+from permitgame.errors import BadRequest, GameError, GameOver, NotYourGame, UnknownGame
 from permitgame.models import DEFAULT_DURATIONS, DebriefCache, Game, Seat
 from sim_core import PRESETS, load_preset, parse_scenario
 
@@ -49,6 +49,8 @@ DEBRIEF = "permitgame/console/debrief.html"
 
 CHOOSE_GOVERNOR = "Choose a player or a bot."
 EXTEND_BY = "Extend by a whole number of seconds (1 to 3600)."
+HAND_HOW = "Say whether the seat goes to a bot or back to its player."
+ALREADY_OVER = "The game was already over."
 
 #: Controls without input: action -> (service, what the flash says when it worked).
 CONTROLS: dict[str, tuple[Callable[..., Any], str]] = {
@@ -61,12 +63,36 @@ CONTROLS: dict[str, tuple[Callable[..., Any], str]] = {
 
 
 def _host_game(request: HttpRequest, code: str) -> Game:
-    try:
-        return host_selectors.game_for_host(request.user, code)
-    except UnknownGame as error:
-        raise Http404(error.message) from None
-    except NotYourGame as error:
-        raise PermissionDenied(error.message) from None
+    """Return the game of ``code`` if the user may run it (``refusing`` answers otherwise)."""
+    return host_selectors.game_for_host(request.user, code)
+
+
+View = Callable[..., HttpResponse]
+
+
+def refusing(view: View) -> View:
+    """Answer another instructor's game (403) or anything not found (404) with a page saying so.
+
+    The page names what was refused (Django's own 403 and 404 pages say nothing), and nothing
+    has been changed: every refusal happens before a service is called.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (UnknownGame, NotYourGame) as error:
+            message, status = error.message, error.status
+        except Http404 as error:
+            message, status = (str(error.args[0]) if error.args else "Not found."), 404
+        return render(
+            request,
+            "permitgame/console/refused.html",
+            {"message": message, "status": status},
+            status=status,
+        )
+
+    return wrapper
 
 
 def join_url(request: HttpRequest, game: Game) -> str:
@@ -218,6 +244,7 @@ def preset_delete(request: HttpRequest, preset_id: int) -> HttpResponse:
 
 
 @login_required
+@refusing
 @require_GET
 def game_console(request: HttpRequest, code: str) -> HttpResponse:
     game = _host_game(request, code)
@@ -233,6 +260,7 @@ def game_console(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@refusing
 @require_GET
 def projector(request: HttpRequest, code: str) -> HttpResponse:
     game = _host_game(request, code)
@@ -245,6 +273,7 @@ def projector(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@refusing
 @require_POST
 def control(request: HtmxHttpRequest, code: str, action: str) -> HttpResponse:
     game = _host_game(request, code)
@@ -262,9 +291,11 @@ def control(request: HtmxHttpRequest, code: str, action: str) -> HttpResponse:
         raise Http404(f"No control {action!r}.")
     service, done = CONTROLS[action]
     try:
-        service(game=game)
+        after = service(game=game)
     except GameError as error:
         return _answer(request, game, error.message, error=error)
+    if after.version == game.version:  # the service found nothing to do (ending an ended game)
+        return _answer(request, game, ALREADY_OVER, error=GameOver(ALREADY_OVER))
     return _answer(request, game, done)
 
 
@@ -278,6 +309,7 @@ def _seat_of(game: Game, seat_id: int | None) -> Seat | None:
 
 
 @login_required
+@refusing
 @require_POST
 def add_bot(request: HtmxHttpRequest, code: str) -> HttpResponse:
     game = _host_game(request, code)
@@ -289,6 +321,7 @@ def add_bot(request: HtmxHttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@refusing
 @require_POST
 def remove_bot(request: HtmxHttpRequest, code: str) -> HttpResponse:
     game = _host_game(request, code)
@@ -302,6 +335,7 @@ def remove_bot(request: HtmxHttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@refusing
 @require_POST
 def governor(request: HtmxHttpRequest, code: str) -> HttpResponse:
     game = _host_game(request, code)
@@ -319,15 +353,26 @@ def governor(request: HtmxHttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@refusing
 @require_POST
 def hand(request: HtmxHttpRequest, code: str, seat_id: int) -> HttpResponse:
     game = _host_game(request, code)
     seat = _seat_of(game, seat_id)
     assert seat is not None
     form = HandForm(request.POST)
-    to_bot = bool(form.is_valid() and form.cleaned_data["to_bot"])
-    services.seat_hand_to_bot(seat=seat, to_bot=to_bot)
+    if not form.is_valid():
+        return _answer(request, game, HAND_HOW, error=BadRequest(HAND_HOW))
+    to_bot = form.cleaned_data["to_bot"]
     label = selectors.seat_label(seat)
+    if seat.has_player and seat.handed_to_bot == to_bot:
+        done = (
+            f"A bot already plays {label}." if to_bot else f"{seat.nickname} already plays {label}."
+        )
+        return _answer(request, game, done)
+    try:
+        services.seat_hand_to_bot(seat=seat, to_bot=to_bot)
+    except GameError as error:
+        return _answer(request, game, error.message, error=error)
     if to_bot:
         return _answer(request, game, f"A bot plays {label} now.")
     return _answer(request, game, f"{label} goes back to {seat.nickname} from the next phase.")
@@ -364,6 +409,7 @@ def _debrief_part_context(
 
 
 @login_required
+@refusing
 @require_GET
 def debrief_page(request: HttpRequest, code: str) -> HttpResponse:
     game = _host_game(request, code)
@@ -382,6 +428,7 @@ def debrief_page(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@refusing
 @require_http_methods(["GET", "POST"])
 def debrief_part(request: HttpRequest, code: str, kind: str) -> HttpResponse:
     """One expensive part: its result when done, else its progress (polled by htmx)."""
@@ -416,6 +463,7 @@ def _cached_result(game: Game, kind: str) -> dict[str, Any]:
 
 
 @login_required
+@refusing
 @require_GET
 def chart_csv(request: HttpRequest, code: str, name: str) -> HttpResponse:
     """The data behind one chart of the console or the debrief."""
@@ -439,6 +487,7 @@ def chart_csv(request: HttpRequest, code: str, name: str) -> HttpResponse:
 
 
 @login_required
+@refusing
 @require_GET
 def export_csv(request: HttpRequest, code: str, name: str) -> HttpResponse:
     """Whole tables: every round's metrics, the leaderboard, the other classes."""
