@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         scenario_to_dict,
     )
     from sim_core.presets import PRESETS, load_preset, load_scenario
-    from sim_core.round import RoundInputs, RoundProgress, check_bid, resolve_round, round_values
+    from sim_core.round import RoundInputs, RoundProgress, check_bid, resolve_round
     from sim_core.simulate import (
         GameRun,
         TheorySummary,
@@ -46,7 +46,15 @@ if TYPE_CHECKING:
         simulate_classes,
         theory_summary,
     )
-    from sim_core.state import GameSetup, GameState, Phase, Role, initial_state, make_setup
+    from sim_core.state import (
+        GameSetup,
+        GameState,
+        Phase,
+        Role,
+        initial_state,
+        make_setup,
+        round_values,
+    )
     from sim_core.strategies import STRATEGIES
     from sim_core.sweep import SweepError, SweepResult, replicate_seed, run_sweep, sweep_scenario
     from sim_core.theory import (
@@ -108,7 +116,7 @@ _ORIGINS: dict[str, str] = {
     "percentile_rank": "sim_core.simulate",
     "replicate_seed": "sim_core.sweep",
     "resolve_round": "sim_core.round",
-    "round_values": "sim_core.round",
+    "round_values": "sim_core.state",
     "run_game": "sim_core.simulate",
     "run_sweep": "sim_core.sweep",
     "scenario_to_dict": "sim_core.params",

@@ -33,8 +33,7 @@ from sim_core.market import clear_bids
 from sim_core.metrics import METRICS, TALLIES, lab_tallies, metrics_from_tallies
 from sim_core.params import GovernorParams, Scenario
 from sim_core.rng import Purpose, stream
-from sim_core.round import round_values
-from sim_core.state import make_setup
+from sim_core.state import make_setup, round_values
 from sim_core.strategies import (
     ADAPTIVE,
     RANDOM,

@@ -1,12 +1,15 @@
 """The shipped preset scenarios and loading a scenario by preset name or by path (MODEL.md §10).
 
 Here: ``PRESETS``, ``load_preset`` and ``load_scenario``. Not here: validation (``params.py``).
+
+The presets are read from the package's ``scenarios/`` directory next to this file, not through
+``importlib.resources``: importing that costs several milliseconds of every command's start
+(the sweep's speed target counts it), and sim_core is always installed as plain files.
 """
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 from sim_core.errors import ScenarioError
@@ -14,6 +17,8 @@ from sim_core.params import Scenario, parse_scenario
 
 #: The preset names, in teaching order (Scenario 1, 2, 3, then the tax).
 PRESETS: tuple[str, ...] = ("no_enforcement", "random_audit", "targeted_audit", "carbon_tax")
+#: The directory of the shipped preset files.
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 def _parse_text(text: str, *, source: str, default_name: str) -> Scenario:
@@ -34,7 +39,7 @@ def load_preset(name: str) -> Scenario:
     """
     if name not in PRESETS:
         raise ScenarioError("", f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    text = resources.files("sim_core").joinpath("scenarios", f"{name}.json").read_text("utf-8")
+    text = (SCENARIOS / f"{name}.json").read_text("utf-8")
     return _parse_text(text, source=f"preset {name}", default_name=name)
 
 

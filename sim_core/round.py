@@ -30,8 +30,8 @@ from sim_core.errors import ActionError
 from sim_core.governor import check_audits, choose_audits
 from sim_core.market import MarketResult, clear_market
 from sim_core.metrics import MetricsRow, round_metrics
-from sim_core.rng import Purpose, round_streams, stream
-from sim_core.state import GameSetup, GameState, Phase
+from sim_core.rng import round_streams
+from sim_core.state import GameSetup, GameState, Phase, round_values
 from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived_detection
 from sim_core.theory import expected_penalty, optimal_high_prob, perceived_p_eff
 
@@ -123,15 +123,6 @@ def _check_labs(labs: Mapping[int, object], count: int) -> None:
 def _merge(bot: FloatArray | BoolArray, given: Mapping[int, float] | Mapping[int, bool]) -> None:
     for lab, move in given.items():
         bot[lab] = move
-
-
-def round_values(setup: GameSetup, round_no: int) -> FloatArray:
-    """Return the gross values v of round ``round_no`` (redrawn each round or drawn once, §1)."""
-    labs = setup.scenario.labs
-    if not labs.redraw_values_each_round:
-        return setup.base_values
-    rng = stream(setup.seed, round_no, Purpose.VALUES)  # only this round's values stream
-    return frozen(rng.uniform(*labs.gross_value, size=labs.count))
 
 
 def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> RoundProgress:

@@ -1,8 +1,9 @@
 """Game setup and per-round state (MODEL.md §1, §4, §11).
 
 Here: ``Phase`` and ``Role``; ``GameSetup`` (the per-game draws: values when not redrawn, risk
-profiles, each lab's strategy) made by ``make_setup``; ``GameState`` (what carries from one round
-to the next: wealth, the last announced π1, the public tally of caught violators) made by
+profiles, each lab's strategy) made by ``make_setup``; ``round_values`` (a round's gross values,
+from the setup or the round's own stream); ``GameState`` (what carries from one round to the
+next: wealth, the last announced π1, the public tally of caught violators) made by
 ``initial_state``. Not here: playing a round (``round.py``).
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from sim_core.arrays import FloatArray, IntArray, frozen
 from sim_core.params import STRATEGY_NAMES, Scenario
-from sim_core.rng import setup_stream
+from sim_core.rng import Purpose, setup_stream, stream
 
 
 class Phase(StrEnum):
@@ -145,3 +146,12 @@ def initial_state(setup: GameSetup) -> GameState:
         wealth=frozen(np.full(setup.lab_count, scenario.labs.endowment)),
         announced_high_prob=scenario.audit.high_prob,
     )
+
+
+def round_values(setup: GameSetup, round_no: int) -> FloatArray:
+    """Return the gross values v of round ``round_no`` (redrawn each round or drawn once, §1)."""
+    labs = setup.scenario.labs
+    if not labs.redraw_values_each_round:
+        return setup.base_values
+    rng = stream(setup.seed, round_no, Purpose.VALUES)  # only this round's values stream
+    return frozen(rng.uniform(*labs.gross_value, size=labs.count))
