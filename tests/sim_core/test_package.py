@@ -44,16 +44,17 @@ def test_importing_the_package_loads_neither_numpy_nor_any_module_of_it():
 
 
 def test_sweep_command_loads_only_what_it_needs_when_no_figure_is_wanted():
-    # numpy.ma (which np.unique imports), the game simulator and the figure are not needed by
-    # `sweep --no-plot --json`; each costs milliseconds of the command's start.
+    # numpy.ma (which np.unique imports), the resolver, the game simulator, importlib.resources
+    # and the figure are not needed by `sweep --no-plot --json`; each costs milliseconds of the
+    # command's start.
     code = (
         "import runpy, sys\n"
         "sys.argv = ['sim_core', 'sweep', 'targeted_audit', '--grid', '2x2', '--labs', '8',\n"
         "            '--rounds', '2', '--replicates', '2', '--no-plot', '--json']\n"
         "try:\n    runpy.run_module('sim_core', run_name='__main__')\n"
         "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
-        "loaded = [m for m in ('numpy.ma', 'sim_core.simulate', 'sim_core.plot', 'matplotlib')\n"
-        "          if m in sys.modules]\n"
-        "print(loaded)"
+        "unwanted = ('numpy.ma', 'sim_core.round', 'sim_core.governor', 'sim_core.simulate',\n"
+        "            'importlib.resources', 'sim_core.plot', 'matplotlib')\n"
+        "print([name for name in unwanted if name in sys.modules])"
     )
     assert python(code)[-1] == "[]"
