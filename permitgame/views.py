@@ -123,10 +123,12 @@ def api_game(request: HttpRequest, code: str) -> JsonResponse:
 #: What the join page says about a game's status, after its code.
 JOIN_STATUS = {
     Status.LOBBY: "waiting to start",
-    Status.RUNNING: "in progress: you take over a bot's lab",
-    Status.PAUSED: "paused: you take over a bot's lab",
+    Status.RUNNING: "in progress",
+    Status.PAUSED: "paused",
     Status.FINISHED: "over",
 }
+#: Added when a player may still join a game that has started.
+JOIN_LATE = ": you take over a bot's lab"
 CODE_MISSING = "Enter the join code shown in class."
 JOIN_GAME_OVER = "Game {code} is over; ask for the code of the next game."
 JOIN_GAME_FULL = "Every seat of game {code} is taken; ask your instructor for a seat."
@@ -201,6 +203,8 @@ def join(request: HttpRequest, code: str = "") -> HttpResponse:
             else:
                 _remember_seat(request, game, seat)
                 return redirect(reverse("play", args=[game.code]))
+        if game.status in (Status.RUNNING, Status.PAUSED) and not context["code_error"]:
+            context["game_info"]["status"] += JOIN_LATE
     failed = request.method == "POST" and (context["code_error"] or context["nickname_error"])
     return render(request, "permitgame/join.html", context, status=400 if failed else 200)
 

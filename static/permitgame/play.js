@@ -88,9 +88,70 @@
     return input;
   }
 
+  // ------------------------------------------------------------------ drafts
+
+  // What a player typed or ticked but has not sent yet (a bid, the audit boxes) survives an
+  // update that redraws the action (someone joins, a pause) and a reload of the page. A draft
+  // belongs to one seat, round and phase, so it never fills in the next round's form.
+  var DRAFT_PREFIX = "permitgame-draft:";
+
+  function draftKey() {
+    var phase = document.getElementById("phase");
+    var play = document.querySelector(".play");
+    if (!phase || !play) { return null; }
+    return DRAFT_PREFIX + window.location.pathname + ":" + play.dataset.seat + ":" +
+      phase.dataset.round + ":" + phase.dataset.phase;
+  }
+
+  function storage() {
+    try { return window.sessionStorage; } catch (error) { return null; }
+  }
+
+  function saveDraft() {
+    var key = draftKey();
+    var store = storage();
+    if (!key || !store) { return; }
+    var draft = {};
+    var input = document.getElementById("bid-amount");
+    if (input) { draft.bid = input.value; }
+    var form = document.getElementById("audit-form");
+    if (form) {
+      draft.labs = Array.prototype.map.call(
+        form.querySelectorAll("input[name=labs]:checked"), function (box) { return box.value; });
+    }
+    try { store.setItem(key, JSON.stringify(draft)); } catch (error) { /* storage full or off */ }
+  }
+
+  function restoreDraft() {
+    var key = draftKey();
+    var store = storage();
+    if (!key || !store) { return; }
+    var draft = null;
+    try { draft = JSON.parse(store.getItem(key) || "null"); } catch (error) { draft = null; }
+    if (!draft) { return; }
+    var input = document.getElementById("bid-amount");
+    if (input && !input.value && draft.bid) { input.value = draft.bid; }
+    var form = document.getElementById("audit-form");
+    if (form && draft.labs) {
+      form.querySelectorAll("input[name=labs]").forEach(function (box) {
+        box.checked = draft.labs.indexOf(box.value) >= 0;
+      });
+    }
+  }
+
+  function forgetOtherDrafts() {
+    var key = draftKey();
+    var store = storage();
+    if (!store) { return; }
+    for (var i = store.length - 1; i >= 0; i -= 1) {
+      var name = store.key(i);
+      if (name && name.indexOf(DRAFT_PREFIX) === 0 && name !== key) { store.removeItem(name); }
+    }
+  }
+
   // ------------------------------------------------------------------ focus and swaps
 
-  var saved = null;  // the bid being typed when #lab-action is replaced (a pause, say)
+  var saved = null;  // where the keyboard was when #lab-action/#governor-action is replaced
   var nodes = {};    // the elements as they were before a message: which ones did it replace?
   var lastPhase = null;
   var focusInAction = false;  // was the keyboard focus in the action the message replaced?
@@ -99,10 +160,13 @@
     ["phase", "lab-action", "governor-action", "flash"].forEach(function (id) {
       nodes[id] = document.getElementById(id);
     });
-    var input = document.getElementById("bid-amount");
-    saved = input ? { value: input.value, focused: document.activeElement === input } : null;
+    var active = document.activeElement;
+    saved = {
+      bidFocused: Boolean(active && active.id === "bid-amount"),
+      lab: active && active.name === "labs" ? active.value : null
+    };
     var action = nodes["lab-action"] || nodes["governor-action"];
-    focusInAction = Boolean(action && action.contains(document.activeElement));
+    focusInAction = Boolean(action && action.contains(active));
   }
 
   function replaced(id) {
@@ -116,21 +180,23 @@
   }
 
   function afterActionSwap(action) {
+    restoreDraft();
+    updateAuditCount();
     var input = action.querySelector("#bid-amount");
-    if (input && saved) {
-      if (saved.value) { input.value = saved.value; }
-      if (saved.focused) { input.focus(); return; }
+    if (input && saved && saved.bidFocused) { input.focus(); return; }
+    if (saved && saved.lab !== null) {
+      var box = action.querySelector('input[name=labs][value="' + saved.lab + '"]');
+      if (box) { box.focus(); return; }
     }
     if (focusInAction && focusLost()) {
       var next = action.querySelector(".next");
       if (next) { next.focus({ preventScroll: true }); }
     }
-    updateAuditCount();
   }
 
   function afterPhaseSwap(phase) {
     var key = phase.dataset.status + "/" + phase.dataset.round + "/" + phase.dataset.phase;
-    if (lastPhase !== null && key !== lastPhase) { clearFlash(); }
+    if (lastPhase !== null && key !== lastPhase) { clearFlash(); forgetOtherDrafts(); }
     lastPhase = key;
     startCountdown();
   }
@@ -146,10 +212,20 @@
     var form = document.getElementById("audit-form");
     var note = document.getElementById("audit-count");
     if (!form || !note) { return; }
+    // The cap is the server's number; the server refuses a set over it with its own message.
+    var cap = form.dataset.maxAudits ? parseInt(form.dataset.maxAudits, 10) : null;
     var ticked = form.querySelectorAll("input[name=labs]:checked").length;
-    note.textContent = ticked === 0
-      ? "Leave every box empty to audit no one."
-      : ticked + " lab" + (ticked === 1 ? "" : "s") + " ticked.";
+    var over = cap !== null && ticked > cap;
+    var labs = function (n) { return n + " lab" + (n === 1 ? "" : "s"); };
+    if (ticked === 0) {
+      note.textContent = "Leave every box empty to audit no one.";
+    } else if (over) {
+      note.textContent = labs(ticked) + " ticked, but at most " + cap + " may be audited: untick " +
+        (ticked - cap) + ".";
+    } else {
+      note.textContent = labs(ticked) + " ticked" + (cap !== null ? " of at most " + cap : "") + ".";
+    }
+    note.classList.toggle("is-over", over);
   }
 
   // ------------------------------------------------------------------ wiring
@@ -158,6 +234,8 @@
     if (window.htmx) { window.htmx.config.wsReconnectDelay = reconnectDelay; }
     var phase = document.getElementById("phase");
     if (phase) { afterPhaseSwap(phase); }
+    forgetOtherDrafts();
+    restoreDraft();
     updateAuditCount();
   });
 
@@ -228,6 +306,10 @@
   });
 
   document.addEventListener("change", function (event) {
-    if (event.target && event.target.name === "labs") { updateAuditCount(); }
+    if (event.target && event.target.name === "labs") { updateAuditCount(); saveDraft(); }
+  });
+
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "bid-amount") { saveDraft(); }
   });
 })();

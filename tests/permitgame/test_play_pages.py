@@ -4,6 +4,8 @@ One Daphne server (SQLite in a temp dir) serves a game made with ``creategame``:
 a human governor and bot labs. Three browser contexts join it by code and play two whole rounds
 through the pages only, while the test reads the database to check what each screen says.
 Screenshots of every screen at phone (375x812) and desktop (1280x800) width go to ``artifacts/``.
+The numbers a screen shows are checked against the database and against sim_core's own functions
+(the pages never compute a rule themselves).
 """
 
 from __future__ import annotations
@@ -16,10 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from sim_core import load_preset, scenario_to_dict
+from permitgame.templatetags.play_format import percent
+from sim_core import (
+    Scenario,
+    expected_penalty,
+    load_preset,
+    optimal_high_prob,
+    parse_scenario,
+    perceived_p_eff,
+    scenario_to_dict,
+)
 from tests import harness
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -36,7 +48,10 @@ JSON_COLUMNS = {
     "audited",
     "caught",
     "payoffs",
+    "wealth",
     "metrics",
+    "state",
+    "next_state",
 }
 
 
@@ -46,6 +61,7 @@ class Server:
     env: dict[str, str]
     database: Path
     scenario_file: Path
+    scenario: Scenario
 
     def create_game(self, *args: str) -> dict[str, Any]:
         result = harness.manage(
@@ -108,7 +124,7 @@ def server() -> Iterator[Server]:
         scenario_file.write_text(json.dumps(data))
         env = {"DATABASE_URL": harness.sqlite_database_url(workdir)}
         with harness.daphne_server(env) as base_url:
-            yield Server(base_url, env, workdir / "db.sqlite3", scenario_file)
+            yield Server(base_url, env, workdir / "db.sqlite3", scenario_file, parse_scenario(data))
 
 
 @dataclass
@@ -190,9 +206,29 @@ def signed(value: float) -> str:
     return text if text.startswith("\u2212") or text == "0.000" else "+" + text
 
 
+def clock_seconds(text: str) -> int:
+    minutes, seconds = text.strip().split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+def figures(player: Player, selector: str) -> dict[str, str]:
+    """Return the label -> number pairs of a ``.figures`` panel."""
+    labels = player.page.locator(f"{selector} .figure-label").all_inner_texts()
+    numbers = player.page.locator(f"{selector} .figure").all_inner_texts()
+    return dict(zip(labels, (n.split()[0] for n in numbers), strict=True))
+
+
+def replaced_after(player: Player, selector: str, action: Any) -> None:
+    """Run ``action`` and wait until the server's next update has replaced ``selector``."""
+    player.page.evaluate(f"document.querySelector('{selector}').dataset.old = '1'")
+    action()
+    player.page.wait_for_selector(f"{selector}:not([data-old])", state="attached")
+
+
 def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chromium_browser):
     game = server.create_game("--human-labs", "2", "--human-governor", "--phase-seconds", "60")
     code = game["code"]
+    scenario = server.scenario
     ana, ben, gil = (open_player(chromium_browser) for _ in range(3))
     try:
         # Joining: a link fills the code in; the first two players get labs, the third governs.
@@ -202,20 +238,39 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         join(ana, server, code, "Ana")
         see(ana, ".seat-bar", "Lab 1")
         see(ana, "#phase", "Waiting to start")
+        see(ana, "#lab-action", "Wait for the game to start")
         shoot(ana.page, "lab-lobby")
         join(ben, server, code, "Ben")
         join(gil, server, code, "Gil")
         see(gil, ".seat-bar", "Governor")
         ana_seat, ben_seat = server.seat(code, "Ana"), server.seat(code, "Ben")
 
-        # Round 1, bidding. Bad bids are answered in words and change nothing.
+        # Round 1, bidding: the lab sees its value, the cost, its wealth and the rules in force.
         for player in (ana, ben, gil):
             wait_phase(player, 1, "bidding")
         see(ana, "#lab-action", "Enter your sealed bid")
-        see(ana, "#waiting", "Lab 1 (Ana)")
-        see(ana, "#waiting", "Lab 2 (Ben)")
+        see(ana, "#waiting", "Lab 1 · Ana")
+        see(ana, "#waiting", "Lab 2 · Ben")
+        see(gil, "#governor-action", "nothing to do yet")
+        announced_p_eff = perceived_p_eff(
+            scenario, announced_high_prob=scenario.audit.high_prob, human_governor=True
+        )
+        rules = figures(ana, "#market")
+        assert rules["Penalty if caught (P)"] == amount(scenario.audit.punishment)
+        assert rules["Chance a violator is caught (peff)"] == percent(announced_p_eff)
+        see(ana, "#market", "audited with probability 60%, any other lab 5%")
+        you = ana.text("#you")
+        assert amount(scenario.labs.compute_cost) in you
+        assert amount(scenario.labs.endowment) == ana.text("#you .wealth")
+        # The countdown runs on its own between updates.
+        countdown = ana.page.locator("#phase .countdown[role=timer] .countdown-value")
+        first = clock_seconds(countdown.inner_text())
+        ana.page.wait_for_timeout(2_100)
+        assert 0 < first - clock_seconds(countdown.inner_text()) <= 3
         shoot(ana.page, "lab-bidding")
         shoot(gil.page, "governor-bidding")
+
+        # Bad bids are answered in words by the field, and change nothing.
         for bad, message in (("-1", "cannot be negative"), ("abc", "number"), ("1e9", "wealth")):
             bid(ana, bad)
             assert message in flash_error(ana), bad
@@ -227,11 +282,17 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
             )
         shoot(ana.page, "lab-bad-bid")
         assert server.moves(ana_seat["id"], "bid") == []
+        wait_phase(ana, 1, "bidding")
+        see(ana, "#waiting", "Lab 1 · Ana")
+        assert ana.text("#you .wealth") == amount(scenario.labs.endowment)
+        assert "Your bid" not in ana.text("#you")
         bid(ana, "0")
         ana.page.wait_for_selector("#lab-action :text('is in')")
         see(ana, "#lab-action", "0.000")
-        expect(ana.page.locator("#waiting")).not_to_contain_text("Lab 1 (Ana)")
-        see(ana, "#waiting", "Lab 2 (Ben)")
+        expect(ana.page.locator("#waiting")).not_to_contain_text("Lab 1 · Ana")
+        see(ana, "#waiting", "Lab 2 · Ben")
+        see(ana, "#flash", "Bid received")  # the error made way for the acknowledgement
+        expect(ana.page.locator("#flash")).not_to_have_class(re.compile("flash-error"))
 
         # A reload mid-round restores the screen exactly.
         before = {sel: ana.text(sel) for sel in ("#lab-action", "#you", "#waiting", "#market")}
@@ -244,47 +305,115 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         for player in (ana, ben, gil):
             wait_phase(player, 1, "compliance")
 
-        # Ana has no permit: she sees the trade-off in the model's numbers and runs anyway.
+        # Ana has no permit: she sees the price, and the trade-off in the model's numbers.
         see(ana, "#lab-action", "run anyway, or stay idle")
+        see(ana, "#lab-action", "did not win a permit")
+        face_penalty = float(
+            expected_penalty(np.ones(1), announced_p_eff, scenario.audit.punishment)[0]
+        )
+        assert ana.text(".tradeoff .penalty") == "\u2212" + amount(face_penalty)
         tradeoff = ana.text(".tradeoff")
-        assert "Expected penalty" in tradeoff
+        assert f"caught with probability {percent(announced_p_eff)}" in tradeoff
+        assert f"penalty {amount(scenario.audit.punishment)}" in tradeoff
+        gain_shown = ana.text(".tradeoff .gain")
+        net_shown = ana.text(".tradeoff .expected-net")
+        choice_text = ana.text("#lab-action")
         shoot(ana.page, "lab-choice")
         see(ben, "#lab-action", "You hold a permit")
+        see(ben, "#lab-action", "won a permit")
         shoot(gil.page, "governor-compliance")
         ana.page.get_by_role("button", name="Run without a permit").click()
 
-        # The governor sees every lab's signal and permit, and audits Ana.
+        # The governor sees every lab's signal and permit, the audit cost and pi1*.
         wait_phase(gil, 1, "audit")
         gil.page.wait_for_selector("#audit-form tbody tr")
         rows = gil.page.locator("#audit-form tbody tr")
         assert rows.count() == 5
-        seen_signals = [
-            row.get_attribute("data-signal")
-            for row in gil.page.locator("#audit-form tbody tr").all()
-        ]
+        seen_signals = [row.get_attribute("data-signal") for row in rows.all()]
+        seen_permits = ["Permit" in row.inner_text() for row in rows.all()]
         see(gil, "#governor-action", "π1*")
+        see(gil, "#governor-action", f"Each audit costs {amount(scenario.audit.audit_cost)}")
+        pi_star_shown = gil.text("#governor-action .pi-star")
         shoot(gil.page, "governor-audit")
         shoot(ana.page, "lab-audit")
-        gil.page.get_by_label("Lab 1 · Ana").check()
+        see(ana, "#waiting", "Governor · Gil")
+
+        # Ticking more labs than the cap says so before anything is sent.
+        note = gil.page.locator("#audit-count")
+        for lab in ("Lab 1 · Ana", "Lab 3", "Lab 5"):
+            gil.page.get_by_label(lab, exact=True).check()
+        expect(note).to_contain_text("at most 2 may be audited: untick 1")
+        expect(note).to_have_class(re.compile("is-over"))
+        shoot(gil.page, "governor-audit-over-cap")
+        for lab in ("Lab 3", "Lab 5"):
+            gil.page.get_by_label(lab, exact=True).uncheck()
+        expect(note).to_have_text("1 lab ticked of at most 2.")
+        # Ticks survive an update that redraws the form (Ben's phone reconnects) and a reload.
+        replaced_after(gil, "#governor-action", ben.page.reload)
+        assert gil.page.get_by_label("Lab 1 · Ana", exact=True).is_checked()
+        gil.page.reload()
+        gil.page.wait_for_selector("#connection.is-online")
+        assert gil.page.get_by_label("Lab 1 · Ana", exact=True).is_checked()
+        expect(note).to_have_text("1 lab ticked of at most 2.")
+        assert server.moves(server.seat(code, "Gil")["id"], "audit") == []
         gil.page.get_by_role("button", name="Send audits").click()
 
         for player in (ana, ben, gil):
             wait_phase(player, 1, "results")
         (record,) = server.records(code)
         assert seen_signals == [str(int(s)) for s in record["signals"]]
+        assert seen_permits == record["won"]
         assert record["audited"][0] and record["caught"][0] and record["runs"][0]
+        # What the pages showed before settlement matches the model's numbers.
+        value, cost = record["values"][0], scenario.labs.compute_cost
+        gain = value - cost + scenario.labs.racing_value
+        assert gain_shown == signed(gain)
+        assert net_shown == signed(gain - face_penalty)
+        assert f"the price was {amount(record['price'])}" in choice_text
+        assert pi_star_shown == "π1* = " + percent(
+            optimal_high_prob(
+                price=record["price"],
+                racing_value=scenario.labs.racing_value,
+                punishment=scenario.audit.punishment,
+                beta=scenario.audit.beta,
+                base_prob=scenario.audit.base_prob,
+                backcheck_prob=scenario.audit.backcheck_prob,
+            )
+        )
         # Prices and results on every screen match the database.
         price = amount(record["price"])
+        metrics = record["metrics"]
         for player in (ana, ben, gil):
             see(player, "#market .price", price)
-            see(player, "#round-results", price)
+            assert figures(player, "#round-results") == {
+                "Price": price,
+                "Permits": str(metrics["permits"]),
+                "Violations": str(metrics["violations"]),
+                "Caught": str(metrics["caught"]),
+            }
+            board = player.page.locator("#round-results .board li").all_inner_texts()
+            order = sorted(range(5), key=lambda lab: (-record["payoffs"][lab], lab))
+            assert [re.search(r"Lab (\d)", row).group(1) for row in board] == [
+                str(lab + 1) for lab in order
+            ]
+            assert all(
+                amount(record["payoffs"][lab]) in row for lab, row in zip(order, board, strict=True)
+            )
         see(ana, "#lab-action", "Caught")
+        see(ana, "#lab-action", "the governor's audit caught you")
         see(ana, "#lab-action", signed(record["payoffs"][0]))
         see(ana, "#you", amount(record["values"][0]))
+        see(ana, "#you .wealth", amount(record["wealth"][0]))
+        history = ana.page.locator("#you table.history tbody tr").all_inner_texts()
+        assert len(history) == 1 and "caught" in history[0]
+        assert signed(record["payoffs"][0]) in history[0]
         see(ben, "#lab-action", "Permit")
+        see(ben, "#lab-action", f"paid {price}")
         see(ben, "#lab-action", signed(record["payoffs"][1]))
-        see(gil, "#governor-action", signed(record["metrics"]["welfare"]))
+        see(gil, "#governor-action", "Caught: Lab 1")
+        see(gil, "#governor-action", signed(metrics["welfare"]))
         see(gil, "#signals", "Lab 1")
+        see(gil, "#audit-results", signed(metrics["welfare"]))
         shoot(ana.page, "lab-results")
         shoot(ben.page, "lab-results-permit")
         shoot(gil.page, "governor-results")
@@ -292,12 +421,15 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         # Round 2: Ben goes without a permit and stays idle; the governor audits no one.
         for player in (ana, ben, gil):
             wait_phase(player, 2, "bidding")
+        expect(gil.page.locator("#audit-form")).to_have_count(0)
         bid(ana, "5")
         bid(ben, "0")
         wait_phase(ben, 2, "compliance")
         ben.page.get_by_role("button", name="Stay idle").click()
         wait_phase(gil, 2, "audit")
         gil.page.wait_for_selector("#audit-form")
+        # Last round's ticks are not carried over.
+        assert gil.page.locator("#audit-form input[name=labs]:checked").count() == 0
         gil.page.get_by_role("button", name="Send audits").click()
         for player in (ana, ben, gil):
             player.page.wait_for_selector('#phase[data-status="finished"]', timeout=20_000)
@@ -307,29 +439,42 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         scores = [sum(r["payoffs"][lab] for r in records) for lab in range(5)]
         ranking = sorted(range(5), key=lambda lab: (-scores[lab], lab))
         for player in (ana, ben, gil):
+            see(player, "#phase", "Game over")
             board = player.page.locator("#game-over .board li").all_inner_texts()
             assert [re.search(r"Lab (\d)", row).group(1) for row in board] == [
                 str(lab + 1) for lab in ranking
             ]
             assert all(amount(scores[lab]) in row for lab, row in zip(ranking, board, strict=True))
+            welfare = sum(r["metrics"]["welfare"] for r in records)
+            see(player, "#game-over", amount(welfare))
         place = ranking.index(0) + 1
         see(
             ana,
             "#lab-action",
             f"you finished {place}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(place, 'th') }",
         )
+        see(ana, "#lab-action", amount(scores[0]))
+        rows = ben.page.locator("#you table.history tbody tr").all_inner_texts()
+        assert len(rows) == 2 and "Idle" in rows[1] and "Permit at" in rows[0]
         shoot(ana.page, "lab-game-over")
         shoot(gil.page, "governor-game-over")
 
-        # What each saw: a lab never a signal or another lab's value; the governor the signals.
+        # What each saw: a lab never a signal or another lab's value; the governor the
+        # signals, but never a lab's value or its run choice.
         for lab, player in ((0, ana), (1, ben)):
             others = {amount(r["values"][i]) for r in records for i in range(5) if i != lab}
             received = "".join(player.frames)
             assert 'id="signals"' not in received and "data-signal" not in received
+            assert 'id="governor-action"' not in received
             assert not any(value in received for value in others)
             text = player.page.locator("body").inner_text()
             assert not any(value in text for value in others)
-        assert "data-signal" in "".join(gil.frames)
+        governed = "".join(gil.frames)
+        assert "data-signal" in governed
+        for private in ('id="you"', 'id="lab-action"', "Value this round", "Your bid"):
+            assert private not in governed, private
+        values = {amount(r["values"][i]) for r in records for i in range(5)}
+        assert not any(value in governed for value in values)
         assert ana_seat["id"] != ben_seat["id"]
     finally:
         for player in (ana, ben, gil):
@@ -365,6 +510,7 @@ def test_join_errors_are_shown_by_their_field_in_the_browser(server, chromium_br
         join(first, server, one_seat, "Ana")
         try_join(page, server, one_seat, "Ben")
         assert "Every seat of game" in field_error(page, "join-code")
+        shoot(page, "join-game-full")
 
         join(first, server, three_labs, "Ana")
         try_join(page, server, three_labs, "ANA")
@@ -378,9 +524,50 @@ def test_join_errors_are_shown_by_their_field_in_the_browser(server, chromium_br
             page.wait_for_timeout(100)
         try_join(page, server, over, "Ben")
         assert f"Game {over} is over" in field_error(page, "join-code")
+        shoot(page, "join-game-over")
+
+        # A wrong rejoin code opens the folded form with its message; the right one moves the seat.
+        page.goto(f"{server.base_url}/join/")
+        page.get_by_text("Continue on another device", exact=True).click()
+        page.get_by_label("Game code").fill(three_labs)
+        page.get_by_label("Rejoin code").fill("NOPE99")
+        page.get_by_role("button", name="Continue my seat").click()
+        assert "rejoin code" in field_error(page, "rejoin-code")
+        assert page.evaluate("document.activeElement.id") == "rejoin-code"
+        shoot(page, "join-rejoin-error")
+        first.page.goto(f"{server.base_url}/play/{three_labs}/")
+        rejoin_code = str(first.page.locator("#rejoin-code").text_content()).strip()
+        assert re.fullmatch(r"[A-Z0-9]{4,12}", rejoin_code), rejoin_code
+        page.get_by_label("Rejoin code").fill(rejoin_code.lower())
+        page.get_by_role("button", name="Continue my seat").click()
+        page.wait_for_url(f"**/play/{three_labs}/")
+        see(second, ".seat-bar", "Lab 1 · Ana")
     finally:
         for player in (first, second):
             player.page.context.close()
+
+
+def test_home_page_takes_a_join_code_to_the_join_page(server, chromium_browser):
+    code = server.create_game("--labs", "3", "--human-labs", "1", "--title", "Tuesday class")[
+        "code"
+    ]
+    player = open_player(chromium_browser)
+    page = player.page
+    try:
+        page.goto(f"{server.base_url}/")
+        shoot(page, "home")
+        see(player, "main", "Enter the join code shown in class")
+        expect(page.get_by_role("link", name="Open the instructor console")).to_have_attribute(
+            "href", "/console/"
+        )
+        page.get_by_label("Join code").fill(code.lower())
+        page.get_by_role("button", name="Continue").click()
+        page.wait_for_url("**/join/?code=*")
+        assert page.get_by_label("Join code", exact=True).input_value() == code
+        see(player, ".game-info", "Tuesday class")
+        assert page.evaluate("document.activeElement.id") == "join-nickname"
+    finally:
+        page.context.close()
 
 
 def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
@@ -448,7 +635,7 @@ def test_dropped_connection_comes_back_to_the_current_screen(server, chromium_br
         ana.page.wait_for_selector("#connection.is-online")
         wait_phase(ana, 1, "compliance")
         see(ana, "#lab-action", "run anyway, or stay idle")
-        expect(ana.page.locator("#waiting")).to_contain_text("Lab 1 (Ana)")
+        expect(ana.page.locator("#waiting")).to_contain_text("Lab 1 · Ana")
         assert ana.page.evaluate("window.__sockets.length") == 2
     finally:
         for player in (ana, ben):

@@ -72,6 +72,19 @@ def test_join_says_the_game_is_full_when_every_seat_is_taken(client, small_scena
     response = other.post("/join/", {"code": game.code, "nickname": "Ben"})
     assert response.status_code == 400
     assert error_of(response, "join-code") == JOIN_GAME_FULL.format(code=game.code)
+    services.game_start(game=game)
+    running = other.post("/join/", {"code": game.code, "nickname": "Ben"}).content.decode()
+    assert "in progress" in running and "take over" not in running  # no promise of a seat
+
+
+@pytest.mark.django_db
+def test_join_page_says_a_late_joiner_takes_over_a_bot_when_a_game_is_running(
+    client, small_scenario
+):
+    game = new_game(small_scenario, human_labs=1, human_governor=False)
+    services.game_start(game=game)
+    html = client.get(f"/join/{game.code}/").content.decode()
+    assert "in progress: you take over a bot&#x27;s lab" in html
 
 
 @pytest.mark.django_db
@@ -107,7 +120,7 @@ def test_rejoin_code_moves_the_seat_to_another_browser(client, small_scenario):
 
     phone = Client()
     wrong = phone.post("/rejoin/", {"code": game.code, "rejoin_code": "ZZZZZZ"})
-    assert wrong.status_code == 400 and "rejoin code" in error_of(wrong, "rejoin")
+    assert wrong.status_code == 400 and "rejoin code" in error_of(wrong, "rejoin-code")
     assert '<details class="rejoin" open>' in wrong.content.decode()
     moved = phone.post("/rejoin/", {"code": game.code.lower(), "rejoin_code": seat.rejoin_code})
     assert moved.status_code == 302 and moved["Location"] == f"/play/{game.code}/"
@@ -132,7 +145,7 @@ def test_lab_screen_shows_its_own_numbers_and_no_signals_when_playing(client, sm
     assert 'id="bid-form"' in html and 'name="amount"' in html
     assert "Value this round" in html and "Rules in force" in html and "p<sub>eff</sub>" in html
     assert 'id="signals"' not in html and "data-signal" not in html
-    assert "Waiting for" in html and "Lab 2 (Ben)" in html
+    assert "Waiting for" in html and "Lab 2 · Ben" in html
 
     gov = Client()
     gov.post("/rejoin/", {"code": game.code, "rejoin_code": governor.rejoin_code})
