@@ -317,7 +317,7 @@ def _play(
     announced = p_effs[..., None]
     risk = draws.risk_profile[:, None, :]
     catch_prob = np.broadcast_to(announced, games).astype(dtype)
-    cell_punishment = np.broadcast_to(punishment, games).astype(dtype)
+    cell_punishment = np.broadcast_to(punishment, games).astype(dtype) if tracked else punishment
     penalties = np.broadcast_to(expected_penalty(risk, announced, punishment), games)
     penalties = penalties.astype(dtype)
     wealth: FloatArray | float = np.full(games, labs.endowment, dtype) if tracked else math.inf

@@ -42,8 +42,10 @@ DEFAULT_P_EFF_RANGE = (0.25, 0.75)
 DEFAULT_GRID = (21, 21)
 #: Grid values are rounded to this many decimals, so that the same P is the same float in any grid.
 GRID_DECIMALS = 12
-#: Labs x cells per block of work: small enough for the blocks' arrays to stay in cache.
-BLOCK_ELEMENTS = 1 << 16
+#: Labs x cells x replicates per block of work: large enough that numpy's cost per call is small
+#: beside the arithmetic, small enough for a round's arrays to stay in the caches (2^16 to 2^18
+#: measured alike on the reference machine, bench/RESULTS.md; 2^15 is slower).
+BLOCK_ELEMENTS = 1 << 17
 
 
 class SweepError(SimCoreError, ValueError):
@@ -393,7 +395,8 @@ def _play_grid(
     blocks: list[IntArray] = []
     for mode in sorted(set(plan.tolist())):  # not np.unique: it imports numpy.ma (~15 ms)
         members = order[plan[order] == mode]
-        blocks += [members[start : start + size] for start in range(0, members.size, size)]
+        # Blocks of equal size (within one cell): no small leftover block at the end of a plan.
+        blocks += np.array_split(members, -(-members.size // size))
     jobs = [(replicates, block) for replicates in groups for block in blocks]
     cache: dict[int, ReplicateDraws] = {}
 
