@@ -44,7 +44,8 @@ METRIC_LABELS: dict[str, str] = {
     "revenue": "Revenue per round (money units)",
     "welfare": "Welfare per round (money units)",
 }
-#: Metrics that are shares: their colour scale is always [0, 1], so maps compare at a glance.
+#: Metrics that are shares: their colour scale ends at 1 (and starts at the lowest mean, rounded
+#: down to a multiple of 0.05), so full compliance always has the same colour.
 SHARES = frozenset({"compliance_rate", "deterrence_rate", "detection_rate"})
 
 _FLIP_COLOUR = "#ffffff"
