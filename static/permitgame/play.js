@@ -12,6 +12,7 @@
   var current = null;         // the WebSocket now open: a close of an older one is old news
   var everOpen = false;
   var pendingForm = null;     // the form whose command awaits its #flash answer
+  var pendingFocus = null;    // the control that had the focus when it was sent (now disabled)
   var pendingTimer = null;
   var leaving = false;        // the page is being left: a closed socket is expected
 
@@ -73,11 +74,15 @@
     if (pendingTimer) { clearTimeout(pendingTimer); pendingTimer = null; }
     if (!pendingForm) { return; }
     var form = pendingForm;
+    var focused = pendingFocus;
     pendingForm = null;
+    pendingFocus = null;
     form.querySelectorAll("button").forEach(function (button) {
       if (document.body.contains(button)) { button.disabled = false; }
     });
     form.removeAttribute("aria-busy");
+    // Disabling the pressed button took the keyboard focus away: give it back.
+    if (focused && document.body.contains(focused) && focusLost()) { focused.focus(); }
     return form;
   }
 
@@ -166,7 +171,9 @@
       lab: active && active.name === "labs" ? active.value : null
     };
     var action = nodes["lab-action"] || nodes["governor-action"];
-    focusInAction = Boolean(action && action.contains(active));
+    // A pressed button is disabled while its command is on its way, which drops the focus.
+    var sentFromAction = Boolean(action && pendingForm && action.contains(pendingForm));
+    focusInAction = Boolean(action && (action.contains(active) || (sentFromAction && focusLost())));
   }
 
   function replaced(id) {
@@ -286,6 +293,7 @@
     settlePending();
     clearFlash();
     pendingForm = form;
+    pendingFocus = form.contains(document.activeElement) ? document.activeElement : null;
     form.setAttribute("aria-busy", "true");
     form.querySelectorAll("button").forEach(function (button) { button.disabled = true; });
     pendingTimer = setTimeout(settlePending, 8000);

@@ -584,19 +584,37 @@ def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
         page.wait_for_url(f"**/play/{code}/")
         wait_phase(player, 1, "bidding")
         page.wait_for_selector("#bid-amount")
-        for _ in range(25):
+        # The action comes first in the tab order: past the site's name, the bid field.
+        for _ in range(3):
             page.keyboard.press("Tab")
             if page.evaluate("document.activeElement.id") == "bid-amount":
                 break
         else:
-            pytest.fail("Tab never reached the bid field")
+            pytest.fail("the bid field is not among the first stops of the tab order")
         page.keyboard.type("0,2")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Place bid"
         page.keyboard.press("Enter")
         see(player, "#you", "Your bid 0.200")  # a lone human: the round goes on at once
         # The focus was in the form the update replaced: it lands on the new next step.
         assert page.evaluate("document.activeElement.id") == "lab-next"
         (move,) = server.moves(server.seat(code, "Kim")["id"], "bid")
         assert json.loads(move["payload"]) == {"amount": 0.2} and move["actor"] == "human"
+
+        # Without a permit, the run/idle buttons come next in the tab order.
+        wait_phase(player, 1, "compliance")
+        see(player, "#lab-action", "did not win a permit")
+        stops = []
+        for _ in range(2):
+            page.keyboard.press("Tab")
+            stops.append(page.evaluate("document.activeElement.textContent"))
+        assert stops == ["Run without a permit", "Stay idle"]
+        page.keyboard.press("Enter")
+        wait_phase(player, 1, "results")
+        assert page.evaluate("document.activeElement.id") == "lab-next"
+        see(player, "#lab-action", "You stayed idle")
+        (choice,) = server.moves(server.seat(code, "Kim")["id"], "decide")
+        assert json.loads(choice["payload"]) == {"run": False}
     finally:
         page.context.close()
 

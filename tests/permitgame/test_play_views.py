@@ -184,3 +184,65 @@ def _labs(scenario, count):
     from dataclasses import replace
 
     return replace(scenario.labs, count=count)
+
+
+def _playing(client, scenario, **options):
+    """A started game in which the ``client`` holds Lab 1 (Ana); return the game."""
+    options.setdefault("human_labs", 1)
+    options.setdefault("human_governor", False)
+    game = new_game(scenario, **options)
+    client.post("/join/", {"code": game.code, "nickname": "Ana"})
+    services.game_start(game=game)
+    game.refresh_from_db()
+    return game
+
+
+def _text(html):
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
+
+
+@pytest.mark.django_db
+def test_paused_game_says_so_and_disables_the_bid_when_paused(client, small_scenario):
+    game = _playing(client, small_scenario)
+    services.game_pause(game=game)
+    html = client.get(f"/play/{game.code}/").content.decode()
+    assert "Paused" in html and "left when resumed" in html
+    assert "moves are taken again when it resumes" in html
+    assert "disabled" in re.search(r'<input id="bid-amount"[^>]*>', html).group(0)
+    assert "disabled" in re.search(r"<button type=\"submit\"[^>]*>Place bid", html).group(0)
+
+
+@pytest.mark.django_db
+def test_lab_handed_to_a_bot_is_told_so_when_the_instructor_hands_it_over(client, small_scenario):
+    game = _playing(client, small_scenario)
+    services.seat_hand_to_bot(seat=game.seats.get(nickname="Ana"))
+    html = client.get(f"/play/{game.code}/").content.decode()
+    assert "The instructor handed your lab to a bot" in html
+    assert 'id="bid-form"' not in html
+
+
+@pytest.mark.django_db
+def test_open_seats_and_permit_holders_read_as_sentences_when_the_market_clears(
+    client, small_scenario
+):
+    game = _playing(client, small_scenario, human_labs=2)
+    lobby_like = _text(client.get(f"/play/{game.code}/").content.decode())
+    assert "Lab 2 Open seat · bot plays" in lobby_like
+    # Ana bids nothing; the open seat's bot bids at once, so the market clears.
+    services.round_submit_bid(seat=game.seats.get(nickname="Ana"), round_no=1, amount=0.0)
+    game.refresh_from_db()
+    assert game.phase == "compliance"
+    text = _text(client.get(f"/play/{game.code}/").content.decode())
+    holders = re.search(r"Permit holders: (.*?)\. ", text).group(1)
+    assert re.fullmatch(r"Lab \d, Lab \d", holders), holders
+    assert "Your bid of 0.000 did not win a permit; the price was" in text
+
+
+@pytest.mark.django_db
+def test_fixed_price_rules_say_what_a_permit_costs_when_shown(client):
+    from sim_core import load_preset
+
+    game = _playing(client, load_preset("carbon_tax"))
+    text = _text(client.get(f"/play/{game.code}/").content.decode())
+    assert "Any bid of at least 0.300 buys a permit at 0.300." in text
+    assert "Any bid of at least 0.300 wins and pays 0.300." in text
