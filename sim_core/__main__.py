@@ -21,7 +21,8 @@ def _keep_freed_memory() -> None:
     A sweep allocates and frees arrays of a few hundred KiB many times a round; by default glibc
     hands such blocks back to the kernel (trims the heap, or maps and unmaps them), and the
     page faults of taking them again cost about a tenth of the sweep's time. Peak memory stays
-    about the same: freed blocks are reused, not added to. Elsewhere than Linux, or without ``mallopt``, nothing is done.
+    about the same: freed blocks are reused, not added to. Elsewhere than Linux, or without
+    ``mallopt``, nothing is done.
     """
     if not sys.platform.startswith("linux"):
         return
