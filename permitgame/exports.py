@@ -1,0 +1,147 @@
+"""Research exports of a game: tidy CSV tables of every lab-round and of the whole event log.
+
+``lab_round_rows`` is the table a researcher analyses: one row per lab and settled round, with
+the lab's private draws (value, risk profile), its moves and who made them (a human, a default
+or a bot, and how long the human took), and what the round did to it. ``log_rows`` is the event
+log as recorded. Both read stored rows only (the round records and the log); nothing here
+computes a rule. The console's downloads and ``manage.py exportgame`` write them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from permitgame.bridge import setup_of
+from permitgame.models import Action, Game, Move, RoundRecord, Seat
+from sim_core import STRATEGY_NAMES
+
+LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "strategy", "risk_profile",
+                     "value", "bid", "bid_by", "bid_ms", "won", "price", "run", "run_by",
+                     "run_ms", "signal", "audited", "caught", "payoff", "wealth")  # fmt: skip
+LOG_COLUMNS = ("game", "id", "time", "round", "phase", "action", "actor", "player", "nickname",
+               "payload", "latency_ms")  # fmt: skip
+
+
+def lab_round_rows(game: Game) -> list[dict[str, Any]]:
+    """One row per (settled round, lab), in round then lab order.
+
+    ``seat`` is ``human`` when a student held the seat, else ``bot``. ``bid_by``/``run_by`` say
+    who made the move: ``human``, ``default`` or ``bot`` (empty for a
+    permit holder, who makes no run choice); ``*_ms`` is how long the human took.
+    """
+    setup = setup_of(game)
+    seats = {seat.lab_index: seat for seat in Seat.objects.filter(game=game, role="lab")}
+    moves: dict[tuple[int, str, int], Move] = {}
+    for move in Move.objects.filter(
+        game=game, action__in=(Action.BID, Action.DECIDE)
+    ).select_related("seat"):
+        if move.seat is not None and move.seat.lab_index is not None:
+            moves[(move.round_no, move.action, move.seat.lab_index)] = move
+    rows = []
+    for record in RoundRecord.objects.filter(game=game).order_by("round_no"):
+        for lab in range(len(record.values)):
+            seat = seats.get(lab)
+            bid = moves.get((record.round_no, Action.BID, lab))
+            choice = moves.get((record.round_no, Action.DECIDE, lab))
+            won = bool(record.won[lab])
+            rows.append(
+                {
+                    "game": game.code,
+                    "round": record.round_no,
+                    "lab": lab + 1,
+                    "nickname": seat.nickname if seat is not None else "",
+                    "seat": "human" if seat is not None and seat.has_player else "bot",
+                    "strategy": STRATEGY_NAMES[int(setup.strategies[lab])],
+                    "risk_profile": float(setup.risk_profile[lab]),
+                    "value": record.values[lab],
+                    "bid": record.bids[lab],
+                    "bid_by": bid.actor if bid is not None else "bot",
+                    "bid_ms": _latency(bid),
+                    "won": int(won),
+                    "price": record.price if won else 0.0,
+                    "run": int(won or record.runs[lab]),
+                    "run_by": "" if won else (choice.actor if choice is not None else "bot"),
+                    "run_ms": _latency(choice),
+                    "signal": int(record.signals[lab]),
+                    "audited": int(record.audited[lab]),
+                    "caught": int(record.caught[lab]),
+                    "payoff": record.payoffs[lab],
+                    "wealth": record.wealth[lab],
+                }
+            )
+    return rows
+
+
+def _latency(move: Move | None) -> int | str:
+    return "" if move is None or move.latency_ms is None else move.latency_ms
+
+
+def log_rows(game: Game) -> list[dict[str, Any]]:
+    """The game's event log, oldest first; lab numbers in payloads are shown 1-based."""
+    rows = []
+    for move in Move.objects.filter(game=game).select_related("seat").order_by("id"):
+        payload = dict(move.payload)
+        if move.action == Action.AUDIT and "labs" in payload:
+            payload["labs"] = [int(lab) + 1 for lab in payload["labs"]]
+        rows.append(
+            {
+                "game": game.code,
+                "id": move.pk,
+                "time": move.created_at.isoformat(),
+                "round": move.round_no,
+                "phase": move.phase,
+                "action": move.action,
+                "actor": move.actor,
+                "player": "" if move.seat is None else move.seat.player_id,
+                "nickname": "" if move.seat is None else move.seat.nickname,
+                "payload": json.dumps(payload, sort_keys=True) if payload else "",
+                "latency_ms": "" if move.latency_ms is None else move.latency_ms,
+            }
+        )
+    return rows
+
+
+def round_rows(game: Game) -> list[dict[str, Any]]:
+    """One row per settled round: the game, the round and sim_core's §8 metrics."""
+    return [
+        {"game": game.code, "round": record.round_no, **record.metrics}
+        for record in RoundRecord.objects.filter(game=game).order_by("round_no")
+    ]
+
+
+#: The exports by name: how their rows are made, and their columns (None: the rows' keys).
+TABLES = {
+    "labs": lab_round_rows,
+    "log": log_rows,
+    "metrics": round_rows,
+}
+COLUMNS: Mapping[str, Sequence[str] | None] = {
+    "labs": LAB_ROUND_COLUMNS,
+    "log": LOG_COLUMNS,
+    "metrics": None,
+}
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Rows as CSV with a header (the columns given, or the first row's keys)."""
+    rows = list(rows)
+    header = list(columns) if columns is not None else list(rows[0]) if rows else ["game"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(row.get(key, "")) for key in header})
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return repr(value) if isinstance(value, float) else value
+
+
+def table_csv(game: Game, name: str) -> str:
+    """The export ``name`` (``labs``, ``log`` or ``metrics``) of ``game`` as CSV text."""
+    return csv_text(TABLES[name](game), COLUMNS[name])
