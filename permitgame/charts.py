@@ -181,6 +181,23 @@ def _legend(items: Sequence[tuple[str, str, bool]], right: float, y: float) -> l
     return parts
 
 
+#: Rough widths of one character of the 14px legend and the 13px caption (system sans-serif),
+#: to wrap text before it runs off the picture (an SVG cannot measure its own text).
+LEGEND_CHAR = 7.8
+CAPTION_CHAR = 7.0
+
+
+def _wrap(text: str, separator: str, limit: float) -> list[str]:
+    """Split ``text`` at ``separator`` into lines of at most about ``limit`` characters."""
+    lines: list[str] = []
+    for piece in text.split(separator) if text else []:
+        if lines and len(lines[-1]) + len(separator) + len(piece) <= limit:
+            lines[-1] += separator + piece
+        else:
+            lines.append(piece)
+    return lines
+
+
 def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def cell(value: object) -> str:
         if value is None:
@@ -521,7 +538,8 @@ def heatmap(
     def py(value: float) -> float:
         return box.bottom - (value - y_lo) / (y_hi - y_lo) * box.height
 
-    parts = _open(name, title, description, width, height)
+    opening = _open(name, title, description, width, height)
+    parts = list(opening)
     cell_w, cell_h = box.width / columns, box.height / rows
     for row, level in enumerate(p_eff):
         for column, punishment in enumerate(p):
@@ -664,11 +682,23 @@ def heatmap(
             rotate=90,
         )
     )
-    # Legend under the x label, and the caption.
-    x = box.left
-    y = box.bottom + 88
-    for label, colour, dashed in legend:
-        if colour == "#ffffff":
+    # Legend under the x label and the caption, each wrapped to the width; the SVG grows to fit.
+    x, y = box.left, box.bottom + 88
+    entries: list[tuple[str, str, str]] = [
+        (label, colour, "dashed" if dashed else "line") for label, colour, dashed in legend
+    ]
+    if mark is not None:
+        entries.append((f"{mark_label} (P {mark[0]:.2f}, p_eff {mark[1]:.2f})", ORANGE, "dot"))
+    for label, colour, kind in entries:
+        entry_width = LEGEND_CHAR * len(label) + 34
+        if x > box.left and x + entry_width > width - 16:
+            x, y = box.left, y + 26
+        if kind == "dot":
+            parts.append(
+                f'<circle cx="{_n(x + 13)}" cy="{_n(y - 5)}" r="7" fill="{colour}" '
+                f'stroke="{INK}" stroke-width="2"/>'
+            )
+        elif colour == "#ffffff":
             parts.append(
                 f'<line x1="{_n(x)}" y1="{_n(y - 5)}" x2="{_n(x + 26)}" y2="{_n(y - 5)}" '
                 f'stroke="{INK}" stroke-width="6"/>'
@@ -676,23 +706,20 @@ def heatmap(
                 f'stroke="#ffffff" stroke-width="3"/>'
             )
         else:
-            dash = ' stroke-dasharray="9 6"' if dashed else ""
+            dash = ' stroke-dasharray="9 6"' if kind == "dashed" else ""
             parts.append(
                 f'<line x1="{_n(x)}" y1="{_n(y - 5)}" x2="{_n(x + 26)}" y2="{_n(y - 5)}" '
                 f'stroke="{colour}" stroke-width="3"{dash}/>'
             )
         parts.append(_text(x + 32, y, label, size=14))
-        x += 7.4 * len(label) + 58
-    if mark is not None:
-        parts.append(
-            f'<circle cx="{_n(x + 8)}" cy="{_n(y - 5)}" r="7" fill="{ORANGE}" stroke="{INK}" '
-            f'stroke-width="2"/>'
-        )
-        parts.append(
-            _text(x + 22, y, f"{mark_label} (P {mark[0]:.2f}, p_eff {mark[1]:.2f})", size=14)
-        )
-    if caption:
-        parts.append(_text(16, height - 14, caption, size=13, colour=MUTED))
+        x += entry_width + 24
+    y += 14
+    for line in _wrap(caption, " · ", (width - 32) / CAPTION_CHAR):
+        y += 20
+        parts.append(_text(16, y, line, size=13, colour=MUTED))
+    if y + 14 > height:  # a taller picture: redraw the opening with the new height
+        height = y + 14
+        parts[: len(opening)] = _open(name, title, description, width, height)
     parts.append("</svg>")
     csv_rows = [
         [punishment, level, values[row][column]]

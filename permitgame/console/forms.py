@@ -33,9 +33,9 @@ PRESET_DESCRIPTIONS = {
 }
 
 POLICY_CHOICES = [
-    ("policy", "policy: audit at π1 after a signal, π0 otherwise"),
-    ("optimal", "optimal: π0 = 0 and the optimal π1* at each round's price"),
-    ("none", "none: no audits (only the backcheck catches)"),
+    ("policy", "policy: π1 and π0 as set"),
+    ("optimal", "optimal: π1* each round"),
+    ("none", "none: no audits"),
 ]
 assert [name for name, _ in POLICY_CHOICES] == list(POLICIES)
 
@@ -162,11 +162,11 @@ class GameSetupForm(forms.Form):
     )
     market_type = forms.ChoiceField(
         label="Market",
-        choices=[
-            ("clearing", "cap-and-trade: Q permits auctioned each round"),
-            ("fixed_price", "fixed price: any number of permits at one price (a tax)"),
-        ],
-        help_text="How permits are sold (MODEL.md §3).",
+        choices=[("clearing", "cap-and-trade"), ("fixed_price", "fixed price (a tax)")],
+        help_text=(
+            "How permits are sold (MODEL.md §3): cap-and-trade auctions Q permits each round; "
+            "a fixed price sells any number of permits at one price."
+        ),
     )
     token_cap = forms.IntegerField(
         label="Token cap (Q)",
@@ -211,7 +211,11 @@ class GameSetupForm(forms.Form):
     policy = forms.ChoiceField(
         label="Bot governor's policy",
         choices=POLICY_CHOICES,
-        help_text="How a bot governor audits (MODEL.md §6); also what labs expect.",
+        help_text=(
+            "How a bot governor audits (MODEL.md §6): policy audits at π1 after a signal and π0 "
+            "otherwise; optimal sets π0 = 0 and the optimal π1* at each round's price; none "
+            "never audits (only the backcheck catches). Labs expect this policy."
+        ),
     )
     seed = forms.IntegerField(
         label="Seed",
@@ -341,6 +345,10 @@ class GameSetupForm(forms.Form):
             if name not in self.fields:
                 continue
             label = str(self.fields[name].label)
+            # The message is read with the field, after its help text.
+            self.fields[name].widget.attrs["aria-describedby"] = (
+                f"id_{name}_helptext id_{name}_error"
+            )
             texts = [str(text) for text in errors]
             found[name] = self.error_class(
                 [text if text.startswith(label) else f"{label}: {text}" for text in texts],

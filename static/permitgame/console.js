@@ -10,7 +10,7 @@
 
   function tick() {
     var now = performance.now();
-    document.querySelectorAll(".countdown[data-deadline]").forEach(function (el) {
+    document.querySelectorAll(".host-countdown[data-deadline]").forEach(function (el) {
       if (!arrived.has(el)) {
         var left = parseFloat(el.getAttribute("data-seconds-left"));
         if (isNaN(left)) {
@@ -81,6 +81,58 @@
       document.documentElement.requestFullscreen().catch(function () {});
     }
   });
+
+  // ------------------------------------------------------------------ keeping the keyboard focus
+  // Every update replaces the live fragments (a student's bid, a control's answer). A keyboard
+  // user's focus would fall back to the top of the page each time, so it is put back on the
+  // same control in the new fragment, or on the control that took its place (Pause <-> Resume).
+  var COUNTERPART = { pause: "resume", resume: "pause", start: "pause", "add-bot": "remove-bot" };
+  var pendingFocus = null;
+
+  function focusKey(element) {
+    var control = element.closest("[data-control]");
+    if (control) return { control: control.getAttribute("data-control") };
+    var label = element.getAttribute("aria-label");
+    if (element.tagName === "BUTTON" && label) return { label: label };
+    return element.id ? { id: element.id } : null;
+  }
+
+  function findByKey(key) {
+    if (key.id) return document.getElementById(key.id);
+    var found = null;
+    var selector = key.control ? "[data-control]" : "button[aria-label]";
+    document.querySelectorAll(selector).forEach(function (element) {
+      if (found) return;
+      if (key.control && element.getAttribute("data-control") === key.control) found = element;
+      if (key.label && element.getAttribute("aria-label") === key.label) found = element;
+    });
+    if (!found && key.control && COUNTERPART[key.control]) {
+      found = findByKey({ control: COUNTERPART[key.control] });
+    }
+    return found;
+  }
+
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var active = document.activeElement;
+    var target = event.detail && event.detail.target;
+    if (active && active !== document.body && target && target.contains(active)) {
+      pendingFocus = focusKey(active);
+    }
+  });
+
+  function restoreFocus() {
+    if (!pendingFocus) return;
+    var active = document.activeElement;
+    if (active && active !== document.body && document.contains(active)) {
+      pendingFocus = null;  // the focus is somewhere already
+      return;
+    }
+    var element = findByKey(pendingFocus) || document.getElementById("host-status");
+    pendingFocus = null;
+    if (element) element.focus({ preventScroll: true });
+  }
+  document.addEventListener("htmx:oobAfterSwap", function () { setTimeout(restoreFocus, 0); });
+  document.addEventListener("htmx:afterSettle", restoreFocus);
 
   // ------------------------------------------------------------------ live connection state
   function socketState(state, text) {

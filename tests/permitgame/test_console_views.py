@@ -462,9 +462,15 @@ def test_bad_value_is_named_under_its_field_and_nothing_is_created(
         rf'<div class="field field-error" data-field="{field}">(.*?)</div>', content, re.S
     )
     assert block, f"no error block for {field}"
-    assert 'role="alert"' in block.group(1)
+    assert f'<p class="error" id="id_{field}_error">{message}</p>' in block.group(1)
     assert 'aria-invalid="true"' in block.group(1)
-    assert "see the messages under the fields" in content
+    assert f'aria-describedby="id_{field}_helptext id_{field}_error"' in block.group(1)
+    summary = re.search(
+        r'<div class="flash-error" role="alert" id="form-errors">(.*?)</div>', content, re.S
+    )
+    assert summary, "no summary of the errors"
+    assert "see the messages under the fields" in summary.group(1)
+    assert f'<a href="#id_{field}">{message}</a>' in summary.group(1)
     assert not Game.objects.exists()
 
 
@@ -602,14 +608,14 @@ def test_console_shows_who_has_acted_and_the_countdown_when_running(as_ana, ana)
     services.round_submit_bid(seat=ada, round_no=1, amount=0.2)
     content = text(as_ana.get(url("game", game.code)))
     assert 'data-status="running"' in content and 'data-phase="bidding"' in content
-    assert 'class="countdown"' in content
+    assert 'class="host-countdown"' in content
     assert "Waiting for <strong>1</strong>: Lab 2 (Bob)" in content
     for control_name in ("pause", "extend", "advance", "end"):
         assert f'data-control="{control_name}"' in content
     assert 'data-control="start"' not in content
     ada_row = re.search(rf'<tr data-seat="{ada.pk}".*?</tr>', content, re.S).group(0)
     bob_row = re.search(rf'<tr data-seat="{bob.pk}".*?</tr>', content, re.S).group(0)
-    assert "human" in ada_row and "waiting" not in ada_row
+    assert "acted" in ada_row and "waiting" not in ada_row
     assert "waiting" in bob_row
     assert "Hand Lab 2 to a bot" in bob_row
 

@@ -1,0 +1,90 @@
+"""The instructor's live socket (``/ws/host/<code>/``): only the owner (or staff) gets the feed.
+
+Through the real ASGI application (origin check, session auth middleware, router), with the
+session cookie of a logged-in instructor, as the console and projector pages connect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from permitgame import services
+from permitgame.asgi import application
+from permitgame.console.consumers import CLOSE_FORBIDDEN
+from tests.permitgame.console_fixtures import make_instructor, small_game
+from tests.permitgame.wire import ORIGIN, db
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _quick_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def session_cookie(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def host_socket(code: str, cookie: bytes | None) -> WebsocketCommunicator:
+    headers = list(ORIGIN) + ([(b"cookie", cookie)] if cookie else [])
+    return WebsocketCommunicator(application, f"/ws/host/{code}/", headers=headers)
+
+
+def setup(django_user_model: Any) -> tuple[Any, Any, Any, Any]:
+    ana = make_instructor(django_user_model, "ana")
+    ben = make_instructor(django_user_model, "ben")
+    root = make_instructor(django_user_model, "root", is_staff=True)
+    return ana, ben, root, small_game(ana)
+
+
+async def test_owner_gets_the_live_fragments_and_their_updates(django_user_model):
+    ana, _, _, game = await db(setup)(django_user_model)
+    socket = host_socket(game.code, await db(session_cookie)(ana))
+    connected, _ = await socket.connect(timeout=5)
+    try:
+        assert connected
+        snapshot = await socket.receive_from(timeout=5)
+        assert 'id="host-status"' in snapshot and 'data-status="lobby"' in snapshot
+        assert 'id="host-seats"' in snapshot and 'id="host-charts"' in snapshot
+        await db(services.seat_join)(game=game, nickname="Ada")
+        update = await socket.receive_from(timeout=5)
+        while "Ada" not in update:
+            update = await socket.receive_from(timeout=5)
+        await db(services.game_start)(game=game)
+        update = await socket.receive_from(timeout=5)
+        while 'data-status="running"' not in update:
+            update = await socket.receive_from(timeout=5)
+    finally:
+        await socket.disconnect()
+
+
+async def test_staff_get_the_live_fragments_of_any_game(django_user_model):
+    _, _, root, game = await db(setup)(django_user_model)
+    socket = host_socket(game.code, await db(session_cookie)(root))
+    connected, _ = await socket.connect(timeout=5)
+    try:
+        assert connected
+        assert 'id="host-status"' in await socket.receive_from(timeout=5)
+    finally:
+        await socket.disconnect()
+
+
+@pytest.mark.parametrize("who", ["another instructor", "anonymous", "unknown game"])
+async def test_socket_is_refused_before_any_fragment_when_not_the_owner(django_user_model, who):
+    _, ben, _, game = await db(setup)(django_user_model)
+    cookie = None if who == "anonymous" else await db(session_cookie)(ben)
+    code = "NOPE42" if who == "unknown game" else game.code
+    if who == "unknown game":
+        cookie = await db(session_cookie)(await db(django_user_model.objects.get)(username="ana"))
+    socket = host_socket(code, cookie)
+    connected, close_code = await socket.connect(timeout=5)
+    assert not connected
+    assert close_code == CLOSE_FORBIDDEN
+    await socket.disconnect()
