@@ -85,8 +85,10 @@ def _eligible_floor(dtype: np.dtype[Any], reserve_price: float) -> np.floating[A
     return reserve if reserve > 0 else smallest_positive
 
 
-#: Rows up to this long are partially sorted by numpy's fast (sorting network) path; longer rows
-#: are several times slower per bid, so rows up to twice as long are split in two sorted halves.
+#: Rows up to this long are partitioned by numpy's fast path (a sorting network, whatever the
+#: bids). Longer rows go through introselect, which is fast on distinct bids but ten times slower
+#: on rows where many bids are equal (many zeros, say); rows up to twice as long are sorted whole
+#: instead, at a cost per bid that ties do not change (as fast as the sorted halves used before).
 FAST_SELECT_LENGTH = 512
 
 
@@ -104,7 +106,10 @@ def _select(bids: FloatArray, k: int) -> tuple[npt.NDArray[Any], BoolArray]:
         keys = bids
     labs = keys.shape[-1]
     if FAST_SELECT_LENGTH < labs <= 2 * FAST_SELECT_LENGTH and k > 0:
-        return _select_by_halves(keys, k)
+        ordered = np.sort(keys, axis=-1)
+        kth = ordered[..., k]
+        tied: BoolArray = ordered[..., k - 1] == kth
+        return kth, tied
     partitioned = np.partition(keys, k, axis=-1)
     kth = partitioned[..., k]
     if k == 0:
@@ -113,36 +118,6 @@ def _select(bids: FloatArray, k: int) -> tuple[npt.NDArray[Any], BoolArray]:
     # (one reduction, several times faster than comparing them all).
     tied_below: BoolArray = partitioned[..., :k].max(axis=-1) == kth
     return kth, tied_below
-
-
-def _select_by_halves(keys: npt.NDArray[Any], k: int) -> tuple[npt.NDArray[Any], BoolArray]:
-    """``_select`` for rows of up to twice ``FAST_SELECT_LENGTH``: sort both halves, then merge.
-
-    With sorted halves A and B, the k-th smallest of the row is min over i of max(A[i−1], B[k−i])
-    (taking i bids from A and k + 1 − i from B, with A[−1] = B[−1] = −inf): every split's largest
-    bid is at least the k-th smallest, and the right split's is exactly it.
-    """
-    labs = keys.shape[-1]
-    lowest = np.iinfo(keys.dtype).min if keys.dtype.kind in "iu" else -np.inf
-    half = (labs + 1) // 2
-    padded = keys
-    if labs % 2:  # one sentinel below every bid makes the halves equal; the rank shifts by one
-        sentinel = np.full((*keys.shape[:-1], 1), lowest, dtype=keys.dtype)
-        padded = np.concatenate([sentinel, keys], axis=-1)
-        k += 1
-    halves = np.sort(padded.reshape(*keys.shape[:-1], 2, half), axis=-1)
-    sentinels = np.full((*keys.shape[:-1], 2, 1), lowest, dtype=keys.dtype)
-    first, second = np.moveaxis(np.concatenate([sentinels, halves], axis=-1), -2, 0)
-
-    def kth_smallest(rank: int) -> npt.NDArray[Any]:
-        lo, hi = max(0, rank + 1 - half), min(half, rank + 1)
-        taken_first = first[..., lo : hi + 1]  # A[i − 1] for i = lo..hi
-        taken_second = second[..., rank + 1 - hi : rank + 2 - lo][..., ::-1]  # B[rank − i]
-        result: npt.NDArray[Any] = np.min(np.maximum(taken_first, taken_second), axis=-1)
-        return result
-
-    kth = kth_smallest(k)
-    return kth, kth_smallest(k - 1) == kth
 
 
 def _break_ties(

@@ -95,9 +95,13 @@ def lab_tallies(
 ) -> FloatArray:
     """Count and sum over the labs what the §8 metrics need, for one round or a batch of rounds.
 
-    Counts and sums are products of the masks with per-lab weights (1, tempted, u), one matrix
-    product for a whole batch whose labs share their values (a sweep's cells under common random
-    numbers).
+    Counts are products of the masks with per-lab weights (1, tempted), one matrix product for a
+    whole batch whose labs share their values (a sweep's cells under common random numbers); as
+    whole numbers they are exact whatever order the product adds in. Sums of u are dot products
+    row by row (``np.vecdot``), which add a row's terms in an order fixed by N alone: a game's
+    sums, and so its welfare, are the same to the last bit in any batch, alone or inside a
+    sweep's grid, and in a single game (§11). A matrix product would not give that: BLAS chooses
+    how to block and add by the shape of the whole batch.
 
     Args:
         net_values: u = v − c, shape (N,) (shared by the batch), (..., 1, N) (shared along the
@@ -114,10 +118,9 @@ def lab_tallies(
     """
     tempting = net_values + racing_value > 0  # would gain from running unpermitted
     dtype = net_values.dtype
-    weights = np.empty((*net_values.shape, 3), dtype=dtype)  # per lab: 1, tempted, u
+    weights = np.empty((*net_values.shape, 2), dtype=dtype)  # per lab: 1, tempted
     weights[..., 0] = 1
     weights[..., 1] = tempting
-    weights[..., 2] = net_values
     masks = [won, violated, caught] + ([] if audited is None else [audited, audited & violated])
     shape = won.shape
     if any(mask.shape != shape for mask in masks):
@@ -126,19 +129,22 @@ def lab_tallies(
     for row, mask in zip(stacked, masks, strict=True):
         np.copyto(row, mask)
     if weights.ndim == 2:  # one set of values for the whole batch
-        sums = stacked @ weights
+        counts = stacked @ weights
     elif weights.shape[-3] == 1:  # values (..., 1, N), shared along the batch's last axis
-        sums = stacked @ weights[..., 0, :, :]
+        counts = stacked @ weights[..., 0, :, :]
     else:
-        sums = np.einsum("m...n,...nk->m...k", stacked, weights)
+        counts = np.einsum("m...n,...nk->m...k", stacked, weights)
+    values = np.vecdot(stacked[:2], net_values)  # Σ u over permit holders, over violators
     tallies = np.zeros((*shape[:-1], len(TALLIES)), dtype=dtype)
     tallies[..., 0] = tempting.sum(axis=-1)
-    tallies[..., 1:4] = sums[0]
-    tallies[..., 4:7] = sums[1]
-    tallies[..., 7] = sums[2, ..., 0]
+    tallies[..., 1:3] = counts[0]
+    tallies[..., 3] = values[0]
+    tallies[..., 4:6] = counts[1]
+    tallies[..., 6] = values[1]
+    tallies[..., 7] = counts[2, ..., 0]
     if audited is not None:
-        tallies[..., 8] = sums[3, ..., 0]
-        tallies[..., 9] = sums[4, ..., 0]
+        tallies[..., 8] = counts[3, ..., 0]
+        tallies[..., 9] = counts[4, ..., 0]
     return tallies
 
 

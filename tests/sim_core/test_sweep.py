@@ -231,6 +231,26 @@ def test_cell_gives_the_same_numbers_inside_any_grid(monkeypatch):
     assert np.array_equal(alone.replicate_values[:, 0, 0], coarse.replicate_values[:, 1, 1])
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_cell_gives_the_same_numbers_alone_when_labs_are_many(precision):
+    # With a couple of hundred labs a matrix product over a block of cells adds a game's values
+    # in an order that depends on the block's shape; the sums of u must not (welfare).
+    scenario = sweep_scenario(small(), labs=240, rounds=5)
+    grid = run_sweep(scenario, grid=(9, 9), replicates=3, precision=precision, workers=1)
+    for row, column in [(0, 0), (4, 6), (8, 8), (7, 1)]:
+        alone = run_sweep(
+            scenario,
+            p_range=(grid.p[column], grid.p[column]),
+            p_eff_range=(grid.p_eff[row], grid.p_eff[row]),
+            grid=(1, 1),
+            replicates=3,
+            precision=precision,
+            workers=1,
+        )
+        inside = grid.replicate_values[:, row, column]
+        assert np.array_equal(alone.replicate_values[:, 0, 0], inside)
+
+
 def test_sweep_seed_changes_the_draws_and_replays_exactly():
     scenario = sweep_scenario(small(), labs=12, rounds=5)
     first = run_sweep(scenario, grid=(3, 3), replicates=2, seed=5, workers=1)

@@ -137,11 +137,11 @@ def test_negative_zero_bid_never_wins():
     seed=st.integers(min_value=0, max_value=1000),
     dtype=st.sampled_from([np.float64, np.float32]),
 )
-def test_clearing_long_rows_by_sorted_halves_matches_reference(
+def test_clearing_long_rows_matches_reference_when_sorted_whole_or_partitioned(
     labs, cap_share, levels, seed, dtype
 ):
-    # Rows longer than FAST_SELECT_LENGTH are selected by merging two sorted halves (odd lengths
-    # get a sentinel); few levels mean many ties, some bids are zero or negative.
+    # Rows longer than FAST_SELECT_LENGTH (512) are sorted whole up to twice that, partitioned
+    # beyond; few levels mean many ties, some bids are zero or negative.
     rng = np.random.default_rng(seed)
     bids = (rng.integers(-2, levels, (3, labs)) / levels).astype(dtype)
     bids[0, :5] = -0.0
