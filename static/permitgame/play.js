@@ -166,11 +166,8 @@
       nodes[id] = document.getElementById(id);
     });
     var active = document.activeElement;
-    saved = {
-      bidFocused: Boolean(active && active.id === "bid-amount"),
-      lab: active && active.name === "labs" ? active.value : null
-    };
     var action = nodes["lab-action"] || nodes["governor-action"];
+    saved = action && action.contains(active) ? focusKey(active) : null;
     // A pressed button is disabled while its command is on its way, which drops the focus.
     var sentFromAction = Boolean(action && pendingForm && action.contains(pendingForm));
     focusInAction = Boolean(action && (action.contains(active) || (sentFromAction && focusLost())));
@@ -186,15 +183,35 @@
     return !active || active === document.body || !document.body.contains(active);
   }
 
+  // How to find "the same" control in a redrawn action: its id, else its name and value (a lab's
+  // audit box), else a button's words ("Place bid", "Stay idle").
+  function focusKey(element) {
+    if (!element || element === document.body) { return null; }
+    if (element.id) { return { id: element.id }; }
+    if (element.name) { return { name: element.name, value: element.value }; }
+    if (element.tagName === "BUTTON") { return { button: element.textContent.trim() }; }
+    return null;
+  }
+
+  function findByKey(root, key) {
+    if (!key) { return null; }
+    if (key.id) { return root.querySelector("#" + CSS.escape(key.id)); }
+    if (key.name) {
+      return Array.prototype.find.call(root.querySelectorAll("[name]"), function (element) {
+        return element.name === key.name && element.value === key.value;
+      }) || null;
+    }
+    return Array.prototype.find.call(root.querySelectorAll("button"), function (button) {
+      return button.textContent.trim() === key.button;
+    }) || null;
+  }
+
   function afterActionSwap(action) {
     restoreDraft();
     updateAuditCount();
-    var input = action.querySelector("#bid-amount");
-    if (input && saved && saved.bidFocused) { input.focus(); return; }
-    if (saved && saved.lab !== null) {
-      var box = action.querySelector('input[name=labs][value="' + saved.lab + '"]');
-      if (box) { box.focus(); return; }
-    }
+    // The same control is still there (an update redrew the action): the keyboard stays on it.
+    var same = findByKey(action, saved);
+    if (same && !same.disabled && same.getAttribute("tabindex") !== "-1") { same.focus(); return; }
     if (focusInAction && focusLost()) {
       var next = action.querySelector(".next");
       if (next) { next.focus({ preventScroll: true }); }

@@ -351,9 +351,11 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         # Ticks survive an update that redraws the form (Ben's phone reconnects) and a reload.
         replaced_after(gil, "#governor-action", ben.page.reload)
         assert gil.page.get_by_label("Lab 1 · Ana", exact=True).is_checked()
+        before = {sel: gil.text(sel) for sel in ("#governor-action", "#waiting", "#market")}
         gil.page.reload()
         gil.page.wait_for_selector("#connection.is-online")
         assert gil.page.get_by_label("Lab 1 · Ana", exact=True).is_checked()
+        assert {sel: gil.text(sel) for sel in before} == before
         expect(note).to_have_text("1 lab ticked of at most 2.")
         assert server.moves(server.seat(code, "Gil")["id"], "audit") == []
         gil.page.get_by_role("button", name="Send audits").click()
@@ -574,6 +576,7 @@ def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
     code = server.create_game("--labs", "3", "--human-labs", "1", "--phase-seconds", "60")["code"]
     player = open_player(chromium_browser)
     page = player.page
+    page.add_init_script(RECORD_SOCKETS)
     try:
         page.goto(f"{server.base_url}/join/")
         assert page.evaluate("document.activeElement.id") == "join-code"
@@ -593,6 +596,13 @@ def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
             pytest.fail("the bid field is not among the first stops of the tab order")
         page.keyboard.type("0,2")
         page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Place bid"
+        # The connection drops and comes back: the redrawn form keeps the typed bid and the focus.
+        replaced_after(
+            player, "#lab-action", lambda: page.evaluate("window.__sockets.at(-1).close(4000)")
+        )
+        page.wait_for_selector("#connection.is-online")
+        assert page.locator("#bid-amount").input_value() == "0,2"
         assert page.evaluate("document.activeElement.textContent") == "Place bid"
         page.keyboard.press("Enter")
         see(player, "#you", "Your bid 0.200")  # a lone human: the round goes on at once
