@@ -155,6 +155,13 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _form_initial(request: HttpRequest, presets: list[Any]) -> dict[str, Any]:
+    """Return the form filled from the chosen preset, keeping a title typed before choosing."""
+    initial = _preset_initial(request, presets)
+    initial["title"] = request.GET.get("title", "")[:100]
+    return initial
+
+
+def _preset_initial(request: HttpRequest, presets: list[Any]) -> dict[str, Any]:
     choice = request.GET.get("preset", "targeted_audit")
     saved = {f"saved:{p.pk}": p for p in presets}
     if choice in saved:

@@ -129,9 +129,15 @@ def version(page: Any) -> int:
     return int(page.locator("#host-status").get_attribute("data-version"))
 
 
+HTMX_AT_REST = (
+    "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
+)
+
+
 def log_in(page: Any, server: Server) -> None:
     page.goto(f"{server.base_url}/console/")
     page.wait_for_url("**/accounts/login/?next=/console/")
+    shoot(page, "login")
     page.get_by_label("Username").fill(USERNAME)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
@@ -142,9 +148,13 @@ def log_in(page: Any, server: Server) -> None:
 def create_game(page: Any, server: Server) -> str:
     """Fill the create form (a bad β first, then a good one); return the new game's code."""
     page.goto(f"{server.base_url}/console/new/")
-    page.get_by_label("Start from").select_option("targeted_audit")
-    page.wait_for_load_state("networkidle")
     page.get_by_label("Title").fill("Thursday seminar")
+    # Choosing a preset refills the form from it (htmx) and keeps the title.
+    for preset in ("random_audit", "targeted_audit"):
+        page.get_by_label("Start from").select_option(preset)
+        expect(page.locator('[data-field="preset"] .help strong')).to_have_text(preset)
+        page.wait_for_function(HTMX_AT_REST)
+    assert page.get_by_label("Title").input_value() == "Thursday seminar"
     page.get_by_label("Rounds").fill("2")
     page.get_by_label("Labs (N)").fill("4")
     page.get_by_label("Token cap (Q)").fill("2")
@@ -353,6 +363,11 @@ def test_instructor_runs_a_class_from_the_create_form_to_the_debrief(server, chr
         assert lines[0].startswith("round,clearing price") and len(lines) == 3
 
         shoot(console, "debrief")
+        console.goto(f"{server.base_url}/console/")
+        expect(console.locator(f'tr[data-code="{code}"]')).to_contain_text("Finished")
+        shoot(console, "home")
+        console.go_back()
+        console.wait_for_selector('#debrief-heatmap[data-status="done"]')
         console.get_by_role("button", name="Present").click()
         expect(console.locator("body")).to_have_class(re.compile("presenting"))
         shoot(console, "debrief-present", phone=False, viewport=PROJECTOR)

@@ -365,7 +365,7 @@ def test_create_form_explains_every_field_when_opened(as_ana):
 
 
 def test_create_form_is_filled_from_the_preset_when_one_is_chosen(as_ana):
-    response = as_ana.get(url("new"), {"preset": "random_audit"}, **HTMX)
+    response = as_ana.get(url("new"), {"preset": "random_audit", "title": "Week 3"}, **HTMX)
     assert response.status_code == 200
     content = text(response)
     assert content.lstrip().startswith('<form id="setup-form"')
@@ -373,6 +373,8 @@ def test_create_form_is_filled_from_the_preset_when_one_is_chosen(as_ana):
     scenario = load_preset("random_audit")
     assert f'name="base_prob" value="{scenario.audit.base_prob}"' in content
     assert '<option value="random_audit" selected>' in content
+    assert 'name="title" value="Week 3"' in content  # typed before the preset was chosen
+    assert 'hx-include="#id_title"' in content
 
 
 def test_create_form_falls_back_to_a_shipped_preset_when_the_choice_is_unknown(as_ana, ben):
