@@ -236,7 +236,7 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         assert ana.page.get_by_label("Join code", exact=True).input_value() == code
         shoot(ana.page, "join")
         join(ana, server, code, "Ana")
-        see(ana, ".seat-bar", "Lab 1")
+        expect(ana.page.get_by_role("heading", level=1)).to_have_text("Lab 1 · Ana")
         see(ana, "#phase", "Waiting to start")
         see(ana, "#lab-action", "Wait for the game to start")
         shoot(ana.page, "lab-lobby")
@@ -330,7 +330,12 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         rows = gil.page.locator("#audit-form tbody tr")
         assert rows.count() == 5
         seen_signals = [row.get_attribute("data-signal") for row in rows.all()]
-        seen_permits = ["Permit" in row.inner_text() for row in rows.all()]
+        seen_permits = [row.locator(".badge-ok").count() == 1 for row in rows.all()]
+        # A screen reader hears each box's permit and signal with its lab's name.
+        described = gil.page.get_by_label("Lab 1 · Ana", exact=True).get_attribute(
+            "aria-describedby"
+        )
+        assert described == "audit-permit-1 audit-signal-1"
         see(gil, "#governor-action", "π1*")
         see(gil, "#governor-action", f"Each audit costs {amount(scenario.audit.audit_cost)}")
         pi_star_shown = gil.text("#governor-action .pi-star")
