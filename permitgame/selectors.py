@@ -538,9 +538,11 @@ def game_screens(game: Game) -> GameScreens:
         run_move = moves.get((seat.pk, Action.DECIDE))
         won = bool(market.won[lab]) if market is not None else None
         value = float(progress.values[lab]) if progress is not None else None
+        net_value = float(progress.net_values[lab]) if progress is not None else None
         wealth = float(state.wealth[lab]) if state is not None else scenario.labs.endowment
         risk = float(setup.risk_profile[lab])
-        gain = None if value is None else value - compute_cost + scenario.labs.racing_value
+        # d = u + rho − E (MODEL.md §5) at face value (r = 1), with u and E from sim_core.
+        gain = None if net_value is None else net_value + scenario.labs.racing_value
         labs[seat.pk] = LabView(
             seat_id=seat.pk,
             player_id=seat.player_id,
@@ -549,7 +551,7 @@ def game_screens(game: Game) -> GameScreens:
             round_no=game.round_no,
             phase=game.phase,
             value=value,
-            net_value=None if value is None else value - compute_cost,
+            net_value=net_value,
             risk_profile=risk,
             wealth=wealth,
             current_wealth=float(settled_now.wealth[lab]) if settled_now else wealth,
