@@ -107,6 +107,13 @@ def shoot(page: Any, name: str, *, phone: bool = True, viewport: dict[str, int] 
     assert width <= PHONE["width"], f"{name}: the page is {width}px wide at 375px: {wide}"
 
 
+def shoot_dark(page: Any, name: str) -> None:
+    """Save a desktop screenshot with the system's dark colour scheme."""
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=harness.artifact_path(f"console-{name}-dark.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
+
+
 def flash(page: Any, text: str) -> None:
     expect(page.locator("#console-flash")).to_contain_text(text)
 
@@ -322,6 +329,7 @@ def test_instructor_runs_a_class_from_the_create_form_to_the_debrief(server, chr
         expect(figures).to_have_count(4)
         expect(projector.locator("#host-charts figure")).to_have_count(4)
         shoot(console, "live-round-2")
+        shoot_dark(console, "live-round-2")
         shoot(projector, "projector-live", phone=False, viewport=PROJECTOR)
 
         # To the end, then the debrief.
@@ -363,6 +371,7 @@ def test_instructor_runs_a_class_from_the_create_form_to_the_debrief(server, chr
         assert lines[0].startswith("round,clearing price") and len(lines) == 3
 
         shoot(console, "debrief")
+        shoot_dark(console, "debrief")
         console.goto(f"{server.base_url}/console/")
         expect(console.locator(f'tr[data-code="{code}"]')).to_contain_text("Finished")
         shoot(console, "home")
