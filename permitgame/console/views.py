@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from permitgame import broadcast, debrief, host_selectors, selectors, services
+from permitgame import broadcast, debrief, exports, host_selectors, selectors, services
 from permitgame.console.forms import (
     PRESET_DESCRIPTIONS,
     ExtendForm,
@@ -497,8 +497,11 @@ def chart_csv(request: HttpRequest, code: str, name: str) -> HttpResponse:
 @refusing
 @require_GET
 def export_csv(request: HttpRequest, code: str, name: str) -> HttpResponse:
-    """Whole tables: every round's metrics, the leaderboard, the other classes."""
+    """Whole tables: every round's metrics, the leaderboard, the other classes, and the research
+    exports (``labs``: every lab-round with who moved; ``log``: the event log; ``metrics``)."""
     game = _host_game(request, code)
+    if name in exports.TABLES:  # the research tables: every lab-round, the log
+        return _csv_response(exports.table_csv(game, name), f"{game.code}-{name}.csv")
     summary = debrief.debrief_summary(game)
     if name == "rounds":
         rows = summary.observed.rows

@@ -185,6 +185,8 @@ GAME_URLS = [
     ("get", "export-csv", ("rounds",), None),
     ("get", "export-csv", ("leaderboard",), None),
     ("get", "export-csv", ("classes-compared",), None),
+    ("get", "export-csv", ("labs",), None),
+    ("get", "export-csv", ("log",), None),
     ("post", "control", ("start",), {}),
     ("post", "control", ("pause",), {}),
     ("post", "control", ("resume",), {}),
@@ -272,6 +274,8 @@ def test_another_instructor_is_refused_the_debrief_of_a_finished_game(client, an
         ("chart-csv", ("compliance",)),
         ("export-csv", ("rounds",)),
         ("export-csv", ("leaderboard",)),
+        ("export-csv", ("labs",)),
+        ("export-csv", ("log",)),
     ):
         response = client.get(url(name, game.code, *args))
         assert response.status_code == 403, name
@@ -978,7 +982,7 @@ def test_debrief_shows_charts_prediction_heatmap_classes_and_leaderboard(as_ana,
     assert content.count('<tr data-metric="') == len(debrief.COMPARED)
     assert "<strong>Ada</strong>" in content
     assert content.count('<tr class="human">') == 1
-    for table in ("rounds", "leaderboard", "classes-compared"):
+    for table in ("rounds", "leaderboard", "classes-compared", "labs", "log"):
         assert url("export-csv", game.code, table) in content
     assert 'data-present aria-pressed="false"' in content
 
@@ -1086,6 +1090,13 @@ def test_tables_download_as_csv(as_ana, ana):
     assert any(",Ada,1," in line for line in board)
     classes = csv_lines(as_ana.get(url("export-csv", game.code, "classes-compared")))
     assert classes[1].startswith(game.code + ",Test class,")
+    labs = csv_lines(as_ana.get(url("export-csv", game.code, "labs")))
+    assert labs[0].startswith("game,round,lab,nickname,seat,strategy,risk_profile,value,bid,")
+    assert len(labs) == 1 + game.rounds * game.lab_count
+    assert any(",Ada,human," in line for line in labs)
+    log = csv_lines(as_ana.get(url("export-csv", game.code, "log")))
+    assert log[0] == "game,id,time,round,phase,action,actor,player,nickname,payload,latency_ms"
+    assert any(",start," in line for line in log) and any(",bid," in line for line in log)
 
 
 def test_classes_compared_chart_appears_with_a_second_class_of_the_scenario(as_ana, ana):
