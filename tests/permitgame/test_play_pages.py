@@ -464,6 +464,8 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         rows = ben.page.locator("#you table.history tbody tr").all_inner_texts()
         assert len(rows) == 2 and "Idle" in rows[1] and "Permit at" in rows[0]
         shoot(ana.page, "lab-game-over")
+        see(gil, "#governor-action", "Your instructor goes through the results next")
+        see(gil, "#governor-action", amount(sum(r["metrics"]["welfare"] for r in records)))
         shoot(gil.page, "governor-game-over")
 
         # What each saw: a lab never a signal or another lab's value; the governor the
