@@ -201,7 +201,6 @@ class PublicView:
     market: MarketView | None
     results: tuple[dict[str, Any], ...]
     standings: tuple[Standing, ...]
-    scoreboard: tuple[Standing, ...]
     governor_score: float | None
 
     def waiting_labels(self) -> list[str]:
@@ -242,7 +241,9 @@ class LabView:
     plus racing value), ``face_expected_penalty`` is p_eff·P, and ``face_unpermitted_value`` is
     d = u + rho − p_eff·P, what running without a permit is worth on average;
     ``running_pays`` says whether d > 0 (MODEL.md §5: a lab runs iff d > 0).
-    ``final_rank`` is the lab's place in the final ranking once the game is over.
+    ``rank`` is the lab's place among the labs by score so far (None before a round has
+    settled): each lab sees its own place live; the others' scores are public only at game
+    over (docs/model-decisions.md). ``final_rank`` is the same place once the game is over.
     ``wealth`` is the wealth the round started with (the bid cap); ``current_wealth`` is the
     wealth after the round's settlement once it has settled, else the same.
     """
@@ -266,6 +267,7 @@ class LabView:
     face_expected_penalty: float
     face_unpermitted_value: float | None
     running_pays: bool | None
+    rank: int | None
     final_rank: int | None
     bid: float | None
     bid_by: str | None
@@ -485,10 +487,13 @@ def game_screens(game: Game) -> GameScreens:
     playing = game.status in (Status.RUNNING, Status.PAUSED)
     governor_score = sum(float(r.metrics["welfare"]) for r in records)
 
-    # Payoffs are announced after each round (MODEL.md §4 step 6), so the running scores are
-    # public; before any round has settled there is nothing to rank.
+    # Each lab learns its own payoff after each round (MODEL.md §4 step 6) and its own place;
+    # the others' scores are published only at game over: a round's payoff would tell every
+    # player, the governor included, whether a lab without a permit ran. Before any round has
+    # settled there is nothing to rank.
     scoreboard = _standings(game, lab_seats, scores, wealth_now) if records else ()
-    final_ranks = {row.player_id: row.rank for row in scoreboard} if finished else {}
+    ranks = {row.player_id: row.rank for row in scoreboard}
+    final_ranks = ranks if finished else {}
     face_penalty = float(expected_penalty(np.ones(1), rules.p_eff, rules.punishment)[0])
     settled_now = records[-1] if records and records[-1].round_no == game.round_no else None
 
@@ -527,7 +532,6 @@ def game_screens(game: Game) -> GameScreens:
         market=market_view,
         results=tuple({"round": r.round_no, **r.metrics} for r in records),
         standings=scoreboard if finished else (),
-        scoreboard=scoreboard,
         governor_score=governor_score if finished else None,
     )
 
@@ -565,6 +569,7 @@ def game_screens(game: Game) -> GameScreens:
             face_expected_penalty=face_penalty,
             face_unpermitted_value=None if gain is None else gain - face_penalty,
             running_pays=None if gain is None else gain - face_penalty > 0,
+            rank=ranks.get(seat.player_id),
             final_rank=final_ranks.get(seat.player_id),
             bid=float(bid_move.payload["amount"]) if bid_move else None,
             bid_by=bid_move.actor if bid_move else None,

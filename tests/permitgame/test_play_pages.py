@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from permitgame.templatetags.play_format import percent
+from permitgame.templatetags.play_format import ordinal, percent
 from sim_core import (
     Scenario,
     expected_penalty,
@@ -398,14 +398,18 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
                 "Violations": str(metrics["violations"]),
                 "Caught": str(metrics["caught"]),
             }
-            board = player.page.locator("#round-results .board li").all_inner_texts()
-            order = sorted(range(5), key=lambda lab: (-record["payoffs"][lab], lab))
-            assert [re.search(r"Lab (\d)", row).group(1) for row in board] == [
-                str(lab + 1) for lab in order
-            ]
-            assert all(
-                amount(record["payoffs"][lab]) in row for lab, row in zip(order, board, strict=True)
-            )
+            # No public scoreboard during play: a round's payoff would tell who ran.
+            assert player.page.locator("#round-results .board").count() == 0
+        order = sorted(range(5), key=lambda lab: (-record["payoffs"][lab], lab))
+        for player, lab in ((ana, 0), (ben, 1)):
+            see(player, "#you .rank", f"{ordinal(order.index(lab) + 1)} of 5")
+            others = {
+                amount(record["payoffs"][other])
+                for other in range(5)
+                if other != lab and abs(record["payoffs"][other]) > 1e-9
+            } - {price}
+            public = player.page.locator("#round-results").inner_text()
+            assert not any(value in public for value in others)
         see(ana, "#lab-action", "Caught")
         see(ana, "#lab-action", "the governor's audit caught you")
         see(ana, "#lab-action", signed(record["payoffs"][0]))
