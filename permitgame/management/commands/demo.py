@@ -103,8 +103,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  Join in a browser:   {urls['join_url']}  (open it on two browsers)")
         self.stdout.write(f"  Join from a program: POST {urls['api_join_url']}")
         self.stdout.write(
-            f"  Bots for the empty seats: python manage.py playbots {game.code} --count 1 "
-            f"--url {base_url}"
+            f"  Bots for the empty seats: .venv/bin/python manage.py playbots {game.code} "
+            f"--count 1 --url {base_url}"
         )
         self.stdout.write("  It starts when 3 players have joined, or 45 s after the first.")
         if instructor is not None:
