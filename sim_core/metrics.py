@@ -186,7 +186,7 @@ def metrics_from_tallies(
         caught,
         audits,
         audits_of_violators,
-    ) = np.moveaxis(tallies.astype(np.float64), -1, 0)
+    ) = np.ascontiguousarray(np.moveaxis(tallies, -1, 0), dtype=np.float64)  # tally by tally
     # Tempted: no permit and u + rho > 0. Violators hold no permit, so the deterred are the
     # tempted who did not violate.
     tempted = tempting - permits_tempting
@@ -197,26 +197,28 @@ def metrics_from_tallies(
         if reference_cap is not None
         else np.zeros_like(total_compute)
     )
-    return np.stack(
-        [
-            np.broadcast_to(np.asarray(price, dtype=np.float64), permits.shape),
-            permits,
-            violations,
-            1.0 - violations / labs,
-            np.divide(deterred, tempted, out=np.ones_like(tempted), where=tempted > 0),
-            total_compute,
-            overshoot,
-            audits,
-            audits - audits_of_violators,
-            caught,
-            np.divide(caught, violations, out=np.ones_like(violations), where=violations > 0),
-            permits * price + caught * (fine + collateral),
-            (permits_value + violations_value)
-            - harm_per_violation * violations
-            - audit_cost * audits,
-        ],
-        axis=-1,
-    )
+    columns = [
+        np.broadcast_to(np.asarray(price, dtype=np.float64), permits.shape),
+        permits,
+        violations,
+        1.0 - violations / labs,
+        np.divide(deterred, tempted, out=np.ones_like(tempted), where=tempted > 0),
+        total_compute,
+        overshoot,
+        audits,
+        audits - audits_of_violators,
+        caught,
+        np.divide(caught, violations, out=np.ones_like(violations), where=violations > 0),
+        permits * price + caught * (fine + collateral),
+        (permits_value + violations_value) - harm_per_violation * violations - audit_cost * audits,
+    ]
+    # Written metric by metric into contiguous rows, then viewed with the metrics last: several
+    # times faster than stacking along the last axis (np.stack) for a sweep's batch of rounds.
+    metrics = np.empty((len(columns), *permits.shape))
+    for index, column in enumerate(columns):
+        metrics[index] = column
+    result: FloatArray = np.moveaxis(metrics, 0, -1)
+    return result
 
 
 def metric_values(
