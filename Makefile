@@ -12,6 +12,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Where players open the game. Served on all interfaces (HOST=0.0.0.0), that is this machine's
+# first network address, which phones on the classroom's network can reach.
+PUBLIC_HOST ?= $(if $(filter 0.0.0.0,$(HOST)),$(shell hostname -I 2>/dev/null | awk '{print $$1}'),$(HOST))
+BASE_URL ?= http://$(PUBLIC_HOST):$(PORT)
 
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -84,14 +88,16 @@ test: sysdeps venv lint
 
 # ------------------------------------------------------------------------------- running
 
+# The address players use is allowed too (with DEBUG on, loopback always is).
+run: export DJANGO_ALLOWED_HOSTS ?= $(PUBLIC_HOST)
 run: venv
 	$(BIN)/python manage.py migrate --no-input
 	@if $(BIN)/python manage.py help demo >/dev/null 2>&1; then \
-	  $(BIN)/python manage.py demo --base-url http://$(HOST):$(PORT); \
+	  $(BIN)/python manage.py demo --base-url $(BASE_URL); \
 	fi
 	@echo
-	@echo "  PermitGame:  http://$(HOST):$(PORT)/"
-	@echo "  Admin:       http://$(HOST):$(PORT)/admin/  (no login yet? $(BIN)/python manage.py createsuperuser)"
+	@echo "  PermitGame:  $(BASE_URL)/"
+	@echo "  Admin:       $(BASE_URL)/admin/  (no login yet? $(BIN)/python manage.py createsuperuser)"
 	@echo "  Stop:        Ctrl-C"
 	@echo
 	exec $(BIN)/daphne -b $(HOST) -p $(PORT) permitgame.asgi:application

@@ -8,7 +8,8 @@ Environment (each ``DJANGO_X`` may also be given as plain ``X``: ``SECRET_KEY``,
 ``ALLOWED_HOSTS``...; the prefixed name wins when both are set):
     DJANGO_DEBUG: "true" (default) or "false".
     DJANGO_SECRET_KEY: required when DEBUG is off; a fixed development key is used otherwise.
-    DJANGO_ALLOWED_HOSTS: comma-separated host names (default: loopback names when DEBUG is on).
+    DJANGO_ALLOWED_HOSTS: comma-separated host names (with DEBUG on, the loopback names are
+        always added).
     DJANGO_CSRF_TRUSTED_ORIGINS: comma-separated origins, e.g. "https://game.example.org".
     DATABASE_URL: e.g. "postgres://user:password@host:5432/permitgame" (default: SQLite file).
     REDIS_URL: e.g. "redis://127.0.0.1:6379/0"; when set, channels-redis carries events between
@@ -83,9 +84,12 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false")
     SECRET_KEY = _DEV_SECRET_KEY
 
-ALLOWED_HOSTS = _env_list(
-    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
-)
+_LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+# With DEBUG on (a teacher's laptop) the loopback names stay allowed beside any given host, so
+# serving a classroom's network never locks the teacher's own browser out.
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", [])
+if DEBUG:
+    ALLOWED_HOSTS += [host for host in _LOOPBACK_HOSTS if host not in ALLOWED_HOSTS]
 CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -228,5 +232,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": _getenv("DJANGO_LOG_LEVEL") or "INFO"},
 }

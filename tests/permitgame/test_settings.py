@@ -32,6 +32,7 @@ print(json.dumps({
     "allowed_hosts": settings.ALLOWED_HOSTS,
     "ssl_redirect": settings.SECURE_SSL_REDIRECT,
     "hsts": settings.SECURE_HSTS_SECONDS,
+    "log_level": settings.LOGGING["root"]["level"],
 }))
 """
 
@@ -107,3 +108,9 @@ def test_plain_variable_names_configure_production_too():
     result = harness.manage("check", "--deploy", "--fail-level", "DEBUG", env=env)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_a_classroom_host_keeps_the_teachers_loopback_address_when_debug_is_on():
+    shown = settings_under({"DJANGO_ALLOWED_HOSTS": "192.168.1.20", "LOG_LEVEL": "DEBUG"})
+    assert shown["allowed_hosts"] == ["192.168.1.20", "localhost", "127.0.0.1", "[::1]"]
+    assert shown["log_level"] == "DEBUG"
