@@ -105,12 +105,13 @@ def _times_mask(factor: FloatArray | float, mask: BoolArray) -> FloatArray:
     place: numpy's mixed float-by-bool loop casts element by element and, with a broadcast
     factor, is several times slower than a cast and a float product.
     """
-    dtype = np.result_type(factor, np.bool_)
-    if np.broadcast_shapes(np.shape(factor), mask.shape) != mask.shape:
+    dtype = factor.dtype if isinstance(factor, np.ndarray) else np.result_type(factor, np.bool_)
+    product: FloatArray = mask.astype(dtype)
+    try:
+        product *= factor
+    except ValueError:  # a factor with more dimensions than the mask: the general product
         general: FloatArray = np.multiply(factor, mask)
         return general
-    product: FloatArray = mask.astype(dtype)
-    product *= factor
     return product
 
 
