@@ -202,13 +202,13 @@ def metrics_from_tallies(
         permits,
         violations,
         1.0 - violations / labs,
-        np.divide(deterred, tempted, out=np.ones_like(tempted), where=tempted > 0),
+        _share(deterred, tempted),
         total_compute,
         overshoot,
         audits,
         audits - audits_of_violators,
         caught,
-        np.divide(caught, violations, out=np.ones_like(violations), where=violations > 0),
+        _share(caught, violations),
         permits * price + caught * (fine + collateral),
         (permits_value + violations_value) - harm_per_violation * violations - audit_cost * audits,
     ]
@@ -219,6 +219,17 @@ def metrics_from_tallies(
         metrics[index] = column
     result: FloatArray = np.moveaxis(metrics, 0, -1)
     return result
+
+
+def _share(part: FloatArray, whole: FloatArray) -> FloatArray:
+    """Return part / whole, and 1 where whole is 0 (§8: "1 if none"; part is then 0 as well).
+
+    Counts are whole numbers, so max(whole, 1) is whole wherever it is not 0: the quotient is the
+    exact one, and adding the 0-or-1 of an empty whole changes nothing else. Several times faster
+    on a sweep's batch than a division masked with ``where``.
+    """
+    share: FloatArray = part / np.maximum(whole, 1.0) + (whole == 0)
+    return share
 
 
 def metric_values(
