@@ -41,6 +41,7 @@ from sim_core import (
     expected_penalty,
     optimal_high_prob,
     perceived_p_eff,
+    unpermitted_value,
 )
 
 #: Session key of a browser's seats: {join code: token} (set by the join page).
@@ -547,6 +548,11 @@ def game_screens(game: Game) -> GameScreens:
         risk = float(setup.risk_profile[lab])
         # d = u + rho − E (MODEL.md §5) at face value (r = 1), with u and E from sim_core.
         gain = None if net_value is None else net_value + scenario.labs.racing_value
+        face_value = (
+            None
+            if net_value is None
+            else unpermitted_value(net_value, scenario.labs.racing_value, face_penalty)
+        )
         labs[seat.pk] = LabView(
             seat_id=seat.pk,
             player_id=seat.player_id,
@@ -567,8 +573,8 @@ def game_screens(game: Game) -> GameScreens:
             ),
             gain_from_running=gain,
             face_expected_penalty=face_penalty,
-            face_unpermitted_value=None if gain is None else gain - face_penalty,
-            running_pays=None if gain is None else gain - face_penalty > 0,
+            face_unpermitted_value=face_value,
+            running_pays=None if face_value is None else face_value > 0,
             rank=ranks.get(seat.player_id),
             final_rank=final_ranks.get(seat.player_id),
             bid=float(bid_move.payload["amount"]) if bid_move else None,

@@ -103,6 +103,7 @@ _ORIGINS: dict[str, str] = {
     "clear_market": "sim_core.market",
     "expected_clearing_price": "sim_core.theory",
     "expected_penalty": "sim_core.theory",
+    "unpermitted_value": "sim_core.theory",
     "initial_state": "sim_core.state",
     "load_preset": "sim_core.presets",
     "load_scenario": "sim_core.presets",
@@ -182,6 +183,7 @@ __all__ = [
     "summarise",
     "sweep_scenario",
     "theory_summary",
+    "unpermitted_value",
 ]
 
 

@@ -42,7 +42,7 @@ from sim_core.strategies import (
     lab_runs,
     perceived_detection,
 )
-from sim_core.theory import expected_penalty
+from sim_core.theory import expected_penalty, unpermitted_value
 
 
 def cell_scenario(scenario: Scenario, *, punishment: float, p_eff: float) -> Scenario:
@@ -337,7 +337,7 @@ def _play(
         bid_uniforms = net_values if draws.bid_uniforms is None else draws.bid_uniforms[t][:, None]
         bids = lab_bids(strategies, net_values, penalties, rho, wealth, bid_uniforms)
         price, won = clear_bids(bids, draws.tie_keys[t][:, None, :], market)
-        unpermitted_values = net_values + rho - penalties
+        unpermitted_values = unpermitted_value(net_values, rho, penalties)
         choices = net_values if draws.choice_uniforms is None else draws.choice_uniforms[t][:, None]
         violated = np.greater(lab_runs(strategies, unpermitted_values, choices), won)  # runs & ~won
         caught = catch(violated, None, draws.catch_uniforms[t][:, None, :], catch_prob)

@@ -387,6 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(
+            "error: not enough memory for this run; use fewer labs, rounds or replicates",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:
         return 0
 

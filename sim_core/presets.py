@@ -28,6 +28,8 @@ def _parse_text(text: str, *, source: str, default_name: str) -> Scenario:
         raise ScenarioError(
             "", f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}"
         ) from None
+    except RecursionError:
+        raise ScenarioError("", f"{source} is nested too deeply to be a scenario") from None
     return parse_scenario(data, default_name=default_name)
 
 

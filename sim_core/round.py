@@ -33,11 +33,16 @@ from sim_core.metrics import MetricsRow, round_metrics
 from sim_core.rng import round_streams
 from sim_core.state import GameSetup, GameState, Phase, round_values
 from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived_detection
-from sim_core.theory import expected_penalty, optimal_high_prob, perceived_p_eff
+from sim_core.theory import (
+    expected_penalty,
+    optimal_high_prob,
+    perceived_p_eff,
+    unpermitted_value,
+)
 
 BID_NOT_A_NUMBER = "A bid must be a number, got {bid!r}."
-BID_NEGATIVE = "A bid cannot be negative (got {bid:g})."
-BID_ABOVE_WEALTH = "A bid cannot exceed your wealth of {wealth:.2f} (got {bid:g})."
+BID_NEGATIVE = "A bid cannot be negative (got {bid:.3f})."
+BID_ABOVE_WEALTH = "A bid cannot exceed your wealth of {wealth:.3f} (got {bid:.3f})."
 RUN_WITH_PERMIT = "Lab {lab} holds a permit this round: permit holders always run."
 NO_SUCH_LAB = "There is no lab {lab}; labs are numbered 1 to {count}."
 
@@ -196,7 +201,7 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
     learnt = adaptive_estimate(announced, state.caught_total, state.violations_total)
     detection = perceived_detection(setup.strategies, announced, learnt)
     penalties = expected_penalty(setup.risk_profile, detection, punishment)
-    unpermitted_values = net_values + labs.racing_value - penalties
+    unpermitted_values = unpermitted_value(net_values, labs.racing_value, penalties)
     runs = lab_runs(setup.strategies, unpermitted_values, streams.choices.random(count))
     _merge(runs, inputs.runs)
     runs &= ~market.won

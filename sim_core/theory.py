@@ -1,6 +1,7 @@
 """Closed forms of the deterrence model (MODEL.md §2, §7).
 
-Here: ``p_s``, ``p_eff``, ``expected_penalty``, ``marginal_gain``, ``optimal_high_prob``,
+Here: ``p_s``, ``p_eff``, ``expected_penalty``, ``unpermitted_value``, ``marginal_gain``,
+``optimal_high_prob``,
 ``perceived_p_eff`` (what labs take p_eff to be under each governor) and
 ``expected_clearing_price`` (E[Q-th highest u], the g* of the heatmap's theory curve). The first
 three work elementwise on floats or numpy arrays. Not here: anything random.
@@ -36,6 +37,14 @@ def expected_penalty(
     """Return each lab's perceived expected penalty E = r·p_eff·P (§2)."""
     penalties: FloatArray = risk_profile * detection * punishment
     return penalties
+
+
+def unpermitted_value(net_values: Real, racing_value: float, penalties: Real) -> Real:
+    """Return d = u + rho − E, what running without a permit is worth on average (§5).
+
+    Works on floats and on arrays of any shape; a lab that may run runs iff d > 0.
+    """
+    return net_values + racing_value - penalties
 
 
 def marginal_gain(price: float, racing_value: float) -> float:

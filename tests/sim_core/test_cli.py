@@ -78,3 +78,20 @@ def test_bad_scenario_file_names_the_key(tmp_path):
     result = run_cli("run", str(path))
     assert result.returncode == 2
     assert result.stderr.strip() == "error: audit.beta must be within [0, 1], got 1.5"
+
+
+def test_deeply_nested_json_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    result = run_cli("run", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {path} is nested too deeply to be a scenario"
+
+
+def test_a_population_too_large_for_memory_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps({"labs": {"count": 10**15}, "market": {"token_cap": 10}}))
+    result = run_cli("run", str(path), "--rounds", "1")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: not enough memory for this run")
+    assert "Traceback" not in result.stderr

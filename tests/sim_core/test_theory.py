@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from sim_core import load_preset, optimal_high_prob, p_eff, p_s, parse_scenario, perceived_p_eff
+from sim_core import (
+    load_preset,
+    optimal_high_prob,
+    p_eff,
+    p_s,
+    parse_scenario,
+    perceived_p_eff,
+    unpermitted_value,
+)
 from sim_core.theory import expected_clearing_price
 
 
@@ -103,3 +111,10 @@ def test_expected_clearing_price_is_the_expected_lowest_value_when_every_lab_get
     assert expected_clearing_price(scenario) == pytest.approx(expected, abs=1e-4)
     beyond = parse_scenario({"labs": {"count": 10}, "market": {"token_cap": 11}})
     assert expected_clearing_price(beyond) == 0.0
+
+
+def test_unpermitted_value_is_what_running_without_a_permit_is_worth_on_average():
+    # d = u + rho − E (§5): 0.6 net value, 0.1 racing value, 0.5 expected penalty.
+    assert unpermitted_value(0.6, 0.1, 0.5) == pytest.approx(0.2)
+    values = unpermitted_value(np.array([0.1, 0.4]), 0.0, np.array([0.25, 0.25]))
+    assert values.tolist() == pytest.approx([-0.15, 0.15])
