@@ -1,11 +1,13 @@
 """Fixtures of the game server's tests: a file-backed test database, frozen time, games."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from permitgame import clock
 from sim_core import Scenario, load_preset
+from tests.permitgame.console_fixtures import make_instructor
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +47,15 @@ def small_scenario() -> Scenario:
         labs=replace(labs, count=5),
         market=replace(market, token_cap=2),
     )
+
+
+@pytest.fixture
+def ana(django_user_model: Any) -> Any:
+    """An instructor."""
+    return make_instructor(django_user_model, "ana")
+
+
+@pytest.fixture
+def ben(django_user_model: Any) -> Any:
+    """Another instructor."""
+    return make_instructor(django_user_model, "ben")

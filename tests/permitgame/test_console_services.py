@@ -17,16 +17,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def ana(django_user_model):
-    return make_instructor(django_user_model, "ana")
-
-
-@pytest.fixture
-def ben(django_user_model):
-    return make_instructor(django_user_model, "ben")
-
-
-@pytest.fixture
 def game(ana):
     return small_game(ana)
 

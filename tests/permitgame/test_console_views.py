@@ -56,16 +56,6 @@ def _quick_passwords(settings):
 
 
 @pytest.fixture
-def ana(django_user_model):
-    return make_instructor(django_user_model, "ana")
-
-
-@pytest.fixture
-def ben(django_user_model):
-    return make_instructor(django_user_model, "ben")
-
-
-@pytest.fixture
 def staff(django_user_model):
     return make_instructor(django_user_model, "root", is_staff=True)
 
@@ -987,17 +977,23 @@ def test_debrief_shows_charts_prediction_heatmap_classes_and_leaderboard(as_ana,
     assert 'data-present aria-pressed="false"' in content
 
 
-def test_debrief_part_polls_while_it_is_computed(as_ana, ana):
-    game = finished_game(ana)
+def cache_row(game, kind, **fields):
+    """Store a debrief cache row of ``game`` as of its end; return that time."""
     now = fresh(game).finished_at
     DebriefCache.objects.create(
         game=game,
-        kind=debrief.HEATMAP,
-        key=debrief.cache_key(game, debrief.HEATMAP),
-        progress=0.4,
+        kind=kind,
+        key=debrief.cache_key(game, kind),
         started_at=now,
         updated_at=now,
+        **fields,
     )
+    return now
+
+
+def test_debrief_part_polls_while_it_is_computed(as_ana, ana):
+    game = finished_game(ana)
+    now = cache_row(game, debrief.HEATMAP, progress=0.4)
     from permitgame import clock
 
     with clock.frozen(now):
@@ -1011,16 +1007,7 @@ def test_debrief_part_polls_while_it_is_computed(as_ana, ana):
 
 def test_debrief_part_shows_the_error_and_a_retry_when_it_failed(as_ana, ana):
     game = finished_game(ana)
-    now = fresh(game).finished_at
-    DebriefCache.objects.create(
-        game=game,
-        kind=debrief.CLASSES,
-        key=debrief.cache_key(game, debrief.CLASSES),
-        status=DebriefCache.Status.FAILED,
-        error="out of memory",
-        started_at=now,
-        updated_at=now,
-    )
+    cache_row(game, debrief.CLASSES, status=DebriefCache.Status.FAILED, error="out of memory")
     content = text(as_ana.get(url("debrief-part", game.code, "classes"), **HTMX))
     assert "could not be computed: out of memory" in content
     assert "Try again" in content
