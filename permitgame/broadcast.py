@@ -195,6 +195,7 @@ def you_json(lab: LabView) -> dict[str, Any]:
         "risk_profile": lab.risk_profile,
         "wealth": lab.wealth,
         "score": lab.score,
+        "rank": lab.rank,
         "p_eff": lab.p_eff,
         "punishment": lab.punishment,
         "expected_penalty": lab.expected_penalty,

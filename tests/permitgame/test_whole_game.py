@@ -136,6 +136,11 @@ async def test_whole_game_ends_with_results_each_seat_may_see_when_two_labs_and_
     assert [m["payoff"] for m in own_results] == [r.payoffs[lab_a.lab_index] for r in records]
     game_over = [m for m in sock_a.received if m["type"] == "game_over"][-1]
     assert len(game_over["standings"]) == small_scenario.labs.count
+    # Its own place is sent live (`rank` in `you`), by the scores summed from the records.
+    scores = [sum(r.payoffs[lab] for r in records) for lab in range(small_scenario.labs.count)]
+    order = sorted(range(len(scores)), key=lambda lab: (-scores[lab], lab))
+    ranks = [m["rank"] for m in sock_a.received if m["type"] == "you" and m["rank"] is not None]
+    assert ranks and ranks[-1] == order.index(lab_a.lab_index) + 1
 
     # Lab B (HTML) got fragments for htmx: its own panel, never the governor's.
     html_b = "".join(sock_b.received)
