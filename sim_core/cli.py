@@ -125,7 +125,17 @@ def command_theory(args: argparse.Namespace) -> int:
     print(f"{scenario.name}: {scenario.description}".rstrip(": "))
     for name, value in summary.as_dict().items():
         print(f"  {labels[name]:<34} {value:.4f}")
+    print(f"  governor: {GOVERNOR_NOTES[scenario.governor.policy]}")
     return 0
+
+
+#: What ``theory`` says of each governor policy under its table (MODEL.md §5, §6): p_s, p_eff and
+#: π1* above use the scenario's π1 and π0, which only ``policy`` audits with.
+GOVERNOR_NOTES = {
+    "policy": "policy, audits at the scenario's pi1 and pi0 (the p_s and p_eff above)",
+    "optimal": "optimal, audits at pi1* with pi0 = 0; the labs perceive the p_eff so marked",
+    "none": "none, no audits; the labs perceive the backcheck alone (p_b)",
+}
 
 
 def grid_shape(text: str) -> tuple[int, int]:

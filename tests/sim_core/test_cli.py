@@ -54,6 +54,19 @@ def test_theory_prints_the_closed_forms(capsys):
 
 
 @pytest.mark.parametrize(
+    ("preset", "said"),
+    [
+        ("random_audit", "governor: policy, audits at the scenario's pi1 and pi0"),
+        ("targeted_audit", "governor: optimal, audits at pi1* with pi0 = 0"),
+        ("no_enforcement", "governor: none, no audits"),
+    ],
+)
+def test_theory_says_which_audits_the_governor_makes(preset, said, capsys):
+    assert main(["theory", preset]) == 0
+    assert said in capsys.readouterr().out.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["run", "nope"], "'nope' is neither a preset"),
