@@ -18,6 +18,8 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -31,6 +33,9 @@ from websockets.typing import Origin
 from sim_core import STRATEGIES
 from sim_core.governor import policy_audits
 from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived_detection
+
+#: Tries of a join whose answer does not arrive (the same join key each time).
+JOIN_ATTEMPTS = 3
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +68,8 @@ def join(base_url: str, code: str, nickname: str, *, role: str | None = None) ->
     Raises:
         ClientError: unknown game, full or finished game, bad or taken nickname.
     """
-    body: dict[str, Any] = {"nickname": nickname}
+    # The join key makes a retry safe: a request resent after a lost answer gets the same seat.
+    body: dict[str, Any] = {"nickname": nickname, "join_key": secrets.token_urlsafe(16)}
     if role:
         body["role"] = role
     request = urllib.request.Request(
@@ -72,13 +78,19 @@ def join(base_url: str, code: str, nickname: str, *, role: str | None = None) ->
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            data = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        payload = json.loads(error.read() or b"{}")
-        code, message = payload.get("code", "http_error"), payload.get("message", str(error))
-        raise ClientError(code, message) from None
+    for attempt in range(JOIN_ATTEMPTS):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                data = json.loads(response.read())
+            break
+        except urllib.error.HTTPError as error:
+            payload = json.loads(error.read() or b"{}")
+            code, message = payload.get("code", "http_error"), payload.get("message", str(error))
+            raise ClientError(code, message) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError):
+            if attempt == JOIN_ATTEMPTS - 1:
+                raise
+            time.sleep(1.0 + attempt)
     return JoinInfo(
         player_id=data["player_id"],
         token=data["token"],

@@ -112,6 +112,7 @@ class JoinForm(forms.Form):
     role = forms.ChoiceField(
         required=False, choices=[("", "any"), ("lab", "lab"), ("governor", "governor")]
     )
+    join_key = forms.CharField(required=False, max_length=64)
 
 
 def form_errors(form: forms.Form) -> str:

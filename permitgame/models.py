@@ -162,6 +162,12 @@ class Seat(models.Model):
     # NULL, not "", for "no player yet": both are unique among the seats that have one.
     token = models.CharField(max_length=64, null=True, blank=True, unique=True)
     rejoin_code = models.CharField(max_length=8, null=True, blank=True)  # noqa: DJ001
+    join_key = models.CharField(  # noqa: DJ001
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="The client's key of the join request: a resent join gets the same seat.",
+    )
     joined_at = models.DateTimeField(null=True, blank=True)
     controller = models.CharField(max_length=5, choices=Controller.choices, default=Controller.BOT)
     standing_in = models.BooleanField(default=False)

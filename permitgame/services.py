@@ -327,7 +327,9 @@ def _free_seat(seats: Sequence[Seat], role: str | None, human_governor: bool) ->
 
 
 @transaction.atomic
-def seat_join(*, game: Game, nickname: object, role: str | None = None) -> Seat:
+def seat_join(
+    *, game: Game, nickname: object, role: str | None = None, join_key: str | None = None
+) -> Seat:
     """Give a human a seat of ``game``: in the lobby, or a bot's seat in a running game.
 
     A late joiner takes over from the next phase (the bot finishes the current one). With
@@ -338,6 +340,9 @@ def seat_join(*, game: Game, nickname: object, role: str | None = None) -> Seat:
         game: the game.
         nickname: the player's name, unique in the game (case-insensitive).
         role: ``"lab"`` or ``"governor"`` to ask for one; None takes the next free seat.
+        join_key: the client's own random key for this join request. A request resent with
+            the same key (its answer was lost on a bad network) gets the seat the first one
+            took, unchanged, instead of "nickname taken".
 
     Raises:
         GameOver: the game has finished.
@@ -349,6 +354,10 @@ def seat_join(*, game: Game, nickname: object, role: str | None = None) -> Seat:
         raise GameOver(GAME_IS_OVER)
     name = clean_nickname(nickname)
     seats = list(game.seats.order_by("id"))
+    if join_key:
+        already = next((s for s in seats if s.has_player and s.join_key == join_key), None)
+        if already is not None:
+            return already
     if any(seat.nickname.casefold() == name.casefold() for seat in seats if seat.has_player):
         raise NicknameTaken(NICKNAME_IS_TAKEN.format(nickname=name))
     seat = _free_seat(seats, role, game.human_governor)
@@ -361,6 +370,7 @@ def seat_join(*, game: Game, nickname: object, role: str | None = None) -> Seat:
     seat.nickname = name
     seat.token = secrets.token_urlsafe(24)
     seat.rejoin_code = rejoin_code
+    seat.join_key = join_key or None
     seat.joined_at = now
     seat.handed_to_bot = False
     seat.standing_in = False

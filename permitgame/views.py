@@ -7,6 +7,7 @@ docs/protocol.md: ``POST /api/games/<code>/join``, ``POST /api/games/<code>/rejo
 """
 
 import json
+import secrets
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -81,6 +82,7 @@ def api_join(request: HttpRequest, code: str) -> JsonResponse:
             game=game,
             nickname=form.cleaned_data["nickname"],
             role=form.cleaned_data["role"] or None,
+            join_key=form.cleaned_data["join_key"] or None,
         )
     except GameError as error:
         return _error(error)
@@ -170,6 +172,9 @@ def join(request: HttpRequest, code: str = "") -> HttpResponse:
     context: dict[str, Any] = {
         "code": code,
         "nickname": request.POST.get("nickname", ""),
+        # One key per join form: resending the form (its answer lost on a bad network) finds
+        # the seat the first submission took instead of "nickname taken".
+        "join_key": request.POST.get("join_key", "")[:64] or secrets.token_urlsafe(16),
         "code_error": "",
         "nickname_error": "",
         "rejoin_error": "",
@@ -195,7 +200,11 @@ def join(request: HttpRequest, code: str = "") -> HttpResponse:
             context["code_error"] = JOIN_GAME_OVER.format(code=game.code)
         elif request.method == "POST":
             try:
-                seat = services.seat_join(game=game, nickname=context["nickname"])
+                seat = services.seat_join(
+                    game=game,
+                    nickname=context["nickname"],
+                    join_key=context["join_key"],
+                )
             except _CODE_ERRORS as error:
                 context["code_error"] = _code_error(error, game.code)
             except GameError as error:

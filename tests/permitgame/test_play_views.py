@@ -246,3 +246,43 @@ def test_fixed_price_rules_say_what_a_permit_costs_when_shown(client):
     text = _text(client.get(f"/play/{game.code}/").content.decode())
     assert "Any bid of at least 0.300 buys a permit at 0.300." in text
     assert "Any bid of at least 0.300 wins and pays 0.300." in text
+
+
+@pytest.mark.django_db
+def test_a_join_form_sent_again_after_its_answer_was_lost_finds_the_seat(small_scenario):
+    game = new_game(small_scenario)
+    page = Client().get(f"/join/{game.code}/").content.decode()
+    key = re.search(r'name="join_key" value="([^"]+)"', page).group(1)
+    form = {"code": game.code, "nickname": "Ana", "join_key": key}
+
+    first = Client()
+    assert first.post("/join/", form).status_code == 302
+    # The answer (and its session cookie) never arrived: the same form is sent again.
+    again = Client()
+    answer = again.post("/join/", form)
+    assert answer.status_code == 302 and answer["Location"] == f"/play/{game.code}/"
+    assert "Lab 1" in again.get(f"/play/{game.code}/").content.decode()
+    assert game.seats.filter(nickname="Ana").count() == 1
+    assert game.moves.filter(action="join").count() == 1
+
+    # Another browser's form has its own key: the nickname is taken there.
+    other_page = Client().get(f"/join/{game.code}/").content.decode()
+    other_key = re.search(r'name="join_key" value="([^"]+)"', other_page).group(1)
+    assert other_key != key
+    taken = Client().post("/join/", {**form, "join_key": other_key})
+    assert "is taken in this game" in error_of(taken, "join-nickname")
+
+
+@pytest.mark.django_db
+def test_an_api_join_resent_with_its_key_gets_the_same_seat(client, small_scenario):
+    game = new_game(small_scenario)
+    body = {"nickname": "Bot-7", "join_key": "b1f3c9e2-retry"}
+    first = client.post(f"/api/games/{game.code}/join", body, content_type="application/json")
+    again = client.post(f"/api/games/{game.code}/join", body, content_type="application/json")
+    assert first.status_code == again.status_code == 201
+    assert again.json()["token"] == first.json()["token"]
+    assert again.json()["player_id"] == first.json()["player_id"]
+    unkeyed = client.post(
+        f"/api/games/{game.code}/join", {"nickname": "Bot-7"}, content_type="application/json"
+    )
+    assert unkeyed.status_code == 409 and unkeyed.json()["code"] == "nickname_taken"
