@@ -17,6 +17,7 @@ from typing import Any
 
 from permitgame.bridge import setup_of
 from permitgame.models import Action, Game, Move, RoundRecord, Seat
+from permitgame.selectors import game_export_rows
 from sim_core import STRATEGY_NAMES
 
 LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "strategy", "risk_profile",
@@ -107,10 +108,7 @@ def log_rows(game: Game) -> list[dict[str, Any]]:
 
 def round_rows(game: Game) -> list[dict[str, Any]]:
     """One row per settled round: the game, the round and sim_core's §8 metrics."""
-    return [
-        {"game": game.code, "round": record.round_no, **record.metrics}
-        for record in RoundRecord.objects.filter(game=game).order_by("round_no")
-    ]
+    return [{"game": game.code, **row} for row in game_export_rows(game)]
 
 
 #: The exports by name: how their rows are made, and their columns (None: the rows' keys).
@@ -139,6 +137,9 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = 
 
 
 def _cell(value: Any) -> Any:
+    """Floats in full (repr), None as an empty cell."""
+    if value is None:
+        return ""
     return repr(value) if isinstance(value, float) else value
 
 

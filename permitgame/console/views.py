@@ -504,37 +504,31 @@ def export_csv(request: HttpRequest, code: str, name: str) -> HttpResponse:
         return _csv_response(exports.table_csv(game, name), f"{game.code}-{name}.csv")
     summary = debrief.debrief_summary(game)
     if name == "rounds":
-        rows = summary.observed.rows
-        header = list(rows[0]) if rows else ["round"]
-        lines = [",".join(header)] + [",".join(repr(row[key]) for key in header) for row in rows]
+        text = exports.csv_text(summary.observed.rows)
     elif name == "leaderboard":
-        lines = ["rank,lab,nickname,human,score,wealth"] + [
-            f"{r.rank},{r.label},{_csv_text(r.nickname)},{int(r.human)},{r.score!r},{r.wealth!r}"
-            for r in summary.leaderboard
-        ]
+        text = exports.csv_text(
+            (
+                {"rank": r.rank, "lab": r.label, "nickname": r.nickname, "human": int(r.human),
+                 "score": r.score, "wealth": r.wealth}
+                for r in summary.leaderboard
+            ),
+            LEADERBOARD_COLUMNS,
+        )  # fmt: skip
     elif name == "classes-compared":
-        lines = ["code,title,date,rounds,compliance_rate,price,violations,caught,this_class"] + [
-            ",".join(
-                [
-                    o.code,
-                    _csv_text(o.title),
-                    o.date,
-                    str(o.rounds),
-                    *(
-                        "" if v is None else repr(v)
-                        for v in (o.compliance_rate, o.price, o.violations, o.caught)
-                    ),
-                    str(int(o.this)),
-                ]
-            )
-            for o in summary.others
-        ]
+        text = exports.csv_text(
+            (
+                {"code": o.code, "title": o.title, "date": o.date, "rounds": o.rounds,
+                 "compliance_rate": o.compliance_rate, "price": o.price,
+                 "violations": o.violations, "caught": o.caught, "this_class": int(o.this)}
+                for o in summary.others
+            ),
+            CLASSES_COLUMNS,
+        )  # fmt: skip
     else:
         raise Http404(f"No table {name!r}.")
-    return _csv_response("\n".join(lines) + "\n", f"{game.code}-{name}.csv")
+    return _csv_response(text, f"{game.code}-{name}.csv")
 
 
-def _csv_text(text: str) -> str:
-    if any(ch in text for ch in ',"\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
+LEADERBOARD_COLUMNS = ("rank", "lab", "nickname", "human", "score", "wealth")
+CLASSES_COLUMNS = ("code", "title", "date", "rounds", "compliance_rate", "price", "violations",
+                   "caught", "this_class")  # fmt: skip
