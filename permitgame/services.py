@@ -769,6 +769,24 @@ def game_advance_now(*, game: Game) -> Game:
     return game
 
 
+def game_play_out(*, game: Game) -> Game:
+    """Advance phase after phase, as the instructor's "advance now" does, until the game is over.
+
+    Starts a game still in the lobby. Every seat that owes a move gets its default or its bot.
+    For demo data and all-bot classes; each step is its own transaction.
+
+    Raises:
+        Paused: resume the game first.
+    """
+    game = Game.objects.get(pk=game.pk)
+    # Each advance ends at least one phase; a round has at most five and the lobby one more.
+    for _ in range(5 * game.rounds + 2):
+        if game.status == Status.FINISHED:
+            return game
+        game = game_advance_now(game=game)
+    raise RuntimeError(f"game {game.code} did not end after {game.rounds} rounds of advances")
+
+
 @transaction.atomic
 def game_pause(*, game: Game) -> Game:
     """Stop the clock: the remaining seconds are kept and no move is taken until resumed.

@@ -4,7 +4,7 @@ from dataclasses import replace
 from typing import Any
 
 from permitgame import services
-from permitgame.models import Game, Status
+from permitgame.models import Game
 from sim_core import load_preset
 
 PASSWORD = "a-long-test-password-7"
@@ -37,12 +37,4 @@ def small_game(owner: Any, *, labs: int = 4, rounds: int = 2, human_governor: bo
 
 def play_to_end(game: Game) -> Game:
     """Start (if needed) and advance phase after phase until the game is over."""
-    game.refresh_from_db()
-    if game.status == Status.LOBBY:
-        services.game_start(game=game)
-    for _ in range(200):
-        game.refresh_from_db()
-        if game.status == Status.FINISHED:
-            return game
-        services.game_advance_now(game=game)
-    raise AssertionError("the game did not end")
+    return services.game_play_out(game=game)
