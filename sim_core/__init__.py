@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sim_core.batch import cell_scenario
-    from sim_core.enforcement import Settlement
+    from sim_core.enforcement import PayoffTerm, Settlement, payoff_terms
     from sim_core.errors import ActionError, ScenarioError, SimCoreError
     from sim_core.governor import check_audits
     from sim_core.market import MarketResult, clear_bids, clear_market
@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from sim_core.presets import PRESETS, load_preset, load_scenario
     from sim_core.round import RoundInputs, RoundProgress, check_bid, resolve_round
     from sim_core.simulate import (
+        BotReplay,
         GameRun,
         TheorySummary,
         percentile_rank,
+        replay_with_bots,
         run_game,
         simulate_classes,
         theory_summary,
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
     from sim_core.strategies import STRATEGIES
     from sim_core.sweep import SweepError, SweepResult, replicate_seed, run_sweep, sweep_scenario
     from sim_core.theory import (
+        expected_bot_price,
+        expected_bot_prices,
         expected_clearing_price,
         expected_penalty,
         marginal_gain,
@@ -102,6 +106,12 @@ _ORIGINS: dict[str, str] = {
     "clear_bids": "sim_core.market",
     "clear_market": "sim_core.market",
     "expected_clearing_price": "sim_core.theory",
+    "expected_bot_price": "sim_core.theory",
+    "expected_bot_prices": "sim_core.theory",
+    "payoff_terms": "sim_core.enforcement",
+    "PayoffTerm": "sim_core.enforcement",
+    "replay_with_bots": "sim_core.simulate",
+    "BotReplay": "sim_core.simulate",
     "expected_penalty": "sim_core.theory",
     "unpermitted_value": "sim_core.theory",
     "initial_state": "sim_core.state",
@@ -135,6 +145,7 @@ __all__ = [
     "STRATEGY_NAMES",
     "ActionError",
     "AuditParams",
+    "BotReplay",
     "GameRun",
     "GameSetup",
     "GameState",
@@ -143,6 +154,7 @@ __all__ = [
     "MarketParams",
     "MarketResult",
     "MetricsRow",
+    "PayoffTerm",
     "Phase",
     "Role",
     "RoundInputs",
@@ -160,6 +172,8 @@ __all__ = [
     "check_bid",
     "clear_bids",
     "clear_market",
+    "expected_bot_price",
+    "expected_bot_prices",
     "expected_clearing_price",
     "expected_penalty",
     "initial_state",
@@ -171,8 +185,10 @@ __all__ = [
     "p_eff",
     "p_s",
     "parse_scenario",
+    "payoff_terms",
     "perceived_p_eff",
     "percentile_rank",
+    "replay_with_bots",
     "replicate_seed",
     "resolve_round",
     "round_values",

@@ -155,3 +155,51 @@ def settle(
         payoffs=frozen(scores),
         wealth=frozen(wealth + money),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayoffTerm:
+    """One term of a lab's payoff (§4): its name, its MODEL.md symbol and its signed amount."""
+
+    name: str
+    symbol: str
+    amount: float
+
+
+def payoff_terms(
+    *,
+    value: float,
+    compute_cost: float,
+    won: bool,
+    violated: bool,
+    caught: bool,
+    price: float,
+    racing_value: float,
+    audit: AuditParams,
+) -> tuple[PayoffTerm, ...]:
+    """Return one lab's payoff of a settled round as its terms (§4), the ones that apply.
+
+    run·v − run·c + violate·rho − won·price − caught·K − caught·φ − caught·R: an idle lab has no
+    term (its payoff is 0). The terms add up to ``payoffs`` for the same settlement outputs
+    (won, violated, caught, price); the test suite checks that they do.
+    """
+    terms: list[PayoffTerm] = []
+    if won or violated:
+        terms += [
+            PayoffTerm(name="value", symbol="v", amount=float(value)),
+            PayoffTerm(name="compute_cost", symbol="c", amount=-float(compute_cost)),
+        ]
+    if violated and racing_value:
+        terms.append(PayoffTerm(name="racing_value", symbol="rho", amount=float(racing_value)))
+    if won:
+        terms.append(PayoffTerm(name="price", symbol="price", amount=-float(price)))
+    if caught:
+        terms.append(PayoffTerm(name="collateral", symbol="K", amount=-float(audit.collateral)))
+        terms.append(PayoffTerm(name="fine", symbol="phi", amount=-float(audit.fine)))
+        if audit.reputation_penalty:
+            terms.append(
+                PayoffTerm(
+                    name="reputation_penalty", symbol="R", amount=-float(audit.reputation_penalty)
+                )
+            )
+    return tuple(terms)

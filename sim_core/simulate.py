@@ -8,7 +8,8 @@ parameter grids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from sim_core.params import Scenario
 from sim_core.rng import Purpose, stream
 from sim_core.round import RoundInputs, resolve_round
 from sim_core.state import GameSetup, initial_state, make_setup
-from sim_core.strategies import lab_bids, lab_runs
+from sim_core.strategies import STRATEGIES, lab_bids, lab_runs
 from sim_core.theory import (
     expected_clearing_price,
     expected_penalty,
@@ -60,6 +61,48 @@ def run_game(scenario: Scenario, *, seed: int | None = None, rounds: int | None 
         rows.append(progress.metrics)
         state = progress.next_state
     return GameRun(setup=setup, rows=tuple(rows), summary=summarise(rows))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BotReplay:
+    """A game played again with bots in every seat: one metrics row and payoffs per round."""
+
+    rows: tuple[MetricsRow, ...]
+    payoffs: tuple[FloatArray, ...]
+    prices: tuple[float, ...]
+
+
+def replay_with_bots(
+    setup: GameSetup, *, rounds: int, strategies: Mapping[int, str] | None = None
+) -> BotReplay:
+    """Play ``rounds`` rounds of a game's setup with a bot in every seat (the counterfactual).
+
+    The same setup means the same draws (§11): values, risk profiles, tie-breaks, signals,
+    audits' and backchecks' uniforms. Every lab plays its setup strategy (a human seat's is its
+    fallback) unless ``strategies`` names another for it (lab index -> strategy name); the
+    governor is the scenario's bot policy. No moves are given, so each round goes through
+    ``resolve_round`` exactly as in ``run_game``: with no replacement the result equals
+    ``run_game`` of the same scenario and seed.
+    """
+    if strategies:
+        codes = np.array(setup.strategies, copy=True)
+        for lab, name in strategies.items():
+            codes[lab] = STRATEGIES[name]
+        codes.setflags(write=False)
+        setup = replace(setup, strategies=codes)
+    state = initial_state(setup)
+    rows: list[MetricsRow] = []
+    payoffs: list[FloatArray] = []
+    prices: list[float] = []
+    for _ in range(rounds):
+        progress = resolve_round(setup, state, RoundInputs())
+        assert progress.metrics is not None and progress.next_state is not None
+        assert progress.settlement is not None and progress.market is not None
+        rows.append(progress.metrics)
+        payoffs.append(progress.settlement.payoffs)
+        prices.append(float(progress.market.price))
+        state = progress.next_state
+    return BotReplay(rows=tuple(rows), payoffs=tuple(payoffs), prices=tuple(prices))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
