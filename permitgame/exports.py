@@ -22,7 +22,8 @@ from sim_core import STRATEGY_NAMES
 
 LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "strategy", "risk_profile",
                      "value", "bid", "bid_by", "bid_ms", "won", "price", "run", "run_by",
-                     "run_ms", "signal", "audited", "caught", "payoff", "wealth")  # fmt: skip
+                     "run_ms", "signal", "audited", "caught", "payoff", "wealth",
+                     "coaching")  # fmt: skip
 LOG_COLUMNS = ("game", "id", "time", "round", "phase", "action", "actor", "player", "nickname",
                "payload", "latency_ms")  # fmt: skip
 
@@ -32,7 +33,8 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
 
     ``seat`` is ``human`` when a student held the seat, else ``bot``. ``bid_by``/``run_by`` say
     who made the move: ``human``, ``default`` or ``bot`` (empty for a
-    permit holder, who makes no run choice); ``*_ms`` is how long the human took.
+    permit holder, who makes no run choice); ``*_ms`` is how long the human took. ``coaching``
+    is the game's coaching level (how much the run-or-idle screen worked out for the lab).
     """
     setup = setup_of(game)
     seats = {seat.lab_index: seat for seat in Seat.objects.filter(game=game, role="lab")}
@@ -72,6 +74,7 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
                     "caught": int(record.caught[lab]),
                     "payoff": record.payoffs[lab],
                     "wealth": record.wealth[lab],
+                    "coaching": game.coaching,
                 }
             )
     return rows

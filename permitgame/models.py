@@ -89,6 +89,14 @@ def _role_choices() -> list[tuple[str, str]]:
     return [(role.value, role.value.capitalize()) for role in Role]
 
 
+class Coaching(models.TextChoices):
+    """How much the run-or-idle screen works out for a lab (a game setting)."""
+
+    FULL = "full", "Full: the numbers and whether running pays on average"
+    NUMBERS = "numbers", "Numbers only: value, price, detection and penalty, no verdict"
+    NONE = "none", "None: the choice alone"
+
+
 class Game(models.Model):
     """One game room: its frozen scenario and seed, and where the game stands now.
 
@@ -119,6 +127,12 @@ class Game(models.Model):
         null=True, blank=True, help_text="With autostart: start this long after the first join."
     )
     version = models.PositiveIntegerField(default=0)
+    coaching = models.CharField(
+        max_length=8,
+        choices=Coaching.choices,
+        default=Coaching.FULL,
+        help_text="How much the run-or-idle screen works out for a lab.",
+    )
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -49,6 +49,7 @@ from permitgame.models import (
     DEFAULT_DURATIONS,
     Action,
     Actor,
+    Coaching,
     Connection,
     Controller,
     Game,
@@ -221,6 +222,7 @@ def game_create(
     title: str = "",
     autostart: bool = False,
     lobby_seconds: int | None = None,
+    coaching: str = Coaching.FULL,
 ) -> Game:
     """Create a game in the lobby with one seat per lab and a governor seat.
 
@@ -239,13 +241,17 @@ def game_create(
         title: a label for lists.
         autostart: start by itself once every human seat is taken.
         lobby_seconds: with ``autostart``, also start this long after the first join.
+        coaching: how much the run-or-idle screen works out for a lab (``Coaching``).
 
     Raises:
-        ValueError: more human labs than labs, a seed out of range, or bad durations.
+        ValueError: more human labs than labs, a seed out of range, bad durations or an
+            unknown coaching level.
     """
     count = scenario.labs.count
     if not 0 <= human_labs <= count:
         raise ValueError(f"human_labs must be between 0 and {count}, got {human_labs}")
+    if coaching not in Coaching.values:
+        raise ValueError(f"coaching must be one of {', '.join(Coaching.values)}, got {coaching!r}")
     game_seed = scenario.seed if seed is None else seed
     if not 0 <= game_seed <= MAX_SEED:
         raise ValueError(f"the seed must be between 0 and {MAX_SEED}, got {game_seed}")
@@ -263,6 +269,7 @@ def game_create(
         durations=_durations(durations),
         autostart=autostart,
         lobby_seconds=lobby_seconds,
+        coaching=coaching,
         created_at=now,
     )
     setup = make_setup(scenario, seed=game_seed, human_governor=human_governor)
@@ -291,7 +298,12 @@ def game_create(
         Action.CREATE,
         Actor.HOST if owner is not None else Actor.SYSTEM,
         now=now,
-        payload={"human_labs": human_labs, "human_governor": human_governor, "seed": game_seed},
+        payload={
+            "human_labs": human_labs,
+            "human_governor": human_governor,
+            "seed": game_seed,
+            "coaching": coaching,
+        },
     )
     return game
 

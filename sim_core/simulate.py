@@ -244,3 +244,101 @@ def percentile_rank(value: float, sample: FloatArray) -> float:
     below = float(np.sum(sample < value))
     equal = float(np.sum(sample == value))
     return 100.0 * (below + equal / 2) / sample.size
+
+
+#: ``setup_warnings``: the share of values that gain from violating whatever the risk profile,
+#: above which a class is warned that (almost) every lab violates.
+EVERYONE_VIOLATES = 0.9
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetupWarning:
+    """A setup that teaches nothing (or little), and what to change (``setup_warnings``)."""
+
+    code: str
+    message: str
+
+
+def setup_warnings(scenario: Scenario, *, human_governor: bool = False) -> tuple[SetupWarning, ...]:
+    """Return what makes ``scenario`` a class that teaches nothing, each saying what to change.
+
+    The judgments use the model's own numbers: the labs' range of gains from violating,
+    u + rho, against their range of perceived expected penalties E = r·p_eff·P (p_eff as the
+    labs perceive it from the announced policy, §5; π1* at the bots' expected price under
+    ``optimal``), the cap against N (§3) and the fixed price against the expected penalty.
+    """
+    from sim_core.theory import expected_bot_price
+
+    labs, market, audit = scenario.labs, scenario.market, scenario.audit
+    found: list[SetupWarning] = []
+
+    def warn(code: str, message: str) -> None:
+        found.append(SetupWarning(code=code, message=message))
+
+    count, cap = labs.count, market.token_cap
+    half = max(1, count // 2)
+    if market.type == "clearing" and cap is not None and cap >= count:
+        warn(
+            "cap_covers_all",
+            f"The cap Q = {cap} gives every one of the {count} labs a permit: nobody needs to run "
+            f"without one and the price falls to the reserve. Set the token cap below {count}, "
+            f"about half of the labs (Q = {half}).",
+        )
+    elif market.type == "clearing" and cap == 0:
+        warn(
+            "cap_zero",
+            "The cap Q = 0 sells no permit: every lab must violate or idle, and the market "
+            f"teaches nothing. Set the token cap to about half of the labs (Q = {half}).",
+        )
+    announced = audit.high_prob
+    if scenario.governor.policy == "optimal" and not human_governor:
+        announced = optimal_high_prob(
+            price=expected_bot_price(scenario),
+            racing_value=labs.racing_value,
+            punishment=audit.punishment,
+            beta=audit.beta,
+            base_prob=0.0,
+            backcheck_prob=audit.backcheck_prob,
+        )
+    detection = perceived_p_eff(
+        scenario, announced_high_prob=announced, human_governor=human_governor
+    )
+    lo, hi = labs.gross_value
+    gain_lo = lo - labs.compute_cost + labs.racing_value
+    gain_hi = hi - labs.compute_cost + labs.racing_value
+    risk_lo, risk_hi = labs.risk_profile
+    penalty_lo = risk_lo * detection * audit.punishment
+    penalty_hi = risk_hi * detection * audit.punishment
+    # The share of values that gain from violating whatever the lab's risk profile.
+    spread = gain_hi - gain_lo
+    tempted = 1.0 if spread <= 0 else min(max((gain_hi - penalty_hi) / spread, 0.0), 1.0)
+    if audit.punishment <= 0:
+        warn(
+            "no_penalty",
+            "The penalty P = K + φ is 0: a caught lab loses nothing. Set a fine or a collateral.",
+        )
+    elif gain_hi <= penalty_lo:
+        warn(
+            "nobody_violates",
+            f"No lab can gain from running without a permit: the largest gain, {gain_hi:.2f}, "
+            f"is below the smallest expected penalty, {penalty_lo:.2f} (p_eff {detection:.2f} "
+            f"× P {audit.punishment:.2f}). Lower the fine or collateral, or the audit "
+            "probabilities, so that some labs are tempted.",
+        )
+    elif tempted >= EVERYONE_VIOLATES and scenario.governor.policy != "none":
+        # Under the "none" policy that is the lesson itself (Scenario 1): no warning there.
+        warn(
+            "everyone_violates",
+            f"Almost every lab without a permit gains from violating ({tempted * 100:.0f}% of "
+            f"values beat the largest expected penalty, {penalty_hi:.2f}). Raise the fine or "
+            "collateral, or the audit probabilities, so that some labs are deterred.",
+        )
+    if market.type == "fixed_price" and market.fixed_price < penalty_lo:
+        warn(
+            "price_below_penalty",
+            f"The fixed price, {market.fixed_price:.2f}, is below the expected penalty "
+            f"({penalty_lo:.2f} or more): buying a permit always beats violating, so nobody "
+            f"runs without one. Raise the fixed price above {penalty_hi:.2f}, or lower the "
+            "penalty or detection.",
+        )
+    return tuple(found)

@@ -33,6 +33,7 @@ from permitgame.console.forms import (
     RemoveBotForm,
     initial_from,
 )
+from permitgame.console.preview import setup_preview
 from permitgame.errors import BadRequest, GameError, GameOver, NotYourGame, UnknownGame
 from permitgame.models import DEFAULT_DURATIONS, DebriefCache, Game, Seat
 from sim_core import PRESETS, load_preset, parse_scenario
@@ -210,6 +211,7 @@ def new_game(request: HtmxHttpRequest) -> HttpResponse:
                     durations=form.durations(),
                     owner=request.user,
                     title=form.cleaned_data.get("title", ""),
+                    coaching=form.coaching_level(),
                 )
             except GameError as error:
                 form.add_error("save_as" if saving else None, error.message)
@@ -234,6 +236,27 @@ def new_game(request: HtmxHttpRequest) -> HttpResponse:
             "nav": "new",
         },
         status=status,
+    )
+
+
+@login_required
+@require_POST
+def new_game_preview(request: HttpRequest) -> HttpResponse:
+    """The live preview beside the create form: what sim_core expects of these settings.
+
+    Posted by htmx as the fields change; answers the ``#setup-preview`` fragment (the form's
+    messages when a value is not allowed yet). Nothing is stored.
+    """
+    presets = host_selectors.host_presets(request.user)
+    form = GameSetupForm(request.POST, presets=presets)
+    preview = None
+    if form.is_valid():
+        assert form.scenario is not None
+        preview = setup_preview(form.scenario, human_governor=form.human_governor())
+    return render(
+        request,
+        "permitgame/console/new.html#setup-preview",
+        {"form": form, "preview": preview},
     )
 
 

@@ -351,6 +351,8 @@ def test_create_form_explains_every_field_when_opened(as_ana):
     form = GameSetupForm(presets=[])
     for name, field in form.fields.items():
         assert f'name="{name}"' in content, name
+        if field.widget.is_hidden:  # the page's own bookkeeping (the cap it filled in)
+            continue
         assert str(field.label) in content or name == "preset", name
         if field.help_text:
             assert str(field.help_text) in content, name
