@@ -224,6 +224,9 @@ def your_results_json(row: LabRound) -> dict[str, Any]:
         "audited": row.audited,
         "caught": row.caught,
         "payoff": row.payoff,
+        "terms": [
+            {"name": term.name, "symbol": term.symbol, "amount": term.amount} for term in row.terms
+        ],
         "wealth": row.wealth,
         "score": row.score,
     }
@@ -430,6 +433,7 @@ def publish(
                 {
                     "type": "round_results",
                     **round_results_json({"round": record.round_no, **record.metrics}),
+                    "headline": selectors.headline_of(record).text,
                 }
             )
             result = next(r for r in governor.history if r.round_no == round_no)

@@ -35,11 +35,13 @@ from permitgame.models import (
 from permitgame.realtime import CONNECTION_LEASE_SECONDS
 from sim_core import (
     METRICS,
+    PayoffTerm,
     Phase,
     Role,
     Scenario,
     expected_penalty,
     optimal_high_prob,
+    payoff_terms,
     perceived_p_eff,
     unpermitted_value,
 )
@@ -182,6 +184,51 @@ class Standing:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Headline:
+    """A settled round in one sentence, for the projector and the phones (public aggregates).
+
+    ``caught_by_audit`` are the violators the governor's audits caught; ``caught_later`` the
+    ones a backcheck caught. No lab is named: the headline says only what the round's public
+    results say.
+    """
+
+    round_no: int
+    price: float | None
+    violations: int
+    audits: int
+    caught_by_audit: int
+    caught_later: int
+
+    @property
+    def text(self) -> str:
+        """Return the sentence: "Price 0.23. 3 labs ran without a permit; ..."."""
+        price = "No price" if self.price is None else f"Price {self.price:.2f}"
+        runners = (
+            "no lab ran without a permit"
+            if self.violations == 0
+            else f"{self.violations} lab{'s' if self.violations != 1 else ''} ran without a permit"
+        )
+        audits = f"{self.audits} lab{'s' if self.audits != 1 else ''}" if self.audits else "no lab"
+        caught = f"the governor audited {audits} and caught {self.caught_by_audit}"
+        later = f"; {self.caught_later} more caught later" if self.caught_later else ""
+        return f"{price}. {runners[0].upper()}{runners[1:]}; {caught}{later}."
+
+
+def headline_of(record: RoundRecord) -> Headline:
+    """Return the headline of a settled round, from its stored results."""
+    metrics = record.metrics
+    by_audit = sum(1 for a, c in zip(record.audited, record.caught, strict=True) if a and c)
+    return Headline(
+        round_no=record.round_no,
+        price=record.price,
+        violations=int(metrics["violations"]),
+        audits=int(metrics["audits"]),
+        caught_by_audit=by_audit,
+        caught_later=int(metrics["caught"]) - by_audit,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PublicView:
     """What every socket of a game may see."""
 
@@ -203,6 +250,7 @@ class PublicView:
     results: tuple[dict[str, Any], ...]
     standings: tuple[Standing, ...]
     governor_score: float | None
+    headline: Headline | None = None
 
     def waiting_labels(self) -> list[str]:
         """Return "Lab 2 (Ana)" for each seat the game waits for."""
@@ -230,6 +278,7 @@ class LabRound:
     payoff: float
     wealth: float
     score: float
+    terms: tuple[PayoffTerm, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +329,7 @@ class LabView:
     bot_playing: bool
     handed_to_bot: bool
     history: tuple[LabRound, ...]
+    coaching: str = "full"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -410,8 +460,9 @@ def _standings(
 
 
 def _lab_history(
-    records: Sequence[RoundRecord], lab: int, compute_cost: float
+    records: Sequence[RoundRecord], lab: int, scenario: Scenario
 ) -> tuple[LabRound, ...]:
+    compute_cost = scenario.labs.compute_cost
     rows = []
     score = 0.0
     for record in records:
@@ -433,6 +484,17 @@ def _lab_history(
                 payoff=record.payoffs[lab],
                 wealth=record.wealth[lab],
                 score=score,
+                # The payoff's terms, from the settlement's outputs (sim_core adds them up).
+                terms=payoff_terms(
+                    value=record.values[lab],
+                    compute_cost=compute_cost,
+                    won=won,
+                    violated=violated,
+                    caught=bool(record.caught[lab]),
+                    price=record.price,
+                    racing_value=scenario.labs.racing_value,
+                    audit=scenario.audit,
+                ),
             )
         )
     return tuple(rows)
@@ -447,7 +509,6 @@ def game_screens(game: Game) -> GameScreens:
     scenario = bridge.scenario_of(game)
     records = tuple(RoundRecord.objects.filter(game=game).order_by("round_no"))
     connected = _connected_seat_ids(game, now)
-    compute_cost = scenario.labs.compute_cost
 
     position = bridge.position_of(game, seats=seats) if game.status != Status.LOBBY else None
     progress = position.progress if position else None
@@ -534,6 +595,7 @@ def game_screens(game: Game) -> GameScreens:
         results=tuple({"round": r.round_no, **r.metrics} for r in records),
         standings=scoreboard if finished else (),
         governor_score=governor_score if finished else None,
+        headline=headline_of(records[-1]) if records else None,
     )
 
     moves = {(m.seat_id, m.action): m for m in (position.moves if position else ()) if m.seat_id}
@@ -586,7 +648,8 @@ def game_screens(game: Game) -> GameScreens:
             owes_move=seat.player_id in waiting,
             bot_playing=playing and seat.controller == Controller.BOT,
             handed_to_bot=seat.handed_to_bot,
-            history=_lab_history(records, lab, compute_cost),
+            history=_lab_history(records, lab, scenario),
+            coaching=game.coaching,
         )
 
     audit_move = moves.get((governor_seat.pk, Action.AUDIT))
