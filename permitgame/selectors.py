@@ -162,7 +162,7 @@ class MarketView:
     """A round's market result, public (MODEL.md §4 step 2)."""
 
     round_no: int
-    price: float
+    price: float | None  # None: a round of traded permits without a trade (MODEL.md §3b)
     permits: int
     winners: tuple[int, ...]
     announced_high_prob: float
@@ -603,7 +603,9 @@ def game_screens(game: Game) -> GameScreens:
             )
             for lab in range(game.lab_count)
         )
-    if market is not None:
+    if market is not None and market.price is None:  # §3b: no trade, the last π1 stays
+        suggested = high_prob
+    elif market is not None and market.price is not None:
         audit = scenario.audit
         suggested = optimal_high_prob(
             price=market.price,
