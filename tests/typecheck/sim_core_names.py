@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sim_core import resolve_rund  # type: ignore[attr-defined]
-    from sim_core import unpermitted_value
 
     resolve_rund()
+
+if TYPE_CHECKING:
+    from sim_core import unpermitted_value
+
     unpermitted_value("not a number", 1.0, 2.0)  # type: ignore[type-var]
