@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     # The same names as _ORIGINS, for the type checker (tests/sim_core/test_package.py keeps the
     # two equal). Explicit `X as X` re-exports: mypy sees these names and no others.
     from sim_core.batch import cell_scenario as cell_scenario
+    from sim_core.csvtext import csv_records as csv_records
+    from sim_core.csvtext import csv_table as csv_table
     from sim_core.enforcement import Settlement as Settlement
     from sim_core.errors import ActionError as ActionError
     from sim_core.errors import ScenarioError as ScenarioError
@@ -111,6 +113,8 @@ _ORIGINS: dict[str, str] = {
     "check_bid": "sim_core.round",
     "clear_bids": "sim_core.market",
     "clear_market": "sim_core.market",
+    "csv_records": "sim_core.csvtext",
+    "csv_table": "sim_core.csvtext",
     "expected_clearing_price": "sim_core.theory",
     "expected_penalty": "sim_core.theory",
     "unpermitted_value": "sim_core.theory",
