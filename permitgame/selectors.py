@@ -23,7 +23,6 @@ from permitgame import bridge, clock
 from permitgame.errors import UnknownGame, UnknownPlayer
 from permitgame.models import (
     Action,
-    Actor,
     Connection,
     Controller,
     Game,
@@ -711,16 +710,6 @@ def game_export_rows(game: Game) -> list[dict[str, Any]]:
         {"round": r.round_no, **{name: r.metrics[name] for name in METRICS}}
         for r in RoundRecord.objects.filter(game=game).order_by("round_no")
     ]
-
-
-def game_moves(game: Game) -> list[Move]:
-    """Return the whole log of ``game``, oldest first."""
-    return list(Move.objects.filter(game=game).select_related("seat").order_by("id"))
-
-
-def human_move_count(game: Game) -> int:
-    """Return how many moves humans made (for summaries)."""
-    return Move.objects.filter(game=game, actor=Actor.HUMAN, action__in=list(_MOVES)).count()
 
 
 def record_market(game: Game, record: RoundRecord) -> MarketView:
