@@ -37,6 +37,7 @@ from sim_core import (
     Role,
     Scenario,
     TheorySummary,
+    csv_table,
     expected_bot_prices,
     expected_clearing_price,
     perceived_p_eff,
@@ -100,7 +101,7 @@ class Observed:
     """What the class did: one row per settled round and their means (MODEL.md §8)."""
 
     rows: tuple[dict[str, Any], ...]
-    summary: dict[str, float]
+    summary: dict[str, float | None]
     punishment: float
     p_eff: float
     rounds_played: int
@@ -279,8 +280,8 @@ class CounterRound:
 
     round_no: int
     price: float | None
-    bot_price: float
-    rational_price: float
+    bot_price: float | None
+    rational_price: float | None
     compliance: float
     bot_compliance: float
     rational_compliance: float
@@ -819,8 +820,9 @@ def classes_comparison(
 def classes_csv(result: Mapping[str, Any]) -> str:
     """Return the simulated classes as CSV: one row per class, one column per compared metric."""
     names = [metric for metric, _, _ in COMPARED]
-    lines = ["class," + ",".join(names)]
     samples: Sequence[Sequence[float]] = [result["samples"][name] for name in names]
-    for index in range(len(samples[0]) if samples else 0):
-        lines.append(f"{index + 1}," + ",".join(repr(float(column[index])) for column in samples))
-    return "\n".join(lines) + "\n"
+    rows = zip(*samples, strict=True) if samples else ()
+    return csv_table(
+        ["class", *names],
+        ([index, *(float(value) for value in row)] for index, row in enumerate(rows, start=1)),
+    )

@@ -73,6 +73,7 @@ TERM_LABELS = {
     "compute_cost": "compute cost",
     "racing_value": "racing bonus",
     "price": "permit price",
+    "trade": "permit traded",
     "collateral": "collateral K",
     "fine": "fine φ",
     "reputation_penalty": "reputation R",
