@@ -17,6 +17,8 @@ from sim_core import (
     SetupWarning,
     expected_bot_price,
     expected_clearing_price,
+    optimal_high_prob,
+    perceived_p_eff,
     setup_warnings,
     simulate_classes,
     theory_summary,
@@ -73,18 +75,34 @@ def setup_preview(scenario: Scenario, *, human_governor: bool) -> SetupPreview:
         simulated_compliance = float(np.median(samples["compliance_rate"]))
         simulated_price = float(np.median(samples["price"]))
     cap = market.token_cap if market.type == "clearing" else None
+    bot_price = expected_bot_price(scenario)
+    audit = scenario.audit
+    # π1* and the p_eff labs expect at the price the bots are expected to pay (§7), not at the
+    # truthful price: under weak enforcement the two differ a lot.
+    best = {
+        base: optimal_high_prob(
+            price=bot_price,
+            racing_value=labs.racing_value,
+            punishment=audit.punishment,
+            beta=audit.beta,
+            base_prob=base,
+            backcheck_prob=audit.backcheck_prob,
+        )
+        for base in (audit.base_prob, 0.0)
+    }
+    detection = perceived_p_eff(scenario, announced_high_prob=best[0.0], human_governor=False)
     return SetupPreview(
         labs=labs.count,
         cap=cap,
         fixed_price=market.fixed_price if market.type == "fixed_price" else None,
-        bot_price=expected_bot_price(scenario, human_governor=human_governor),
+        bot_price=bot_price,
         truthful_price=expected_clearing_price(scenario),
         bots=_bots(scenario),
         permits_per_lab=None if cap is None else cap / labs.count,
         punishment=theory.punishment,
-        p_eff=theory.perceived_p_eff,
-        expected_penalty=theory.perceived_p_eff * theory.punishment,
-        optimal_high_prob=theory.optimal_high_prob,
+        p_eff=detection,
+        expected_penalty=detection * theory.punishment,
+        optimal_high_prob=best[audit.base_prob],
         predicted_compliance=compliance,
         predicted_violations=(1 - compliance) * labs.count,
         simulated_compliance=simulated_compliance,

@@ -52,6 +52,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, help="the game's seed (default: the scenario's)")
         parser.add_argument("--title", default="", help="a label for the game")
+        parser.add_argument(
+            "--coaching",
+            choices=["full", "numbers", "none"],
+            default="full",
+            help="what the run-or-idle screen works out for a lab (default: full)",
+        )
         parser.add_argument("--start", action="store_true", help="start now, bots in empty seats")
         parser.add_argument(
             "--base-url", default="http://127.0.0.1:8000", help="where it is served"
@@ -88,6 +94,7 @@ class Command(BaseCommand):
                 durations=durations,
                 title=options["title"],
                 autostart=True,
+                coaching=options["coaching"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
