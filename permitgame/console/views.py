@@ -10,6 +10,7 @@ form post with a redirect to the console.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -99,6 +101,17 @@ def refusing(view: View) -> View:
 def join_url(request: HttpRequest, game: Game) -> str:
     """Return the address students open (or scan) to join ``game``."""
     return request.build_absolute_uri(reverse("join-code", args=[game.code]))
+
+
+def join_is_loopback(request: HttpRequest) -> bool:
+    """Whether the join address names this machine's loopback, which no phone can open."""
+    domain, _ = split_domain_port(request.get_host())
+    if domain == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(domain.strip("[]")).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def qr_svg(url: str) -> str:
@@ -283,6 +296,7 @@ def game_console(request: HttpRequest, code: str) -> HttpResponse:
         {
             "game": game,
             "join_url": join_url(request, game),
+            "join_loopback": join_is_loopback(request),
             "ws_path": f"/ws/host/{game.code}/",
         }
     )
@@ -297,7 +311,13 @@ def projector(request: HttpRequest, code: str) -> HttpResponse:
     url = join_url(request, game)
     context = _live_context(game)
     context.update(
-        {"game": game, "join_url": url, "qr": qr_svg(url), "ws_path": f"/ws/host/{game.code}/"}
+        {
+            "game": game,
+            "join_url": url,
+            "join_loopback": join_is_loopback(request),
+            "qr": qr_svg(url),
+            "ws_path": f"/ws/host/{game.code}/",
+        }
     )
     return render(request, "permitgame/console/projector.html", context)
 

@@ -89,3 +89,14 @@ def test_the_coaching_level_is_stored_with_the_game_and_exported(as_ana):
     game = Game.objects.get()
     assert game.coaching == "numbers"
     assert "coaching" in exports.LAB_ROUND_COLUMNS
+
+
+def test_a_loopback_join_address_is_flagged_on_the_console_and_projector(as_ana, ana):
+    from tests.permitgame.console_fixtures import small_game
+
+    game = small_game(ana)
+    for name in ("game", "projector"):
+        page = as_ana.get(reverse(f"console:{name}", args=[game.code]), HTTP_HOST="127.0.0.1:8000")
+        assert "make run HOST=0.0.0.0" in html.unescape(page.content.decode())
+        page = as_ana.get(reverse(f"console:{name}", args=[game.code]), HTTP_HOST="10.0.0.5:8000")
+        assert "make run HOST=0.0.0.0" not in html.unescape(page.content.decode())
