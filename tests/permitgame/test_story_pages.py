@@ -142,7 +142,7 @@ def test_coaching_levels_headline_and_payoff_terms_on_the_phone(server, chromium
             code,
         )[0]
         metrics = json.loads(record["metrics"])
-        headline = page.locator("#round-results .headline")
+        headline = page.locator("#lab-action .headline")
         expect(headline).to_contain_text(f"Price {record['price']:.2f}.")
         expect(headline).to_contain_text(f"{metrics['violations']} lab")
         expect(headline).to_contain_text(f"audited {metrics['audits']}")
