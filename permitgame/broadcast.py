@@ -207,6 +207,8 @@ def you_json(lab: LabView) -> dict[str, Any]:
         "run_by": lab.run_by,
         "owes_move": lab.owes_move,
         "bot_playing": lab.bot_playing,
+        "ask_belief": lab.ask_belief,
+        "belief": lab.belief,
     }
 
 

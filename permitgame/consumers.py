@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from permitgame import broadcast, realtime, selectors, services
 from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
-from permitgame.forms import AuditForm, BidForm, DecideForm, form_errors
+from permitgame.forms import AuditForm, BeliefForm, BidForm, DecideForm, form_errors
 from permitgame.models import Seat
 from sim_core import Role
 
@@ -54,7 +54,7 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
     command = content.get("type")
     seat = Seat.objects.get(pk=seat_id)
     if command == "bid":
-        form: BidForm | DecideForm | AuditForm = BidForm(content)
+        form: BidForm | DecideForm | AuditForm | BeliefForm = BidForm(content)
         if not form.is_valid():
             raise InvalidInput(form_errors(form))
         data = form.cleaned_data
@@ -67,6 +67,15 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
         data = form.cleaned_data
         result = services.round_submit_choice(seat=seat, round_no=data["round"], run=data["run"])
         echo = {"run": result.payload["run"]}
+    elif command == "belief":
+        form = BeliefForm(content)
+        if not form.is_valid():
+            raise InvalidInput(form_errors(form))
+        data = form.cleaned_data
+        result = services.round_submit_belief(
+            seat=seat, round_no=data["round"], percent=data["percent"]
+        )
+        echo = {"percent": result.payload["percent"]}
     elif command == "audit":
         form = AuditForm(content)
         if not form.is_valid():
@@ -77,7 +86,7 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
         echo = {"labs": [lab + 1 for lab in result.payload["labs"]]}
     else:
         raise UnknownCommand(
-            f"Unknown command {command!r}; send one of: bid, decide, audit."
+            f"Unknown command {command!r}; send one of: bid, decide, audit, belief."
             if command is not None
             else 'Every message needs a "type": bid, decide or audit.'
         )

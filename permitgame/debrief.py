@@ -31,7 +31,7 @@ from django.db import IntegrityError, close_old_connections, connection
 
 from permitgame import bridge, charts, clock, host_selectors, selectors
 from permitgame.charts import Chart
-from permitgame.models import DebriefCache, Game, RoundRecord, Seat
+from permitgame.models import Action, DebriefCache, Game, Move, RoundRecord, Seat
 from sim_core import (
     MetricsRow,
     Role,
@@ -398,6 +398,103 @@ def counterfactual(game: Game) -> Counterfactual | None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BeliefRow:
+    """One lab's answers to "how likely is a violator caught?" and the r they imply (§1)."""
+
+    label: str
+    nickname: str
+    answers: int
+    mean_belief: float
+    implied_risk: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Beliefs:
+    """What the labs believed, against the announced and the realised detection."""
+
+    chart: Chart
+    labs: tuple[BeliefRow, ...]
+    answers: int
+
+
+def beliefs(game: Game) -> Beliefs | None:
+    """Return the belief answers of a game that asked them (None when none was given).
+
+    A lab that believes a violator is caught with chance b perceives the expected penalty
+    b·P; MODEL.md §1 writes that as r·p_eff·P, so its implied risk multiplier is r = b / p_eff
+    with the p_eff announced that round (averaged over the lab's answers).
+    """
+    if not game.ask_belief:
+        return None
+    moves = list(
+        Move.objects.filter(game=game, action=Action.BELIEF).select_related("seat").order_by("id")
+    )
+    if not moves:
+        return None
+    scenario = bridge.scenario_of(game)
+    records = {r.round_no: r for r in RoundRecord.objects.filter(game=game)}
+    announced = {
+        number: perceived_p_eff(
+            scenario,
+            announced_high_prob=record.announced_high_prob,
+            human_governor=game.human_governor,
+        )
+        for number, record in records.items()
+    }
+    by_round: dict[int, list[float]] = {}
+    by_lab: dict[int, list[tuple[float, float | None]]] = {}
+    seats: dict[int, Seat] = {}
+    for move in moves:
+        if move.seat is None or move.seat.lab_index is None or move.round_no not in records:
+            continue
+        belief = float(move.payload["percent"]) / 100
+        by_round.setdefault(move.round_no, []).append(belief)
+        p = announced[move.round_no]
+        by_lab.setdefault(move.seat.lab_index, []).append((belief, belief / p if p > 0 else None))
+        seats[move.seat.lab_index] = move.seat
+    if not by_round:
+        return None
+    numbers = sorted(records)
+    believed: list[float | None] = [
+        float(np.mean(by_round[n])) if n in by_round else None for n in numbers
+    ]
+    realised: list[float | None] = [
+        float(records[n].metrics["caught"]) / float(records[n].metrics["violations"])
+        if records[n].metrics["violations"]
+        else None
+        for n in numbers
+    ]
+    said: list[float | None] = [announced[n] for n in numbers]
+    chart = charts.line_chart(
+        name="beliefs",
+        title="Detection: believed, announced and realised",
+        labels=[str(n) for n in numbers],
+        series=[
+            charts.Series("believed (mean answer)", believed, charts.ORANGE),
+            charts.Series("announced p_eff", said, charts.GREY, dashed=True),
+            charts.Series("realised (caught of violators)", realised, charts.BLUE),
+        ],
+        x_label="Round",
+        y_label="chance a violator is caught",
+        description="The labs' mean answer each round, the announced and the realised detection.",
+    )
+    rows = []
+    for lab in sorted(by_lab):
+        answers = by_lab[lab]
+        ratios = [r for _, r in answers if r is not None]
+        rows.append(
+            BeliefRow(
+                label=f"Lab {lab + 1}",
+                nickname=seats[lab].nickname,
+                answers=len(answers),
+                mean_belief=float(np.mean([b for b, _ in answers])),
+                implied_risk=float(np.mean(ratios)) if ratios else None,
+            )
+        )
+    return Beliefs(chart=chart, labs=tuple(rows), answers=len(moves))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DebriefSummary:
     """The cheap part of the debrief, computed on each request."""
 
@@ -415,6 +512,7 @@ class DebriefSummary:
     price: PriceStory | None = None
     enforcement: Enforcement | None = None
     counterfactual: Counterfactual | None = None
+    beliefs: Beliefs | None = None
 
     @property
     def compliance(self) -> float | None:
@@ -539,6 +637,7 @@ def debrief_summary(game: Game) -> DebriefSummary:
         price=story,
         enforcement=enforcement_story(game, bridge.scenario_of(game), seen),
         counterfactual=counterfactual(game),
+        beliefs=beliefs(game),
     )
 
 

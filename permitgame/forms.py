@@ -100,6 +100,22 @@ class DecideForm(forms.Form):
     run = StrictBooleanField()
 
 
+class BeliefForm(forms.Form):
+    """A lab's answer to "how likely is a violator caught this round?", in whole percent."""
+
+    round = RoundField()
+    percent = forms.IntegerField(
+        min_value=0,
+        max_value=100,
+        error_messages={
+            "required": "Choose a chance from 0 to 100 %.",
+            "invalid": "Choose a chance from 0 to 100 %.",
+            "min_value": "Choose a chance from 0 to 100 %.",
+            "max_value": "Choose a chance from 0 to 100 %.",
+        },
+    )
+
+
 class AuditForm(forms.Form):
     round = RoundField()
     labs = IdListField(required=False)
@@ -121,6 +137,7 @@ FIELD_WORDS = {
     "round": "The round",
     "run": "The run-or-idle choice",
     "labs": "The audit list",
+    "percent": "The chance",
     "nickname": "The nickname",
     "role": "The role",
     "join_key": "The join key",

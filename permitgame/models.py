@@ -68,6 +68,7 @@ class Action(models.TextChoices):
     ADD_BOT = "add_bot", "Bot lab added in the lobby"
     REMOVE_SEAT = "remove_seat", "Lab seat removed in the lobby"
     ASSIGN = "assign", "Governor assigned in the lobby"
+    BELIEF = "belief", "Believed chance of being caught"
 
 
 #: The actions that are moves of a round (one per seat, round and phase).
@@ -132,6 +133,10 @@ class Game(models.Model):
         choices=Coaching.choices,
         default=Coaching.FULL,
         help_text="How much the run-or-idle screen works out for a lab.",
+    )
+    ask_belief = models.BooleanField(
+        default=False,
+        help_text="Ask labs without a permit how likely a violator is caught, before they choose.",
     )
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)

@@ -329,6 +329,8 @@ class LabView:
     handed_to_bot: bool
     history: tuple[LabRound, ...]
     coaching: str = "full"
+    ask_belief: bool = False
+    belief: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -602,6 +604,13 @@ def game_screens(game: Game) -> GameScreens:
     )
 
     moves = {(m.seat_id, m.action): m for m in (position.moves if position else ()) if m.seat_id}
+    beliefs: dict[int, int] = {}
+    if game.ask_belief and game.round_no:
+        beliefs = {
+            m.seat_id: int(m.payload["percent"])
+            for m in Move.objects.filter(game=game, round_no=game.round_no, action=Action.BELIEF)
+            if m.seat_id is not None
+        }
     labs: dict[int, LabView] = {}
     for lab, seat in lab_seats.items():
         bid_move = moves.get((seat.pk, Action.BID))
@@ -653,6 +662,8 @@ def game_screens(game: Game) -> GameScreens:
             handed_to_bot=seat.handed_to_bot,
             history=_lab_history(records, lab, scenario),
             coaching=game.coaching,
+            ask_belief=game.ask_belief,
+            belief=beliefs.get(seat.pk),
         )
 
     audit_move = moves.get((governor_seat.pk, Action.AUDIT))

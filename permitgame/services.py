@@ -92,6 +92,8 @@ NOT_THE_GOVERNOR = "Only the governor can choose audits."
 ALREADY_SUBMITTED = "You already submitted your {what} for round {round_no}."
 BOT_PLAYS_LATE_JOINER = "A bot plays your seat in this phase; you take over from the next phase."
 BOT_PLAYS_HANDED = "The instructor handed your seat to a bot."
+BELIEF_NOT_ASKED = "This game does not ask what you believe."
+BELIEF_WITH_PERMIT = "You hold a permit this round: there is no chance of being caught to guess."
 NICKNAME_EMPTY = "Choose a nickname."
 NICKNAME_TOO_LONG = "A nickname has at most {limit} characters."
 NICKNAME_UNPRINTABLE = "A nickname may only contain printable characters."
@@ -223,6 +225,7 @@ def game_create(
     autostart: bool = False,
     lobby_seconds: int | None = None,
     coaching: str = Coaching.FULL,
+    ask_belief: bool = False,
 ) -> Game:
     """Create a game in the lobby with one seat per lab and a governor seat.
 
@@ -242,6 +245,7 @@ def game_create(
         autostart: start by itself once every human seat is taken.
         lobby_seconds: with ``autostart``, also start this long after the first join.
         coaching: how much the run-or-idle screen works out for a lab (``Coaching``).
+        ask_belief: ask labs without a permit how likely a violator is caught, each round.
 
     Raises:
         ValueError: more human labs than labs, a seed out of range, bad durations or an
@@ -270,6 +274,7 @@ def game_create(
         autostart=autostart,
         lobby_seconds=lobby_seconds,
         coaching=coaching,
+        ask_belief=ask_belief,
         created_at=now,
     )
     setup = make_setup(scenario, seed=game_seed, human_governor=human_governor)
@@ -303,6 +308,7 @@ def game_create(
             "human_governor": human_governor,
             "seed": game_seed,
             "coaching": coaching,
+            "ask_belief": ask_belief,
         },
     )
     return game
@@ -690,6 +696,46 @@ def round_submit_bid(*, seat: Seat, round_no: int, amount: float) -> MoveResult:
         WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
     """
     return _submit(seat=seat, round_no=round_no, action=Action.BID, payload={"amount": amount})
+
+
+@transaction.atomic
+def round_submit_belief(*, seat: Seat, round_no: int, percent: int) -> MoveResult:
+    """Record a lab's answer to "how likely is a violator caught this round?" (0-100 %).
+
+    Asked, when the game's ``ask_belief`` is on, of a lab without a permit before it chooses to
+    run or idle; answering is optional and changes nothing in the game. It is logged as a move
+    (action ``belief``, outside the resolver's moves) so exports and the debrief read it.
+
+    Raises:
+        NotAllowed: the game does not ask, or the lab holds a permit this round.
+        StaleMove, WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
+    """
+    game = _lock(seat.game_id)
+    seat = Seat.objects.get(pk=seat.pk)
+    if not game.ask_belief:
+        raise NotAllowed(BELIEF_NOT_ASKED)
+    _check_move(game, seat, Action.DECIDE, round_no)  # asked in the compliance phase
+    payload = {"percent": int(percent)}
+    logged = Move.objects.filter(
+        game=game, round_no=round_no, seat=seat, action=Action.BELIEF
+    ).first()
+    if logged is not None:
+        if logged.payload == payload:
+            return MoveResult(duplicate=True, payload=logged.payload)
+        raise AlreadySubmitted(ALREADY_SUBMITTED.format(what="answer", round_no=round_no))
+    if seat.controller != Controller.HUMAN:
+        raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
+    market = bridge.position_of(game).progress.market
+    if market is not None and seat.lab_index is not None and market.won[seat.lab_index]:
+        raise NotAllowed(BELIEF_WITH_PERMIT)
+    now = clock.now()
+    started = game.phase_started_at or now
+    latency = max(0, int((now - started).total_seconds() * 1000))
+    _log(game, Action.BELIEF, Actor.HUMAN, now=now, seat=seat, payload=payload, latency_ms=latency)
+    changes = _Changes()
+    changes.seat_ids.add(seat.pk)
+    _commit(game, changes)
+    return MoveResult(duplicate=False, payload=payload)
 
 
 @transaction.atomic

@@ -236,6 +236,15 @@ class GameSetupForm(forms.Form):
             "price, detection and penalty), or nothing (none)."
         ),
     )
+    ask_belief = forms.BooleanField(
+        label="Ask what labs believe",
+        required=False,
+        help_text=(
+            "Before a lab without a permit chooses to run or idle, ask it (optional, one tap) "
+            "how likely a violator is caught this round; the debrief plots the answers against "
+            "the announced and the realised detection."
+        ),
+    )
     seed = forms.IntegerField(
         label="Seed",
         required=False,

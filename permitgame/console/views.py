@@ -225,6 +225,7 @@ def new_game(request: HtmxHttpRequest) -> HttpResponse:
                     owner=request.user,
                     title=form.cleaned_data.get("title", ""),
                     coaching=form.coaching_level(),
+                    ask_belief=bool(form.cleaned_data.get("ask_belief")),
                 )
             except GameError as error:
                 form.add_error("save_as" if saving else None, error.message)

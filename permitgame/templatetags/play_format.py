@@ -90,3 +90,9 @@ def term_label(name: str) -> str:
 def magnitude(value: float | None) -> str:
     """Return an amount without its sign, as ``amount`` writes it: −0.3 → "0.300"."""
     return "" if value is None else amount(abs(float(value)))
+
+
+@register.filter
+def split_commas(text: str) -> list[str]:
+    """Return "0,10,20" as ["0", "10", "20"] (a template's fixed list of choices)."""
+    return [item.strip() for item in text.split(",")]

@@ -119,3 +119,54 @@ def test_the_demo_class_is_a_typical_all_bot_class():
     for metric, _, _ in debrief.COMPARED:
         rank = percentile_rank(summary[metric], np.asarray(samples[metric]))
         assert 30 <= rank <= 70, (metric, rank)
+
+
+def _one_human_lab_at_compliance(*, ask_belief: bool):
+    scenario = small_scenario(labs=4, rounds=2, cap=2)
+    game = services.game_create(
+        scenario=scenario, human_labs=1, durations=UNTIMED, seed=9, ask_belief=ask_belief
+    )
+    seat = services.seat_join(game=game, nickname="ana")
+    services.game_start(game=game)
+    services.round_submit_bid(seat=seat, round_no=1, amount=0.0)  # a bid of 0 never wins
+    return Game.objects.get(pk=game.pk), seat
+
+
+def test_a_belief_is_logged_as_a_move_exported_and_plotted_with_its_implied_risk():
+    from permitgame import exports, selectors
+    from permitgame.errors import AlreadySubmitted
+    from permitgame.models import Move, RoundRecord
+    from sim_core import perceived_p_eff
+
+    game, seat = _one_human_lab_at_compliance(ask_belief=True)
+    assert game.phase == "compliance"
+    services.round_submit_belief(seat=seat, round_no=1, percent=30)
+    assert services.round_submit_belief(seat=seat, round_no=1, percent=30).duplicate
+    with pytest.raises(AlreadySubmitted):
+        services.round_submit_belief(seat=seat, round_no=1, percent=40)
+    (move,) = Move.objects.filter(game=game, action="belief")
+    assert move.payload == {"percent": 30} and move.actor == "human"
+    lab_view = selectors.game_screens(game).labs[seat.pk]
+    assert lab_view.ask_belief and lab_view.belief == 30
+    services.round_submit_choice(seat=seat, round_no=1, run=True)
+    services.game_advance_now(game=Game.objects.get(pk=game.pk))
+    game = Game.objects.get(pk=game.pk)
+    rows = [row for row in exports.lab_round_rows(game) if row["lab"] == 1]
+    assert rows[0]["belief"] == 30
+    summary = debrief.debrief_summary(game)
+    assert summary.beliefs is not None
+    (row,) = summary.beliefs.labs
+    record = RoundRecord.objects.get(game=game, round_no=1)
+    announced = perceived_p_eff(
+        bridge.scenario_of(game), announced_high_prob=record.announced_high_prob,
+        human_governor=False,
+    )  # fmt: skip
+    assert row.implied_risk == pytest.approx(0.30 / announced)
+
+
+def test_a_belief_is_refused_when_the_game_does_not_ask():
+    from permitgame.errors import NotAllowed
+
+    game, seat = _one_human_lab_at_compliance(ask_belief=False)
+    with pytest.raises(NotAllowed):
+        services.round_submit_belief(seat=seat, round_no=1, percent=30)

@@ -104,7 +104,10 @@ def test_the_create_form_previews_the_class_and_warns_of_one_that_teaches_nothin
 
 
 def play_one_round_to_results(server: Server, browser: Any, coaching: str) -> tuple[Any, str]:
-    game = create_game(server, "--human-labs", "1", "--phase-seconds", "60", "--coaching", coaching)
+    extra = ("--ask-belief",) if coaching == "numbers" else ()
+    game = create_game(
+        server, "--human-labs", "1", "--phase-seconds", "60", "--coaching", coaching, *extra
+    )
     code = game["code"]
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
@@ -134,6 +137,19 @@ def test_coaching_levels_headline_and_payoff_terms_on_the_phone(server, chromium
         if level == "numbers":
             expect(action.locator(".tradeoff-numbers")).to_contain_text("Penalty if caught")
             expect(action).not_to_contain_text("Running is worth")
+            # The belief question: optional, one tap; the answer is logged as a move.
+            expect(action.locator(".belief legend")).to_contain_text("How likely")
+            shoot(page, "belief-question")
+            page.get_by_role("button", name="30%", exact=True).click()
+            expect(action.locator(".belief-answer")).to_contain_text("30%")
+            (move,) = server.rows(
+                "SELECT m.payload FROM permitgame_move m JOIN permitgame_game g "
+                "ON m.game_id = g.id WHERE g.code = ? AND m.action = 'belief'",
+                code,
+            )
+            assert json.loads(move["payload"]) == {"percent": 30}
+        else:
+            assert action.locator(".belief").count() == 0
         page.get_by_role("button", name="Run without a permit").click()
         page.wait_for_selector('#phase[data-phase="results"]')
         record = server.rows(

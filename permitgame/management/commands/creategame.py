@@ -58,6 +58,11 @@ class Command(BaseCommand):
             default="full",
             help="what the run-or-idle screen works out for a lab (default: full)",
         )
+        parser.add_argument(
+            "--ask-belief",
+            action="store_true",
+            help="ask labs without a permit how likely a violator is caught (one tap, optional)",
+        )
         parser.add_argument("--start", action="store_true", help="start now, bots in empty seats")
         parser.add_argument(
             "--base-url", default="http://127.0.0.1:8000", help="where it is served"
@@ -95,6 +100,7 @@ class Command(BaseCommand):
                 title=options["title"],
                 autostart=True,
                 coaching=options["coaching"],
+                ask_belief=options["ask_belief"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
