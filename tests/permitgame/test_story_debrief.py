@@ -167,6 +167,6 @@ def test_a_belief_is_logged_as_a_move_exported_and_plotted_with_its_implied_risk
 def test_a_belief_is_refused_when_the_game_does_not_ask():
     from permitgame.errors import NotAllowed
 
-    game, seat = _one_human_lab_at_compliance(ask_belief=False)
+    _, seat = _one_human_lab_at_compliance(ask_belief=False)
     with pytest.raises(NotAllowed):
         services.round_submit_belief(seat=seat, round_no=1, percent=30)
