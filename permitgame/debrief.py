@@ -33,6 +33,7 @@ from permitgame import bridge, charts, clock, host_selectors, selectors
 from permitgame.charts import Chart
 from permitgame.models import Action, DebriefCache, Game, Move, RoundRecord, Seat
 from sim_core import (
+    AuditScore,
     MetricsRow,
     Role,
     Scenario,
@@ -43,6 +44,7 @@ from sim_core import (
     perceived_p_eff,
     percentile_rank,
     replay_with_bots,
+    score_audits,
     simulate_classes,
     summarise,
     theory_summary,
@@ -494,6 +496,40 @@ def beliefs(game: Game) -> Beliefs | None:
     return Beliefs(chart=chart, labs=tuple(rows), answers=len(moves))
 
 
+def audit_comparison(game: Game) -> tuple[AuditScore, ...]:
+    """Return the governor's audits over the whole game against ``optimal`` and ``none``.
+
+    Each settled round is scored by sim_core's ``score_audits`` on its own draws with its
+    logged moves; the totals add up the rounds (audits, violators caught, compliant labs
+    audited, welfare).
+    """
+    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    if not records:
+        return ()
+    setup = bridge.setup_of(game)
+    totals: dict[str, list[float]] = {}
+    for record in records:
+        inputs = bridge.round_inputs(
+            bridge.round_moves(game, record.round_no), human_labs=frozenset(), human_governor=False
+        )
+        for row in score_audits(setup, bridge.state_from_json(record.state), inputs):
+            total = totals.setdefault(row.policy, [0, 0, 0, 0.0])
+            total[0] += row.audits
+            total[1] += row.caught
+            total[2] += row.false_positives
+            total[3] += row.welfare
+    return tuple(
+        AuditScore(
+            policy=policy,
+            audits=int(total[0]),
+            caught=int(total[1]),
+            false_positives=int(total[2]),
+            welfare=float(total[3]),
+        )
+        for policy, total in totals.items()
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DebriefSummary:
     """The cheap part of the debrief, computed on each request."""
@@ -513,6 +549,7 @@ class DebriefSummary:
     enforcement: Enforcement | None = None
     counterfactual: Counterfactual | None = None
     beliefs: Beliefs | None = None
+    audits: tuple[AuditScore, ...] = ()
 
     @property
     def compliance(self) -> float | None:
@@ -638,6 +675,7 @@ def debrief_summary(game: Game) -> DebriefSummary:
         enforcement=enforcement_story(game, bridge.scenario_of(game), seen),
         counterfactual=counterfactual(game),
         beliefs=beliefs(game),
+        audits=audit_comparison(game),
     )
 
 

@@ -34,6 +34,7 @@ from permitgame.models import (
 from permitgame.realtime import CONNECTION_LEASE_SECONDS
 from sim_core import (
     METRICS,
+    AuditScore,
     PayoffTerm,
     Phase,
     Role,
@@ -42,6 +43,8 @@ from sim_core import (
     optimal_high_prob,
     payoff_terms,
     perceived_p_eff,
+    score_audits,
+    signal_posterior,
     unpermitted_value,
 )
 
@@ -375,6 +378,54 @@ class GovernorView:
     handed_to_bot: bool
     history: tuple[AuditResult, ...]
     score: float
+    cockpit: Cockpit | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cockpit:
+    """The governor's cockpit: what a signal says, and how its last audits compare.
+
+    ``violation_rate`` is the share of labs without a permit that violated in the settled
+    rounds (the public results), Laplace-smoothed ((violations + 1) / (labs + 2), one half
+    before any round); ``posterior_signal``/``posterior_quiet`` are the chances that a lab
+    without a permit is violating given a warning / no warning (sim_core's
+    ``signal_posterior`` with α and β). ``last_scores``: the last settled round's audits
+    against ``optimal`` and ``none`` on the same draws (sim_core's ``score_audits``).
+    """
+
+    violation_rate: float
+    posterior_signal: float
+    posterior_quiet: float
+    max_audits: int | None
+    candidates: int | None
+    last_round: int | None
+    last_scores: tuple[AuditScore, ...]
+
+
+def _cockpit(
+    game: Game, scenario: Scenario, records: Sequence[RoundRecord], market: Any
+) -> Cockpit:
+    violations = sum(int(r.metrics["violations"]) for r in records)
+    without = sum(sum(1 for won in r.won if not won) for r in records)
+    rate = (violations + 1) / (without + 2)
+    loud, quiet = signal_posterior(scenario.audit.alpha, scenario.audit.beta, rate)
+    scores: tuple[AuditScore, ...] = ()
+    if records:
+        last = records[-1]
+        setup = bridge.setup_of(game)
+        inputs = bridge.round_inputs(
+            bridge.round_moves(game, last.round_no), human_labs=frozenset(), human_governor=False
+        )
+        scores = score_audits(setup, bridge.state_from_json(last.state), inputs)
+    return Cockpit(
+        violation_rate=rate,
+        posterior_signal=loud,
+        posterior_quiet=quiet,
+        max_audits=scenario.audit.max_audits,
+        candidates=None if market is None else int(sum(1 for won in market.won if not won)),
+        last_round=records[-1].round_no if records else None,
+        last_scores=scores,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -718,6 +769,7 @@ def game_screens(game: Game) -> GameScreens:
             for r in records
         ),
         score=governor_score,
+        cockpit=_cockpit(game, scenario, records, market) if game.human_governor else None,
     )
     return GameScreens(public=public, governor=governor, labs=labs, records=records)
 

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from sim_core.round import RoundProgress as RoundProgress
     from sim_core.round import check_bid as check_bid
     from sim_core.round import resolve_round as resolve_round
+    from sim_core.simulate import AuditScore as AuditScore
     from sim_core.simulate import BotReplay as BotReplay
     from sim_core.simulate import GameRun as GameRun
     from sim_core.simulate import SetupWarning as SetupWarning
@@ -60,7 +61,9 @@ if TYPE_CHECKING:
     from sim_core.simulate import percentile_rank as percentile_rank
     from sim_core.simulate import replay_with_bots as replay_with_bots
     from sim_core.simulate import run_game as run_game
+    from sim_core.simulate import score_audits as score_audits
     from sim_core.simulate import setup_warnings as setup_warnings
+    from sim_core.simulate import signal_posterior as signal_posterior
     from sim_core.simulate import simulate_classes as simulate_classes
     from sim_core.simulate import theory_summary as theory_summary
     from sim_core.state import GameSetup as GameSetup
@@ -89,6 +92,9 @@ if TYPE_CHECKING:
 
 #: Public name -> the module that defines it.
 _ORIGINS: dict[str, str] = {
+    "AuditScore": "sim_core.simulate",
+    "score_audits": "sim_core.simulate",
+    "signal_posterior": "sim_core.simulate",
     "PayoffTerm": "sim_core.enforcement",
     "payoff_terms": "sim_core.enforcement",
     "BotReplay": "sim_core.simulate",

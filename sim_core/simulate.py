@@ -19,8 +19,8 @@ from sim_core.market import clear_market
 from sim_core.metrics import METRICS, MetricsRow, summarise
 from sim_core.params import Scenario
 from sim_core.rng import Purpose, stream
-from sim_core.round import RoundInputs, resolve_round
-from sim_core.state import GameSetup, initial_state, make_setup
+from sim_core.round import RoundInputs, RoundProgress, resolve_round
+from sim_core.state import GameSetup, GameState, initial_state, make_setup
 from sim_core.strategies import STRATEGIES, lab_bids, lab_runs
 from sim_core.theory import (
     expected_clearing_price,
@@ -427,3 +427,70 @@ def setup_warnings(scenario: Scenario, *, human_governor: bool = False) -> tuple
             "penalty or detection.",
         )
     return tuple(found)
+
+
+def signal_posterior(alpha: float, beta: float, violation_rate: float) -> tuple[float, float]:
+    """Return P(violating | signal) and P(violating | no signal) for a lab without a permit.
+
+    Bayes with the prior ``violation_rate`` v: P(V | s=1) = βv / (βv + α(1 − v)) and
+    P(V | s=0) = (1 − β)v / ((1 − β)v + (1 − α)(1 − v)) (§4 step 4's signal law). A zero
+    denominator (a signal that cannot happen) gives the prior.
+    """
+    v = min(max(violation_rate, 0.0), 1.0)
+    loud = beta * v + alpha * (1 - v)
+    quiet = (1 - beta) * v + (1 - alpha) * (1 - v)
+    return (beta * v / loud if loud > 0 else v, (1 - beta) * v / quiet if quiet > 0 else v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditScore:
+    """One audit set's result in a round: violators caught, compliant labs audited, welfare."""
+
+    policy: str
+    audits: int
+    caught: int
+    false_positives: int
+    welfare: float
+
+
+def score_audits(
+    setup: GameSetup, state: GameState, inputs: RoundInputs
+) -> tuple[AuditScore, AuditScore, AuditScore]:
+    """Score a settled round's audit set against the ``optimal`` and ``none`` policies.
+
+    The round is resolved three times on the same draws (§11) with the same bids and run
+    choices (``inputs`` holds every lab's move): with the given audit set, with the bot
+    governor under ``optimal`` (π0 = 0, π1* at this round's price) and with no audits (a
+    backcheck still applies). Only the audit set differs, so the scores compare the audits.
+
+    Returns:
+        (the given audits, optimal, none).
+    """
+
+    def score(policy: str, progress: RoundProgress) -> AuditScore:
+        metrics = progress.metrics
+        assert metrics is not None
+        return AuditScore(
+            policy=policy,
+            audits=metrics.audits,
+            caught=metrics.caught,
+            false_positives=metrics.false_positive_audits,
+            welfare=metrics.welfare,
+        )
+
+    moves = RoundInputs(bids=inputs.bids, runs=inputs.runs)
+    chosen = inputs.audits or frozenset()
+    given = resolve_round(
+        setup, state, RoundInputs(bids=inputs.bids, runs=inputs.runs, audits=chosen)
+    )
+    scenario = setup.scenario
+    optimal_setup = replace(
+        setup,
+        scenario=scenario.with_changes(governor=replace(scenario.governor, policy="optimal")),
+        human_governor=False,
+    )
+    optimal = resolve_round(optimal_setup, state, moves)
+    nobody = resolve_round(
+        setup, state, RoundInputs(bids=inputs.bids, runs=inputs.runs, audits=frozenset())
+    )
+    return score("yours", given), score("optimal", optimal), score("none", nobody)

@@ -103,3 +103,34 @@ def test_replay_with_bots_replaces_only_the_named_seats():
     progress = resolve_round(setup, initial_state(setup), given)
     assert progress.settlement is not None
     assert np.allclose(replay.payoffs[0], progress.settlement.payoffs)
+
+
+def test_signal_posterior_is_bayes_rule():
+    from sim_core import signal_posterior
+
+    loud, quiet = signal_posterior(0.1, 0.8, 0.25)
+    assert loud == pytest.approx(0.8 * 0.25 / (0.8 * 0.25 + 0.1 * 0.75))
+    assert quiet == pytest.approx(0.2 * 0.25 / (0.2 * 0.25 + 0.9 * 0.75))
+    assert signal_posterior(0.0, 0.0, 0.3) == pytest.approx((0.3, 0.3))  # no signal: the prior
+
+
+def test_score_audits_compares_an_audit_set_with_optimal_and_none_on_the_same_draws():
+    from sim_core import score_audits
+
+    scenario = load_preset("random_audit")
+    setup = make_setup(scenario, seed=5)
+    state = initial_state(setup)
+    bots = resolve_round(setup, state, RoundInputs())
+    assert bots.bids is not None and bots.runs is not None and bots.audited is not None
+    labs = range(setup.lab_count)
+    runs = {lab: bool(bots.runs[lab]) for lab in labs if not bots.market.won[lab]}
+    bids = {lab: float(bots.bids[lab]) for lab in labs}
+    violators = frozenset(lab for lab, ran in runs.items() if ran)
+    everyone = RoundInputs(bids=bids, runs=runs, audits=violators)
+    yours, optimal, nobody = score_audits(setup, state, everyone)
+    assert yours.caught == len(violators) and yours.false_positives == 0
+    assert nobody.audits == 0 and nobody.caught == 0  # no backcheck in this preset
+    assert optimal.policy == "optimal" and optimal.caught <= len(violators)
+    # The given audit set is scored as the resolver settles it.
+    direct = resolve_round(setup, state, everyone)
+    assert direct.metrics is not None and yours.welfare == direct.metrics.welfare
