@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from permitgame import broadcast, selectors, services
 from permitgame.errors import (
+    BadNickname,
     BadRequest,
     GameError,
     GameFull,
@@ -25,7 +26,7 @@ from permitgame.errors import (
     UnknownGame,
     WrongRole,
 )
-from permitgame.forms import JoinForm, form_errors
+from permitgame.forms import JOIN_KEY_MAX, JOIN_KEY_MIN, JoinForm, form_errors
 from permitgame.models import Game, Seat, Status
 
 
@@ -45,7 +46,8 @@ def _error(error: GameError) -> JsonResponse:
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser goes (no request needs depth).
         raise BadRequest("The request body must be a JSON object.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
@@ -77,6 +79,8 @@ def api_join(request: HttpRequest, code: str) -> JsonResponse:
         game = selectors.game_by_code(code)
         form = JoinForm(_json_body(request))
         if not form.is_valid():
+            if "nickname" in form.errors:
+                raise BadNickname(form_errors(form))
             raise BadRequest(form_errors(form))
         seat = services.seat_join(
             game=game,
@@ -161,6 +165,12 @@ def _code_error(error: GameError, code: str) -> str:
     return error.message
 
 
+def _posted_join_key(request: HttpRequest) -> str:
+    """Return the join form's key if it is one the form could have made (16 to 64 characters)."""
+    key = request.POST.get("join_key", "")
+    return key if JOIN_KEY_MIN <= len(key) <= JOIN_KEY_MAX else ""
+
+
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, code: str = "") -> HttpResponse:
     """The join page: a join code (filled in from a link) and a nickname.
@@ -174,7 +184,7 @@ def join(request: HttpRequest, code: str = "") -> HttpResponse:
         "nickname": request.POST.get("nickname", ""),
         # One key per join form: resending the form (its answer lost on a bad network) finds
         # the seat the first submission took instead of "nickname taken".
-        "join_key": request.POST.get("join_key", "")[:64] or secrets.token_urlsafe(16),
+        "join_key": _posted_join_key(request) or secrets.token_urlsafe(16),
         "code_error": "",
         "nickname_error": "",
         "rejoin_error": "",

@@ -388,7 +388,8 @@ class GovernorForm(forms.Form):
         value = str(self.cleaned_data["seat"]).strip()
         if value == "bot":
             return None
-        if not value.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:
             raise forms.ValidationError("Choose a player or a bot.")
         return int(value)
 
