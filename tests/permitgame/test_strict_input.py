@@ -38,8 +38,22 @@ def test_audit_list_reads_ids_from_json_and_from_form_text():
 
 @pytest.mark.parametrize(
     "amount",
-    [10**400, -(10**400), float("nan"), float("inf"), "nan", "inf", "1e999", "-Infinity",
-     True, False, [0.1], {"v": 1}, "²", "0,2,5"],
+    [
+        10**400,
+        -(10**400),
+        float("nan"),
+        float("inf"),
+        "nan",
+        "inf",
+        "1e999",
+        "-Infinity",
+        True,
+        False,
+        [0.1],
+        {"v": 1},
+        "²",
+        "0,2,5",
+    ],
 )
 def test_bid_amount_that_is_not_a_finite_number_is_a_form_error(amount):
     form = BidForm({"round": 1, "amount": amount})
