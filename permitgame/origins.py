@@ -50,7 +50,7 @@ def _is_secure(scope: dict[str, Any]) -> bool:
     if proxy:
         header, secure_value = proxy
         name = header.removeprefix("HTTP_").replace("_", "-").lower().encode("latin1")
-        return _header(scope, name) == secure_value
+        return bool(_header(scope, name) == secure_value)
     forwarded = _header(scope, b"x-forwarded-proto")
     return forwarded is not None and forwarded.split(",")[0].strip().lower() == "https"
 
