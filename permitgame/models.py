@@ -118,6 +118,13 @@ class Game(models.Model):
     lobby_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="With autostart: start this long after the first join."
     )
+    live_standings = models.BooleanField(
+        default=False,
+        help_text=(
+            "Each lab sees its place among the labs after every round (else only at game over): "
+            "a place that moves tells a lab that other labs' payoffs moved."
+        ),
+    )
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)

@@ -222,6 +222,7 @@ def game_create(
     title: str = "",
     autostart: bool = False,
     lobby_seconds: int | None = None,
+    live_standings: bool = False,
 ) -> Game:
     """Create a game in the lobby with one seat per lab and a governor seat.
 
@@ -240,6 +241,8 @@ def game_create(
         title: a label for lists.
         autostart: start by itself once every human seat is taken.
         lobby_seconds: with ``autostart``, also start this long after the first join.
+        live_standings: each lab sees its place among the labs after every round, not only
+            at game over.
 
     Raises:
         ValueError: more human labs than labs, a seed out of range, or bad durations.
@@ -264,6 +267,7 @@ def game_create(
         durations=_durations(durations),
         autostart=autostart,
         lobby_seconds=lobby_seconds,
+        live_standings=live_standings,
         created_at=now,
     )
     setup = make_setup(scenario, seed=game_seed, human_governor=human_governor)

@@ -210,6 +210,7 @@ def new_game(request: HtmxHttpRequest) -> HttpResponse:
                     durations=form.durations(),
                     owner=request.user,
                     title=form.cleaned_data.get("title", ""),
+                    live_standings=bool(form.cleaned_data.get("live_standings")),
                 )
             except GameError as error:
                 form.add_error("save_as" if saving else None, error.message)
