@@ -465,7 +465,9 @@ def _check_levels(where: str, factor: Factor, base: Scenario) -> None:
             raise StudyError(where, f"gives an invalid scenario: {exc}") from None
 
 
-def parse_study(data: Any, *, base_dir: Path | None = None, default_name: str = "study") -> Study:
+def parse_study(
+    data: Any, *, base_dir: str | Path | None = None, default_name: str = "study"
+) -> Study:
     """Validate a study document and fill its defaults (docs/studies.md).
 
     Args:
@@ -478,7 +480,7 @@ def parse_study(data: Any, *, base_dir: Path | None = None, default_name: str = 
         StudyError: an unknown key, a wrong type, a bad range or design, or a factor value that
             makes an invalid scenario, naming the dotted key (``factors[1].range``).
     """
-    base_dir = Path.cwd() if base_dir is None else base_dir
+    base_dir = Path.cwd() if base_dir is None else Path(base_dir)
     data = _object("", data) if isinstance(data, Mapping) else _fail_document(data)
     _unknown("", data, _STUDY_KEYS)
     for required in ("scenario", "factors"):
