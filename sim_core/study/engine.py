@@ -353,27 +353,28 @@ def _dask(
         window = 4 * threads
         pending = iter(tasks)
         running: dict[str, tuple[Any, ChunkTask]] = {}
-        queue = distributed.as_completed()
 
-        def submit() -> bool:
+        def submit() -> Any:
             task = next(pending, None)
             if task is None:
-                return False
+                return None
             key = f"permitgame-study-{task.study.digest()}-{task.index}"
             future = client.submit(runner, task, key=key)
             running[future.key] = (future, task)
-            queue.add(future)
-            return True
+            return future
 
-        for _ in range(window):
-            if not submit():
-                break
+        first = [future for future in (submit() for _ in range(window)) if future is not None]
+        if not first:
+            return
+        queue = distributed.as_completed(first, loop=client.loop)
         try:
             for future in queue:
                 columns = future.result()
                 _, task = running.pop(future.key)
                 future.release()
-                submit()
+                following = submit()
+                if following is not None:
+                    queue.add(following)
                 yield task, columns
         finally:
             if running:
