@@ -206,3 +206,35 @@ def test_the_projector_shows_the_round_headline_and_the_debrief_its_new_parts(
         shoot(console, "debrief")
     finally:
         console.context.close()
+
+
+def test_the_governors_cockpit_on_the_phone(server, chromium_browser):
+    game = create_game(server, "--human-governor", "--phase-seconds", "60")
+    code = game["code"]
+    context = chromium_browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(f"{server.base_url}/join/{code}/")
+        page.get_by_label("Nickname").fill("Gov")
+        page.get_by_role("button", name="Join", exact=True).click()
+        page.wait_for_url(f"**/play/{code}/")
+        page.wait_for_selector('#phase[data-status="running"][data-phase="audit"]')
+        cockpit = page.locator("#governor-action .cockpit")
+        expect(cockpit.locator('[data-posterior="signal"]')).to_contain_text("%")
+        expect(cockpit.locator('[data-posterior="quiet"]')).to_contain_text("%")
+        expect(cockpit.locator("[data-budget]")).to_contain_text("without a permit")
+        # No round yet: a half-and-half prior, so a warning means more than no warning.
+        loud = float(cockpit.locator('[data-posterior="signal"]').inner_text().rstrip("%"))
+        quiet = float(cockpit.locator('[data-posterior="quiet"]').inner_text().rstrip("%"))
+        assert loud > quiet
+        shoot(page, "cockpit")
+        page.get_by_role("button", name="Send audits").click()
+        page.wait_for_selector('#phase[data-phase="results"]')
+        scores = page.locator("#governor-action .cockpit-scores")
+        for policy in ("yours", "optimal", "none"):
+            expect(scores.locator(f'tr[data-policy="{policy}"]')).to_be_visible()
+        expect(scores.locator('tr[data-policy="yours"]')).to_contain_text("Yours (0)")
+        shoot(page, "cockpit-results")
+    finally:
+        context.close()
