@@ -655,7 +655,7 @@ def debrief_summary(game: Game) -> DebriefSummary:
         lab_count=scenario.labs.count,
         predicted_compliance=theory.predicted_compliance,
         expected_price=story.expected,
-        expected_price_label=f"model: {story.bots}",
+        expected_price_label=f"model's expected price ({story.bots})",
     )
     leaderboard, governor, welfare = _leaderboard(game)
     others, others_chart = _other_classes(game)

@@ -1050,7 +1050,7 @@ def test_chart_data_downloads_as_csv(as_ana, ana):
     game = finished_game(ana)
     compute_debrief(game)
     price = csv_lines(as_ana.get(url("chart-csv", game.code, "price")))
-    assert price[0] == "round,clearing price,model's expected price"
+    assert price[0] == "round,clearing price,model's expected price (rational bots)"
     assert len(price) == 1 + game.rounds
     heatmap = csv_lines(as_ana.get(url("chart-csv", game.code, "heatmap")))
     assert heatmap[0] == "punishment,p_eff,compliance"

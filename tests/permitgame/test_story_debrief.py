@@ -28,7 +28,7 @@ def test_the_price_line_is_the_expected_price_of_the_bots_the_class_played_besid
     summary = debrief.debrief_summary(Game.objects.get(pk=game.pk))
     (price_chart,) = [chart for chart in summary.charts if chart.name == "price"]
     expected = expected_bot_prices(debrief.debrief_scenario(game), rounds=game.rounds)
-    line = chart_column(price_chart, "model: rational bots")
+    line = chart_column(price_chart, "model's expected price (rational bots)")
     assert line == pytest.approx(list(expected), abs=1e-6)
     assert summary.price is not None and summary.price.mean == pytest.approx(sum(expected) / 4)
     assert summary.price.truthful > summary.price.mean  # the penalty caps rational bids here
