@@ -224,6 +224,7 @@ def test_the_governors_cockpit_on_the_phone(server, chromium_browser):
         expect(cockpit.locator('[data-posterior="signal"]')).to_contain_text("%")
         expect(cockpit.locator('[data-posterior="quiet"]')).to_contain_text("%")
         expect(cockpit.locator("[data-budget]")).to_contain_text("without a permit")
+        expect(cockpit.locator("[data-budget] dd")).to_have_text("no cap")
         # No round yet: a half-and-half prior, so a warning means more than no warning.
         loud = float(cockpit.locator('[data-posterior="signal"]').inner_text().rstrip("%"))
         quiet = float(cockpit.locator('[data-posterior="quiet"]').inner_text().rstrip("%"))
