@@ -392,8 +392,9 @@ class Cockpit:
     rounds (the public results), Laplace-smoothed ((violations + 1) / (labs + 2), one half
     before any round); ``posterior_signal``/``posterior_quiet`` are the chances that a lab
     without a permit is violating given a warning / no warning (sim_core's
-    ``signal_posterior`` with α and β). ``last_scores``: the last settled round's audits
-    against ``optimal`` and ``none`` on the same draws (sim_core's ``score_audits``).
+    ``signal_posterior`` with α and β). ``last_scores``: once the game is over, the governor's
+    audits of the whole game against ``optimal`` and ``none`` on the same draws (sim_core's
+    ``score_audits``, summed over the rounds); empty before.
     """
 
     violation_rate: float
@@ -413,13 +414,33 @@ def _cockpit(
     rate = (violations + 1) / (without + 2)
     loud, quiet = signal_posterior(scenario.audit.alpha, scenario.audit.beta, rate)
     scores: tuple[AuditScore, ...] = ()
-    if records:
-        last = records[-1]
+    if records and game.status == Status.FINISHED:
+        # Only once the game is over: what another policy would have caught tells which labs
+        # it audited were violating, a private choice the governor may not learn mid-game.
         setup = bridge.setup_of(game)
-        inputs = bridge.round_inputs(
-            bridge.round_moves(game, last.round_no), human_labs=frozenset(), human_governor=False
+        totals: dict[str, list[float]] = {}
+        for record in records:
+            inputs = bridge.round_inputs(
+                bridge.round_moves(game, record.round_no),
+                human_labs=frozenset(),
+                human_governor=False,
+            )
+            for row in score_audits(setup, bridge.state_from_json(record.state), inputs):
+                total = totals.setdefault(row.policy, [0, 0, 0, 0.0])
+                for i, value in enumerate(
+                    (row.audits, row.caught, row.false_positives, row.welfare)
+                ):
+                    total[i] += value
+        scores = tuple(
+            AuditScore(
+                policy=policy,
+                audits=int(t[0]),
+                caught=int(t[1]),
+                false_positives=int(t[2]),
+                welfare=float(t[3]),
+            )
+            for policy, t in totals.items()
         )
-        scores = score_audits(setup, bridge.state_from_json(last.state), inputs)
     return Cockpit(
         violation_rate=rate,
         posterior_signal=loud,

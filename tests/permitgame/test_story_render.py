@@ -33,6 +33,12 @@ def test_the_run_or_idle_screen_renders_at_each_coaching_level(coaching):
     services.round_submit_audits(seat=governor, round_no=1, labs=[])
     screens = selectors.game_screens(Game.objects.get(pk=game.pk))
     html = broadcast.governor_html(screens.public, screens.governor)
-    assert 'data-policy="optimal"' in html and "headline" in html
+    # Mid-game, what another policy would have caught is not shown: it would tell the
+    # governor which labs it audited were violating.
+    assert "headline" in html and 'data-policy="optimal"' not in html
     html = broadcast.lab_html(screens.public, screens.labs[lab.pk])
     assert "payoff-terms" in html and "headline" in html
+    services.game_end(game=Game.objects.get(pk=game.pk))
+    screens = selectors.game_screens(Game.objects.get(pk=game.pk))
+    html = broadcast.governor_html(screens.public, screens.governor)
+    assert 'data-policy="optimal"' in html and 'data-policy="none"' in html
