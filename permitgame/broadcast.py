@@ -553,9 +553,11 @@ def progress_json(public: PublicView) -> dict[str, Any]:
     }
 
 
-def flush_progress(game_id: int, *, now: float | None = None) -> None:
+def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = False) -> None:
     """Send a game's progress now: counts to every socket, the full view to the console.
 
+    ``beacon``: nothing changed, the message only repeats the game's seq (so a socket that
+    lost the last event notices): the pages' fragments and the console are not redrawn.
     ``now``: the ``time.monotonic()`` of the beat (tests pass their own).
     """
     with _progress_lock:
@@ -571,17 +573,20 @@ def flush_progress(game_id: int, *, now: float | None = None) -> None:
     if small:
         message["waiting_for"] = list(public.waiting_for)
         message["players"] = players_json(public)
-    names = ("waiting", "players") if small else ("waiting",)
-    html = _render(names, {"public": public, "oob": True}) + seq_html(public.seq, "progress")
-    host_rows = host_selectors.console_seats(game)
-    outgoing = [
-        Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),)),
-        Outgoing(
-            realtime.host_group(game_id),
-            host_html(public, host_rows, with_charts=False),
-            (_dump(host_json(host_rows)),),
-        ),
-    ]
+    html = seq_html(public.seq, "progress")
+    if not beacon:
+        names = ("waiting", "players") if small else ("waiting",)
+        html = _render(names, {"public": public, "oob": True}) + html
+    outgoing = [Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),))]
+    if not beacon:
+        host_rows = host_selectors.console_seats(game)
+        outgoing.append(
+            Outgoing(
+                realtime.host_group(game_id),
+                host_html(public, host_rows, with_charts=False),
+                (_dump(host_json(host_rows)),),
+            )
+        )
     try:
         realtime.send(outgoing, seq=public.seq, version=public.version, kind=realtime.PROGRESS)
     except Exception:
@@ -598,7 +603,7 @@ def flush_due(*, now: float | None = None) -> int:
     with _progress_lock:
         local = set(realtime.LOCAL_GAMES.values())
         due = [
-            game_id
+            (game_id, game_id not in _dirty)
             for game_id in _dirty | local
             if moment - _last_progress.get(game_id, -float("inf"))
             >= (PROGRESS_SECONDS if game_id in _dirty else BEACON_SECONDS)
@@ -606,9 +611,9 @@ def flush_due(*, now: float | None = None) -> int:
         for game_id in list(_last_progress):
             if game_id not in _dirty and game_id not in local:
                 del _last_progress[game_id]
-    for game_id in due:
+    for game_id, beacon in due:
         try:
-            flush_progress(game_id, now=moment)
+            flush_progress(game_id, now=moment, beacon=beacon)
         except Exception:  # one broken game must not stop the progress of the others
             logger.exception("progress of game %s failed", game_id)
     return len(due)

@@ -90,6 +90,10 @@
     }
   }
   window.permitgameCheckSeq = checkSeq;  // for tests: run the check on a message swapped in
+  // Ask for the whole screen again (what a gap does; also for tests).
+  window.permitgameSync = function () {
+    if (socket && socket.send) { socket.send(JSON.stringify({ type: "sync" })); }
+  };
 
   // ------------------------------------------------------------------ flash and forms
 
