@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from permitgame.models import Action, Controller, Game, Move, RoundRecord, Seat
+from permitgame.models import MOVE_ACTIONS, Action, Controller, Game, Move, RoundRecord, Seat
 from sim_core import (
     GameSetup,
     GameState,
@@ -74,13 +74,10 @@ def state_at(game: Game, setup: GameSetup, round_no: int) -> GameState:
 def round_moves(game: Game, round_no: int) -> list[Move]:
     """Return the moves logged for ``round_no`` (bids, choices, audits), oldest first."""
     return list(
-        Move.objects.filter(game=game, round_no=round_no, action__in=_MOVE_ACTIONS)
+        Move.objects.filter(game=game, round_no=round_no, action__in=MOVE_ACTIONS)
         .select_related("seat")
         .order_by("id")
     )
-
-
-_MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
 
 
 def round_inputs(

@@ -30,7 +30,7 @@ from django.db import IntegrityError
 
 from permitgame import bridge, charts, clock, host_selectors, jobs, selectors
 from permitgame.charts import Chart
-from permitgame.models import DebriefCache, Game, RoundRecord, Seat
+from permitgame.models import DebriefCache, Game, RoundRecord, Seat, lab_label
 from sim_core import (
     MetricsRow,
     Role,
@@ -208,7 +208,7 @@ def _leaderboard(game: Game) -> tuple[tuple[LeaderRow, ...], str, float]:
     rows = tuple(
         LeaderRow(
             rank=rank,
-            label=f"Lab {lab + 1}",
+            label=lab_label(lab + 1),
             nickname=seats[lab].nickname if lab in seats else "",
             human=bool(lab in seats and seats[lab].has_player),
             score=float(scores[lab]),
