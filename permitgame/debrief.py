@@ -94,7 +94,7 @@ class Observed:
     """What the class did: one row per settled round and their means (MODEL.md §8)."""
 
     rows: tuple[dict[str, Any], ...]
-    summary: dict[str, float]
+    summary: dict[str, float | None]
     punishment: float
     p_eff: float
     rounds_played: int

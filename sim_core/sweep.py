@@ -29,7 +29,7 @@ from sim_core.errors import SimCoreError
 from sim_core.metrics import METRICS
 from sim_core.parallel import fork_map
 from sim_core.params import Scenario
-from sim_core.theory import expected_clearing_price
+from sim_core.theory import expected_clearing_price, expected_trade_price
 
 Precision = Literal["float32", "float64"]
 #: A callback told how many of the sweep's tasks are done, out of how many.
@@ -129,9 +129,14 @@ def theory_curve(scenario: Scenario, punishments: FloatArray) -> tuple[float, Fl
     """Return g* and the theoretical flip p_eff = g*/P for each P (§7, §9; inf where P = 0).
 
     g* = the expected truthful clearing price (E[Q-th highest u]) + rho: the marginal lab is
-    deterred exactly when p_eff·P >= g*.
+    deterred exactly when p_eff·P >= g*. Under §3b's grandfathering the price is the expected
+    traded price (the midpoint of E[u(Q)] and E[u(Q+1)]).
     """
-    gain = expected_clearing_price(scenario) + scenario.labs.racing_value
+    price = expected_clearing_price(scenario)
+    if scenario.market.grandfathered:  # §3b: the marginal lab meets the traded price
+        traded = expected_trade_price(scenario)
+        price = price if traded is None else traded
+    gain = price + scenario.labs.racing_value
     with np.errstate(divide="ignore", invalid="ignore"):
         curve = np.where(
             punishments > 0, gain / np.where(punishments > 0, punishments, 1.0), np.inf
