@@ -61,7 +61,6 @@ def ben(django_user_model: Any) -> Any:
     return make_instructor(django_user_model, "ben")
 
 
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Start every test with empty rate-limit counters (they live in the process's cache).
 

@@ -67,9 +67,11 @@ class Watched:
         page.set_default_timeout(WAIT_MS)
         page.on(
             "console",
-            lambda message: self.errors.append(f"{page.url}: {message.text}")
-            if message.type == "error"
-            else None,
+            lambda message: (
+                self.errors.append(f"{page.url}: {message.text}")
+                if message.type == "error"
+                else None
+            ),
         )
         page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
         self.pages.append(page)
@@ -165,7 +167,7 @@ def test_no_page_breaks_the_content_security_policy(server, chromium_browser):
         debrief.wait_for_selector("h1")
         debrief.wait_for_timeout(1500)  # its parts load by htmx
         found += teacher.violations(debrief, "debrief")
-        for page, name in ((ana, "play (lab) at game over"), (gil, "play (governor) at game over")):
+        for page in (ana, gil):
             page.wait_for_selector('#phase[data-status="finished"]')
         found += student.violations(ana, "play (lab) at game over")
         found += governor.violations(gil, "play (governor) at game over")

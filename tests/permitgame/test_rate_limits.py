@@ -90,8 +90,12 @@ def test_a_rejoin_code_guessing_loop_gets_429_per_address_and_per_game(client):
     # Another game's rejoin codes are not blocked by it.
     other = _game()
     bo = services.seat_join(game=other, nickname="Bo")
-    again = _post(client, f"/api/games/{other.code}/rejoin", {"rejoin_code": bo.rejoin_code},
-                  REMOTE_ADDR="10.4.0.1")
+    again = _post(
+        client,
+        f"/api/games/{other.code}/rejoin",
+        {"rejoin_code": bo.rejoin_code},
+        REMOTE_ADDR="10.4.0.1",
+    )
     assert again.status_code == 200
 
 
@@ -135,7 +139,8 @@ def test_instructor_login_locks_a_username_out_after_wrong_passwords(client, ana
     assert right.status_code == 429
     # The instructor at another address is not locked out by whoever guessed.
     elsewhere = Client(REMOTE_ADDR="10.9.9.9")
-    assert elsewhere.post("/accounts/login/", {"username": "ana", "password": PASSWORD}).status_code == 302
+    answer = elsewhere.post("/accounts/login/", {"username": "ana", "password": PASSWORD})
+    assert answer.status_code == 302
     # The admin's login is locked by the same rule.
     admin = client.post("/admin/login/", {"username": "ana", "password": PASSWORD})
     assert admin.status_code == 429
@@ -145,7 +150,8 @@ def test_instructor_login_locks_a_username_out_after_wrong_passwords(client, ana
 def test_login_attempts_per_address_are_capped_across_usernames(client):
     limit = throttle.LIMITS["login"].count
     for n in range(limit):
-        assert client.post("/accounts/login/", {"username": f"u{n}", "password": "x"}).status_code == 200
+        answer = client.post("/accounts/login/", {"username": f"u{n}", "password": "x"})
+        assert answer.status_code == 200
     capped = client.post("/accounts/login/", {"username": "another", "password": "x"})
     assert capped.status_code == 429 and int(capped["Retry-After"]) >= 1
     assert "Too many attempts" in capped.content.decode()
