@@ -1167,3 +1167,19 @@ def test_hand_needs_to_say_which_way_and_changes_nothing(as_ana, ana, value):
     assert response.status_code == 400
     assert flash(response) == HAND_HOW
     assert snapshot(game) == before
+
+
+@pytest.mark.parametrize("value", ["²", "1e400", "9" * 5000, "--1", "NaN", "\x00"])
+def test_console_controls_refuse_unreadable_values_with_a_form_error(as_ana, ana, value):
+    game, (ada, _bob) = running_game(ana, "Ada", "Bob")
+    before = snapshot(game)
+    for address, data in (
+        (url("control", game.code, "extend"), {"seconds": value}),
+        (url("hand", game.code, ada.pk), {"to_bot": value}),
+        (url("remove-bot", game.code), {"seat": value}),
+        (url("governor", game.code), {"seat": value}),
+    ):
+        response = as_ana.post(address, data, **HTMX)
+        assert response.status_code in (400, 409), (address, response.status_code)
+        assert flash(response), address
+    assert snapshot(game) == before
