@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from sim_core.arrays import FloatArray
-from sim_core.batch import ReplicateDraws, cell_scenario, play_cells, replicate_draws
+from sim_core.batch import (
+    ReplicateDraws,
+    cell_scenario,
+    play_cells,
+    replicate_draws,
+    wealth_plan,
+)
 from sim_core.metrics import METRICS
 from sim_core.params import Scenario, scenario_to_dict
 from sim_core.study.document import (
@@ -141,13 +147,19 @@ def _play_cell_points(
         draws = _draws(scenario, seeds, dtype)
         punishments = np.array([points[i][1] for i in members])
         p_effs = np.array([points[i][2] for i in members])
+        indices = np.array(members)
         size = max(1, BLOCK_ELEMENTS // (scenario.labs.count * len(seeds)))
-        order = np.array(members)
-        for block in np.array_split(np.arange(len(members)), -(-len(members) // size)):
-            values = play_cells(
-                scenario, draws, punishments=punishments[block], p_effs=p_effs[block]
-            )
-            out[order[block]] = values.transpose(1, 0, 2)
+        # As the sweep does: cells of one wealth plan together, in blocks of equal size, so that
+        # ``play_cells`` plays each block in one go. Only speed depends on it, never a number.
+        plan = wealth_plan(scenario, punishments, p_effs, rounds=scenario.rounds)
+        order = np.lexsort((p_effs, punishments, plan))
+        for mode in sorted(set(plan.tolist())):
+            cells = order[plan[order] == mode]
+            for block in np.array_split(cells, -(-cells.size // size)):
+                values = play_cells(
+                    scenario, draws, punishments=punishments[block], p_effs=p_effs[block]
+                )
+                out[indices[block]] = values.transpose(1, 0, 2)
     return out
 
 
@@ -201,14 +213,21 @@ def run_chunk(task: ChunkTask) -> Columns:
 def chunk_size(study: Study, points: int) -> int:
     """Return the points per chunk: the study's ``chunk_points``, or about a second of work.
 
+    Engine cell: about ``CHUNK_LAB_ROUNDS`` lab-rounds, fewer so that a study of few points still
+    has ``MIN_CHUNKS`` chunks, but never less than one block of ``BLOCK_ELEMENTS`` lab-games.
+
     Chosen from the document only (never from the workers), so a resumed study, on any number of
     workers, cuts the same chunks.
     """
     if study.chunk_points is not None:
         return study.chunk_points
-    per_point = study.replicates * study.scenario.labs.count * study.scenario.rounds
-    target = CHUNK_LAB_ROUNDS if study.engine == "cell" else GAME_CHUNK_LAB_ROUNDS
-    return max(1, min(-(-target // per_point), -(-points // MIN_CHUNKS)))
+    games = study.replicates * study.scenario.labs.count
+    per_point = games * study.scenario.rounds
+    if study.engine == "game":
+        return max(1, min(-(-GAME_CHUNK_LAB_ROUNDS // per_point), -(-points // MIN_CHUNKS)))
+    # At least one full block of the sweep's size: a smaller batch pays numpy's cost per call.
+    block = -(-BLOCK_ELEMENTS // games)
+    return max(block, min(-(-CHUNK_LAB_ROUNDS // per_point), -(-points // MIN_CHUNKS)))
 
 
 def chunk_tasks(study: Study, unit: FloatArray) -> list[ChunkTask]:
