@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# As ``python -m sim_core`` does (and Dask's nanny for its workers): one BLAS thread.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 from sim_core import load_preset, run_sweep, sweep_scenario  # noqa: E402
 from sim_core.study import parse_study, run_study  # noqa: E402
-from sim_core.study.engine import chunk_size  # noqa: E402
+from sim_core.study.engine import _keep_freed_memory, chunk_size  # noqa: E402
+
+# The command's allocator setting, for the sweep, the local processes and the memory runs alike
+# (a Dask worker takes it with its first chunk).
+_keep_freed_memory()
 
 
 def load() -> str:

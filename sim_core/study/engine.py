@@ -19,8 +19,10 @@ p_eff and on those seeds only, never on its chunk, its neighbours, its worker or
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -61,7 +63,7 @@ CHUNK_LAB_ROUNDS = 1 << 25
 #: The same for engine game, whose games run round by round through the resolver.
 GAME_CHUNK_LAB_ROUNDS = 1 << 17
 #: At least this many chunks when the study has that many points, so that workers share them.
-MIN_CHUNKS = 32
+MIN_CHUNKS = 16
 MANIFEST = "study.json"
 RESULTS = "results.parquet"
 CHUNKS = "chunks"
@@ -113,14 +115,22 @@ def study_seeds(study: Study) -> tuple[int, ...]:
     return tuple(replicate_seed(study.seed, j) for j in range(study.replicates))
 
 
+#: Keys of the labs section that ``batch.replicate_draws`` does not read.
+DRAWLESS = frozenset({"racing_value", "endowment"})
 #: Draws of the last few populations a process played (a worker's chunks usually share them).
 _DRAWS: OrderedDict[str, ReplicateDraws] = OrderedDict()
 _DRAWS_KEPT = 4
 
 
 def _draws(scenario: Scenario, seeds: tuple[int, ...], dtype: np.dtype[Any]) -> ReplicateDraws:
-    document = scenario_to_dict(scenario)
-    key = json.dumps([document["labs"], scenario.rounds, seeds, dtype.name], sort_keys=True)
+    """Return the replicates' draws, kept per population: what ``replicate_draws`` reads.
+
+    The racing value and the endowment draw nothing, so points that differ only by them (or by
+    P, p_eff, the market or the welfare) share one population's draws.
+    """
+    labs = scenario_to_dict(scenario)["labs"]
+    population = {key: value for key, value in labs.items() if key not in DRAWLESS}
+    key = json.dumps([population, scenario.rounds, seeds, dtype.name], sort_keys=True)
     if key in _DRAWS:
         _DRAWS.move_to_end(key)
         return _DRAWS[key]
@@ -179,12 +189,34 @@ def _play_game_points(
     return out
 
 
+def _keep_freed_memory() -> None:
+    """Keep freed memory for reuse in this process, as ``python -m sim_core`` does (speed only).
+
+    A chunk allocates and frees arrays of a few hundred KiB many times a round; returned to the
+    kernel at once (Dask's nanny even asks glibc to trim at 64 KiB), they cost page faults.
+    """
+    global _TUNED
+    if _TUNED or not sys.platform.startswith("linux"):
+        return
+    _TUNED = True
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return
+    mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+
+
+_TUNED = False
+
+
 def run_chunk(task: ChunkTask) -> Columns:
     """Play one chunk: every point, every replicate. Return its table's columns.
 
     Rows are point-major (point, then replicate); columns ``point``, ``replicate``, ``seed``,
     one per factor, then the study's metrics (each game's mean over its rounds, §8).
     """
+    _keep_freed_memory()
     study = task.study
     seeds = study_seeds(study)
     values = [study.values_at(row) for row in task.unit]
