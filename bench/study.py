@@ -21,6 +21,7 @@ and the ratios (study / sweep, Dask / processes) are what the targets are about.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -75,15 +76,37 @@ def grid_for(points: int) -> tuple[int, int]:
     return points // side, side
 
 
-def timed(function, *args, **kwargs) -> tuple[float, object]:
+def tree_cpu() -> float:
+    """Return the CPU time (user + system) of this process and every process it started.
+
+    Children that ended and were waited for (forked sweep workers, the local process pool)
+    count through getrusage; live ones (the LocalCluster's workers) through psutil.
+    """
+    import psutil
+
+    me = psutil.Process()
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = sum(me.cpu_times()[:2]) + ended.ru_utime + ended.ru_stime
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # it ended meanwhile: counted by getrusage
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
+def timed(function, *args, **kwargs) -> tuple[tuple[float, float], object]:
+    """Return ((wall seconds, CPU seconds of the process tree), the function's value)."""
+    cpu = tree_cpu()
     started = time.perf_counter()
     value = function(*args, **kwargs)
-    return time.perf_counter() - started, value
+    return (time.perf_counter() - started, tree_cpu() - cpu), value
 
 
-def line(name: str, seconds: float, lab_rounds: float, extra: str = "") -> None:
-    per = seconds / lab_rounds * 1e9
-    print(f"  {name:<34} {seconds:8.2f} s  {per:7.3f} ns/lab-round  load {load()}  {extra}")
+def line(name: str, measure: tuple[float, float], lab_rounds: float, extra: str = "") -> None:
+    wall, cpu = measure
+    print(
+        f"  {name:<34} wall {wall:7.2f} s  CPU {cpu:7.2f} s  "
+        f"{cpu / lab_rounds * 1e9:6.2f} CPU-ns/lab-round  load {load()}  {extra}"
+    )
 
 
 def memory_child(points: int, labs: int, rounds: int, replicates: int, workers: int) -> None:
@@ -146,7 +169,7 @@ def main() -> None:
         ),
         base_dir=base,
     )
-    seconds, _ = timed(run_study, warm, output=base / "warm-up", workers=1)
+    (seconds, _), _ = timed(run_study, warm, output=base / "warm-up", workers=1)
     print(f"  warm-up (imports and a small study, untimed below): {seconds:.2f} s")
     chunks = -(-args.points // chunk_size(study, args.points))
     print(
@@ -159,7 +182,7 @@ def main() -> None:
     if not args.skip_dask:
         from distributed import LocalCluster
 
-        seconds, cluster = timed(
+        (seconds, _), cluster = timed(
             LocalCluster,
             n_workers=args.workers,
             threads_per_worker=1,
@@ -170,56 +193,61 @@ def main() -> None:
         )
         print(f"  LocalCluster start-up: {seconds:.2f} s")
 
-    results: dict[str, list[float]] = {"sweep": [], "study": [], "dask": [], "third": []}
+    results: dict[str, list[tuple[float, float]]] = {"sweep": [], "study": [], "dask": []}
+    results["third"] = []
+
+    def ratio(name: str, other: str) -> str:
+        (wall, cpu), (wall0, cpu0) = results[name][-1], results[other][-1]
+        return f"x{wall / wall0:.2f} wall, x{cpu / cpu0:.2f} CPU of the {other}"
+
     for repeat in range(args.repeats):
         run = repeat + 1
         print(f"repeat {repeat + 1}:")
-        seconds, _ = timed(
+        measure, _ = timed(
             run_sweep, scenario, grid=grid, replicates=args.replicates, workers=args.workers, seed=7
         )
-        results["sweep"].append(seconds)
-        line(f"sweep grid {grid[0]}x{grid[1]}", seconds, size)
-        seconds, _ = timed(run_study, study, workers=args.workers, output=base / f"s{run}")
-        results["study"].append(seconds)
-        line(
-            "study, local processes",
-            seconds,
-            size,
-            f"x{seconds / results['sweep'][-1]:.2f} of the sweep",
-        )
+        results["sweep"].append(measure)
+        line(f"sweep grid {grid[0]}x{grid[1]}", measure, size)
+        measure, _ = timed(run_study, study, workers=args.workers, output=base / f"s{run}")
+        results["study"].append(measure)
+        line("study, local processes", measure, size, ratio("study", "sweep"))
         if cluster is not None:
-            seconds, _ = timed(
+            measure, _ = timed(
                 run_study, study, scheduler=cluster.scheduler_address, output=base / f"d{run}"
             )
-            results["dask"].append(seconds)
-            line(
-                "study, Dask LocalCluster",
-                seconds,
-                size,
-                f"x{seconds / results['study'][-1]:.2f} of local processes",
-            )
+            results["dask"].append(measure)
+            line("study, Dask LocalCluster", measure, size, ratio("dask", "study"))
         if repeat == 0:
-            seconds, _ = timed(run_study, third, workers=args.workers, output=base / f"t{run}")
-            results["third"].append(seconds)
-            ratio = seconds / third_size / (results["sweep"][-1] / size)
+            measure, _ = timed(run_study, third, workers=args.workers, output=base / f"t{run}")
+            results["third"].append(measure)
+            per = measure[1] / third_size / (results["sweep"][-1][1] / size)
             line(
                 f"study, + racing value, {third_points} pts",
-                seconds,
+                measure,
                 third_size,
-                f"x{ratio:.2f} of the sweep per lab-round",
+                f"x{per:.2f} CPU per lab-round of the sweep",
             )
 
-    best = {name: min(times) for name, times in results.items() if times}
-    print("best of repeats:")
-    for name, seconds in best.items():
-        line(name, seconds, third_size if name == "third" else size)
-    print(f"  study / sweep: {best['study'] / best['sweep']:.2f}")
+    best = {
+        name: (min(m[0] for m in runs), min(m[1] for m in runs))
+        for name, runs in results.items()
+        if runs
+    }
+    print("best of repeats (wall and CPU each the least):")
+    for name, measure in best.items():
+        line(name, measure, third_size if name == "third" else size)
+    for name, other in (("study", "sweep"), ("dask", "study")):
+        if name in best:
+            print(
+                f"  {name} / {other}: wall x{best[name][0] / best[other][0]:.2f}, "
+                f"CPU x{best[name][1] / best[other][1]:.2f}"
+            )
     if "dask" in best:
-        print(f"  Dask / local processes: {best['dask'] / best['study']:.2f}")
-        per_chunk = best["study"] * args.workers / chunks
+        per_chunk = best["study"][1] / chunks
+        extra = (best["dask"][1] - best["study"][1]) / chunks
         print(
-            f"  one chunk: {per_chunk:.3f} s of one core; Dask's extra per chunk: "
-            f"{(best['dask'] - best['study']) * args.workers / chunks * 1000:.1f} ms"
+            f"  one chunk: {per_chunk:.3f} CPU-s; Dask's extra CPU per chunk (scheduler, nanny, "
+            f"comms): {extra * 1000:.1f} ms = {extra / per_chunk:.1%}"
         )
 
     if cluster is not None:
@@ -234,12 +262,13 @@ def main() -> None:
             },
             base_dir=base,
         )
-        seconds, _ = timed(
+        (seconds, cpu), _ = timed(
             run_study, tiny, scheduler=cluster.scheduler_address, output=base / "tiny"
         )
         print(
-            f"  scheduler cost: 400 chunks of almost no work in {seconds:.2f} s = "
-            f"{seconds / 400 * 1000:.1f} ms per chunk through the client (load {load()})"
+            f"  scheduler cost: 400 chunks of almost no work in {seconds:.2f} s wall, "
+            f"{cpu:.2f} s CPU = {seconds / 400 * 1000:.1f} ms wall, {cpu / 400 * 1000:.1f} ms "
+            f"CPU per chunk, client, scheduler and workers together (load {load()})"
         )
         cluster.close()
 
