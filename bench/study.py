@@ -180,7 +180,12 @@ def main() -> None:
 
     cluster = None
     if not args.skip_dask:
+        import dask
         from distributed import LocalCluster
+
+        # The workers' statistical profiler wakes every 10 ms and takes the GIL to walk the
+        # stacks: docs/studies.md asks study workers to turn it off, as here.
+        dask.config.set({"distributed.worker.profile.enabled": False})
 
         (seconds, _), cluster = timed(
             LocalCluster,
@@ -279,7 +284,7 @@ def main() -> None:
         f"({len(study.metrics)} metrics, 2 factors)"
     )
 
-    for points in (int(text) for text in args.memory_points.split(",")):
+    for points in (int(text) for text in args.memory_points.split(",") if text):
         done = subprocess.run(
             [
                 sys.executable,

@@ -148,10 +148,13 @@ def _play_cell_points(
     dtype = np.dtype(study.precision)
     out = np.empty((len(points), len(seeds), len(METRICS)))
     groups: dict[str, list[int]] = {}
+    rules_of: dict[int, str] = {}  # points of one scenario object share it: written once
     for index, (scenario, _, _) in enumerate(points):
-        document = scenario_to_dict(scenario)
-        rules = [document[key] for key in ("labs", "market", "welfare", "rounds")]
-        groups.setdefault(json.dumps(rules, sort_keys=True), []).append(index)
+        if id(scenario) not in rules_of:
+            document = scenario_to_dict(scenario)
+            rules = [document[key] for key in ("labs", "market", "welfare", "rounds")]
+            rules_of[id(scenario)] = json.dumps(rules, sort_keys=True)
+        groups.setdefault(rules_of[id(scenario)], []).append(index)
     for members in groups.values():
         scenario = points[members[0]][0]
         draws = _draws(scenario, seeds, dtype)
@@ -220,7 +223,18 @@ def run_chunk(task: ChunkTask) -> Columns:
     study = task.study
     seeds = study_seeds(study)
     values = [study.values_at(row) for row in task.unit]
-    points = [point_scenario(study, point) for point in values]
+    # Points with the same scenario keys share one scenario (validated once), whatever P, p_eff.
+    scenarios: dict[str, tuple[Scenario, float, float]] = {}
+    points = []
+    for point in values:
+        keys = {key: value for key, value in point.items() if key not in CELL_FACTORS}
+        name = json.dumps(keys, sort_keys=True)
+        if name not in scenarios:
+            scenarios[name] = point_scenario(study, keys)
+        scenario, punishment, detection = scenarios[name]
+        points.append(
+            (scenario, float(point.get("P", punishment)), float(point.get("p_eff", detection)))
+        )
     play = _play_cell_points if study.engine == "cell" else _play_game_points
     played = play(study, points, seeds)
     replicates = len(seeds)
