@@ -20,7 +20,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from permitgame import bridge, broadcast, services, ticker
-from permitgame.client import JoinInfo, Player
+from permitgame.client import JoinInfo, Player, join
 from permitgame.clock import now as clock_now
 from permitgame.consumers import ApiConsumer
 from permitgame.models import Game, Move
@@ -425,3 +425,39 @@ async def test_the_clock_fires_a_deadline_while_the_sockets_commands_are_held():
         loop.cancel()
         release.set()
         await held
+
+
+# ------------------------------------------------------------------------------ the client
+
+
+@pytest.mark.slow
+def test_the_client_outlasts_a_server_down_longer_than_it_used_to_and_plays_on(tmp_path):
+    from tests import harness
+    from tests.permitgame.test_processes import create_game, daphne
+
+    env = {"DATABASE_URL": harness.sqlite_database_url(tmp_path)}
+    assert harness.manage("migrate", "--no-input", env=env).returncode == 0
+    code = create_game(env, tmp_path, "--labs", "4", "--human-labs", "1", "--phase-seconds", "600")
+    port = harness.free_port()
+
+    async def play() -> tuple[dict[str, Any], Player]:
+        with daphne(env, tmp_path, port) as (process, url):
+            player = Player(join(url, code, "Ana"), reconnect_seconds=120, reconnect_cap=0.5)
+            task = asyncio.ensure_future(player.play())
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                if any(m.get("type") == "state" for m in player.received):
+                    break
+            harness.stop_process(process)
+        # Down for longer than the client used to try (20 tries, about 31 s in all).
+        await asyncio.sleep(34)
+        assert not task.done()
+        with daphne(env, tmp_path, port):
+            result = await asyncio.wait_for(task, 120)
+        return result, player
+
+    result, player = asyncio.run(play())
+    assert result["type"] == "game_over" and len(result["standings"]) == 4
+    assert player.reconnects > 20
+    states = [m for m in player.received if m.get("type") == "state"]
+    assert len(states) >= 2  # resumed from a fresh snapshot after the restart
