@@ -508,7 +508,9 @@ def publish(
 def _send_host(
     game: Game, public: PublicView, *, charts: bool, kind: str, now: float | None = None
 ) -> None:
-    """Render and send the console's fragments (and its JSON seats)."""
+    """Render and send the console's fragments (and its JSON seats), if a console is open."""
+    if not realtime.console_open(game.pk):
+        return
     with _progress_lock:
         _last_host[game.pk] = time.monotonic() if now is None else now
         _host_dirty.discard(game.pk)
