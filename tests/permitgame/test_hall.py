@@ -199,6 +199,7 @@ def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     public = next(item for item in sent if item.group == f"game-{game.pk}")
     message = json.loads(public.json[0])
     assert message["joined"] == 50 and message["seats"] == 61
+    assert message["status"] == "lobby" and message["connected"] == 0
     assert "players" not in message and "waiting_for" not in message
     assert 'id="players"' not in public.html  # the browsers' list is not resent either
     host = next(item for item in sent if item.group == f"game-{game.pk}-host")
