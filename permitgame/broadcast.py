@@ -198,6 +198,8 @@ def you_json(lab: LabView) -> dict[str, Any]:
         "run_by": lab.run_by,
         "owes_move": lab.owes_move,
         "bot_playing": lab.bot_playing,
+        "ask_belief": lab.ask_belief,
+        "belief": lab.belief,
     }
 
 
@@ -215,6 +217,9 @@ def your_results_json(row: LabRound) -> dict[str, Any]:
         "audited": row.audited,
         "caught": row.caught,
         "payoff": row.payoff,
+        "terms": [
+            {"name": term.name, "symbol": term.symbol, "amount": term.amount} for term in row.terms
+        ],
         "wealth": row.wealth,
         "score": row.score,
     }
@@ -466,6 +471,7 @@ def publish(
                 {
                     "type": "round_results",
                     **round_results_json({"round": record.round_no, **record.metrics}),
+                    "headline": selectors.headline_of(record).text,
                 }
             )
             result = next(r for r in governor.history if r.round_no == round_no)
