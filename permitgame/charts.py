@@ -8,7 +8,8 @@ Every text is escaped here. The SVGs carry their own fonts, colours and white ba
 console's "PNG" button can draw one onto a canvas as it is.
 
 Colours are the Okabe-Ito palette (distinguishable with every common colour-vision deficiency);
-the heatmap uses viridis, whose lightness rises monotonically, so it also reads in greyscale.
+the deterrence heatmap is sim_core's drawing (``sim_core.plot``: cividis, one look in the CLI
+and the debrief).
 Not here: what the numbers mean (sim_core) or which game they come from (selectors, debrief).
 """
 
@@ -32,21 +33,6 @@ GREEN = "#009E73"
 SKY = "#56B4E9"
 PURPLE = "#CC79A7"
 GREY = "#8a94a3"
-
-#: viridis at 0, 0.1, ..., 1 (interpolated linearly in between).
-VIRIDIS = (
-    "#440154",
-    "#482475",
-    "#414487",
-    "#355f8d",
-    "#2a788e",
-    "#21918c",
-    "#22a884",
-    "#44bf70",
-    "#7ad151",
-    "#bddf26",
-    "#fde725",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,21 +459,6 @@ def histogram(
     return Chart(name, title, "".join(parts), _csv(["from", "to", "classes"], rows), description)
 
 
-def viridis(value: float) -> str:
-    """Return the viridis colour of ``value`` in [0, 1] (clipped) as #rrggbb."""
-    if not math.isfinite(value):
-        return "#ffffff"
-    position = min(max(value, 0.0), 1.0) * (len(VIRIDIS) - 1)
-    index = min(int(position), len(VIRIDIS) - 2)
-    fraction = position - index
-    a, b = VIRIDIS[index], VIRIDIS[index + 1]
-    channels = [
-        round(int(a[k : k + 2], 16) * (1 - fraction) + int(b[k : k + 2], 16) * fraction)
-        for k in (1, 3, 5)
-    ]
-    return "#" + "".join(f"{channel:02x}" for channel in channels)
-
-
 def heatmap(
     *,
     name: str,
@@ -497,221 +468,65 @@ def heatmap(
     values: Sequence[Sequence[float | None]],
     flip: Sequence[float | None],
     marginal_gain: float | None,
+    metric: str = "compliance_rate",
+    threshold: float = 0.9,
     mark: tuple[float, float] | None = None,
     mark_label: str = "This class",
     metric_label: str = "compliance",
     caption: str = "",
     description: str = "",
-    width: float = 760,
-    height: float = 640,
+    width: int = 760,
 ) -> Chart:
-    """The deterrence heatmap (MODEL.md §9): P on x, p_eff on y, the metric as colour.
+    """The deterrence heatmap (MODEL.md §9), drawn by sim_core's ``heatmap_svg``.
+
+    The one drawing the command line's ``sweep`` also writes (cividis, the behaviour flip, the
+    theory curve p_eff = g*/P and the marked point), wrapped here in the chart's accessible
+    ``<svg>`` (title, description, data attributes) with the cells' data as CSV.
 
     Args:
         p: the P values (columns), ascending.
         p_eff: the p_eff values (rows), ascending.
         values: ``values[row][column]``, the metric (0..1) of each cell.
-        flip: per P, the smallest p_eff reaching the threshold (None where none does).
+        flip: per P, the smallest p_eff reaching ``threshold`` (None where none does).
         marginal_gain: g*, for the theoretical curve p_eff = g*/P (None: no curve).
-        mark: (P, p_eff) of this game, drawn as a ringed dot with ``mark_label``.
-        caption: a line under the plot (scenario and parameters).
+        metric: the §8 metric on the map; ``metric_label`` names it in the CSV.
+        mark: (P, p_eff) of this game, drawn as a star named ``mark_label``.
+        caption: the text under the plot (scenario and parameters).
     """
-    box = Box(84, 56, width - 84 - 128, height - 56 - 136)
-    columns, rows = len(p), len(p_eff)
-    dx = (p[-1] - p[0]) / (columns - 1) if columns > 1 else 0.1
-    dy = (p_eff[-1] - p_eff[0]) / (rows - 1) if rows > 1 else 0.1
-    x_lo, x_hi = p[0] - dx / 2, p[-1] + dx / 2
-    y_lo, y_hi = p_eff[0] - dy / 2, p_eff[-1] + dy / 2
+    from sim_core.plot import heatmap_svg  # matplotlib only when a heatmap is drawn
 
-    def px(value: float) -> float:
-        return box.left + (value - x_lo) / (x_hi - x_lo) * box.width
-
-    def py(value: float) -> float:
-        return box.bottom - (value - y_lo) / (y_hi - y_lo) * box.height
-
-    opening = _open(name, title, description, width, height)
-    parts = list(opening)
-    cell_w, cell_h = box.width / columns, box.height / rows
-    for row, level in enumerate(p_eff):
-        for column, punishment in enumerate(p):
-            value = values[row][column]
-            shown = value if value is not None else float("nan")
-            tip = f"P {punishment:.2f}, p_eff {level:.2f}: {metric_label} " + (
-                f"{shown * 100:.0f}%" if value is not None else "n/a"
-            )
-            parts.append(
-                f'<rect x="{_n(box.left + column * cell_w)}" '
-                f'y="{_n(box.bottom - (row + 1) * cell_h)}" width="{_n(cell_w + 0.6)}" '
-                f'height="{_n(cell_h + 0.6)}" fill="{viridis(shown)}">'
-                f"<title>{escape(tip)}</title></rect>"
-            )
-    parts.append(
-        f'<rect x="{_n(box.left)}" y="{_n(box.top)}" width="{_n(box.width)}" '
-        f'height="{_n(box.height)}" fill="none" stroke="{MUTED}" stroke-width="1.5"/>'
+    mark_id = f"{name}-game-point"
+    drawn = heatmap_svg(
+        width=width,
+        mark_gid=mark_id,
+        p=p,
+        p_eff=p_eff,
+        values=values,
+        flip=flip,
+        marginal_gain=marginal_gain if marginal_gain is not None else math.nan,
+        metric=metric,
+        threshold=threshold,
+        title=title,
+        caption=caption,
+        mark=mark if mark is not None and all(math.isfinite(v) for v in mark) else None,
+        mark_label=mark_label,
     )
-    # Axes.
-    for tick in nice_ticks(x_lo, x_hi, 6):
-        x = px(tick)
-        parts.append(
-            f'<line x1="{_n(x)}" y1="{_n(box.bottom)}" x2="{_n(x)}" y2="{_n(box.bottom + 6)}" '
-            f'stroke="{MUTED}"/>'
-        )
-        parts.append(_text(x, box.bottom + 24, _tick_label(tick, percent=False), anchor="middle"))
-    parts.append(
-        _text(
-            box.left + box.width / 2,
-            box.bottom + 50,
-            "Punishment P = K + φ + R",
-            size=16,
-            anchor="middle",
-            colour=INK,
-        )
+    ident = f"chart-{escape(name)}"
+    opening, _, rest = drawn.partition(">")
+    svg = (
+        f'{opening} role="img" aria-labelledby="{ident}-title {ident}-desc" '
+        f'class="chart-svg" data-chart="{escape(name)}">'
+        f'<title id="{ident}-title">{escape(title)}</title>'
+        f'<desc id="{ident}-desc">{escape(description or title)}</desc>'
+        f"{rest}"
     )
-    for tick in nice_ticks(y_lo, y_hi, 6):
-        y = py(tick)
-        parts.append(
-            f'<line x1="{_n(box.left - 6)}" y1="{_n(y)}" x2="{_n(box.left)}" y2="{_n(y)}" '
-            f'stroke="{MUTED}"/>'
-        )
-        parts.append(
-            _text(
-                box.left - 10, y, _tick_label(tick, percent=False), anchor="end", baseline="middle"
-            )
-        )
-    parts.append(
-        _text(
-            22,
-            box.top + box.height / 2,
-            "Effective detection p_eff",
-            size=16,
-            anchor="middle",
-            rotate=-90,
-        )
-    )
-    # Clip the lines to the plot.
-    clip = f"clip-{escape(name)}"
-    parts.append(
-        f'<clipPath id="{clip}"><rect x="{_n(box.left)}" y="{_n(box.top)}" '
-        f'width="{_n(box.width)}" height="{_n(box.height)}"/></clipPath>'
-    )
-    legend: list[tuple[str, str, bool]] = []
-    if marginal_gain is not None and marginal_gain > 0:
-        points = []
-        for step in range(121):
-            punishment = x_lo + (x_hi - x_lo) * step / 120
-            if punishment <= 0:
-                continue
-            level = marginal_gain / punishment
-            if level > y_hi + dy * 4:
-                continue
-            points.append(f"{_n(px(punishment))},{_n(py(level))}")
-        if len(points) > 1:
-            parts.append(
-                f'<polyline clip-path="url(#{clip})" points="{" ".join(points)}" fill="none" '
-                f'stroke="#ffffff" stroke-width="6" stroke-linejoin="round"/>'
-                f'<polyline clip-path="url(#{clip})" points="{" ".join(points)}" fill="none" '
-                f'stroke="{VERMILLION}" stroke-width="3" stroke-dasharray="9 6"/>'
-            )
-            legend.append(("theory: p_eff·P = g*", VERMILLION, True))
-    flip_points = [
-        f"{_n(px(punishment))},{_n(py(level))}"
-        for punishment, level in zip(p, flip, strict=False)
-        if level is not None and math.isfinite(level)
-    ]
-    if flip_points:
-        joined = " ".join(flip_points)
-        parts.append(
-            f'<polyline clip-path="url(#{clip})" points="{joined}" fill="none" '
-            f'stroke="{INK}" stroke-width="6" stroke-linejoin="round"/>'
-            f'<polyline clip-path="url(#{clip})" points="{joined}" fill="none" '
-            f'stroke="#ffffff" stroke-width="3" stroke-linejoin="round"/>'
-        )
-        legend.insert(0, ("behaviour flip (simulated)", "#ffffff", False))
-    if mark is not None and all(math.isfinite(v) for v in mark):
-        x, y = px(min(max(mark[0], x_lo), x_hi)), py(min(max(mark[1], y_lo), y_hi))
-        parts.append(
-            f'<g class="game-point" data-p="{mark[0]:.4f}" data-p-eff="{mark[1]:.4f}">'
-            f'<circle cx="{_n(x)}" cy="{_n(y)}" r="11" fill="{ORANGE}" stroke="{INK}" '
-            f'stroke-width="3"/><circle cx="{_n(x)}" cy="{_n(y)}" r="3" fill="{INK}"/>'
-        )
-        anchor = "end" if x > box.left + box.width * 0.65 else "start"
-        label_x = x - 18 if anchor == "end" else x + 18
-        label_w = 8.6 * len(mark_label) + 12
-        rect_x = label_x - label_w + 6 if anchor == "end" else label_x - 6
-        label_y = y - 16 if y > box.top + 40 else y + 30
-        parts.append(
-            f'<rect x="{_n(rect_x)}" y="{_n(label_y - 17)}" width="{_n(label_w)}" height="24" '
-            f'rx="4" fill="#ffffff" fill-opacity="0.92" stroke="{INK}"/>'
-        )
-        parts.append(_text(label_x, label_y, mark_label, size=15, anchor=anchor, weight="700"))
-        parts.append("</g>")
-    # Colour bar.
-    bar_left = box.right + 28
-    for step in range(50):
-        y = box.bottom - (step + 1) * box.height / 50
-        parts.append(
-            f'<rect x="{_n(bar_left)}" y="{_n(y)}" width="22" height="{_n(box.height / 50 + 0.6)}" '
-            f'fill="{viridis((step + 0.5) / 50)}"/>'
-        )
-    parts.append(
-        f'<rect x="{_n(bar_left)}" y="{_n(box.top)}" width="22" height="{_n(box.height)}" '
-        f'fill="none" stroke="{MUTED}"/>'
-    )
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = box.bottom - tick * box.height
-        parts.append(
-            _text(bar_left + 30, y, f"{tick * 100:.0f}%", anchor="start", baseline="middle")
-        )
-    parts.append(
-        _text(
-            bar_left + 82,
-            box.top + box.height / 2,
-            metric_label,
-            size=15,
-            anchor="middle",
-            colour=MUTED,
-            rotate=90,
-        )
-    )
-    # Legend under the x label and the caption, each wrapped to the width; the SVG grows to fit.
-    x, y = box.left, box.bottom + 88
-    entries: list[tuple[str, str, str]] = [
-        (label, colour, "dashed" if dashed else "line") for label, colour, dashed in legend
-    ]
     if mark is not None:
-        entries.append((f"{mark_label} (P {mark[0]:.2f}, p_eff {mark[1]:.2f})", ORANGE, "dot"))
-    for label, colour, kind in entries:
-        entry_width = LEGEND_CHAR * len(label) + 34
-        if x > box.left and x + entry_width > width - 16:
-            x, y = box.left, y + 26
-        if kind == "dot":
-            parts.append(
-                f'<circle cx="{_n(x + 13)}" cy="{_n(y - 5)}" r="7" fill="{colour}" '
-                f'stroke="{INK}" stroke-width="2"/>'
-            )
-        elif colour == "#ffffff":
-            parts.append(
-                f'<line x1="{_n(x)}" y1="{_n(y - 5)}" x2="{_n(x + 26)}" y2="{_n(y - 5)}" '
-                f'stroke="{INK}" stroke-width="6"/>'
-                f'<line x1="{_n(x)}" y1="{_n(y - 5)}" x2="{_n(x + 26)}" y2="{_n(y - 5)}" '
-                f'stroke="#ffffff" stroke-width="3"/>'
-            )
-        else:
-            dash = ' stroke-dasharray="9 6"' if kind == "dashed" else ""
-            parts.append(
-                f'<line x1="{_n(x)}" y1="{_n(y - 5)}" x2="{_n(x + 26)}" y2="{_n(y - 5)}" '
-                f'stroke="{colour}" stroke-width="3"{dash}/>'
-            )
-        parts.append(_text(x + 32, y, label, size=14))
-        x += entry_width + 24
-    y += 14
-    for line in _wrap(caption, " · ", (width - 32) / CAPTION_CHAR):
-        y += 20
-        parts.append(_text(16, y, line, size=13, colour=MUTED))
-    if y + 14 > height:  # a taller picture: redraw the opening with the new height
-        height = y + 14
-        parts[: len(opening)] = _open(name, title, description, width, height)
-    parts.append("</svg>")
+        svg = svg.replace(
+            f'<g id="{mark_id}">',
+            f'<g id="{mark_id}" class="game-point" data-p="{mark[0]:.4f}" '
+            f'data-p-eff="{mark[1]:.4f}">',
+            1,
+        )
     csv_rows = [
         [punishment, level, values[row][column]]
         for row, level in enumerate(p_eff)
@@ -720,7 +535,7 @@ def heatmap(
     return Chart(
         name,
         title,
-        "".join(parts),
+        svg,
         _csv(["punishment", "p_eff", metric_label.replace(" ", "_")], csv_rows),
         description,
     )

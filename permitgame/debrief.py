@@ -834,7 +834,9 @@ def heatmap_chart(game: Game, result: Mapping[str, Any], metric: str = HEATMAP_M
     caption = (
         f"{scenario.name} · {result['labs']} labs · {result['rounds']} rounds · "
         f"{result['replicates']} simulated games per cell · flip: first p_eff with "
-        f"{label} ≥ {result['threshold'] * 100:.0f}% · g* = {result['marginal_gain']:.3f}"
+        f"{label} ≥ {result['threshold'] * 100:.0f}% · g* = {result['marginal_gain']:.3f} · "
+        f"P is the whole penalty and p_eff the chance a violator is caught, from 0: the cells "
+        f"at P = 0 and p_eff = 0 carry no expected penalty (edge cells are half as wide)"
     )
     return charts.heatmap(
         name="heatmap" if metric == HEATMAP_METRICS[0] else f"heatmap-{metric}",
@@ -844,6 +846,8 @@ def heatmap_chart(game: Game, result: Mapping[str, Any], metric: str = HEATMAP_M
         values=chosen["values"],
         flip=chosen["flip"],
         marginal_gain=result["marginal_gain"],
+        metric=metric,
+        threshold=result["threshold"],
         mark=(seen.punishment, seen.p_eff),
         mark_label="This class",
         metric_label=label,

@@ -13,6 +13,9 @@ marker as well as colour, an optional marked point, and a caption with the scena
 
 from __future__ import annotations
 
+import re
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +54,8 @@ SHARES = frozenset({"compliance_rate", "deterrence_rate", "detection_rate"})
 _FLIP_COLOUR = "#ffffff"
 _THEORY_COLOUR = "#d81b60"  # a magenta that stands apart from every cividis colour
 _MARK_COLOUR = "#ff8c1a"
+#: Characters per caption line (the caption is wrapped to the figure's width).
+CAPTION_WIDTH = 150
 
 
 def _edges(centres: FloatArray) -> FloatArray:
@@ -88,36 +93,113 @@ def _caption(result: SweepResult) -> str:
     )
 
 
-def _colour_range(result: SweepResult) -> tuple[float, float]:
+def _colour_range(values: FloatArray, metric: str) -> tuple[float, float]:
     """Return the colour scale: the data's range, widened to end at 1 for shares."""
-    finite = result.values[np.isfinite(result.values)]
+    finite = values[np.isfinite(values)]
     if finite.size == 0:
         return 0.0, 1.0
     low, high = float(finite.min()), float(finite.max())
-    if result.metric in SHARES:
+    if metric in SHARES:
         low, high = max(0.0, np.floor(low * 20) / 20), 1.0
     return (low, high) if high > low else (low - 0.5, high + 0.5)
 
 
-def heatmap_figure(result: SweepResult, *, mark: tuple[float, float] | None = None) -> Figure:
+def _domain_edges(centres: FloatArray, *, upper: float | None = None) -> FloatArray:
+    """Return the cell edges, cut at the model's domain: P >= 0, 0 <= p_eff <= ``upper``.
+
+    A grid starting at P = 0 (or p_eff = 0) has its first cell drawn from 0, not from half a
+    step below it: a negative punishment or detection chance does not exist (MODEL.md §9).
+    """
+    edges = _edges(centres)
+    if centres.size > 1:
+        edges = np.maximum(edges, 0.0)
+        if upper is not None:
+            edges = np.minimum(edges, upper)
+    return edges
+
+
+def heatmap_figure(
+    result: SweepResult,
+    *,
+    mark: tuple[float, float] | None = None,
+    mark_label: str = "marked point",
+) -> Figure:
     """Draw the deterrence heatmap of ``result`` (§9) and return the figure.
 
     Args:
         result: a finished sweep.
         mark: an optional (P, p_eff) point to mark, e.g. a game's own parameters.
+        mark_label: how the marked point is named in the legend.
+    """
+    return draw_heatmap(
+        p=result.p,
+        p_eff=result.p_eff,
+        values=result.values,
+        flip=result.flip,
+        marginal_gain=result.marginal_gain,
+        metric=result.metric,
+        threshold=result.threshold,
+        title=f"Deterrence heatmap: {result.scenario.name}",
+        caption=_caption(result),
+        mark=mark,
+        mark_label=mark_label,
+    )
+
+
+def draw_heatmap(
+    *,
+    p: Sequence[float] | FloatArray,
+    p_eff: Sequence[float] | FloatArray,
+    values: Sequence[Sequence[float | None]] | FloatArray,
+    flip: Sequence[float | None] | FloatArray,
+    marginal_gain: float,
+    metric: str,
+    threshold: float,
+    title: str,
+    caption: str,
+    mark: tuple[float, float] | None = None,
+    mark_label: str = "marked point",
+    mark_gid: str | None = None,
+) -> Figure:
+    """Draw a deterrence heatmap from plain numbers (the CLI's sweep or the debrief's cache).
+
+    The one drawing of the map: ``heatmap_figure`` (the CLI) and ``heatmap_svg`` (the debrief)
+    both come here, so both show one palette (cividis) and the same marks.
+
+    Args:
+        p: the grid's P values (columns), ascending.
+        p_eff: the grid's p_eff values (rows), ascending.
+        values: ``values[row][column]``, the metric's cell means (None or NaN: no value).
+        flip: per P, the lowest grid p_eff reaching ``threshold`` (None or NaN: none does).
+        marginal_gain: g*, for the theoretical curve p_eff = g*/P.
+        metric: the §8 metric on the map (names the colour bar, decides the flip's direction).
+        threshold: the level the flip is read at.
+        title: the heading.
+        caption: the text under the picture (wrapped here).
+        mark: a (P, p_eff) point to mark.
+        mark_label: its name in the legend.
+        mark_gid: the SVG id of the marked point's group (so a page can find it).
     """
     from matplotlib import patheffects
     from matplotlib.figure import Figure
 
+    p_values = np.asarray(p, dtype=float)
+    p_eff_values = np.asarray(p_eff, dtype=float)
+    cells = np.array(
+        [[np.nan if v is None else v for v in row] for row in values], dtype=float
+    ).reshape(p_eff_values.size, p_values.size)
+    flips = np.array([np.nan if v is None else v for v in flip], dtype=float)
+
     figure = Figure(figsize=FIGURE_SIZE, dpi=DPI)
     axes = figure.add_axes((0.095, 0.35, 0.74, 0.57))
     bar_axes = figure.add_axes((0.855, 0.35, 0.022, 0.57))
-    metric = result.metric
-    low, high = _colour_range(result)
+    low, high = _colour_range(cells, metric)
+    x_edges = _domain_edges(p_values)
+    y_edges = _domain_edges(p_eff_values, upper=1.0)
     mesh = axes.pcolormesh(
-        _edges(result.p),
-        _edges(result.p_eff),
-        result.values,
+        x_edges,
+        y_edges,
+        cells,
         cmap="cividis",
         vmin=low,
         vmax=high,
@@ -126,32 +208,31 @@ def heatmap_figure(result: SweepResult, *, mark: tuple[float, float] | None = No
     )
     colour_bar = figure.colorbar(mesh, cax=bar_axes)
     colour_bar.set_label(METRIC_LABELS.get(metric, metric))
-    if low <= result.threshold <= high:  # the level the flip line is read at
-        colour_bar.ax.axhline(result.threshold, color="#000000", linewidth=3.0)
-        colour_bar.ax.axhline(result.threshold, color=_FLIP_COLOUR, linewidth=1.4)
+    if low <= threshold <= high:  # the level the flip line is read at
+        colour_bar.ax.axhline(threshold, color="#000000", linewidth=3.0)
+        colour_bar.ax.axhline(threshold, color=_FLIP_COLOUR, linewidth=1.4)
     outline = [patheffects.withStroke(linewidth=3.2, foreground="#000000")]
     light_outline = [patheffects.withStroke(linewidth=3.4, foreground="#ffffff")]
 
     # The theoretical flip: deterred exactly when p_eff·P >= g*, drawn over the whole P range.
-    x_low, x_high = _edges(result.p)[[0, -1]]
-    y_low, y_high = _edges(result.p_eff)[[0, -1]]
+    x_low, x_high = x_edges[[0, -1]]
+    y_low, y_high = y_edges[[0, -1]]
     fine = np.linspace(max(x_low, 1e-9), x_high, 400)
-    gain = result.marginal_gain
     axes.plot(
         fine,
-        gain / fine,
+        marginal_gain / fine,
         color=_THEORY_COLOUR,
         linestyle=(0, (5, 2.5)),
         linewidth=1.8,
         path_effects=light_outline,
-        label=f"theory: p_eff · P = g*, with g* = E[clearing price] + ρ = {gain:.3g}",
+        label=f"theory: p_eff · P = g*, with g* = E[clearing price] + ρ = {marginal_gain:.3g}",
     )
     # The empirical flip: the first grid p_eff whose mean reaches the threshold, for each P.
     relation = "≤" if metric in FALLING_METRICS else "≥"
-    reached = np.isfinite(result.flip)
+    reached = np.isfinite(flips)
     axes.plot(
-        result.p[reached],
-        result.flip[reached],
+        p_values[reached],
+        flips[reached],
         color=_FLIP_COLOUR,
         linestyle="-",
         linewidth=1.6,
@@ -160,10 +241,13 @@ def heatmap_figure(result: SweepResult, *, mark: tuple[float, float] | None = No
         markeredgecolor="#000000",
         markeredgewidth=0.8,
         path_effects=outline,
-        label=f"empirical flip: lowest grid p_eff with mean {relation} {result.threshold:g}",
+        label=(
+            f"empirical flip, the behaviour flip (simulated): lowest grid p_eff with mean "
+            f"{relation} {threshold:g}"
+        ),
     )
     if mark is not None:
-        axes.plot(
+        (point,) = axes.plot(
             [mark[0]],
             [mark[1]],
             linestyle="none",
@@ -172,18 +256,18 @@ def heatmap_figure(result: SweepResult, *, mark: tuple[float, float] | None = No
             color=_MARK_COLOUR,
             markeredgecolor="#000000",
             markeredgewidth=1.0,
-            label=f"marked point: P = {mark[0]:g}, p_eff = {mark[1]:g}",
+            label=f"{mark_label}: P = {mark[0]:g}, p_eff = {mark[1]:g}",
             zorder=5,
         )
+        if mark_gid is not None:
+            point.set_gid(mark_gid)
         x_low, x_high = min(x_low, mark[0]), max(x_high, mark[0])
         y_low, y_high = min(y_low, mark[1]), max(y_high, mark[1])
     axes.set_xlim(x_low, x_high)
     axes.set_ylim(y_low, y_high)
     axes.set_xlabel("Punishment if caught, P = K + φ + R (money units)")
     axes.set_ylabel("Effective detection probability, p_eff")
-    axes.set_title(
-        f"Deterrence heatmap: {result.scenario.name}", loc="left", fontsize=12, fontweight="bold"
-    )
+    axes.set_title(title, loc="left", fontsize=12, fontweight="bold")
     figure.legend(
         *axes.get_legend_handles_labels(),
         loc="upper left",
@@ -192,8 +276,38 @@ def heatmap_figure(result: SweepResult, *, mark: tuple[float, float] | None = No
         frameon=False,
         handlelength=3,
     )
-    figure.text(0.095, 0.018, _caption(result), fontsize=6.8, color="#333333", va="bottom")
+    wrapped = "\n".join(textwrap.fill(line, CAPTION_WIDTH) for line in caption.splitlines())
+    figure.text(0.095, 0.018, wrapped, fontsize=6.8, color="#333333", va="bottom")
     return figure
+
+
+def heatmap_svg(*, width: int = 760, mark_gid: str = "game-point", **drawing: Any) -> str:
+    """Return the heatmap of ``draw_heatmap(**drawing)`` as inline SVG markup (no XML prolog).
+
+    Text stays text (searchable, read by screen readers); the page-wide ``<style>`` matplotlib
+    writes is dropped (inline, it would restyle the whole page); the outer ``<svg>`` gets a
+    whole-pixel ``width``/``height`` and keeps matplotlib's viewBox, so it scales to any width.
+    """
+    import io
+
+    from matplotlib import rc_context
+
+    figure = draw_heatmap(mark_gid=mark_gid, **drawing)
+    buffer = io.StringIO()
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": mark_gid}):
+        figure.savefig(buffer, format="svg", dpi=DPI, metadata={"Date": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
+    text = re.sub(r'<style type="text/css">.*?</style>', "", text, count=1, flags=re.S)
+    height = round(width * FIGURE_SIZE[1] / FIGURE_SIZE[0])
+    view = f"0 0 {FIGURE_SIZE[0] * 72:g} {FIGURE_SIZE[1] * 72:g}"
+    opening = (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'viewBox="{view}" width="{width}" height="{height}" '
+        'stroke-linejoin="round" stroke-linecap="butt">'
+    )
+    return re.sub(r"<svg[^>]*>", opening, text, count=1)
 
 
 def save_heatmap(
