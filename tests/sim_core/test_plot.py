@@ -84,3 +84,43 @@ def test_importing_the_plot_module_does_not_load_matplotlib():
     code = "import sys, sim_core.plot; print('matplotlib' in sys.modules)"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert output.stdout.strip() == "False"
+
+
+def test_cells_start_at_zero_punishment_and_detection():
+    """A grid from P = 0 and p_eff = 0 draws no negative punishment or detection."""
+    zero = run_sweep(
+        sweep_scenario(load_preset("targeted_audit"), labs=6, rounds=2),
+        p_range=(0.0, 1.0),
+        p_eff_range=(0.0, 1.0),
+        grid=(5, 5),
+        replicates=1,
+        workers=1,
+    )
+    axes = heatmap_figure(zero).axes[0]
+    assert axes.get_xlim()[0] == 0.0 and axes.get_ylim() == pytest.approx((0.0, 1.0))
+
+
+def test_inline_svg_is_the_same_drawing_with_text_and_a_findable_point(result):
+    from sim_core.plot import heatmap_svg
+
+    document = result.document()
+    svg = heatmap_svg(
+        width=760,
+        mark_gid="heatmap-game-point",
+        p=document["p"],
+        p_eff=document["p_eff"],
+        values=document["values"],
+        flip=document["flip"],
+        marginal_gain=result.marginal_gain,
+        metric="compliance_rate",
+        threshold=0.9,
+        title="Deterrence heatmap: compliance",
+        caption="a caption",
+        mark=(0.5, 0.6),
+        mark_label="This class",
+    )
+    assert svg.startswith("<svg") and 'width="760" height="591"' in svg
+    assert "<style" not in svg and "<?xml" not in svg  # nothing restyles the page around it
+    assert '<g id="heatmap-game-point">' in svg
+    for words in ("behaviour flip (simulated)", "Compliance rate (share of labs)", "This class"):
+        assert words in svg, words
