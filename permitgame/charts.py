@@ -459,6 +459,11 @@ def histogram(
     return Chart(name, title, "".join(parts), _csv(["from", "to", "classes"], rows), description)
 
 
+#: The debrief's heatmap in inches: narrower than the command line's, so its text stays
+#: legible when a 375 px phone shrinks it to the screen's width.
+PHONE_SIZE = (5.6, 5.6)
+
+
 def heatmap(
     *,
     name: str,
@@ -498,6 +503,7 @@ def heatmap(
     mark_id = f"{name}-game-point"
     drawn = heatmap_svg(
         width=width,
+        size=PHONE_SIZE,
         mark_gid=mark_id,
         p=p,
         p_eff=p_eff,

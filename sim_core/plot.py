@@ -160,6 +160,7 @@ def draw_heatmap(
     mark: tuple[float, float] | None = None,
     mark_label: str = "marked point",
     mark_gid: str | None = None,
+    size: tuple[float, float] = FIGURE_SIZE,
 ) -> Figure:
     """Draw a deterrence heatmap from plain numbers (the CLI's sweep or the debrief's cache).
 
@@ -179,6 +180,7 @@ def draw_heatmap(
         mark: a (P, p_eff) point to mark.
         mark_label: its name in the legend.
         mark_gid: the SVG id of the marked point's group (so a page can find it).
+        size: the figure's size in inches (a narrower figure has larger text on a phone).
     """
     from matplotlib import patheffects
     from matplotlib.figure import Figure
@@ -190,9 +192,10 @@ def draw_heatmap(
     ).reshape(p_eff_values.size, p_values.size)
     flips = np.array([np.nan if v is None else v for v in flip], dtype=float)
 
-    figure = Figure(figsize=FIGURE_SIZE, dpi=DPI)
-    axes = figure.add_axes((0.095, 0.35, 0.74, 0.57))
-    bar_axes = figure.add_axes((0.855, 0.35, 0.022, 0.57))
+    figure = Figure(figsize=size, dpi=DPI)
+    left = 0.095 * FIGURE_SIZE[0] / size[0]  # the same room for the y label at any width
+    axes = figure.add_axes((left, 0.35, 0.835 - left - 0.02 * (size[0] < FIGURE_SIZE[0]), 0.57))
+    bar_axes = figure.add_axes((0.855 - 0.02 * (size[0] < FIGURE_SIZE[0]), 0.35, 0.022, 0.57))
     low, high = _colour_range(cells, metric)
     x_edges = _domain_edges(p_values)
     y_edges = _domain_edges(p_eff_values, upper=1.0)
@@ -267,21 +270,30 @@ def draw_heatmap(
     axes.set_ylim(y_low, y_high)
     axes.set_xlabel("Punishment if caught, P = K + φ + R (money units)")
     axes.set_ylabel("Effective detection probability, p_eff")
-    axes.set_title(title, loc="left", fontsize=12, fontweight="bold")
+    # The title shrinks (to 9 pt at least) rather than run off a narrow figure's right edge.
+    room = (0.98 - left) * size[0] * 72 / (0.62 * len(title) or 1)
+    axes.set_title(title, loc="left", fontsize=max(9.0, min(12.0, room)), fontweight="bold")
     figure.legend(
         *axes.get_legend_handles_labels(),
         loc="upper left",
-        bbox_to_anchor=(0.085, 0.245),
+        bbox_to_anchor=(left - 0.01, 0.245),
         fontsize=8,
         frameon=False,
         handlelength=3,
     )
-    wrapped = "\n".join(textwrap.fill(line, CAPTION_WIDTH) for line in caption.splitlines())
-    figure.text(0.095, 0.018, wrapped, fontsize=6.8, color="#333333", va="bottom")
+    limit = round(CAPTION_WIDTH * size[0] / FIGURE_SIZE[0])
+    wrapped = "\n".join(textwrap.fill(line, limit) for line in caption.splitlines())
+    figure.text(left, 0.018, wrapped, fontsize=6.8, color="#333333", va="bottom")
     return figure
 
 
-def heatmap_svg(*, width: int = 760, mark_gid: str = "game-point", **drawing: Any) -> str:
+def heatmap_svg(
+    *,
+    width: int = 760,
+    mark_gid: str = "game-point",
+    size: tuple[float, float] = FIGURE_SIZE,
+    **drawing: Any,
+) -> str:
     """Return the heatmap of ``draw_heatmap(**drawing)`` as inline SVG markup (no XML prolog).
 
     Text stays text (searchable, read by screen readers); the page-wide ``<style>`` matplotlib
@@ -292,7 +304,7 @@ def heatmap_svg(*, width: int = 760, mark_gid: str = "game-point", **drawing: An
 
     from matplotlib import rc_context
 
-    figure = draw_heatmap(mark_gid=mark_gid, **drawing)
+    figure = draw_heatmap(mark_gid=mark_gid, size=size, **drawing)
     buffer = io.StringIO()
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": mark_gid}):
         figure.savefig(buffer, format="svg", dpi=DPI, metadata={"Date": None})
@@ -300,8 +312,8 @@ def heatmap_svg(*, width: int = 760, mark_gid: str = "game-point", **drawing: An
     text = text[text.index("<svg") :]
     text = re.sub(r"<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
     text = re.sub(r'<style type="text/css">.*?</style>', "", text, count=1, flags=re.S)
-    height = round(width * FIGURE_SIZE[1] / FIGURE_SIZE[0])
-    view = f"0 0 {FIGURE_SIZE[0] * 72:g} {FIGURE_SIZE[1] * 72:g}"
+    height = round(width * size[1] / size[0])
+    view = f"0 0 {size[0] * 72:g} {size[1] * 72:g}"
     opening = (
         '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
         f'viewBox="{view}" width="{width}" height="{height}" '
