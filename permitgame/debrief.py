@@ -40,6 +40,7 @@ from sim_core import (
     csv_table,
     expected_bot_prices,
     expected_clearing_price,
+    marginal_gain,
     perceived_p_eff,
     percentile_rank,
     replay_with_bots,
@@ -172,12 +173,14 @@ class PriceStory:
     ``mean`` its mean over the rounds played; ``truthful`` is the price if labs bid their full net
     value; ``penalty_cap`` the largest expected penalty a rational bot perceives (max r·p_eff·P
     − rho), above which no rational bid goes; ``capped``: the penalty, not the values, sets the
-    price (the rational price is clearly below the truthful one).
+    price (the rational price is clearly below the truthful one); ``marginal_gain`` is g* = ``mean``
+    + rho, the marginal lab's gain at the bots' price (the prediction paragraph quotes it).
     """
 
     bots: str
     expected: tuple[float, ...]
     mean: float
+    marginal_gain: float
     truthful: float
     penalty_cap: float
     capped: bool
@@ -226,6 +229,7 @@ def price_story(game: Game, scenario: Scenario, seen: Observed) -> PriceStory:
         bots=_bots_label(scenario),
         expected=expected,
         mean=mean,
+        marginal_gain=marginal_gain(mean, labs.racing_value),
         truthful=truthful,
         penalty_cap=max(
             labs.risk_profile[1] * seen.p_eff * audit.punishment - labs.racing_value, 0.0

@@ -35,6 +35,7 @@ from permitgame.models import (
     Status,
 )
 from sim_core import Role, load_preset
+from sim_core.theory import expected_bot_price
 from tests.permitgame.console_fixtures import (
     PASSWORD,
     make_instructor,
@@ -973,6 +974,23 @@ def test_debrief_shows_charts_prediction_heatmap_classes_and_leaderboard(as_ana,
     for table in ("rounds", "leaderboard", "classes-compared", "labs", "log"):
         assert url("export-csv", game.code, table) in content
     assert 'data-present aria-pressed="false"' in content
+
+
+def test_prediction_paragraph_quotes_g_star_at_the_price_of_the_bots_beside_the_class(as_ana, ana):
+    """MODEL.md §7: the price shown beside a class is that of the bots it played beside."""
+    game = finished_game(ana)
+    summary = debrief.debrief_summary(fresh(game))
+    story = summary.price
+    assert story is not None
+    scenario = debrief.debrief_scenario(game)
+    bots = expected_bot_price(scenario, rounds=game.rounds)
+    assert story.marginal_gain == pytest.approx(bots + scenario.labs.racing_value, abs=1e-9)
+    content = text(as_ana.get(url("debrief", game.code)))
+    quoted = re.search(r'data-figure="marginal-gain">g\* = ([0-9.]+)<', content)
+    assert quoted is not None and float(quoted.group(1)) == pytest.approx(
+        story.marginal_gain, abs=5e-4
+    )
+    assert f"{story.bots}' expected price" in html.unescape(content)
 
 
 def cache_row(game, kind, **fields):
