@@ -126,6 +126,8 @@ def market_json(market: MarketView) -> dict[str, Any]:
         "winners": list(market.winners),
         "announced_high_prob": market.announced_high_prob,
         "p_eff": market.p_eff,
+        # MODEL.md §3b: traded permits; price null when nothing traded, winners hold after trading
+        **({"trades": market.trades} if market.trades is not None else {}),
     }
 
 
@@ -207,6 +209,26 @@ def you_json(lab: LabView) -> dict[str, Any]:
         "run_by": lab.run_by,
         "owes_move": lab.owes_move,
         "bot_playing": lab.bot_playing,
+        **trade_you_json(lab),
+    }
+
+
+def trade_you_json(lab: LabView) -> dict[str, Any]:
+    """Return a lab's private trading fields (MODEL.md §3b); none in an auctioned game.
+
+    ``granted``: it holds a granted permit this round (it asks or keeps; the others bid);
+    ``ask``/``kept``/``ask_by``: its move; ``bought``/``sold``/``trades``: once the market cleared.
+    """
+    if lab.granted is None:
+        return {}
+    return {
+        "granted": lab.granted,
+        "ask": lab.ask,
+        "kept": lab.kept,
+        "ask_by": lab.ask_by,
+        "bought": lab.bought,
+        "sold": lab.sold,
+        "trades": lab.trades,
     }
 
 
@@ -226,6 +248,16 @@ def your_results_json(row: LabRound) -> dict[str, Any]:
         "payoff": row.payoff,
         "wealth": row.wealth,
         "score": row.score,
+        **(
+            {
+                "granted": row.granted,
+                "bought": row.bought,
+                "sold": row.sold,
+                "price_received": row.price_received,
+            }
+            if row.trading
+            else {}
+        ),
     }
 
 

@@ -32,7 +32,13 @@ from websockets.typing import Origin
 
 from sim_core import STRATEGIES
 from sim_core.governor import policy_audits
-from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived_detection
+from sim_core.strategies import (
+    adaptive_estimate,
+    lab_asks,
+    lab_bids,
+    lab_runs,
+    perceived_detection,
+)
 
 #: Tries of a join whose answer does not arrive (the same join key each time).
 JOIN_ATTEMPTS = 3
@@ -156,6 +162,18 @@ class Player:
         )
         return float(bids[0])
 
+    def ask(self) -> float:
+        """Return this round's ask for a granted permit by the strategy (MODEL.md §3b)."""
+        code, penalty = self._penalty()
+        asks = lab_asks(
+            code,
+            np.array([float(self.you["net_value"])]),
+            np.array([penalty]),
+            float(self.rules.get("racing_value", 0.0)),
+            self.rng.random(1),
+        )
+        return float(asks[0])
+
     def run(self) -> bool:
         """Return whether to run without a permit, by the strategy (MODEL.md §5)."""
         code, penalty = self._penalty()
@@ -188,6 +206,8 @@ class Player:
             if key in self.acted:
                 return None
             self.acted.add(key)
+            if key[1] == "bidding" and self.you.get("granted"):  # MODEL.md §3b: trading
+                return {"type": "ask", "round": key[0], "amount": self.ask()}
             if key[1] == "bidding":
                 return {"type": "bid", "round": key[0], "amount": self.bid()}
             if key[1] == "compliance":

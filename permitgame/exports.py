@@ -22,7 +22,8 @@ from sim_core import STRATEGY_NAMES
 
 LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "strategy", "risk_profile",
                      "value", "bid", "bid_by", "bid_ms", "won", "price", "run", "run_by",
-                     "run_ms", "signal", "audited", "caught", "payoff", "wealth")  # fmt: skip
+                     "run_ms", "signal", "audited", "caught", "payoff", "wealth",
+                     "granted", "kept", "asked", "sold", "bought")  # fmt: skip
 LOG_COLUMNS = ("game", "id", "time", "round", "phase", "action", "actor", "player", "nickname",
                "payload", "latency_ms")  # fmt: skip
 
@@ -33,6 +34,12 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
     ``seat`` is ``human`` when a student held the seat, else ``bot``. ``bid_by``/``run_by`` say
     who made the move: ``human``, ``default`` or ``bot`` (empty for a
     permit holder, who makes no run choice); ``*_ms`` is how long the human took.
+
+    Under MODEL.md §3b (granted permits, traded) ``granted`` is 1 for a lab granted a permit,
+    ``kept`` 1 for a holder that asked nothing, ``asked`` its ask, ``sold``/``bought`` 1 for the
+    labs that traded; ``won`` is then a permit held after trading and ``price`` the traded price
+    for the labs that traded (empty in a round without a trade). Under an auction the five
+    trading columns are empty.
     """
     setup = setup_of(game)
     seats = {seat.lab_index: seat for seat in Seat.objects.filter(game=game, role="lab")}
@@ -49,6 +56,7 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
             bid = moves.get((record.round_no, Action.BID, lab))
             choice = moves.get((record.round_no, Action.DECIDE, lab))
             won = bool(record.won[lab])
+            trade = _trade_columns(record, lab)
             rows.append(
                 {
                     "game": game.code,
@@ -63,7 +71,7 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
                     "bid_by": bid.actor if bid is not None else "bot",
                     "bid_ms": _latency(bid),
                     "won": int(won),
-                    "price": record.price if won else 0.0,
+                    "price": record.price if won and not record.trade else 0.0,
                     "run": int(won or record.runs[lab]),
                     "run_by": "" if won else (choice.actor if choice is not None else "bot"),
                     "run_ms": _latency(choice),
@@ -72,9 +80,29 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
                     "caught": int(record.caught[lab]),
                     "payoff": record.payoffs[lab],
                     "wealth": record.wealth[lab],
+                    **trade,
                 }
             )
     return rows
+
+
+def _trade_columns(record: RoundRecord, lab: int) -> dict[str, Any]:
+    """The lab's trading columns of a round with granted permits (MODEL.md §3b), or empty ones."""
+    trade = record.trade
+    if not trade:
+        return {"granted": "", "kept": "", "asked": "", "sold": "", "bought": ""}
+    granted, sold, bought = (bool(trade[key][lab]) for key in ("granted", "sold", "bought"))
+    asked = trade["asks"][lab]
+    columns: dict[str, Any] = {
+        "granted": int(granted),
+        "kept": int(granted and asked is None),
+        "asked": "" if asked is None else asked,
+        "sold": int(sold),
+        "bought": int(bought),
+    }
+    if sold or bought:
+        columns["price"] = record.price
+    return columns
 
 
 def _latency(move: Move | None) -> int | str:

@@ -47,9 +47,14 @@ class Actor(models.TextChoices):
 
 
 class Action(models.TextChoices):
-    """What an entry of the log records. Moves are bid/decide/audit; the rest are events."""
+    """What an entry of the log records. Moves are bid/ask/decide/audit; the rest are events.
+
+    ``ask`` is a holder's move in the trading phase of a game with granted permits (MODEL.md
+    §3b): payload ``{"amount": a}``, or ``{"amount": null}`` to keep the permit.
+    """
 
     BID = "bid", "Bid"
+    ASK = "ask", "Ask or keep (traded permits)"
     DECIDE = "decide", "Run or idle"
     AUDIT = "audit", "Audits"
     CREATE = "create", "Game created"
@@ -71,7 +76,7 @@ class Action(models.TextChoices):
 
 
 #: The actions that are moves of a round (one per seat, round and phase).
-MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
+MOVE_ACTIONS = (Action.BID, Action.ASK, Action.DECIDE, Action.AUDIT)
 
 
 class Controller(models.TextChoices):
@@ -249,7 +254,7 @@ class RoundRecord(models.Model):
     values = models.JSONField()
     bids = models.JSONField()
     won = models.JSONField()
-    price = models.FloatField()
+    price = models.FloatField(null=True)  # null: traded permits and no trade (MODEL.md §3b)
     announced_high_prob = models.FloatField()
     runs = models.JSONField()
     signals = models.JSONField()
@@ -258,6 +263,9 @@ class RoundRecord(models.Model):
     payoffs = models.JSONField()
     wealth = models.JSONField()
     metrics = models.JSONField()
+    #: MODEL.md §3b only (null under an auction): per lab ``granted``, ``asks`` (null: kept, or
+    #: not a holder), ``bought`` and ``sold``; ``won`` is then the holders after trading.
+    trade = models.JSONField(null=True, default=None)
     created_at = models.DateTimeField()
 
     class Meta:

@@ -19,7 +19,8 @@ from sim_core import SimCoreError, initial_state, resolve_round
 
 #: Stored fields compared with the replay (everything but bookkeeping).
 COMPARED = ("state", "next_state", "values", "bids", "won", "price", "announced_high_prob",
-            "runs", "signals", "audited", "caught", "payoffs", "wealth", "metrics")  # fmt: skip
+            "runs", "signals", "audited", "caught", "payoffs", "wealth", "metrics",
+            "trade")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +96,9 @@ def replay_game(game: Game) -> ReplayReport:
             )
             break
         replayed = record_fields(progress, state)
+        if "trades" not in record.metrics and replayed["metrics"].get("trades") == 0:
+            # A record written before MODEL.md §3b added the metric: nothing traded then.
+            replayed["metrics"] = {k: v for k, v in replayed["metrics"].items() if k != "trades"}
         differing = tuple(
             name for name in COMPARED if not _same(getattr(record, name), replayed[name])
         )

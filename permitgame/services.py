@@ -21,9 +21,10 @@ Not here: rules (sim_core), reads for screens (``selectors``), rendering (``broa
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -63,6 +64,7 @@ from sim_core import (
     Phase,
     Role,
     RoundInputs,
+    RoundProgress,
     Scenario,
     make_setup,
     parse_scenario,
@@ -104,13 +106,20 @@ GOVERNOR_IS_TAKEN = "The governor's seat is taken."
 # What each move is called in messages, and the phase it belongs to.
 _MOVE_PHASE: dict[str, Phase] = {
     Action.BID: Phase.BIDDING,
+    Action.ASK: Phase.BIDDING,  # MODEL.md §3b: the trading phase is the bidding phase
     Action.DECIDE: Phase.COMPLIANCE,
     Action.AUDIT: Phase.AUDIT,
 }
 _MOVE_WHAT: dict[str, str] = {
     Action.BID: "bid",
+    Action.ASK: "ask",
     Action.DECIDE: "run/idle choice",
     Action.AUDIT: "audit choice",
+}
+_LAB_MOVE_WHAT: dict[str, str] = {
+    Action.BID: "bid",
+    Action.ASK: "ask or keep",
+    Action.DECIDE: "run or idle",
 }
 _NEXT_PHASE = {
     Phase.BIDDING: Phase.COMPLIANCE,
@@ -494,9 +503,11 @@ def _finish(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> N
 
 
 def _default_payload(action: str) -> dict[str, Any]:
-    """The documented default of a human who did not act: bid 0, idle, no audits."""
+    """The documented default of a human who did not act: bid 0, keep, idle, no audits."""
     if action == Action.BID:
         return {"amount": 0.0}
+    if action == Action.ASK:  # a default never sells a student's permit (model-decisions.md)
+        return {"amount": None}
     if action == Action.DECIDE:
         return {"run": False}
     return {"labs": []}
@@ -514,6 +525,10 @@ def _fill_owed(game: Game, position: bridge.Position, now: dt.datetime) -> None:
         owed = [lab_seats[lab] for lab in sorted(progress.waiting_for)]
         action = Action.BID if game.phase == Phase.BIDDING else Action.DECIDE
     for seat in owed:
+        if action == Action.BID and _holds_granted(progress, seat):
+            action = Action.ASK
+        elif action == Action.ASK and not _holds_granted(progress, seat):
+            action = Action.BID
         if is_connected(seat, now):
             _log(game, action, Actor.DEFAULT, now=now, seat=seat, payload=_default_payload(action))
         else:
@@ -521,6 +536,12 @@ def _fill_owed(game: Game, position: bridge.Position, now: dt.datetime) -> None:
             seat.controller = Controller.BOT
             seat.save(update_fields=["standing_in", "controller"])
             _log(game, Action.STAND_IN, Actor.SYSTEM, now=now, seat=seat)
+
+
+def _holds_granted(progress: RoundProgress, seat: Seat) -> bool:
+    """Whether ``seat``'s lab was granted a permit this round (MODEL.md §3b: it asks or keeps)."""
+    granted = progress.granted
+    return granted is not None and seat.lab_index is not None and bool(granted[seat.lab_index])
 
 
 def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> None:
@@ -536,8 +557,16 @@ def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> N
     for lab, seat in sorted(position.lab_seats().items()):
         if seat.pk in moved:
             continue
-        if game.phase == Phase.BIDDING and progress.bids is not None:
-            payload: dict[str, Any] = {"amount": float(progress.bids[lab])}
+        if (
+            game.phase == Phase.BIDDING
+            and progress.asks is not None
+            and _holds_granted(progress, seat)
+        ):
+            ask = float(progress.asks[lab])
+            payload: dict[str, Any] = {"amount": ask if math.isfinite(ask) else None}
+            _log(game, Action.ASK, Actor.BOT, now=now, seat=seat, payload=payload)
+        elif game.phase == Phase.BIDDING and progress.bids is not None:
+            payload = {"amount": float(progress.bids[lab])}
             _log(game, Action.BID, Actor.BOT, now=now, seat=seat, payload=payload)
         elif game.phase == Phase.COMPLIANCE and progress.runs is not None:
             assert progress.market is not None
@@ -602,7 +631,7 @@ def _check_move(game: Game, seat: Seat, action: str, round_no: int) -> None:
     if action == Action.AUDIT and seat.role != Role.GOVERNOR:
         raise WrongRole(NOT_THE_GOVERNOR)
     if action != Action.AUDIT and seat.role != Role.LAB:
-        raise WrongRole(NOT_A_LAB.format(what="bid" if action == Action.BID else "run or idle"))
+        raise WrongRole(NOT_A_LAB.format(what=_LAB_MOVE_WHAT[action]))
     if (game.round_no, game.phase) != (round_no, phase):
         raise StaleMove(
             STALE_MOVE.format(
@@ -661,11 +690,14 @@ def _with_move(
     lab = seat.lab_index
     if action == Action.BID:
         assert lab is not None
-        return RoundInputs(bids={**inputs.bids, lab: payload["amount"]}, runs=inputs.runs)
+        return replace(inputs, bids={**inputs.bids, lab: payload["amount"]}, audits=None)
+    if action == Action.ASK:
+        assert lab is not None
+        return replace(inputs, asks={**inputs.asks, lab: payload["amount"]}, audits=None)
     if action == Action.DECIDE:
         assert lab is not None
-        return RoundInputs(bids=inputs.bids, runs={**inputs.runs, lab: payload["run"]})
-    return RoundInputs(bids=inputs.bids, runs=inputs.runs, audits=frozenset(payload["labs"]))
+        return replace(inputs, runs={**inputs.runs, lab: payload["run"]}, audits=None)
+    return replace(inputs, audits=frozenset(payload["labs"]))
 
 
 @transaction.atomic
@@ -678,6 +710,20 @@ def round_submit_bid(*, seat: Seat, round_no: int, amount: float) -> MoveResult:
         WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
     """
     return _submit(seat=seat, round_no=round_no, action=Action.BID, payload={"amount": amount})
+
+
+@transaction.atomic
+def round_submit_ask(*, seat: Seat, round_no: int, amount: float | None) -> MoveResult:
+    """Record a permit holder's ask, or ``None`` to keep its permit (MODEL.md §3b).
+
+    Only in a game whose permits are granted and traded, by a lab granted one this round.
+
+    Raises:
+        StaleMove: the game is not in round ``round_no``'s trading (bidding) phase.
+        NotAllowed: sim_core refuses it (no permit to sell, an ask below 0, or no trading).
+        WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
+    """
+    return _submit(seat=seat, round_no=round_no, action=Action.ASK, payload={"amount": amount})
 
 
 @transaction.atomic

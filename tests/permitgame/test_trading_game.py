@@ -1,0 +1,148 @@
+"""A game with granted permits traded among the labs (MODEL.md §3b), over the JSON protocol."""
+
+import csv
+import io
+
+import pytest
+
+from permitgame import exports, realtime, services, ticker
+from permitgame.models import Action, Actor, Game, Move, RoundRecord, Status
+from permitgame.replay import replay_game
+from sim_core import make_setup, parse_scenario
+from sim_core.state import granted_permits
+from tests.permitgame.wire import Socket, api_path, db
+
+UNTIMED = {"bidding": None, "compliance": None, "audit": None, "results": 0}
+SCENARIO = {
+    "rounds": 2,
+    "labs": {"count": 6},
+    "market": {"type": "clearing", "token_cap": 3, "allocation": "grandfathered"},
+    "governor": {"policy": "policy"},
+}
+
+
+def seed_granting(scenario, holders, others):
+    """The first seed whose incumbents include ``holders`` and none of ``others``."""
+    for seed in range(1000):
+        granted = granted_permits(make_setup(scenario, seed=seed), 1)
+        if all(granted[lab] for lab in holders) and not any(granted[lab] for lab in others):
+            return seed
+    raise AssertionError("no such seed")
+
+
+def setup_game(durations=UNTIMED):
+    scenario = parse_scenario(SCENARIO)
+    seed = seed_granting(scenario, holders=(0, 1), others=(2,))
+    game = services.game_create(scenario=scenario, human_labs=3, seed=seed, durations=durations)
+    seats = [services.seat_join(game=game, nickname=name) for name in ("Sal", "Kim", "Bea")]
+    assert [seat.lab_index for seat in seats] == [0, 1, 2]
+    return game, seats
+
+
+async def last(socket, kind):
+    return [m for m in socket.received if m["type"] == kind][-1]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_holder_sells_a_holder_keeps_and_a_non_holder_buys_over_json():
+    game, (seller, keeper, buyer) = await db(setup_game)()
+    sockets = {
+        seat.pk: Socket(api_path(game.code, seat.token), fmt="json")
+        for seat in (seller, keeper, buyer)
+    }
+    sell, keep, buy = (sockets[seat.pk] for seat in (seller, keeper, buyer))
+    try:
+        for socket in sockets.values():
+            state = await socket.connect()
+            assert state["rules"]["allocation"] == "grandfathered"
+            assert state["rules"]["grant"] == "incumbents"
+        await db(services.game_start)(game=game)
+        for socket in sockets.values():
+            await socket.drain()
+        for round_no in (1, 2):
+            assert (await last(sell, "you"))["granted"] is True
+            assert (await last(buy, "you"))["granted"] is False
+            # Wrong moves for one's position are refused with a code, and change nothing.
+            refused = await sell.send({"type": "bid", "round": round_no, "amount": 0.1})
+            assert refused["type"] == "error" and refused["code"] == "not_allowed"
+            refused = await buy.send({"type": "ask", "round": round_no, "amount": 0.1})
+            assert refused["type"] == "error" and refused["code"] == "not_allowed"
+            refused = await sell.send({"type": "ask", "round": round_no, "amount": -1})
+            assert refused["type"] == "error" and refused["code"] == "not_allowed"
+            refused = await sell.send({"type": "ask", "round": round_no})
+            assert refused["type"] == "error" and refused["code"] == "invalid"
+            # The moves: ask 0 (sells to any bid), keep, bid all one's wealth (buys).
+            ack = await sell.send({"type": "ask", "round": round_no, "amount": 0})
+            assert ack["type"] == "ack" and ack["command"] == "ask" and ack["amount"] == 0.0
+            ack = await keep.send({"type": "keep", "round": round_no})
+            assert ack["type"] == "ack" and ack["command"] == "keep"
+            wealth = (await last(buy, "you"))["wealth"]
+            ack = await buy.send({"type": "bid", "round": round_no, "amount": wealth})
+            assert ack["type"] == "ack"
+            for socket in sockets.values():
+                await socket.drain()
+            market = await last(buy, "market")
+            assert market["round"] == round_no and market["trades"] >= 1
+            assert market["price"] is not None and 0 <= market["price"] <= wealth
+            assert buyer.player_id in market["winners"] and keeper.player_id in market["winners"]
+            assert seller.player_id not in market["winners"]
+            you = await last(buy, "you")
+            assert you["bought"] is True and you["sold"] is False and you["won"] is True
+            you = await last(sell, "you")
+            assert you["sold"] is True and you["won"] is False and you["ask"] == 0.0
+            you = await last(keep, "you")
+            assert you["kept"] is True and you["sold"] is False and you["won"] is True
+            # The seller, now without a permit, chooses to stay idle.
+            ack = await sell.send({"type": "decide", "round": round_no, "run": False})
+            assert ack["type"] == "ack"
+            for socket in sockets.values():
+                await socket.drain()
+    finally:
+        for socket in sockets.values():
+            await socket.close()
+
+    game = await db(Game.objects.get)(pk=game.pk)
+    assert game.status == Status.FINISHED
+    records = await db(lambda: list(RoundRecord.objects.filter(game=game).order_by("round_no")))()
+    for record in records:
+        assert record.trade["sold"][0] and record.trade["bought"][2]
+        assert not record.trade["sold"][1] and record.trade["asks"][1] is None
+        assert record.metrics["trades"] >= 1 and record.price is not None
+        # The buyer paid the price the seller received: its payoff is the price, idle.
+        assert record.payoffs[0] == pytest.approx(record.price)
+        assert record.payoffs[2] == pytest.approx(record.values[2] - 0.1 - record.price)
+    results = [m for m in sell.received if m["type"] == "your_results"]
+    assert [m["sold"] for m in results] == [True, True]
+    assert [m["price_received"] for m in results] == [r.price for r in records]
+    # The log holds the humans' asks, keeps and bids, and a replay reproduces every round.
+    asks = await db(
+        lambda: list(Move.objects.filter(game=game, action=Action.ASK, actor=Actor.HUMAN))
+    )()
+    assert sorted(m.payload["amount"] is None for m in asks) == [False, False, True, True]
+    report = await db(replay_game)(game)
+    assert report.ok, report.summary()
+    # The export's trading columns.
+    rows = list(csv.DictReader(io.StringIO(await db(exports.table_csv)(game, "labs"))))
+    first = {int(row["lab"]): row for row in rows if row["round"] == "1"}
+    assert (first[1]["granted"], first[1]["sold"], first[1]["asked"]) == ("1", "1", "0.0")
+    assert (first[2]["granted"], first[2]["kept"], first[2]["asked"]) == ("1", "1", "")
+    assert (first[3]["granted"], first[3]["bought"]) == ("0", "1")
+    assert float(first[3]["price"]) == records[0].price
+    metrics = list(csv.DictReader(io.StringIO(await db(exports.table_csv)(game, "metrics"))))
+    assert [int(row["trades"]) for row in metrics] == [r.metrics["trades"] for r in records]
+
+
+@pytest.mark.django_db
+def test_a_holder_who_sends_nothing_keeps_its_permit_by_default(frozen_clock):
+    game, (seller, keeper, buyer) = setup_game({"bidding": 30, "compliance": 30, "results": 0})
+    for seat in (seller, keeper, buyer):
+        name = f"test.{seat.pk}"
+        services.seat_connect(seat=seat, channel_name=name)
+        realtime.LOCAL_CHANNELS.add(name)
+    services.game_start(game=game)
+    services.round_submit_bid(seat=buyer, round_no=1, amount=1.0)
+    frozen_clock.advance(31)
+    ticker.tick()
+    defaults = Move.objects.filter(game=game, round_no=1, actor=Actor.DEFAULT, action=Action.ASK)
+    assert sorted(m.seat_id for m in defaults) == sorted([seller.pk, keeper.pk])
+    assert all(m.payload == {"amount": None} for m in defaults)
