@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from sim_core.errors import SimCoreError
 from sim_core.metrics import METRICS, MetricsRow
@@ -409,13 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(handler=command_sweep)
 
-    for register in EXTRA_COMMANDS:
-        register(commands)
+    # The parameter study (docs/studies.md); pyarrow, Dask and the rest load only when it runs.
+    from sim_core.study.command import add_parser as add_study
+
+    add_study(commands, positive_int)
     return parser
-
-
-#: Functions that add sub-commands (e.g. the sweep); each receives the sub-parsers object.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

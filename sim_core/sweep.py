@@ -24,6 +24,7 @@ import numpy as np
 
 from sim_core.arrays import FloatArray, IntArray, frozen
 from sim_core.batch import ReplicateDraws, play_cells, replicate_draws, wealth_plan
+from sim_core.csvtext import csv_table
 from sim_core.errors import SimCoreError
 from sim_core.metrics import METRICS
 from sim_core.parallel import fork_map
@@ -255,14 +256,21 @@ class SweepResult:
 
     def csv_text(self) -> str:
         """Return the tidy CSV: one row per cell with its mean, standard error and replicates."""
-        lines = ["punishment,p_eff,metric,mean,stderr,replicates"]
-        for row, p_eff in enumerate(self.p_eff.tolist()):
-            for column, punishment in enumerate(self.p.tolist()):
-                mean = _csv_number(float(self.values[row, column]))
-                error = _csv_number(float(self.stderr[row, column]))
-                count = int(self.counts[row, column])
-                lines.append(f"{punishment!r},{p_eff!r},{self.metric},{mean},{error},{count}")
-        return "\n".join(lines) + "\n"
+        return csv_table(
+            ["punishment", "p_eff", "metric", "mean", "stderr", "replicates"],
+            (
+                [
+                    punishment,
+                    p_eff,
+                    self.metric,
+                    float(self.values[row, column]),
+                    float(self.stderr[row, column]),
+                    int(self.counts[row, column]),
+                ]
+                for row, p_eff in enumerate(self.p_eff.tolist())
+                for column, punishment in enumerate(self.p.tolist())
+            ),
+        )
 
 
 def _metric_index(metric: str) -> int:
@@ -288,10 +296,6 @@ def _json_list(array: FloatArray) -> Any:
         return item if math.isfinite(item) else None
 
     return convert(np.asarray(array, dtype=np.float64).tolist())
-
-
-def _csv_number(value: float) -> str:
-    return repr(value) if math.isfinite(value) else ""
 
 
 def run_sweep(
