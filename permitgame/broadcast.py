@@ -351,6 +351,7 @@ def host_context(
             rounds=public.rounds,
             token_cap=rules.token_cap,
             lab_count=rules.lab_count,
+            traded=rules.allocation == "grandfathered",
         )
     return context
 

@@ -281,6 +281,7 @@ def debrief_summary(game: Game) -> DebriefSummary:
         lab_count=scenario.labs.count,
         predicted_compliance=theory.predicted_compliance,
         expected_price=theory.expected_price,
+        traded=scenario.market.grandfathered,
     )
     leaderboard, governor, welfare = _leaderboard(game)
     others, others_chart = _other_classes(game)

@@ -5,7 +5,16 @@ import io
 
 import pytest
 
-from permitgame import exports, realtime, services, ticker
+from permitgame import (
+    broadcast,
+    charts,
+    exports,
+    host_selectors,
+    realtime,
+    selectors,
+    services,
+    ticker,
+)
 from permitgame.models import Action, Actor, Game, Move, RoundRecord, Status
 from permitgame.replay import replay_game
 from sim_core import make_setup, parse_scenario
@@ -146,3 +155,28 @@ def test_a_holder_who_sends_nothing_keeps_its_permit_by_default(frozen_clock):
     defaults = Move.objects.filter(game=game, round_no=1, actor=Actor.DEFAULT, action=Action.ASK)
     assert sorted(m.seat_id for m in defaults) == sorted([seller.pk, keeper.pk])
     assert all(m.payload == {"amount": None} for m in defaults)
+
+
+@pytest.mark.django_db
+def test_projector_charts_show_the_traded_price_and_the_trades():
+    game, _ = setup_game()
+    game = services.game_play_out(game=game)
+    public = selectors.game_screens(game).public
+    html = broadcast.host_html(public, host_selectors.console_seats(game), with_charts=True)
+    assert "Traded price" in html and "Permits held and traded" in html
+    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    chart = next(c for c in charts_of(public) if c.name == "permits")
+    assert [row.split(",")[-1] for row in chart.csv.splitlines()[1:]] == [
+        str(float(r.metrics["trades"])) for r in records
+    ]
+    # A round without a trade has no price: a gap in the chart, an empty cell in its CSV.
+    no_trade = [{**r.metrics, "round": r.round_no, "price": None} for r in records]
+    (price,) = [c for c in charts.round_charts(no_trade, rounds=2, token_cap=3, lab_count=6,
+                                                traded=True) if c.name == "price"]  # fmt: skip
+    assert price.title == "Traded price" and price.csv.splitlines()[1].endswith(",")
+
+
+def charts_of(public):
+    return charts.round_charts(
+        public.results, rounds=public.rounds, token_cap=3, lab_count=6, traded=True
+    )
