@@ -3,6 +3,7 @@
 import csv
 import io
 
+import numpy as np
 import pytest
 
 from permitgame import (
@@ -180,3 +181,20 @@ def charts_of(public):
     return charts.round_charts(
         public.results, rounds=public.rounds, token_cap=3, lab_count=6, traded=True
     )
+
+
+def test_client_bots_ask_as_holders_and_bid_otherwise_by_sim_core_strategies():
+    from permitgame.client import JoinInfo, Player
+    from sim_core.strategies import STRATEGIES, lab_asks
+
+    info = JoinInfo(1, "t", "lab", "Bot", "R", "CODE", "ws://x")
+    you = {"round": 1, "phase": "bidding", "owes_move": True, "net_value": 0.6, "wealth": 0.2,
+           "risk_profile": 1.0, "p_eff": 0.5, "punishment": 2.0}  # fmt: skip
+    holder = Player(info, strategy="truthful", you={**you, "granted": True})
+    command = holder.next_command()
+    expected = lab_asks(np.array([STRATEGIES["truthful"]]), np.array([0.6]), np.array([1.0]),
+                        0.0, np.zeros(1))[0]  # fmt: skip
+    assert command == {"type": "ask", "round": 1, "amount": float(expected)}
+    assert command["amount"] == pytest.approx(0.6)  # the value of a permit, above the wealth
+    bidder = Player(info, strategy="truthful", you={**you, "granted": False})
+    assert bidder.next_command() == {"type": "bid", "round": 1, "amount": 0.2}  # wealth caps
