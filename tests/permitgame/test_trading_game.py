@@ -198,3 +198,27 @@ def test_client_bots_ask_as_holders_and_bid_otherwise_by_sim_core_strategies():
     assert command["amount"] == pytest.approx(0.6)  # the value of a permit, above the wealth
     bidder = Player(info, strategy="truthful", you={**you, "granted": False})
     assert bidder.next_command() == {"type": "bid", "round": 1, "amount": 0.2}  # wealth caps
+
+
+@pytest.mark.django_db
+def test_debrief_sets_the_class_beside_the_auction_on_the_same_draws():
+    from django.template.loader import render_to_string
+
+    from permitgame import debrief
+
+    scenario = parse_scenario({**SCENARIO, "rounds": 4, "governor": {"policy": "policy"}})
+    game = services.game_create(scenario=scenario, durations=UNTIMED)
+    services.game_start(game=game)  # bots in every seat: the game plays to its end
+    comparison = debrief.trade_comparison(game)
+    assert comparison.rounds == 4 and comparison.trades > 0
+    # Coase: rational bots trade to the auction's holders (up to ties) ...
+    assert comparison.same_share == 1.0
+    # ... but the money goes to the sellers, not the government.
+    assert comparison.sellers_income > 0
+    assert comparison.revenue < comparison.auction_revenue
+    summary = debrief.debrief_summary(game)
+    html = render_to_string("permitgame/console/debrief.html#trade", {"summary": summary})
+    assert "what Coase predicts" in html and "100%" in html
+    auction = services.game_create(scenario=parse_scenario({"rounds": 1}), durations=UNTIMED)
+    services.game_start(game=auction)
+    assert debrief.trade_comparison(auction) is None
