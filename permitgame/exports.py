@@ -21,6 +21,7 @@ from sim_core import METRICS, STRATEGY_NAMES, csv_records
 LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "strategy", "risk_profile",
                      "value", "bid", "bid_by", "bid_ms", "won", "price", "run", "run_by",
                      "run_ms", "signal", "audited", "caught", "payoff", "wealth",
+                     "coaching", "belief",
                      "granted", "kept", "asked", "sold", "bought")  # fmt: skip
 LOG_COLUMNS = ("game", "id", "time", "round", "phase", "action", "actor", "player", "nickname",
                "payload", "latency_ms")  # fmt: skip
@@ -31,7 +32,10 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
 
     ``seat`` is ``human`` when a student held the seat, else ``bot``. ``bid_by``/``run_by`` say
     who made the move: ``human``, ``default`` or ``bot`` (empty for a
-    permit holder, who makes no run choice); ``*_ms`` is how long the human took.
+    permit holder, who makes no run choice); ``*_ms`` is how long the human took. ``coaching``
+    is the game's coaching level (how much the run-or-idle screen worked out for the lab);
+    ``belief`` the lab's answer, in percent, to "how likely is a violator caught this round?"
+    (empty when not asked or not answered).
 
     Under MODEL.md §3b (granted permits, traded) ``granted`` is 1 for a lab granted a permit,
     ``kept`` 1 for a holder that asked nothing, ``asked`` its ask, ``sold``/``bought`` 1 for the
@@ -43,7 +47,7 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
     seats = {seat.lab_index: seat for seat in Seat.objects.filter(game=game, role="lab")}
     moves: dict[tuple[int, str, int], Move] = {}
     for move in Move.objects.filter(
-        game=game, action__in=(Action.BID, Action.DECIDE)
+        game=game, action__in=(Action.BID, Action.DECIDE, Action.BELIEF)
     ).select_related("seat"):
         if move.seat is not None and move.seat.lab_index is not None:
             moves[(move.round_no, move.action, move.seat.lab_index)] = move
@@ -78,6 +82,8 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
                     "caught": int(record.caught[lab]),
                     "payoff": record.payoffs[lab],
                     "wealth": record.wealth[lab],
+                    "coaching": game.coaching,
+                    "belief": _belief(moves.get((record.round_no, Action.BELIEF, lab))),
                     **trade,
                 }
             )
@@ -101,6 +107,11 @@ def _trade_columns(record: RoundRecord, lab: int) -> dict[str, Any]:
     if sold or bought:
         columns["price"] = record.price
     return columns
+
+
+def _belief(move: Move | None) -> int | str:
+    """The lab's answer, in percent, to "how likely is a violator caught?" ("" if none)."""
+    return int(move.payload["percent"]) if move is not None else ""
 
 
 def _latency(move: Move | None) -> int | str:
