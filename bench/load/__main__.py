@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.load import clients, servers
+from bench.load import clients, profile, servers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
@@ -89,20 +89,32 @@ def median(values: list[Any]) -> Any:
 
 
 async def one_repeat(
-    served: servers.Servers, scenario: Scenario, *, rounds: int, fires: int, seed: int
+    served: servers.Servers,
+    scenario: Scenario,
+    *,
+    rounds: int,
+    fires: int,
+    seed: int,
+    profile_as: str | None = None,
 ) -> dict[str, Any]:
     floor = await clients.floor([d.url for d in served.floor], scenario.sockets, fires)
     codes = servers.create_games(served, labs=scenario.labs, games=scenario.rooms, rounds=rounds)
     cpu_before = sum(d.cpu_seconds() for d in served.game)
     started = time.time()
-    runs = await clients.play_games(
-        codes,
-        players=scenario.labs,
-        rounds=rounds,
-        game_urls=[d.url for d in served.game],
-        time_limit=60 + 0.4 * scenario.sockets * max(1, rounds) / 3,
-        seed=seed,
-    )
+    with contextlib.ExitStack() as stack:
+        samples = (
+            stack.enter_context(profile.record(served.game[0].process.pid, profile_as))
+            if profile_as
+            else None
+        )
+        runs = await clients.play_games(
+            codes,
+            players=scenario.labs,
+            rounds=rounds,
+            game_urls=[d.url for d in served.game],
+            time_limit=60 + 0.4 * scenario.sockets * max(1, rounds) / 3,
+            seed=seed,
+        )
     wall = time.time() - started
     cpu = sum(d.cpu_seconds() for d in served.game) - cpu_before
     players = [p for run in runs for p in run.players]
@@ -144,6 +156,7 @@ async def one_repeat(
         "messages": sum(sum(p.counts.values()) for p in players),
         "errors": errors,
         "servers_alive": all(d.alive() for d in served.game),
+        "profile": profile.summary(samples) if samples is not None else [],
     }
 
 
@@ -170,15 +183,29 @@ AGGREGATED = (
 
 
 def run_setup(
-    scenario: Scenario, setup: servers.Setup, *, repeats: int, rounds: int, fires: int, log: Any
+    scenario: Scenario,
+    setup: servers.Setup,
+    *,
+    repeats: int,
+    rounds: int,
+    fires: int,
+    log: Any,
+    profiled: bool = False,
 ) -> dict[str, Any]:
     repeats_out: list[dict[str, Any]] = []
     with servers.serve(setup) as served:
         for index in range(repeats):
+            name = f"{scenario.name}-{setup.name}" if profiled and index == 0 else None
             result = asyncio.run(
-                one_repeat(served, scenario, rounds=rounds, fires=fires, seed=1000 + index)
+                one_repeat(
+                    served, scenario, rounds=rounds, fires=fires, seed=1000 + index, profile_as=name
+                )
             )
             repeats_out.append(result)
+            if result["profile"]:
+                print(f"  where game server 1 spent its time ({name}):", file=log)
+                for function, share in result["profile"]:
+                    print(f"    {share:6.1%}  {function}", file=log)
             print(
                 f"  {scenario.label} / {setup.name} repeat {index + 1}: "
                 f"floor {fmt_ms(result['floor_p95'])}, phase {fmt_ms(result['phase_p95'])}, "
@@ -207,6 +234,7 @@ def run_setup(
         "lost_max": max(r["lost"] for r in repeats_out),
         "lateness_max": max((r["lateness_max"] or 0.0) for r in repeats_out),
         "errors": _sum_dicts([r["errors"] for r in repeats_out]),
+        "profile": repeats_out[0]["profile"],
         "per_repeat": repeats_out,
     }
     for key in AGGREGATED:
@@ -410,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--save-before", action="store_true", help="keep this run as 'before'")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the first game server with py-spy"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.rounds < 1:
         parser.error("--repeats and --rounds must be at least 1")

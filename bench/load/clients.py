@@ -31,8 +31,8 @@ HANDSHAKE_ATTEMPTS = 3
 HANDSHAKE_TIMEOUT = 30.0
 FIRE_TIMEOUT = 10.0
 #: What a client sends when a sequence number shows it missed something (the server's snapshot
-#: command); None until the server has one.
-RESYNC_COMMAND: dict[str, Any] | None = {"type": "resync"}
+#: command, docs/protocol.md); a server without it answers `unknown_command`, harmlessly.
+RESYNC_COMMAND: dict[str, Any] | None = {"type": "sync"}
 
 WS_OPTIONS: dict[str, Any] = {
     "compression": None,  # browsers' deflate is not what is measured; saves the client's CPU

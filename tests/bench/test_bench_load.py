@@ -47,9 +47,9 @@ def test_a_missed_phase_counts_as_lost_and_a_seq_gap_asks_for_the_snapshot() -> 
             commands += player.take(dict(event), 0.0)
     assert run.lost() == 1  # the other player, who got everything, only the first one lost
     assert player.gaps == 1 and other.gaps == 0
-    assert {"type": "resync"} in commands
+    assert {"type": "sync"} in commands
     # the lab without a permit owed a run choice, the winner did not
-    assert [c["type"] for c in commands if c["type"] != "resync"] == ["bid", "decide"]
+    assert [c["type"] for c in commands if c["type"] != "sync"] == ["bid", "decide"]
 
 
 @pytest.mark.slow
