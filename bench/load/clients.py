@@ -30,6 +30,9 @@ JOIN_TIMEOUT = 30.0
 HANDSHAKE_ATTEMPTS = 3
 HANDSHAKE_TIMEOUT = 30.0
 FIRE_TIMEOUT = 10.0
+#: Players joining at the same moment, over all rooms (a hall's students do not all tap "Join"
+#: within the same millisecond; and one client process can hold only so many handshakes).
+JOINING_AT_ONCE = 100
 #: What a client sends when a sequence number shows it missed something (the server's snapshot
 #: command, docs/protocol.md); a server without it answers `unknown_command`, harmlessly.
 RESYNC_COMMAND: dict[str, Any] | None = {"type": "sync"}
@@ -168,6 +171,7 @@ class Player:
         try:
             while not self.finished:
                 receiver = asyncio.ensure_future(socket.recv())
+                receiver.add_done_callback(_retrieve)
                 done, _ = await asyncio.wait(
                     {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -306,6 +310,12 @@ class Player:
         return keys
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a receive's outcome as seen (a socket closed while the game was being stopped)."""
+    if not task.cancelled():
+        task.exception()
+
+
 _PHASE_OF = {"bid": "bidding", "decide": "compliance", "audit": "audit"}
 _NEXT = {"bidding": "compliance", "compliance": "audit", "audit": "results"}
 
@@ -405,9 +415,16 @@ async def play_games(
             )
         runs.append(GameRun(code, seats, rounds))
 
+    gate = asyncio.Semaphore(JOINING_AT_ONCE)
+
     async def seat(player: Player) -> None:
-        await player.join()
-        await player.play(stop)
+        async with gate:  # a join and its handshake, up to the first state
+            await player.join()
+            playing = asyncio.ensure_future(player.play(stop))
+            ready = asyncio.ensure_future(player.ready.wait())
+            await asyncio.wait({playing, ready}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+        await playing
 
     async def one_game(run: GameRun) -> None:
         *early, starter = run.players
