@@ -196,6 +196,7 @@ class PublicView:
     seconds_left: float | None
     paused_remaining: float | None
     version: int
+    seq: int
     waiting_for: tuple[int, ...]
     players: tuple[PlayerRow, ...]
     rules: RulesView
@@ -527,6 +528,7 @@ def game_screens(game: Game) -> GameScreens:
         seconds_left=seconds_left,
         paused_remaining=game.paused_remaining,
         version=game.version,
+        seq=game.seq,
         waiting_for=waiting,
         players=players,
         rules=rules,

@@ -62,11 +62,9 @@ from sim_core import (
     ActionError,
     Phase,
     Role,
-    RoundInputs,
     Scenario,
     make_setup,
     parse_scenario,
-    resolve_round,
     scenario_to_dict,
 )
 
@@ -127,6 +125,12 @@ class MoveResult:
     payload: dict[str, Any]
 
 
+#: Kinds of change sent at once to every seat as one numbered event (``Game.seq``); the others
+#: ("waiting": someone moved, "players": someone joined, connected or left) are progress, sent
+#: coalesced per game (``broadcast.progress_changed``), so a phase of N moves costs O(N).
+EVENT_KINDS = frozenset({"phase", "market", "signals", "settled", "game_over", "seats"})
+
+
 @dataclass(slots=True)
 class _Changes:
     """What a transaction changed, for the broadcast after commit."""
@@ -136,6 +140,10 @@ class _Changes:
 
     def add(self, kind: str, round_no: int) -> None:
         self.events.append((kind, round_no))
+
+    @property
+    def is_event(self) -> bool:
+        return any(kind in EVENT_KINDS for kind, _ in self.events)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -150,7 +158,7 @@ def _code(length: int) -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
 
 
-def _log(
+def _move(
     game: Game,
     action: str,
     actor: str,
@@ -160,7 +168,8 @@ def _log(
     payload: Mapping[str, Any] | None = None,
     latency_ms: int | None = None,
 ) -> Move:
-    return Move.objects.create(
+    """Return a log entry of the game's current round and phase, not yet saved."""
+    return Move(
         game=game,
         seat=seat,
         action=action,
@@ -173,19 +182,55 @@ def _log(
     )
 
 
+def _log(
+    game: Game,
+    action: str,
+    actor: str,
+    *,
+    now: dt.datetime,
+    seat: Seat | None = None,
+    payload: Mapping[str, Any] | None = None,
+    latency_ms: int | None = None,
+) -> Move:
+    move = _move(game, action, actor, now=now, seat=seat, payload=payload, latency_ms=latency_ms)
+    move.save()
+    return move
+
+
 def _commit(game: Game, changes: _Changes) -> None:
-    """Bump the game's version, save it and publish ``changes`` once the transaction commits."""
+    """Bump the game's version, save it and publish ``changes`` once the transaction commits.
+
+    An event (a phase change, a market, results, a change of seats) gets the game's next
+    ``seq`` and is sent to every seat at once; progress alone (a move, a join) marks the game
+    for the next coalesced progress message.
+    """
     game.version += 1
+    event = changes.is_event
+    if event:
+        game.seq += 1
     game.save()
-    transaction.on_commit(
-        partial(
-            broadcast.publish,
-            game_id=game.pk,
-            version=game.version,
-            events=list(changes.events),
-            seat_ids=set(changes.seat_ids),
-        ),
-        robust=True,
+    if event:
+        transaction.on_commit(
+            partial(
+                broadcast.publish,
+                game_id=game.pk,
+                seq=game.seq,
+                events=list(changes.events),
+                seat_ids=set(changes.seat_ids),
+            ),
+            robust=True,
+        )
+    else:
+        transaction.on_commit(partial(broadcast.progress_changed, game.pk), robust=True)
+
+
+def connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
+    """Return the ids of the game's seats with a live websocket (seen within the lease)."""
+    since = now - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    return set(
+        Connection.objects.filter(seat__game=game, last_seen__gte=since).values_list(
+            "seat_id", flat=True
+        )
     )
 
 
@@ -393,18 +438,26 @@ def seat_join(
 
 
 @transaction.atomic
-def seat_connect(*, seat: Seat, channel_name: str) -> None:
+def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     """Record an open websocket of ``seat``; a player a bot stood in for takes the seat back.
 
     The reclaim is immediate: the bot's move for the current phase is only logged when the phase
-    ends, so the returning player owes (and may make) the current phase's move.
+    ends, so the returning player owes (and may make) the current phase's move. Presence alone
+    takes no game lock (a whole class connecting at once does not queue behind the moves): it is
+    progress, sent coalesced. ``html``: a browser's socket (it is sent HTML fragments).
     """
+    now = clock.now()
+    seat = Seat.objects.get(pk=seat.pk)
+    Connection.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={"seat": seat, "opened_at": now, "last_seen": now, "html": html},
+    )
+    if not (seat.standing_in and not seat.handed_to_bot and seat.has_player):
+        Seat.objects.filter(pk=seat.pk).update(last_seen=now)
+        transaction.on_commit(partial(broadcast.progress_changed, seat.game_id), robust=True)
+        return
     game = _lock(seat.game_id)
     seat = Seat.objects.get(pk=seat.pk)
-    now = clock.now()
-    Connection.objects.update_or_create(
-        channel_name=channel_name, defaults={"seat": seat, "opened_at": now, "last_seen": now}
-    )
     seat.last_seen = now
     changes = _Changes()
     if seat.standing_in and not seat.handed_to_bot and seat.has_player:
@@ -421,17 +474,17 @@ def seat_connect(*, seat: Seat, channel_name: str) -> None:
 
 @transaction.atomic
 def seat_disconnect(*, channel_name: str) -> None:
-    """Forget a closed websocket (its seat counts as away once no live socket is left)."""
+    """Forget a closed websocket (its seat counts as away once no live socket is left).
+
+    Presence: no game lock, progress sent coalesced.
+    """
     connection = Connection.objects.filter(channel_name=channel_name).select_related("seat").first()
     if connection is None:
         return
-    game = _lock(connection.seat.game_id)
     now = clock.now()
     connection.delete()
     Seat.objects.filter(pk=connection.seat_id).update(last_seen=now)
-    changes = _Changes()
-    changes.add("players", game.round_no)
-    _commit(game, changes)
+    transaction.on_commit(partial(broadcast.progress_changed, connection.seat.game_id), robust=True)
 
 
 def presence_heartbeat(channel_names: Iterable[str]) -> int:
@@ -455,23 +508,48 @@ def presence_purge() -> int:
 # ------------------------------------------------------------------------------ the phase machine
 
 
-def _assign_controllers(game: Game) -> None:
-    """Fix who plays each seat for the phase that begins (human iff a present-able player)."""
-    seats = game.seats.all()
-    human = [s.pk for s in seats if s.has_player and not s.handed_to_bot and not s.standing_in]
-    game.seats.filter(pk__in=human).update(controller=Controller.HUMAN)
-    game.seats.exclude(pk__in=human).update(controller=Controller.BOT)
+def _assign_controllers(game: Game, seats: Sequence[Seat] | None = None) -> bool:
+    """Fix who plays each seat for the phase that begins (human iff a present-able player).
+
+    ``seats``: the game's seats as held by the caller (updated in place); read if not given.
+    Returns whether any seat changed hands.
+    """
+    rows = list(seats) if seats is not None else list(game.seats.all())
+    wanted = {
+        s.pk: (
+            Controller.HUMAN
+            if s.has_player and not s.handed_to_bot and not s.standing_in
+            else Controller.BOT
+        )
+        for s in rows
+    }
+    changed = [s for s in rows if s.controller != wanted[s.pk]]
+    for controller in (Controller.HUMAN, Controller.BOT):
+        ids = [s.pk for s in changed if wanted[s.pk] == controller]
+        if ids:
+            Seat.objects.filter(pk__in=ids).update(controller=controller)
+    for s in changed:
+        s.controller = wanted[s.pk]
+    return bool(changed)
 
 
-def _begin_phase(game: Game, phase: Phase, now: dt.datetime, changes: _Changes) -> None:
+def _begin_phase(
+    game: Game,
+    phase: Phase,
+    now: dt.datetime,
+    changes: _Changes,
+    seats: Sequence[Seat] | None = None,
+) -> bool:
+    """Begin ``phase``; return whether a seat changed hands (the resolve must be redone)."""
     game.phase = phase
     game.phase_started_at = now
     seconds = game.durations.get(phase)
     game.phase_deadline = None if seconds is None else now + dt.timedelta(seconds=seconds)
-    _assign_controllers(game)
+    changed = _assign_controllers(game, seats)
     deadline = game.phase_deadline.isoformat() if game.phase_deadline else None
     _log(game, Action.PHASE, Actor.SYSTEM, now=now, payload={"deadline": deadline})
     changes.add("phase", game.round_no)
+    return changed
 
 
 def _start(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> None:
@@ -513,14 +591,23 @@ def _fill_owed(game: Game, position: bridge.Position, now: dt.datetime) -> None:
         lab_seats = position.lab_seats()
         owed = [lab_seats[lab] for lab in sorted(progress.waiting_for)]
         action = Action.BID if game.phase == Phase.BIDDING else Action.DECIDE
+    connected = connected_seat_ids(game, now) if owed else set()
+    entries: list[Move] = []
+    away: list[Seat] = []
     for seat in owed:
-        if is_connected(seat, now):
-            _log(game, action, Actor.DEFAULT, now=now, seat=seat, payload=_default_payload(action))
+        if seat.pk in connected:
+            payload = _default_payload(action)
+            entries.append(_move(game, action, Actor.DEFAULT, now=now, seat=seat, payload=payload))
         else:
             seat.standing_in = True
             seat.controller = Controller.BOT
-            seat.save(update_fields=["standing_in", "controller"])
-            _log(game, Action.STAND_IN, Actor.SYSTEM, now=now, seat=seat)
+            away.append(seat)
+            entries.append(_move(game, Action.STAND_IN, Actor.SYSTEM, now=now, seat=seat))
+    if away:
+        Seat.objects.filter(pk__in=[s.pk for s in away]).update(
+            standing_in=True, controller=Controller.BOT
+        )
+    Move.objects.bulk_create(entries)
 
 
 def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> None:
@@ -533,24 +620,37 @@ def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> N
             labs = [int(lab) for lab in progress.audited.nonzero()[0]]
             _log(game, Action.AUDIT, Actor.BOT, now=now, seat=governor, payload={"labs": labs})
         return
+    entries: list[Move] = []
     for lab, seat in sorted(position.lab_seats().items()):
         if seat.pk in moved:
             continue
         if game.phase == Phase.BIDDING and progress.bids is not None:
             payload: dict[str, Any] = {"amount": float(progress.bids[lab])}
-            _log(game, Action.BID, Actor.BOT, now=now, seat=seat, payload=payload)
+            entries.append(_move(game, Action.BID, Actor.BOT, now=now, seat=seat, payload=payload))
         elif game.phase == Phase.COMPLIANCE and progress.runs is not None:
             assert progress.market is not None
             if not progress.market.won[lab]:
                 payload = {"run": bool(progress.runs[lab])}
-                _log(game, Action.DECIDE, Actor.BOT, now=now, seat=seat, payload=payload)
+                entries.append(
+                    _move(game, Action.DECIDE, Actor.BOT, now=now, seat=seat, payload=payload)
+                )
+    Move.objects.bulk_create(entries)
 
 
-def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) -> None:
+def _drive(
+    game: Game,
+    now: dt.datetime,
+    changes: _Changes,
+    *,
+    expired: bool,
+    position: bridge.Position | None = None,
+) -> None:
     """Advance the locked ``game`` as far as its moves (and an expired deadline) allow.
 
     Call while holding the game's lock. ``expired`` means the current phase's deadline has
-    passed or the instructor advanced it.
+    passed or the instructor advanced it. ``position``: the round as the caller has just
+    resolved it (with every logged move); it is used until a seat changes hands, so a move
+    that ends a phase resolves the round once.
     """
     while game.status == Status.RUNNING:
         expired = expired or (game.phase_deadline is not None and game.phase_deadline <= now)
@@ -562,9 +662,11 @@ def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) ->
                 _finish(game, now, changes, actor=Actor.SYSTEM)
                 return
             game.round_no += 1
+            position = None  # a new round
             _begin_phase(game, Phase.BIDDING, now, changes)
             continue
-        position = bridge.position_of(game)
+        if position is None:
+            position = bridge.position_of(game)
         progress = position.progress
         if progress.awaiting == game.phase:
             if not expired:
@@ -572,6 +674,7 @@ def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) ->
             _fill_owed(game, position, now)
             expired = False
             game.phase_deadline = None  # filled; the re-resolve below ends the phase
+            position = None
             continue
         _log_bot_moves(game, position, now)
         finished = Phase(game.phase)
@@ -580,12 +683,14 @@ def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) ->
         elif finished == Phase.COMPLIANCE:
             changes.add("signals", game.round_no)
         elif finished == Phase.AUDIT:
-            settled = bridge.position_of(game).progress  # every move is logged now
+            # The bots' moves just logged are the ones this resolve drew, so it is the
+            # settled round (replay_game recomputes it from the log and compares).
             RoundRecord.objects.create(
-                game=game, created_at=now, **bridge.record_fields(settled, position.state)
+                game=game, created_at=now, **bridge.record_fields(progress, position.state)
             )
             changes.add("settled", game.round_no)
-        _begin_phase(game, _NEXT_PHASE[finished], now, changes)
+        if _begin_phase(game, _NEXT_PHASE[finished], now, changes, position.seats):
+            position = None  # who must move changed: resolve again
         expired = False
 
 
@@ -618,12 +723,26 @@ def _check_move(game: Game, seat: Seat, action: str, round_no: int) -> None:
 
 
 def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) -> MoveResult:
+    """Check, record and resolve one move under the game's lock.
+
+    The round is resolved once, with the new move among the logged ones: that resolve is both
+    the rule check (sim_core raises ``ActionError``) and the position the phase machine goes on
+    from. Queries: the lock, the seats, the round's moves, the round's start state (after
+    round 1), the new move and the game's save; a move that ends a phase adds that phase's
+    log entries and the next phase's.
+    """
     game = _lock(seat.game_id)
-    seat = Seat.objects.get(pk=seat.pk)
+    seats = list(game.seats.order_by("id"))
+    found = next((s for s in seats if s.pk == seat.pk), None)
+    if found is None:
+        raise WrongRole(NOT_A_LAB.format(what="move"))
+    seat = found
     _check_move(game, seat, action, round_no)
-    logged = Move.objects.filter(
-        game=game, round_no=round_no, phase=game.phase, seat=seat, action=action
-    ).first()
+    moves = bridge.round_moves(game, game.round_no, seats=seats)
+    logged = next(
+        (m for m in moves if m.seat_id == seat.pk and m.action == action and m.phase == game.phase),
+        None,
+    )
     if logged is not None:
         if logged.actor == Actor.HUMAN and logged.payload == payload:
             return MoveResult(duplicate=True, payload=logged.payload)
@@ -636,36 +755,22 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
         )
     if seat.controller != Controller.HUMAN:
         raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
-    # The rule check is sim_core's: resolve the round with this move added.
-    position = bridge.position_of(game)
-    trial = bridge.round_inputs(position.moves, human_labs=frozenset(), human_governor=False)
-    try:
-        resolve_round(position.setup, position.state, _with_move(trial, seat, action, payload))
-    except ActionError as error:
-        raise NotAllowed(str(error)) from None
     now = clock.now()
     started = game.phase_started_at or now
     latency = max(0, int((now - started).total_seconds() * 1000))
-    _log(game, action, Actor.HUMAN, now=now, seat=seat, payload=payload, latency_ms=latency)
+    move = _move(game, action, Actor.HUMAN, now=now, seat=seat, payload=payload, latency_ms=latency)
+    # The rule check is sim_core's: the one resolve of the round with this move added.
+    try:
+        position = bridge.position_of(game, seats=seats, moves=[*moves, move])
+    except ActionError as error:
+        raise NotAllowed(str(error)) from None
+    move.save()
     changes = _Changes()
     changes.seat_ids.add(seat.pk)
     changes.add("waiting", game.round_no)
-    _drive(game, now, changes, expired=False)
+    _drive(game, now, changes, expired=False, position=position)
     _commit(game, changes)
     return MoveResult(duplicate=False, payload=payload)
-
-
-def _with_move(
-    inputs: RoundInputs, seat: Seat, action: str, payload: Mapping[str, Any]
-) -> RoundInputs:
-    lab = seat.lab_index
-    if action == Action.BID:
-        assert lab is not None
-        return RoundInputs(bids={**inputs.bids, lab: payload["amount"]}, runs=inputs.runs)
-    if action == Action.DECIDE:
-        assert lab is not None
-        return RoundInputs(bids=inputs.bids, runs={**inputs.runs, lab: payload["run"]})
-    return RoundInputs(bids=inputs.bids, runs=inputs.runs, audits=frozenset(payload["labs"]))
 
 
 @transaction.atomic
@@ -900,8 +1005,7 @@ def seat_hand_to_bot(*, seat: Seat, to_bot: bool = True) -> Seat:
     seat.save()
     _log(game, Action.HAND_TO_BOT if to_bot else Action.HAND_BACK, Actor.HOST, now=now, seat=seat)
     changes.seat_ids.add(seat.pk)
-    changes.add("players", game.round_no)
-    changes.add("waiting", game.round_no)
+    changes.add("seats", game.round_no)
     _drive(game, now, changes, expired=False)
     _commit(game, changes)
     return seat
@@ -961,7 +1065,7 @@ def game_add_bot(*, game: Game) -> Seat:
     _set_lab_count(game, count + 1)
     _log(game, Action.ADD_BOT, Actor.HOST, now=clock.now(), payload={"lab": count + 1})
     changes = _Changes()
-    changes.add("players", game.round_no)
+    changes.add("seats", game.round_no)
     _commit(game, changes)
     seat.refresh_from_db()
     return seat
@@ -1008,7 +1112,7 @@ def game_remove_bot(*, game: Game, seat: Seat | None = None) -> None:
                 changes.seat_ids.add(later.pk)
     _set_lab_count(game, len(labs) - 1)
     _log(game, Action.REMOVE_SEAT, Actor.HOST, now=clock.now(), payload={"lab": removed + 1})
-    changes.add("players", game.round_no)
+    changes.add("seats", game.round_no)
     _commit(game, changes)
 
 
@@ -1087,7 +1191,7 @@ def game_set_governor(*, game: Game, seat: Seat | None) -> None:
         payload={"governor": nickname},
     )
     changes = _Changes()
-    changes.add("players", game.round_no)
+    changes.add("seats", game.round_no)
     changes.seat_ids.update(moved)
     _commit(game, changes)
     if moved:

@@ -168,16 +168,37 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # without bound), it supports group_expiry, and it is the most widely deployed and tested.
 # Pub/sub has lower latency but delivers at most once to whoever is subscribed at that instant.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Sized for a room of 1,000 (docs/protocol.md, "Delivery"): a socket's channel holds the events
+# and coalesced progress (O(1) per player per phase) waiting for it; 1,000 of them means a
+# socket that stalls for minutes, and what is dropped beyond that is seen as a gap in the seq
+# numbers and mended with a snapshot. Messages older than a minute are stale (the snapshot on
+# reconnect replaces them); a group outlives the longest class.
+CHANNEL_CAPACITY = 1000
+CHANNEL_EXPIRY_SECONDS = 60
 CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "capacity": CHANNEL_CAPACITY,
+                "expiry": CHANNEL_EXPIRY_SECONDS,
+                "group_expiry": 86400,
+            },
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {
+                "capacity": CHANNEL_CAPACITY,
+                "expiry": CHANNEL_EXPIRY_SECONDS,
+                "group_expiry": 86400,
+            },
+        }
+    }
 
 # ---------------------------------------------------------------------------------------- auth
 
