@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                         rounds=args.rounds,
                         fires=fires,
                         log=log,
+                        profiled=args.profile,
                     )
                 )
     finally:
