@@ -436,8 +436,10 @@ def _on_term(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="30 players, both setups (< 2 min)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="30 players, both setups, 1 repeat (< 2 min)"
+    )
+    parser.add_argument("--repeats", type=int, help="repeats of each (default 3; --quick: 1)")
     parser.add_argument("--scenarios", help=f"comma-separated (default {DEFAULT_SCENARIOS})")
     parser.add_argument("--setups", help="comma-separated: one, two, four (default per scenario)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -450,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="sample the first game server with py-spy"
     )
     args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
     if args.repeats < 1 or args.rounds < 1:
         parser.error("--repeats and --rounds must be at least 1")
     scenarios = [
