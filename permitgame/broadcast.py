@@ -368,9 +368,13 @@ def _stamp(message: Mapping[str, Any], seq: int) -> str:
     return _dump({**message, "seq": seq})
 
 
-def seq_html(seq: int) -> str:
-    """Return the ``#seq`` marker: the page's sequence number (play.js checks it for gaps)."""
-    return f'<i id="seq" hx-swap-oob="true" data-seq="{int(seq)}" hidden></i>'
+def seq_html(seq: int, kind: str) -> str:
+    """Return the ``#seq`` marker of a message (play.js checks it for gaps).
+
+    ``kind``: ``snapshot`` (the whole screen, seq is where the page now stands), ``event``
+    (the next event: seq is one more than the page's) or ``progress`` (seq is the page's).
+    """
+    return f'<i id="seq" hx-swap-oob="true" data-seq="{int(seq)}" data-kind="{kind}" hidden></i>'
 
 
 def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
@@ -386,7 +390,7 @@ def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
         html += lab_html(screens.public, screens.labs[seat.pk])
     else:
         html += governor_html(screens.public, screens.governor)
-    return seq, [html + seq_html(seq)]
+    return seq, [html + seq_html(seq, "snapshot")]
 
 
 def own_html(seat_id: int) -> str:
@@ -473,7 +477,7 @@ def publish(
 
     public_texts = [_stamp(m, seq) for m in public_json]
     html_seats = _html_seat_ids(game)
-    shared_html = public_html(public) + seq_html(seq) if html_seats else ""
+    shared_html = public_html(public) + seq_html(seq, "event") if html_seats else ""
     host_rows = host_selectors.console_seats(game)
     outgoing = [
         Outgoing(
@@ -549,11 +553,16 @@ def progress_json(public: PublicView) -> dict[str, Any]:
     }
 
 
-def flush_progress(game_id: int) -> None:
-    """Send a game's progress now: counts to every socket, the full view to the console."""
+def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = False) -> None:
+    """Send a game's progress now: counts to every socket, the full view to the console.
+
+    ``beacon``: nothing changed, the message only repeats the game's seq (so a socket that
+    lost the last event notices): the pages' fragments and the console are not redrawn.
+    ``now``: the ``time.monotonic()`` of the beat (tests pass their own).
+    """
     with _progress_lock:
         _dirty.discard(game_id)
-        _last_progress[game_id] = time.monotonic()
+        _last_progress[game_id] = time.monotonic() if now is None else now
     game = Game.objects.filter(pk=game_id).first()
     if game is None:
         return
@@ -564,17 +573,20 @@ def flush_progress(game_id: int) -> None:
     if small:
         message["waiting_for"] = list(public.waiting_for)
         message["players"] = players_json(public)
-    names = ("waiting", "players") if small else ("waiting",)
-    html = _render(names, {"public": public, "oob": True}) + seq_html(public.seq)
-    host_rows = host_selectors.console_seats(game)
-    outgoing = [
-        Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),)),
-        Outgoing(
-            realtime.host_group(game_id),
-            host_html(public, host_rows, with_charts=False),
-            (_dump(host_json(host_rows)),),
-        ),
-    ]
+    html = seq_html(public.seq, "progress")
+    if not beacon:
+        names = ("waiting", "players") if small else ("waiting",)
+        html = _render(names, {"public": public, "oob": True}) + html
+    outgoing = [Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),))]
+    if not beacon:
+        host_rows = host_selectors.console_seats(game)
+        outgoing.append(
+            Outgoing(
+                realtime.host_group(game_id),
+                host_html(public, host_rows, with_charts=False),
+                (_dump(host_json(host_rows)),),
+            )
+        )
     try:
         realtime.send(outgoing, seq=public.seq, version=public.version, kind=realtime.PROGRESS)
     except Exception:
@@ -591,7 +603,7 @@ def flush_due(*, now: float | None = None) -> int:
     with _progress_lock:
         local = set(realtime.LOCAL_GAMES.values())
         due = [
-            game_id
+            (game_id, game_id not in _dirty)
             for game_id in _dirty | local
             if moment - _last_progress.get(game_id, -float("inf"))
             >= (PROGRESS_SECONDS if game_id in _dirty else BEACON_SECONDS)
@@ -599,9 +611,9 @@ def flush_due(*, now: float | None = None) -> int:
         for game_id in list(_last_progress):
             if game_id not in _dirty and game_id not in local:
                 del _last_progress[game_id]
-    for game_id in due:
+    for game_id, beacon in due:
         try:
-            flush_progress(game_id)
+            flush_progress(game_id, now=moment, beacon=beacon)
         except Exception:  # one broken game must not stop the progress of the others
             logger.exception("progress of game %s failed", game_id)
     return len(due)

@@ -353,8 +353,10 @@ def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chrom
         for lab in ("Lab 3", "Lab 5"):
             gil.page.get_by_label(lab, exact=True).uncheck()
         expect(note).to_have_text("1 lab ticked of at most 2.")
-        # Ticks survive an update that redraws the form (Ben's phone reconnects) and a reload.
-        replaced_after(gil, "#governor-action", ben.page.reload)
+        # Ticks survive an update that redraws the form (the whole screen sent again, as after
+        # a gap in the sequence numbers) and a reload.
+        resend = "window.permitgameSync()"
+        replaced_after(gil, "#governor-action", lambda: gil.page.evaluate(resend))
         assert gil.page.get_by_label("Lab 1 · Ana", exact=True).is_checked()
         before = {sel: gil.text(sel) for sel in ("#governor-action", "#waiting", "#market")}
         gil.page.reload()

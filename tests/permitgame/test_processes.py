@@ -174,7 +174,7 @@ def test_two_processes_share_events_through_redis_and_fire_a_deadline_once(tmp_p
         await on_two.send(json.dumps({"type": "bid", "round": 1, "amount": 0.2}))
         heard = await receive_until(
             on_one,
-            lambda m: m["type"] == "waiting" and m["waiting_for"] == [ana.player_id],
+            lambda m: m["type"] == "progress" and m.get("waiting_for") == [ana.player_id],
         )
         assert heard[-1]["phase"] == "bidding"
         # Both processes' clocks see the deadline pass; one of them fires it.
