@@ -121,6 +121,13 @@ class Game(models.Model):
     lobby_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="With autostart: start this long after the first join."
     )
+    live_standings = models.BooleanField(
+        default=False,
+        help_text=(
+            "Each lab sees its place among the labs after every round (else only at game over): "
+            "a place that moves tells a lab that other labs' payoffs moved."
+        ),
+    )
     version = models.PositiveIntegerField(default=0)
     seq = models.PositiveIntegerField(
         default=0, help_text="Events sent to the players so far (each message's seq)."

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -266,6 +267,7 @@ def game_create(
     title: str = "",
     autostart: bool = False,
     lobby_seconds: int | None = None,
+    live_standings: bool = False,
 ) -> Game:
     """Create a game in the lobby with one seat per lab and a governor seat.
 
@@ -284,6 +286,8 @@ def game_create(
         title: a label for lists.
         autostart: start by itself once every human seat is taken.
         lobby_seconds: with ``autostart``, also start this long after the first join.
+        live_standings: each lab sees its place among the labs after every round, not only
+            at game over.
 
     Raises:
         ValueError: more human labs than labs, a seed out of range, or bad durations.
@@ -308,6 +312,7 @@ def game_create(
         durations=_durations(durations),
         autostart=autostart,
         lobby_seconds=lobby_seconds,
+        live_standings=live_standings,
         created_at=now,
     )
     setup = make_setup(scenario, seed=game_seed, human_governor=human_governor)
@@ -345,11 +350,13 @@ def clean_nickname(nickname: object) -> str:
     """Return the nickname stripped, or raise ``BadNickname`` saying what is wrong."""
     if not isinstance(nickname, str) or not nickname.strip():
         raise BadNickname(NICKNAME_EMPTY)
+    # Control characters (tabs, newlines, escapes) are refused, not folded into spaces; runs of
+    # spaces (any width) become one space.
+    if any(not ch.isprintable() and unicodedata.category(ch) != "Zs" for ch in nickname):
+        raise BadNickname(NICKNAME_UNPRINTABLE)
     cleaned = " ".join(nickname.split())
     if len(cleaned) > NICKNAME_MAX:
         raise BadNickname(NICKNAME_TOO_LONG.format(limit=NICKNAME_MAX))
-    if not cleaned.isprintable():
-        raise BadNickname(NICKNAME_UNPRINTABLE)
     return cleaned
 
 
@@ -386,8 +393,9 @@ def seat_join(
         nickname: the player's name, unique in the game (case-insensitive).
         role: ``"lab"`` or ``"governor"`` to ask for one; None takes the next free seat.
         join_key: the client's own random key for this join request. A request resent with
-            the same key (its answer was lost on a bad network) gets the seat the first one
-            took, unchanged, instead of "nickname taken".
+            the same key and the same nickname (its answer was lost on a bad network) gets the
+            seat the first one took, unchanged, instead of "nickname taken"; a key sent with
+            another nickname finds nothing (a key is not a way into someone else's seat).
 
     Raises:
         GameOver: the game has finished.
@@ -400,7 +408,10 @@ def seat_join(
     name = clean_nickname(nickname)
     seats = list(game.seats.order_by("id"))
     if join_key:
-        already = next((s for s in seats if s.has_player and s.join_key == join_key), None)
+        already = next(
+            (s for s in seats if s.has_player and s.join_key == join_key and s.nickname == name),
+            None,
+        )
         if already is not None:
             return already
     if any(seat.nickname.casefold() == name.casefold() for seat in seats if seat.has_player):

@@ -1,7 +1,7 @@
 """The host socket: the instructor's console and projector pages, live over htmx's ws extension.
 
 ``/ws/host/<code>/`` accepts only the game's owner or staff (the session's user, through
-Channels' auth middleware; the origin is checked by ``AllowedHostsOriginValidator`` in
+Channels' auth middleware; the whole origin is checked by ``permitgame.origins`` in
 ``asgi.py``). It joins ``realtime.host_group``, sends the console's fragments on connect, then
 forwards the fragments ``broadcast`` renders once per event, and the coalesced progress (a few
 per second at most: joins, moves and presence), for the host group. It takes no
