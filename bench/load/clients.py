@@ -25,6 +25,8 @@ from websockets.typing import Origin
 #: The events a client must not miss (docs/protocol.md section 2.1), counted per client.
 TRACKED = ("phase", "market", "audit", "round_results", "your_results", "game_over")
 PHASES = ("bidding", "compliance", "audit", "results")
+#: Messages that are not events: they carry the seq of the last event sent before them.
+NOT_EVENTS = frozenset({"progress", "ack", "error", "reconnect"})
 JOIN_ATTEMPTS = 3
 JOIN_TIMEOUT = 30.0
 HANDSHAKE_ATTEMPTS = 3
@@ -195,13 +197,16 @@ class Player:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         out: list[dict[str, Any]] = []
         seq = message.get("seq")
-        if isinstance(seq, int) and kind != "state":
-            if self.last_seq is not None and seq > self.last_seq + 1:
+        if isinstance(seq, int) and kind != "state" and self.last_seq is not None:
+            # docs/protocol.md, "Delivery": an event carries the seq of the event before it or
+            # one more; the other messages carry the seq of the last event sent before them.
+            event = kind not in NOT_EVENTS
+            if seq > self.last_seq + (1 if event else 0):
                 self.gaps += 1
                 if RESYNC_COMMAND is not None and not self.resync_wanted:
                     self.resync_wanted = True
                     out.append(dict(RESYNC_COMMAND))
-            if self.last_seq is None or seq > self.last_seq:
+            if event and seq > self.last_seq:
                 self.last_seq = seq
         if kind == "state":
             self.states += 1

@@ -29,6 +29,8 @@ def test_a_missed_phase_counts_as_lost_and_a_seq_gap_asks_for_the_snapshot() -> 
     other = _player()
     other.player_id = 2
     run = GameRun("ABCDEF", [player, other], rounds=1)
+    for each in (player, other):
+        each.take({"type": "state", "seq": 0, "game": {"status": "lobby"}}, 0.0)
     events = [
         {"type": "phase", "round": 1, "phase": "bidding", "seq": 1},
         {"type": "market", "round": 1, "winners": [2], "seq": 2},
@@ -50,6 +52,15 @@ def test_a_missed_phase_counts_as_lost_and_a_seq_gap_asks_for_the_snapshot() -> 
     assert {"type": "sync"} in commands
     # the lab without a permit owed a run choice, the winner did not
     assert [c["type"] for c in commands if c["type"] != "sync"] == ["bid", "decide"]
+    # the state answering the sync counts as a resync
+    player.take({"type": "state", "seq": 8, "game": {"status": "finished"}}, 0.0)
+    assert player.resyncs == 1
+    # a progress is not an event: the seq of the last event is no gap, one above it is
+    other.take({"type": "progress", "seq": 8}, 0.0)
+    other.take({"type": "progress", "seq": 7}, 0.0)
+    assert other.gaps == 0
+    other.take({"type": "progress", "seq": 9}, 0.0)
+    assert other.gaps == 1
 
 
 @pytest.mark.slow
