@@ -70,6 +70,11 @@ def parse_scenario(text: str) -> Scenario:
     return scenario
 
 
+def time_limit(scenario: Scenario, rounds: int) -> float:
+    """Seconds a repeat's games may take: 30 s and 0.2 s a socket (for 3 rounds)."""
+    return 30 + 0.2 * scenario.sockets * max(1, rounds) / 3
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -112,7 +117,7 @@ async def one_repeat(
             players=scenario.labs,
             rounds=rounds,
             game_urls=[d.url for d in served.game],
-            time_limit=60 + 0.4 * scenario.sockets * max(1, rounds) / 3,
+            time_limit=time_limit(scenario, rounds),
             seed=seed,
         )
     wall = time.time() - started
@@ -224,6 +229,13 @@ def run_setup(
                 dead = [d for d in served.game if not d.alive()]
                 print(servers.tail(dead[0].log), file=log)
                 break
+            if result["errors"]:
+                print(f"  errors: {result['errors']}", file=log)
+            if result["complete"] == 0 and index + 1 < repeats:
+                # No game ended in its time limit: more repeats would only take the machine
+                # longer; the row says how many repeats ran.
+                print("  no game ended: the other repeats are skipped", file=log)
+                break
         rss = max(d.peak_rss_mib() for d in served.game)
     row: dict[str, Any] = {
         "scenario": scenario.name,
@@ -325,7 +337,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{name}: {'PASS' if ok else 'FAIL'}" for name, ok in row["targets"].items()
         )
         cells = [
-            row["label"],
+            row["label"] + (f" ({row['repeats']} repeat{'s' if row['repeats'] > 1 else ''})"),
             row["setup_label"],
             fmt_ms(row["floor_p95"]),
             fmt_ms(row["phase_p95"]),
@@ -390,7 +402,7 @@ def render(report: dict[str, Any], before: dict[str, Any] | None) -> str:
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}; Python {m['python']}, "
         f"Django {m['django']}, Channels {m['channels']}, Daphne {m['daphne']}. Load average "
         f"before {report['load_before']}, after {report['load_after']}; "
-        f"{report['elapsed_s']:.0f} s in all.",
+        f"{report['elapsed_s']:.0f} s in all. {report.get('stopped', '')}",
         "",
         table(report["rows"]),
         "",
@@ -475,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     log = sys.stderr if args.json else sys.stdout
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     started = time.time()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    stopped = ""
     try:
         for scenario in scenarios:
             setup_names = args.setups.split(",") if args.setups else scenario.default_setups()
@@ -493,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
                         profiled=args.profile,
                     )
                 )
+    except Timeout:
+        stopped = f"stopped by the time limit ({limit:.0f} s) after {len(rows)} rows"
+        print(stopped, file=log)
     finally:
         signal.alarm(0)
     report = {
@@ -507,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "elapsed_s": time.time() - started,
         "rows": rows,
+        "stopped": stopped,
     }
     if args.json:
         print(json.dumps(report, indent=1))

@@ -159,8 +159,11 @@ class Player:
                     self.connected_at = time.time()
                     await self._converse(socket, stop)
                     return
-            except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake):
+            except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake) as error:
                 self.handshake_failures += 1
+                status = getattr(getattr(error, "response", None), "status_code", "")
+                why = f"handshake {type(error).__name__} {status}".strip()
+                self.errors[why] = self.errors.get(why, 0) + 1
                 await asyncio.sleep(0.5 * (attempt + 1))
             except websockets.exceptions.ConnectionClosed:
                 self.errors["closed"] = self.errors.get("closed", 0) + 1
