@@ -113,7 +113,7 @@ def round_moves(game: Game, round_no: int, *, seats: Sequence[Seat] | None = Non
     if seats is None:
         return list(query.select_related("seat").order_by("id"))
     by_id = {seat.pk: seat for seat in seats}
-    moves = list(query.order_by("id"))
+    moves = list(query.defer("created_at", "latency_ms").order_by("id"))
     for move in moves:
         if move.seat_id in by_id:
             move.seat = by_id[move.seat_id]

@@ -478,14 +478,7 @@ def publish(
     public_texts = [_stamp(m, seq) for m in public_json]
     html_seats = _html_seat_ids(game)
     shared_html = public_html(public) + seq_html(seq, "event") if html_seats else ""
-    host_rows = host_selectors.console_seats(game)
-    outgoing = [
-        Outgoing(
-            realtime.host_group(game_id),
-            host_html(public, host_rows, with_charts=bool(_HOST_CHART_EVENTS.intersection(kinds))),
-            (_dump(host_json(host_rows)),),
-        )
-    ]
+    outgoing: list[Outgoing] = []
     joined = {row.seat_id for row in public.players if row.human}
     for seat_id, lab in screens.labs.items():
         if seat_id not in joined:
@@ -506,6 +499,29 @@ def publish(
     except Exception:  # the change is committed: a dead channel layer must not undo it
         logger.exception("publishing game %s event %s failed", game_id, seq)
     _progress_sent(game_id)
+    # The console after the players: its fragments are the largest to render (every seat
+    # with its controls), and no player waits for them.
+    charts = bool(_HOST_CHART_EVENTS.intersection(kinds))
+    _send_host(game, public, charts=charts, kind=realtime.SEND)
+
+
+def _send_host(
+    game: Game, public: PublicView, *, charts: bool, kind: str, now: float | None = None
+) -> None:
+    """Render and send the console's fragments (and its JSON seats)."""
+    with _progress_lock:
+        _last_host[game.pk] = time.monotonic() if now is None else now
+        _host_dirty.discard(game.pk)
+    try:
+        rows = host_selectors.console_seats(game)
+        host = Outgoing(
+            realtime.host_group(game.pk),
+            host_html(public, rows, with_charts=charts),
+            (_dump(host_json(rows)),),
+        )
+        realtime.send([host], seq=public.seq, version=public.version, kind=kind)
+    except Exception:
+        logger.exception("sending the console of game %s failed", game.pk)
 
 
 # ------------------------------------------------------------------------------ progress
@@ -519,7 +535,13 @@ BEACON_SECONDS = 3.0
 #: Above this many seats the public progress carries counts, not the player list.
 LIST_LIMIT = 40
 
+#: The console's view of a room (every seat, with its controls) is the largest fragment to
+#: render: it is sent with every event, and of the progress at most once per this many seconds.
+HOST_PROGRESS_SECONDS = 1.0
+
 _dirty: set[int] = set()
+_host_dirty: set[int] = set()
+_last_host: dict[int, float] = {}
 _last_progress: dict[int, float] = {}
 _progress_lock = threading.Lock()
 
@@ -578,19 +600,19 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
         names = ("waiting", "players") if small else ("waiting",)
         html = _render(names, {"public": public, "oob": True}) + html
     outgoing = [Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),))]
-    if not beacon:
-        host_rows = host_selectors.console_seats(game)
-        outgoing.append(
-            Outgoing(
-                realtime.host_group(game_id),
-                host_html(public, host_rows, with_charts=False),
-                (_dump(host_json(host_rows)),),
-            )
-        )
     try:
         realtime.send(outgoing, seq=public.seq, version=public.version, kind=realtime.PROGRESS)
     except Exception:
         logger.exception("sending the progress of game %s failed", game_id)
+    if beacon:
+        return
+    moment = time.monotonic() if now is None else now
+    with _progress_lock:
+        host_due = moment - _last_host.get(game_id, -float("inf")) >= HOST_PROGRESS_SECONDS
+        if not host_due:
+            _host_dirty.add(game_id)  # the next beat after the interval sends it
+    if host_due:
+        _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
 
 
 def flush_due(*, now: float | None = None) -> int:
@@ -611,6 +633,20 @@ def flush_due(*, now: float | None = None) -> int:
         for game_id in list(_last_progress):
             if game_id not in _dirty and game_id not in local:
                 del _last_progress[game_id]
+    with _progress_lock:
+        consoles = [
+            game_id
+            for game_id in _host_dirty
+            if game_id not in _dirty
+            and moment - _last_host.get(game_id, -float("inf")) >= HOST_PROGRESS_SECONDS
+        ]
+    for game_id in consoles:
+        try:
+            game = Game.objects.get(pk=game_id)
+            public = selectors.game_screens(game).public
+            _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
+        except Exception:
+            logger.exception("console of game %s failed", game_id)
     for game_id, beacon in due:
         try:
             flush_progress(game_id, now=moment, beacon=beacon)

@@ -30,7 +30,8 @@ def shoot(page: Any, name: str) -> None:
     page.screenshot(path=harness.artifact_path(f"hall-{name}-phone.png"))
     width = page.evaluate("document.documentElement.scrollWidth")
     wide = page.evaluate(
-        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 376)"
+        "[...document.querySelectorAll('body *')]"
+        ".filter(e => e.getBoundingClientRect().right > 376)"
         ".slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)"
     )
     assert width <= PHONE["width"], f"{name}: the page is {width}px wide at 375px: {wide}"
