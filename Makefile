@@ -84,8 +84,14 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Two passes: everything on SQLite, then the service, whole-game and PostgreSQL tests with the
+# test database on a real PostgreSQL server the run starts (tests/conftest.py: --postgres).
+POSTGRES_TESTS := tests/permitgame/test_services.py tests/permitgame/test_whole_game.py \
+	tests/permitgame/test_servers.py
+
 test: sysdeps venv lint
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --postgres -q $(POSTGRES_TESTS)
 
 # ------------------------------------------------------------------------------- running
 

@@ -7,31 +7,30 @@ parts, computed once per game and kept in ``DebriefCache``: the deterrence heatm
 sweep, MODEL.md §9, with the game's point marked) and a few hundred simulated all-bot classes of
 the same scenario (where the class sits: a percentile).
 
-Expensive parts run in a background thread started by the first request (``ensure``); the page
-polls until the row is done. A row left ``running`` by a server that stopped is taken over once
-it has not moved for ``STALE_SECONDS``. The cache row is the only thing written here: it is a
-cache of pure functions of the game's scenario (and rounds played), never game state, so it is
-written outside the game's lock. Numbers come from sim_core (``run_sweep``,
-``simulate_classes``, ``percentile_rank``, ``theory_summary``, ``summarise``); nothing here
-computes a rule of the game.
+Expensive parts run as a background job (``permitgame.jobs``) started by the first request
+(``ensure``); the page polls until the row is done. A row left ``running`` by a server that
+stopped is taken over once it has not moved for ``STALE_SECONDS``. The cache row is the only
+thing written here: it is a cache of pure functions of the game's scenario (and rounds played),
+never game state, so it is written outside the game's lock. Numbers come from sim_core
+(``run_sweep``, ``simulate_classes``, ``percentile_rank``, ``theory_summary``, ``summarise``);
+nothing here computes a rule of the game.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from django.db import IntegrityError, close_old_connections, connection
+from django.db import IntegrityError
 
-from permitgame import bridge, charts, clock, host_selectors, selectors
+from permitgame import bridge, charts, clock, host_selectors, jobs, selectors
 from permitgame.charts import Chart
-from permitgame.models import DebriefCache, Game, RoundRecord, Seat
+from permitgame.models import DebriefCache, Game, RoundRecord, Seat, lab_label
 from sim_core import (
     MetricsRow,
     Role,
@@ -73,9 +72,6 @@ STALE_SECONDS = 120
 CACHE_VERSION = 1
 
 METRIC_LABELS = {"compliance_rate": "compliance", "deterrence_rate": "deterrence"}
-
-_threads: dict[int, threading.Thread] = {}
-_threads_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------------------ the class's game
@@ -212,7 +208,7 @@ def _leaderboard(game: Game) -> tuple[tuple[LeaderRow, ...], str, float]:
     rows = tuple(
         LeaderRow(
             rank=rank,
-            label=f"Lab {lab + 1}",
+            label=lab_label(lab + 1),
             nickname=seats[lab].nickname if lab in seats else "",
             human=bool(lab in seats and seats[lab].has_player),
             score=float(scores[lab]),
@@ -405,16 +401,6 @@ def _compute(cache_id: int) -> None:
     )
 
 
-def _run_in_thread(cache_id: int) -> None:
-    try:
-        close_old_connections()
-        _compute(cache_id)
-    finally:
-        connection.close()  # this thread's own connection
-        with _threads_lock:
-            _threads.pop(cache_id, None)
-
-
 def _claim(cache: DebriefCache, *, retry: bool) -> bool:
     """Take over a row that a stopped server left running, or a failed one on ``retry``."""
     now = clock.now()
@@ -448,30 +434,11 @@ def ensure(game: Game, kind: str, *, background: bool = True, retry: bool = Fals
     if not (created or _claim(cache, retry=retry)):
         return cache
     if background:
-        thread = threading.Thread(
-            target=_run_in_thread, args=(cache.pk,), name=f"debrief-{kind}-{game.code}", daemon=True
-        )
-        with _threads_lock:
-            _threads[cache.pk] = thread
-        thread.start()
+        jobs.start(("debrief", cache.pk), _compute, cache.pk, name=f"debrief-{kind}-{game.code}")
     else:
         _compute(cache.pk)
     cache.refresh_from_db()
     return cache
-
-
-def wait_for_background(timeout: float = 60.0) -> None:
-    """Wait until every computation this process started has finished (tests, shutdown)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with _threads_lock:
-            threads = list(_threads.values())
-        if not threads:
-            return
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if time.monotonic() >= deadline:
-            return
 
 
 # ------------------------------------------------------------------------------ presenting them

@@ -74,6 +74,11 @@ class Action(models.TextChoices):
 MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
 
 
+def lab_label(player_id: int) -> str:
+    """Return how every screen, table and message names a lab: "Lab 3" (numbered from 1)."""
+    return f"Lab {player_id}"
+
+
 class Controller(models.TextChoices):
     """Who plays a seat in the current phase (fixed when the phase begins, see services)."""
 
@@ -238,7 +243,7 @@ class Move(models.Model):
         constraints = (
             models.UniqueConstraint(
                 fields=["game", "round_no", "phase", "seat"],
-                condition=models.Q(action__in=["bid", "decide", "audit"]),
+                condition=models.Q(action__in=[str(action) for action in MOVE_ACTIONS]),
                 name="one_move_per_seat_and_phase",
             ),
         )

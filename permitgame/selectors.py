@@ -22,6 +22,7 @@ import numpy as np
 from permitgame import bridge, clock
 from permitgame.errors import UnknownGame, UnknownPlayer
 from permitgame.models import (
+    MOVE_ACTIONS,
     Action,
     Connection,
     Controller,
@@ -30,6 +31,7 @@ from permitgame.models import (
     RoundRecord,
     Seat,
     Status,
+    lab_label,
 )
 from permitgame.realtime import CONNECTION_LEASE_SECONDS
 from sim_core import (
@@ -103,7 +105,7 @@ def seat_by_rejoin_code(game: Game, rejoin_code: str) -> Seat:
 
 def seat_label(seat: Seat) -> str:
     """Return "Lab 3" or "Governor"."""
-    return "Governor" if seat.role == Role.GOVERNOR else f"Lab {seat.player_id}"
+    return "Governor" if seat.role == Role.GOVERNOR else lab_label(seat.player_id)
 
 
 # ------------------------------------------------------------------------------ views
@@ -403,7 +405,7 @@ def _standings(
             rank=rank,
             player_id=lab + 1,
             nickname=lab_seats[lab].nickname,
-            label=f"Lab {lab + 1}",
+            label=lab_label(lab + 1),
             score=float(scores[lab]),
             wealth=float(wealth[lab]),
         )
@@ -600,7 +602,7 @@ def game_screens(game: Game) -> GameScreens:
         signals = tuple(
             SignalRow(
                 player_id=lab + 1,
-                label=f"Lab {lab + 1}",
+                label=lab_label(lab + 1),
                 nickname=lab_seats[lab].nickname,
                 permit=bool(market.won[lab]),
                 signal=bool(progress.signals[lab]),
@@ -680,7 +682,7 @@ def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
     moves = {
         m.seat_id: m
         for m in Move.objects.filter(
-            game=game, round_no=game.round_no, phase=game.phase, action__in=list(_MOVES)
+            game=game, round_no=game.round_no, phase=game.phase, action__in=list(MOVE_ACTIONS)
         )
     }
     seats = sorted(game.seats.all(), key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
@@ -704,9 +706,6 @@ def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
         )
         for s in seats
     )
-
-
-_MOVES = (Action.BID, Action.DECIDE, Action.AUDIT)
 
 
 def game_export_rows(game: Game) -> list[dict[str, Any]]:
@@ -739,7 +738,7 @@ def record_signals(game: Game, record: RoundRecord) -> tuple[SignalRow, ...]:
     return tuple(
         SignalRow(
             player_id=lab + 1,
-            label=f"Lab {lab + 1}",
+            label=lab_label(lab + 1),
             nickname=names.get(lab, ""),
             permit=bool(record.won[lab]),
             signal=bool(record.signals[lab]),

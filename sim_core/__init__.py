@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from sim_core.params import WelfareParams as WelfareParams
     from sim_core.params import parse_scenario as parse_scenario
     from sim_core.params import scenario_to_dict as scenario_to_dict
+    from sim_core.perception import perceived_penalties as perceived_penalties
     from sim_core.presets import PRESETS as PRESETS
     from sim_core.presets import load_preset as load_preset
     from sim_core.presets import load_scenario as load_scenario
@@ -128,6 +129,7 @@ _ORIGINS: dict[str, str] = {
     "p_s": "sim_core.theory",
     "parse_scenario": "sim_core.params",
     "perceived_p_eff": "sim_core.theory",
+    "perceived_penalties": "sim_core.perception",
     "percentile_rank": "sim_core.simulate",
     "replicate_seed": "sim_core.sweep",
     "resolve_round": "sim_core.round",

@@ -17,6 +17,7 @@ from sim_core.arrays import FloatArray
 from sim_core.market import clear_market
 from sim_core.metrics import METRICS, MetricsRow, summarise
 from sim_core.params import Scenario
+from sim_core.perception import perceived_penalties
 from sim_core.rng import Purpose, stream
 from sim_core.round import RoundInputs, resolve_round
 from sim_core.state import GameSetup, initial_state, make_setup
@@ -27,10 +28,12 @@ from sim_core.theory import (
     expected_penalty,
     expected_trade_price,
     expected_trades,
+    marginal_gain,
     optimal_high_prob,
     p_eff,
     p_s,
     perceived_p_eff,
+    unpermitted_value,
 )
 
 #: Mixed into the seeds of simulated reference classes so none replays the class's own game.
@@ -180,7 +183,7 @@ def predicted_compliance(scenario: Scenario) -> float:
         detection = perceived_p_eff(
             scenario, announced_high_prob=announced_high_prob, human_governor=False
         )
-        penalties = expected_penalty(risk, detection, audit.punishment)
+        penalties = perceived_penalties(rational, risk, detection, audit.punishment)
         bids = lab_bids(rational, net_values, penalties, labs.racing_value, wealth, quantiles)
         market = clear_market(bids, auction, stream(0, 0, Purpose.TIE_BREAK))
         if scenario.governor.policy == "optimal":
@@ -197,8 +200,10 @@ def predicted_compliance(scenario: Scenario) -> float:
         detection = perceived_p_eff(
             scenario, announced_high_prob=next_high_prob, human_governor=False
         )
-        penalties = expected_penalty(risk, detection, audit.punishment)
-        runs = lab_runs(rational, net_values + labs.racing_value - penalties, quantiles)
+        penalties = perceived_penalties(rational, risk, detection, audit.punishment)
+        runs = lab_runs(
+            rational, unpermitted_value(net_values, labs.racing_value, penalties), quantiles
+        )
         compliance = 1.0 - int((runs & ~market.won).sum()) / labs.count
         if abs(next_high_prob - announced_high_prob) < 1e-9:
             break
@@ -245,9 +250,9 @@ def theory_summary(scenario: Scenario) -> TheorySummary:
         punishment=audit.punishment,
         p_s=signal_detection,
         p_eff=detection,
-        expected_penalty=detection * audit.punishment,
+        expected_penalty=float(expected_penalty(np.ones(1), detection, audit.punishment)[0]),
         expected_price=price,
-        marginal_gain=price + scenario.labs.racing_value,
+        marginal_gain=marginal_gain(price, scenario.labs.racing_value),
         optimal_high_prob=best_high_prob,
         perceived_p_eff=perceived,
         predicted_compliance=predicted_compliance(scenario),

@@ -50,6 +50,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--phase-seconds", type=int, help="seconds for bidding, compliance and audit"
         )
+        parser.add_argument(
+            "--results-seconds",
+            type=int,
+            help="seconds the results screen stays (0: move on at once; default: at most 5, "
+            "not more than --phase-seconds)",
+        )
         parser.add_argument("--seed", type=int, help="the game's seed (default: the scenario's)")
         parser.add_argument("--title", default="", help="a label for the game")
         parser.add_argument("--start", action="store_true", help="start now, bots in empty seats")
@@ -84,6 +90,10 @@ class Command(BaseCommand):
                 "audit": seconds,
                 "results": min(seconds, RESULTS_SECONDS),
             }
+        if options["results_seconds"] is not None:
+            if options["results_seconds"] < 0:
+                raise CommandError("--results-seconds must be at least 0")
+            durations = {**(durations or {}), "results": options["results_seconds"]}
         try:
             game = services.game_create(
                 scenario=scenario,
