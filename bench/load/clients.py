@@ -28,6 +28,8 @@ PHASES = ("bidding", "compliance", "audit", "results")
 #: Messages that are not events: they carry the seq of the last event sent before them.
 NOT_EVENTS = frozenset({"progress", "ack", "error", "reconnect"})
 JOIN_ATTEMPTS = 3
+#: Retries of a join refused for the server's rate limit (429), 5 s apart.
+RATE_LIMITED_ATTEMPTS = 24
 JOIN_TIMEOUT = 30.0
 HANDSHAKE_ATTEMPTS = 3
 HANDSHAKE_TIMEOUT = 30.0
@@ -130,14 +132,23 @@ class Player:
         key = secrets.token_urlsafe(16)
         body = {"nickname": self.nickname, "role": self.role, "join_key": key}
         started = time.time()
-        for attempt in range(JOIN_ATTEMPTS):
+        attempt = limited = 0
+        while attempt < JOIN_ATTEMPTS:
             try:
                 status, data = await post_json(
                     self.join_url, f"/api/games/{self.code}/join", body, JOIN_TIMEOUT
                 )
             except (OSError, TimeoutError, ValueError, IndexError):
                 self.join_failures += 1
-                await asyncio.sleep(0.5 * (attempt + 1))
+                attempt += 1
+                await asyncio.sleep(0.5 * attempt)
+                continue
+            if status == 429 and limited < RATE_LIMITED_ATTEMPTS:
+                # The server's join limit per address (permitgame/throttle.py): every client
+                # here has the same address, as a class behind one router does. Wait, retry.
+                limited += 1
+                self.errors["join rate_limited"] = self.errors.get("join rate_limited", 0) + 1
+                await asyncio.sleep(5.0)
                 continue
             if status == 201:
                 self.player_id = int(data["player_id"])
