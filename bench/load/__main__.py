@@ -71,8 +71,8 @@ def parse_scenario(text: str) -> Scenario:
 
 
 def time_limit(scenario: Scenario, rounds: int) -> float:
-    """Seconds a repeat's games may take: 30 s and 0.2 s a socket (for 3 rounds)."""
-    return 30 + 0.2 * scenario.sockets * max(1, rounds) / 3
+    """Seconds a repeat's games may take: 60 s and 0.2 s a socket (for 3 rounds)."""
+    return 60 + 0.2 * scenario.sockets * max(1, rounds) / 3
 
 
 def percentile(values: list[float], q: float) -> float | None:
