@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(int(limit))
     log = sys.stderr if args.json else sys.stdout
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    measured = machine()  # the commit measured is the one the servers started from
     started = time.time()
     rows: list[dict[str, Any]] = []
     stopped = ""
@@ -516,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             ["make bench-load" if not argv else "python -m bench.load", *(argv or [])]
         ),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        "machine": measured,
         "repeats": args.repeats,
         "rounds": args.rounds,
         "load_before": load_before,

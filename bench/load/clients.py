@@ -351,14 +351,28 @@ class GameRun:
     start_sent: float | None = None
     complete: bool = False
 
+    def happened(self) -> set[tuple[Any, ...]]:
+        """The tracked events some client of the game received (a seat's own: its round's)."""
+        keys = {key for player in self.players for key in player.received}
+        for key in list(keys):
+            if key[0] == "round_results":
+                keys |= {("audit", key[1]), ("your_results", key[1])}
+        return keys
+
     def lost(self) -> int:
+        """Events that happened but never reached a client that was connected for them.
+
+        A game cut off by its time limit counts only what happened before (``games ended``
+        says it was cut off).
+        """
+        happened = self.happened()
         total = 0
         for player in self.players:
-            if player.player_id is None:
+            if player.player_id is None or player.connected_at is None:
                 continue
             saw_start = player is not self.players[-1]
             total += sum(
-                key not in player.received
+                key not in player.received and key in happened
                 for key in player.expected(self.rounds, saw_start=saw_start)
             )
         return total

@@ -30,6 +30,7 @@ def test_a_missed_phase_counts_as_lost_and_a_seq_gap_asks_for_the_snapshot() -> 
     other.player_id = 2
     run = GameRun("ABCDEF", [player, other], rounds=1)
     for each in (player, other):
+        each.connected_at = 0.0
         each.take({"type": "state", "seq": 0, "game": {"status": "lobby"}}, 0.0)
     events = [
         {"type": "phase", "round": 1, "phase": "bidding", "seq": 1},
