@@ -411,7 +411,8 @@ def render(report: dict[str, Any], before: dict[str, Any] | None) -> str:
         b = before["machine"]
         lines += [
             f"Before: `{before['command']}`, {before['date']}, commit {b['commit']}; load average "
-            f"before {before['load_before']}, after {before['load_after']}.",
+            f"before {before['load_before']}, after {before['load_after']}. "
+            + before.get("note", ""),
             "",
             table(before["rows"]),
             "",
