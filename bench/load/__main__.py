@@ -33,6 +33,8 @@ from bench.load import clients, profile, servers
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
 BEFORE = Path(__file__).resolve().parent / "before.json"
+#: The last run's report (git-ignored), which --rewrite writes to RESULTS.md again.
+LAST = REPO_ROOT / "artifacts" / "bench-load-last.json"
 START_MARK = (
     "<!-- bench-load: written by `make bench-load`; everything to the end mark is replaced -->"
 )
@@ -464,7 +466,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="sample the first game server with py-spy"
     )
+    parser.add_argument(
+        "--rewrite", action="store_true", help="write the last run's report to RESULTS.md again"
+    )
     args = parser.parse_args(argv)
+    if args.rewrite:
+        before = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
+        write_results(render(json.loads(LAST.read_text()), before))
+        return 0
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1 or args.rounds < 1:
@@ -533,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table(rows))
         print(f"\nload average before {report['load_before']}, after {report['load_after']}")
+    LAST.parent.mkdir(exist_ok=True)
+    LAST.write_text(json.dumps(report, indent=1) + "\n")
     if args.save_before:
         BEFORE.write_text(json.dumps(report, indent=1) + "\n")
     if not args.no_write:
