@@ -506,19 +506,24 @@ def main(argv: list[str] | None = None) -> int:
             for name in setup_names:
                 setup = servers.SETUPS[name.strip()]
                 print(f"{scenario.label} on {setup.label}", file=log, flush=True)
-                rows.append(
-                    run_setup(
-                        scenario,
-                        setup,
-                        repeats=args.repeats,
-                        rounds=args.rounds,
-                        fires=fires,
-                        log=log,
-                        profiled=args.profile,
+                try:
+                    rows.append(
+                        run_setup(
+                            scenario,
+                            setup,
+                            repeats=args.repeats,
+                            rounds=args.rounds,
+                            fires=fires,
+                            log=log,
+                            profiled=args.profile,
+                        )
                     )
-                )
+                except Exception as error:  # a setup that fails is reported; the next one runs
+                    failed = f"{scenario.label} on {setup.name} failed: {error!r}"[:300]
+                    print(failed, file=log, flush=True)
+                    stopped += failed + ". "
     except Timeout:
-        stopped = f"stopped by the time limit ({limit:.0f} s) after {len(rows)} rows"
+        stopped += f"Stopped by the time limit ({limit:.0f} s) after {len(rows)} rows."
         print(stopped, file=log)
     finally:
         signal.alarm(0)

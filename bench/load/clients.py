@@ -534,7 +534,11 @@ async def floor(urls: list[str], sockets: int, fires: int) -> dict[str, Any]:
         latencies, lost = [], 0
         for n in range(1, fires + 1):
             sent = time.time()
-            await connections[n % len(connections)].send(json.dumps({"type": "fire", "n": n}))
+            try:
+                await connections[n % len(connections)].send(json.dumps({"type": "fire", "n": n}))
+            except websockets.exceptions.ConnectionClosed:
+                lost += sockets  # that socket's server closed it: this fire reached no one
+                continue
             limit = sent + FIRE_TIMEOUT
             while len(arrivals.get(n, ())) < sockets and time.time() < limit:
                 await asyncio.sleep(0.002)
