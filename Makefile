@@ -23,7 +23,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Run apt-get as root directly, otherwise through sudo when there is one.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv sysdeps lint format test run bench bench-load vendor clean
+.PHONY: help venv sysdeps lint format test run bench bench-load bench-study vendor clean
 
 help:
 	@echo "make run      install what is missing, migrate, and serve on http://$(HOST):$(PORT)/"
@@ -32,6 +32,7 @@ help:
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make bench    run bench/run.py when it exists"
 	@echo "make bench-load  rooms of players against real servers, beside the bare floor (ARGS=--quick)"
+	@echo "make bench-study  parameter studies against the sweep, local processes and Dask"
 	@echo "make vendor   refresh static/vendor/ from pinned npm packages (files are committed)"
 	@echo "make clean    remove the venv, caches and test artifacts (keeps db.sqlite3)"
 
@@ -120,6 +121,12 @@ bench: venv
 # 15 minutes (ARGS=--quick: under 2). Writes its section of bench/RESULTS.md.
 bench-load: sysdeps venv
 	$(BIN)/python -m bench.load $(ARGS)
+
+# Parameter studies (docs/studies.md) against the heatmap sweep, local processes against a Dask
+# LocalCluster, memory at two sizes; POINTS sets the size (10000: the issue's full workload).
+POINTS ?= 1000
+bench-study: venv
+	$(BIN)/python bench/study.py --points $(POINTS)
 
 vendor:
 	scripts/vendor_js.sh

@@ -68,6 +68,7 @@ class Action(models.TextChoices):
     ADD_BOT = "add_bot", "Bot lab added in the lobby"
     REMOVE_SEAT = "remove_seat", "Lab seat removed in the lobby"
     ASSIGN = "assign", "Governor assigned in the lobby"
+    BELIEF = "belief", "Believed chance of being caught"
 
 
 #: The actions that are moves of a round (one per seat, round and phase).
@@ -92,6 +93,14 @@ def _phase_choices() -> list[tuple[str, str]]:
 
 def _role_choices() -> list[tuple[str, str]]:
     return [(role.value, role.value.capitalize()) for role in Role]
+
+
+class Coaching(models.TextChoices):
+    """How much the run-or-idle screen works out for a lab (a game setting)."""
+
+    FULL = "full", "Full: the numbers and whether running pays on average"
+    NUMBERS = "numbers", "Numbers only: value, price, detection and penalty, no verdict"
+    NONE = "none", "None: the choice alone"
 
 
 class Game(models.Model):
@@ -134,6 +143,16 @@ class Game(models.Model):
         ),
     )
     version = models.PositiveIntegerField(default=0)
+    coaching = models.CharField(
+        max_length=8,
+        choices=Coaching.choices,
+        default=Coaching.FULL,
+        help_text="How much the run-or-idle screen works out for a lab.",
+    )
+    ask_belief = models.BooleanField(
+        default=False,
+        help_text="Ask labs without a permit how likely a violator is caught, before they choose.",
+    )
     seq = models.PositiveIntegerField(
         default=0, help_text="Events sent to the players so far (each message's seq)."
     )

@@ -58,6 +58,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, help="the game's seed (default: the scenario's)")
         parser.add_argument("--title", default="", help="a label for the game")
+        parser.add_argument(
+            "--coaching",
+            choices=["full", "numbers", "none"],
+            default="full",
+            help="what the run-or-idle screen works out for a lab (default: full)",
+        )
+        parser.add_argument(
+            "--ask-belief",
+            action="store_true",
+            help="ask labs without a permit how likely a violator is caught (one tap, optional)",
+        )
         parser.add_argument("--start", action="store_true", help="start now, bots in empty seats")
         parser.add_argument(
             "--live-standings",
@@ -104,6 +115,8 @@ class Command(BaseCommand):
                 durations=durations,
                 title=options["title"],
                 autostart=True,
+                coaching=options["coaching"],
+                ask_belief=options["ask_belief"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
