@@ -29,7 +29,7 @@ from typing import Any
 
 from django.db import transaction
 
-from permitgame import bridge, broadcast, clock, realtime
+from permitgame import bridge, broadcast, chain, clock, realtime
 from permitgame.errors import (
     AlreadySubmitted,
     BadNickname,
@@ -160,6 +160,23 @@ def _log(
     payload: Mapping[str, Any] | None = None,
     latency_ms: int | None = None,
 ) -> Move:
+    # Every entry extends the game's hash chain (permitgame.chain); the game is locked, so the
+    # previous entry is the last one and stays the last until this one is written.
+    prev_hash = (
+        Move.objects.filter(game=game).order_by("-id").values_list("hash", flat=True).first()
+    ) or ""
+    document = chain.entry_document(
+        game=game.code,
+        seat=None if seat is None else seat.pk,
+        action=str(action),
+        actor=str(actor),
+        round_no=game.round_no,
+        phase=str(game.phase),
+        payload=dict(payload or {}),
+        latency_ms=latency_ms,
+        time=chain.canonical_time(now),
+        prev_hash=prev_hash,
+    )
     return Move.objects.create(
         game=game,
         seat=seat,
@@ -170,6 +187,8 @@ def _log(
         payload=dict(payload or {}),
         latency_ms=latency_ms,
         created_at=now,
+        prev_hash=prev_hash,
+        hash=chain.entry_hash(document),
     )
 
 
@@ -328,7 +347,12 @@ def _free_seat(seats: Sequence[Seat], role: str | None, human_governor: bool) ->
 
 @transaction.atomic
 def seat_join(
-    *, game: Game, nickname: object, role: str | None = None, join_key: str | None = None
+    *,
+    game: Game,
+    nickname: object,
+    role: str | None = None,
+    join_key: str | None = None,
+    client: Mapping[str, str] | None = None,
 ) -> Seat:
     """Give a human a seat of ``game``: in the lobby, or a bot's seat in a running game.
 
@@ -343,6 +367,8 @@ def seat_join(
         join_key: the client's own random key for this join request. A request resent with
             the same key (its answer was lost on a bad network) gets the seat the first one
             took, unchanged, instead of "nickname taken".
+        client: a program's declaration (``{"kind": "program", "name": ..., "version": ...}``,
+            checked by the view): the seat is marked as played by a program everywhere.
 
     Raises:
         GameOver: the game has finished.
@@ -374,9 +400,15 @@ def seat_join(
     seat.joined_at = now
     seat.handed_to_bot = False
     seat.standing_in = False
+    seat.client_kind = (client or {}).get("kind", "")
+    seat.client_name = (client or {}).get("name", "")
+    seat.client_version = (client or {}).get("version", "")
     seat.save()
     changes = _Changes()
-    _log(game, Action.JOIN, Actor.HUMAN, now=now, seat=seat, payload={"nickname": name})
+    joined: dict[str, Any] = {"nickname": name}
+    if client:
+        joined["client"] = dict(client)
+    _log(game, Action.JOIN, _seat_actor(seat), now=now, seat=seat, payload=joined)
     changes.add("players", game.round_no)
     if game.status == Status.LOBBY and game.autostart:
         humans_missing = any(s.kind == Seat.Kind.HUMAN and not s.has_player for s in seats)
@@ -387,6 +419,31 @@ def seat_join(
             changes.add("phase", game.round_no)
     _commit(game, changes)
     return seat
+
+
+@transaction.atomic
+def seat_rejoin(*, seat: Seat, via: str) -> Seat:
+    """Record that ``seat``'s player moved it to another device with its rejoin code.
+
+    Args:
+        seat: the seat found by its rejoin code.
+        via: ``"page"`` (the rejoin form) or ``"api"`` (the JSON protocol).
+    """
+    game = _lock(seat.game_id)
+    seat = Seat.objects.get(pk=seat.pk)
+    _log(game, Action.REJOIN, _seat_actor(seat), now=clock.now(), seat=seat, payload={"via": via})
+    _commit(game, _Changes())
+    return seat
+
+
+def _seat_actor(seat: Seat) -> str:
+    """The actor of a player's own event: a declared program is a bot, anyone else a human."""
+    return Actor.PROGRAM if seat.is_program else Actor.HUMAN
+
+
+def _live_connections(seat: Seat, now: dt.datetime) -> int:
+    since = now - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    return Connection.objects.filter(seat=seat, last_seen__gte=since).count()
 
 
 # ------------------------------------------------------------------------------ presence
@@ -402,16 +459,19 @@ def seat_connect(*, seat: Seat, channel_name: str) -> None:
     game = _lock(seat.game_id)
     seat = Seat.objects.get(pk=seat.pk)
     now = clock.now()
+    was_away = _live_connections(seat, now) == 0
     Connection.objects.update_or_create(
         channel_name=channel_name, defaults={"seat": seat, "opened_at": now, "last_seen": now}
     )
     seat.last_seen = now
     changes = _Changes()
+    if was_away and seat.has_player and game.status != Status.FINISHED:
+        _log(game, Action.CONNECT, _seat_actor(seat), now=now, seat=seat)
     if seat.standing_in and not seat.handed_to_bot and seat.has_player:
         seat.standing_in = False
         if game.status in (Status.RUNNING, Status.PAUSED):
             seat.controller = Controller.HUMAN
-            _log(game, Action.RECLAIM, Actor.HUMAN, now=now, seat=seat)
+            _log(game, Action.RECLAIM, _seat_actor(seat), now=now, seat=seat)
         changes.seat_ids.add(seat.pk)
         changes.add("waiting", game.round_no)
     seat.save()
@@ -429,6 +489,9 @@ def seat_disconnect(*, channel_name: str) -> None:
     now = clock.now()
     connection.delete()
     Seat.objects.filter(pk=connection.seat_id).update(last_seen=now)
+    seat = Seat.objects.get(pk=connection.seat_id)
+    if seat.has_player and game.status != Status.FINISHED and _live_connections(seat, now) == 0:
+        _log(game, Action.DROP, _seat_actor(seat), now=now, seat=seat)
     changes = _Changes()
     changes.add("players", game.round_no)
     _commit(game, changes)
@@ -480,6 +543,20 @@ def _start(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> No
     game.round_no = 1
     game.phase_deadline = None
     _log(game, Action.START, actor, now=now)
+    for seat in game.seats.order_by("id"):
+        # A lobby fill: a seat planned for a human that nobody took is played by its bot.
+        planned = seat.kind == Seat.Kind.HUMAN or (
+            seat.role == Role.GOVERNOR and game.human_governor
+        )
+        if planned and not seat.has_player:
+            _log(
+                game,
+                Action.FILL,
+                Actor.SYSTEM,
+                now=now,
+                seat=seat,
+                payload={"strategy": seat.fallback_strategy},
+            )
     _begin_phase(game, Phase.BIDDING, now, changes)
     _drive(game, now, changes, expired=False)
 
@@ -625,7 +702,7 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
         game=game, round_no=round_no, phase=game.phase, seat=seat, action=action
     ).first()
     if logged is not None:
-        if logged.actor == Actor.HUMAN and logged.payload == payload:
+        if logged.actor in (Actor.HUMAN, Actor.PROGRAM) and logged.payload == payload:
             return MoveResult(duplicate=True, payload=logged.payload)
         raise AlreadySubmitted(ALREADY_SUBMITTED.format(what=_MOVE_WHAT[action], round_no=round_no))
     if game.phase_deadline is not None and game.phase_deadline <= clock.now():
@@ -646,7 +723,8 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
     now = clock.now()
     started = game.phase_started_at or now
     latency = max(0, int((now - started).total_seconds() * 1000))
-    _log(game, action, Actor.HUMAN, now=now, seat=seat, payload=payload, latency_ms=latency)
+    actor = _seat_actor(seat)
+    _log(game, action, actor, now=now, seat=seat, payload=payload, latency_ms=latency)
     changes = _Changes()
     changes.seat_ids.add(seat.pk)
     changes.add("waiting", game.round_no)
@@ -1000,14 +1078,23 @@ def game_remove_bot(*, game: Game, seat: Seat | None = None) -> None:
     removed = target.lab_index or 0
     target.delete()  # an empty lobby seat: no move of the log refers to it
     changes = _Changes()
+    renumbered = []
     for later in labs:
         if later.lab_index is not None and later.lab_index > removed:
             later.lab_index -= 1  # ascending order: the number below is always free
             later.save(update_fields=["lab_index"])
+            renumbered.append({"seat": later.pk, "from": later.lab_index + 2,
+                               "to": later.lab_index + 1})  # fmt: skip
             if later.has_player:
                 changes.seat_ids.add(later.pk)
     _set_lab_count(game, len(labs) - 1)
-    _log(game, Action.REMOVE_SEAT, Actor.HOST, now=clock.now(), payload={"lab": removed + 1})
+    _log(
+        game,
+        Action.REMOVE_SEAT,
+        Actor.HOST,
+        now=clock.now(),
+        payload={"lab": removed + 1, "moved": renumbered},
+    )
     changes.add("players", game.round_no)
     _commit(game, changes)
 

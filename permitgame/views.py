@@ -70,12 +70,47 @@ def _seat_json(request: HttpRequest, seat: Seat, game: Game) -> dict[str, Any]:
     }
 
 
+#: The keys of a program's declaration in a JSON join, and their longest lengths.
+CLIENT_KEYS = {"kind": 8, "name": 60, "version": 40}
+CLIENT_SHAPE = 'Send "client": {"kind": "program", "name": "...", "version": "..."}.'
+
+
+def _client_of(body: dict[str, Any]) -> dict[str, str] | None:
+    """Return the joiner's declaration (``client``), checked strictly, or None without one.
+
+    A program declares itself with ``{"kind": "program", "name": ..., "version": ...}``: every
+    key present, each a non-empty printable string, no other key.
+    """
+    if "client" not in body:
+        return None
+    client = body["client"]
+    if not isinstance(client, dict):
+        raise BadRequest(f"client: must be an object. {CLIENT_SHAPE}")
+    unknown = sorted(set(client) - set(CLIENT_KEYS))
+    if unknown:
+        raise BadRequest(f"client.{unknown[0]}: unknown key. {CLIENT_SHAPE}")
+    cleaned = {}
+    for key, limit in CLIENT_KEYS.items():
+        value = client.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise BadRequest(f"client.{key}: must be a non-empty string. {CLIENT_SHAPE}")
+        value = value.strip()
+        if len(value) > limit or not value.isprintable():
+            raise BadRequest(f"client.{key}: at most {limit} printable characters.")
+        cleaned[key] = value
+    if cleaned["kind"] != "program":
+        raise BadRequest(f'client.kind: must be "program". {CLIENT_SHAPE}')
+    return cleaned
+
+
 @csrf_exempt  # programs authenticate with the token they get here, not with cookies
 @require_POST
 def api_join(request: HttpRequest, code: str) -> JsonResponse:
     try:
         game = selectors.game_by_code(code)
-        form = JoinForm(_json_body(request))
+        body = _json_body(request)
+        client = _client_of(body)
+        form = JoinForm({key: value for key, value in body.items() if key != "client"})
         if not form.is_valid():
             raise BadRequest(form_errors(form))
         seat = services.seat_join(
@@ -83,6 +118,7 @@ def api_join(request: HttpRequest, code: str) -> JsonResponse:
             nickname=form.cleaned_data["nickname"],
             role=form.cleaned_data["role"] or None,
             join_key=form.cleaned_data["join_key"] or None,
+            client=client,
         )
     except GameError as error:
         return _error(error)
@@ -99,6 +135,7 @@ def api_rejoin(request: HttpRequest, code: str) -> JsonResponse:
         if not isinstance(rejoin_code, str):
             raise BadRequest('Send {"rejoin_code": "..."}.')
         seat = selectors.seat_by_rejoin_code(game, rejoin_code)
+        services.seat_rejoin(seat=seat, via="api")
     except GameError as error:
         return _error(error)
     return JsonResponse(_seat_json(request, seat, game))
@@ -236,6 +273,7 @@ def rejoin(request: HttpRequest) -> HttpResponse:
             raise BadRequest(REJOIN_MISSING)
         game = selectors.game_by_code(code)
         seat = selectors.seat_by_rejoin_code(game, rejoin_code)
+        services.seat_rejoin(seat=seat, via="page")
     except GameError as error:
         context["rejoin_error"] = error.message
         return render(request, "permitgame/join.html", context, status=400)
