@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "permitgame",
+    "permitgame.experiments",
 ]
 
 MIDDLEWARE = [

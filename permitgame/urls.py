@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/games/<str:code>/rejoin", views.api_rejoin, name="api-rejoin"),
     path("api/games/<str:code>", views.api_game, name="api-game"),
     path("console/", include("permitgame.console.urls")),
+    path("x/", include("permitgame.experiments.urls")),
     path("accounts/", include(auth_urlpatterns)),
     path("admin/", admin.site.urls),
 ]
