@@ -72,7 +72,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@if [ -d sim_core ]; then \
-	  echo "$(BIN)/mypy sim_core permitgame"; $(BIN)/mypy sim_core permitgame; \
+	  echo "$(BIN)/mypy sim_core permitgame tests/typecheck"; $(BIN)/mypy sim_core permitgame tests/typecheck; \
 	  echo "$(BIN)/lint-imports"; $(BIN)/lint-imports; \
 	else \
 	  echo "sim_core/ not present yet: mypy on permitgame only, import contracts skipped"; \

@@ -190,7 +190,7 @@ def record_fields(progress: RoundProgress, state: GameState) -> dict[str, Any]:
         "values": _floats(progress.values),
         "bids": _floats(progress.bids),
         "won": _bools(market.won),
-        "price": float(market.price),
+        "price": None if market.price is None else float(market.price),  # §3b: no trade
         "announced_high_prob": float(progress.announced_high_prob),
         "runs": _bools(progress.runs),
         "signals": _bools(progress.signals),

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from sim_core import csv_table
+
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 INK = "#1b1f24"
 MUTED = "#4a5562"
@@ -199,18 +201,7 @@ def _wrap(text: str, separator: str, limit: float) -> list[str]:
 
 
 def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    def cell(value: object) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return repr(value) if math.isfinite(value) else ""
-        text = str(value)
-        if any(ch in text for ch in ',"\n'):
-            return '"' + text.replace('"', '""') + '"'
-        return text
-
-    lines = [",".join(header)] + [",".join(cell(value) for value in row) for row in rows]
-    return "\n".join(lines) + "\n"
+    return csv_table(header, rows)
 
 
 def _y_axis(

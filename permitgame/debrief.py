@@ -37,6 +37,7 @@ from sim_core import (
     Role,
     Scenario,
     TheorySummary,
+    csv_table,
     perceived_p_eff,
     percentile_rank,
     simulate_classes,
@@ -97,7 +98,7 @@ class Observed:
     """What the class did: one row per settled round and their means (MODEL.md §8)."""
 
     rows: tuple[dict[str, Any], ...]
-    summary: dict[str, float]
+    summary: dict[str, float | None]
     punishment: float
     p_eff: float
     rounds_played: int
@@ -575,8 +576,9 @@ def classes_comparison(
 def classes_csv(result: Mapping[str, Any]) -> str:
     """Return the simulated classes as CSV: one row per class, one column per compared metric."""
     names = [metric for metric, _, _ in COMPARED]
-    lines = ["class," + ",".join(names)]
     samples: Sequence[Sequence[float]] = [result["samples"][name] for name in names]
-    for index in range(len(samples[0]) if samples else 0):
-        lines.append(f"{index + 1}," + ",".join(repr(float(column[index])) for column in samples))
-    return "\n".join(lines) + "\n"
+    rows = zip(*samples, strict=True) if samples else ()
+    return csv_table(
+        ["class", *names],
+        ([index, *(float(value) for value in row)] for index, row in enumerate(rows, start=1)),
+    )

@@ -9,8 +9,6 @@ computes a rule. The console's downloads and ``manage.py exportgame`` write them
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 from permitgame.bridge import setup_of
 from permitgame.models import Action, Game, Move, RoundRecord, Seat
 from permitgame.selectors import game_export_rows
-from sim_core import STRATEGY_NAMES
+from sim_core import METRICS, STRATEGY_NAMES, csv_records
 
 LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "fallback_strategy",
                      "risk_profile", "value", "bid", "bid_by", "bid_ms", "won", "price", "run",
@@ -150,7 +148,7 @@ def round_rows(game: Game) -> list[dict[str, Any]]:
     return [{"game": game.code, **row} for row in game_export_rows(game)]
 
 
-#: The exports by name: how their rows are made, and their columns (None: the rows' keys).
+#: The exports by name: how their rows are made, and their columns.
 TABLES = {
     "labs": lab_round_rows,
     "log": log_rows,
@@ -159,27 +157,17 @@ TABLES = {
 COLUMNS: Mapping[str, Sequence[str] | None] = {
     "labs": LAB_ROUND_COLUMNS,
     "log": LOG_COLUMNS,
-    "metrics": None,
+    "metrics": ("game", "round", *METRICS),
 }
 
 
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows as CSV with a header (the columns given, or the first row's keys)."""
-    rows = list(rows)
-    header = list(columns) if columns is not None else list(rows[0]) if rows else ["game"]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _cell(row.get(key, "")) for key in header})
-    return out.getvalue()
+    """Rows as CSV with a header (the columns given, or the first row's keys).
 
-
-def _cell(value: Any) -> Any:
-    """Floats in full (repr), None as an empty cell."""
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else value
+    Written by sim_core's one CSV writer (``csv_records``): floats in full, None empty, text a
+    spreadsheet would run as a formula neutralised.
+    """
+    return csv_records(rows, columns)
 
 
 def table_csv(game: Game, name: str) -> str:

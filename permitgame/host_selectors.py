@@ -2,7 +2,7 @@
 
 Here: ``game_for_host`` (the ownership check every console view and the host socket go
 through: the owner or staff, else an error), ``host_games``, ``host_presets``,
-``preset_for_host``, ``console_seats`` (each seat with its presence: connected, idle, gone, or a
+``console_seats`` (each seat with its presence: connected, idle, gone, or a
 bot seat) and ``same_scenario_games`` (the instructor's other classes of the same scenario, for
 the debrief). Not here: writes (``services``), the debrief's computations (``debrief``).
 """
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from permitgame import selectors
-from permitgame.errors import NotYourGame, UnknownGame
+from permitgame.errors import NotYourGame
 from permitgame.models import MOVE_ACTIONS, Actor, Game, Move, SavedPreset, Seat, Status
 
 NOT_YOUR_GAME = "Game {code} belongs to another instructor."
-UNKNOWN_PRESET = "You have no saved preset with the id {preset_id}."
 
 #: What the console says about a seat's player.
 PRESENCE_LABELS = {
@@ -63,18 +62,6 @@ def host_games(user: Any) -> list[Game]:
 def host_presets(user: Any) -> list[SavedPreset]:
     """Return ``user``'s saved presets by name."""
     return list(SavedPreset.objects.filter(owner=user).order_by("name"))
-
-
-def preset_for_host(user: Any, preset_id: int) -> SavedPreset:
-    """Return one of ``user``'s saved presets.
-
-    Raises:
-        UnknownGame: not one of theirs (reported as not found).
-    """
-    preset = SavedPreset.objects.filter(owner=user, pk=preset_id).first()
-    if preset is None:
-        raise UnknownGame(UNKNOWN_PRESET.format(preset_id=preset_id))
-    return preset
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,7 +23,6 @@ from permitgame import bridge, clock
 from permitgame.errors import UnknownGame, UnknownPlayer
 from permitgame.models import (
     Action,
-    Actor,
     Connection,
     Controller,
     Game,
@@ -164,7 +163,7 @@ class MarketView:
     """A round's market result, public (MODEL.md §4 step 2)."""
 
     round_no: int
-    price: float
+    price: float | None  # None: a round of traded permits without a trade (MODEL.md §3b)
     permits: int
     winners: tuple[int, ...]
     announced_high_prob: float
@@ -606,7 +605,9 @@ def game_screens(game: Game) -> GameScreens:
             )
             for lab in range(game.lab_count)
         )
-    if market is not None:
+    if market is not None and market.price is None:  # §3b: no trade, the last π1 stays
+        suggested = high_prob
+    elif market is not None and market.price is not None:
         audit = scenario.audit
         suggested = optimal_high_prob(
             price=market.price,
@@ -722,16 +723,6 @@ def game_export_rows(game: Game) -> list[dict[str, Any]]:
         {"round": r.round_no, **{name: r.metrics[name] for name in METRICS}}
         for r in RoundRecord.objects.filter(game=game).order_by("round_no")
     ]
-
-
-def game_moves(game: Game) -> list[Move]:
-    """Return the whole log of ``game``, oldest first."""
-    return list(Move.objects.filter(game=game).select_related("seat").order_by("id"))
-
-
-def human_move_count(game: Game) -> int:
-    """Return how many moves humans made (for summaries)."""
-    return Move.objects.filter(game=game, actor=Actor.HUMAN, action__in=list(_MOVES)).count()
 
 
 def record_market(game: Game, record: RoundRecord) -> MarketView:

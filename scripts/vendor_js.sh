@@ -6,7 +6,6 @@ set -euo pipefail
 
 HTMX_VERSION=2.0.11     # htmx.org, latest 2.0.x
 HTMX_WS_VERSION=2.0.4   # htmx-ext-ws, latest 2.x
-UPLOT_VERSION=1.6.32    # uplot
 
 cd "$(dirname "$0")/.."
 dest=static/vendor
@@ -21,17 +20,13 @@ fetch() {  # fetch NAME VERSION -> unpacks into $work/NAME/package
 
 fetch htmx.org "$HTMX_VERSION"
 fetch htmx-ext-ws "$HTMX_WS_VERSION"
-fetch uplot "$UPLOT_VERSION"
 
-rm -rf "$dest/htmx" "$dest/uplot"
-mkdir -p "$dest/htmx" "$dest/uplot"
+rm -rf "$dest/htmx"
+mkdir -p "$dest/htmx"
 cp "$work/htmx.org/package/dist/htmx.min.js" "$dest/htmx/htmx.min.js"
 cp "$work/htmx.org/package/LICENSE" "$dest/htmx/LICENSE.htmx"
 cp "$work/htmx-ext-ws/package/dist/ws.min.js" "$dest/htmx/ws.min.js"
 cp "$work/htmx-ext-ws/package/LICENSE" "$dest/htmx/LICENSE.htmx-ext-ws"
-cp "$work/uplot/package/dist/uPlot.iife.min.js" "$dest/uplot/uPlot.iife.min.js"
-cp "$work/uplot/package/dist/uPlot.min.css" "$dest/uplot/uPlot.min.css"
-cp "$work/uplot/package/LICENSE" "$dest/uplot/LICENSE"
 
 license_of() {  # package.json's "license" field, else the first line of its LICENSE file
   python3 - "$1/package" <<'PY'
@@ -45,7 +40,6 @@ PY
 }
 htmx_license=$(license_of "$work/htmx.org")
 ws_license=$(license_of "$work/htmx-ext-ws")
-uplot_license=$(license_of "$work/uplot")
 
 cat > "$dest/README.md" <<MD
 # Vendored front-end files
@@ -58,8 +52,6 @@ every script itself and a page never loads anything from another host.
 |---|---|---|---|
 | \`htmx/htmx.min.js\` | htmx.org (\`dist/htmx.min.js\`) | $HTMX_VERSION | $htmx_license (\`htmx/LICENSE.htmx\`) |
 | \`htmx/ws.min.js\` | htmx-ext-ws (\`dist/ws.min.js\`) | $HTMX_WS_VERSION | $ws_license (\`htmx/LICENSE.htmx-ext-ws\`) |
-| \`uplot/uPlot.iife.min.js\` | uplot (\`dist/uPlot.iife.min.js\`) | $UPLOT_VERSION | $uplot_license (\`uplot/LICENSE\`) |
-| \`uplot/uPlot.min.css\` | uplot (\`dist/uPlot.min.css\`) | $UPLOT_VERSION | $uplot_license (\`uplot/LICENSE\`) |
 
 To update: change the version at the top of \`scripts/vendor_js.sh\`, run \`make vendor\`, review the
 diff, run \`make test\`, commit.

@@ -18,54 +18,66 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sim_core.batch import cell_scenario
-    from sim_core.enforcement import Settlement
-    from sim_core.errors import ActionError, ScenarioError, SimCoreError
-    from sim_core.governor import check_audits
-    from sim_core.market import MarketResult, clear_bids, clear_market
-    from sim_core.metrics import METRICS, MetricsRow, summarise
-    from sim_core.params import (
-        POLICIES,
-        STRATEGY_NAMES,
-        AuditParams,
-        GovernorParams,
-        LabParams,
-        MarketParams,
-        Scenario,
-        WelfareParams,
-        parse_scenario,
-        scenario_to_dict,
-    )
-    from sim_core.presets import PRESETS, load_preset, load_scenario
-    from sim_core.round import RoundInputs, RoundProgress, check_bid, resolve_round
-    from sim_core.simulate import (
-        GameRun,
-        TheorySummary,
-        percentile_rank,
-        run_game,
-        simulate_classes,
-        theory_summary,
-    )
-    from sim_core.state import (
-        GameSetup,
-        GameState,
-        Phase,
-        Role,
-        initial_state,
-        make_setup,
-        round_values,
-    )
-    from sim_core.strategies import STRATEGIES
-    from sim_core.sweep import SweepError, SweepResult, replicate_seed, run_sweep, sweep_scenario
-    from sim_core.theory import (
-        expected_clearing_price,
-        expected_penalty,
-        marginal_gain,
-        optimal_high_prob,
-        p_eff,
-        p_s,
-        perceived_p_eff,
-    )
+    # The same names as _ORIGINS, for the type checker (tests/sim_core/test_package.py keeps the
+    # two equal). Explicit `X as X` re-exports: mypy sees these names and no others.
+    from sim_core.batch import cell_scenario as cell_scenario
+    from sim_core.csvtext import csv_records as csv_records
+    from sim_core.csvtext import csv_table as csv_table
+    from sim_core.enforcement import Settlement as Settlement
+    from sim_core.errors import ActionError as ActionError
+    from sim_core.errors import ScenarioError as ScenarioError
+    from sim_core.errors import SimCoreError as SimCoreError
+    from sim_core.governor import check_audits as check_audits
+    from sim_core.market import MarketResult as MarketResult
+    from sim_core.market import clear_bids as clear_bids
+    from sim_core.market import clear_market as clear_market
+    from sim_core.metrics import METRICS as METRICS
+    from sim_core.metrics import MetricsRow as MetricsRow
+    from sim_core.metrics import summarise as summarise
+    from sim_core.params import POLICIES as POLICIES
+    from sim_core.params import STRATEGY_NAMES as STRATEGY_NAMES
+    from sim_core.params import AuditParams as AuditParams
+    from sim_core.params import GovernorParams as GovernorParams
+    from sim_core.params import LabParams as LabParams
+    from sim_core.params import MarketParams as MarketParams
+    from sim_core.params import Scenario as Scenario
+    from sim_core.params import WelfareParams as WelfareParams
+    from sim_core.params import parse_scenario as parse_scenario
+    from sim_core.params import scenario_to_dict as scenario_to_dict
+    from sim_core.presets import PRESETS as PRESETS
+    from sim_core.presets import load_preset as load_preset
+    from sim_core.presets import load_scenario as load_scenario
+    from sim_core.round import RoundInputs as RoundInputs
+    from sim_core.round import RoundProgress as RoundProgress
+    from sim_core.round import check_bid as check_bid
+    from sim_core.round import resolve_round as resolve_round
+    from sim_core.simulate import GameRun as GameRun
+    from sim_core.simulate import TheorySummary as TheorySummary
+    from sim_core.simulate import percentile_rank as percentile_rank
+    from sim_core.simulate import run_game as run_game
+    from sim_core.simulate import simulate_classes as simulate_classes
+    from sim_core.simulate import theory_summary as theory_summary
+    from sim_core.state import GameSetup as GameSetup
+    from sim_core.state import GameState as GameState
+    from sim_core.state import Phase as Phase
+    from sim_core.state import Role as Role
+    from sim_core.state import initial_state as initial_state
+    from sim_core.state import make_setup as make_setup
+    from sim_core.state import round_values as round_values
+    from sim_core.strategies import STRATEGIES as STRATEGIES
+    from sim_core.sweep import SweepError as SweepError
+    from sim_core.sweep import SweepResult as SweepResult
+    from sim_core.sweep import replicate_seed as replicate_seed
+    from sim_core.sweep import run_sweep as run_sweep
+    from sim_core.sweep import sweep_scenario as sweep_scenario
+    from sim_core.theory import expected_clearing_price as expected_clearing_price
+    from sim_core.theory import expected_penalty as expected_penalty
+    from sim_core.theory import marginal_gain as marginal_gain
+    from sim_core.theory import optimal_high_prob as optimal_high_prob
+    from sim_core.theory import p_eff as p_eff
+    from sim_core.theory import p_s as p_s
+    from sim_core.theory import perceived_p_eff as perceived_p_eff
+    from sim_core.theory import unpermitted_value as unpermitted_value
 
 #: Public name -> the module that defines it.
 _ORIGINS: dict[str, str] = {
@@ -101,6 +113,8 @@ _ORIGINS: dict[str, str] = {
     "check_bid": "sim_core.round",
     "clear_bids": "sim_core.market",
     "clear_market": "sim_core.market",
+    "csv_records": "sim_core.csvtext",
+    "csv_table": "sim_core.csvtext",
     "expected_clearing_price": "sim_core.theory",
     "expected_penalty": "sim_core.theory",
     "unpermitted_value": "sim_core.theory",
@@ -127,74 +141,19 @@ _ORIGINS: dict[str, str] = {
     "theory_summary": "sim_core.simulate",
 }
 
-__all__ = [
-    "METRICS",
-    "POLICIES",
-    "PRESETS",
-    "STRATEGIES",
-    "STRATEGY_NAMES",
-    "ActionError",
-    "AuditParams",
-    "GameRun",
-    "GameSetup",
-    "GameState",
-    "GovernorParams",
-    "LabParams",
-    "MarketParams",
-    "MarketResult",
-    "MetricsRow",
-    "Phase",
-    "Role",
-    "RoundInputs",
-    "RoundProgress",
-    "Scenario",
-    "ScenarioError",
-    "Settlement",
-    "SimCoreError",
-    "SweepError",
-    "SweepResult",
-    "TheorySummary",
-    "WelfareParams",
-    "cell_scenario",
-    "check_audits",
-    "check_bid",
-    "clear_bids",
-    "clear_market",
-    "expected_clearing_price",
-    "expected_penalty",
-    "initial_state",
-    "load_preset",
-    "load_scenario",
-    "make_setup",
-    "marginal_gain",
-    "optimal_high_prob",
-    "p_eff",
-    "p_s",
-    "parse_scenario",
-    "perceived_p_eff",
-    "percentile_rank",
-    "replicate_seed",
-    "resolve_round",
-    "round_values",
-    "run_game",
-    "run_sweep",
-    "scenario_to_dict",
-    "simulate_classes",
-    "summarise",
-    "sweep_scenario",
-    "theory_summary",
-    "unpermitted_value",
-]
+__all__ = list(_ORIGINS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use, then keep it here."""
-    origin = _ORIGINS.get(name)
-    if origin is None:
-        raise AttributeError(f"module 'sim_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(origin), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any name as Any
+
+    def __getattr__(name: str) -> Any:
+        """Import a public name from its module on first use, then keep it here."""
+        origin = _ORIGINS.get(name)
+        if origin is None:
+            raise AttributeError(f"module 'sim_core' has no attribute {name!r}")
+        value = getattr(importlib.import_module(origin), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

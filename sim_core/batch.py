@@ -20,6 +20,7 @@ Not here: grids, replicates, threads and statistics (``sweep.py``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,11 +29,12 @@ import numpy as np
 import numpy.typing as npt
 
 from sim_core.arrays import BoolArray, FloatArray, IntArray
-from sim_core.enforcement import catch, payoffs
-from sim_core.market import clear_bids
+from sim_core.enforcement import catch, payoffs, trade_transfers
+from sim_core.market import clear_bids, clear_trades, grant_permits
 from sim_core.metrics import METRICS, TALLIES, lab_tallies, metrics_from_tallies
 from sim_core.params import GovernorParams, Scenario
 from sim_core.rng import Purpose, stream
+from sim_core.state import grant_keys as grant_keys_of
 from sim_core.state import make_setup, round_values
 from sim_core.strategies import (
     ADAPTIVE,
@@ -82,6 +84,8 @@ class ReplicateDraws:
         catch_uniforms: (T, R, N) the backcheck uniforms (a violator is caught iff below p_eff).
         bid_uniforms: (T, R, N) the random strategy's bid uniforms, or None when no lab is random.
         choice_uniforms: (T, R, N) the random strategy's coins, or None when no lab is random.
+        grant_keys: §3b only: the keys that choose the grantees, (1, R, N) for incumbents (the
+            same every round) or (T, R, N) for a lottery; None under an auction.
     """
 
     seeds: tuple[int, ...]
@@ -92,6 +96,7 @@ class ReplicateDraws:
     catch_uniforms: FloatArray
     bid_uniforms: FloatArray | None
     choice_uniforms: FloatArray | None
+    grant_keys: FloatArray | None = None
 
     def take(self, replicates: IntArray) -> ReplicateDraws:
         """Return the draws of the given replicates (indices, repeats allowed), in that order."""
@@ -108,6 +113,7 @@ class ReplicateDraws:
             catch_uniforms=self.catch_uniforms[:, replicates],
             bid_uniforms=pick(self.bid_uniforms),
             choice_uniforms=pick(self.choice_uniforms),
+            grant_keys=pick(self.grant_keys),
         )
 
 
@@ -132,6 +138,11 @@ def replicate_draws(
         return np.array([[stream(seed, t, purpose).random(count) for seed in seeds] for t in steps])
 
     net_values = np.array([[round_values(setup, t) for setup in setups] for t in steps])
+    grant_keys = None
+    market = scenario.market
+    if market.grandfathered:  # §3b: the grantees, from the streams a game draws them from
+        grant_rounds = [1] if market.grant == "incumbents" else steps
+        grant_keys = np.array([[grant_keys_of(setup, t) for setup in setups] for t in grant_rounds])
     return ReplicateDraws(
         seeds=tuple(seeds),
         risk_profile=np.array([setup.risk_profile for setup in setups]),
@@ -141,6 +152,7 @@ def replicate_draws(
         catch_uniforms=uniforms(Purpose.BACKCHECK).astype(dtype),
         bid_uniforms=uniforms(Purpose.BIDS).astype(dtype) if random_labs else None,
         choice_uniforms=uniforms(Purpose.CHOICES).astype(dtype) if random_labs else None,
+        grant_keys=grant_keys,
     )
 
 
@@ -152,7 +164,9 @@ class WealthBound:
     A round lowers a lab's wealth only if it is caught (by P, R = 0 in a cell) or violates at a
     loss: a winner pays at most its bid, hence at most u; a rational, truthful or adaptive lab
     violates only when u + rho > E >= 0; any other violator gains u + rho >= lo − c + rho, a loss
-    of at most ``violation_loss``. So wealth >= endowment − P·(times caught) − violation_loss·
+    of at most ``violation_loss``; under §3b a seller gains, a buyer pays at most its bid, and a
+    holder that keeps runs at a loss of at most max(0, c − lo), counted as a violation here. So
+    wealth >= endowment − P·(times caught) − violation_loss·
     (violations), and while that stays above the highest bid no bid is ever clipped.
     """
 
@@ -170,6 +184,9 @@ class WealthBound:
         lo, hi = labs.gross_value
         by_value = set(labs.strategy) <= {"rational", "truthful", "adaptive", "compliant"}
         loss = 0.0 if by_value else max(labs.compute_cost - lo - labs.racing_value, 0.0)
+        if scenario.market.grandfathered:
+            # §3b: a holder nobody buys from runs even at u < 0 (counted with the violations).
+            loss = max(loss, labs.compute_cost - lo, 0.0)
         return WealthBound(
             endowment=labs.endowment,
             highest_bid=max(hi - labs.compute_cost, 0.0),
@@ -326,6 +343,8 @@ def _play(
     violation_counts = np.zeros_like(caught_counts)
     caught_total = np.zeros((*shape, 1))
     violations_total = np.zeros((*shape, 1))
+    grant_keys = draws.grant_keys
+    cap = market.token_cap or 0
     tallies = np.empty((rounds, *shape, len(TALLIES)), dtype=dtype)
     prices = np.empty((rounds, *shape), dtype=np.float64)
     for t in range(rounds):
@@ -336,7 +355,15 @@ def _play(
             penalties = expected_penalty(risk, detection, punishment).astype(dtype)
         bid_uniforms = net_values if draws.bid_uniforms is None else draws.bid_uniforms[t][:, None]
         bids = lab_bids(strategies, net_values, penalties, rho, wealth, bid_uniforms)
-        price, won = clear_bids(bids, draws.tie_keys[t][:, None, :], market)
+        if grant_keys is None:
+            price, won = clear_bids(bids, draws.tie_keys[t][:, None, :], market)
+            transfers = bought = None
+        else:  # §3b: granted permits, then the call market (asks: the bids without the wealth)
+            granted = grant_permits(grant_keys[min(t, len(grant_keys) - 1)], cap)[:, None, :]
+            asks = lab_bids(strategies, net_values, penalties, rho, math.inf, bid_uniforms)
+            price, bought, sold = clear_trades(bids, asks, granted, draws.tie_keys[t][:, None, :])
+            won = (granted & ~sold) | bought
+            transfers = trade_transfers(price[..., None].astype(dtype), bought, sold)
         unpermitted_values = unpermitted_value(net_values, rho, penalties)
         choices = net_values if draws.choice_uniforms is None else draws.choice_uniforms[t][:, None]
         violated = np.greater(lab_runs(strategies, unpermitted_values, choices), won)  # runs & ~won
@@ -350,11 +377,12 @@ def _play(
                 price=price[..., None].astype(dtype),
                 racing_value=rho,
                 punishment=cell_punishment,
+                transfers=transfers,
             )
         if counted and t < rounds - 1:  # the last round's losses cannot cap a bid
             caught_counts += caught
             if bound_needs_violations:
-                violation_counts += violated
+                violation_counts += violated if grant_keys is None else violated | won
         tallies[t] = lab_tallies(
             net_values=net_values,
             won=won,
@@ -362,6 +390,7 @@ def _play(
             audited=None,
             caught=caught,
             racing_value=rho,
+            bought=bought,
         )
         prices[t] = price
         if adaptive:
@@ -376,5 +405,12 @@ def _play(
         collateral=0.0,
         audit_cost=0.0,
         harm_per_violation=scenario.welfare.harm_per_violation,
+        auctioned=grant_keys is None,
     )
-    return values.mean(axis=0), (caught_counts, violation_counts)
+    means = values.mean(axis=0)
+    if grant_keys is not None:  # §3b: rounds without a trade have no price (NaN if none traded)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a game in which nothing traded
+            price_index = METRICS.index("price")
+            means[..., price_index] = np.nanmean(values[..., price_index], axis=0)
+    return means, (caught_counts, violation_counts)

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from sim_core.errors import SimCoreError
 from sim_core.metrics import METRICS, MetricsRow
@@ -62,11 +62,13 @@ positive_int = whole_number(1)
 seed_int = whole_number(0)
 
 
-def _format_row(row: MetricsRow) -> str:
+def _format_row(row: MetricsRow, *, trades: bool = False) -> str:
+    price = "-" if row.price is None else f"{row.price:.3f}"  # §3b: no trade, no price
     return (
-        f"{row.round:>5} {row.price:>7.3f} {row.permits:>7} {row.violations:>10} "
+        f"{row.round:>5} {price:>7} {row.permits:>7} {row.violations:>10} "
         f"{row.compliance_rate:>10.3f} {row.deterrence_rate:>10.3f} {row.audits:>6} "
         f"{row.caught:>6} {row.detection_rate:>9.3f} {row.revenue:>8.3f} {row.welfare:>8.3f}"
+        + (f" {row.trades:>6}" if trades else "")
     )
 
 
@@ -87,18 +89,23 @@ def command_run(args: argparse.Namespace) -> int:
             "scenario": scenario.name,
             "seed": game.setup.seed,
             "rounds": [row.as_dict() for row in game.rows],
-            "summary": game.summary,
+            "summary": game.summary,  # a price of null: no round traded (MODEL.md 3b)
         }
         print(json.dumps(document, indent=2))
         return 0
+    trading = scenario.market.grandfathered
     print(f"{scenario.name}: {scenario.labs.count} labs, seed {game.setup.seed}")
-    print(_HEADER)
+    if trading:
+        print(f"permits granted free to {scenario.market.grant}, then traded (MODEL.md 3b)")
+    print(_HEADER + (f" {'trades':>6}" if trading else ""))
     for row in game.rows:
-        print(_format_row(row))
+        print(_format_row(row, trades=trading))
     print("\nmean over rounds:")
     width = max(len(name) for name in METRICS)
     for name in METRICS:
-        print(f"  {name:<{width}}  {game.summary[name]:.4f}")
+        value = game.summary[name]
+        shown = "- (no round traded)" if value is None else f"{value:.4f}"
+        print(f"  {name:<{width}}  {shown}")
     return 0
 
 
@@ -123,10 +130,36 @@ def command_theory(args: argparse.Namespace) -> int:
         "predicted_compliance": "predicted compliance",
     }
     print(f"{scenario.name}: {scenario.description}".rstrip(": "))
+    if summary.trade is not None:
+        labels["expected_price"] = "expected traded price"
     for name, value in summary.as_dict().items():
-        print(f"  {labels[name]:<34} {value:.4f}")
+        if name != "trade":
+            print(f"  {labels[name]:<34} {value:.4f}")
     print(f"  governor: {GOVERNOR_NOTES[scenario.governor.policy]}")
+    if summary.trade is not None:
+        print(f"permits granted free to {scenario.market.grant}, then traded (MODEL.md 3b):")
+        for name, value in summary.trade.as_dict().items():
+            shown = "- (no trade possible)" if value is None else f"{value:.4f}"
+            print(f"  {TRADE_LABELS[name]:<34} {shown}")
+        print(f"  coase: {COASE_NOTE}")
     return 0
+
+
+#: The lines of ``theory`` for a grandfathered scenario (MODEL.md §3b, per round, truthful labs).
+TRADE_LABELS = {
+    "expected_trade_price": "expected traded price",
+    "expected_trades": "expected trades Q(N-Q)/N",
+    "value_as_granted": "value of permits as granted",
+    "value_after_trading": "value after trading (Coase)",
+    "auction_revenue": "government revenue, auction",
+    "grandfathered_revenue": "government revenue, granted",
+    "incumbents_income": "sellers' income from trades",
+}
+COASE_NOTE = (
+    "trading moves each permit to a lab that values it more, so the permits end with the Q labs "
+    "that value them most, as an auction would place them, at about the auction's price; the "
+    "money goes to the incumbents who sell instead of to the government"
+)
 
 
 #: What ``theory`` says of each governor policy under its table (MODEL.md §5, §6): p_s, p_eff and
@@ -376,13 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(handler=command_sweep)
 
-    for register in EXTRA_COMMANDS:
-        register(commands)
     return parser
-
-
-#: Functions that add sub-commands (e.g. the sweep); each receives the sub-parsers object.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,6 +81,7 @@ def payoffs(
     price: FloatArray | float,
     racing_value: float,
     punishment: FloatArray | float,
+    transfers: FloatArray | None = None,
 ) -> FloatArray:
     """Return each lab's payoff, run·(v − c) + violate·rho − won·price − caught·(K + φ + R) (§4).
 
@@ -88,12 +89,18 @@ def payoffs(
     once given a trailing axis by the caller. Price, rho and P are never negative, so each term
     is a product with its mask (x·1 = x, x·0 = +0); adding 0.0 to run·u turns the −0 of an idle
     lab with u < 0 into +0. The terms are summed left to right as written.
+
+    Under §3b's trading ``transfers`` is each lab's money from the call market (sold·price −
+    bought·price, shape (..., N)) and takes the place of −won·price: granted permits cost nothing.
     """
     scores = _times_mask(net_values, won | violated)
     scores += 0.0
     if racing_value:
         scores += _times_mask(racing_value, violated)
-    scores -= _times_mask(price, won)
+    if transfers is None:
+        scores -= _times_mask(price, won)
+    else:
+        scores += transfers
     scores -= _times_mask(punishment, caught)
     return scores
 
@@ -125,6 +132,7 @@ def settle(
     racing_value: float,
     audit: AuditParams,
     wealth: FloatArray,
+    transfers: FloatArray | None = None,
 ) -> Settlement:
     """Settle one round: forfeit K and fine φ of the caught, refund every other bond (§4 step 6).
 
@@ -137,6 +145,7 @@ def settle(
         racing_value: rho.
         audit: the audit section (K, φ, R).
         wealth: wealth at the start of the round.
+        transfers: §3b's money from trading per lab (replaces the price paid), or None.
     """
     scores = payoffs(
         net_values=net_values,
@@ -146,6 +155,7 @@ def settle(
         price=price,
         racing_value=racing_value,
         punishment=audit.punishment,
+        transfers=transfers,
     )
     money = scores + np.where(caught, audit.reputation_penalty, 0.0)
     return Settlement(
@@ -155,3 +165,14 @@ def settle(
         payoffs=frozen(scores),
         wealth=frozen(wealth + money),
     )
+
+
+def trade_transfers(price: FloatArray | float, bought: BoolArray, sold: BoolArray) -> FloatArray:
+    """Return each lab's money from §3b's call market: +price if it sold, −price if it bought.
+
+    ``price`` has shape (...) with a trailing axis added by the caller, or is a float; where
+    nothing traded (price NaN) every transfer is 0.
+    """
+    safe = np.nan_to_num(price, nan=0.0)
+    transfers: FloatArray = _times_mask(safe, sold) - _times_mask(safe, bought)
+    return transfers

@@ -8,6 +8,7 @@ for a lab (seed 000's "Strict Rule Separation"). Not here: how bids are made (``
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +21,18 @@ from sim_core.params import MarketParams
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketResult:
-    """The market's outcome in one round: the price every winner pays and who won."""
+    """The market's outcome in one round: the price every winner pays and who won.
 
-    price: float
+    Under §3b's grandfathering ``won`` is the labs holding a permit after trading and ``price``
+    the traded price, None in a round without a trade (the details are in ``TradeResult``).
+    """
+
+    price: float | None
     won: BoolArray  # (N,)
 
     @property
     def permits(self) -> int:
-        """Permits sold."""
+        """Permits sold (held after trading, under §3b)."""
         return int(self.won.sum())
 
 
@@ -159,3 +164,127 @@ def clear_market(bids: FloatArray, market: MarketParams, rng: np.random.Generato
     tie_keys = rng.random(int(bids.shape[-1]))
     price, won = clear_bids(bids, tie_keys, market)
     return MarketResult(price=float(price), won=frozen(won))
+
+
+# --- §3b: grandfathered permits and the call market ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeResult:
+    """The call market's outcome in one round (§3b).
+
+    Attributes:
+        price: the one price of every trade, or None in a round without a trade.
+        granted: (N,) labs granted a permit at the start of the round.
+        bought: (N,) non-holders that bought a permit.
+        sold: (N,) holders that sold theirs.
+    """
+
+    price: float | None
+    granted: BoolArray
+    bought: BoolArray
+    sold: BoolArray
+
+    @property
+    def trades(self) -> int:
+        """Permits that changed hands."""
+        return int(self.bought.sum())
+
+    @property
+    def holders(self) -> BoolArray:
+        """(N,) labs holding a permit after trading: granted and not sold, or bought."""
+        return frozen((self.granted & ~self.sold) | self.bought)
+
+
+def grant_permits(keys: FloatArray, cap: int) -> BoolArray:
+    """Return the labs granted a permit: the ``cap`` smallest of ``keys`` (..., N) (§3b).
+
+    The keys are uniform draws, one per lab (the setup stream's for incumbents, the round's grant
+    stream for a lottery), so every set of ``cap`` labs is equally likely; with ``cap`` >= N every
+    lab holds one. A tie between two uniform draws (probability about N²·2⁻⁵³) goes to the lower
+    index, so the result is always exactly min(cap, N) labs.
+    """
+    labs = keys.shape[-1]
+    if cap >= labs:
+        return np.ones(keys.shape, dtype=bool)
+    if cap <= 0:
+        return np.zeros(keys.shape, dtype=bool)
+    order = np.argsort(keys, axis=-1, kind="stable")
+    granted = np.zeros(keys.shape, dtype=bool)
+    np.put_along_axis(granted, order[..., :cap], True, axis=-1)
+    return granted
+
+
+def clear_trades(
+    bids: FloatArray, asks: FloatArray, granted: BoolArray, tie_keys: FloatArray
+) -> tuple[FloatArray, BoolArray, BoolArray]:
+    """Clear the uniform-price call market of §3b for orders of shape (..., N).
+
+    Eligible bids are those > 0 of labs without a permit; asks are those of holders, where an ask
+    of ``inf`` (or NaN) means the holder keeps its permit. With bids sorted from high to low,
+    b(1) >= b(2) >= ..., and asks from low to high, a(1) <= a(2) <= ..., the number of trades k is
+    the largest k with b(k) > a(k) (0 if none). The price is the midpoint of the clearing
+    interval [max(a(k), b(k+1)), min(b(k), a(k+1))], where a missing b(k+1) counts as 0 (never
+    above a(k) >= 0) and a missing a(k+1) as +inf. The k highest bids buy and the k lowest asks
+    sell; ties at b(k) or at a(k) go to the smallest ``tie_keys``.
+
+    Args:
+        bids: every lab's bid (only non-holders' count), shape (..., N).
+        asks: every lab's ask (only holders' count; inf keeps), shape (..., N).
+        granted: (..., N) the holders before trading.
+        tie_keys: uniform [0, 1) keys broadcastable to (..., N), one per lab.
+
+    Returns:
+        ``(price, bought, sold)``: price of shape (...) (NaN where nothing traded), and the
+        buyers and sellers, shape (..., N).
+    """
+    shape = np.broadcast_shapes(bids.shape, asks.shape, granted.shape)
+    keys = np.broadcast_to(tie_keys, shape)
+    buying = np.broadcast_to(np.where(~granted & (bids > 0), bids, 0.0), shape)  # 0: no bid
+    selling = np.broadcast_to(np.where(granted & (asks >= 0), asks, np.inf), shape)  # inf: none
+    # Rank by price, then by tie key: the first k of each order trade.
+    bid_order = np.lexsort((keys, -buying), axis=-1)
+    ask_order = np.lexsort((keys, selling), axis=-1)
+    sorted_bids = np.take_along_axis(buying, bid_order, axis=-1)
+    sorted_asks = np.take_along_axis(selling, ask_order, axis=-1)
+    # b(j) falls and a(j) rises with j, so b(j) > a(j) holds exactly for j <= k.
+    trades = np.sum(sorted_bids > sorted_asks, axis=-1)
+    padded_bids = np.concatenate([sorted_bids, np.zeros((*shape[:-1], 1))], axis=-1)
+    padded_asks = np.concatenate([sorted_asks, np.full((*shape[:-1], 1), np.inf)], axis=-1)
+    last = np.maximum(trades - 1, 0)[..., None]
+    after = trades[..., None]
+    kth_bid = np.take_along_axis(padded_bids, last, axis=-1)[..., 0]
+    kth_ask = np.take_along_axis(padded_asks, last, axis=-1)[..., 0]
+    next_bid = np.take_along_axis(padded_bids, after, axis=-1)[..., 0]
+    next_ask = np.take_along_axis(padded_asks, after, axis=-1)[..., 0]
+    lower = np.maximum(kth_ask, next_bid)
+    upper = np.minimum(kth_bid, next_ask)
+    price = np.where(trades > 0, (lower + upper) / 2, np.nan)
+    ranks = np.arange(shape[-1])
+    bought = np.zeros(shape, dtype=bool)
+    sold = np.zeros(shape, dtype=bool)
+    np.put_along_axis(bought, bid_order, ranks < after, axis=-1)
+    np.put_along_axis(sold, ask_order, ranks < after, axis=-1)
+    return price, bought, sold
+
+
+def trade_permits(
+    bids: FloatArray, asks: FloatArray, granted: BoolArray, rng: np.random.Generator
+) -> TradeResult:
+    """Clear one round's call market (§3b); ties are broken with keys drawn from ``rng``.
+
+    Args:
+        bids: (N,) every lab's bid, already checked against wealth (non-holders' count).
+        asks: (N,) every lab's ask, inf for a holder that keeps (holders' count).
+        granted: (N,) the labs granted a permit this round.
+        rng: the round's tie-break stream (one key per lab, as the auction draws).
+    """
+    tie_keys = rng.random(int(bids.shape[-1]))
+    price, bought, sold = clear_trades(bids, asks, granted, tie_keys)
+    value = float(price)
+    return TradeResult(
+        price=None if math.isnan(value) else value,
+        granted=frozen(np.asarray(granted, dtype=bool).copy()),
+        bought=frozen(bought),
+        sold=frozen(sold),
+    )

@@ -7,6 +7,7 @@ pooled). Not here: sweeps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -29,6 +30,7 @@ METRICS: tuple[str, ...] = (
     "detection_rate",
     "revenue",
     "welfare",
+    "trades",  # §3b: appended last, so every earlier column keeps its place in exports
 )
 
 #: The metrics that count labs or audits (whole numbers).
@@ -41,16 +43,21 @@ COUNTS: frozenset[str] = frozenset(
         "audits",
         "false_positive_audits",
         "caught",
+        "trades",
     }
 )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetricsRow:
-    """One round's metrics (§8); counts are ints, the rest floats."""
+    """One round's metrics (§8); counts are ints, the rest floats.
+
+    ``price`` is None in a §3b round without a trade (no price was made); ``trades`` is 0 under
+    an auction (its default, so rows stored before §3b still load).
+    """
 
     round: int
-    price: float
+    price: float | None
     permits: int
     violations: int
     compliance_rate: float
@@ -63,6 +70,7 @@ class MetricsRow:
     detection_rate: float
     revenue: float
     welfare: float
+    trades: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
         """Return the row as a plain dict, ``round`` first, then ``METRICS`` in order."""
@@ -81,6 +89,7 @@ TALLIES: tuple[str, ...] = (
     "caught",
     "audits",
     "audits_of_violators",
+    "trades",  # §3b: permits bought in the call market
 )
 
 
@@ -92,6 +101,7 @@ def lab_tallies(
     audited: BoolArray | None,
     caught: BoolArray,
     racing_value: float,
+    bought: BoolArray | None = None,
 ) -> FloatArray:
     """Count and sum over the labs what the §8 metrics need, for one round or a batch of rounds.
 
@@ -111,6 +121,7 @@ def lab_tallies(
         audited: (..., N) labs audited, or None when nobody is (a sweep cell, §9).
         caught: (..., N) violators caught.
         racing_value: rho.
+        bought: (..., N) labs that bought a permit in §3b's call market, or None (an auction).
 
     Returns:
         (..., len(TALLIES)) in the order of ``TALLIES``, in the dtype of ``net_values``; counts
@@ -145,6 +156,8 @@ def lab_tallies(
     if audited is not None:
         tallies[..., 8] = counts[3, ..., 0]
         tallies[..., 9] = counts[4, ..., 0]
+    if bought is not None:
+        tallies[..., 10] = np.count_nonzero(bought, axis=-1)
     return tallies
 
 
@@ -158,6 +171,7 @@ def metrics_from_tallies(
     collateral: float,
     audit_cost: float,
     harm_per_violation: float,
+    auctioned: bool = True,
 ) -> FloatArray:
     """Compute every §8 metric from a round's lab tallies (any leading batch shape).
 
@@ -171,6 +185,9 @@ def metrics_from_tallies(
         collateral: K.
         audit_cost: cost of one audit (counted in welfare).
         harm_per_violation: welfare loss per violation.
+        auctioned: whether the government sold the permits; under §3b's grandfathering (False)
+            ``price`` is the traded price (NaN without a trade), and trades pay labs, not the
+            government, so revenue counts no permit sales.
 
     Returns:
         Float64 array of shape (..., len(METRICS)), in the order of ``METRICS``.
@@ -186,6 +203,7 @@ def metrics_from_tallies(
         caught,
         audits,
         audits_of_violators,
+        trades,
     ) = np.ascontiguousarray(np.moveaxis(tallies, -1, 0), dtype=np.float64)  # tally by tally
     # Tempted: no permit and u + rho > 0. Violators hold no permit, so the deterred are the
     # tempted who did not violate.
@@ -209,8 +227,9 @@ def metrics_from_tallies(
         audits - audits_of_violators,
         caught,
         _share(caught, violations),
-        permits * price + caught * (fine + collateral),
+        (permits * price if auctioned else 0.0) + caught * (fine + collateral),
         (permits_value + violations_value) - harm_per_violation * violations - audit_cost * audits,
+        trades,
     ]
     # Written metric by metric into contiguous rows, then viewed with the metrics last: several
     # times faster than stacking along the last axis (np.stack) for a sweep's batch of rounds.
@@ -246,12 +265,14 @@ def metric_values(
     collateral: float,
     audit_cost: float,
     harm_per_violation: float,
+    bought: BoolArray | None = None,
 ) -> FloatArray:
     """Compute every §8 metric of one round, or of a batch of rounds at once.
 
     The single definition of §8: ``lab_tallies`` then ``metrics_from_tallies``. A game calls it
     through ``round_metrics``; a sweep calls the two halves, the second once for all its rounds.
-    Arguments as in ``lab_tallies`` and ``metrics_from_tallies``.
+    Arguments as in ``lab_tallies`` and ``metrics_from_tallies``; ``bought`` given (even empty)
+    means §3b's grandfathering: permits were granted and traded, not auctioned.
 
     Returns:
         Float64 array of shape (..., len(METRICS)), in the order of ``METRICS``.
@@ -263,6 +284,7 @@ def metric_values(
         audited=audited,
         caught=caught,
         racing_value=racing_value,
+        bought=bought,
     )
     return metrics_from_tallies(
         tallies,
@@ -273,13 +295,14 @@ def metric_values(
         collateral=collateral,
         audit_cost=audit_cost,
         harm_per_violation=harm_per_violation,
+        auctioned=bought is None,
     )
 
 
 def round_metrics(
     *,
     round_no: int,
-    price: float,
+    price: float | None,
     net_values: FloatArray,
     won: BoolArray,
     violated: BoolArray,
@@ -291,14 +314,15 @@ def round_metrics(
     collateral: float,
     audit_cost: float,
     harm_per_violation: float,
+    bought: BoolArray | None = None,
 ) -> MetricsRow:
     """Compute one round's metrics exactly as §8 defines them (through ``metric_values``).
 
     Args:
         round_no: the round (from 1).
-        price: the clearing or fixed price.
+        price: the clearing, fixed or traded price (None: a §3b round without a trade).
         net_values: u = v − c per lab.
-        won: (N,) permit holders.
+        won: (N,) permit holders (after trading, under §3b).
         violated: (N,) labs that ran without a permit.
         audited: (N,) labs audited.
         caught: (N,) violators caught.
@@ -309,9 +333,10 @@ def round_metrics(
         collateral: K.
         audit_cost: cost of one audit (counted in welfare).
         harm_per_violation: welfare loss per violation.
+        bought: (N,) labs that bought a permit in §3b's call market; None under an auction.
     """
     values = metric_values(
-        price=price,
+        price=math.nan if price is None else price,
         net_values=net_values,
         won=won,
         violated=violated,
@@ -323,13 +348,28 @@ def round_metrics(
         collateral=collateral,
         audit_cost=audit_cost,
         harm_per_violation=harm_per_violation,
+        bought=bought,
     ).tolist()
-    row = dict(zip(METRICS, values, strict=True))
+    row: dict[str, float | None] = dict(zip(METRICS, values, strict=True))
+    if price is None:
+        row["price"] = None
     return MetricsRow(
-        round=round_no, **{name: int(row[name]) if name in COUNTS else row[name] for name in row}
+        round=round_no,
+        **{  # type: ignore[arg-type]
+            name: int(value) if name in COUNTS and value is not None else value
+            for name, value in row.items()
+        },
     )
 
 
-def summarise(rows: Sequence[MetricsRow]) -> dict[str, float]:
-    """Return the mean of every metric over the rounds (§8: ratios averaged per round)."""
-    return {name: float(np.mean([getattr(row, name) for row in rows])) for name in METRICS}
+def summarise(rows: Sequence[MetricsRow]) -> dict[str, float | None]:
+    """Return the mean of every metric over the rounds (§8: ratios averaged per round).
+
+    Rounds without a price (§3b: no trade) are left out of the price's mean; with none left the
+    mean price is None.
+    """
+    summary: dict[str, float | None] = {}
+    for name in METRICS:
+        values = [value for row in rows if (value := getattr(row, name)) is not None]
+        summary[name] = float(np.mean(values)) if values else None
+    return summary

@@ -20,9 +20,15 @@ from sim_core.errors import ScenarioError
 
 MarketType = Literal["clearing", "fixed_price"]
 Policy = Literal["policy", "optimal", "none"]
+Allocation = Literal["auction", "grandfathered"]
+Grant = Literal["incumbents", "lottery"]
 
 MARKET_TYPES: tuple[MarketType, ...] = ("clearing", "fixed_price")
 POLICIES: tuple[Policy, ...] = ("policy", "optimal", "none")
+#: How a round's permits reach the labs (§3b): sold at auction, or granted free and then traded.
+ALLOCATIONS: tuple[Allocation, ...] = ("auction", "grandfathered")
+#: Who is granted the permits under ``grandfathered`` (§3b).
+GRANTS: tuple[Grant, ...] = ("incumbents", "lottery")
 #: Lab strategy names (MODEL.md §5), in the order of their integer codes.
 STRATEGY_NAMES: tuple[str, ...] = (
     "rational",
@@ -54,13 +60,22 @@ class MarketParams:
     """The ``market`` section (MODEL.md §3).
 
     ``token_cap`` is Q for a clearing market; for a fixed-price market it is only the reference
-    cap of ``cap_overshoot`` and may be None.
+    cap of ``cap_overshoot`` and may be None. ``allocation`` and ``grant`` choose §3b: under
+    ``grandfathered`` the Q permits are granted free (to ``incumbents`` drawn once per game, or by
+    ``lottery`` each round) and traded in a call market.
     """
 
     type: MarketType = "clearing"
     token_cap: int | None = 10
     reserve_price: float = 0.0
     fixed_price: float = 0.3
+    allocation: Allocation = "auction"
+    grant: Grant = "incumbents"
+
+    @property
+    def grandfathered(self) -> bool:
+        """Whether permits are granted free and traded (§3b) rather than auctioned."""
+        return self.allocation == "grandfathered"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,6 +252,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
             "token_cap": _optional(_integer(0)),
             "reserve_price": _nonneg,
             "fixed_price": _nonneg,
+            "allocation": _choice(ALLOCATIONS),
+            "grant": _choice(GRANTS),
         },
     ),
     "audit": (
@@ -303,8 +320,26 @@ def parse_scenario(data: Any, *, default_name: str = "scenario") -> Scenario:
     top.setdefault("name", default_name)
     scenario = Scenario(**top, **sections)
     market = scenario.market
+    given_market = data.get("market", {})
+    if market.grandfathered:
+        # §3b: granted permits are traded in a call market; the government sells nothing.
+        if market.type != "clearing":
+            raise ScenarioError(
+                "market.allocation", '"grandfathered" needs market.type "clearing" (a cap Q)'
+            )
+        if market.reserve_price != 0:
+            raise ScenarioError(
+                "market.reserve_price",
+                'must be 0 when market.allocation is "grandfathered", '
+                f"got {market.reserve_price:g}",
+            )
+    elif "grant" in given_market:
+        # Decision (MODEL.md is silent): a grant without grandfathering would be ignored silently.
+        raise ScenarioError(
+            "market.grant", 'applies only when market.allocation is "grandfathered"'
+        )
     if market.type == "clearing":
-        if "fixed_price" in data.get("market", {}):
+        if "fixed_price" in given_market:
             raise ScenarioError(
                 "market.fixed_price", 'applies only when market.type is "fixed_price"'
             )
@@ -318,7 +353,7 @@ def parse_scenario(data: Any, *, default_name: str = "scenario") -> Scenario:
                 f"must be at least market.reserve_price ({market.reserve_price:g}), "
                 f"got {market.fixed_price:g}",
             )
-        if "token_cap" not in data.get("market", {}):
+        if "token_cap" not in given_market:
             scenario = replace(scenario, market=replace(market, token_cap=None))
     return scenario
 
@@ -334,6 +369,8 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
         market_doc |= {"fixed_price": market.fixed_price, "reserve_price": market.reserve_price}
         if market.token_cap is not None:
             market_doc["token_cap"] = market.token_cap
+    if market.grandfathered:  # auction documents stay as they were before §3b
+        market_doc |= {"allocation": market.allocation, "grant": market.grant}
     strategy: str | dict[str, float] = dict(labs.strategy)
     if len(labs.strategy) == 1:
         strategy = next(iter(labs.strategy))

@@ -15,8 +15,15 @@ from pathlib import Path
 from sim_core.errors import ScenarioError
 from sim_core.params import Scenario, parse_scenario
 
-#: The preset names, in teaching order (Scenario 1, 2, 3, then the tax).
-PRESETS: tuple[str, ...] = ("no_enforcement", "random_audit", "targeted_audit", "carbon_tax")
+#: The preset names, in teaching order (Scenario 1, 2, 3, the tax, then Scenario 3 with granted
+#: permits traded among the labs, §3b).
+PRESETS: tuple[str, ...] = (
+    "no_enforcement",
+    "random_audit",
+    "targeted_audit",
+    "carbon_tax",
+    "grandfathered",
+)
 #: The directory of the shipped preset files.
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 

@@ -28,6 +28,7 @@ class Purpose(IntEnum):
     SIGNALS = 5  # signals of every lab
     AUDITS = 6  # the bot governor's audit draws and the max_audits trim
     BACKCHECK = 7  # backchecks of unaudited violators
+    GRANT = 8  # §3b: the lottery's grant of permits this round (incumbents: the setup stream)
 
 
 def stream(seed: int, round_no: int, purpose: Purpose) -> np.random.Generator:

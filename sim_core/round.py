@@ -8,7 +8,9 @@ exactly, and a human seat never shifts anyone else's draws (bots draw for every 
 given move replaces the bot's). Not here: storing moves, clocks or who is connected.
 
 Phase by phase. A caller drives a round by calling ``resolve_round`` with the moves it has:
-- bidding: a lab in ``human_labs`` with no entry in ``bids`` stops the round in BIDDING;
+- bidding: a lab in ``human_labs`` with no entry in ``bids`` stops the round in BIDDING; under
+  §3b's grandfathering this is the trading phase: a human holder of a granted permit owes an
+  entry in ``asks`` (a number, or None to keep), a human non-holder one in ``bids``;
 - compliance: once the market has cleared, a human lab without a permit and with no entry in
   ``runs`` stops it in COMPLIANCE;
 - audit: with ``human_governor`` set and ``audits`` None, it stops in AUDIT (signals are known);
@@ -25,14 +27,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from sim_core.arrays import BoolArray, FloatArray, frozen
-from sim_core.enforcement import Settlement, catch, draw_signals, settle
+from sim_core.enforcement import Settlement, catch, draw_signals, settle, trade_transfers
 from sim_core.errors import ActionError
 from sim_core.governor import check_audits, choose_audits
-from sim_core.market import MarketResult, clear_market
+from sim_core.market import MarketResult, TradeResult, clear_market, trade_permits
 from sim_core.metrics import MetricsRow, round_metrics
 from sim_core.rng import round_streams
-from sim_core.state import GameSetup, GameState, Phase, round_values
-from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived_detection
+from sim_core.state import GameSetup, GameState, Phase, granted_permits, round_values
+from sim_core.strategies import (
+    adaptive_estimate,
+    lab_asks,
+    lab_bids,
+    lab_runs,
+    perceived_detection,
+)
 from sim_core.theory import (
     expected_penalty,
     optimal_high_prob,
@@ -45,6 +53,11 @@ BID_NEGATIVE = "A bid cannot be negative (got {bid:.3f})."
 BID_ABOVE_WEALTH = "A bid cannot exceed your wealth of {wealth:.3f} (got {bid:.3f})."
 RUN_WITH_PERMIT = "Lab {lab} holds a permit this round: permit holders always run."
 NO_SUCH_LAB = "There is no lab {lab}; labs are numbered 1 to {count}."
+ASK_NOT_A_NUMBER = "An ask must be a number, or none to keep the permit; got {ask!r}."
+ASK_NEGATIVE = "An ask cannot be negative (got {ask:.3f})."
+BID_BY_HOLDER = "Lab {lab} holds a granted permit this round: it asks or keeps, it does not bid."
+ASK_WITHOUT_PERMIT = "Lab {lab} holds no permit this round: only a permit holder can ask."
+NO_TRADING = "Permits are auctioned in this game: there is nothing to ask or keep."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +65,8 @@ class RoundInputs:
     """The moves given for one round, keyed by 0-based lab index.
 
     Attributes:
-        bids: lab -> sealed bid (§4 step 1).
+        bids: lab -> sealed bid (§4 step 1; under §3b, only labs without a granted permit).
+        asks: §3b only: holder of a granted permit -> its ask, or None to keep the permit.
         runs: lab without a permit -> runs unpermitted? (§4 step 3).
         audits: the governor's audit set, or None when not given (§4 step 5).
         human_labs: labs whose moves must be given: a missing one stops the round.
@@ -60,6 +74,7 @@ class RoundInputs:
     """
 
     bids: Mapping[int, float] = field(default_factory=dict)
+    asks: Mapping[int, float | None] = field(default_factory=dict)
     runs: Mapping[int, bool] = field(default_factory=dict)
     audits: frozenset[int] | None = None
     human_labs: frozenset[int] = frozenset()
@@ -76,8 +91,12 @@ class RoundProgress:
         waiting_for: the human labs that owe a move in ``awaiting`` (empty for AUDIT).
         values: (N,) gross values v this round.
         net_values: (N,) u = v − c.
-        bids: (N,) every lab's bid (given or the bot's), once bidding is complete.
-        market: the market result, once bidding is complete.
+        granted: §3b only: (N,) the labs granted a permit this round (known from the start).
+        bids: (N,) every lab's bid (given or the bot's), once bidding is complete (§3b: 0 for
+            holders).
+        asks: §3b only: (N,) every holder's ask (inf: keeps; inf for non-holders).
+        market: the market result, once bidding is complete (§3b: holders after trading).
+        trade: §3b only: the call market's result (price, buyers, sellers).
         announced_high_prob: the π1 announced after clearing (π1* under ``optimal``).
         runs: (N,) who ran without a permit (False for permit holders), once chosen.
         signals: (N,) s per lab, once realised (the governor's information).
@@ -92,8 +111,11 @@ class RoundProgress:
     waiting_for: frozenset[int] = frozenset()
     values: FloatArray
     net_values: FloatArray
+    granted: BoolArray | None = None
     bids: FloatArray | None = None
+    asks: FloatArray | None = None
     market: MarketResult | None = None
+    trade: TradeResult | None = None
     announced_high_prob: float | None = None
     runs: BoolArray | None = None
     signals: BoolArray | None = None
@@ -117,6 +139,21 @@ def check_bid(bid: object, *, wealth: float) -> float:
     if bid > cap + 1e-9:
         raise ActionError(BID_ABOVE_WEALTH.format(wealth=cap, bid=bid))
     return float(min(bid, cap))
+
+
+def check_ask(ask: object) -> float | None:
+    """Return a holder's ask as a float, or None to keep the permit (§3b): any a >= 0.
+
+    Raises:
+        ActionError: neither None nor a finite number, or negative.
+    """
+    if ask is None:
+        return None
+    if isinstance(ask, bool) or not isinstance(ask, int | float) or not math.isfinite(ask):
+        raise ActionError(ASK_NOT_A_NUMBER.format(ask=ask))
+    if ask < 0:
+        raise ActionError(ASK_NEGATIVE.format(ask=ask))
+    return float(ask)
 
 
 def _check_labs(labs: Mapping[int, object], count: int) -> None:
@@ -168,16 +205,46 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
     bids = lab_bids(
         setup.strategies, net_values, penalties, labs.racing_value, state.wealth, bid_uniforms
     )
+    granted = granted_permits(setup, state.round_no)
+    if granted is None:
+        if inputs.asks:
+            raise ActionError(NO_TRADING)
+        asks = None
+    else:  # §3b: holders ask (their bid formula, unclipped) or keep; the others bid
+        _check_labs(inputs.asks, count)
+        for lab in inputs.bids:
+            if granted[lab]:
+                raise ActionError(BID_BY_HOLDER.format(lab=lab + 1))
+        for lab in inputs.asks:
+            if not granted[lab]:
+                raise ActionError(ASK_WITHOUT_PERMIT.format(lab=lab + 1))
+        asks = lab_asks(setup.strategies, net_values, penalties, labs.racing_value, bid_uniforms)
+        asks[~granted] = math.inf
+        bids[granted] = 0.0
+        for lab, ask in inputs.asks.items():
+            checked = check_ask(ask)
+            asks[lab] = math.inf if checked is None else checked
+        progress = replace(progress, granted=granted)
     for lab, bid in inputs.bids.items():
         bids[lab] = check_bid(bid, wealth=float(state.wealth[lab]))
-    owed_bids = frozenset(inputs.human_labs - set(inputs.bids))
+    given = set(inputs.bids) | set(inputs.asks)
+    owed_bids = frozenset(inputs.human_labs - given)
     if owed_bids:
         return replace(progress, waiting_for=owed_bids)
 
-    # Step 2: allocation.
-    market = clear_market(frozen(bids), scenario.market, streams.tie_break)
+    # Step 2: allocation (§3b: the call market among holders and bidders).
+    trade = None
+    if granted is None or asks is None:
+        market = clear_market(frozen(bids), scenario.market, streams.tie_break)
+    else:
+        trade = trade_permits(frozen(bids), frozen(asks), granted, streams.tie_break)
+        market = MarketResult(price=trade.price, won=trade.holders)
     high_prob = audit.high_prob
-    if scenario.governor.policy == "optimal" and not setup.human_governor:
+    optimal = scenario.governor.policy == "optimal" and not setup.human_governor
+    if optimal and market.price is None:
+        # §3b: a round without a trade has no price to compute π1* from: the last one stays.
+        high_prob = state.announced_high_prob
+    elif optimal and market.price is not None:
         high_prob = optimal_high_prob(
             price=market.price,
             racing_value=labs.racing_value,
@@ -187,7 +254,13 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
             backcheck_prob=audit.backcheck_prob,
         )
     progress = replace(
-        progress, awaiting=Phase.COMPLIANCE, bids=bids, market=market, announced_high_prob=high_prob
+        progress,
+        awaiting=Phase.COMPLIANCE,
+        bids=bids,
+        asks=None if asks is None else frozen(asks),
+        market=market,
+        trade=trade,
+        announced_high_prob=high_prob,
     )
 
     # Step 3: compliance choice of the labs without a permit.
@@ -234,15 +307,21 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
     caught = catch(violated, audited, streams.backcheck.random(count), audit.backcheck_prob)
 
     # Step 6: settlement.
+    transfers = None
+    if trade is not None:
+        transfers = trade_transfers(
+            0.0 if trade.price is None else trade.price, trade.bought, trade.sold
+        )
     settlement = settle(
         net_values=net_values,
         won=market.won,
         violated=violated,
         caught=caught,
-        price=market.price,
+        price=0.0 if market.price is None else market.price,
         racing_value=labs.racing_value,
         audit=audit,
         wealth=state.wealth,
+        transfers=transfers,
     )
     metrics = round_metrics(
         round_no=state.round_no,
@@ -258,6 +337,7 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
         collateral=audit.collateral,
         audit_cost=audit.audit_cost,
         harm_per_violation=scenario.welfare.harm_per_violation,
+        bought=None if trade is None else trade.bought,
     )
     next_state = GameState(
         round_no=state.round_no + 1,

@@ -14,7 +14,8 @@ from enum import StrEnum
 
 import numpy as np
 
-from sim_core.arrays import FloatArray, IntArray, frozen
+from sim_core.arrays import BoolArray, FloatArray, IntArray, frozen
+from sim_core.market import grant_permits
 from sim_core.params import STRATEGY_NAMES, Scenario
 from sim_core.rng import Purpose, setup_stream, stream
 
@@ -51,6 +52,8 @@ class GameSetup:
         base_values: (N,) gross values v drawn once (used when values are not redrawn).
         human_governor: labs perceive the scenario's announced π1, π0 (§5) instead of the
             bot governor's policy.
+        incumbent_keys: (N,) under §3b's ``incumbents`` grant, the setup stream's uniform keys
+            that choose the incumbents (the Q smallest); None otherwise.
     """
 
     scenario: Scenario
@@ -59,6 +62,7 @@ class GameSetup:
     risk_profile: FloatArray
     base_values: FloatArray
     human_governor: bool = False
+    incumbent_keys: FloatArray | None = None
 
     @property
     def lab_count(self) -> int:
@@ -128,6 +132,11 @@ def make_setup(
         [np.full(counts[name], STRATEGY_NAMES.index(name), dtype=np.int64) for name in counts]
     )
     strategies = rng.permutation(codes)
+    market = scenario.market
+    incumbent_keys = None
+    if market.grandfathered and market.grant == "incumbents":
+        # §3b: drawn after everything else, so no earlier draw of the setup stream moves.
+        incumbent_keys = frozen(rng.random(labs.count))
     return GameSetup(
         scenario=scenario,
         seed=game_seed,
@@ -135,6 +144,7 @@ def make_setup(
         risk_profile=frozen(risk_profile),
         base_values=frozen(base_values),
         human_governor=human_governor,
+        incumbent_keys=incumbent_keys,
     )
 
 
@@ -155,3 +165,26 @@ def round_values(setup: GameSetup, round_no: int) -> FloatArray:
         return setup.base_values
     rng = stream(setup.seed, round_no, Purpose.VALUES)  # only this round's values stream
     return frozen(rng.uniform(*labs.gross_value, size=labs.count))
+
+
+def grant_keys(setup: GameSetup, round_no: int) -> FloatArray:
+    """Return the uniform keys that choose round ``round_no``'s grantees under §3b.
+
+    ``incumbents``: the setup stream's keys (the same labs every round); ``lottery``: fresh keys
+    from the round's own grant stream. The labs with the Q smallest keys are granted a permit.
+    """
+    market = setup.scenario.market
+    if market.grant == "incumbents" and setup.incumbent_keys is not None:
+        return setup.incumbent_keys
+    return frozen(stream(setup.seed, round_no, Purpose.GRANT).random(setup.lab_count))
+
+
+def granted_permits(setup: GameSetup, round_no: int) -> BoolArray | None:
+    """Return the labs granted a permit at the start of round ``round_no`` (§3b).
+
+    None under an auction (nothing is granted); with Q >= N every lab holds one.
+    """
+    market = setup.scenario.market
+    if not market.grandfathered:
+        return None
+    return frozen(grant_permits(grant_keys(setup, round_no), market.token_cap or 0))

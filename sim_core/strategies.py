@@ -136,6 +136,22 @@ def lab_bids(
     return _full_shape(bids, strategies, net_values, penalties, wealth, uniforms)
 
 
+def lab_asks(
+    strategies: IntArray | int,
+    net_values: FloatArray,
+    penalties: FloatArray,
+    racing_value: float,
+    uniforms: FloatArray,
+) -> FloatArray:
+    """Return every lab's bot ask under §3b: its strategy's bid formula, not clipped to wealth.
+
+    A permit is worth the same to a lab whether it buys one or keeps one, so a holder asks what it
+    would bid (``lab_bids`` without the wealth cap): reckless asks 0 (it runs anyway), random asks
+    uniform in [0, max(u, 0)] with the same uniforms its bid would use.
+    """
+    return lab_bids(strategies, net_values, penalties, racing_value, math.inf, uniforms)
+
+
 def _all_nonnegative(values: FloatArray | float) -> bool:
     """Return whether no value is below 0 (or NaN): one reduction, cheaper than a pass of max."""
     if isinstance(values, np.ndarray):

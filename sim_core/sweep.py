@@ -24,11 +24,12 @@ import numpy as np
 
 from sim_core.arrays import FloatArray, IntArray, frozen
 from sim_core.batch import ReplicateDraws, play_cells, replicate_draws, wealth_plan
+from sim_core.csvtext import csv_table
 from sim_core.errors import SimCoreError
 from sim_core.metrics import METRICS
 from sim_core.parallel import fork_map
 from sim_core.params import Scenario
-from sim_core.theory import expected_clearing_price
+from sim_core.theory import expected_clearing_price, expected_trade_price
 
 Precision = Literal["float32", "float64"]
 #: A callback told how many of the sweep's tasks are done, out of how many.
@@ -128,9 +129,14 @@ def theory_curve(scenario: Scenario, punishments: FloatArray) -> tuple[float, Fl
     """Return g* and the theoretical flip p_eff = g*/P for each P (§7, §9; inf where P = 0).
 
     g* = the expected truthful clearing price (E[Q-th highest u]) + rho: the marginal lab is
-    deterred exactly when p_eff·P >= g*.
+    deterred exactly when p_eff·P >= g*. Under §3b's grandfathering the price is the expected
+    traded price (the midpoint of E[u(Q)] and E[u(Q+1)]).
     """
-    gain = expected_clearing_price(scenario) + scenario.labs.racing_value
+    price = expected_clearing_price(scenario)
+    if scenario.market.grandfathered:  # §3b: the marginal lab meets the traded price
+        traded = expected_trade_price(scenario)
+        price = price if traded is None else traded
+    gain = price + scenario.labs.racing_value
     with np.errstate(divide="ignore", invalid="ignore"):
         curve = np.where(
             punishments > 0, gain / np.where(punishments > 0, punishments, 1.0), np.inf
@@ -250,14 +256,21 @@ class SweepResult:
 
     def csv_text(self) -> str:
         """Return the tidy CSV: one row per cell with its mean, standard error and replicates."""
-        lines = ["punishment,p_eff,metric,mean,stderr,replicates"]
-        for row, p_eff in enumerate(self.p_eff.tolist()):
-            for column, punishment in enumerate(self.p.tolist()):
-                mean = _csv_number(float(self.values[row, column]))
-                error = _csv_number(float(self.stderr[row, column]))
-                count = int(self.counts[row, column])
-                lines.append(f"{punishment!r},{p_eff!r},{self.metric},{mean},{error},{count}")
-        return "\n".join(lines) + "\n"
+        return csv_table(
+            ["punishment", "p_eff", "metric", "mean", "stderr", "replicates"],
+            (
+                [
+                    punishment,
+                    p_eff,
+                    self.metric,
+                    float(self.values[row, column]),
+                    float(self.stderr[row, column]),
+                    int(self.counts[row, column]),
+                ]
+                for row, p_eff in enumerate(self.p_eff.tolist())
+                for column, punishment in enumerate(self.p.tolist())
+            ),
+        )
 
 
 def _metric_index(metric: str) -> int:
@@ -283,10 +296,6 @@ def _json_list(array: FloatArray) -> Any:
         return item if math.isfinite(item) else None
 
     return convert(np.asarray(array, dtype=np.float64).tolist())
-
-
-def _csv_number(value: float) -> str:
-    return repr(value) if math.isfinite(value) else ""
 
 
 def run_sweep(

@@ -3,7 +3,8 @@
 Here: ``p_s``, ``p_eff``, ``expected_penalty``, ``unpermitted_value``, ``marginal_gain``,
 ``optimal_high_prob``,
 ``perceived_p_eff`` (what labs take p_eff to be under each governor) and
-``expected_clearing_price`` (E[Q-th highest u], the g* of the heatmap's theory curve). The first
+``expected_clearing_price`` (E[Q-th highest u], the g* of the heatmap's theory curve),
+``expected_trade_price`` and ``expected_trades`` (§3b's call market). The first
 three work elementwise on floats or numpy arrays. Not here: anything random.
 """
 
@@ -100,6 +101,23 @@ def perceived_p_eff(
     return p_eff(audit.beta, audit.high_prob, audit.base_prob, audit.backcheck_prob)
 
 
+def expected_net_value_at_rank(scenario: Scenario, rank: int) -> float:
+    """Return E[max(0, u(rank))], the expected ``rank``-th highest truthful value of a permit.
+
+    With N labs and values uniform on [lo, hi], the rank-th highest value is lo + (hi − lo)·X with
+    X ~ Beta(N − rank + 1, rank); truthful bids are max(0, u), u = v − c. The expectation is taken
+    by quadrature. ``rank`` runs from 1 to N.
+    """
+    labs = scenario.labs
+    lo, hi = labs.gross_value
+    a, b = labs.count - rank + 1, rank
+    grid = (np.arange(4000) + 0.5) / 4000
+    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    density = np.exp(log_norm + (a - 1) * np.log(grid) + (b - 1) * np.log1p(-grid))
+    net_values = np.maximum(lo + (hi - lo) * grid - labs.compute_cost, 0.0)
+    return float(np.sum(density * net_values) / np.sum(density))
+
+
 def expected_clearing_price(scenario: Scenario) -> float:
     """Return the expected truthful price: E[max(0, Q-th highest u)] for a clearing market (§9).
 
@@ -116,11 +134,32 @@ def expected_clearing_price(scenario: Scenario) -> float:
     cap = market.token_cap or 0
     if cap == 0 or cap > labs.count:
         return market.reserve_price
-    lo, hi = labs.gross_value
-    a, b = labs.count - cap + 1, cap
-    grid = (np.arange(4000) + 0.5) / 4000
-    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    density = np.exp(log_norm + (a - 1) * np.log(grid) + (b - 1) * np.log1p(-grid))
-    net_values = np.maximum(lo + (hi - lo) * grid - labs.compute_cost, 0.0)
-    price = float(np.sum(density * net_values) / np.sum(density))
+    price = expected_net_value_at_rank(scenario, cap)
     return max(price, market.reserve_price)
+
+
+def expected_trade_price(scenario: Scenario) -> float | None:
+    """Return the expected price of §3b's call market under truthful asks and bids.
+
+    With distinct values, whoever was granted the permits, the k trades leave the Q highest values
+    holding them and the clearing interval is [u(Q+1), u(Q)]: the price is their midpoint, so
+    its expectation is (E[u(Q)] + E[u(Q+1)]) / 2 (values floored at 0, as bids are). None when no
+    trade can happen: Q = 0 (nothing granted) or Q >= N (every lab holds a permit).
+    """
+    cap = scenario.market.token_cap or 0
+    if cap == 0 or cap >= scenario.labs.count:
+        return None
+    upper = expected_net_value_at_rank(scenario, cap)
+    lower = expected_net_value_at_rank(scenario, cap + 1)
+    return (upper + lower) / 2
+
+
+def expected_trades(scenario: Scenario) -> float:
+    """Return the expected number of trades per round under §3b with truthful labs: Q·(N − Q)/N.
+
+    The grant is independent of this round's values, so the number of holders outside the Q
+    highest values (each sells to a non-holder inside them) is hypergeometric with that mean.
+    """
+    cap = min(scenario.market.token_cap or 0, scenario.labs.count)
+    count = scenario.labs.count
+    return cap * (count - cap) / count

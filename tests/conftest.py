@@ -29,11 +29,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _in_memory_channel_layer() -> Iterator[None]:
     """Tests use the in-memory channel layer, whatever REDIS_URL the developer has set.
 
+    Also, in every test of this process, passwords are hashed cheaply (MD5): instructors are made
+    in hundreds of tests, and the real hasher costs a tenth of a second each time. Servers the
+    tests start as processes keep the real settings.
+
     Session-scoped (a function-scoped autouse fixture would trip Hypothesis's health check).
     Tests of the Redis layer build it from the ``redis_url`` fixture explicitly.
     """
     with override_settings(
-        CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+        CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
     ):
         yield
 

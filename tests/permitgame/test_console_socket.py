@@ -21,11 +21,6 @@ from tests.permitgame.wire import ORIGIN, db
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def session_cookie(user: Any) -> bytes:
     client = Client()
     client.force_login(user)

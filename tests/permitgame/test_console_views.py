@@ -10,15 +10,17 @@ and the whole move log).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import html
+import io
 import re
 from typing import Any
 
 import pytest
 from django.urls import reverse
 
-from permitgame import debrief, services
+from permitgame import debrief, exports, services
 from permitgame.console.forms import GameSetupForm, initial_from
 from permitgame.console.views import ALREADY_OVER, CHOOSE_GOVERNOR, EXTEND_BY, HAND_HOW
 from permitgame.models import (
@@ -47,12 +49,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 # ------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings):
-    """Instructors are made in every test: hash their passwords cheaply."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -1087,6 +1083,39 @@ def test_tables_download_as_csv(as_ana, ana):
         "prev_hash,hash"
     )
     assert any(",start," in line for line in log) and any(",bid," in line for line in log)
+
+
+FORMULA = '=HYPERLINK("http://x","y")'
+
+
+def test_no_csv_cell_is_a_formula_when_a_nickname_and_a_title_are_formulas(as_ana, ana):
+    # A spreadsheet runs a cell starting with = + - @ as a formula; every CSV the console
+    # serves writes such text with a leading apostrophe, and numbers (negative ones too) as
+    # numbers.
+    earlier = finished_game(ana)  # a second class of the scenario: the classes-compared table
+    Game.objects.filter(pk=earlier.pk).update(title="@SUM(1+1)")
+    game = small_game(ana)
+    ada, _ = join(game, "Ada", "-Ben")
+    # Longer than a joining player may type (24 characters); the admin can store it.
+    Seat.objects.filter(pk=ada.pk).update(nickname=FORMULA)
+    game = play_to_end(game)
+    Game.objects.filter(pk=game.pk).update(title="+cmd|' /C calc'!A0")
+    downloads = [("export-csv", name) for name in ("rounds", "leaderboard", "classes-compared")]
+    downloads += [("export-csv", name) for name in exports.TABLES]
+    charts = debrief.debrief_summary(game).charts
+    downloads += [("chart-csv", chart.name) for chart in charts] + [
+        ("chart-csv", "classes-compared")
+    ]
+    cells: list[str] = []
+    for view, name in downloads:
+        response = as_ana.get(url(view, game.code, name))
+        assert response.status_code == 200, (view, name)
+        cells += [cell for row in csv.reader(io.StringIO(text(response))) for cell in row]
+    assert "'" + FORMULA in cells and "'-Ben" in cells
+    assert "'@SUM(1+1)" in cells and "'+cmd|' /C calc'!A0" in cells
+    for cell in cells:
+        if cell.startswith(("=", "+", "-", "@", "\t", "\r")):
+            assert float(cell) < 0, cell  # only a negative number, left a number
 
 
 def test_classes_compared_chart_appears_with_a_second_class_of_the_scenario(as_ana, ana):

@@ -1,27 +1,13 @@
-"""The real servers the app runs on: Redis as the channel layer, PostgreSQL as the database."""
+"""PostgreSQL as the database: the migrations apply to a real server.
+
+The app's own events over Redis are tested end to end in ``test_processes.py`` (two Daphne
+processes sharing one redis-server).
+"""
 
 import psycopg
 import pytest
-from channels_redis.core import RedisChannelLayer
 
 from tests import harness
-
-
-@pytest.mark.redis
-async def test_redis_channel_layer_delivers_direct_and_group_messages(redis_url):
-    layer = RedisChannelLayer(hosts=[redis_url])
-    try:
-        channel = await layer.new_channel()
-        await layer.send(channel, {"type": "game.public", "html": "<p>price 3.5</p>"})
-        assert await layer.receive(channel) == {"type": "game.public", "html": "<p>price 3.5</p>"}
-
-        await layer.group_add("game-1", channel)
-        await layer.group_send("game-1", {"type": "game.advanced", "round_no": 2})
-        assert await layer.receive(channel) == {"type": "game.advanced", "round_no": 2}
-        await layer.group_discard("game-1", channel)
-    finally:
-        await layer.flush()
-        await layer.close_pools()
 
 
 @pytest.mark.postgres

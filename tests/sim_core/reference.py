@@ -37,3 +37,25 @@ def payoff_reference(*, net_value, won, violated, caught, price, racing_value, p
 def as_array(values) -> np.ndarray:
     """A float64 copy."""
     return np.array(values, dtype=float)
+
+
+def clear_trades_reference(
+    bids: list[float], asks: list[float | None], granted: list[bool], tie_keys: list[float]
+):
+    """MODEL.md §3b written as plainly as possible: returns (price or None, buyers, sellers).
+
+    ``asks[i]`` is None for a holder that keeps its permit (and ignored for non-holders).
+    """
+    buyers = [i for i, bid in enumerate(bids) if not granted[i] and bid > 0]
+    sellers = [i for i, ask in enumerate(asks) if granted[i] and ask is not None]
+    buyers.sort(key=lambda i: (-bids[i], tie_keys[i]))
+    sellers.sort(key=lambda i: (asks[i], tie_keys[i]))
+    k = 0
+    while k < min(len(buyers), len(sellers)) and bids[buyers[k]] > asks[sellers[k]]:
+        k += 1
+    if k == 0:
+        return None, set(), set()
+    b_k, a_k = bids[buyers[k - 1]], asks[sellers[k - 1]]
+    lower = max(a_k, bids[buyers[k]]) if k < len(buyers) else a_k
+    upper = min(b_k, asks[sellers[k]]) if k < len(sellers) else b_k
+    return (lower + upper) / 2, set(buyers[:k]), set(sellers[:k])

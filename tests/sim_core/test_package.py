@@ -4,8 +4,10 @@
 quickly (the sweep's speed target counts the interpreter's start); these tests keep it that way.
 """
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import sim_core
 
@@ -58,3 +60,27 @@ def test_sweep_command_loads_only_what_it_needs_when_no_figure_is_wanted():
         "print([name for name in unwanted if name in sys.modules])"
     )
     assert python(code)[-1] == "[]"
+
+
+def type_checking_imports():
+    """Return {name: module} of the ``if TYPE_CHECKING:`` block of sim_core/__init__.py."""
+    tree = ast.parse(Path(sim_core.__file__).read_text())
+    [block] = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+        if node.test.id == "TYPE_CHECKING"
+    ]
+    names = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom) and node.module, ast.dump(node)
+        for alias in node.names:
+            # `X as X`: an explicit re-export, which mypy's strict mode needs.
+            assert alias.asname == alias.name, alias.name
+            names[alias.name] = node.module
+    return names
+
+
+def test_the_names_mypy_sees_are_the_names_imported_at_run_time():
+    assert type_checking_imports() == sim_core._ORIGINS
+    assert sim_core.__all__ == list(sim_core._ORIGINS)
