@@ -13,8 +13,10 @@ urlpatterns = [
     path("api/games/<str:code>/join", views.api_join, name="api-join"),
     path("api/games/<str:code>/rejoin", views.api_rejoin, name="api-rejoin"),
     path("api/games/<str:code>", views.api_game, name="api-game"),
+    path("console/experiments/", include("permitgame.experiments.urls_console")),
     path("console/", include("permitgame.console.urls")),
     path("x/", include("permitgame.experiments.urls")),
+    path("api/experiments", include("permitgame.experiments.urls_api")),
     path("accounts/", include(auth_urlpatterns)),
     path("admin/", admin.site.urls),
 ]

@@ -157,6 +157,12 @@ def api_game(request: HttpRequest, code: str) -> JsonResponse:
     )
 
 
+#: The join's checks, for the experiments' JSON entry (permitgame.experiments.api).
+json_body = _json_body
+client_of = _client_of
+seat_json = _seat_json
+
+
 # ------------------------------------------------------------------------------ players' pages
 
 #: What the join page says about a game's status, after its code.

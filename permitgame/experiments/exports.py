@@ -351,8 +351,14 @@ def export(experiment: Experiment, out: Path, *, parquet: bool = True) -> list[P
     return written
 
 
-_ARROW_TYPES = {"string": "string", "integer": "int64", "number": "float64", "boolean": "bool_",
-                "datetime": "string", "json": "string"}  # fmt: skip
+_ARROW_TYPES = {
+    "string": "string",
+    "integer": "int64",
+    "number": "float64",
+    "boolean": "bool_",
+    "datetime": "string",
+    "json": "string",
+}
 
 
 def _parquet(path: Path, rows: Sequence[Mapping[str, Any]], header: list[str], name: str) -> Path:
@@ -383,3 +389,18 @@ def _arrow_value(value: Any, kind: str) -> Any:
     if kind == "boolean":
         return bool(value)
     return str(value)
+
+
+def archive(experiment: Experiment) -> bytes:
+    """Every table, the codebook and the design as one zip (the monitor's and the API's)."""
+    import io
+    import tempfile
+    import zipfile
+
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="permitgame-export-") as folder:
+        paths = export(experiment, Path(folder))
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for path in paths:
+                zipped.write(path, arcname=f"{experiment.code}/{path.name}")
+    return buffer.getvalue()

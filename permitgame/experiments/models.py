@@ -91,3 +91,18 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment_id} {self.action}"
+
+
+class ApiToken(models.Model):
+    """A researcher's key for the experiments' REST API; only its SHA-256 is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    key_hash = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=60, blank=True)
+    created_at = models.DateTimeField()
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.name or self.key_hash[:8]}"

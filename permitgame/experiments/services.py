@@ -109,12 +109,31 @@ def participant_arrive(*, experiment: Experiment, label: str | None) -> Particip
 
 @transaction.atomic
 def participant_consent(*, participant: Participant) -> Participant:
-    """Record the participant's consent (once)."""
+    """Record the participant's consent (once) and draw their treatment.
+
+    The treatment is drawn here, with the experiment locked, in order of consent: the
+    instructions and the quiz are then about the rules the participant will play, and a
+    participant who never reaches a room still counts in the treatment drawn for them (the
+    ``assign`` event and the participants table keep them: intention to treat).
+    """
+    experiment = Experiment.objects.select_for_update().get(pk=participant.experiment_id)
     participant = Participant.objects.select_for_update().get(pk=participant.pk)
     if participant.consented_at is None:
         participant.consented_at = clock.now()
-        participant.save(update_fields=["consented_at"])
-        _event(participant.experiment, "consent", "participant", participant=participant)
+        participant.order = experiment.arrivals
+        participant.treatment = _next_treatment(experiment)
+        participant.save(update_fields=["consented_at", "order", "treatment"])
+        experiment.arrivals += 1
+        experiment.save(update_fields=["arrivals"])
+        _event(experiment, "consent", "participant", participant=participant)
+        _event(
+            experiment,
+            "assign",
+            "system",
+            participant=participant,
+            order=participant.order,
+            treatment=participant.treatment,
+        )
     return participant
 
 
@@ -123,8 +142,10 @@ def participant_scenario(experiment: Experiment, treatment: str) -> dict[str, An
 
 
 def quiz_treatment(participant: Participant) -> str:
-    """The treatment whose rules the quiz asks about: the assigned one, or the one drawn next."""
-    return participant.treatment or _next_treatment(participant.experiment)
+    """The participant's treatment (drawn at consent), whose rules the quiz asks about."""
+    if not participant.treatment:
+        raise ExperimentError("Please read and accept the consent form first.")
+    return participant.treatment
 
 
 def _next_treatment(experiment: Experiment) -> str:
@@ -220,8 +241,12 @@ def _open_room(experiment: Experiment, name: str) -> Room | None:
 
 
 @transaction.atomic
-def participant_assign(*, participant: Participant) -> Participant:
-    """Draw the participant's treatment, seat them in a room of it; a returning one keeps theirs.
+def participant_assign(
+    *, participant: Participant, client: Mapping[str, str] | None = None
+) -> Participant:
+    """Seat the participant in a room of their treatment; a returning one keeps their seat.
+
+    ``client``: a program's declaration (the JSON entry), kept on its seat.
 
     Raises:
         ExperimentError: no consent, the quiz not passed, or every room of the treatment is full.
@@ -234,26 +259,20 @@ def participant_assign(*, participant: Participant) -> Participant:
         raise ExperimentError("Please read and accept the consent form first.")
     if experiment.design["quiz"]["enabled"] and not participant.quiz_passed:
         raise ExperimentError("Please answer the comprehension quiz first.")
-    name = _next_treatment(experiment)
-    order = experiment.arrivals
+    name = participant.treatment
     room = _open_room(experiment, name)
     if room is None:
         _event(experiment, "full", "system", participant=participant, treatment=name)
         raise ExperimentError("Every room of this study is full; thank you for your interest.")
-    experiment.arrivals += 1
-    experiment.save(update_fields=["arrivals"])
-    seat = services.seat_join(game=room.game, nickname=participant.label[:24])
-    participant.order = order
-    participant.treatment = name
+    seat = services.seat_join(game=room.game, nickname=participant.label[:24], client=client)
     participant.room = room
     participant.seat = seat
-    participant.save(update_fields=["order", "treatment", "room", "seat"])
+    participant.save(update_fields=["room", "seat"])
     _event(
         experiment,
-        "assign",
+        "seat",
         "system",
         participant=participant,
-        order=order,
         treatment=name,
         room=room.number,
         game=room.game.code,

@@ -83,9 +83,12 @@ def step(request: HttpRequest, code: str) -> HttpResponse:
     plan = design["treatments"][treatment]
     role = "governor" if plan["seats"]["human_labs"] == 0 else "lab"
     context["instructions"] = materials.instructions(
-        scenario, role=role, bots=services.bots_in(plan), disclosure=design["bot_disclosure"],
+        scenario,
+        role=role,
+        bots=services.bots_in(plan),
+        disclosure=design["bot_disclosure"],
         payment=design["payment"],
-    )  # fmt: skip
+    )
     context["extra"] = design["texts"]["instructions"]
     questions = materials.quiz(scenario) if design["quiz"]["enabled"] else ()
     context["questions"] = questions

@@ -155,7 +155,7 @@ def test_a_label_always_returns_to_the_same_seat(client):
     assert again.redirect_chain[-1][0] == f"/play/{seat.game.code}/"
     assert Participant.objects.filter(experiment=experiment).count() == 1
     assert list(Event.objects.filter(participant=participant).values_list("action", flat=True)) == [
-        "arrive", "consent", "quiz", "assign", "return",
+        "arrive", "consent", "assign", "quiz", "seat", "return",
     ]  # fmt: skip
 
 
@@ -204,7 +204,8 @@ def test_the_quiz_answer_comes_from_the_scenarios_rules():
 
 def test_after_the_lobby_timeout_empty_seats_are_filled_by_bots(frozen_clock):
     doc = design(lobby_timeout=60)
-    doc["treatments"]["random"]["seats"] = {"human_labs": 2}
+    for treatment in doc["treatments"].values():
+        treatment["seats"] = {"human_labs": 2}
     experiment = services.experiment_create(design=doc)
     participant = services.participant_arrive(experiment=experiment, label="early")
     services.participant_consent(participant=participant)
@@ -229,7 +230,7 @@ def finished_experiment(frozen_clock):
     experiment = services.experiment_create(design=design())
     for n in range(4):
         p = services.participant_arrive(experiment=experiment, label=f"P{n}")
-        services.participant_consent(participant=p)
+        p = services.participant_consent(participant=p)
         treatment = services.quiz_treatment(p)
         ok = answers_for(experiment, p)
         assert (
@@ -298,3 +299,125 @@ def test_the_completion_page_shows_points_payment_and_code(client, finished_expe
     assert p.completion_code and p.completion_code in page
     assert f"https://panel.example.org/done?code={p.completion_code}" in page
     assert "EUR" in page
+
+
+# ------------------------------------------------------------------------------ REST API
+
+
+@pytest.fixture
+def researcher(django_user_model):
+    from tests.permitgame.console_fixtures import make_instructor
+
+    return make_instructor(django_user_model, "rita")
+
+
+def auth(key):
+    return {"HTTP_AUTHORIZATION": f"Token {key}"}
+
+
+def test_the_rest_api_needs_a_token_and_shows_only_the_owners_experiments(
+    client, researcher, django_user_model, capsys
+):
+    call_command("experiment", "token", "rita")
+    key = capsys.readouterr().out.strip()
+    assert client.get("/api/experiments").status_code == 401
+    assert client.get("/api/experiments", **auth("wrong")).status_code == 401
+
+    bad = client.post("/api/experiments", json.dumps(design(seed="1")),
+                      content_type="application/json", **auth(key))  # fmt: skip
+    assert bad.status_code == 400 and bad.json()["key"] == "seed"
+    made = client.post("/api/experiments", json.dumps(design()),
+                       content_type="application/json", **auth(key))  # fmt: skip
+    assert made.status_code == 201
+    code = made.json()["code"]
+    assert made.json()["entry_url"].endswith(f"/x/{code}/")
+
+    listed = client.get("/api/experiments", **auth(key)).json()["experiments"]
+    assert [e["code"] for e in listed] == [code]
+    status = client.get(f"/api/experiments/{code}", **auth(key)).json()
+    assert status["arrivals"] == 0 and set(status["treatments"]) == {"random", "targeted"}
+    assert client.get(f"/api/experiments/{code}/games", **auth(key)).json() == {"games": []}
+    data = client.get(f"/api/experiments/{code}/data.zip", **auth(key))
+    assert data["Content-Type"] == "application/zip"
+
+    from permitgame.experiments.api import token_create
+
+    other = token_create(django_user_model.objects.create_user("olga", password="x" * 12))
+    assert client.get(f"/api/experiments/{code}", **auth(other)).status_code == 404
+
+
+def test_a_program_enters_as_a_participant_and_is_seated_as_a_program(client):
+    experiment = services.experiment_create(design=design())
+    url = f"/api/experiments/{experiment.code}/enter"
+    body = {"label": "bot-7", "client": {"kind": "program", "name": "mybot", "version": "2"}}
+    first = client.post(url, json.dumps(body), content_type="application/json")
+    assert first.status_code == 400 and first.json()["code"] == "consent"
+    quiz = client.post(url, json.dumps({**body, "consent": True}), content_type="application/json")
+    assert quiz.json()["code"] == "quiz"
+    answers = {q["key"]: q["options"][0] for q in quiz.json()["questions"]}  # right first
+    seated = client.post(url, json.dumps({**body, "answers": answers}),
+                         content_type="application/json")  # fmt: skip
+    assert seated.status_code == 201, seated.json()
+    participant = Participant.objects.get(label="bot-7")
+    assert participant.seat.is_program and participant.seat.token == seated.json()["token"]
+    again = client.post(url, json.dumps(body), content_type="application/json")
+    assert again.json()["token"] == seated.json()["token"]  # the same label, the same seat
+
+
+# ------------------------------------------------------------------------------ console pages
+
+
+def test_the_design_editor_checks_as_you_type_and_creates(client, researcher):
+    from tests.permitgame.console_fixtures import PASSWORD
+
+    client.login(username="rita", password=PASSWORD)
+    page = client.get("/console/experiments/new/")
+    assert page.status_code == 200 and "Permits and audits" in page.content.decode()
+    verdict = client.post("/console/experiments/validate/",
+                          {"design": json.dumps(design(bot_disclosure="maybe"))})  # fmt: skip
+    assert 'data-key="bot_disclosure"' in verdict.content.decode()
+    ok = client.post("/console/experiments/validate/", {"design": json.dumps(design())})
+    assert "Valid: 2 treatments" in ok.content.decode()
+    made = client.post("/console/experiments/new/",
+                       {"design": json.dumps(design()), "create": "1"})  # fmt: skip
+    experiment = Experiment.objects.get(owner=researcher)
+    assert made["Location"] == f"/console/experiments/{experiment.code}/"
+
+
+def test_the_monitor_shows_rooms_and_controls_them(client, researcher, frozen_clock):
+    from tests.permitgame.console_fixtures import PASSWORD
+
+    experiment = services.experiment_create(design=design(lobby_timeout=None), owner=researcher)
+    doc = experiment.design
+    for treatment in doc["treatments"].values():
+        treatment["seats"]["human_labs"] = 2
+    Experiment.objects.filter(pk=experiment.pk).update(design=doc)
+    experiment.refresh_from_db()
+    p = services.participant_consent(
+        participant=services.participant_arrive(experiment=experiment, label="M1")
+    )
+    Participant.objects.filter(pk=p.pk).update(quiz_passed=True)
+    p = services.participant_assign(participant=p)
+    client.login(username="rita", password=PASSWORD)
+    page = client.get(f"/console/experiments/{experiment.code}/").content.decode()
+    assert f'data-game="{p.room.game.code}"' in page and "1 of 2" in page
+    start = f"/console/experiments/{experiment.code}/rooms/{p.room.game.code}/start/"
+    assert client.post(start).status_code == 302
+    p.room.game.refresh_from_db()
+    assert p.room.game.status == Status.RUNNING
+    assert (
+        client.post(
+            f"/console/experiments/{experiment.code}/rooms/{p.room.game.code}/x/"
+        ).status_code
+        == 404
+    )
+
+
+def test_another_researchers_monitor_is_not_found(client, researcher, django_user_model):
+    from tests.permitgame.console_fixtures import PASSWORD, make_instructor
+
+    experiment = services.experiment_create(design=design(), owner=researcher)
+    make_instructor(django_user_model, "olga")
+    client.login(username="olga", password=PASSWORD)
+    assert client.get(f"/console/experiments/{experiment.code}/").status_code == 404
+    assert client.get(f"/console/experiments/{experiment.code}/data.zip").status_code == 404

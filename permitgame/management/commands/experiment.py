@@ -5,15 +5,19 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from permitgame.experiments import exports, services
+from permitgame.experiments import api, exports, services
 from permitgame.experiments.design import DesignError
 from permitgame.experiments.models import Experiment
 
 
 class Command(BaseCommand):
-    help = "Create an experiment from a design file, or export an experiment's data."
+    help = (
+        "Create an experiment from a design file, export an experiment's data, or make a key "
+        "for the experiments' REST API."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -25,12 +29,23 @@ class Command(BaseCommand):
         export.add_argument("code", help="the experiment's code")
         export.add_argument("--out", required=True, help="the folder to write to")
         export.add_argument("--no-parquet", action="store_true", help="CSV only")
+        token = sub.add_parser("token", help="make a REST API key for a user (printed once)")
+        token.add_argument("username")
+        token.add_argument("--name", default="", help="what the key is for")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "create":
             self._create(options)
+        elif options["action"] == "token":
+            self._token(options)
         else:
             self._export(options)
+
+    def _token(self, options: dict[str, Any]) -> None:
+        user = get_user_model().objects.filter(username=options["username"]).first()
+        if user is None:
+            raise CommandError(f"no user is called {options['username']!r}")
+        self.stdout.write(api.token_create(user, options["name"]))
 
     def _create(self, options: dict[str, Any]) -> None:
         path = Path(options["file"])
