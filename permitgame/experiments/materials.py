@@ -87,13 +87,13 @@ def quiz(scenario_doc: Mapping[str, Any]) -> tuple[Question, ...]:
         Question(
             "caught",
             "You hold no permit and train anyway; you are audited and caught. What do you lose?",
-            tuple(dict.fromkeys(options)),
+            _ordered(options),
             lose,
         ),
         Question(
             "rounds",
             "How many rounds does the game last?",
-            tuple(dict.fromkeys(str(n) for n in (scenario.rounds, scenario.rounds + 2, 1, 20))),
+            _ordered([str(n) for n in (scenario.rounds, scenario.rounds + 2, 1, 20)]),
             str(scenario.rounds),
         ),
     ]
@@ -103,11 +103,16 @@ def quiz(scenario_doc: Mapping[str, Any]) -> tuple[Question, ...]:
             Question(
                 "permits",
                 "How many permits are sold each round?",
-                tuple(dict.fromkeys(str(n) for n in (cap, scenario.labs.count, cap + 1, 0))),
+                _ordered([str(n) for n in (cap, scenario.labs.count, cap + 1, 0)]),
                 str(cap),
             )
         )
     return tuple(questions)
+
+
+def _ordered(options: list[str]) -> tuple[str, ...]:
+    """The distinct options in increasing order (so the answer's place tells nothing)."""
+    return tuple(sorted(dict.fromkeys(options), key=float))
 
 
 def grade(questions: tuple[Question, ...], answers: Mapping[str, str]) -> list[str]:

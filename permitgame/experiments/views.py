@@ -133,7 +133,10 @@ def _complete(
         redirect_url = redirect_url.replace("{code}", participant.completion_code).replace(
             "{label}", participant.label
         )
-    plan = design["treatments"][participant.treatment]
+    assert participant.room is not None
+    labs = list(participant.room.game.seats.filter(role="lab"))
+    # Disclosed at the end: the labs not played by a person (bots, and declared programs).
+    machines = sum(1 for seat in labs if seat.held_by != "human")
     context = {
         "experiment": experiment,
         "participant": participant,
@@ -141,6 +144,7 @@ def _complete(
         "payment": services.payment_of(design, points),
         "currency": design["payment"]["currency"],
         "redirect_url": redirect_url,
-        "bots": services.bots_in(plan) if design["bot_disclosure"] != "hidden" else None,
+        "bots": machines if design["bot_disclosure"] != "hidden" else None,
+        "labs": len(labs),
     }
     return render(request, "experiments/complete.html", context)

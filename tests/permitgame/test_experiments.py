@@ -354,7 +354,10 @@ def test_a_program_enters_as_a_participant_and_is_seated_as_a_program(client):
     assert first.status_code == 400 and first.json()["code"] == "consent"
     quiz = client.post(url, json.dumps({**body, "consent": True}), content_type="application/json")
     assert quiz.json()["code"] == "quiz"
-    answers = {q["key"]: q["options"][0] for q in quiz.json()["questions"]}  # right first
+    participant = Participant.objects.get(label="bot-7")
+    right = answers_for(experiment, participant)
+    assert {q["key"] for q in quiz.json()["questions"]} == set(right)
+    answers = {q["key"]: right[q["key"]] for q in quiz.json()["questions"]}
     seated = client.post(url, json.dumps({**body, "answers": answers}),
                          content_type="application/json")  # fmt: skip
     assert seated.status_code == 201, seated.json()
@@ -421,3 +424,27 @@ def test_another_researchers_monitor_is_not_found(client, researcher, django_use
     client.login(username="olga", password=PASSWORD)
     assert client.get(f"/console/experiments/{experiment.code}/").status_code == 404
     assert client.get(f"/console/experiments/{experiment.code}/data.zip").status_code == 404
+
+
+def test_the_docs_walk_through_reads_the_export_into_dataframes(finished_experiment, tmp_path):
+    import re
+    from pathlib import Path
+
+    import pandas as pd
+
+    call_command("experiment", "export", finished_experiment.code, "--out", str(tmp_path / "data"))
+    docs = (Path(__file__).parents[2] / "docs" / "experiments.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", docs, re.S).group(1)
+    namespace: dict = {}
+    cwd = Path.cwd()
+    import os
+
+    os.chdir(tmp_path)
+    try:
+        exec(snippet, namespace)
+    finally:
+        os.chdir(cwd)
+    labs = namespace["labs"]
+    assert isinstance(labs, pd.DataFrame) and len(labs) == 4 * 2 * 3
+    assert set(namespace["codebook"]["table"]) >= {"labs", "participants", "metrics", "events"}
+    assert list(labs.columns) == exports.columns("labs")
