@@ -8,6 +8,9 @@ one resolver) and the JSON cache of a settled round. Not here: deciding anything
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,15 +31,45 @@ from sim_core import (
     resolve_round,
 )
 
+#: Setups kept per process (a few games at once in a classroom; a lecture hall's many rooms).
+SETUP_CACHE_SIZE = 256
 
-def scenario_of(game: Game) -> Scenario:
-    """Return the game's frozen scenario."""
-    return parse_scenario(game.scenario)
+_setups: OrderedDict[tuple[Any, ...], GameSetup] = OrderedDict()
+_setups_lock = threading.Lock()
+
+
+def _setup_key(game: Game) -> tuple[Any, ...]:
+    # The scenario may change in the lobby (N, the governor), so it is part of the key: the
+    # document as stored, in a canonical form (cheap next to parsing and drawing a setup).
+    document = json.dumps(game.scenario, sort_keys=True, separators=(",", ":"))
+    return (game.pk, game.seed, game.human_governor, document)
 
 
 def setup_of(game: Game) -> GameSetup:
-    """Return the per-game draws of ``game`` (pure: same seed and scenario, same setup)."""
-    return make_setup(scenario_of(game), seed=game.seed, human_governor=game.human_governor)
+    """Return the per-game draws of ``game`` (pure: same seed and scenario, same setup).
+
+    Parsed and drawn once per process and kept (``SETUP_CACHE_SIZE`` games, least recently used
+    dropped): a setup is an immutable value of the game's seed, scenario and governor, which
+    are the key, so an edit of the scenario in the lobby gets a new one.
+    """
+    key = _setup_key(game)
+    with _setups_lock:
+        setup = _setups.get(key)
+        if setup is not None:
+            _setups.move_to_end(key)
+            return setup
+    scenario = parse_scenario(game.scenario)
+    setup = make_setup(scenario, seed=game.seed, human_governor=game.human_governor)
+    with _setups_lock:
+        _setups[key] = setup
+        while len(_setups) > SETUP_CACHE_SIZE:
+            _setups.popitem(last=False)
+    return setup
+
+
+def scenario_of(game: Game) -> Scenario:
+    """Return the game's frozen scenario (parsed once per process, with its setup)."""
+    return setup_of(game).scenario
 
 
 def state_to_json(state: GameState) -> dict[str, Any]:
@@ -71,13 +104,20 @@ def state_at(game: Game, setup: GameSetup, round_no: int) -> GameState:
     return state_from_json(record.next_state)
 
 
-def round_moves(game: Game, round_no: int) -> list[Move]:
-    """Return the moves logged for ``round_no`` (bids, choices, audits), oldest first."""
-    return list(
-        Move.objects.filter(game=game, round_no=round_no, action__in=_MOVE_ACTIONS)
-        .select_related("seat")
-        .order_by("id")
-    )
+def round_moves(game: Game, round_no: int, *, seats: Sequence[Seat] | None = None) -> list[Move]:
+    """Return the moves logged for ``round_no`` (bids, choices, audits), oldest first.
+
+    With the game's ``seats`` given, each move's seat is taken from them (no join).
+    """
+    query = Move.objects.filter(game=game, round_no=round_no, action__in=_MOVE_ACTIONS)
+    if seats is None:
+        return list(query.select_related("seat").order_by("id"))
+    by_id = {seat.pk: seat for seat in seats}
+    moves = list(query.order_by("id"))
+    for move in moves:
+        if move.seat_id in by_id:
+            move.seat = by_id[move.seat_id]
+    return moves
 
 
 _MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
@@ -154,13 +194,28 @@ class Position:
         return next((s for s in self.seats if s.role == Role.GOVERNOR), None)
 
 
-def position_of(game: Game, *, seats: Sequence[Seat] | None = None) -> Position:
-    """Resolve ``game``'s current round from its setup, stored state and logged moves."""
+def position_of(
+    game: Game,
+    *,
+    seats: Sequence[Seat] | None = None,
+    moves: Sequence[Move] | None = None,
+    state: GameState | None = None,
+) -> Position:
+    """Resolve ``game``'s current round from its setup, stored state and logged moves.
+
+    ``seats``, ``moves`` and ``state`` are read from the database unless given (a caller that
+    holds them already saves the queries).
+
+    Raises:
+        ActionError: a logged (or given) move the rules do not allow.
+    """
     setup = setup_of(game)
     round_no = max(game.round_no, 1)
-    state = state_at(game, setup, round_no)
+    if state is None:
+        state = state_at(game, setup, round_no)
     all_seats = list(seats) if seats is not None else list(game.seats.order_by("id"))
-    moves = round_moves(game, round_no)
+    if moves is None:
+        moves = round_moves(game, round_no, seats=all_seats)
     inputs = round_inputs(
         moves, human_labs=human_labs_of(all_seats), human_governor=governor_is_human(all_seats)
     )

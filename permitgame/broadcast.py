@@ -14,17 +14,20 @@ its view does not hold.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from permitgame import charts, host_selectors, realtime, selectors
+from permitgame import charts, clock, host_selectors, realtime, selectors
 from permitgame.host_selectors import ConsoleSeat
-from permitgame.models import Game, RoundRecord, Seat
+from permitgame.models import Connection, Game, RoundRecord, Seat
 from permitgame.realtime import Outgoing
 from permitgame.selectors import (
     AuditResult,
@@ -50,9 +53,6 @@ LAB_FRAGMENTS = ("you", "lab-action")
 HOST_FRAGMENTS = ("host-status", "host-players", "host-seats", "host-standings")
 #: Events after which the console's charts change (else they are not sent again).
 _HOST_CHART_EVENTS = {"settled", "game_over"}
-
-# Events after which every human lab's private part changes (else only the seats named).
-_EVERY_LAB = {"phase", "market", "settled", "game_over"}
 
 
 # ------------------------------------------------------------------------------ JSON messages
@@ -84,16 +84,6 @@ def game_json(public: PublicView) -> dict[str, Any]:
 def phase_message(public: PublicView) -> dict[str, Any]:
     """Return the ``phase`` message: the phase, its deadline and whom it waits for."""
     return {"type": "phase", **game_json(public)}
-
-
-def waiting_message(public: PublicView) -> dict[str, Any]:
-    """Return the ``waiting`` message: someone acted; whom the phase still waits for."""
-    return {
-        "type": "waiting",
-        "round": public.round_no,
-        "phase": public.phase or None,
-        "waiting_for": list(public.waiting_for),
-    }
 
 
 def players_json(public: PublicView) -> list[dict[str, Any]]:
@@ -377,37 +367,82 @@ def seat_context(screens: GameScreens, seat: Seat) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ sending
 
 
+def _stamp(message: Mapping[str, Any], seq: int) -> str:
+    """Return ``message`` as JSON text with its sequence number."""
+    return _dump({**message, "seq": seq})
+
+
+def seq_html(seq: int, kind: str) -> str:
+    """Return the ``#seq`` marker of a message (play.js checks it for gaps).
+
+    ``kind``: ``snapshot`` (the whole screen, seq is where the page now stands), ``event``
+    (the next event: seq is one more than the page's) or ``progress`` (seq is the page's).
+    """
+    return f'<i id="seq" hx-swap-oob="true" data-seq="{int(seq)}" data-kind="{kind}" hidden></i>'
+
+
 def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
-    """Return (version, texts) of one seat's full screen in format ``"json"`` or ``"html"``."""
+    """Return (seq, texts) of one seat's full screen in format ``"json"`` or ``"html"``."""
     game = Game.objects.get(pk=seat.game_id)
+    seat = Seat.objects.get(pk=seat.pk)
     screens = selectors.game_screens(game)
-    version = screens.public.version
+    seq = screens.public.seq
     if fmt == "json":
-        return version, [_dump(state_message(screens, seat))]
+        return seq, [_stamp(state_message(screens, seat), seq)]
     html = public_html(screens.public)
     if seat.lab_index is not None:
         html += lab_html(screens.public, screens.labs[seat.pk])
     else:
         html += governor_html(screens.public, screens.governor)
-    return version, [html]
+    return seq, [html + seq_html(seq, "snapshot")]
+
+
+def own_html(seat_id: int) -> str:
+    """Return one seat's own fragments now (a browser's answer to its own move)."""
+    seat = Seat.objects.select_related("game").get(pk=seat_id)
+    screens = selectors.game_screens(seat.game)
+    if seat.lab_index is not None:
+        return lab_html(screens.public, screens.labs[seat.pk])
+    return governor_html(screens.public, screens.governor)
 
 
 def _record(screens: GameScreens, round_no: int) -> RoundRecord | None:
     return next((r for r in screens.records if r.round_no == round_no), None)
 
 
+def _html_seat_ids(game: Game) -> set[int]:
+    """Return the seats with a browser's socket open (only they are sent HTML fragments)."""
+    since = clock.now() - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    return set(
+        Connection.objects.filter(seat__game=game, html=True, last_seen__gte=since).values_list(
+            "seat_id", flat=True
+        )
+    )
+
+
 def publish(
-    *, game_id: int, version: int, events: Sequence[tuple[str, int]], seat_ids: set[int]
+    *,
+    game_id: int,
+    seq: int,
+    events: Sequence[tuple[str, int]],
+    seat_ids: Iterable[int] = (),
 ) -> None:
-    """Send every audience what changed (an on_commit callback of the services).
+    """Send every seat and the console one event (an on_commit callback of the services).
+
+    Each joined seat gets ONE channel message: the public part (rendered once for the whole
+    game, the same bytes for every seat) followed by its own small part (a lab's ``you`` and
+    results; the governor's signals and audits), all stamped with the event's ``seq``. So a
+    seat's stream holds every event, numbered 1, 2, 3, ...: a client that sees a number skipped
+    lost one. HTML fragments are rendered only for seats with a browser's socket open.
 
     Args:
         game_id: the game.
-        version: the version the service committed (the current one may be newer: what is
-            sent is always the current state, with the current version).
-        events: (kind, round) in the order they happened; kinds: phase, waiting, players,
-            market, signals, settled, game_over.
-        seat_ids: seats whose private part changed beyond what the events imply.
+        seq: the event's number (``Game.seq`` as the service committed it; what is sent is the
+            current state, which may be newer).
+        events: (kind, round) in the order they happened; kinds: phase, market, signals,
+            settled, game_over, seats (and progress kinds, which the public ``phase`` covers).
+        seat_ids: seats whose private part changed beyond what the events imply (every lab is
+            sent its part anyway).
     """
     game = Game.objects.get(pk=game_id)
     screens = selectors.game_screens(game)
@@ -417,7 +452,7 @@ def publish(
     public_json: list[dict[str, Any]] = []
     governor_json: list[dict[str, Any]] = []
     results_for: list[int] = []
-    if "players" in kinds:
+    if "seats" in kinds:
         public_json.append({"type": "players", "players": players_json(public)})
     for kind, round_no in events:
         record = _record(screens, round_no)
@@ -439,49 +474,145 @@ def publish(
             result = next(r for r in governor.history if r.round_no == round_no)
             governor_json.append(audit_json(result))
             results_for.append(round_no)
-    if "phase" in kinds:
-        public_json.append(phase_message(public))
-    elif "waiting" in kinds:
-        public_json.append(waiting_message(public))
+    # Every event says where the game stands (a seat change may change whom it waits for).
+    public_json.append(phase_message(public))
     if "game_over" in kinds:
         public_json.append(game_over_message(public))
 
-    version = public.version
+    public_texts = [_stamp(m, seq) for m in public_json]
+    html_seats = _html_seat_ids(game)
+    shared_html = public_html(public) + seq_html(seq, "event") if html_seats else ""
     host_rows = host_selectors.console_seats(game)
     outgoing = [
-        Outgoing(
-            realtime.game_group(game_id),
-            public_html(public),
-            tuple(_dump(m) for m in public_json),
-        ),
-        Outgoing(
-            realtime.governor_group(game_id),
-            governor_html(public, governor),
-            tuple(_dump(m) for m in governor_json),
-        ),
         Outgoing(
             realtime.host_group(game_id),
             host_html(public, host_rows, with_charts=bool(_HOST_CHART_EVENTS.intersection(kinds))),
             (_dump(host_json(host_rows)),),
-        ),
+        )
     ]
-    every_lab = bool(_EVERY_LAB.intersection(kinds))
-    human_seats = set(
-        Seat.objects.filter(game_id=game_id, token__isnull=False).values_list("pk", flat=True)
-    )
+    joined = {row.seat_id for row in public.players if row.human}
     for seat_id, lab in screens.labs.items():
-        if seat_id not in human_seats or not (every_lab or seat_id in seat_ids):
+        if seat_id not in joined:
             continue
         private = [your_results_json(row) for row in lab.history if row.round_no in results_for]
         private.append(you_json(lab))
-        outgoing.append(
-            Outgoing(
-                realtime.seat_group(seat_id),
-                lab_html(public, lab),
-                tuple(_dump(m) for m in private),
-            )
-        )
+        html = shared_html + lab_html(public, lab) if seat_id in html_seats else ""
+        texts = public_texts + [_stamp(m, seq) for m in private]
+        outgoing.append(Outgoing(realtime.seat_group(seat_id), html, tuple(texts)))
+    if governor.seat_id in joined:
+        html = ""
+        if governor.seat_id in html_seats:
+            html = shared_html + governor_html(public, governor)
+        texts = public_texts + [_stamp(m, seq) for m in governor_json]
+        outgoing.append(Outgoing(realtime.seat_group(governor.seat_id), html, tuple(texts)))
     try:
-        realtime.send(version, outgoing)
+        realtime.send(outgoing, seq=seq, version=public.version)
     except Exception:  # the change is committed: a dead channel layer must not undo it
-        logger.exception("publishing game %s version %s failed", game_id, version)
+        logger.exception("publishing game %s event %s failed", game_id, seq)
+    _progress_sent(game_id)
+
+
+# ------------------------------------------------------------------------------ progress
+
+#: Seconds between two progress messages of a game from one process, at most (the latest
+#: state wins: the moves and joins in between are sent as one message).
+PROGRESS_SECONDS = 0.3
+#: Seconds after which a game with sockets in this process gets a progress message anyway:
+#: it carries the game's seq, so a socket that lost the last event (a full channel) notices.
+BEACON_SECONDS = 3.0
+#: Above this many seats the public progress carries counts, not the player list.
+LIST_LIMIT = 40
+
+_dirty: set[int] = set()
+_last_progress: dict[int, float] = {}
+_progress_lock = threading.Lock()
+
+
+def progress_changed(game_id: int) -> None:
+    """Note that a game's progress changed (a move, a join, a connection): sent coalesced."""
+    with _progress_lock:
+        _dirty.add(game_id)
+
+
+def _progress_sent(game_id: int) -> None:
+    with _progress_lock:
+        _last_progress[game_id] = time.monotonic()
+
+
+def progress_json(public: PublicView) -> dict[str, Any]:
+    """Return the ``progress`` message: counts of the room, the same bytes for everyone.
+
+    ``waiting``: how many seats the phase still waits for; ``joined``: seats with a player;
+    ``connected``: players online; ``seats``: all seats (bots included).
+    """
+    return {
+        "type": "progress",
+        "status": public.status,
+        "round": public.round_no,
+        "phase": public.phase or None,
+        "waiting": len(public.waiting_for),
+        "joined": sum(1 for row in public.players if row.human),
+        "connected": sum(1 for row in public.players if row.connected),
+        "seats": len(public.players),
+    }
+
+
+def flush_progress(game_id: int, *, now: float | None = None) -> None:
+    """Send a game's progress now: counts to every socket, the full view to the console.
+
+    ``now``: the ``time.monotonic()`` of the beat (tests pass their own).
+    """
+    with _progress_lock:
+        _dirty.discard(game_id)
+        _last_progress[game_id] = time.monotonic() if now is None else now
+    game = Game.objects.filter(pk=game_id).first()
+    if game is None:
+        return
+    screens = selectors.game_screens(game)
+    public = screens.public
+    small = len(public.players) <= LIST_LIMIT
+    message = progress_json(public)
+    if small:
+        message["waiting_for"] = list(public.waiting_for)
+        message["players"] = players_json(public)
+    names = ("waiting", "players") if small else ("waiting",)
+    html = _render(names, {"public": public, "oob": True}) + seq_html(public.seq, "progress")
+    host_rows = host_selectors.console_seats(game)
+    outgoing = [
+        Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),)),
+        Outgoing(
+            realtime.host_group(game_id),
+            host_html(public, host_rows, with_charts=False),
+            (_dump(host_json(host_rows)),),
+        ),
+    ]
+    try:
+        realtime.send(outgoing, seq=public.seq, version=public.version, kind=realtime.PROGRESS)
+    except Exception:
+        logger.exception("sending the progress of game %s failed", game_id)
+
+
+def flush_due(*, now: float | None = None) -> int:
+    """Send the progress of every game due for it (the clock loop's beat); return how many.
+
+    Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it, or with a
+    socket open in this process and nothing sent for ``BEACON_SECONDS``.
+    """
+    moment = time.monotonic() if now is None else now
+    with _progress_lock:
+        local = set(realtime.LOCAL_GAMES.values())
+        due = [
+            game_id
+            for game_id in _dirty | local
+            if moment - _last_progress.get(game_id, -float("inf"))
+            >= (PROGRESS_SECONDS if game_id in _dirty else BEACON_SECONDS)
+        ]
+        for game_id in list(_last_progress):
+            if game_id not in _dirty and game_id not in local:
+                del _last_progress[game_id]
+    for game_id in due:
+        try:
+            flush_progress(game_id, now=moment)
+        except Exception:  # one broken game must not stop the progress of the others
+            logger.exception("progress of game %s failed", game_id)
+    return len(due)

@@ -38,6 +38,13 @@ from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived
 CLIENT = {"kind": "program", "name": "permitgame.client", "version": "0.1.0"}
 #: Tries of a join whose answer does not arrive (the same join key each time).
 JOIN_ATTEMPTS = 3
+#: How long a player keeps trying to reconnect to a server that is down (a restart, a laptop
+#: lid closed and opened), and the longest wait between two tries (jittered: a whole class
+#: does not come back in one burst).
+RECONNECT_SECONDS = 300.0
+RECONNECT_CAP_SECONDS = 10.0
+#: Messages that carry the seq of the last event without being one (docs/protocol.md).
+NOT_EVENTS = frozenset({"progress", "ack", "error", "reconnect"})
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,10 @@ class ClientError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class ServerClosed(Exception):
+    """The server closed the socket before the game was over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +130,8 @@ class Player:
     info: JoinInfo
     strategy: str = "rational"
     seed: int | None = None
-    reconnects: int = 20
+    reconnect_seconds: float = RECONNECT_SECONDS
+    reconnect_cap: float = RECONNECT_CAP_SECONDS
     rules: dict[str, Any] = field(default_factory=dict)
     you: dict[str, Any] = field(default_factory=dict)
     game: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +140,9 @@ class Player:
     caught_total: int = 0
     violations_total: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
+    seq: int | None = None  # the last event's number seen (None: waiting for a snapshot)
+    gaps: int = 0  # how many times a number was skipped (each answered with a sync)
+    reconnects: int = 0  # how many times the socket was opened again
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -208,6 +223,27 @@ class Player:
             return {"type": "audit", "round": round_no, "labs": self.audits()}
         return None
 
+    def gap(self, message: dict[str, Any]) -> bool:
+        """Check one message's ``seq`` against the stream; return whether an event was lost.
+
+        A ``state`` sets the number; an event must be the next number (or repeat it: an event
+        may be several messages); any other message repeats the last event's number.
+        """
+        kind = message.get("type")
+        seq = message.get("seq")
+        if not isinstance(seq, int):
+            return False
+        if kind == "state":
+            self.seq = seq
+            return False
+        if self.seq is None:  # a snapshot was asked for: wait for it
+            return False
+        if seq > self.seq + (0 if kind in NOT_EVENTS else 1):
+            return True
+        if kind not in NOT_EVENTS:
+            self.seq = max(self.seq, seq)
+        return False
+
     def take(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Update what the seat knows from one server message; return game_over when over."""
         self.received.append(message)
@@ -236,12 +272,21 @@ class Player:
             return message
         return None
 
+    def backoff(self, attempt: int) -> float:
+        """Return the wait before reconnect try ``attempt`` (1, 2, ...): doubling from 0.2 s
+        up to ``reconnect_cap``, each a random point in its upper half (jitter)."""
+        ceiling = min(self.reconnect_cap, 0.2 * 2 ** min(attempt, 30))
+        return float(ceiling / 2 + float(self.rng.random()) * ceiling / 2)
+
     async def play(self) -> dict[str, Any]:
         """Play until the game is over; return the ``game_over`` message.
 
-        A dropped connection is retried (the server resends the full state on connect).
+        A dropped connection is retried for ``reconnect_seconds`` (from the first failed try;
+        any open socket starts the count again); the server resends the full state on connect.
+        A message whose ``seq`` shows a lost event is answered with ``{"type": "sync"}``.
         """
         attempts = 0
+        down_since: float | None = None
         while True:
             try:
                 async with websockets.connect(
@@ -249,21 +294,55 @@ class Player:
                     origin=Origin(origin_of(self.info.ws_url)),
                     open_timeout=30,
                 ) as socket:
-                    attempts = 0
+                    attempts, down_since = 0, None
+                    self.seq = None
                     async for text in socket:
-                        over = self.take(json.loads(text))
+                        message = json.loads(text)
+                        if self.gap(message):
+                            self.gaps += 1
+                            self.seq = None  # until the snapshot comes
+                            logger.info("%s: an event was lost; sync", self.info.nickname)
+                            await socket.send(json.dumps({"type": "sync"}))
+                            continue
+                        over = self.take(message)
                         if over is not None:
                             return over
                         command = self.next_command()
                         if command is not None:
                             await socket.send(json.dumps(command))
-            except (OSError, websockets.exceptions.WebSocketException) as error:
-                attempts += 1
-                if attempts > self.reconnects:
+                # The server closed the socket (a restart, a change of role): open it again.
+                raise ServerClosed("the server closed the socket")
+            except (
+                OSError,
+                TimeoutError,
+                ServerClosed,
+                websockets.exceptions.WebSocketException,
+            ) as error:
+                now = time.monotonic()
+                down_since = now if down_since is None else down_since
+                if now - down_since > self.reconnect_seconds:
                     raise
+                attempts += 1
+                self.reconnects += 1
                 logger.info("%s: reconnecting after %s", self.info.nickname, error)
                 self.acted.clear()  # the snapshot on reconnect says what is still owed
-                await asyncio.sleep(min(0.2 * attempts, 2.0))
+                await asyncio.sleep(self.backoff(attempts))
+
+
+def add_reconnect_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the reconnect flags (also used by ``manage.py playbots``)."""
+    parser.add_argument(
+        "--reconnect-seconds",
+        type=float,
+        default=RECONNECT_SECONDS,
+        help=f"seconds to keep reconnecting to a server that is down ({RECONNECT_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--reconnect-cap",
+        type=float,
+        default=RECONNECT_CAP_SECONDS,
+        help=f"the longest wait between two reconnect tries (default {RECONNECT_CAP_SECONDS:g})",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -273,9 +352,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("code", help="the join code")
     parser.add_argument("nickname")
     parser.add_argument("--strategy", default="rational", choices=sorted(STRATEGIES))
+    add_reconnect_arguments(parser)
     args = parser.parse_args(argv)
     info = join(args.url, args.code, args.nickname)
-    result = asyncio.run(Player(info, strategy=args.strategy).play())
+    player = Player(
+        info,
+        strategy=args.strategy,
+        reconnect_seconds=args.reconnect_seconds,
+        reconnect_cap=args.reconnect_cap,
+    )
+    result = asyncio.run(player.play())
     print(json.dumps(result, indent=2))
 
 

@@ -11,6 +11,7 @@ the snapshot. The only state a consumer keeps: its seat and game ids and the sna
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,10 +26,23 @@ from sim_core import Role
 
 #: Close code for a socket whose game or token is unknown.
 CLOSE_UNKNOWN = 4003
-#: Close code asking the client to reconnect ("service restart", which htmx's ws extension
-#: retries): its seat changed role in the lobby and it must join its new role's groups.
-CLOSE_RECONNECT = 1012
+#: Close code asking the client to reconnect: its seat changed role in the lobby and it must
+#: join its new role's groups. (1012, "service restart", may not be sent by a server's socket
+#: here; a code of 4000-4999 is the application's own: the pages reload, client.py reconnects.)
+CLOSE_RECONNECT = 4012
+NOT_AN_OBJECT = "Every message must be a JSON object."
+TOO_DEEP = "This message is nested too deeply to be read."
+SERVER_ERROR = "The server could not process this command; nothing was changed."
 ROLE_CHANGED = "The instructor changed your role; loading your new screen."
+
+logger = logging.getLogger(__name__)
+
+
+class ServerError(GameError):
+    """The server failed on a command (a bug, logged); nothing was changed."""
+
+    code = "server_error"
+
 
 ACK_TEXT = {
     "bid": "Bid received.",
@@ -45,6 +59,29 @@ def authenticate(code: str, token: str | None, session: Any) -> Seat:
     return selectors.seat_from_session(game, session)
 
 
+def _cleaned(form_class: type[BidForm | DecideForm | AuditForm], content: dict[str, Any]) -> Any:
+    """Return a command's fields as its form cleans them.
+
+    Raises:
+        InvalidInput: a field is missing or unreadable; also whatever else parsing a field
+            raised (a number too large for a float, a nesting too deep): a frame the form did not
+            foresee is refused like any bad field, never with a traceback.
+    """
+    try:
+        form = form_class(content)
+        valid = form.is_valid()
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as error:
+        raise InvalidInput(f"This command could not be read ({type(error).__name__}).") from None
+    if not valid:
+        raise InvalidInput(form_errors(form))
+    data = form.cleaned_data
+    try:
+        json.dumps(data, allow_nan=False)  # what is logged and echoed must be plain JSON
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
+        raise InvalidInput(f"This command could not be read ({type(error).__name__}).") from None
+    return data
+
+
 def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
     """Check a command's shape, hand it to its service and return the ``ack`` message.
 
@@ -54,24 +91,15 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
     command = content.get("type")
     seat = Seat.objects.get(pk=seat_id)
     if command == "bid":
-        form: BidForm | DecideForm | AuditForm = BidForm(content)
-        if not form.is_valid():
-            raise InvalidInput(form_errors(form))
-        data = form.cleaned_data
+        data = _cleaned(BidForm, content)
         result = services.round_submit_bid(seat=seat, round_no=data["round"], amount=data["amount"])
         echo: dict[str, Any] = {"amount": result.payload["amount"]}
     elif command == "decide":
-        form = DecideForm(content)
-        if not form.is_valid():
-            raise InvalidInput(form_errors(form))
-        data = form.cleaned_data
+        data = _cleaned(DecideForm, content)
         result = services.round_submit_choice(seat=seat, round_no=data["round"], run=data["run"])
         echo = {"run": result.payload["run"]}
     elif command == "audit":
-        form = AuditForm(content)
-        if not form.is_valid():
-            raise InvalidInput(form_errors(form))
-        data = form.cleaned_data
+        data = _cleaned(AuditForm, content)
         labs = [player_id - 1 for player_id in data["labs"]]
         result = services.round_submit_audits(seat=seat, round_no=data["round"], labs=labs)
         echo = {"labs": [lab + 1 for lab in result.payload["labs"]]}
@@ -91,15 +119,22 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
 
 
 class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    """One socket of one seat; subclasses choose the wire format."""
+    """One socket of one seat; subclasses choose the wire format.
+
+    Sequence numbers (docs/protocol.md, "Delivery"): every event reaches the seat's group as one
+    channel message stamped with the game's ``seq``; the socket forwards it unless the snapshot
+    it sent already holds it. Progress messages carry the seq of the last event; one that is
+    older than what was forwarded is dropped. The client checks its stream for gaps and sends
+    ``{"type": "sync"}`` to get a fresh snapshot.
+    """
 
     fmt = "json"
 
     seat_id: int | None = None
     game_id: int | None = None
     seat_groups: tuple[str, ...] = ()
-    floor = 0  # version of the snapshot sent: older updates are already in it
-    latest = 0  # version of the last update sent: never go back in time
+    seq = 0  # the last event this socket forwarded (or its snapshot held)
+    progress_version = 0  # the game version of the last progress forwarded
 
     def _groups_of(self, seat: Seat) -> list[str]:
         groups = [realtime.game_group(seat.game_id), realtime.seat_group(seat.pk)]
@@ -125,11 +160,18 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         for group in self.seat_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         realtime.LOCAL_CHANNELS.add(self.channel_name)
+        realtime.LOCAL_GAMES[self.channel_name] = seat.game_id
         await database_sync_to_async(services.seat_connect)(
-            seat=seat, channel_name=self.channel_name
+            seat=seat, channel_name=self.channel_name, html=self.fmt == "html"
         )
-        version, texts = await database_sync_to_async(broadcast.snapshot)(seat, self.fmt)
-        self.floor = self.latest = version
+        await self.send_snapshot()
+
+    async def send_snapshot(self) -> None:
+        """Send the seat's whole screen; later events are forwarded from its seq on."""
+        assert self.seat_id is not None
+        seat = await database_sync_to_async(Seat.objects.get)(pk=self.seat_id)
+        seq, texts = await database_sync_to_async(broadcast.snapshot)(seat, self.fmt)
+        self.seq = max(self.seq, seq)
         for text in texts:
             await self.send(text_data=text)
 
@@ -139,6 +181,7 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         for group in self.seat_groups:
             await self.channel_layer.group_discard(group, self.channel_name)
         realtime.LOCAL_CHANNELS.discard(self.channel_name)
+        realtime.LOCAL_GAMES.pop(self.channel_name, None)
         await database_sync_to_async(services.seat_disconnect)(channel_name=self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -146,27 +189,46 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         try:
             content = json.loads(text_data or "")
+        except RecursionError:
+            await self.send_error(InvalidInput(TOO_DEEP))
+            return
         except ValueError:
-            await self.send_error(BadRequest("Every message must be a JSON object."))
+            await self.send_error(BadRequest(NOT_AN_OBJECT))
             return
         if not isinstance(content, dict):
-            await self.send_error(BadRequest("Every message must be a JSON object."))
+            await self.send_error(BadRequest(NOT_AN_OBJECT))
             return
         content.pop("HEADERS", None)  # added by htmx's ws-send
+        if content.get("type") == "sync":
+            await self.send_snapshot()
+            return
         try:
             ack = await database_sync_to_async(run_command)(self.seat_id, content)
         except GameError as error:
             await self.send_error(error, command=content.get("type"))
             return
+        except Exception:  # a bug must answer the client, not close the socket with 1011
+            logger.exception("command of seat %s failed", self.seat_id)
+            await self.send_error(ServerError(SERVER_ERROR), command=content.get("type"))
+            return
         await self.send_ack(ack)
 
     async def game_send(self, event: dict[str, Any]) -> None:
-        """Forward an update ("game.send") in this socket's format, unless it is stale."""
-        version = int(event["version"])
-        if version <= self.floor or version < self.latest:
+        """Forward an event ("game.send") in this socket's format, unless the snapshot held it."""
+        seq = int(event["seq"])
+        if seq <= self.seq:
             return
-        self.latest = version
-        await self.forward(event)
+        gap = seq > self.seq + 1
+        self.seq = seq
+        await self.forward(event, gap=gap)
+
+    async def game_progress(self, event: dict[str, Any]) -> None:
+        """Forward a coalesced progress message ("game.progress") unless it is older."""
+        seq, version = int(event["seq"]), int(event["version"])
+        if seq < self.seq or version < self.progress_version:
+            return
+        self.progress_version = version
+        await self.forward(event, gap=seq > self.seq)
 
     async def seat_moved(self, event: dict[str, Any]) -> None:
         """The seat changed role in the lobby ("seat.moved"): tell the client, then close."""
@@ -174,21 +236,26 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.close(code=CLOSE_RECONNECT)
 
     # --- format-specific
-    async def forward(self, event: dict[str, Any]) -> None:
+    async def forward(self, event: dict[str, Any], *, gap: bool) -> None:
+        # The JSON client sees the gap in the seq numbers and asks for a snapshot itself.
         for text in event["json"]:
             await self.send(text_data=text)
 
     async def send_moved(self) -> None:
-        await self.send(text_data=json.dumps({"type": "reconnect", "reason": ROLE_CHANGED}))
+        await self.send_json_message({"type": "reconnect", "reason": ROLE_CHANGED})
 
     async def send_ack(self, ack: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(ack))
+        await self.send_json_message(ack)
 
     async def send_error(self, error: GameError, *, command: Any = None) -> None:
         message: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
         if isinstance(command, str):
             message["command"] = command
-        await self.send(text_data=json.dumps(message))
+        await self.send_json_message(message)
+
+    async def send_json_message(self, message: dict[str, Any]) -> None:
+        """Send a reply (not an event): it carries the seq of the last event forwarded."""
+        await self.send(text_data=json.dumps({**message, "seq": self.seq}))
 
 
 class ApiConsumer(SeatConsumer):
@@ -198,17 +265,28 @@ class ApiConsumer(SeatConsumer):
 
 
 class PlayConsumer(SeatConsumer):
-    """Browsers: HTML fragments for htmx's ws extension, forms sent with ``ws-send``."""
+    """Browsers: HTML fragments for htmx's ws extension, forms sent with ``ws-send``.
+
+    A gap in the events (one was lost on the way: a full channel) is mended here at once with
+    the whole screen, so the page needs no script for it; play.js checks the ``#seq`` marker
+    as well and asks for ``sync`` if a gap reaches it.
+    """
 
     fmt = "html"
 
-    async def forward(self, event: dict[str, Any]) -> None:
-        if event["html"]:
+    async def forward(self, event: dict[str, Any], *, gap: bool) -> None:
+        if gap:
+            await self.send_snapshot()
+        elif event["html"]:
             await self.send(text_data=event["html"])
 
     async def send_ack(self, ack: dict[str, Any]) -> None:
+        # The move is recorded: the seat's own panel and action card show it at once (the
+        # room hears of it only as coalesced progress).
         text = ACK_TEXT.get(ack["command"], "Received.")
-        await self.send(text_data=broadcast.flash_html(text, error=False))
+        assert self.seat_id is not None
+        own = await database_sync_to_async(broadcast.own_html)(self.seat_id)
+        await self.send(text_data=broadcast.flash_html(text, error=False) + own)
 
     async def send_error(self, error: GameError, *, command: Any = None) -> None:
         await self.send(text_data=broadcast.flash_html(error.message, error=True))

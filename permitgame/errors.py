@@ -111,3 +111,15 @@ class SeatChange(GameError):
 
     code = "seat_change"
     status = 409
+
+
+class RateLimited(GameError):
+    """Too many attempts from one address (or at one game) in a short time: wait and retry."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        """Keep how many seconds to wait (sent as ``Retry-After``)."""
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -7,10 +7,27 @@ legal is sim_core's call, in the services. JSON sends real numbers and booleans,
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+
+#: A player id typed in a form: ASCII digits with an optional sign, nothing else ("--1", "²"
+#: and "1e3" are not ids).
+_ID_TEXT = re.compile(r"[+-]?[0-9]{1,9}")
+#: Player ids are small (a lab's number or 0); anything beyond is not an id.
+MAX_ID = 10**9
+#: No game has more labs than this many ids in one audit list.
+MAX_IDS = 10_000
+#: Round numbers beyond this are no round of any game.
+MAX_ROUND = 10**6
+#: The shortest join key: a key is a random string, so a short one could be guessed.
+JOIN_KEY_MIN = 16
+JOIN_KEY_MAX = 64
+NOT_TEXT = "must be text."
+NOT_ID_LIST = "must be a list of player ids (integers)."
 
 TRUE_WORDS = {"true", "1", "yes", "on", "run"}
 FALSE_WORDS = {"false", "0", "no", "off", "idle"}
@@ -44,16 +61,18 @@ class IdListField(forms.Field):
         if value is None or value == "":
             return []
         items = value if isinstance(value, list) else [value]
+        if len(items) > MAX_IDS:
+            raise ValidationError(f"lists at most {MAX_IDS} player ids.")
         ids = []
         for item in items:
             if isinstance(item, bool):
-                raise ValidationError("must be a list of player ids (integers).")
-            if isinstance(item, int):
+                raise ValidationError(NOT_ID_LIST)
+            if isinstance(item, int) and abs(item) <= MAX_ID:
                 ids.append(item)
-            elif isinstance(item, str) and item.strip().lstrip("-").isdigit():
-                ids.append(int(item))
+            elif isinstance(item, str) and _ID_TEXT.fullmatch(item.strip()):
+                ids.append(int(item.strip()))
             else:
-                raise ValidationError("must be a list of player ids (integers).")
+                raise ValidationError(NOT_ID_LIST)
         return ids
 
     def validate(self, value: Any) -> None:
@@ -62,21 +81,56 @@ class IdListField(forms.Field):
 
 class RoundField(forms.IntegerField):
     def __init__(self) -> None:
-        super().__init__(min_value=1)
+        super().__init__(min_value=1, max_value=MAX_ROUND)
 
     def to_python(self, value: Any) -> int | None:
-        if isinstance(value, bool | float):
+        if isinstance(value, bool | float | list | dict):
             raise ValidationError("must be a round number.")
+        if isinstance(value, int):
+            return value
         return super().to_python(value)
 
 
 class DecimalCommaFloatField(forms.FloatField):
-    """A number; a form's text may write its decimal point as a comma ("0,25"), as phones do."""
+    """A finite number; a form's text may write its decimal point as a comma ("0,25"), as phones do.
+
+    Refused with the field's "invalid" message: booleans, lists and objects, and what no float
+    holds (an integer of 400 digits, NaN, infinities).
+    """
 
     def to_python(self, value: Any) -> float | None:  # type: ignore[override]
+        if isinstance(value, bool | list | dict):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
         if isinstance(value, str) and value.count(",") == 1 and "." not in value:
             value = value.replace(",", ".")
-        return super().to_python(value)
+        if isinstance(value, int):
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+        number = super().to_python(value)
+        if number is not None and not math.isfinite(number):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return number
+
+
+class StrictCharField(forms.CharField):
+    """Text that must arrive as text: JSON's 123, true, null-free lists or objects are refused."""
+
+    def to_python(self, value: Any) -> str:
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(NOT_TEXT, code="invalid")
+        return str(super().to_python(value))
+
+
+class StrictChoiceField(forms.ChoiceField):
+    """A choice that must arrive as one of the words: ``[]`` or ``{}`` is not "no choice"."""
+
+    def to_python(self, value: Any) -> str:
+        if value is not None and not isinstance(value, str):
+            words = ", ".join(f'"{key}"' for key, _ in self.choices if key)  # type: ignore[misc,union-attr]
+            raise ValidationError(f"must be one of: {words}.", code="invalid")
+        return str(super().to_python(value))
 
 
 class BidForm(forms.Form):
@@ -89,10 +143,7 @@ class BidForm(forms.Form):
     )
 
     def clean_amount(self) -> float:
-        amount = self.cleaned_data["amount"]
-        if isinstance(self.data.get("amount"), bool):
-            raise ValidationError("must be a number.")
-        return float(amount)
+        return float(self.cleaned_data["amount"])
 
 
 class DecideForm(forms.Form):
@@ -106,13 +157,24 @@ class AuditForm(forms.Form):
 
 
 class JoinForm(forms.Form):
-    """The join request's shape; the nickname's rules are checked by the service."""
+    """The join request's shape: each field must be text (JSON's numbers, booleans, lists and
+    objects are refused, as the scenario format refuses them); the nickname's rules are checked
+    by the service. A ``join_key`` is a random string of 16 to 64 characters.
+    """
 
-    nickname = forms.CharField(required=False, strip=False, max_length=200)
-    role = forms.ChoiceField(
+    nickname = StrictCharField(required=False, strip=False, max_length=200)
+    role = StrictChoiceField(
         required=False, choices=[("", "any"), ("lab", "lab"), ("governor", "governor")]
     )
-    join_key = forms.CharField(required=False, max_length=64)
+    join_key = StrictCharField(
+        required=False,
+        min_length=JOIN_KEY_MIN,
+        max_length=JOIN_KEY_MAX,
+        error_messages={
+            "min_length": f"must be a random string of at least {JOIN_KEY_MIN} characters.",
+            "max_length": f"must be at most {JOIN_KEY_MAX} characters.",
+        },
+    )
 
 
 def form_errors(form: forms.Form) -> str:

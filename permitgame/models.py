@@ -99,7 +99,10 @@ class Game(models.Model):
 
     ``phase_deadline`` is an absolute time (the server's clock decides); while paused it is None
     and ``paused_remaining`` keeps the seconds that were left. ``version`` grows by one with
-    every committed change, so a client that got a snapshot can drop older events.
+    every committed change, so a client that got a snapshot can drop older events. ``seq``
+    grows by one with every event sent to the players (a phase change, a market, results, a
+    change of seats; not a single move or join, whose progress is sent coalesced): the number
+    each message to a seat carries, so a client sees a gap in its stream (docs/protocol.md).
     """
 
     code = models.CharField(max_length=8, unique=True)
@@ -123,7 +126,17 @@ class Game(models.Model):
     lobby_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="With autostart: start this long after the first join."
     )
+    live_standings = models.BooleanField(
+        default=False,
+        help_text=(
+            "Each lab sees its place among the labs after every round (else only at game over): "
+            "a place that moves tells a lab that other labs' payoffs moved."
+        ),
+    )
     version = models.PositiveIntegerField(default=0)
+    seq = models.PositiveIntegerField(
+        default=0, help_text="Events sent to the players so far (each message's seq)."
+    )
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -313,6 +326,9 @@ class Connection(models.Model):
     channel_name = models.CharField(max_length=200, unique=True)
     opened_at = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
+    html = models.BooleanField(
+        default=False, help_text="A browser's socket (HTML fragments), not the JSON protocol."
+    )
 
     def __str__(self) -> str:
         return f"{self.seat} via {self.channel_name}"

@@ -1,12 +1,13 @@
 """Channel groups and the one way game messages leave the server.
 
 Group names come only from the functions here (STYLE.md: no hand-built group names):
-``game_group`` (every socket of a game: public messages), ``governor_group`` (the governor's
-sockets: signals and audit results), ``seat_group`` (one seat's sockets, a player may have two
-tabs: private messages) and ``host_group`` (the instructor's console). A channel message is
-``{"type": "game.send", "version": v, "html": str, "json": [str, ...]}``: already-rendered
-bytes for both wire formats, rendered once per audience (STYLE.md §3.6); a consumer forwards
-the format its client speaks and drops messages older than the snapshot it sent.
+``game_group`` (every socket of a game: the coalesced ``progress``), ``governor_group`` (the
+governor's sockets), ``seat_group`` (one seat's sockets, a player may have two tabs: every
+event, its public part followed by the seat's own) and ``host_group`` (the instructor's
+console). A channel message is ``{"type": "game.send" or "game.progress", "seq": s,
+"version": v, "html": str, "json": [str, ...]}``: already-rendered bytes for both wire formats,
+the public part rendered once per event (STYLE.md §3.6); a consumer forwards the format its
+client speaks and drops events the snapshot it sent already holds (``seq``).
 
 Also here: presence timing (``CONNECTION_LEASE_SECONDS``, ``HEARTBEAT_SECONDS``) and the set of
 sockets open in this process, which the clock loop keeps alive. Not here: what is sent
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -28,14 +30,19 @@ logger = logging.getLogger(__name__)
 CONNECTION_LEASE_SECONDS = 30
 #: How often each process refreshes the rows of its open sockets.
 HEARTBEAT_SECONDS = 10
-#: The channel message type (handled by the consumers' ``game_send``).
+#: The channel message type of an event (handled by the consumers' ``game_send``).
 SEND = "game.send"
+#: The channel message type of a coalesced progress message (``game_progress``).
+PROGRESS = "game.progress"
 #: Tells a seat's sockets that the seat changed role in the lobby (handled by ``seat_moved``):
 #: they close, and the client reconnects to join the groups of its new role.
 SEAT_MOVED = "seat.moved"
 
 #: Channel names of the sockets open in this process (the clock loop's heartbeat reads it).
 LOCAL_CHANNELS: set[str] = set()
+#: Channel name -> game id of the players' sockets open in this process (the clock loop sends
+#: these games a progress beacon).
+LOCAL_GAMES: dict[str, int] = {}
 
 
 def game_group(game_id: int) -> str:
@@ -67,18 +74,30 @@ class Outgoing:
     json: tuple[str, ...]
 
 
-def send(version: int, outgoing: Sequence[Outgoing]) -> None:
+def send(outgoing: Sequence[Outgoing], *, seq: int, version: int, kind: str = SEND) -> None:
     """Send each audience its share (call from sync code, e.g. an on_commit callback)."""
     layer = get_channel_layer()
     if layer is None:
         return
-    group_send = async_to_sync(layer.group_send)
+    async_to_sync(_send_all)(layer, outgoing, seq, version, kind)
+
+
+async def _send_all(
+    layer: Any, outgoing: Sequence[Outgoing], seq: int, version: int, kind: str
+) -> None:
+    # One trip into the event loop for all audiences (not one per seat).
     for item in outgoing:
         if not item.html and not item.json:
             continue
-        group_send(
+        await layer.group_send(
             item.group,
-            {"type": SEND, "version": version, "html": item.html, "json": list(item.json)},
+            {
+                "type": kind,
+                "seq": seq,
+                "version": version,
+                "html": item.html,
+                "json": list(item.json),
+            },
         )
 
 

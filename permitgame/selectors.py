@@ -197,6 +197,7 @@ class PublicView:
     seconds_left: float | None
     paused_remaining: float | None
     version: int
+    seq: int
     waiting_for: tuple[int, ...]
     players: tuple[PlayerRow, ...]
     rules: RulesView
@@ -244,8 +245,10 @@ class LabView:
     d = u + rho − p_eff·P, what running without a permit is worth on average;
     ``running_pays`` says whether d > 0 (MODEL.md §5: a lab runs iff d > 0).
     ``rank`` is the lab's place among the labs by score so far (None before a round has
-    settled): each lab sees its own place live; the others' scores are public only at game
-    over (docs/model-decisions.md). ``final_rank`` is the same place once the game is over.
+    settled), sent live only when the instructor turned on the game's ``live_standings`` (a
+    place that moves tells a lab that others' payoffs moved), else only once the game is over;
+    the others' scores are public only at game over (docs/model-decisions.md). ``final_rank``
+    is the same place once the game is over.
     ``wealth`` is the wealth the round started with (the bid cap); ``current_wealth`` is the
     wealth after the round's settlement once it has settled, else the same.
     """
@@ -496,6 +499,7 @@ def game_screens(game: Game) -> GameScreens:
     scoreboard = _standings(game, lab_seats, scores, wealth_now) if records else ()
     ranks = {row.player_id: row.rank for row in scoreboard}
     final_ranks = ranks if finished else {}
+    live_ranks = ranks if finished or game.live_standings else {}
     face_penalty = float(expected_penalty(np.ones(1), rules.p_eff, rules.punishment)[0])
     settled_now = records[-1] if records and records[-1].round_no == game.round_no else None
 
@@ -529,6 +533,7 @@ def game_screens(game: Game) -> GameScreens:
         seconds_left=seconds_left,
         paused_remaining=game.paused_remaining,
         version=game.version,
+        seq=game.seq,
         waiting_for=waiting,
         players=players,
         rules=rules,
@@ -577,7 +582,7 @@ def game_screens(game: Game) -> GameScreens:
             face_expected_penalty=face_penalty,
             face_unpermitted_value=face_value,
             running_pays=None if face_value is None else face_value > 0,
-            rank=ranks.get(seat.player_id),
+            rank=live_ranks.get(seat.player_id),
             final_rank=final_ranks.get(seat.player_id),
             bid=float(bid_move.payload["amount"]) if bid_move else None,
             bid_by=bid_move.actor if bid_move else None,

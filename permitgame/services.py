@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -62,11 +63,9 @@ from sim_core import (
     ActionError,
     Phase,
     Role,
-    RoundInputs,
     Scenario,
     make_setup,
     parse_scenario,
-    resolve_round,
     scenario_to_dict,
 )
 
@@ -127,6 +126,12 @@ class MoveResult:
     payload: dict[str, Any]
 
 
+#: Kinds of change sent at once to every seat as one numbered event (``Game.seq``); the others
+#: ("waiting": someone moved, "players": someone joined, connected or left) are progress, sent
+#: coalesced per game (``broadcast.progress_changed``), so a phase of N moves costs O(N).
+EVENT_KINDS = frozenset({"phase", "market", "signals", "settled", "game_over", "seats"})
+
+
 @dataclass(slots=True)
 class _Changes:
     """What a transaction changed, for the broadcast after commit."""
@@ -136,6 +141,10 @@ class _Changes:
 
     def add(self, kind: str, round_no: int) -> None:
         self.events.append((kind, round_no))
+
+    @property
+    def is_event(self) -> bool:
+        return any(kind in EVENT_KINDS for kind, _ in self.events)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -150,6 +159,30 @@ def _code(length: int) -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
 
 
+def _move(
+    game: Game,
+    action: str,
+    actor: str,
+    *,
+    now: dt.datetime,
+    seat: Seat | None = None,
+    payload: Mapping[str, Any] | None = None,
+    latency_ms: int | None = None,
+) -> Move:
+    """Return a log entry of the game's current round and phase, not yet saved."""
+    return Move(
+        game=game,
+        seat=seat,
+        action=action,
+        actor=actor,
+        round_no=game.round_no,
+        phase=game.phase,
+        payload=dict(payload or {}),
+        latency_ms=latency_ms,
+        created_at=now,
+    )
+
+
 def _log(
     game: Game,
     action: str,
@@ -160,51 +193,77 @@ def _log(
     payload: Mapping[str, Any] | None = None,
     latency_ms: int | None = None,
 ) -> Move:
-    # Every entry extends the game's hash chain (permitgame.chain); the game is locked, so the
-    # previous entry is the last one and stays the last until this one is written.
+    move = _move(game, action, actor, now=now, seat=seat, payload=payload, latency_ms=latency_ms)
+    _save_moves(game, [move])
+    return move
+
+
+def _save_moves(game: Game, moves: Sequence[Move]) -> None:
+    """Append ``moves`` to the game's log, in order, each extending the log's hash chain.
+
+    Every entry stores the hash of the entry before it and its own (``permitgame.chain``). The
+    game is locked, so the last stored entry stays the last until these are written.
+    """
+    if not moves:
+        return
     prev_hash = (
         Move.objects.filter(game=game).order_by("-id").values_list("hash", flat=True).first()
     ) or ""
-    document = chain.entry_document(
-        game=game.code,
-        seat=None if seat is None else seat.pk,
-        action=str(action),
-        actor=str(actor),
-        round_no=game.round_no,
-        phase=str(game.phase),
-        payload=dict(payload or {}),
-        latency_ms=latency_ms,
-        time=chain.canonical_time(now),
-        prev_hash=prev_hash,
-    )
-    return Move.objects.create(
-        game=game,
-        seat=seat,
-        action=action,
-        actor=actor,
-        round_no=game.round_no,
-        phase=game.phase,
-        payload=dict(payload or {}),
-        latency_ms=latency_ms,
-        created_at=now,
-        prev_hash=prev_hash,
-        hash=chain.entry_hash(document),
-    )
+    for move in moves:
+        document = chain.entry_document(
+            game=game.code,
+            seat=move.seat_id,
+            action=str(move.action),
+            actor=str(move.actor),
+            round_no=move.round_no,
+            phase=str(move.phase),
+            payload=move.payload,
+            latency_ms=move.latency_ms,
+            time=chain.canonical_time(move.created_at),
+            prev_hash=prev_hash,
+        )
+        move.prev_hash = prev_hash
+        move.hash = prev_hash = chain.entry_hash(document)
+    if len(moves) == 1:
+        moves[0].save()
+    else:
+        Move.objects.bulk_create(moves)
 
 
 def _commit(game: Game, changes: _Changes) -> None:
-    """Bump the game's version, save it and publish ``changes`` once the transaction commits."""
+    """Bump the game's version, save it and publish ``changes`` once the transaction commits.
+
+    An event (a phase change, a market, results, a change of seats) gets the game's next
+    ``seq`` and is sent to every seat at once; progress alone (a move, a join) marks the game
+    for the next coalesced progress message.
+    """
     game.version += 1
+    event = changes.is_event
+    if event:
+        game.seq += 1
     game.save()
-    transaction.on_commit(
-        partial(
-            broadcast.publish,
-            game_id=game.pk,
-            version=game.version,
-            events=list(changes.events),
-            seat_ids=set(changes.seat_ids),
-        ),
-        robust=True,
+    if event:
+        transaction.on_commit(
+            partial(
+                broadcast.publish,
+                game_id=game.pk,
+                seq=game.seq,
+                events=list(changes.events),
+                seat_ids=set(changes.seat_ids),
+            ),
+            robust=True,
+        )
+    else:
+        transaction.on_commit(partial(broadcast.progress_changed, game.pk), robust=True)
+
+
+def connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
+    """Return the ids of the game's seats with a live websocket (seen within the lease)."""
+    since = now - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    return set(
+        Connection.objects.filter(seat__game=game, last_seen__gte=since).values_list(
+            "seat_id", flat=True
+        )
     )
 
 
@@ -240,6 +299,7 @@ def game_create(
     title: str = "",
     autostart: bool = False,
     lobby_seconds: int | None = None,
+    live_standings: bool = False,
 ) -> Game:
     """Create a game in the lobby with one seat per lab and a governor seat.
 
@@ -258,6 +318,8 @@ def game_create(
         title: a label for lists.
         autostart: start by itself once every human seat is taken.
         lobby_seconds: with ``autostart``, also start this long after the first join.
+        live_standings: each lab sees its place among the labs after every round, not only
+            at game over.
 
     Raises:
         ValueError: more human labs than labs, a seed out of range, or bad durations.
@@ -282,6 +344,7 @@ def game_create(
         durations=_durations(durations),
         autostart=autostart,
         lobby_seconds=lobby_seconds,
+        live_standings=live_standings,
         created_at=now,
     )
     setup = make_setup(scenario, seed=game_seed, human_governor=human_governor)
@@ -319,11 +382,13 @@ def clean_nickname(nickname: object) -> str:
     """Return the nickname stripped, or raise ``BadNickname`` saying what is wrong."""
     if not isinstance(nickname, str) or not nickname.strip():
         raise BadNickname(NICKNAME_EMPTY)
+    # Control characters (tabs, newlines, escapes) are refused, not folded into spaces; runs of
+    # spaces (any width) become one space.
+    if any(not ch.isprintable() and unicodedata.category(ch) != "Zs" for ch in nickname):
+        raise BadNickname(NICKNAME_UNPRINTABLE)
     cleaned = " ".join(nickname.split())
     if len(cleaned) > NICKNAME_MAX:
         raise BadNickname(NICKNAME_TOO_LONG.format(limit=NICKNAME_MAX))
-    if not cleaned.isprintable():
-        raise BadNickname(NICKNAME_UNPRINTABLE)
     return cleaned
 
 
@@ -365,8 +430,9 @@ def seat_join(
         nickname: the player's name, unique in the game (case-insensitive).
         role: ``"lab"`` or ``"governor"`` to ask for one; None takes the next free seat.
         join_key: the client's own random key for this join request. A request resent with
-            the same key (its answer was lost on a bad network) gets the seat the first one
-            took, unchanged, instead of "nickname taken".
+            the same key and the same nickname (its answer was lost on a bad network) gets the
+            seat the first one took, unchanged, instead of "nickname taken"; a key sent with
+            another nickname finds nothing (a key is not a way into someone else's seat).
         client: a program's declaration (``{"kind": "program", "name": ..., "version": ...}``,
             checked by the view): the seat is marked as played by a program everywhere.
 
@@ -381,7 +447,10 @@ def seat_join(
     name = clean_nickname(nickname)
     seats = list(game.seats.order_by("id"))
     if join_key:
-        already = next((s for s in seats if s.has_player and s.join_key == join_key), None)
+        already = next(
+            (s for s in seats if s.has_player and s.join_key == join_key and s.nickname == name),
+            None,
+        )
         if already is not None:
             return already
     if any(seat.nickname.casefold() == name.casefold() for seat in seats if seat.has_player):
@@ -437,35 +506,55 @@ def seat_rejoin(*, seat: Seat, via: str) -> Seat:
 
 
 def _seat_actor(seat: Seat) -> str:
-    """The actor of a player's own event: a declared program is a bot, anyone else a human."""
+    """The actor of a player's own entries: ``program`` for a declared program, else human."""
     return Actor.PROGRAM if seat.is_program else Actor.HUMAN
 
 
-def _live_connections(seat: Seat, now: dt.datetime) -> int:
+def _live_connections(seat_id: int, now: dt.datetime) -> int:
     since = now - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
-    return Connection.objects.filter(seat=seat, last_seen__gte=since).count()
+    return Connection.objects.filter(seat_id=seat_id, last_seen__gte=since).count()
+
+
+def _presence_logged(game_id: int) -> bool:
+    """Whether connects and drops go into the game's log: while it runs or is paused.
+
+    In the lobby a whole class connects at once and nothing is at stake yet; during play a
+    drop or a return changes who plays a seat, so it is recorded (under the game's lock).
+    """
+    status = Game.objects.filter(pk=game_id).values_list("status", flat=True).first()
+    return status in (Status.RUNNING, Status.PAUSED)
 
 
 # ------------------------------------------------------------------------------ presence
 
 
 @transaction.atomic
-def seat_connect(*, seat: Seat, channel_name: str) -> None:
+def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     """Record an open websocket of ``seat``; a player a bot stood in for takes the seat back.
 
     The reclaim is immediate: the bot's move for the current phase is only logged when the phase
-    ends, so the returning player owes (and may make) the current phase's move.
+    ends, so the returning player owes (and may make) the current phase's move. Presence alone
+    takes no game lock (a whole class connecting at once does not queue behind the moves): it is
+    progress, sent coalesced. ``html``: a browser's socket (it is sent HTML fragments).
     """
+    now = clock.now()
+    seat = Seat.objects.get(pk=seat.pk)
+    returning = (
+        seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0
+    )
+    Connection.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={"seat": seat, "opened_at": now, "last_seen": now, "html": html},
+    )
+    if not returning and not (seat.standing_in and not seat.handed_to_bot and seat.has_player):
+        Seat.objects.filter(pk=seat.pk).update(last_seen=now)
+        transaction.on_commit(partial(broadcast.progress_changed, seat.game_id), robust=True)
+        return
     game = _lock(seat.game_id)
     seat = Seat.objects.get(pk=seat.pk)
-    now = clock.now()
-    was_away = _live_connections(seat, now) == 0
-    Connection.objects.update_or_create(
-        channel_name=channel_name, defaults={"seat": seat, "opened_at": now, "last_seen": now}
-    )
     seat.last_seen = now
     changes = _Changes()
-    if was_away and seat.has_player and game.status != Status.FINISHED:
+    if returning:
         _log(game, Action.CONNECT, _seat_actor(seat), now=now, seat=seat)
     if seat.standing_in and not seat.handed_to_bot and seat.has_player:
         seat.standing_in = False
@@ -481,20 +570,25 @@ def seat_connect(*, seat: Seat, channel_name: str) -> None:
 
 @transaction.atomic
 def seat_disconnect(*, channel_name: str) -> None:
-    """Forget a closed websocket (its seat counts as away once no live socket is left)."""
+    """Forget a closed websocket (its seat counts as away once no live socket is left).
+
+    Presence: no game lock, progress sent coalesced.
+    """
     connection = Connection.objects.filter(channel_name=channel_name).select_related("seat").first()
     if connection is None:
         return
-    game = _lock(connection.seat.game_id)
     now = clock.now()
     connection.delete()
     Seat.objects.filter(pk=connection.seat_id).update(last_seen=now)
-    seat = Seat.objects.get(pk=connection.seat_id)
-    if seat.has_player and game.status != Status.FINISHED and _live_connections(seat, now) == 0:
+    seat = connection.seat
+    if seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0:
+        game = _lock(seat.game_id)  # a drop during play is a change of the game's log
         _log(game, Action.DROP, _seat_actor(seat), now=now, seat=seat)
-    changes = _Changes()
-    changes.add("players", game.round_no)
-    _commit(game, changes)
+        changes = _Changes()
+        changes.add("players", game.round_no)
+        _commit(game, changes)
+        return
+    transaction.on_commit(partial(broadcast.progress_changed, connection.seat.game_id), robust=True)
 
 
 def presence_heartbeat(channel_names: Iterable[str]) -> int:
@@ -518,23 +612,48 @@ def presence_purge() -> int:
 # ------------------------------------------------------------------------------ the phase machine
 
 
-def _assign_controllers(game: Game) -> None:
-    """Fix who plays each seat for the phase that begins (human iff a present-able player)."""
-    seats = game.seats.all()
-    human = [s.pk for s in seats if s.has_player and not s.handed_to_bot and not s.standing_in]
-    game.seats.filter(pk__in=human).update(controller=Controller.HUMAN)
-    game.seats.exclude(pk__in=human).update(controller=Controller.BOT)
+def _assign_controllers(game: Game, seats: Sequence[Seat] | None = None) -> bool:
+    """Fix who plays each seat for the phase that begins (human iff a present-able player).
+
+    ``seats``: the game's seats as held by the caller (updated in place); read if not given.
+    Returns whether any seat changed hands.
+    """
+    rows = list(seats) if seats is not None else list(game.seats.all())
+    wanted = {
+        s.pk: (
+            Controller.HUMAN
+            if s.has_player and not s.handed_to_bot and not s.standing_in
+            else Controller.BOT
+        )
+        for s in rows
+    }
+    changed = [s for s in rows if s.controller != wanted[s.pk]]
+    for controller in (Controller.HUMAN, Controller.BOT):
+        ids = [s.pk for s in changed if wanted[s.pk] == controller]
+        if ids:
+            Seat.objects.filter(pk__in=ids).update(controller=controller)
+    for s in changed:
+        s.controller = wanted[s.pk]
+    return bool(changed)
 
 
-def _begin_phase(game: Game, phase: Phase, now: dt.datetime, changes: _Changes) -> None:
+def _begin_phase(
+    game: Game,
+    phase: Phase,
+    now: dt.datetime,
+    changes: _Changes,
+    seats: Sequence[Seat] | None = None,
+) -> bool:
+    """Begin ``phase``; return whether a seat changed hands (the resolve must be redone)."""
     game.phase = phase
     game.phase_started_at = now
     seconds = game.durations.get(phase)
     game.phase_deadline = None if seconds is None else now + dt.timedelta(seconds=seconds)
-    _assign_controllers(game)
+    changed = _assign_controllers(game, seats)
     deadline = game.phase_deadline.isoformat() if game.phase_deadline else None
     _log(game, Action.PHASE, Actor.SYSTEM, now=now, payload={"deadline": deadline})
     changes.add("phase", game.round_no)
+    return changed
 
 
 def _start(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> None:
@@ -543,20 +662,15 @@ def _start(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> No
     game.round_no = 1
     game.phase_deadline = None
     _log(game, Action.START, actor, now=now)
+    # Lobby fills: each seat planned for a human that nobody took is played by its bot.
+    fills = []
     for seat in game.seats.order_by("id"):
-        # A lobby fill: a seat planned for a human that nobody took is played by its bot.
-        planned = seat.kind == Seat.Kind.HUMAN or (
-            seat.role == Role.GOVERNOR and game.human_governor
-        )
-        if planned and not seat.has_player:
-            _log(
-                game,
-                Action.FILL,
-                Actor.SYSTEM,
-                now=now,
-                seat=seat,
-                payload={"strategy": seat.fallback_strategy},
+        if seat.kind == Seat.Kind.HUMAN and not seat.has_player:
+            strategy = {"strategy": seat.fallback_strategy}
+            fills.append(
+                _move(game, Action.FILL, Actor.SYSTEM, now=now, seat=seat, payload=strategy)
             )
+    _save_moves(game, fills)
     _begin_phase(game, Phase.BIDDING, now, changes)
     _drive(game, now, changes, expired=False)
 
@@ -590,14 +704,23 @@ def _fill_owed(game: Game, position: bridge.Position, now: dt.datetime) -> None:
         lab_seats = position.lab_seats()
         owed = [lab_seats[lab] for lab in sorted(progress.waiting_for)]
         action = Action.BID if game.phase == Phase.BIDDING else Action.DECIDE
+    connected = connected_seat_ids(game, now) if owed else set()
+    entries: list[Move] = []
+    away: list[Seat] = []
     for seat in owed:
-        if is_connected(seat, now):
-            _log(game, action, Actor.DEFAULT, now=now, seat=seat, payload=_default_payload(action))
+        if seat.pk in connected:
+            payload = _default_payload(action)
+            entries.append(_move(game, action, Actor.DEFAULT, now=now, seat=seat, payload=payload))
         else:
             seat.standing_in = True
             seat.controller = Controller.BOT
-            seat.save(update_fields=["standing_in", "controller"])
-            _log(game, Action.STAND_IN, Actor.SYSTEM, now=now, seat=seat)
+            away.append(seat)
+            entries.append(_move(game, Action.STAND_IN, Actor.SYSTEM, now=now, seat=seat))
+    if away:
+        Seat.objects.filter(pk__in=[s.pk for s in away]).update(
+            standing_in=True, controller=Controller.BOT
+        )
+    _save_moves(game, entries)
 
 
 def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> None:
@@ -610,24 +733,37 @@ def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> N
             labs = [int(lab) for lab in progress.audited.nonzero()[0]]
             _log(game, Action.AUDIT, Actor.BOT, now=now, seat=governor, payload={"labs": labs})
         return
+    entries: list[Move] = []
     for lab, seat in sorted(position.lab_seats().items()):
         if seat.pk in moved:
             continue
         if game.phase == Phase.BIDDING and progress.bids is not None:
             payload: dict[str, Any] = {"amount": float(progress.bids[lab])}
-            _log(game, Action.BID, Actor.BOT, now=now, seat=seat, payload=payload)
+            entries.append(_move(game, Action.BID, Actor.BOT, now=now, seat=seat, payload=payload))
         elif game.phase == Phase.COMPLIANCE and progress.runs is not None:
             assert progress.market is not None
             if not progress.market.won[lab]:
                 payload = {"run": bool(progress.runs[lab])}
-                _log(game, Action.DECIDE, Actor.BOT, now=now, seat=seat, payload=payload)
+                entries.append(
+                    _move(game, Action.DECIDE, Actor.BOT, now=now, seat=seat, payload=payload)
+                )
+    _save_moves(game, entries)
 
 
-def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) -> None:
+def _drive(
+    game: Game,
+    now: dt.datetime,
+    changes: _Changes,
+    *,
+    expired: bool,
+    position: bridge.Position | None = None,
+) -> None:
     """Advance the locked ``game`` as far as its moves (and an expired deadline) allow.
 
     Call while holding the game's lock. ``expired`` means the current phase's deadline has
-    passed or the instructor advanced it.
+    passed or the instructor advanced it. ``position``: the round as the caller has just
+    resolved it (with every logged move); it is used until a seat changes hands, so a move
+    that ends a phase resolves the round once.
     """
     while game.status == Status.RUNNING:
         expired = expired or (game.phase_deadline is not None and game.phase_deadline <= now)
@@ -639,9 +775,11 @@ def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) ->
                 _finish(game, now, changes, actor=Actor.SYSTEM)
                 return
             game.round_no += 1
+            position = None  # a new round
             _begin_phase(game, Phase.BIDDING, now, changes)
             continue
-        position = bridge.position_of(game)
+        if position is None:
+            position = bridge.position_of(game)
         progress = position.progress
         if progress.awaiting == game.phase:
             if not expired:
@@ -649,6 +787,7 @@ def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) ->
             _fill_owed(game, position, now)
             expired = False
             game.phase_deadline = None  # filled; the re-resolve below ends the phase
+            position = None
             continue
         _log_bot_moves(game, position, now)
         finished = Phase(game.phase)
@@ -657,12 +796,14 @@ def _drive(game: Game, now: dt.datetime, changes: _Changes, *, expired: bool) ->
         elif finished == Phase.COMPLIANCE:
             changes.add("signals", game.round_no)
         elif finished == Phase.AUDIT:
-            settled = bridge.position_of(game).progress  # every move is logged now
+            # The bots' moves just logged are the ones this resolve drew, so it is the
+            # settled round (replay_game recomputes it from the log and compares).
             RoundRecord.objects.create(
-                game=game, created_at=now, **bridge.record_fields(settled, position.state)
+                game=game, created_at=now, **bridge.record_fields(progress, position.state)
             )
             changes.add("settled", game.round_no)
-        _begin_phase(game, _NEXT_PHASE[finished], now, changes)
+        if _begin_phase(game, _NEXT_PHASE[finished], now, changes, position.seats):
+            position = None  # who must move changed: resolve again
         expired = False
 
 
@@ -695,12 +836,26 @@ def _check_move(game: Game, seat: Seat, action: str, round_no: int) -> None:
 
 
 def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) -> MoveResult:
+    """Check, record and resolve one move under the game's lock.
+
+    The round is resolved once, with the new move among the logged ones: that resolve is both
+    the rule check (sim_core raises ``ActionError``) and the position the phase machine goes on
+    from. Queries: the lock, the seats, the round's moves, the round's start state (after
+    round 1), the new move and the game's save; a move that ends a phase adds that phase's
+    log entries and the next phase's.
+    """
     game = _lock(seat.game_id)
-    seat = Seat.objects.get(pk=seat.pk)
+    seats = list(game.seats.order_by("id"))
+    found = next((s for s in seats if s.pk == seat.pk), None)
+    if found is None:
+        raise WrongRole(NOT_A_LAB.format(what="move"))
+    seat = found
     _check_move(game, seat, action, round_no)
-    logged = Move.objects.filter(
-        game=game, round_no=round_no, phase=game.phase, seat=seat, action=action
-    ).first()
+    moves = bridge.round_moves(game, game.round_no, seats=seats)
+    logged = next(
+        (m for m in moves if m.seat_id == seat.pk and m.action == action and m.phase == game.phase),
+        None,
+    )
     if logged is not None:
         if logged.actor in (Actor.HUMAN, Actor.PROGRAM) and logged.payload == payload:
             return MoveResult(duplicate=True, payload=logged.payload)
@@ -713,37 +868,23 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
         )
     if seat.controller != Controller.HUMAN:
         raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
-    # The rule check is sim_core's: resolve the round with this move added.
-    position = bridge.position_of(game)
-    trial = bridge.round_inputs(position.moves, human_labs=frozenset(), human_governor=False)
-    try:
-        resolve_round(position.setup, position.state, _with_move(trial, seat, action, payload))
-    except ActionError as error:
-        raise NotAllowed(str(error)) from None
     now = clock.now()
     started = game.phase_started_at or now
     latency = max(0, int((now - started).total_seconds() * 1000))
     actor = _seat_actor(seat)
-    _log(game, action, actor, now=now, seat=seat, payload=payload, latency_ms=latency)
+    move = _move(game, action, actor, now=now, seat=seat, payload=payload, latency_ms=latency)
+    # The rule check is sim_core's: the one resolve of the round with this move added.
+    try:
+        position = bridge.position_of(game, seats=seats, moves=[*moves, move])
+    except ActionError as error:
+        raise NotAllowed(str(error)) from None
+    _save_moves(game, [move])
     changes = _Changes()
     changes.seat_ids.add(seat.pk)
     changes.add("waiting", game.round_no)
-    _drive(game, now, changes, expired=False)
+    _drive(game, now, changes, expired=False, position=position)
     _commit(game, changes)
     return MoveResult(duplicate=False, payload=payload)
-
-
-def _with_move(
-    inputs: RoundInputs, seat: Seat, action: str, payload: Mapping[str, Any]
-) -> RoundInputs:
-    lab = seat.lab_index
-    if action == Action.BID:
-        assert lab is not None
-        return RoundInputs(bids={**inputs.bids, lab: payload["amount"]}, runs=inputs.runs)
-    if action == Action.DECIDE:
-        assert lab is not None
-        return RoundInputs(bids=inputs.bids, runs={**inputs.runs, lab: payload["run"]})
-    return RoundInputs(bids=inputs.bids, runs=inputs.runs, audits=frozenset(payload["labs"]))
 
 
 @transaction.atomic
@@ -978,8 +1119,7 @@ def seat_hand_to_bot(*, seat: Seat, to_bot: bool = True) -> Seat:
     seat.save()
     _log(game, Action.HAND_TO_BOT if to_bot else Action.HAND_BACK, Actor.HOST, now=now, seat=seat)
     changes.seat_ids.add(seat.pk)
-    changes.add("players", game.round_no)
-    changes.add("waiting", game.round_no)
+    changes.add("seats", game.round_no)
     _drive(game, now, changes, expired=False)
     _commit(game, changes)
     return seat
@@ -1039,7 +1179,7 @@ def game_add_bot(*, game: Game) -> Seat:
     _set_lab_count(game, count + 1)
     _log(game, Action.ADD_BOT, Actor.HOST, now=clock.now(), payload={"lab": count + 1})
     changes = _Changes()
-    changes.add("players", game.round_no)
+    changes.add("seats", game.round_no)
     _commit(game, changes)
     seat.refresh_from_db()
     return seat
@@ -1083,8 +1223,8 @@ def game_remove_bot(*, game: Game, seat: Seat | None = None) -> None:
         if later.lab_index is not None and later.lab_index > removed:
             later.lab_index -= 1  # ascending order: the number below is always free
             later.save(update_fields=["lab_index"])
-            renumbered.append({"seat": later.pk, "from": later.lab_index + 2,
-                               "to": later.lab_index + 1})  # fmt: skip
+            moved = {"seat": later.pk, "from": later.lab_index + 2, "to": later.lab_index + 1}
+            renumbered.append(moved)
             if later.has_player:
                 changes.seat_ids.add(later.pk)
     _set_lab_count(game, len(labs) - 1)
@@ -1095,7 +1235,7 @@ def game_remove_bot(*, game: Game, seat: Seat | None = None) -> None:
         now=clock.now(),
         payload={"lab": removed + 1, "moved": renumbered},
     )
-    changes.add("players", game.round_no)
+    changes.add("seats", game.round_no)
     _commit(game, changes)
 
 
@@ -1174,7 +1314,7 @@ def game_set_governor(*, game: Game, seat: Seat | None) -> None:
         payload={"governor": nickname},
     )
     changes = _Changes()
-    changes.add("players", game.round_no)
+    changes.add("seats", game.round_no)
     changes.seat_ids.update(moved)
     _commit(game, changes)
     if moved:

@@ -23,11 +23,13 @@ Environment (each ``DJANGO_X`` may also be given as plain ``X``: ``SECRET_KEY``,
     DJANGO_LOG_LEVEL: root log level (default INFO).
 """
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -103,6 +105,9 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    # django-axes: locks out a username at one address after repeated wrong passwords, on the
+    # instructor login and the admin's (a maintained library rather than our own counters).
+    "axes",
     "permitgame",
     "permitgame.experiments",
 ]
@@ -116,6 +121,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "permitgame.middleware.NoStoreMiddleware",
+    # Last, as django-axes asks: it turns a lockout during authentication into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "permitgame.urls"
@@ -169,18 +178,56 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # without bound), it supports group_expiry, and it is the most widely deployed and tested.
 # Pub/sub has lower latency but delivers at most once to whoever is subscribed at that instant.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Sized for a room of 1,000 (docs/protocol.md, "Delivery"): a socket's channel holds the events
+# and coalesced progress (O(1) per player per phase) waiting for it; 1,000 of them means a
+# socket that stalls for minutes, and what is dropped beyond that is seen as a gap in the seq
+# numbers and mended with a snapshot. Messages older than a minute are stale (the snapshot on
+# reconnect replaces them); a group outlives the longest class.
+CHANNEL_CAPACITY = 1000
+CHANNEL_EXPIRY_SECONDS = 60
 CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "capacity": CHANNEL_CAPACITY,
+                "expiry": CHANNEL_EXPIRY_SECONDS,
+                "group_expiry": 86400,
+            },
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {
+                "capacity": CHANNEL_CAPACITY,
+                "expiry": CHANNEL_EXPIRY_SECONDS,
+                "group_expiry": 86400,
+            },
+        }
+    }
 
 # ---------------------------------------------------------------------------------------- auth
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking
+    "django.contrib.auth.backends.ModelBackend",
+]
+# A username is locked out at one client address after 5 wrong passwords, for 15 minutes; the
+# page answers 429 with Retry-After (permitgame.console.views.login_locked_out). Locking by
+# address and username together keeps a student who types wrong passwords from locking the
+# instructor out; permitgame/throttle.py also caps login attempts per address.
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = dt.timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "permitgame.console.views.login_locked_out"
+# The address Daphne gives (behind the proxy, from X-Forwarded-For with --proxy-headers), never
+# a header a client could set.
+AXES_CLIENT_IP_CALLABLE = "permitgame.throttle.client_address"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -193,6 +240,24 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# ---------------------------------------------------------------------------------------- cache
+
+# The rate limits' counters (permitgame/throttle.py). Without REDIS_URL: this process's memory.
+# With REDIS_URL: Django's Redis cache, so every Daphne process counts into the same counters.
+CACHES: dict[str, dict[str, Any]]
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "permitgame",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+#: Overrides of permitgame.throttle.LIMITS: {"code_miss": (count, seconds), ...}.
+RATE_LIMITS: dict[str, tuple[int, int]] = {}
 
 # ---------------------------------------------------------------------------------------- static
 
@@ -222,6 +287,25 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = _env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = _env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+# Content-Security-Policy (django-csp): scripts and styles only from this site's own files (htmx,
+# its ws extension and permitgame/*.js are static files; no inline script, handler or style, no
+# eval: templates/base.html sets htmx's allowEval and includeIndicatorStyles off), sockets and
+# fetches only to this origin, images from here or data:/blob: (the favicon, a chart's PNG),
+# no plugins, no framing, forms post only here.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "blob:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

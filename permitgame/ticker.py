@@ -18,7 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db.models import Q
 
-from permitgame import clock, realtime, services
+from permitgame import broadcast, clock, realtime, services
 from permitgame.models import Game, Status
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,9 @@ def due_games() -> list[int]:
     )
 
 
-def tick(*, heartbeat: bool = True) -> int:
-    """Run one beat: keep this process's sockets alive, fire every passed deadline.
+def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
+    """Run one beat: fire every passed deadline, keep this process's sockets alive, send the
+    coalesced progress of the games that changed (``broadcast.flush_due``).
 
     Returns:
         How many deadlines this call fired (another process may have fired the rest).
@@ -53,6 +54,8 @@ def tick(*, heartbeat: bool = True) -> int:
             fired += services.game_expire_phase(game_id=game_id)
         except Exception:  # one broken game must not stop the clock of the others
             logger.exception("firing the deadline of game %s failed", game_id)
+    if progress:
+        broadcast.flush_due()
     return fired
 
 
@@ -63,12 +66,14 @@ async def run_forever(interval: float = TICK_SECONDS) -> None:
     while True:
         heartbeat = time.monotonic() - last_heartbeat >= realtime.HEARTBEAT_SECONDS
         try:
-            await database_sync_to_async(tick)(heartbeat=heartbeat)
+            # Its own thread, not the one the sockets' commands share: under a room's load
+            # the deadlines still fire on time (each beat is one short transaction per game).
+            await database_sync_to_async(tick, thread_sensitive=False)(heartbeat=heartbeat)
             if heartbeat:
                 last_heartbeat = time.monotonic()
                 beats += 1
                 if beats % 30 == 0:
-                    await database_sync_to_async(services.presence_purge)()
+                    await database_sync_to_async(services.presence_purge, thread_sensitive=False)()
         except Exception:
             logger.exception("clock loop beat failed")
         await asyncio.sleep(interval)

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from permitgame import views
 from permitgame.console.urls import auth_urlpatterns
+from permitgame.experiments.urls_api import urlpatterns as experiments_api
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,7 +17,7 @@ urlpatterns = [
     path("console/experiments/", include("permitgame.experiments.urls_console")),
     path("console/", include("permitgame.console.urls")),
     path("x/", include("permitgame.experiments.urls")),
-    path("api/experiments", include("permitgame.experiments.urls_api")),
+    *experiments_api,
     path("accounts/", include(auth_urlpatterns)),
     path("admin/", admin.site.urls),
 ]

@@ -16,16 +16,19 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from permitgame import broadcast, selectors, services
+from permitgame import broadcast, selectors, services, throttle
 from permitgame.errors import (
+    BadNickname,
     BadRequest,
     GameError,
     GameFull,
     GameOver,
+    RateLimited,
     UnknownGame,
+    UnknownPlayer,
     WrongRole,
 )
-from permitgame.forms import JoinForm, form_errors
+from permitgame.forms import JOIN_KEY_MAX, JOIN_KEY_MIN, JoinForm, form_errors
 from permitgame.models import Game, Seat, Status
 
 
@@ -37,15 +40,53 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _error(error: GameError) -> JsonResponse:
-    return JsonResponse(
+    response = JsonResponse(
         {"type": "error", "code": error.code, "message": error.message}, status=error.status
     )
+    if isinstance(error, RateLimited):
+        throttle.retry_after(response, error)
+    return response
+
+
+def _lookup_game(request: HttpRequest, code: str) -> Game:
+    """Return the game with that join code; codes that name no game are counted per address.
+
+    Raises:
+        RateLimited: this address named too many unknown codes lately (permitgame/throttle.py).
+        UnknownGame: no such game.
+    """
+    address = throttle.client_address(request)
+    throttle.check("code_miss", address)
+    try:
+        return selectors.game_by_code(code)
+    except UnknownGame:
+        throttle.hit("code_miss", address)
+        raise
+
+
+def _rejoin_seat(request: HttpRequest, game: Game, rejoin_code: str) -> Seat:
+    """Return the seat with that rejoin code; wrong codes are counted per address and game.
+
+    Raises:
+        RateLimited: too many wrong rejoin codes lately, from this address or for this game.
+        UnknownPlayer: no seat has that code.
+    """
+    address = throttle.client_address(request)
+    throttle.check("rejoin_miss", address)
+    throttle.check("rejoin_miss_game", str(game.pk), message=throttle.TOO_MANY_REJOINS)
+    try:
+        return selectors.seat_by_rejoin_code(game, rejoin_code)
+    except UnknownPlayer:
+        throttle.hit("rejoin_miss", address)
+        throttle.hit("rejoin_miss_game", str(game.pk))
+        raise
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser goes (no request needs depth).
         raise BadRequest("The request body must be a JSON object.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
@@ -107,11 +148,14 @@ def _client_of(body: dict[str, Any]) -> dict[str, str] | None:
 @require_POST
 def api_join(request: HttpRequest, code: str) -> JsonResponse:
     try:
-        game = selectors.game_by_code(code)
+        game = _lookup_game(request, code)
+        throttle.take("join", f"{throttle.client_address(request)}:{game.pk}")
         body = _json_body(request)
         client = _client_of(body)
         form = JoinForm({key: value for key, value in body.items() if key != "client"})
         if not form.is_valid():
+            if "nickname" in form.errors:
+                raise BadNickname(form_errors(form))
             raise BadRequest(form_errors(form))
         seat = services.seat_join(
             game=game,
@@ -130,11 +174,11 @@ def api_join(request: HttpRequest, code: str) -> JsonResponse:
 @require_POST
 def api_rejoin(request: HttpRequest, code: str) -> JsonResponse:
     try:
-        game = selectors.game_by_code(code)
+        game = _lookup_game(request, code)
         rejoin_code = _json_body(request).get("rejoin_code")
         if not isinstance(rejoin_code, str):
             raise BadRequest('Send {"rejoin_code": "..."}.')
-        seat = selectors.seat_by_rejoin_code(game, rejoin_code)
+        seat = _rejoin_seat(request, game, rejoin_code)
         services.seat_rejoin(seat=seat, via="api")
     except GameError as error:
         return _error(error)
@@ -144,7 +188,7 @@ def api_rejoin(request: HttpRequest, code: str) -> JsonResponse:
 @require_GET
 def api_game(request: HttpRequest, code: str) -> JsonResponse:
     try:
-        game = selectors.game_by_code(code)
+        game = _lookup_game(request, code)
     except GameError as error:
         return _error(error)
     public = selectors.game_screens(game).public
@@ -204,6 +248,12 @@ def _code_error(error: GameError, code: str) -> str:
     return error.message
 
 
+def _posted_join_key(request: HttpRequest) -> str:
+    """Return the join form's key if it is one the form could have made (16 to 64 characters)."""
+    key = request.POST.get("join_key", "")
+    return key if JOIN_KEY_MIN <= len(key) <= JOIN_KEY_MAX else ""
+
+
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, code: str = "") -> HttpResponse:
     """The join page: a join code (filled in from a link) and a nickname.
@@ -217,16 +267,20 @@ def join(request: HttpRequest, code: str = "") -> HttpResponse:
         "nickname": request.POST.get("nickname", ""),
         # One key per join form: resending the form (its answer lost on a bad network) finds
         # the seat the first submission took instead of "nickname taken".
-        "join_key": request.POST.get("join_key", "")[:64] or secrets.token_urlsafe(16),
+        "join_key": _posted_join_key(request) or secrets.token_urlsafe(16),
         "code_error": "",
         "nickname_error": "",
         "rejoin_error": "",
         "game_info": None,
     }
     game = None
+    limited: RateLimited | None = None
     if code:
         try:
-            game = selectors.game_by_code(code)
+            game = _lookup_game(request, code)
+        except RateLimited as error:
+            context["code_error"] = error.message
+            limited = error
         except GameError as error:
             context["code_error"] = error.message
     elif request.method == "POST":
@@ -243,11 +297,15 @@ def join(request: HttpRequest, code: str = "") -> HttpResponse:
             context["code_error"] = JOIN_GAME_OVER.format(code=game.code)
         elif request.method == "POST":
             try:
+                throttle.take("join", f"{throttle.client_address(request)}:{game.pk}")
                 seat = services.seat_join(
                     game=game,
                     nickname=context["nickname"],
                     join_key=context["join_key"],
                 )
+            except RateLimited as error:
+                context["code_error"] = error.message
+                limited = error
             except _CODE_ERRORS as error:
                 context["code_error"] = _code_error(error, game.code)
             except GameError as error:
@@ -258,6 +316,9 @@ def join(request: HttpRequest, code: str = "") -> HttpResponse:
         if game.status in (Status.RUNNING, Status.PAUSED) and not context["code_error"]:
             context["game_info"]["status"] += JOIN_LATE
     failed = request.method == "POST" and (context["code_error"] or context["nickname_error"])
+    if limited is not None:
+        response = render(request, "permitgame/join.html", context, status=429)
+        return throttle.retry_after(response, limited)
     return render(request, "permitgame/join.html", context, status=400 if failed else 200)
 
 
@@ -277,12 +338,16 @@ def rejoin(request: HttpRequest) -> HttpResponse:
             raise BadRequest(CODE_MISSING)
         if not rejoin_code:
             raise BadRequest(REJOIN_MISSING)
-        game = selectors.game_by_code(code)
-        seat = selectors.seat_by_rejoin_code(game, rejoin_code)
+        game = _lookup_game(request, code)
+        seat = _rejoin_seat(request, game, rejoin_code)
         services.seat_rejoin(seat=seat, via="page")
     except GameError as error:
         context["rejoin_error"] = error.message
-        return render(request, "permitgame/join.html", context, status=400)
+        limited = isinstance(error, RateLimited)
+        response = render(request, "permitgame/join.html", context, status=429 if limited else 400)
+        if isinstance(error, RateLimited):
+            throttle.retry_after(response, error)
+        return response
     _remember_seat(request, game, seat)
     return redirect(reverse("play", args=[game.code]))
 

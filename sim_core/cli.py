@@ -409,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(handler=command_sweep)
 
+    # The parameter study (docs/studies.md); pyarrow, Dask and the rest load only when it runs.
+    from sim_core.study.command import add_parser as add_study
+
+    add_study(commands, positive_int)
     return parser
 
 

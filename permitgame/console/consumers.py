@@ -1,9 +1,10 @@
 """The host socket: the instructor's console and projector pages, live over htmx's ws extension.
 
 ``/ws/host/<code>/`` accepts only the game's owner or staff (the session's user, through
-Channels' auth middleware; the origin is checked by ``AllowedHostsOriginValidator`` in
+Channels' auth middleware; the whole origin is checked by ``permitgame.origins`` in
 ``asgi.py``). It joins ``realtime.host_group``, sends the console's fragments on connect, then
-forwards the fragments ``broadcast`` renders once per update for the host group. It takes no
+forwards the fragments ``broadcast`` renders once per event, and the coalesced progress (a few
+per second at most: joins, moves and presence), for the host group. It takes no
 commands: controls are HTTP posts (CSRF-checked), each through its service.
 """
 
@@ -62,3 +63,7 @@ class HostConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.latest = version
         if event["html"]:
             await self.send(text_data=event["html"])
+
+    async def game_progress(self, event: dict[str, Any]) -> None:
+        """Forward the console's coalesced view ("game.progress": joins, moves, presence)."""
+        await self.game_send(event)

@@ -222,6 +222,16 @@ class GameSetupForm(forms.Form):
         required=False,
         help_text="Every random draw derives from it: the same seed replays the same values.",
     )
+    live_standings = forms.BooleanField(
+        label="Live standings",
+        required=False,
+        help_text=(
+            "Off (the default): each lab sees only its own payoffs while the game runs; places "
+            "and scores are shown when the game ends. On: each lab also sees its place among the "
+            "labs (“2nd of 12”) after every round, which reveals when other labs' payoffs "
+            "moved, e.g. that a lab without a permit ran, or was caught."
+        ),
+    )
     save_as = forms.CharField(
         label="Preset name",
         required=False,
@@ -388,7 +398,8 @@ class GovernorForm(forms.Form):
         value = str(self.cleaned_data["seat"]).strip()
         if value == "bot":
             return None
-        if not value.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:
             raise forms.ValidationError("Choose a player or a bot.")
         return int(value)
 

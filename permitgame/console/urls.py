@@ -28,7 +28,7 @@ urlpatterns = [
 auth_urlpatterns = [
     path(
         "login/",
-        auth_views.LoginView.as_view(next_page="console:home", redirect_authenticated_user=True),
+        views.LoginView.as_view(next_page="console:home", redirect_authenticated_user=True),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),

@@ -15,7 +15,9 @@ from typing import Any
 
 import segno
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -23,7 +25,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from permitgame import broadcast, debrief, exports, host_selectors, selectors, services
+from permitgame import broadcast, debrief, exports, host_selectors, selectors, services, throttle
 from permitgame.console.forms import (
     PRESET_DESCRIPTIONS,
     ExtendForm,
@@ -33,7 +35,14 @@ from permitgame.console.forms import (
     RemoveBotForm,
     initial_from,
 )
-from permitgame.errors import BadRequest, GameError, GameOver, NotYourGame, UnknownGame
+from permitgame.errors import (
+    BadRequest,
+    GameError,
+    GameOver,
+    NotYourGame,
+    RateLimited,
+    UnknownGame,
+)
 from permitgame.models import DEFAULT_DURATIONS, DebriefCache, Game, Seat
 from sim_core import PRESETS, load_preset, parse_scenario
 
@@ -210,6 +219,7 @@ def new_game(request: HtmxHttpRequest) -> HttpResponse:
                     durations=form.durations(),
                     owner=request.user,
                     title=form.cleaned_data.get("title", ""),
+                    live_standings=bool(form.cleaned_data.get("live_standings")),
                 )
             except GameError as error:
                 form.add_error("save_as" if saving else None, error.message)
@@ -532,3 +542,39 @@ def export_csv(request: HttpRequest, code: str, name: str) -> HttpResponse:
 LEADERBOARD_COLUMNS = ("rank", "lab", "nickname", "human", "score", "wealth")
 CLASSES_COLUMNS = ("code", "title", "date", "rounds", "compliance_rate", "price", "violations",
                    "caught", "this_class")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ login
+
+LOCKED_OUT = (
+    "Too many wrong passwords for this username from your network; try again in {minutes} min."
+)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, with at most ``throttle`` "login" attempts per client address.
+
+    django-axes (settings.py) also locks a username out at one address after a few wrong
+    passwords; both answer 429 on this page with ``Retry-After``.
+    """
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            throttle.take("login", throttle.client_address(request))
+        except RateLimited as error:
+            context = self.get_context_data(form=self.get_form(), limited=error.message)
+            return throttle.retry_after(self.render_to_response(context, status=429), error)
+        return super().post(request, *args, **kwargs)
+
+
+def login_locked_out(
+    request: HttpRequest, response: HttpResponse | None = None, credentials: Any = None
+) -> HttpResponse:
+    """django-axes' answer to a locked-out login (``AXES_LOCKOUT_CALLABLE``)."""
+    from django.conf import settings
+
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    message = LOCKED_OUT.format(minutes=max(1, seconds // 60))
+    context = {"form": AuthenticationForm(request), "limited": message}
+    answer = render(request, "registration/login.html", context, status=429)
+    return throttle.retry_after(answer, RateLimited(message, retry_after=seconds))

@@ -97,8 +97,13 @@
     return element.id ? { id: element.id } : null;
   }
 
-  function findByKey(key) {
+  // ``tried``: the controls already looked for. Pause and Resume are each other's counterpart,
+  // so once the game is over and neither is there the search must stop (it once recursed
+  // without end when the game ended while Start or Pause had the focus).
+  function findByKey(key, tried) {
+    tried = tried || {};
     if (key.id) return document.getElementById(key.id);
+    if (key.control) tried[key.control] = true;
     var found = null;
     var selector = key.control ? "[data-control]" : "button[aria-label]";
     document.querySelectorAll(selector).forEach(function (element) {
@@ -106,8 +111,9 @@
       if (key.control && element.getAttribute("data-control") === key.control) found = element;
       if (key.label && element.getAttribute("aria-label") === key.label) found = element;
     });
-    if (!found && key.control && COUNTERPART[key.control]) {
-      found = findByKey({ control: COUNTERPART[key.control] });
+    var counterpart = key.control && COUNTERPART[key.control];
+    if (!found && counterpart && !tried[counterpart]) {
+      found = findByKey({ control: counterpart }, tried);
     }
     return found;
   }

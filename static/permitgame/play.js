@@ -59,9 +59,37 @@
     return ceiling / 2 + Math.random() * ceiling / 2;
   }
 
-  // Close codes the ws extension retries by itself; 4003 means the seat is unknown.
+  // Close codes the ws extension retries by itself; 4003 means the seat is unknown; 4012 that
+  // the seat changed role in the lobby (the page reloads to show the new role).
   var RETRIED = [1006, 1011, 1012, 1013];
   var UNKNOWN_SEAT = 4003;
+  var ROLE_CHANGED = 4012;
+
+  // ------------------------------------------------------------------ sequence numbers
+
+  // Every message of the socket carries #seq (docs/protocol.md, "Delivery"): a snapshot sets
+  // the page's number, an event is the next number, progress repeats the page's number. A
+  // number skipped means a lost event: ask for the whole screen again ({"type": "sync"}).
+  var lastSeq = null;
+
+  function readSeq() {
+    var marker = document.getElementById("seq");
+    if (!marker) { return null; }
+    return { seq: parseInt(marker.dataset.seq, 10), kind: marker.dataset.kind };
+  }
+
+  function checkSeq(wrapper) {
+    var mark = readSeq();
+    if (!mark || isNaN(mark.seq)) { return; }
+    var gap = lastSeq !== null && mark.kind !== "snapshot" &&
+      (mark.kind === "event" ? mark.seq > lastSeq + 1 : mark.seq > lastSeq);
+    if (mark.kind === "snapshot" || lastSeq === null || mark.seq > lastSeq) { lastSeq = mark.seq; }
+    if (gap && wrapper && wrapper.send) {
+      lastSeq = null;  // the snapshot that answers sets it again
+      wrapper.send(JSON.stringify({ type: "sync" }));
+    }
+  }
+  window.permitgameCheckSeq = checkSeq;  // for tests: run the check on a message swapped in
 
   // ------------------------------------------------------------------ flash and forms
 
@@ -220,9 +248,26 @@
 
   function afterPhaseSwap(phase) {
     var key = phase.dataset.status + "/" + phase.dataset.round + "/" + phase.dataset.phase;
-    if (lastPhase !== null && key !== lastPhase) { clearFlash(); forgetOtherDrafts(); }
+    if (lastPhase !== null && key !== lastPhase) {
+      clearFlash();
+      forgetOtherDrafts();
+      showAction();
+    }
     lastPhase = key;
     startCountdown();
+  }
+
+  // A new phase: bring the action card back into view (a phone scrolled down to the results
+  // would not see that a move is due) and, when the keyboard was nowhere, onto its control.
+  function showAction() {
+    var action = document.getElementById("lab-action") || document.getElementById("governor-action");
+    if (!action) { return; }
+    var rect = action.getBoundingClientRect();
+    if (rect.top < 0 || rect.top > window.innerHeight - 40) {
+      action.scrollIntoView({ block: "start" });
+    }
+    var next = action.querySelector(".next");
+    if (next && !next.disabled && focusLost()) { next.focus({ preventScroll: true }); }
   }
 
   function afterFlashSwap(flash) {
@@ -284,6 +329,11 @@
       showConnection("offline", "Seat not found: join again");
       return;
     }
+    if (code === ROLE_CHANGED) {
+      leaving = true;
+      window.location.reload();
+      return;
+    }
     if (leaving) { return; }
     showConnection("offline", "Reconnecting…");
     if (RETRIED.indexOf(code) < 0) {
@@ -318,7 +368,8 @@
 
   document.addEventListener("htmx:wsBeforeMessage", remember);
 
-  document.addEventListener("htmx:wsAfterMessage", function () {
+  document.addEventListener("htmx:wsAfterMessage", function (event) {
+    checkSeq(event.detail && event.detail.socketWrapper);
     var phase = replaced("phase");
     if (phase) { afterPhaseSwap(phase); }
     var flash = replaced("flash");

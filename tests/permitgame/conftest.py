@@ -59,3 +59,13 @@ def ana(django_user_model: Any) -> Any:
 def ben(django_user_model: Any) -> Any:
     """Another instructor."""
     return make_instructor(django_user_model, "ben")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Start every test with empty rate-limit counters (they live in the process's cache)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

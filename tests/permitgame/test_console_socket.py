@@ -12,7 +12,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from permitgame import services
+from permitgame import broadcast, services
 from permitgame.asgi import application
 from permitgame.console.consumers import CLOSE_FORBIDDEN
 from tests.permitgame.console_fixtures import make_instructor, small_game
@@ -49,6 +49,7 @@ async def test_owner_gets_the_live_fragments_and_their_updates(django_user_model
         assert 'id="host-status"' in snapshot and 'data-status="lobby"' in snapshot
         assert 'id="host-seats"' in snapshot and 'id="host-charts"' in snapshot
         await db(services.seat_join)(game=game, nickname="Ada")
+        await db(broadcast.flush_progress)(game.pk)  # the clock loop's beat: joins coalesced
         update = await socket.receive_from(timeout=5)
         while "Ada" not in update:
             update = await socket.receive_from(timeout=5)

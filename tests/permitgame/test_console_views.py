@@ -861,7 +861,7 @@ def test_governor_is_assigned_to_a_student_and_back_to_a_bot_in_the_lobby(as_ana
     assert ada.role == Role.LAB and not fresh(game).human_governor
 
 
-@pytest.mark.parametrize("seat", ["", "nobody", "-1"])
+@pytest.mark.parametrize("seat", ["", "nobody", "-1", "²", "١", "9" * 40])
 def test_governor_needs_a_player_or_a_bot_and_changes_nothing(as_ana, game, seat):
     join(game, "Ada")
     before = snapshot(game)

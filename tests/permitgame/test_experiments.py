@@ -371,9 +371,8 @@ def test_a_program_enters_as_a_participant_and_is_seated_as_a_program(client):
 
 
 def test_the_design_editor_checks_as_you_type_and_creates(client, researcher):
-    from tests.permitgame.console_fixtures import PASSWORD
 
-    client.login(username="rita", password=PASSWORD)
+    client.force_login(researcher)
     page = client.get("/console/experiments/new/")
     assert page.status_code == 200 and "Permits and audits" in page.content.decode()
     verdict = client.post("/console/experiments/validate/",
@@ -388,7 +387,6 @@ def test_the_design_editor_checks_as_you_type_and_creates(client, researcher):
 
 
 def test_the_monitor_shows_rooms_and_controls_them(client, researcher, frozen_clock):
-    from tests.permitgame.console_fixtures import PASSWORD
 
     experiment = services.experiment_create(design=design(lobby_timeout=None), owner=researcher)
     doc = experiment.design
@@ -401,7 +399,7 @@ def test_the_monitor_shows_rooms_and_controls_them(client, researcher, frozen_cl
     )
     Participant.objects.filter(pk=p.pk).update(quiz_passed=True)
     p = services.participant_assign(participant=p)
-    client.login(username="rita", password=PASSWORD)
+    client.force_login(researcher)
     page = client.get(f"/console/experiments/{experiment.code}/").content.decode()
     assert f'data-game="{p.room.game.code}"' in page and "1 of 2" in page
     start = f"/console/experiments/{experiment.code}/rooms/{p.room.game.code}/start/"
@@ -417,11 +415,11 @@ def test_the_monitor_shows_rooms_and_controls_them(client, researcher, frozen_cl
 
 
 def test_another_researchers_monitor_is_not_found(client, researcher, django_user_model):
-    from tests.permitgame.console_fixtures import PASSWORD, make_instructor
+    from tests.permitgame.console_fixtures import make_instructor
 
     experiment = services.experiment_create(design=design(), owner=researcher)
     make_instructor(django_user_model, "olga")
-    client.login(username="olga", password=PASSWORD)
+    client.force_login(django_user_model.objects.get(username="olga"))
     assert client.get(f"/console/experiments/{experiment.code}/").status_code == 404
     assert client.get(f"/console/experiments/{experiment.code}/data.zip").status_code == 404
 

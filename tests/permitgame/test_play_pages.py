@@ -226,7 +226,9 @@ def replaced_after(player: Player, selector: str, action: Any) -> None:
 
 
 def test_two_labs_and_a_governor_play_two_rounds_through_the_pages(server, chromium_browser):
-    game = server.create_game("--human-labs", "2", "--human-governor", "--phase-seconds", "60")
+    game = server.create_game(
+        "--human-labs", "2", "--human-governor", "--phase-seconds", "60", "--live-standings"
+    )
     code = game["code"]
     scenario = server.scenario
     ana, ben, gil = (open_player(chromium_browser) for _ in range(3))

@@ -276,7 +276,7 @@ def test_a_join_form_sent_again_after_its_answer_was_lost_finds_the_seat(small_s
 @pytest.mark.django_db
 def test_an_api_join_resent_with_its_key_gets_the_same_seat(client, small_scenario):
     game = new_game(small_scenario)
-    body = {"nickname": "Bot-7", "join_key": "b1f3c9e2-retry"}
+    body = {"nickname": "Bot-7", "join_key": "b1f3c9e2-retry-7f4a"}
     first = client.post(f"/api/games/{game.code}/join", body, content_type="application/json")
     again = client.post(f"/api/games/{game.code}/join", body, content_type="application/json")
     assert first.status_code == again.status_code == 201

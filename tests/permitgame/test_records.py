@@ -15,7 +15,7 @@ from permitgame.client import CLIENT
 from permitgame.exports import table_csv
 from permitgame.models import Game, Move, Seat
 from permitgame.replay import game_bundle, replay_bundle, replay_game, verify_game_chain
-from tests.permitgame.console_fixtures import PASSWORD, make_instructor, play_to_end, small_game
+from tests.permitgame.console_fixtures import make_instructor, play_to_end, small_game
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +81,7 @@ def test_a_declared_program_is_marked_as_a_program_in_the_console_projector_admi
     assert program.is_program and program.client_name == CLIENT["name"]
     assert not student.is_program
 
-    client.login(username="ana", password=PASSWORD)
+    client.force_login(game.owner)
     console = client.get(f"/console/games/{game.code}/").content.decode()
     assert "program (permitgame.client 0.1.0)" in console
     assert "1 played by students, 1 by programs" in console
@@ -118,9 +118,11 @@ def test_drops_reconnects_stand_ins_reclaims_rejoins_and_lobby_fills_are_logged_
     realtime.LOCAL_CHANNELS.clear()
     game = small_game(owner, labs=3, rounds=1)
     ben = services.seat_join(game=game, nickname="Ben")
+    services.seat_connect(seat=ben, channel_name="t.lobby")  # the lobby's presence: not logged
+    services.seat_disconnect(channel_name="t.lobby")
+    services.game_start(game=game)  # labs 2 and 3 were kept for students: filled by bots
     services.seat_connect(seat=ben, channel_name="t.ben")
     services.seat_disconnect(channel_name="t.ben")
-    services.game_start(game=game)  # labs 2 and 3 were kept for students: filled by bots
     services.game_advance_now(game=game)  # Ben is away: his bot stands in
     services.seat_connect(seat=ben, channel_name="t.ben2")  # back: takes the seat again
     answer = client.post(
@@ -138,11 +140,11 @@ def test_drops_reconnects_stand_ins_reclaims_rejoins_and_lobby_fills_are_logged_
     assert log == [
         ("create", "host", None),
         ("join", "human", 1),
-        ("connect", "human", 1),
-        ("drop", "human", 1),
         ("start", "host", None),
         ("fill", "system", 2),
         ("fill", "system", 3),
+        ("connect", "human", 1),
+        ("drop", "human", 1),
         ("advance", "host", None),
         ("stand_in", "system", 1),
         ("connect", "human", 1),

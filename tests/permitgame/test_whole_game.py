@@ -25,7 +25,7 @@ def numbers_in(message):
 
 def setup_game(scenario):
     game = services.game_create(
-        scenario=scenario, human_labs=2, human_governor=True, durations=UNTIMED
+        scenario=scenario, human_labs=2, human_governor=True, durations=UNTIMED, live_standings=True
     )
     lab_a = services.seat_join(game=game, nickname="Ana")
     lab_b = services.seat_join(game=game, nickname="Ben")

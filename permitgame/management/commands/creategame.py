@@ -54,6 +54,11 @@ class Command(BaseCommand):
         parser.add_argument("--title", default="", help="a label for the game")
         parser.add_argument("--start", action="store_true", help="start now, bots in empty seats")
         parser.add_argument(
+            "--live-standings",
+            action="store_true",
+            help="each lab sees its place after every round (default: at game over only)",
+        )
+        parser.add_argument(
             "--base-url", default="http://127.0.0.1:8000", help="where it is served"
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -84,6 +89,7 @@ class Command(BaseCommand):
                 scenario=scenario,
                 human_labs=options["human_labs"],
                 human_governor=options["human_governor"],
+                live_standings=options["live_standings"],
                 seed=options["seed"],
                 durations=durations,
                 title=options["title"],

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from permitgame.client import ClientError, JoinInfo, Player, join
+from permitgame.client import ClientError, JoinInfo, Player, add_reconnect_arguments, join
 from sim_core import STRATEGIES
 
 
@@ -25,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--strategy", default="rational", choices=sorted(STRATEGIES))
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server")
         parser.add_argument("--seed", type=int, help="seed of the clients' own randomness")
+        add_reconnect_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         count = options["count"]
@@ -43,7 +44,13 @@ class Command(BaseCommand):
             self.stdout.write(f"{info.nickname}: {info.role} {info.player_id}")
         seed = options["seed"]
         players = [
-            Player(info, strategy=options["strategy"], seed=None if seed is None else seed + i)
+            Player(
+                info,
+                strategy=options["strategy"],
+                seed=None if seed is None else seed + i,
+                reconnect_seconds=options["reconnect_seconds"],
+                reconnect_cap=options["reconnect_cap"],
+            )
             for i, info in enumerate(infos)
         ]
 

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("permitgame", "0003_seat_join_key"),
+        ("permitgame", "0005_merge_0004_hall_event_seq_0004_harden_live_standings"),
     ]
 
     operations = [

@@ -1,0 +1,427 @@
+"""A lecture hall in one room: the mechanisms that keep a phase O(N) and lose nothing silently.
+
+Not timed (the speed is bench/load's): these prove that one move resolves its round once with a
+bounded number of queries, that moves and joins reach the room coalesced (fewer messages than
+moves), that every message carries a sequence number whose gap a client sees and mends with a
+``sync``, that an event dropped from a full channel is noticed, and that the socket answers any
+malformed frame with an error and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from permitgame import bridge, broadcast, services, ticker
+from permitgame.client import JoinInfo, Player
+from permitgame.clock import now as clock_now
+from permitgame.consumers import ApiConsumer
+from permitgame.models import Game, Move
+from sim_core import Phase, load_preset
+from tests.permitgame.wire import Socket, api_path, db, html_path
+
+TIMED = {"bidding": 60, "compliance": 60, "audit": 60, "results": 10}
+
+
+def hall_scenario(labs: int, rounds: int = 2) -> Any:
+    scenario = load_preset("targeted_audit")
+    return scenario.with_changes(
+        rounds=rounds,
+        labs=replace(scenario.labs, count=labs),
+        market=replace(scenario.market, token_cap=max(1, labs // 3)),
+    )
+
+
+def hall(
+    labs: int, humans: int, *, rounds: int = 2, online: bool = False
+) -> tuple[Game, list[Any]]:
+    game = services.game_create(
+        scenario=hall_scenario(labs, rounds), human_labs=humans, durations=TIMED
+    )
+    seats = [services.seat_join(game=game, nickname=f"p{i}") for i in range(humans)]
+    if online:  # a socket open for each (the deadline gives them defaults, not bots)
+        for seat in seats:
+            services.seat_connect(seat=seat, channel_name=f"test-{seat.pk}")
+    return game, seats
+
+
+def fresh(game: Game) -> Game:
+    return Game.objects.get(pk=game.pk)
+
+
+class CountResolves:
+    """Wraps sim_core's resolver where the server calls it (``bridge``), counting the calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = bridge.resolve_round
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(bridge, "resolve_round", counted)
+
+
+# ------------------------------------------------------------------------------ the move path
+
+
+@pytest.mark.django_db
+def test_one_move_runs_one_resolve_also_when_it_ends_the_phase(monkeypatch):
+    game, seats = hall(labs=12, humans=3)
+    services.game_start(game=game)
+    resolves = CountResolves(monkeypatch)
+    services.round_submit_bid(seat=seats[0], round_no=1, amount=0.1)
+    assert resolves.calls == 1
+    services.round_submit_bid(seat=seats[1], round_no=1, amount=0.2)
+    assert resolves.calls == 2
+    # The last bid owed ends bidding: the same resolve clears the market and the phase
+    # machine goes on to compliance from it.
+    services.round_submit_bid(seat=seats[2], round_no=1, amount=0.3)
+    assert resolves.calls == 3
+    game = fresh(game)
+    assert game.phase == Phase.COMPLIANCE
+    assert Move.objects.filter(game=game, action="bid", round_no=1).count() == 12
+
+
+@pytest.mark.django_db
+def test_a_refused_move_is_checked_by_the_one_resolve_and_changes_nothing(monkeypatch):
+    game, seats = hall(labs=6, humans=2)
+    services.game_start(game=game)
+    resolves = CountResolves(monkeypatch)
+    before = (Move.objects.filter(game=game).count(), fresh(game).version)
+    with pytest.raises(services.NotAllowed):
+        services.round_submit_bid(seat=seats[0], round_no=1, amount=1e9)
+    assert resolves.calls == 1
+    assert (Move.objects.filter(game=game).count(), fresh(game).version) == before
+
+
+@pytest.mark.django_db
+def test_a_move_runs_a_bounded_number_of_queries_whatever_the_room():
+    game, seats = hall(labs=40, humans=30, online=True)
+    services.game_start(game=game)
+    for seat in seats[1:]:  # play to round 2, where the round's start state is read too
+        services.round_submit_bid(seat=seat, round_no=1, amount=0.0)
+    services.round_submit_bid(seat=seats[0], round_no=1, amount=0.0)
+    while fresh(game).round_no < 2:
+        services.game_advance_now(game=fresh(game))
+    game = fresh(game)
+    assert (game.round_no, game.phase) == (2, Phase.BIDDING)
+    with CaptureQueriesContext(connection) as queries:
+        services.round_submit_bid(seat=seats[0], round_no=2, amount=0.1)
+    # Lock, seats, moves, the round's start state, the move, the game (plus the transaction's
+    # own statements): was 22 before moves were resolved once.
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) <= 8, statements
+    with CaptureQueriesContext(connection) as queries:
+        for seat in seats[1:]:
+            services.round_submit_bid(seat=seat, round_no=2, amount=0.1)
+    assert len(queries.captured_queries) <= 8 * (len(seats) - 1) + 12
+
+
+@pytest.mark.django_db
+def test_the_setup_is_parsed_once_per_game_and_again_when_the_lobby_changes_it(monkeypatch):
+    game, _ = hall(labs=5, humans=1)
+    parsed = []
+    original = bridge.parse_scenario
+
+    def counted(document: Any) -> Any:
+        parsed.append(document["labs"]["count"])
+        return original(document)
+
+    monkeypatch.setattr(bridge, "parse_scenario", counted)
+    bridge._setups.clear()
+    for _ in range(3):
+        bridge.setup_of(fresh(game))
+    assert parsed == [5]
+    services.game_add_bot(game=game)
+    assert bridge.setup_of(fresh(game)).lab_count == 6
+    assert parsed[-1] == 6
+
+
+# ------------------------------------------------------------------------------ progress
+
+
+@pytest.mark.django_db
+def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
+    game, seats = hall(labs=10, humans=6)
+    services.game_start(game=game)
+    sent: list[tuple[str, list[str]]] = []
+
+    def record(outgoing: Any, **kwargs: Any) -> None:
+        sent.extend((item.group, list(item.json)) for item in outgoing)
+
+    monkeypatch.setattr(broadcast.realtime, "send", record)
+    broadcast._last_progress.clear()
+    broadcast._dirty.clear()
+    clock = 1000.0
+    # Five moves within one progress interval, each followed by a beat of the clock loop.
+    for seat in seats[:5]:
+        broadcast.progress_changed(game.pk)  # what the move's commit does
+        services.round_submit_bid(seat=seat, round_no=1, amount=0.1)
+        broadcast.flush_due(now=clock)
+        clock += 0.05
+    public = [texts for group, texts in sent if group == f"game-{game.pk}"]
+    assert len(public) == 1  # one progress message for five moves
+    broadcast.flush_due(now=clock + broadcast.PROGRESS_SECONDS)
+    public = [texts for group, texts in sent if group == f"game-{game.pk}"]
+    assert len(public) == 2
+    latest = json.loads(public[-1][0])
+    assert latest["type"] == "progress" and latest["waiting"] == 1 and latest["joined"] == 6
+    assert latest["seq"] == fresh(game).seq
+    # Nothing changed: the next beat sends nothing until the beacon is due.
+    broadcast.flush_due(now=clock + 2 * broadcast.PROGRESS_SECONDS)
+    assert len([1 for group, _ in sent if group == f"game-{game.pk}"]) == 2
+
+
+@pytest.mark.django_db
+def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
+    game, _ = hall(labs=60, humans=50)
+    sent: list[Any] = []
+    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    broadcast.flush_progress(game.pk)
+    public = next(item for item in sent if item.group == f"game-{game.pk}")
+    message = json.loads(public.json[0])
+    assert message["joined"] == 50 and message["seats"] == 61
+    assert "players" not in message and "waiting_for" not in message
+    assert 'id="players"' not in public.html  # the browsers' list is not resent either
+    host = next(item for item in sent if item.group == f"game-{game.pk}-host")
+    assert json.loads(host.json[0])["type"] == "seats"  # the console keeps its full view
+    assert len(json.loads(host.json[0])["seats"]) == 61
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sockets_get_fewer_messages_than_moves_over_a_phase():
+    game, seats = await db(hall)(labs=12, humans=10)
+    await db(services.game_start)(game=game)
+    sockets = [Socket(api_path(game.code, seat.token), fmt="json") for seat in seats]
+    for socket in sockets:
+        await socket.connect()
+    try:
+        for socket in sockets:
+            await socket.drain(quiet=0.05)
+            socket.received.clear()
+        for index, socket in enumerate(sockets):
+            reply = await socket.send({"type": "bid", "round": 1, "amount": 0.05})
+            assert reply["type"] == "ack"
+            if index % 3 == 2:  # the clock loop's beat, a few times in the phase
+                await db(broadcast.flush_progress)(game.pk)
+        moves = len(seats)
+        for socket in sockets:
+            await socket.drain(quiet=0.1)
+            kinds = [m["type"] for m in socket.received]
+            assert "phase" in kinds and "market" in kinds  # the phase changed: heard
+            assert all(isinstance(m["seq"], int) for m in socket.received)
+            # Per socket O(1) for the phase (its ack, the progress beats, the event), where a
+            # broadcast per move would be at least one message per move.
+            assert len([k for k in kinds if k != "ack"]) < moves, kinds
+            assert "waiting" not in kinds and "players" not in kinds
+    finally:
+        for socket in sockets:
+            await socket.close()
+
+
+# ------------------------------------------------------------------------------ sequence numbers
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_events_are_numbered_one_by_one_and_sync_answers_a_snapshot():
+    game, seats = await db(hall)(labs=4, humans=2)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    state = await socket.connect()
+    try:
+        assert state["type"] == "state" and state["seq"] == 0
+        await db(services.game_start)(game=game)
+        await db(services.game_advance_now)(game=game)
+        got = await socket.drain()
+        events = sorted({m["seq"] for m in got})
+        assert events == [1, 2]
+        assert [m["type"] for m in got if m["seq"] == 1] == ["phase", "you"]
+        assert {m["type"] for m in got if m["seq"] == 2} >= {"market", "phase", "you"}
+        reply = await socket.send({"type": "bid", "round": 1, "amount": 0.1})
+        assert reply["type"] == "error" and reply["seq"] == 2  # a reply repeats the number
+        await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
+        snapshot = await socket.next()
+        assert snapshot["type"] == "state" and snapshot["seq"] == 2
+        assert snapshot["game"]["phase"] == "compliance"
+    finally:
+        await socket.close()
+
+
+def info_for(seat: Any) -> JoinInfo:
+    return JoinInfo(
+        player_id=seat.player_id,
+        token=seat.token,
+        role="lab",
+        nickname=seat.nickname,
+        rejoin_code=seat.rejoin_code,
+        game="X",
+        ws_url="ws://127.0.0.1:1/",
+    )
+
+
+def test_the_client_sees_a_gap_in_its_stream_and_only_then():
+    player = Player(JoinInfo(1, "t", "lab", "a", "r", "X", "ws://127.0.0.1:1/"))
+    assert not player.gap({"type": "state", "seq": 4})
+    assert not player.gap({"type": "progress", "seq": 4})
+    assert not player.gap({"type": "phase", "seq": 5})
+    assert not player.gap({"type": "you", "seq": 5})  # one event, several messages
+    assert not player.gap({"type": "ack", "seq": 5})
+    assert player.gap({"type": "progress", "seq": 6})  # event 6 never came
+    assert player.gap({"type": "phase", "seq": 7})  # event 6 never came
+    assert not player.gap({"type": "progress", "seq": 3})  # an old progress: no news
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_full_channel_never_drops_an_event_unnoticed(settings, monkeypatch):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2}}
+    }
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    state = await socket.connect()
+    try:
+        seen = state["seq"]
+        # The socket stalls answering a command (as under a room's load): meanwhile it does
+        # not read its channel.
+        gate = asyncio.Event()
+        answer = ApiConsumer.send_error
+
+        async def stalled(self: Any, error: Any, *, command: Any = None) -> None:
+            await gate.wait()
+            await answer(self, error, command=command)
+
+        monkeypatch.setattr(ApiConsumer, "send_error", stalled)
+        await socket.communicator.send_to(text_data=json.dumps({"type": "bid", "round": 1}))
+        await asyncio.sleep(0.2)
+        # Five events while the channel holds two (and the socket's reader one more): the
+        # layer drops the last ones.
+        for _ in range(5):
+            await db(services.game_advance_now)(game=game)
+        gate.set()
+        got = await socket.drain()
+        events = sorted({m["seq"] for m in got if m["type"] not in ("ack", "error")})
+        assert events == list(range(seen + 1, seen + 1 + len(events)))
+        assert len(events) < 5  # some never arrived: nothing said so yet
+        last = events[-1]
+        # The next progress beat carries the game's seq: the loss shows as a gap.
+        await db(broadcast.flush_progress)(game.pk)
+        got = await socket.drain()
+        beacon = next(m for m in got if m["type"] == "progress")
+        player = Player(info_for(seats[0]))
+        player.seq = last
+        assert beacon["seq"] == seen + 5 and player.gap(beacon)
+        await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
+        snapshot = await socket.next()
+        current = await db(fresh)(game)
+        assert snapshot["type"] == "state" and snapshot["seq"] == current.seq
+        assert snapshot["game"]["phase"] == current.phase
+    finally:
+        await socket.close()
+
+
+def database_sync_to_async_unbound(function: Any) -> Any:
+    """Run a database function in a thread of its own (not the sockets' shared one)."""
+    from channels.db import database_sync_to_async
+
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_page_socket_mends_a_gap_itself_with_the_whole_screen(settings):
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    socket = Socket(html_path(game.code, seats[0].token), fmt="html")
+    first = await socket.connect()
+    try:
+        assert 'id="seq"' in first and 'data-kind="snapshot"' in first
+        channel = next(
+            name for name, game_id in broadcast.realtime.LOCAL_GAMES.items() if game_id == game.pk
+        )
+        from channels.layers import get_channel_layer
+
+        current = (await db(fresh)(game)).seq
+        # An event two ahead of the socket (the one between was lost on the way).
+        await get_channel_layer().send(
+            channel,
+            {"type": "game.send", "seq": current + 2, "version": 0, "html": "X", "json": []},
+        )
+        reply = await socket.next()
+        assert 'data-kind="snapshot"' in reply and 'id="lab-action"' in reply
+    finally:
+        await socket.close()
+
+
+# ------------------------------------------------------------------------------ malformed frames
+
+
+MALFORMED = [
+    '{"type": "bid", "round": 1, "amount": ' + "[" * 5000 + "]" * 5000 + "}",
+    json.dumps({"type": "bid", "round": 1, "amount": int("9" * 400)}),
+    json.dumps({"type": "bid", "round": int("9" * 400), "amount": 0.1}),
+    json.dumps({"type": "audit", "round": 1, "labs": ["--1"]}),
+    json.dumps({"type": "audit", "round": 1, "labs": ["²"]}),
+    json.dumps({"type": "decide", "round": 1, "run": {"a": [1]}}),
+    json.dumps({"type": "bid", "round": 1, "amount": "1e400"}),
+    "[" * 100000,
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("frame", MALFORMED, ids=range(len(MALFORMED)))
+async def test_a_malformed_frame_gets_an_error_with_a_code_and_changes_nothing(frame):
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    before = await db(lambda: (Move.objects.count(), fresh(game).version))()
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    await socket.connect()
+    try:
+        await socket.communicator.send_to(text_data=frame)
+        reply = await socket.next()
+        while reply["type"] not in ("error", "ack"):
+            reply = await socket.next()
+        assert reply["type"] == "error"
+        assert reply["code"] in ("invalid", "bad_request", "not_allowed", "stale")
+        assert isinstance(reply["message"], str) and reply["message"]
+        # The socket is still open and answers the next command.
+        ok = await socket.send({"type": "bid", "round": 1, "amount": 0.1})
+        assert ok["type"] == "ack"
+    finally:
+        await socket.close()
+    after = await db(lambda: (Move.objects.count(), fresh(game).version))()
+    assert after[0] == before[0] + 1  # only the good bid
+
+
+# ------------------------------------------------------------------------------ the clock
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_clock_fires_a_deadline_while_the_sockets_commands_are_held():
+    game, _ = await db(hall)(labs=3, humans=1)
+    await db(services.game_start)(game=game)
+    unbound = database_sync_to_async_unbound
+    await unbound(services.game_extend)(game=game, seconds=1)
+    await unbound(lambda: Game.objects.filter(pk=game.pk).update(phase_deadline=clock_now()))()
+    release = threading.Event()
+    held = asyncio.ensure_future(db(release.wait)())  # every socket's commands wait behind this
+    loop = asyncio.ensure_future(ticker.run_forever(interval=0.05))
+    try:
+        for _ in range(60):
+            await asyncio.sleep(0.05)
+            current = await unbound(fresh)(game)
+            if current.phase != Phase.BIDDING:
+                break
+        assert current.phase != Phase.BIDDING  # fired within 3 s, the shared thread held
+        assert not held.done()
+    finally:
+        loop.cancel()
+        release.set()
+        await held
