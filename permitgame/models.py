@@ -134,6 +134,9 @@ class Game(models.Model):
         ),
     )
     version = models.PositiveIntegerField(default=0)
+    # The hash of the log's last entry (permitgame.chain): the next entry's ``prev_hash``, kept
+    # here so that appending to the log reads nothing more; empty before the first hashed entry.
+    log_head = models.CharField(max_length=64, blank=True, default="")
     seq = models.PositiveIntegerField(
         default=0, help_text="Events sent to the players so far (each message's seq)."
     )

@@ -201,14 +201,12 @@ def _log(
 def _save_moves(game: Game, moves: Sequence[Move]) -> None:
     """Append ``moves`` to the game's log, in order, each extending the log's hash chain.
 
-    Every entry stores the hash of the entry before it and its own (``permitgame.chain``). The
-    game is locked, so the last stored entry stays the last until these are written.
+    Every entry stores the hash of the entry before it and its own (``permitgame.chain``); the
+    game (locked) keeps the last hash in ``log_head``, saved with the game by the service.
     """
     if not moves:
         return
-    prev_hash = (
-        Move.objects.filter(game=game).order_by("-id").values_list("hash", flat=True).first()
-    ) or ""
+    prev_hash = game.log_head
     for move in moves:
         document = chain.entry_document(
             game=game.code,
@@ -224,6 +222,7 @@ def _save_moves(game: Game, moves: Sequence[Move]) -> None:
         )
         move.prev_hash = prev_hash
         move.hash = prev_hash = chain.entry_hash(document)
+    game.log_head = prev_hash  # saved with the game (``_commit``, or ``game_create``)
     if len(moves) == 1:
         moves[0].save()
     else:
@@ -375,6 +374,7 @@ def game_create(
         now=now,
         payload={"human_labs": human_labs, "human_governor": human_governor, "seed": game_seed},
     )
+    game.save(update_fields=["log_head"])
     return game
 
 
