@@ -23,7 +23,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Run apt-get as root directly, otherwise through sudo when there is one.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv sysdeps lint format test run bench vendor clean
+.PHONY: help venv sysdeps lint format test run bench bench-study vendor clean
 
 help:
 	@echo "make run      install what is missing, migrate, and serve on http://$(HOST):$(PORT)/"
@@ -31,6 +31,7 @@ help:
 	@echo "make lint     ruff check, ruff format --check, mypy, lint-imports"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make bench    run bench/run.py when it exists"
+	@echo "make bench-study  parameter studies against the sweep, local processes and Dask"
 	@echo "make vendor   refresh static/vendor/ from pinned npm packages (files are committed)"
 	@echo "make clean    remove the venv, caches and test artifacts (keeps db.sqlite3)"
 
@@ -83,8 +84,14 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Two passes: everything on SQLite, then the service, whole-game and PostgreSQL tests with the
+# test database on a real PostgreSQL server the run starts (tests/conftest.py: --postgres).
+POSTGRES_TESTS := tests/permitgame/test_services.py tests/permitgame/test_whole_game.py \
+	tests/permitgame/test_servers.py
+
 test: sysdeps venv lint
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --postgres -q $(POSTGRES_TESTS)
 
 # ------------------------------------------------------------------------------- running
 
@@ -108,6 +115,12 @@ bench: venv
 	else \
 	  echo "bench: bench/run.py does not exist yet (see bench/README.md)"; \
 	fi
+
+# Parameter studies (docs/studies.md) against the heatmap sweep, local processes against a Dask
+# LocalCluster, memory at two sizes; POINTS sets the size (10000: the issue's full workload).
+POINTS ?= 1000
+bench-study: venv
+	$(BIN)/python bench/study.py --points $(POINTS)
 
 vendor:
 	scripts/vendor_js.sh

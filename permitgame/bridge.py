@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from permitgame.models import Action, Controller, Game, Move, RoundRecord, Seat
+from permitgame.models import MOVE_ACTIONS, Action, Controller, Game, Move, RoundRecord, Seat
 from sim_core import (
     GameSetup,
     GameState,
@@ -109,18 +109,15 @@ def round_moves(game: Game, round_no: int, *, seats: Sequence[Seat] | None = Non
 
     With the game's ``seats`` given, each move's seat is taken from them (no join).
     """
-    query = Move.objects.filter(game=game, round_no=round_no, action__in=_MOVE_ACTIONS)
+    query = Move.objects.filter(game=game, round_no=round_no, action__in=MOVE_ACTIONS)
     if seats is None:
         return list(query.select_related("seat").order_by("id"))
     by_id = {seat.pk: seat for seat in seats}
-    moves = list(query.order_by("id"))
+    moves = list(query.defer("created_at", "latency_ms").order_by("id"))
     for move in moves:
         if move.seat_id in by_id:
             move.seat = by_id[move.seat_id]
     return moves
-
-
-_MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
 
 
 def round_inputs(

@@ -22,12 +22,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from permitgame import charts, clock, host_selectors, realtime, selectors
 from permitgame.host_selectors import ConsoleSeat
-from permitgame.models import Connection, Game, RoundRecord, Seat
+from permitgame.models import Connection, Game, RoundRecord, Seat, Status
 from permitgame.realtime import Outgoing
 from permitgame.selectors import (
     AuditResult,
@@ -198,6 +199,8 @@ def you_json(lab: LabView) -> dict[str, Any]:
         "run_by": lab.run_by,
         "owes_move": lab.owes_move,
         "bot_playing": lab.bot_playing,
+        "ask_belief": lab.ask_belief,
+        "belief": lab.belief,
     }
 
 
@@ -215,6 +218,9 @@ def your_results_json(row: LabRound) -> dict[str, Any]:
         "audited": row.audited,
         "caught": row.caught,
         "payoff": row.payoff,
+        "terms": [
+            {"name": term.name, "symbol": term.symbol, "amount": term.amount} for term in row.terms
+        ],
         "wealth": row.wealth,
         "score": row.score,
     }
@@ -469,6 +475,7 @@ def publish(
                 {
                     "type": "round_results",
                     **round_results_json({"round": record.round_no, **record.metrics}),
+                    "headline": selectors.headline_of(record).text,
                 }
             )
             result = next(r for r in governor.history if r.round_no == round_no)
@@ -482,14 +489,7 @@ def publish(
     public_texts = [_stamp(m, seq) for m in public_json]
     html_seats = _html_seat_ids(game)
     shared_html = public_html(public) + seq_html(seq, "event") if html_seats else ""
-    host_rows = host_selectors.console_seats(game)
-    outgoing = [
-        Outgoing(
-            realtime.host_group(game_id),
-            host_html(public, host_rows, with_charts=bool(_HOST_CHART_EVENTS.intersection(kinds))),
-            (_dump(host_json(host_rows)),),
-        )
-    ]
+    outgoing: list[Outgoing] = []
     joined = {row.seat_id for row in public.players if row.human}
     for seat_id, lab in screens.labs.items():
         if seat_id not in joined:
@@ -510,6 +510,31 @@ def publish(
     except Exception:  # the change is committed: a dead channel layer must not undo it
         logger.exception("publishing game %s event %s failed", game_id, seq)
     _progress_sent(game_id)
+    # The console after the players: its fragments are the largest to render (every seat
+    # with its controls), and no player waits for them.
+    charts = bool(_HOST_CHART_EVENTS.intersection(kinds))
+    _send_host(game, public, charts=charts, kind=realtime.SEND)
+
+
+def _send_host(
+    game: Game, public: PublicView, *, charts: bool, kind: str, now: float | None = None
+) -> None:
+    """Render and send the console's fragments (and its JSON seats), if a console is open."""
+    if not realtime.console_open(game.pk):
+        return
+    with _progress_lock:
+        _last_host[game.pk] = time.monotonic() if now is None else now
+        _host_dirty.discard(game.pk)
+    try:
+        rows = host_selectors.console_seats(game)
+        host = Outgoing(
+            realtime.host_group(game.pk),
+            host_html(public, rows, with_charts=charts),
+            (_dump(host_json(rows)),),
+        )
+        realtime.send([host], seq=public.seq, version=public.version, kind=kind)
+    except Exception:
+        logger.exception("sending the console of game %s failed", game.pk)
 
 
 # ------------------------------------------------------------------------------ progress
@@ -523,7 +548,13 @@ BEACON_SECONDS = 3.0
 #: Above this many seats the public progress carries counts, not the player list.
 LIST_LIMIT = 40
 
+#: The console's view of a room (every seat, with its controls) is the largest fragment to
+#: render: it is sent with every event, and of the progress at most once per this many seconds.
+HOST_PROGRESS_SECONDS = 1.0
+
 _dirty: set[int] = set()
+_host_dirty: set[int] = set()
+_last_host: dict[int, float] = {}
 _last_progress: dict[int, float] = {}
 _progress_lock = threading.Lock()
 
@@ -557,9 +588,11 @@ def progress_json(public: PublicView) -> dict[str, Any]:
     }
 
 
-def flush_progress(game_id: int, *, now: float | None = None) -> None:
+def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = False) -> None:
     """Send a game's progress now: counts to every socket, the full view to the console.
 
+    ``beacon``: nothing changed, the message only repeats the game's seq (so a socket that
+    lost the last event notices): the pages' fragments and the console are not redrawn.
     ``now``: the ``time.monotonic()`` of the beat (tests pass their own).
     """
     with _progress_lock:
@@ -568,6 +601,8 @@ def flush_progress(game_id: int, *, now: float | None = None) -> None:
     game = Game.objects.filter(pk=game_id).first()
     if game is None:
         return
+    if game.status == Status.LOBBY and _lobby_progress(game, now=now, beacon=beacon):
+        return
     screens = selectors.game_screens(game)
     public = screens.public
     small = len(public.players) <= LIST_LIMIT
@@ -575,21 +610,71 @@ def flush_progress(game_id: int, *, now: float | None = None) -> None:
     if small:
         message["waiting_for"] = list(public.waiting_for)
         message["players"] = players_json(public)
-    names = ("waiting", "players") if small else ("waiting",)
-    html = _render(names, {"public": public, "oob": True}) + seq_html(public.seq, "progress")
-    host_rows = host_selectors.console_seats(game)
-    outgoing = [
-        Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),)),
-        Outgoing(
-            realtime.host_group(game_id),
-            host_html(public, host_rows, with_charts=False),
-            (_dump(host_json(host_rows)),),
-        ),
-    ]
+    html = seq_html(public.seq, "progress")
+    if not beacon:
+        names = ("waiting", "players") if small else ("waiting",)
+        html = _render(names, {"public": public, "oob": True}) + html
+    outgoing = [Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),))]
     try:
         realtime.send(outgoing, seq=public.seq, version=public.version, kind=realtime.PROGRESS)
     except Exception:
         logger.exception("sending the progress of game %s failed", game_id)
+    if beacon:
+        return
+    moment = time.monotonic() if now is None else now
+    with _progress_lock:
+        host_due = moment - _last_host.get(game_id, -float("inf")) >= HOST_PROGRESS_SECONDS
+        if not host_due:
+            _host_dirty.add(game_id)  # the next beat after the interval sends it
+    if host_due:
+        _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
+
+
+def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
+    """Send a big lobby's progress from counts (a room filling up); return whether it did.
+
+    While a lecture hall joins, the progress changes at every beat: counting the seats is all
+    it needs (no resolve, no player list). A small room's progress carries its list instead.
+    """
+    since = clock.now() - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    counts = Seat.objects.filter(game=game).aggregate(
+        seats=Count("id"), joined=Count("id", filter=Q(token__isnull=False))
+    )
+    if counts["seats"] <= LIST_LIMIT:
+        return False
+    connected = (
+        Connection.objects.filter(seat__game=game, last_seen__gte=since)
+        .values("seat_id")
+        .distinct()
+        .count()
+    )
+    message = {
+        "type": "progress",
+        "status": game.status,
+        "round": game.round_no,
+        "phase": game.phase or None,
+        "waiting": 0,
+        "joined": counts["joined"],
+        "connected": connected,
+        "seats": counts["seats"],
+    }
+    item = Outgoing(
+        realtime.game_group(game.pk), seq_html(game.seq, "progress"), (_stamp(message, game.seq),)
+    )
+    try:
+        realtime.send([item], seq=game.seq, version=game.version, kind=realtime.PROGRESS)
+    except Exception:
+        logger.exception("sending the progress of game %s failed", game.pk)
+    if not beacon and realtime.console_open(game.pk):
+        public = selectors.game_screens(game).public
+        moment = time.monotonic() if now is None else now
+        with _progress_lock:
+            due = moment - _last_host.get(game.pk, -float("inf")) >= HOST_PROGRESS_SECONDS
+            if not due:
+                _host_dirty.add(game.pk)
+        if due:
+            _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
+    return True
 
 
 def flush_due(*, now: float | None = None) -> int:
@@ -602,7 +687,7 @@ def flush_due(*, now: float | None = None) -> int:
     with _progress_lock:
         local = set(realtime.LOCAL_GAMES.values())
         due = [
-            game_id
+            (game_id, game_id not in _dirty)
             for game_id in _dirty | local
             if moment - _last_progress.get(game_id, -float("inf"))
             >= (PROGRESS_SECONDS if game_id in _dirty else BEACON_SECONDS)
@@ -610,9 +695,23 @@ def flush_due(*, now: float | None = None) -> int:
         for game_id in list(_last_progress):
             if game_id not in _dirty and game_id not in local:
                 del _last_progress[game_id]
-    for game_id in due:
+    with _progress_lock:
+        consoles = [
+            game_id
+            for game_id in _host_dirty
+            if game_id not in _dirty
+            and moment - _last_host.get(game_id, -float("inf")) >= HOST_PROGRESS_SECONDS
+        ]
+    for game_id in consoles:
         try:
-            flush_progress(game_id, now=moment)
+            game = Game.objects.get(pk=game_id)
+            public = selectors.game_screens(game).public
+            _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
+        except Exception:
+            logger.exception("console of game %s failed", game_id)
+    for game_id, beacon in due:
+        try:
+            flush_progress(game_id, now=moment, beacon=beacon)
         except Exception:  # one broken game must not stop the progress of the others
             logger.exception("progress of game %s failed", game_id)
     return len(due)

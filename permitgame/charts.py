@@ -736,7 +736,8 @@ def round_charts(
     token_cap: int | None,
     lab_count: int,
     predicted_compliance: float | None = None,
-    expected_price: float | None = None,
+    expected_price: float | Sequence[float] | None = None,
+    expected_price_label: str = "model's expected price",
 ) -> list[Chart]:
     """Return the per-round charts of a game: price, permits, violations and caught, compliance.
 
@@ -746,7 +747,9 @@ def round_charts(
         token_cap: Q, drawn over the permits (None: no line).
         lab_count: N, the top of the permits and violations axes.
         predicted_compliance: the model's prediction, drawn as a dashed line (debrief only).
-        expected_price: the model's expected clearing price, dashed (debrief only).
+        expected_price: the model's expected clearing price, dashed (debrief only): one number,
+            or one per round (the bots' expected price moves when π1* follows the price).
+        expected_price_label: the dashed line's name (which bots' price it is).
     """
     labels = [str(number) for number in range(1, max(rounds, len(results)) + 1)]
     by_round = {int(row["round"]): row for row in results}
@@ -759,9 +762,13 @@ def round_charts(
 
     price_series = [Series("clearing price", column("price"), BLUE)]
     if expected_price is not None:
-        price_series.append(
-            Series("model's expected price", [expected_price] * len(labels), GREY, dashed=True)
-        )
+        expected: list[float | None]
+        if isinstance(expected_price, int | float):
+            expected = [float(expected_price)] * len(labels)
+        else:
+            path = [float(price) for price in expected_price]
+            expected = [path[min(i, len(path) - 1)] if path else None for i in range(len(labels))]
+        price_series.append(Series(expected_price_label, expected, GREY, dashed=True))
     compliance_series = [Series("compliance", column("compliance_rate"), GREEN)]
     if predicted_compliance is not None:
         compliance_series.append(

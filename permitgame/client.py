@@ -257,8 +257,10 @@ class Player:
             self.violations_total = sum(r["metrics"]["violations"] for r in message["results"])
             if self.game["status"] == "finished":
                 return {"type": "game_over", "standings": message.get("standings") or []}
-        elif kind in ("phase", "waiting"):
+        elif kind == "phase":
             self.game = {**self.game, **{k: v for k, v in message.items() if k != "type"}}
+        elif kind == "progress" and "waiting_for" in message:
+            self.game = {**self.game, "waiting_for": message["waiting_for"]}
         elif kind == "you":
             self.you = {**self.you, **message}
         elif kind == "signals":

@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from permitgame import broadcast, realtime, selectors, services
 from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
-from permitgame.forms import AuditForm, BidForm, DecideForm, form_errors
+from permitgame.forms import AuditForm, BeliefForm, BidForm, DecideForm, form_errors
 from permitgame.models import Seat
 from sim_core import Role
 
@@ -59,7 +59,9 @@ def authenticate(code: str, token: str | None, session: Any) -> Seat:
     return selectors.seat_from_session(game, session)
 
 
-def _cleaned(form_class: type[BidForm | DecideForm | AuditForm], content: dict[str, Any]) -> Any:
+def _cleaned(
+    form_class: type[BidForm | DecideForm | AuditForm | BeliefForm], content: dict[str, Any]
+) -> Any:
     """Return a command's fields as its form cleans them.
 
     Raises:
@@ -98,6 +100,12 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
         data = _cleaned(DecideForm, content)
         result = services.round_submit_choice(seat=seat, round_no=data["round"], run=data["run"])
         echo = {"run": result.payload["run"]}
+    elif command == "belief":
+        data = _cleaned(BeliefForm, content)
+        result = services.round_submit_belief(
+            seat=seat, round_no=data["round"], percent=data["percent"]
+        )
+        echo = {"percent": result.payload["percent"]}
     elif command == "audit":
         data = _cleaned(AuditForm, content)
         labs = [player_id - 1 for player_id in data["labs"]]
@@ -105,7 +113,7 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
         echo = {"labs": [lab + 1 for lab in result.payload["labs"]]}
     else:
         raise UnknownCommand(
-            f"Unknown command {command!r}; send one of: bid, decide, audit."
+            f"Unknown command {command!r}; send one of: bid, decide, audit, belief."
             if command is not None
             else 'Every message needs a "type": bid, decide or audit.'
         )
@@ -161,16 +169,21 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.channel_layer.group_add(group, self.channel_name)
         realtime.LOCAL_CHANNELS.add(self.channel_name)
         realtime.LOCAL_GAMES[self.channel_name] = seat.game_id
-        await database_sync_to_async(services.seat_connect)(
-            seat=seat, channel_name=self.channel_name, html=self.fmt == "html"
-        )
-        await self.send_snapshot()
+        # One trip to the database thread for the connection and the snapshot (a room filling
+        # up queues every socket's database work on that thread).
+        await self.send_snapshot(connect=True)
 
-    async def send_snapshot(self) -> None:
-        """Send the seat's whole screen; later events are forwarded from its seq on."""
+    def _snapshot(self, connect: bool) -> tuple[int, list[str]]:
         assert self.seat_id is not None
-        seat = await database_sync_to_async(Seat.objects.get)(pk=self.seat_id)
-        seq, texts = await database_sync_to_async(broadcast.snapshot)(seat, self.fmt)
+        seat = Seat.objects.get(pk=self.seat_id)
+        if connect:
+            html = self.fmt == "html"
+            services.seat_connect(seat=seat, channel_name=self.channel_name, html=html)
+        return broadcast.snapshot(seat, self.fmt)
+
+    async def send_snapshot(self, *, connect: bool = False) -> None:
+        """Send the seat's whole screen; later events are forwarded from its seq on."""
+        seq, texts = await database_sync_to_async(self._snapshot)(connect)
         self.seq = max(self.seq, seq)
         for text in texts:
             await self.send(text_data=text)

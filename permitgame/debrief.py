@@ -7,39 +7,43 @@ parts, computed once per game and kept in ``DebriefCache``: the deterrence heatm
 sweep, MODEL.md §9, with the game's point marked) and a few hundred simulated all-bot classes of
 the same scenario (where the class sits: a percentile).
 
-Expensive parts run in a background thread started by the first request (``ensure``); the page
-polls until the row is done. A row left ``running`` by a server that stopped is taken over once
-it has not moved for ``STALE_SECONDS``. The cache row is the only thing written here: it is a
-cache of pure functions of the game's scenario (and rounds played), never game state, so it is
-written outside the game's lock. Numbers come from sim_core (``run_sweep``,
-``simulate_classes``, ``percentile_rank``, ``theory_summary``, ``summarise``); nothing here
-computes a rule of the game.
+Expensive parts run as a background job (``permitgame.jobs``) started by the first request
+(``ensure``); the page polls until the row is done. A row left ``running`` by a server that
+stopped is taken over once it has not moved for ``STALE_SECONDS``. The cache row is the only
+thing written here: it is a cache of pure functions of the game's scenario (and rounds played),
+never game state, so it is written outside the game's lock. Numbers come from sim_core
+(``run_sweep``, ``simulate_classes``, ``percentile_rank``, ``theory_summary``, ``summarise``);
+nothing here computes a rule of the game.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from django.db import IntegrityError, close_old_connections, connection
+from django.db import IntegrityError
 
-from permitgame import bridge, charts, clock, host_selectors, selectors
+from permitgame import bridge, charts, clock, host_selectors, jobs, selectors
 from permitgame.charts import Chart
-from permitgame.models import DebriefCache, Game, RoundRecord, Seat
+from permitgame.models import Action, DebriefCache, Game, Move, RoundRecord, Seat, lab_label
 from sim_core import (
+    AuditScore,
     MetricsRow,
     Role,
     Scenario,
     TheorySummary,
     csv_table,
+    expected_bot_prices,
+    expected_clearing_price,
     perceived_p_eff,
     percentile_rank,
+    replay_with_bots,
+    score_audits,
     simulate_classes,
     summarise,
     theory_summary,
@@ -73,9 +77,6 @@ STALE_SECONDS = 120
 CACHE_VERSION = 1
 
 METRIC_LABELS = {"compliance_rate": "compliance", "deterrence_rate": "deterrence"}
-
-_threads: dict[int, threading.Thread] = {}
-_threads_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------------------ the class's game
@@ -164,6 +165,368 @@ class OtherClass:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PriceStory:
+    """The price the model expects beside this class: that of the bots it played beside (§7).
+
+    ``expected`` is the bots' expected price of each round (sim_core's ``expected_bot_prices``),
+    ``mean`` its mean over the rounds played; ``truthful`` is the price if labs bid their full net
+    value; ``penalty_cap`` the largest expected penalty a rational bot perceives (max r·p_eff·P
+    − rho), above which no rational bid goes; ``capped``: the penalty, not the values, sets the
+    price (the rational price is clearly below the truthful one).
+    """
+
+    bots: str
+    expected: tuple[float, ...]
+    mean: float
+    truthful: float
+    penalty_cap: float
+    capped: bool
+    observed: float | None
+    fixed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Enforcement:
+    """Detection as announced beside detection as it happened in this class.
+
+    ``realised_detection``: violators caught of violators (None without a violation).
+    ``audit_rate_signal``/``audit_rate_quiet``: the share of labs without a permit audited
+    after a warning signal / without one (None when no such lab), beside the announced π1, π0.
+    """
+
+    announced_p_eff: float
+    realised_detection: float | None
+    caught: int
+    violations: int
+    announced_high_prob: float
+    announced_base_prob: float
+    audit_rate_signal: float | None
+    signalled: int
+    audit_rate_quiet: float | None
+    quiet: int
+    policy: str
+
+
+def _bots_label(scenario: Scenario) -> str:
+    mix = dict(scenario.labs.strategy)
+    if len(mix) == 1:
+        return f"{next(iter(mix))} bots"
+    return "bots (" + ", ".join(f"{share * 100:.0f}% {name}" for name, share in mix.items()) + ")"
+
+
+def price_story(game: Game, scenario: Scenario, seen: Observed) -> PriceStory:
+    """Return the bots' expected price beside the class's (MODEL.md §7's paragraph)."""
+    rounds = max(game.rounds, seen.rounds_played)
+    expected = expected_bot_prices(scenario, rounds=rounds)
+    played = expected[: max(seen.rounds_played, 1)]
+    truthful = expected_clearing_price(scenario)
+    audit, labs = scenario.audit, scenario.labs
+    mean = float(np.mean(played))
+    return PriceStory(
+        bots=_bots_label(scenario),
+        expected=expected,
+        mean=mean,
+        truthful=truthful,
+        penalty_cap=max(
+            labs.risk_profile[1] * seen.p_eff * audit.punishment - labs.racing_value, 0.0
+        ),
+        capped=mean < truthful - 0.01,
+        observed=seen.summary.get("price"),
+        fixed=scenario.market.type == "fixed_price",
+    )
+
+
+def enforcement_story(game: Game, scenario: Scenario, seen: Observed) -> Enforcement:
+    """Return the announced detection beside the realised one and the audit rates by signal."""
+    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    signalled = quiet = audited_signalled = audited_quiet = 0
+    for record in records:
+        for won, signal, audited in zip(record.won, record.signals, record.audited, strict=True):
+            if won:  # a permit holder is never audited by a bot: count labs without a permit
+                continue
+            if signal:
+                signalled += 1
+                audited_signalled += bool(audited)
+            else:
+                quiet += 1
+                audited_quiet += bool(audited)
+    policy = "policy" if game.human_governor else scenario.governor.policy
+    announced_high = scenario.audit.high_prob
+    if records and policy == "optimal":
+        announced_high = float(np.mean([r.announced_high_prob for r in records]))
+    announced_base = 0.0 if policy in ("optimal", "none") else scenario.audit.base_prob
+    if policy == "none":
+        announced_high = 0.0
+    return Enforcement(
+        announced_p_eff=seen.p_eff,
+        realised_detection=seen.detected / seen.violations if seen.violations else None,
+        caught=seen.detected,
+        violations=seen.violations,
+        announced_high_prob=announced_high,
+        announced_base_prob=announced_base,
+        audit_rate_signal=audited_signalled / signalled if signalled else None,
+        signalled=signalled,
+        audit_rate_quiet=audited_quiet / quiet if quiet else None,
+        quiet=quiet,
+        policy="a student governor" if game.human_governor else policy,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CounterRound:
+    """One round: the class against its bots (fallback, and rational) on the same draws."""
+
+    round_no: int
+    price: float | None
+    bot_price: float | None
+    rational_price: float | None
+    compliance: float
+    bot_compliance: float
+    rational_compliance: float
+    welfare: float
+    bot_welfare: float
+    rational_welfare: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CounterSeat:
+    """One student's total payoff against their fallback bot's and a rational bot's."""
+
+    label: str
+    nickname: str
+    fallback: str
+    score: float
+    bot_score: float
+    rational_score: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counterfactual:
+    """The bot in your seat: the finished game replayed on the same draws with bots in every
+    human seat (each seat's fallback strategy; second line: a rational bot)."""
+
+    rounds: tuple[CounterRound, ...]
+    seats: tuple[CounterSeat, ...]
+    human_governor: bool
+    chart: Chart
+
+    @property
+    def identical(self) -> bool:
+        """Whether the class played exactly as its bots would have (no difference anywhere)."""
+        return all(
+            math.isclose(r.welfare, r.bot_welfare, abs_tol=1e-9)
+            and math.isclose(r.compliance, r.bot_compliance, abs_tol=1e-9)
+            for r in self.rounds
+        ) and all(math.isclose(s.score, s.bot_score, abs_tol=1e-9) for s in self.seats)
+
+
+def counterfactual(game: Game) -> Counterfactual | None:
+    """Replay the settled rounds with bots in the human seats, through sim_core's resolver."""
+    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    if not records:
+        return None
+    setup = bridge.setup_of(game)
+    seats = list(Seat.objects.filter(game=game))
+    students = sorted(
+        (s for s in seats if s.lab_index is not None and s.has_player),
+        key=lambda s: s.lab_index or 0,
+    )
+    rounds = len(records)
+    fallback = replay_with_bots(setup, rounds=rounds)
+    rational = replay_with_bots(
+        setup, rounds=rounds, strategies={s.lab_index or 0: "rational" for s in students}
+    )
+    rows = []
+    for i, record in enumerate(records):
+        bot, ration = fallback.rows[i], rational.rows[i]
+        rows.append(
+            CounterRound(
+                round_no=record.round_no,
+                price=record.price,
+                bot_price=bot.price,
+                rational_price=ration.price,
+                compliance=float(record.metrics["compliance_rate"]),
+                bot_compliance=bot.compliance_rate,
+                rational_compliance=ration.compliance_rate,
+                welfare=float(record.metrics["welfare"]),
+                bot_welfare=bot.welfare,
+                rational_welfare=ration.welfare,
+            )
+        )
+    counter_seats = []
+    for seat in students:
+        lab = seat.lab_index
+        assert lab is not None
+        counter_seats.append(
+            CounterSeat(
+                label=f"Lab {lab + 1}",
+                nickname=seat.nickname,
+                fallback=seat.fallback_strategy,
+                score=float(sum(r.payoffs[lab] for r in records)),
+                bot_score=float(sum(p[lab] for p in fallback.payoffs)),
+                rational_score=float(sum(p[lab] for p in rational.payoffs)),
+            )
+        )
+    labels = [str(r.round_no) for r in rows]
+    bot_welfare: list[float | None] = [r.bot_welfare for r in rows]
+    rational_welfare: list[float | None] = [r.rational_welfare for r in rows]
+    chart = charts.line_chart(
+        name="counterfactual",
+        title="Welfare: the class against its bots",
+        labels=labels,
+        series=[
+            charts.Series("this class", [r.welfare for r in rows], charts.BLUE),
+            charts.Series("bots in the students' seats", bot_welfare, charts.GREY, dashed=True),
+            charts.Series("rational bots there", rational_welfare, charts.ORANGE, dashed=True),
+        ],
+        x_label="Round",
+        y_label="welfare",
+        description=(
+            "Each round's welfare in this class, and in the same game replayed on the same draws "
+            "with a bot in every student's seat."
+        ),
+    )
+    governor = next((s for s in seats if s.role == Role.GOVERNOR), None)
+    return Counterfactual(
+        rounds=tuple(rows),
+        seats=tuple(counter_seats),
+        human_governor=bool(governor is not None and governor.has_player),
+        chart=chart,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BeliefRow:
+    """One lab's answers to "how likely is a violator caught?" and the r they imply (§1)."""
+
+    label: str
+    nickname: str
+    answers: int
+    mean_belief: float
+    implied_risk: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Beliefs:
+    """What the labs believed, against the announced and the realised detection."""
+
+    chart: Chart
+    labs: tuple[BeliefRow, ...]
+    answers: int
+
+
+def beliefs(game: Game) -> Beliefs | None:
+    """Return the belief answers of a game that asked them (None when none was given).
+
+    A lab that believes a violator is caught with chance b perceives the expected penalty
+    b·P; MODEL.md §1 writes that as r·p_eff·P, so its implied risk multiplier is r = b / p_eff
+    with the p_eff announced that round (averaged over the lab's answers).
+    """
+    if not game.ask_belief:
+        return None
+    moves = list(
+        Move.objects.filter(game=game, action=Action.BELIEF).select_related("seat").order_by("id")
+    )
+    if not moves:
+        return None
+    scenario = bridge.scenario_of(game)
+    records = {r.round_no: r for r in RoundRecord.objects.filter(game=game)}
+    announced = {
+        number: perceived_p_eff(
+            scenario,
+            announced_high_prob=record.announced_high_prob,
+            human_governor=game.human_governor,
+        )
+        for number, record in records.items()
+    }
+    by_round: dict[int, list[float]] = {}
+    by_lab: dict[int, list[tuple[float, float | None]]] = {}
+    seats: dict[int, Seat] = {}
+    for move in moves:
+        if move.seat is None or move.seat.lab_index is None or move.round_no not in records:
+            continue
+        belief = float(move.payload["percent"]) / 100
+        by_round.setdefault(move.round_no, []).append(belief)
+        p = announced[move.round_no]
+        by_lab.setdefault(move.seat.lab_index, []).append((belief, belief / p if p > 0 else None))
+        seats[move.seat.lab_index] = move.seat
+    if not by_round:
+        return None
+    numbers = sorted(records)
+    believed: list[float | None] = [
+        float(np.mean(by_round[n])) if n in by_round else None for n in numbers
+    ]
+    realised: list[float | None] = [
+        float(records[n].metrics["caught"]) / float(records[n].metrics["violations"])
+        if records[n].metrics["violations"]
+        else None
+        for n in numbers
+    ]
+    said: list[float | None] = [announced[n] for n in numbers]
+    chart = charts.line_chart(
+        name="beliefs",
+        title="Detection: believed, announced and realised",
+        labels=[str(n) for n in numbers],
+        series=[
+            charts.Series("believed (mean answer)", believed, charts.ORANGE),
+            charts.Series("announced p_eff", said, charts.GREY, dashed=True),
+            charts.Series("realised (caught of violators)", realised, charts.BLUE),
+        ],
+        x_label="Round",
+        y_label="chance a violator is caught",
+        description="The labs' mean answer each round, the announced and the realised detection.",
+    )
+    rows = []
+    for lab in sorted(by_lab):
+        answers = by_lab[lab]
+        ratios = [r for _, r in answers if r is not None]
+        rows.append(
+            BeliefRow(
+                label=f"Lab {lab + 1}",
+                nickname=seats[lab].nickname,
+                answers=len(answers),
+                mean_belief=float(np.mean([b for b, _ in answers])),
+                implied_risk=float(np.mean(ratios)) if ratios else None,
+            )
+        )
+    return Beliefs(chart=chart, labs=tuple(rows), answers=len(moves))
+
+
+def audit_comparison(game: Game) -> tuple[AuditScore, ...]:
+    """Return the governor's audits over the whole game against ``optimal`` and ``none``.
+
+    Each settled round is scored by sim_core's ``score_audits`` on its own draws with its
+    logged moves; the totals add up the rounds (audits, violators caught, compliant labs
+    audited, welfare).
+    """
+    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    if not records:
+        return ()
+    setup = bridge.setup_of(game)
+    totals: dict[str, list[float]] = {}
+    for record in records:
+        inputs = bridge.round_inputs(
+            bridge.round_moves(game, record.round_no), human_labs=frozenset(), human_governor=False
+        )
+        for row in score_audits(setup, bridge.state_from_json(record.state), inputs):
+            total = totals.setdefault(row.policy, [0, 0, 0, 0.0])
+            total[0] += row.audits
+            total[1] += row.caught
+            total[2] += row.false_positives
+            total[3] += row.welfare
+    return tuple(
+        AuditScore(
+            policy=policy,
+            audits=int(total[0]),
+            caught=int(total[1]),
+            false_positives=int(total[2]),
+            welfare=float(total[3]),
+        )
+        for policy, total in totals.items()
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DebriefSummary:
     """The cheap part of the debrief, computed on each request."""
 
@@ -177,6 +540,12 @@ class DebriefSummary:
     governor_score: float
     others: tuple[OtherClass, ...]
     others_chart: Chart | None
+    governor_bot: str = ""
+    price: PriceStory | None = None
+    enforcement: Enforcement | None = None
+    counterfactual: Counterfactual | None = None
+    beliefs: Beliefs | None = None
+    audits: tuple[AuditScore, ...] = ()
 
     @property
     def compliance(self) -> float | None:
@@ -212,7 +581,7 @@ def _leaderboard(game: Game) -> tuple[tuple[LeaderRow, ...], str, float]:
     rows = tuple(
         LeaderRow(
             rank=rank,
-            label=f"Lab {lab + 1}",
+            label=lab_label(lab + 1),
             nickname=seats[lab].nickname if lab in seats else "",
             human=bool(lab in seats and seats[lab].has_player and not seats[lab].is_program),
             score=float(scores[lab]),
@@ -274,13 +643,15 @@ def debrief_summary(game: Game) -> DebriefSummary:
     scenario = debrief_scenario(game)
     seen = observed(game, bridge.scenario_of(game))
     theory = theory_summary(scenario)
+    story = price_story(game, scenario, seen)
     round_charts = charts.round_charts(
         list(seen.rows),
         rounds=game.rounds,
         token_cap=scenario.market.token_cap,
         lab_count=scenario.labs.count,
         predicted_compliance=theory.predicted_compliance,
-        expected_price=theory.expected_price,
+        expected_price=story.expected,
+        expected_price_label=f"model's expected price ({story.bots})",
     )
     leaderboard, governor, welfare = _leaderboard(game)
     others, others_chart = _other_classes(game)
@@ -295,6 +666,12 @@ def debrief_summary(game: Game) -> DebriefSummary:
         governor_score=welfare,
         others=others,
         others_chart=others_chart,
+        governor_bot=bridge.scenario_of(game).governor.policy,
+        price=story,
+        enforcement=enforcement_story(game, bridge.scenario_of(game), seen),
+        counterfactual=counterfactual(game),
+        beliefs=beliefs(game),
+        audits=audit_comparison(game),
     )
 
 
@@ -405,16 +782,6 @@ def _compute(cache_id: int) -> None:
     )
 
 
-def _run_in_thread(cache_id: int) -> None:
-    try:
-        close_old_connections()
-        _compute(cache_id)
-    finally:
-        connection.close()  # this thread's own connection
-        with _threads_lock:
-            _threads.pop(cache_id, None)
-
-
 def _claim(cache: DebriefCache, *, retry: bool) -> bool:
     """Take over a row that a stopped server left running, or a failed one on ``retry``."""
     now = clock.now()
@@ -448,30 +815,11 @@ def ensure(game: Game, kind: str, *, background: bool = True, retry: bool = Fals
     if not (created or _claim(cache, retry=retry)):
         return cache
     if background:
-        thread = threading.Thread(
-            target=_run_in_thread, args=(cache.pk,), name=f"debrief-{kind}-{game.code}", daemon=True
-        )
-        with _threads_lock:
-            _threads[cache.pk] = thread
-        thread.start()
+        jobs.start(("debrief", cache.pk), _compute, cache.pk, name=f"debrief-{kind}-{game.code}")
     else:
         _compute(cache.pk)
     cache.refresh_from_db()
     return cache
-
-
-def wait_for_background(timeout: float = 60.0) -> None:
-    """Wait until every computation this process started has finished (tests, shutdown)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with _threads_lock:
-            threads = list(_threads.values())
-        if not threads:
-            return
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if time.monotonic() >= deadline:
-            return
 
 
 # ------------------------------------------------------------------------------ presenting them

@@ -20,8 +20,8 @@ from sim_core import METRICS, STRATEGY_NAMES, csv_records
 
 LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "fallback_strategy",
                      "risk_profile", "value", "bid", "bid_by", "bid_ms", "won", "price", "run",
-                     "run_by", "run_ms", "signal", "audited", "caught", "payoff",
-                     "wealth")  # fmt: skip
+                     "run_by", "run_ms", "signal", "audited", "caught", "payoff", "wealth",
+                     "coaching", "belief")  # fmt: skip
 LOG_COLUMNS = ("game", "id", "time", "round", "phase", "action", "actor", "player", "nickname",
                "held_by", "payload", "latency_ms", "prev_hash", "hash")  # fmt: skip
 
@@ -55,13 +55,16 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
     seat when nobody does (or stands in). ``bid_by``/``run_by`` say who made the move:
     ``human``, ``program``, ``default`` or ``bot`` (empty for a permit holder, who makes no run
     choice); ``*_ms`` is how long the human or program took.
+    ``coaching`` is the game's coaching level (how much the run-or-idle screen worked out for
+    the lab); ``belief`` the lab's answer, in percent, to "how likely is a violator caught this
+    round?" (empty when not asked or not answered).
     """
     setup = setup_of(game)
     joins = join_ids(game)
     seats = {seat.lab_index: seat for seat in Seat.objects.filter(game=game, role="lab")}
     moves: dict[tuple[int, str, int], Move] = {}
     for move in Move.objects.filter(
-        game=game, action__in=(Action.BID, Action.DECIDE)
+        game=game, action__in=(Action.BID, Action.DECIDE, Action.BELIEF)
     ).select_related("seat"):
         if move.seat is not None and move.seat.lab_index is not None:
             moves[(move.round_no, move.action, move.seat.lab_index)] = move
@@ -97,9 +100,16 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
                     "caught": int(record.caught[lab]),
                     "payoff": record.payoffs[lab],
                     "wealth": record.wealth[lab],
+                    "coaching": game.coaching,
+                    "belief": _belief(moves.get((record.round_no, Action.BELIEF, lab))),
                 }
             )
     return rows
+
+
+def _belief(move: Move | None) -> int | str:
+    """The lab's answer, in percent, to "how likely is a violator caught?" ("" if none)."""
+    return int(move.payload["percent"]) if move is not None else ""
 
 
 def _latency(move: Move | None) -> int | str:

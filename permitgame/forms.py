@@ -151,6 +151,22 @@ class DecideForm(forms.Form):
     run = StrictBooleanField()
 
 
+class BeliefForm(forms.Form):
+    """A lab's answer to "how likely is a violator caught this round?", in whole percent."""
+
+    round = RoundField()
+    percent = forms.IntegerField(
+        min_value=0,
+        max_value=100,
+        error_messages={
+            "required": "Choose a chance from 0 to 100 %.",
+            "invalid": "Choose a chance from 0 to 100 %.",
+            "min_value": "Choose a chance from 0 to 100 %.",
+            "max_value": "Choose a chance from 0 to 100 %.",
+        },
+    )
+
+
 class AuditForm(forms.Form):
     round = RoundField()
     labs = IdListField(required=False)
@@ -177,10 +193,31 @@ class JoinForm(forms.Form):
     )
 
 
+#: How an error names the field it is about (the player reads it; a field's name is code).
+FIELD_WORDS = {
+    "amount": "Your bid",
+    "round": "The round",
+    "run": "The run-or-idle choice",
+    "labs": "The audit list",
+    "percent": "The chance",
+    "nickname": "The nickname",
+    "role": "The role",
+    "join_key": "The join key",
+}
+
+
 def form_errors(form: forms.Form) -> str:
-    """Return a form's errors as one readable line: "amount: Enter a number."."""
+    """Return a form's errors as one readable line, in words a player reads.
+
+    A whole sentence ("Enter a number, like 0.25.") stands alone; a predicate ("must be a round
+    number.") gets the field's words in front ("The round must be a round number."). A field's
+    name (``amount``) is never shown.
+    """
     parts = []
     for field, errors in form.errors.items():
         for error in errors:
-            parts.append(f"{field}: {error}" if field != "__all__" else str(error))
+            text = str(error)
+            if field != "__all__" and text[:1].islower():
+                text = f"{FIELD_WORDS.get(field, field.replace('_', ' ').capitalize())} {text}"
+            parts.append(text)
     return " ".join(parts)

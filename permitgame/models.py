@@ -73,10 +73,16 @@ class Action(models.TextChoices):
     DROP = "drop", "Player's last connection closed"
     REJOIN = "rejoin", "Player moved the seat to another device"
     FILL = "fill", "Empty human seat filled by a bot at the start"
+    BELIEF = "belief", "Believed chance of being caught"
 
 
 #: The actions that are moves of a round (one per seat, round and phase).
 MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
+
+
+def lab_label(player_id: int) -> str:
+    """Return how every screen, table and message names a lab: "Lab 3" (numbered from 1)."""
+    return f"Lab {player_id}"
 
 
 class Controller(models.TextChoices):
@@ -92,6 +98,14 @@ def _phase_choices() -> list[tuple[str, str]]:
 
 def _role_choices() -> list[tuple[str, str]]:
     return [(role.value, role.value.capitalize()) for role in Role]
+
+
+class Coaching(models.TextChoices):
+    """How much the run-or-idle screen works out for a lab (a game setting)."""
+
+    FULL = "full", "Full: the numbers and whether running pays on average"
+    NUMBERS = "numbers", "Numbers only: value, price, detection and penalty, no verdict"
+    NONE = "none", "None: the choice alone"
 
 
 class Game(models.Model):
@@ -137,6 +151,16 @@ class Game(models.Model):
     # The hash of the log's last entry (permitgame.chain): the next entry's ``prev_hash``, kept
     # here so that appending to the log reads nothing more; empty before the first hashed entry.
     log_head = models.CharField(max_length=64, blank=True, default="")
+    coaching = models.CharField(
+        max_length=8,
+        choices=Coaching.choices,
+        default=Coaching.FULL,
+        help_text="How much the run-or-idle screen works out for a lab.",
+    )
+    ask_belief = models.BooleanField(
+        default=False,
+        help_text="Ask labs without a permit how likely a violator is caught, before they choose.",
+    )
     seq = models.PositiveIntegerField(
         default=0, help_text="Events sent to the players so far (each message's seq)."
     )
@@ -273,7 +297,7 @@ class Move(models.Model):
         constraints = (
             models.UniqueConstraint(
                 fields=["game", "round_no", "phase", "seat"],
-                condition=models.Q(action__in=["bid", "decide", "audit"]),
+                condition=models.Q(action__in=[str(action) for action in MOVE_ACTIONS]),
                 name="one_move_per_seat_and_phase",
             ),
         )

@@ -16,6 +16,7 @@ sockets open in this process, which the clock loop keeps alive. Not here: what i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,30 @@ LOCAL_CHANNELS: set[str] = set()
 #: Channel name -> game id of the players' sockets open in this process (the clock loop sends
 #: these games a progress beacon).
 LOCAL_GAMES: dict[str, int] = {}
+#: Channel name -> game id of the console sockets open in this process. Each process notes in
+#: the cache (shared through Redis by every process) that a game has a console open, renewed by
+#: the clock loop's heartbeat: the console's fragments, the largest to render, are rendered only
+#: while someone watches them.
+LOCAL_HOSTS: dict[str, int] = {}
+HOST_LEASE_SECONDS = 3 * HEARTBEAT_SECONDS
+
+
+def _host_key(game_id: int) -> str:
+    return f"console-open-{game_id}"
+
+
+def note_consoles(game_ids: Iterable[int]) -> None:
+    """Note that these games have a console open (call from sync code)."""
+    from django.core.cache import cache
+
+    cache.set_many({_host_key(game_id): 1 for game_id in game_ids}, HOST_LEASE_SECONDS)
+
+
+def console_open(game_id: int) -> bool:
+    """Return whether a console of the game is open in some process (within the lease)."""
+    from django.core.cache import cache
+
+    return cache.get(_host_key(game_id)) is not None
 
 
 def game_group(game_id: int) -> str:
@@ -82,22 +107,32 @@ def send(outgoing: Sequence[Outgoing], *, seq: int, version: int, kind: str = SE
     async_to_sync(_send_all)(layer, outgoing, seq, version, kind)
 
 
+#: Group sends of one update in flight at once (with Redis each is a round trip: a room of
+#: 1,000 seats is not sent one seat after another, nor over 1,000 connections at once).
+SEND_CONCURRENCY = 32
+
+
 async def _send_all(
     layer: Any, outgoing: Sequence[Outgoing], seq: int, version: int, kind: str
 ) -> None:
-    # One trip into the event loop for all audiences (not one per seat).
-    for item in outgoing:
-        if not item.html and not item.json:
-            continue
-        await layer.group_send(
-            item.group,
-            {
-                "type": kind,
-                "seq": seq,
-                "version": version,
-                "html": item.html,
-                "json": list(item.json),
-            },
+    # One trip into the event loop for all audiences (not one per seat). Each audience is a
+    # different group, so sending them concurrently keeps every socket's own order.
+    items = [item for item in outgoing if item.html or item.json]
+    for start in range(0, len(items), SEND_CONCURRENCY):
+        await asyncio.gather(
+            *(
+                layer.group_send(
+                    item.group,
+                    {
+                        "type": kind,
+                        "seq": seq,
+                        "version": version,
+                        "html": item.html,
+                        "json": list(item.json),
+                    },
+                )
+                for item in items[start : start + SEND_CONCURRENCY]
+            )
         )
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from permitgame import bridge, clock
 from permitgame.errors import UnknownGame, UnknownPlayer
 from permitgame.models import (
+    MOVE_ACTIONS,
     Action,
     Connection,
     Controller,
@@ -30,16 +31,22 @@ from permitgame.models import (
     RoundRecord,
     Seat,
     Status,
+    lab_label,
 )
 from permitgame.realtime import CONNECTION_LEASE_SECONDS
 from sim_core import (
     METRICS,
+    AuditScore,
+    PayoffTerm,
     Phase,
     Role,
     Scenario,
     expected_penalty,
     optimal_high_prob,
+    payoff_terms,
     perceived_p_eff,
+    score_audits,
+    signal_posterior,
     unpermitted_value,
 )
 
@@ -103,7 +110,7 @@ def seat_by_rejoin_code(game: Game, rejoin_code: str) -> Seat:
 
 def seat_label(seat: Seat) -> str:
     """Return "Lab 3" or "Governor"."""
-    return "Governor" if seat.role == Role.GOVERNOR else f"Lab {seat.player_id}"
+    return "Governor" if seat.role == Role.GOVERNOR else lab_label(seat.player_id)
 
 
 # ------------------------------------------------------------------------------ views
@@ -183,6 +190,51 @@ class Standing:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Headline:
+    """A settled round in one sentence, for the projector and the phones (public aggregates).
+
+    ``caught_by_audit`` are the violators the governor's audits caught; ``caught_later`` the
+    ones a backcheck caught. No lab is named: the headline says only what the round's public
+    results say.
+    """
+
+    round_no: int
+    price: float | None
+    violations: int
+    audits: int
+    caught_by_audit: int
+    caught_later: int
+
+    @property
+    def text(self) -> str:
+        """Return the sentence: "Price 0.23. 3 labs ran without a permit; ..."."""
+        price = "No price" if self.price is None else f"Price {self.price:.2f}"
+        runners = (
+            "no lab ran without a permit"
+            if self.violations == 0
+            else f"{self.violations} lab{'s' if self.violations != 1 else ''} ran without a permit"
+        )
+        audits = f"{self.audits} lab{'s' if self.audits != 1 else ''}" if self.audits else "no lab"
+        caught = f"the governor audited {audits} and caught {self.caught_by_audit}"
+        later = f"; {self.caught_later} more caught later" if self.caught_later else ""
+        return f"{price}. {runners[0].upper()}{runners[1:]}; {caught}{later}."
+
+
+def headline_of(record: RoundRecord) -> Headline:
+    """Return the headline of a settled round, from its stored results."""
+    metrics = record.metrics
+    by_audit = sum(1 for a, c in zip(record.audited, record.caught, strict=True) if a and c)
+    return Headline(
+        round_no=record.round_no,
+        price=record.price,
+        violations=int(metrics["violations"]),
+        audits=int(metrics["audits"]),
+        caught_by_audit=by_audit,
+        caught_later=int(metrics["caught"]) - by_audit,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PublicView:
     """What every socket of a game may see."""
 
@@ -205,6 +257,7 @@ class PublicView:
     results: tuple[dict[str, Any], ...]
     standings: tuple[Standing, ...]
     governor_score: float | None
+    headline: Headline | None = None
 
     def waiting_labels(self) -> list[str]:
         """Return "Lab 2 (Ana)" for each seat the game waits for."""
@@ -232,6 +285,7 @@ class LabRound:
     payoff: float
     wealth: float
     score: float
+    terms: tuple[PayoffTerm, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,6 +338,9 @@ class LabView:
     bot_playing: bool
     handed_to_bot: bool
     history: tuple[LabRound, ...]
+    coaching: str = "full"
+    ask_belief: bool = False
+    belief: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,6 +385,75 @@ class GovernorView:
     handed_to_bot: bool
     history: tuple[AuditResult, ...]
     score: float
+    cockpit: Cockpit | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cockpit:
+    """The governor's cockpit: what a signal says, and how its last audits compare.
+
+    ``violation_rate`` is the share of labs without a permit that violated in the settled
+    rounds (the public results), Laplace-smoothed ((violations + 1) / (labs + 2), one half
+    before any round); ``posterior_signal``/``posterior_quiet`` are the chances that a lab
+    without a permit is violating given a warning / no warning (sim_core's
+    ``signal_posterior`` with α and β). ``last_scores``: once the game is over, the governor's
+    audits of the whole game against ``optimal`` and ``none`` on the same draws (sim_core's
+    ``score_audits``, summed over the rounds); empty before.
+    """
+
+    violation_rate: float
+    posterior_signal: float
+    posterior_quiet: float
+    max_audits: int | None
+    candidates: int | None
+    last_round: int | None
+    last_scores: tuple[AuditScore, ...]
+
+
+def _cockpit(
+    game: Game, scenario: Scenario, records: Sequence[RoundRecord], market: Any
+) -> Cockpit:
+    violations = sum(int(r.metrics["violations"]) for r in records)
+    without = sum(sum(1 for won in r.won if not won) for r in records)
+    rate = (violations + 1) / (without + 2)
+    loud, quiet = signal_posterior(scenario.audit.alpha, scenario.audit.beta, rate)
+    scores: tuple[AuditScore, ...] = ()
+    if records and game.status == Status.FINISHED:
+        # Only once the game is over: what another policy would have caught tells which labs
+        # it audited were violating, a private choice the governor may not learn mid-game.
+        setup = bridge.setup_of(game)
+        totals: dict[str, list[float]] = {}
+        for record in records:
+            inputs = bridge.round_inputs(
+                bridge.round_moves(game, record.round_no),
+                human_labs=frozenset(),
+                human_governor=False,
+            )
+            for row in score_audits(setup, bridge.state_from_json(record.state), inputs):
+                total = totals.setdefault(row.policy, [0, 0, 0, 0.0])
+                for i, value in enumerate(
+                    (row.audits, row.caught, row.false_positives, row.welfare)
+                ):
+                    total[i] += value
+        scores = tuple(
+            AuditScore(
+                policy=policy,
+                audits=int(t[0]),
+                caught=int(t[1]),
+                false_positives=int(t[2]),
+                welfare=float(t[3]),
+            )
+            for policy, t in totals.items()
+        )
+    return Cockpit(
+        violation_rate=rate,
+        posterior_signal=loud,
+        posterior_quiet=quiet,
+        max_audits=scenario.audit.max_audits,
+        candidates=None if market is None else int(sum(1 for won in market.won if not won)),
+        last_round=records[-1].round_no if records else None,
+        last_scores=scores,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -405,7 +531,7 @@ def _standings(
             rank=rank,
             player_id=lab + 1,
             nickname=lab_seats[lab].nickname,
-            label=f"Lab {lab + 1}",
+            label=lab_label(lab + 1),
             score=float(scores[lab]),
             wealth=float(wealth[lab]),
         )
@@ -414,8 +540,10 @@ def _standings(
 
 
 def _lab_history(
-    records: Sequence[RoundRecord], lab: int, compute_cost: float
+    records: Sequence[RoundRecord], lab: int, scenario: Scenario
 ) -> tuple[LabRound, ...]:
+    compute_cost = scenario.labs.compute_cost
+    traded = scenario.market.allocation == "grandfathered"
     rows = []
     score = 0.0
     for record in records:
@@ -437,6 +565,20 @@ def _lab_history(
                 payoff=record.payoffs[lab],
                 wealth=record.wealth[lab],
                 score=score,
+                # The payoff's terms, from the settlement's outputs (sim_core adds them up).
+                # A traded round's money per lab is not stored: no terms there (§3b).
+                terms=()
+                if traded
+                else payoff_terms(
+                    value=record.values[lab],
+                    compute_cost=compute_cost,
+                    won=won,
+                    violated=violated,
+                    caught=bool(record.caught[lab]),
+                    price=record.price or 0.0,
+                    racing_value=scenario.labs.racing_value,
+                    audit=scenario.audit,
+                ),
             )
         )
     return tuple(rows)
@@ -451,7 +593,6 @@ def game_screens(game: Game) -> GameScreens:
     scenario = bridge.scenario_of(game)
     records = tuple(RoundRecord.objects.filter(game=game).order_by("round_no"))
     connected = _connected_seat_ids(game, now)
-    compute_cost = scenario.labs.compute_cost
 
     position = bridge.position_of(game, seats=seats) if game.status != Status.LOBBY else None
     progress = position.progress if position else None
@@ -541,9 +682,17 @@ def game_screens(game: Game) -> GameScreens:
         results=tuple({"round": r.round_no, **r.metrics} for r in records),
         standings=scoreboard if finished else (),
         governor_score=governor_score if finished else None,
+        headline=headline_of(records[-1]) if records else None,
     )
 
     moves = {(m.seat_id, m.action): m for m in (position.moves if position else ()) if m.seat_id}
+    beliefs: dict[int, int] = {}
+    if game.ask_belief and game.round_no:
+        beliefs = {
+            m.seat_id: int(m.payload["percent"])
+            for m in Move.objects.filter(game=game, round_no=game.round_no, action=Action.BELIEF)
+            if m.seat_id is not None
+        }
     labs: dict[int, LabView] = {}
     for lab, seat in lab_seats.items():
         bid_move = moves.get((seat.pk, Action.BID))
@@ -593,7 +742,10 @@ def game_screens(game: Game) -> GameScreens:
             owes_move=seat.player_id in waiting,
             bot_playing=playing and seat.controller == Controller.BOT,
             handed_to_bot=seat.handed_to_bot,
-            history=_lab_history(records, lab, compute_cost),
+            history=_lab_history(records, lab, scenario),
+            coaching=game.coaching,
+            ask_belief=game.ask_belief,
+            belief=beliefs.get(seat.pk),
         )
 
     audit_move = moves.get((governor_seat.pk, Action.AUDIT))
@@ -603,7 +755,7 @@ def game_screens(game: Game) -> GameScreens:
         signals = tuple(
             SignalRow(
                 player_id=lab + 1,
-                label=f"Lab {lab + 1}",
+                label=lab_label(lab + 1),
                 nickname=lab_seats[lab].nickname,
                 permit=bool(market.won[lab]),
                 signal=bool(progress.signals[lab]),
@@ -648,6 +800,7 @@ def game_screens(game: Game) -> GameScreens:
             for r in records
         ),
         score=governor_score,
+        cockpit=_cockpit(game, scenario, records, market) if game.human_governor else None,
     )
     return GameScreens(public=public, governor=governor, labs=labs, records=records)
 
@@ -692,7 +845,7 @@ def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
     moves = {
         m.seat_id: m
         for m in Move.objects.filter(
-            game=game, round_no=game.round_no, phase=game.phase, action__in=list(_MOVES)
+            game=game, round_no=game.round_no, phase=game.phase, action__in=list(MOVE_ACTIONS)
         )
     }
     seats = sorted(game.seats.all(), key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
@@ -717,9 +870,6 @@ def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
         )
         for s in seats
     )
-
-
-_MOVES = (Action.BID, Action.DECIDE, Action.AUDIT)
 
 
 def game_export_rows(game: Game) -> list[dict[str, Any]]:
@@ -752,7 +902,7 @@ def record_signals(game: Game, record: RoundRecord) -> tuple[SignalRow, ...]:
     return tuple(
         SignalRow(
             player_id=lab + 1,
-            label=f"Lab {lab + 1}",
+            label=lab_label(lab + 1),
             nickname=names.get(lab, ""),
             permit=bool(record.won[lab]),
             signal=bool(record.signals[lab]),

@@ -50,6 +50,7 @@ from permitgame.models import (
     DEFAULT_DURATIONS,
     Action,
     Actor,
+    Coaching,
     Connection,
     Controller,
     Game,
@@ -90,6 +91,8 @@ NOT_THE_GOVERNOR = "Only the governor can choose audits."
 ALREADY_SUBMITTED = "You already submitted your {what} for round {round_no}."
 BOT_PLAYS_LATE_JOINER = "A bot plays your seat in this phase; you take over from the next phase."
 BOT_PLAYS_HANDED = "The instructor handed your seat to a bot."
+BELIEF_NOT_ASKED = "This game does not ask what you believe."
+BELIEF_WITH_PERMIT = "You hold a permit this round: there is no chance of being caught to guess."
 NICKNAME_EMPTY = "Choose a nickname."
 NICKNAME_TOO_LONG = "A nickname has at most {limit} characters."
 NICKNAME_UNPRINTABLE = "A nickname may only contain printable characters."
@@ -298,6 +301,8 @@ def game_create(
     title: str = "",
     autostart: bool = False,
     lobby_seconds: int | None = None,
+    coaching: str = Coaching.FULL,
+    ask_belief: bool = False,
     live_standings: bool = False,
 ) -> Game:
     """Create a game in the lobby with one seat per lab and a governor seat.
@@ -317,15 +322,20 @@ def game_create(
         title: a label for lists.
         autostart: start by itself once every human seat is taken.
         lobby_seconds: with ``autostart``, also start this long after the first join.
+        coaching: how much the run-or-idle screen works out for a lab (``Coaching``).
+        ask_belief: ask labs without a permit how likely a violator is caught, each round.
         live_standings: each lab sees its place among the labs after every round, not only
             at game over.
 
     Raises:
-        ValueError: more human labs than labs, a seed out of range, or bad durations.
+        ValueError: more human labs than labs, a seed out of range, bad durations or an
+            unknown coaching level.
     """
     count = scenario.labs.count
     if not 0 <= human_labs <= count:
         raise ValueError(f"human_labs must be between 0 and {count}, got {human_labs}")
+    if coaching not in Coaching.values:
+        raise ValueError(f"coaching must be one of {', '.join(Coaching.values)}, got {coaching!r}")
     game_seed = scenario.seed if seed is None else seed
     if not 0 <= game_seed <= MAX_SEED:
         raise ValueError(f"the seed must be between 0 and {MAX_SEED}, got {game_seed}")
@@ -343,6 +353,8 @@ def game_create(
         durations=_durations(durations),
         autostart=autostart,
         lobby_seconds=lobby_seconds,
+        coaching=coaching,
+        ask_belief=ask_belief,
         live_standings=live_standings,
         created_at=now,
     )
@@ -372,7 +384,13 @@ def game_create(
         Action.CREATE,
         Actor.HOST if owner is not None else Actor.SYSTEM,
         now=now,
-        payload={"human_labs": human_labs, "human_governor": human_governor, "seed": game_seed},
+        payload={
+            "human_labs": human_labs,
+            "human_governor": human_governor,
+            "seed": game_seed,
+            "coaching": coaching,
+            "ask_belief": ask_belief,
+        },
     )
     game.save(update_fields=["log_head"])
     return game
@@ -845,7 +863,8 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
     log entries and the next phase's.
     """
     game = _lock(seat.game_id)
-    seats = list(game.seats.order_by("id"))
+    # The times of the seats are not needed here (reading them is most of the cost of a row).
+    seats = list(game.seats.defer("joined_at", "last_seen").order_by("id"))
     found = next((s for s in seats if s.pk == seat.pk), None)
     if found is None:
         raise WrongRole(NOT_A_LAB.format(what="move"))
@@ -897,6 +916,46 @@ def round_submit_bid(*, seat: Seat, round_no: int, amount: float) -> MoveResult:
         WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
     """
     return _submit(seat=seat, round_no=round_no, action=Action.BID, payload={"amount": amount})
+
+
+@transaction.atomic
+def round_submit_belief(*, seat: Seat, round_no: int, percent: int) -> MoveResult:
+    """Record a lab's answer to "how likely is a violator caught this round?" (0-100 %).
+
+    Asked, when the game's ``ask_belief`` is on, of a lab without a permit before it chooses to
+    run or idle; answering is optional and changes nothing in the game. It is logged as a move
+    (action ``belief``, outside the resolver's moves) so exports and the debrief read it.
+
+    Raises:
+        NotAllowed: the game does not ask, or the lab holds a permit this round.
+        StaleMove, WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
+    """
+    game = _lock(seat.game_id)
+    seat = Seat.objects.get(pk=seat.pk)
+    if not game.ask_belief:
+        raise NotAllowed(BELIEF_NOT_ASKED)
+    _check_move(game, seat, Action.DECIDE, round_no)  # asked in the compliance phase
+    payload = {"percent": int(percent)}
+    logged = Move.objects.filter(
+        game=game, round_no=round_no, seat=seat, action=Action.BELIEF
+    ).first()
+    if logged is not None:
+        if logged.payload == payload:
+            return MoveResult(duplicate=True, payload=logged.payload)
+        raise AlreadySubmitted(ALREADY_SUBMITTED.format(what="answer", round_no=round_no))
+    if seat.controller != Controller.HUMAN:
+        raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
+    market = bridge.position_of(game).progress.market
+    if market is not None and seat.lab_index is not None and market.won[seat.lab_index]:
+        raise NotAllowed(BELIEF_WITH_PERMIT)
+    now = clock.now()
+    started = game.phase_started_at or now
+    latency = max(0, int((now - started).total_seconds() * 1000))
+    _log(game, Action.BELIEF, Actor.HUMAN, now=now, seat=seat, payload=payload, latency_ms=latency)
+    changes = _Changes()
+    changes.seat_ids.add(seat.pk)
+    _commit(game, changes)
+    return MoveResult(duplicate=False, payload=payload)
 
 
 @transaction.atomic

@@ -13,7 +13,8 @@ Environment (each ``DJANGO_X`` may also be given as plain ``X``: ``SECRET_KEY``,
     DJANGO_CSRF_TRUSTED_ORIGINS: comma-separated origins, e.g. "https://game.example.org".
     DATABASE_URL: e.g. "postgres://user:password@host:5432/permitgame" (default: SQLite file).
     REDIS_URL: e.g. "redis://127.0.0.1:6379/0"; when set, channels-redis carries events between
-        Daphne processes (default: in-memory layer, one process only).
+        Daphne processes and the rate limits' counters are kept there (default: in-memory layer
+        and cache, one process only).
     DJANGO_HTTPS: "true" (default when DEBUG is off): secure cookies, HSTS and the SSL redirect.
         Set "false" only to serve a classroom over plain HTTP on a trusted LAN.
     DJANGO_SECURE_SSL_REDIRECT: override the SSL redirect alone (default: DJANGO_HTTPS), e.g.

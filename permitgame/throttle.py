@@ -45,7 +45,7 @@ class Limit:
 #: The default limits: generous for a class, hopeless for guessing (see the module's docstring).
 LIMITS: dict[str, Limit] = {
     "code_miss": Limit(30, 60),
-    "join": Limit(600, 60),
+    "join": Limit(2000, 60),
     "rejoin_miss": Limit(10, 60),
     "rejoin_miss_game": Limit(30, 60),
     "login": Limit(30, 300),

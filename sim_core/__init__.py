@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from sim_core.batch import cell_scenario as cell_scenario
     from sim_core.csvtext import csv_records as csv_records
     from sim_core.csvtext import csv_table as csv_table
+    from sim_core.enforcement import PayoffTerm as PayoffTerm
     from sim_core.enforcement import Settlement as Settlement
+    from sim_core.enforcement import payoff_terms as payoff_terms
     from sim_core.errors import ActionError as ActionError
     from sim_core.errors import ScenarioError as ScenarioError
     from sim_core.errors import SimCoreError as SimCoreError
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from sim_core.params import WelfareParams as WelfareParams
     from sim_core.params import parse_scenario as parse_scenario
     from sim_core.params import scenario_to_dict as scenario_to_dict
+    from sim_core.perception import perceived_penalties as perceived_penalties
     from sim_core.presets import PRESETS as PRESETS
     from sim_core.presets import load_preset as load_preset
     from sim_core.presets import load_scenario as load_scenario
@@ -51,10 +54,17 @@ if TYPE_CHECKING:
     from sim_core.round import RoundProgress as RoundProgress
     from sim_core.round import check_bid as check_bid
     from sim_core.round import resolve_round as resolve_round
+    from sim_core.simulate import AuditScore as AuditScore
+    from sim_core.simulate import BotReplay as BotReplay
     from sim_core.simulate import GameRun as GameRun
+    from sim_core.simulate import SetupWarning as SetupWarning
     from sim_core.simulate import TheorySummary as TheorySummary
     from sim_core.simulate import percentile_rank as percentile_rank
+    from sim_core.simulate import replay_with_bots as replay_with_bots
     from sim_core.simulate import run_game as run_game
+    from sim_core.simulate import score_audits as score_audits
+    from sim_core.simulate import setup_warnings as setup_warnings
+    from sim_core.simulate import signal_posterior as signal_posterior
     from sim_core.simulate import simulate_classes as simulate_classes
     from sim_core.simulate import theory_summary as theory_summary
     from sim_core.state import GameSetup as GameSetup
@@ -70,6 +80,8 @@ if TYPE_CHECKING:
     from sim_core.sweep import replicate_seed as replicate_seed
     from sim_core.sweep import run_sweep as run_sweep
     from sim_core.sweep import sweep_scenario as sweep_scenario
+    from sim_core.theory import expected_bot_price as expected_bot_price
+    from sim_core.theory import expected_bot_prices as expected_bot_prices
     from sim_core.theory import expected_clearing_price as expected_clearing_price
     from sim_core.theory import expected_penalty as expected_penalty
     from sim_core.theory import marginal_gain as marginal_gain
@@ -81,6 +93,17 @@ if TYPE_CHECKING:
 
 #: Public name -> the module that defines it.
 _ORIGINS: dict[str, str] = {
+    "AuditScore": "sim_core.simulate",
+    "score_audits": "sim_core.simulate",
+    "signal_posterior": "sim_core.simulate",
+    "PayoffTerm": "sim_core.enforcement",
+    "payoff_terms": "sim_core.enforcement",
+    "BotReplay": "sim_core.simulate",
+    "SetupWarning": "sim_core.simulate",
+    "replay_with_bots": "sim_core.simulate",
+    "setup_warnings": "sim_core.simulate",
+    "expected_bot_price": "sim_core.theory",
+    "expected_bot_prices": "sim_core.theory",
     "METRICS": "sim_core.metrics",
     "POLICIES": "sim_core.params",
     "PRESETS": "sim_core.presets",
@@ -128,6 +151,7 @@ _ORIGINS: dict[str, str] = {
     "p_s": "sim_core.theory",
     "parse_scenario": "sim_core.params",
     "perceived_p_eff": "sim_core.theory",
+    "perceived_penalties": "sim_core.perception",
     "percentile_rank": "sim_core.simulate",
     "replicate_seed": "sim_core.sweep",
     "resolve_round": "sim_core.round",

@@ -167,6 +167,61 @@ def settle(
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayoffTerm:
+    """One term of a lab's payoff (§4): its name, its MODEL.md symbol and its signed amount."""
+
+    name: str
+    symbol: str
+    amount: float
+
+
+def payoff_terms(
+    *,
+    value: float,
+    compute_cost: float,
+    won: bool,
+    violated: bool,
+    caught: bool,
+    price: float,
+    racing_value: float,
+    audit: AuditParams,
+    transfer: float | None = None,
+) -> tuple[PayoffTerm, ...]:
+    """Return one lab's payoff of a settled round as its terms (§4), the ones that apply.
+
+    Under §3b's trading, ``transfer`` is the lab's money from the call market (+price sold,
+    −price bought, 0 kept; ``trade_transfers``): it replaces the price term.
+
+    run·v − run·c + violate·rho − won·price − caught·K − caught·φ − caught·R: an idle lab has no
+    term (its payoff is 0). The terms add up to ``payoffs`` for the same settlement outputs
+    (won, violated, caught, price); the test suite checks that they do.
+    """
+    terms: list[PayoffTerm] = []
+    if won or violated:
+        terms += [
+            PayoffTerm(name="value", symbol="v", amount=float(value)),
+            PayoffTerm(name="compute_cost", symbol="c", amount=-float(compute_cost)),
+        ]
+    if violated and racing_value:
+        terms.append(PayoffTerm(name="racing_value", symbol="rho", amount=float(racing_value)))
+    if transfer is not None:
+        if transfer:
+            terms.append(PayoffTerm(name="trade", symbol="trade", amount=float(transfer)))
+    elif won:
+        terms.append(PayoffTerm(name="price", symbol="price", amount=-float(price)))
+    if caught:
+        terms.append(PayoffTerm(name="collateral", symbol="K", amount=-float(audit.collateral)))
+        terms.append(PayoffTerm(name="fine", symbol="phi", amount=-float(audit.fine)))
+        if audit.reputation_penalty:
+            terms.append(
+                PayoffTerm(
+                    name="reputation_penalty", symbol="R", amount=-float(audit.reputation_penalty)
+                )
+            )
+    return tuple(terms)
+
+
 def trade_transfers(price: FloatArray | float, bought: BoolArray, sold: BoolArray) -> FloatArray:
     """Return each lab's money from §3b's call market: +price if it sold, −price if it bought.
 

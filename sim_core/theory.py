@@ -138,6 +138,153 @@ def expected_clearing_price(scenario: Scenario) -> float:
     return max(price, market.reserve_price)
 
 
+#: Points of the price grid of ``expected_bot_price`` and of each value / risk quadrature.
+_PRICE_GRID = 1201
+_QUADRATURE = 241
+
+
+def _bid_survival(
+    strategy: str, prices: FloatArray, scenario: Scenario, detection: float
+) -> FloatArray:
+    """Return P(bid > x) at each price x >= 0 for one bot of ``strategy`` (§5), by quadrature.
+
+    Values v and risk profiles r are taken at the midpoints of ``_QUADRATURE`` equal slices of
+    their uniform ranges; the bid rules are those of §5 (wealth is taken not to bind).
+    """
+    labs = scenario.labs
+    midpoints = (np.arange(_QUADRATURE) + 0.5) / _QUADRATURE
+    lo, hi = labs.gross_value
+    net = np.maximum(lo + (hi - lo) * midpoints - labs.compute_cost, 0.0)
+    if strategy in ("rational", "adaptive"):
+        risk_lo, risk_hi = labs.risk_profile
+        risk = risk_lo + (risk_hi - risk_lo) * midpoints
+        caps = risk * detection * scenario.audit.punishment - labs.racing_value
+        bids = np.minimum(net[:, None], caps[None, :]).ravel()
+    elif strategy in ("truthful", "compliant"):
+        bids = net
+    elif strategy == "random":
+        bids = (net[:, None] * midpoints[None, :]).ravel()
+    else:  # reckless never bids
+        bids = np.zeros(1)
+    ordered = np.sort(np.maximum(bids, 0.0))
+    above: FloatArray = 1.0 - np.searchsorted(ordered, prices, side="right") / ordered.size
+    return above
+
+
+def _count_at_least(groups: list[tuple[int, FloatArray]], needed: int) -> FloatArray:
+    """Return P(at least ``needed`` labs bid above x) at each x, for independent groups of labs.
+
+    ``groups``: (labs in the group, P(a lab of the group bids above x) at each x). The count is
+    a sum of binomials, convolved group by group.
+    """
+    size = groups[0][1].size
+    distribution = np.zeros((size, 1))
+    distribution[:, 0] = 1.0
+    for count, above in groups:
+        k = np.arange(count + 1)
+        log_choose = np.array(
+            [math.lgamma(count + 1) - math.lgamma(i + 1) - math.lgamma(count - i + 1) for i in k]
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_p = np.log(np.clip(above, 0.0, 1.0))[:, None]
+            log_q = np.log1p(-np.clip(above, 0.0, 1.0))[:, None]
+            terms = log_choose[None, :] + np.where(k[None, :] > 0, k[None, :] * log_p, 0.0)
+            terms = terms + np.where(k[None, :] < count, (count - k[None, :]) * log_q, 0.0)
+        binomial = np.exp(terms)
+        merged = np.zeros((size, distribution.shape[1] + count))
+        for i in range(count + 1):
+            merged[:, i : i + distribution.shape[1]] += distribution * binomial[:, i : i + 1]
+        distribution = merged
+    tail: FloatArray = distribution[:, needed:].sum(axis=1)
+    return tail
+
+
+def expected_bot_prices(
+    scenario: Scenario,
+    *,
+    strategy: str | None = None,
+    rounds: int | None = None,
+    human_governor: bool = False,
+) -> tuple[float, ...]:
+    """Return the expected clearing price of each round when bots bid (§7).
+
+    The price of a round is E[max(reserve, Q-th highest bid)]. Each bot bids by its strategy's
+    rule of §5 (``rational``: ``max(0, min(u, E − rho))`` with E = r·p_eff·P, so weak enforcement
+    caps the price; ``truthful``: ``max(0, u)``); the labs play the scenario's strategy mix in its
+    exact counts, or all ``strategy`` when given. Values and risk profiles are independent across
+    labs, so the number of bids above a price x is a sum of binomials, and the expected price is
+    the reserve plus the integral over x above it of P(at least Q bids exceed x). Labs perceive
+    p_eff from the policy as announced (§5). Under ``optimal`` bids use the π1 announced the round
+    before (``high_prob`` in round 1) and π1* follows each round's price, so the price moves from
+    round to round: round t's price is taken at the π1* of round t − 1's expected price. Adaptive
+    bots are taken as rational (what they bid before they learn); wealth is taken not to bind.
+    A fixed price returns itself every round.
+
+    Args:
+        scenario: the scenario.
+        strategy: every lab's strategy (None: the scenario's mix).
+        rounds: how many rounds (None: the scenario's).
+        human_governor: labs face a student governor who announced the scenario's π1 and π0.
+    """
+    from sim_core.state import strategy_counts  # the exact counts of §10's mix
+
+    market, labs, audit = scenario.market, scenario.labs, scenario.audit
+    count = scenario.rounds if rounds is None else rounds
+    if market.type == "fixed_price":
+        return (market.fixed_price,) * count
+    cap = market.token_cap or 0
+    if cap == 0 or cap > labs.count:
+        return (market.reserve_price,) * count
+    mix = {strategy: 1.0} if strategy is not None else dict(labs.strategy)
+    counts = {name: n for name, n in strategy_counts(mix, labs.count).items() if n}
+    top = max(labs.gross_value[1] - labs.compute_cost, market.reserve_price, 0.0)
+    prices = np.linspace(0.0, top, _PRICE_GRID) if top > 0 else np.zeros(1)
+    step = prices[1] - prices[0] if prices.size > 1 else 0.0
+
+    def price_at(high_prob: float) -> float:
+        detection = perceived_p_eff(
+            scenario, announced_high_prob=high_prob, human_governor=human_governor
+        )
+        groups = [
+            (n, _bid_survival(name, prices, scenario, detection)) for name, n in counts.items()
+        ]
+        above = _count_at_least(groups, cap)  # P(Q-th highest bid > x)
+        above = np.where(prices >= market.reserve_price, above, 0.0)
+        # E[max(R, X)] = R + the integral from R of P(X > x) dx, by the trapezoid rule.
+        integral = float(np.sum((above[1:] + above[:-1]) / 2) * step) if prices.size > 1 else 0.0
+        return market.reserve_price + integral
+
+    if scenario.governor.policy != "optimal" or human_governor:
+        return (price_at(audit.high_prob),) * count
+    path: list[float] = []
+    high_prob = audit.high_prob
+    for _ in range(count):
+        path.append(price_at(high_prob))
+        high_prob = optimal_high_prob(
+            price=path[-1],
+            racing_value=labs.racing_value,
+            punishment=audit.punishment,
+            beta=audit.beta,
+            base_prob=0.0,
+            backcheck_prob=audit.backcheck_prob,
+        )
+    return tuple(path)
+
+
+def expected_bot_price(
+    scenario: Scenario,
+    *,
+    strategy: str | None = None,
+    rounds: int | None = None,
+    human_governor: bool = False,
+) -> float:
+    """Return the mean over a game's rounds of ``expected_bot_prices`` (one number to show)."""
+    path = expected_bot_prices(
+        scenario, strategy=strategy, rounds=rounds, human_governor=human_governor
+    )
+    return float(np.mean(path)) if path else 0.0
+
+
 def expected_trade_price(scenario: Scenario) -> float | None:
     """Return the expected price of §3b's call market under truthful asks and bids.
 

@@ -14,15 +14,33 @@ from django.test import override_settings
 from tests import harness
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres",
+        action="store_true",
+        help="run the database tests on a real PostgreSQL server started for the session "
+        "(the postgres_url fixture) instead of SQLite; `make test` runs the service and "
+        "whole-game tests this way too",
+    )
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the tests that use ``chromium_browser`` last.
 
     Playwright's sync API keeps an asyncio loop marked as running on the main thread for as long
     as it is open, and pytest-asyncio cannot start a test's loop while it is. With the browser
     tests last, the session-scoped browser opens only after every async test has run.
+
+    Tests marked ``postgres`` are skipped unless the run is ``--postgres``.
     """
     items.sort(key=lambda item: "chromium_browser" in getattr(item, "fixturenames", ()))
+    if not config.getoption("--postgres"):
+        # PostgreSQL's own tests run in the PostgreSQL pass (`make test` runs both passes).
+        skip = pytest.mark.skip(reason="needs --postgres (make test runs it)")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -58,10 +76,20 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def live_server_url() -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` of real Daphne serving the app from a migrated SQLite file."""
-    with harness.migrated_sqlite_daphne() as url:
-        yield url
+def app_server() -> Iterator[harness.LiveServer]:
+    """Real Daphne serving the app from a migrated SQLite file, shared by the browser tests.
+
+    Tests that use it make their own games (and users) with names of their own, so they do not
+    meet; ``app_server.database`` is the file, for reading what the server stored.
+    """
+    with harness.live_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def live_server_url(app_server: harness.LiveServer) -> str:
+    """``http://127.0.0.1:PORT`` of ``app_server``."""
+    return app_server.base_url
 
 
 @pytest.fixture(scope="session")

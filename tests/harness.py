@@ -11,6 +11,7 @@ system (``make sysdeps``), Chromium included.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -19,6 +20,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +341,40 @@ def sqlite_database_url(directory: Path) -> str:
     return f"sqlite:///{directory / 'db.sqlite3'}"
 
 
+_migrated_template: Path | None = None
+
+
+def _template_database() -> Path:
+    """Return a SQLite file migrated once per test process (deleted when the process exits)."""
+    global _migrated_template
+    if _migrated_template is None:
+        directory = Path(tempfile.mkdtemp(prefix="permitgame-migrated-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        result = manage(
+            "migrate", "--no-input", env={"DATABASE_URL": sqlite_database_url(directory)}
+        )
+        if result.returncode != 0:
+            raise ServerFailedToStart(f"migrate failed:\n{result.stdout}\n{result.stderr}")
+        _migrated_template = directory / "db.sqlite3"
+    return _migrated_template
+
+
+def migrated_sqlite(directory: Path) -> str:
+    """Put a migrated SQLite file in ``directory``; return its DATABASE_URL.
+
+    ``manage.py migrate`` runs once per test process; every later database is a copy of that
+    one (a copy takes milliseconds, a migration seconds).
+    """
+    template = _template_database()
+    # SQLite's backup: a consistent copy, whatever the journal mode.
+    with (
+        contextlib.closing(sqlite3.connect(template)) as source,
+        contextlib.closing(sqlite3.connect(directory / "db.sqlite3")) as copy,
+    ):
+        source.backup(copy)
+    return sqlite_database_url(directory)
+
+
 def _answers_http(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2):
@@ -359,9 +396,13 @@ def daphne_server(env: Mapping[str, str], *, migrate: bool = True) -> Iterator[s
         ``http://127.0.0.1:PORT`` (no trailing slash).
     """
     if migrate:
-        result = manage("migrate", "--no-input", env=env)
-        if result.returncode != 0:
-            raise ServerFailedToStart(f"migrate failed:\n{result.stdout}\n{result.stderr}")
+        url = env.get("DATABASE_URL", "")
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            migrated_sqlite(Path(url.removeprefix("sqlite:///")).parent)
+        else:
+            result = manage("migrate", "--no-input", env=env)
+            if result.returncode != 0:
+                raise ServerFailedToStart(f"migrate failed:\n{result.stdout}\n{result.stderr}")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with scratch_dir("permitgame-daphne-") as workdir:
@@ -394,13 +435,29 @@ def daphne_server(env: Mapping[str, str], *, migrate: bool = True) -> Iterator[s
             stop_process(process)
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    """A Daphne server on a SQLite file: its address, its settings, and the file itself."""
+
+    base_url: str
+    env: dict[str, str]
+    database: Path
+
+
+@contextlib.contextmanager
+def live_server(extra_env: Mapping[str, str] | None = None) -> Iterator[LiveServer]:
+    """Serve the app from a freshly migrated SQLite file in a temp dir."""
+    with scratch_dir("permitgame-live-") as workdir:
+        env = {"DATABASE_URL": migrated_sqlite(workdir), **(extra_env or {})}
+        with daphne_server(env, migrate=False) as base_url:
+            yield LiveServer(base_url, env, workdir / "db.sqlite3")
+
+
 @contextlib.contextmanager
 def migrated_sqlite_daphne(extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
     """Serve the app from a freshly migrated SQLite file in a temp dir; yield its base URL."""
-    with scratch_dir("permitgame-live-") as workdir:
-        env = {"DATABASE_URL": sqlite_database_url(workdir), **(extra_env or {})}
-        with daphne_server(env) as base_url:
-            yield base_url
+    with live_server(extra_env) as server:
+        yield server.base_url
 
 
 # ---- Chromium

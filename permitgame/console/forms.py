@@ -13,7 +13,7 @@ from typing import Any
 
 from django import forms
 
-from permitgame.models import DEFAULT_DURATIONS, SavedPreset
+from permitgame.models import DEFAULT_DURATIONS, Coaching, SavedPreset
 from sim_core import (
     POLICIES,
     PRESETS,
@@ -23,6 +23,7 @@ from sim_core import (
     load_preset,
     parse_scenario,
     scenario_to_dict,
+    sweep_scenario,
 )
 
 PRESET_DESCRIPTIONS = {
@@ -110,6 +111,8 @@ def initial_from(
         "governor": "human" if human_governor else "bot",
         "policy": scenario.governor.policy,
         "seed": scenario.seed,
+        "auto_cap": market.token_cap,
+        "coaching": Coaching.FULL,
     }
     for name in STRATEGY_NAMES:
         initial[SHARE_PREFIX + name] = labs.strategy.get(name, 0.0)
@@ -171,8 +174,14 @@ class GameSetupForm(forms.Form):
     token_cap = forms.IntegerField(
         label="Token cap (Q)",
         required=False,
-        help_text="Permits sold per round (cap-and-trade). The price is the Q-th highest bid.",
+        help_text=(
+            "Permits sold per round (cap-and-trade). The price is the Q-th highest bid. It "
+            "scales with the number of labs until you type one."
+        ),
     )
+    #: The cap the page filled in (the preset's, then scaled with the labs): a cap equal to it
+    #: was not typed, so it scales with the number of labs as ``creategame --labs`` does.
+    auto_cap = forms.IntegerField(required=False, widget=forms.HiddenInput)
     fixed_price = _number(
         "Fixed price",
         "The price of a permit when the market is a fixed price; leave empty for cap-and-trade.",
@@ -215,6 +224,25 @@ class GameSetupForm(forms.Form):
             "How a bot governor audits (MODEL.md §6): policy audits at π1 after a signal and π0 "
             "otherwise; optimal sets π0 = 0 and the optimal π1* at each round's price; none "
             "never audits (only the backcheck catches). Labs expect this policy."
+        ),
+    )
+    coaching = forms.ChoiceField(
+        label="Coaching",
+        choices=Coaching.choices,
+        initial=Coaching.FULL,
+        help_text=(
+            "What a lab without a permit is shown before it chooses to run or idle: the "
+            "numbers and whether running pays on average (full), the numbers alone (value, "
+            "price, detection and penalty), or nothing (none)."
+        ),
+    )
+    ask_belief = forms.BooleanField(
+        label="Ask what labs believe",
+        required=False,
+        help_text=(
+            "Before a lab without a permit chooses to run or idle, ask it (optional, one tap) "
+            "how likely a violator is caught this round; the debrief plots the answers against "
+            "the announced and the realised detection."
         ),
     )
     seed = forms.IntegerField(
@@ -261,6 +289,8 @@ class GameSetupForm(forms.Form):
                 widget=forms.NumberInput(attrs={"step": "1", "min": "0"}),
             )
         self.scenario: Scenario | None = None
+        #: The cap the form scaled with the number of labs (None: kept as typed).
+        self.scaled_cap: int | None = None
 
     # -------------------------------------------------------------------------- reading
 
@@ -326,12 +356,32 @@ class GameSetupForm(forms.Form):
             self.add_error("fixed_price", PRICE_NEEDED)
             return cleaned
         base = self.base_scenario()
+        self.scale_cap(base, cleaned)
         try:
             self.scenario = parse_scenario(self.scenario_document(base), default_name=base.name)
         except ScenarioError as error:
             field = self.field_of(error.key)
             self.add_error(field, self.error_message(error, field))
         return cleaned
+
+    def scale_cap(self, base: Scenario, cleaned: dict[str, Any]) -> None:
+        """Scale a cap the instructor did not type with the labs, as ``creategame`` does.
+
+        A cap equal to ``auto_cap`` (the one the page filled in) was not typed: it becomes the
+        preset's cap scaled to the number of labs by sim_core's ``sweep_scenario``.
+        """
+        labs, cap, auto = cleaned.get("labs"), cleaned.get("token_cap"), cleaned.get("auto_cap")
+        if cleaned.get("market_type") != "clearing" or auto is None or cap != auto:
+            return
+        if base.market.token_cap is None or labs is None or labs < 1:
+            return
+        scaled = sweep_scenario(base, labs=labs).market.token_cap
+        if scaled is not None and scaled != cap:
+            cleaned["token_cap"] = scaled
+            self.scaled_cap = scaled
+
+    def coaching_level(self) -> str:
+        return str(self.cleaned_data.get("coaching") or Coaching.FULL)
 
     def error_message(self, error: ScenarioError, field: str | None) -> str:
         """Return sim_core's message with the field's label in place of the scenario key."""

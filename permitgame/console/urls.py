@@ -10,6 +10,7 @@ app_name = "console"
 urlpatterns = [
     path("", views.home, name="home"),
     path("new/", views.new_game, name="new"),
+    path("new/preview/", views.new_game_preview, name="new-preview"),
     path("presets/<int:preset_id>/delete/", views.preset_delete, name="preset-delete"),
     path("games/<str:code>/", views.game_console, name="game"),
     path("games/<str:code>/projector/", views.projector, name="projector"),

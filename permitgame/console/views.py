@@ -10,6 +10,7 @@ form post with a redirect to the console.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -35,6 +37,7 @@ from permitgame.console.forms import (
     RemoveBotForm,
     initial_from,
 )
+from permitgame.console.preview import setup_preview
 from permitgame.errors import (
     BadRequest,
     GameError,
@@ -107,6 +110,17 @@ def refusing(view: View) -> View:
 def join_url(request: HttpRequest, game: Game) -> str:
     """Return the address students open (or scan) to join ``game``."""
     return request.build_absolute_uri(reverse("join-code", args=[game.code]))
+
+
+def join_is_loopback(request: HttpRequest) -> bool:
+    """Whether the join address names this machine's loopback, which no phone can open."""
+    domain, _ = split_domain_port(request.get_host())
+    if domain == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(domain.strip("[]")).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def qr_svg(url: str) -> str:
@@ -219,6 +233,8 @@ def new_game(request: HtmxHttpRequest) -> HttpResponse:
                     durations=form.durations(),
                     owner=request.user,
                     title=form.cleaned_data.get("title", ""),
+                    coaching=form.coaching_level(),
+                    ask_belief=bool(form.cleaned_data.get("ask_belief")),
                     live_standings=bool(form.cleaned_data.get("live_standings")),
                 )
             except GameError as error:
@@ -249,6 +265,27 @@ def new_game(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+def new_game_preview(request: HttpRequest) -> HttpResponse:
+    """The live preview beside the create form: what sim_core expects of these settings.
+
+    Posted by htmx as the fields change; answers the ``#setup-preview`` fragment (the form's
+    messages when a value is not allowed yet). Nothing is stored.
+    """
+    presets = host_selectors.host_presets(request.user)
+    form = GameSetupForm(request.POST, presets=presets)
+    preview = None
+    if form.is_valid():
+        assert form.scenario is not None
+        preview = setup_preview(form.scenario, human_governor=form.human_governor())
+    return render(
+        request,
+        "permitgame/console/new.html#setup-preview",
+        {"form": form, "preview": preview},
+    )
+
+
+@login_required
+@require_POST
 def preset_delete(request: HttpRequest, preset_id: int) -> HttpResponse:
     if services.preset_delete(owner=request.user, preset_id=preset_id):
         messages.success(request, "Preset deleted.")
@@ -270,6 +307,7 @@ def game_console(request: HttpRequest, code: str) -> HttpResponse:
         {
             "game": game,
             "join_url": join_url(request, game),
+            "join_loopback": join_is_loopback(request),
             "ws_path": f"/ws/host/{game.code}/",
         }
     )
@@ -284,7 +322,13 @@ def projector(request: HttpRequest, code: str) -> HttpResponse:
     url = join_url(request, game)
     context = _live_context(game)
     context.update(
-        {"game": game, "join_url": url, "qr": qr_svg(url), "ws_path": f"/ws/host/{game.code}/"}
+        {
+            "game": game,
+            "join_url": url,
+            "join_loopback": join_is_loopback(request),
+            "qr": qr_svg(url),
+            "ws_path": f"/ws/host/{game.code}/",
+        }
     )
     return render(request, "permitgame/console/projector.html", context)
 

@@ -208,6 +208,8 @@ def _treatment(key: str, value: Any) -> dict[str, Any]:
         "durations": (_durations, {}),
         "rooms": (_int(1, 1000, null=True), None),
         "title": (_text(100), ""),
+        "coaching": (_choice(("full", "numbers", "none")), "full"),
+        "ask_belief": (_bool, False),
     }
     treatment = _object(key, value, spec)
     treatment["seats"] = _seats(f"{key}.seats", treatment["seats"])

@@ -74,6 +74,15 @@ CODEBOOK: dict[str, tuple[Column, ...]] = {
         ("caught", "integer", "0/1", "caught training without a permit", "§4 step 5"),
         ("payoff", "number", "points", "the round's payoff", "§4 step 6"),
         ("wealth", "number", "points", "wealth after the round", "§4 step 6"),
+        ("coaching", "string", "", "the game's coaching level (treatments.*.coaching)", ""),
+        (
+            "belief",
+            "integer",
+            "percent",
+            "the lab's believed chance that a violator is caught, "
+            "asked before its choice (empty when not asked or not answered)",
+            "§2",
+        ),
         ("cf_bid", "number", "points", "the fallback bot's bid on the same draws", "§5, §11"),
         ("cf_run", "integer", "0/1", "the fallback bot's run choice in the same spot", "§5, §11"),
     ),

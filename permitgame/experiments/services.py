@@ -232,6 +232,8 @@ def _open_room(experiment: Experiment, name: str) -> Room | None:
         title=f"{experiment.name}: {name} room {len(rooms) + 1}"[:100],
         autostart=True,
         lobby_seconds=experiment.design["lobby_timeout"],
+        coaching=treatment["coaching"],
+        ask_belief=treatment["ask_belief"],
     )
     room = Room.objects.create(
         experiment=experiment, treatment=name, number=len(rooms) + 1, game=game

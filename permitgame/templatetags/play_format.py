@@ -65,3 +65,34 @@ def clock(seconds: float | None) -> str:
         return ""
     whole = max(0, int(-(-float(seconds) // 1)))
     return f"{whole // 60}:{whole % 60:02d}"
+
+
+#: What a payoff term is called on a result card (sim_core's ``PayoffTerm.name``).
+TERM_LABELS = {
+    "value": "value",
+    "compute_cost": "compute cost",
+    "racing_value": "racing bonus",
+    "price": "permit price",
+    "trade": "permit traded",
+    "collateral": "collateral K",
+    "fine": "fine φ",
+    "reputation_penalty": "reputation R",
+}
+
+
+@register.filter
+def term_label(name: str) -> str:
+    """Return the words for a payoff term: "fine" → "fine φ"."""
+    return TERM_LABELS.get(name, name.replace("_", " "))
+
+
+@register.filter
+def magnitude(value: float | None) -> str:
+    """Return an amount without its sign, as ``amount`` writes it: −0.3 → "0.300"."""
+    return "" if value is None else amount(abs(float(value)))
+
+
+@register.filter
+def split_commas(text: str) -> list[str]:
+    """Return "0,10,20" as ["0", "10", "20"] (a template's fixed list of choices)."""
+    return [item.strip() for item in text.split(",")]

@@ -19,8 +19,10 @@ p_eff and on those seeds only, never on its chunk, its neighbours, its worker or
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +33,13 @@ from typing import Any
 import numpy as np
 
 from sim_core.arrays import FloatArray
-from sim_core.batch import ReplicateDraws, cell_scenario, play_cells, replicate_draws
+from sim_core.batch import (
+    ReplicateDraws,
+    cell_scenario,
+    play_cells,
+    replicate_draws,
+    wealth_plan,
+)
 from sim_core.metrics import METRICS
 from sim_core.params import Scenario, scenario_to_dict
 from sim_core.study.document import (
@@ -55,7 +63,7 @@ CHUNK_LAB_ROUNDS = 1 << 25
 #: The same for engine game, whose games run round by round through the resolver.
 GAME_CHUNK_LAB_ROUNDS = 1 << 17
 #: At least this many chunks when the study has that many points, so that workers share them.
-MIN_CHUNKS = 32
+MIN_CHUNKS = 16
 MANIFEST = "study.json"
 RESULTS = "results.parquet"
 CHUNKS = "chunks"
@@ -107,14 +115,22 @@ def study_seeds(study: Study) -> tuple[int, ...]:
     return tuple(replicate_seed(study.seed, j) for j in range(study.replicates))
 
 
+#: Keys of the labs section that ``batch.replicate_draws`` does not read.
+DRAWLESS = frozenset({"racing_value", "endowment"})
 #: Draws of the last few populations a process played (a worker's chunks usually share them).
 _DRAWS: OrderedDict[str, ReplicateDraws] = OrderedDict()
 _DRAWS_KEPT = 4
 
 
 def _draws(scenario: Scenario, seeds: tuple[int, ...], dtype: np.dtype[Any]) -> ReplicateDraws:
-    document = scenario_to_dict(scenario)
-    key = json.dumps([document["labs"], scenario.rounds, seeds, dtype.name], sort_keys=True)
+    """Return the replicates' draws, kept per population: what ``replicate_draws`` reads.
+
+    The racing value and the endowment draw nothing, so points that differ only by them (or by
+    P, p_eff, the market or the welfare) share one population's draws.
+    """
+    labs = scenario_to_dict(scenario)["labs"]
+    population = {key: value for key, value in labs.items() if key not in DRAWLESS}
+    key = json.dumps([population, scenario.rounds, seeds, dtype.name], sort_keys=True)
     if key in _DRAWS:
         _DRAWS.move_to_end(key)
         return _DRAWS[key]
@@ -132,22 +148,31 @@ def _play_cell_points(
     dtype = np.dtype(study.precision)
     out = np.empty((len(points), len(seeds), len(METRICS)))
     groups: dict[str, list[int]] = {}
+    rules_of: dict[int, str] = {}  # points of one scenario object share it: written once
     for index, (scenario, _, _) in enumerate(points):
-        document = scenario_to_dict(scenario)
-        rules = [document[key] for key in ("labs", "market", "welfare", "rounds")]
-        groups.setdefault(json.dumps(rules, sort_keys=True), []).append(index)
+        if id(scenario) not in rules_of:
+            document = scenario_to_dict(scenario)
+            rules = [document[key] for key in ("labs", "market", "welfare", "rounds")]
+            rules_of[id(scenario)] = json.dumps(rules, sort_keys=True)
+        groups.setdefault(rules_of[id(scenario)], []).append(index)
     for members in groups.values():
         scenario = points[members[0]][0]
         draws = _draws(scenario, seeds, dtype)
         punishments = np.array([points[i][1] for i in members])
         p_effs = np.array([points[i][2] for i in members])
+        indices = np.array(members)
         size = max(1, BLOCK_ELEMENTS // (scenario.labs.count * len(seeds)))
-        order = np.array(members)
-        for block in np.array_split(np.arange(len(members)), -(-len(members) // size)):
-            values = play_cells(
-                scenario, draws, punishments=punishments[block], p_effs=p_effs[block]
-            )
-            out[order[block]] = values.transpose(1, 0, 2)
+        # As the sweep does: cells of one wealth plan together, in blocks of equal size, so that
+        # ``play_cells`` plays each block in one go. Only speed depends on it, never a number.
+        plan = wealth_plan(scenario, punishments, p_effs, rounds=scenario.rounds)
+        order = np.lexsort((p_effs, punishments, plan))
+        for mode in sorted(set(plan.tolist())):
+            cells = order[plan[order] == mode]
+            for block in np.array_split(cells, -(-cells.size // size)):
+                values = play_cells(
+                    scenario, draws, punishments=punishments[block], p_effs=p_effs[block]
+                )
+                out[indices[block]] = values.transpose(1, 0, 2)
     return out
 
 
@@ -167,16 +192,49 @@ def _play_game_points(
     return out
 
 
+def _keep_freed_memory() -> None:
+    """Keep freed memory for reuse in this process, as ``python -m sim_core`` does (speed only).
+
+    A chunk allocates and frees arrays of a few hundred KiB many times a round; returned to the
+    kernel at once (Dask's nanny even asks glibc to trim at 64 KiB), they cost page faults.
+    """
+    global _TUNED
+    if _TUNED or not sys.platform.startswith("linux"):
+        return
+    _TUNED = True
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return
+    mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+
+
+_TUNED = False
+
+
 def run_chunk(task: ChunkTask) -> Columns:
     """Play one chunk: every point, every replicate. Return its table's columns.
 
     Rows are point-major (point, then replicate); columns ``point``, ``replicate``, ``seed``,
     one per factor, then the study's metrics (each game's mean over its rounds, §8).
     """
+    _keep_freed_memory()
     study = task.study
     seeds = study_seeds(study)
     values = [study.values_at(row) for row in task.unit]
-    points = [point_scenario(study, point) for point in values]
+    # Points with the same scenario keys share one scenario (validated once), whatever P, p_eff.
+    scenarios: dict[str, tuple[Scenario, float, float]] = {}
+    points = []
+    for point in values:
+        keys = {key: value for key, value in point.items() if key not in CELL_FACTORS}
+        name = json.dumps(keys, sort_keys=True)
+        if name not in scenarios:
+            scenarios[name] = point_scenario(study, keys)
+        scenario, punishment, detection = scenarios[name]
+        points.append(
+            (scenario, float(point.get("P", punishment)), float(point.get("p_eff", detection)))
+        )
     play = _play_cell_points if study.engine == "cell" else _play_game_points
     played = play(study, points, seeds)
     replicates = len(seeds)
@@ -201,14 +259,21 @@ def run_chunk(task: ChunkTask) -> Columns:
 def chunk_size(study: Study, points: int) -> int:
     """Return the points per chunk: the study's ``chunk_points``, or about a second of work.
 
+    Engine cell: about ``CHUNK_LAB_ROUNDS`` lab-rounds, fewer so that a study of few points still
+    has ``MIN_CHUNKS`` chunks, but never less than one block of ``BLOCK_ELEMENTS`` lab-games.
+
     Chosen from the document only (never from the workers), so a resumed study, on any number of
     workers, cuts the same chunks.
     """
     if study.chunk_points is not None:
         return study.chunk_points
-    per_point = study.replicates * study.scenario.labs.count * study.scenario.rounds
-    target = CHUNK_LAB_ROUNDS if study.engine == "cell" else GAME_CHUNK_LAB_ROUNDS
-    return max(1, min(-(-target // per_point), -(-points // MIN_CHUNKS)))
+    games = study.replicates * study.scenario.labs.count
+    per_point = games * study.scenario.rounds
+    if study.engine == "game":
+        return max(1, min(-(-GAME_CHUNK_LAB_ROUNDS // per_point), -(-points // MIN_CHUNKS)))
+    # At least one full block of the sweep's size: a smaller batch pays numpy's cost per call.
+    block = -(-BLOCK_ELEMENTS // games)
+    return max(block, min(-(-CHUNK_LAB_ROUNDS // per_point), -(-points // MIN_CHUNKS)))
 
 
 def chunk_tasks(study: Study, unit: FloatArray) -> list[ChunkTask]:

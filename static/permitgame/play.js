@@ -90,6 +90,10 @@
     }
   }
   window.permitgameCheckSeq = checkSeq;  // for tests: run the check on a message swapped in
+  // Ask for the whole screen again (what a gap does; also for tests).
+  window.permitgameSync = function () {
+    if (socket && socket.send) { socket.send(JSON.stringify({ type: "sync" })); }
+  };
 
   // ------------------------------------------------------------------ flash and forms
 
@@ -235,6 +239,7 @@
   }
 
   function afterActionSwap(action) {
+    applyTableView();
     restoreDraft();
     updateAuditCount();
     // The same control is still there (an update redrew the action): the keyboard stays on it.
@@ -297,6 +302,66 @@
     note.classList.toggle("is-over", over);
   }
 
+  // ------------------------------------------------------------------ a long list of labs
+
+  // In a lecture hall the governor's audit list has hundreds of rows: it can be narrowed to the
+  // warnings or the labs without a permit, and ordered by them. The choice is kept across the
+  // updates that redraw the form; ticked boxes stay ticked (and are sent) while hidden.
+  var tableView = { filter: "all", sort: "lab" };
+
+  function rowMatches(row, filter) {
+    var warning = row.dataset.signal === "1";
+    var permit = row.dataset.permit === "1";
+    if (filter === "warning") { return warning; }
+    if (filter === "nopermit") { return !permit; }
+    if (filter === "warning-nopermit") { return warning && !permit; }
+    return true;
+  }
+
+  function rowKey(row, sort) {
+    var lab = parseInt(row.dataset.playerId, 10);
+    if (sort === "signal") { return [row.dataset.signal === "1" ? 0 : 1, lab]; }
+    if (sort === "permit") { return [row.dataset.permit === "1" ? 1 : 0, lab]; }
+    return [0, lab];
+  }
+
+  function applyTableView() {
+    document.querySelectorAll("[data-table-tools]").forEach(function (tools) {
+      var scope = tools.closest("form") || tools.parentNode;
+      var body = scope.querySelector("table.labs-table tbody");
+      if (!body) { return; }
+      var filter = tools.querySelector("[data-filter]");
+      var sort = tools.querySelector("[data-sort]");
+      if (filter) { filter.value = tableView.filter; }
+      if (sort) { sort.value = tableView.sort; }
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var ka = rowKey(a, tableView.sort), kb = rowKey(b, tableView.sort);
+        return ka[0] - kb[0] || ka[1] - kb[1];
+      });
+      var shown = 0;
+      var fragment = document.createDocumentFragment();
+      rows.forEach(function (row) {
+        row.hidden = !rowMatches(row, tableView.filter);
+        if (!row.hidden) { shown += 1; }
+        fragment.appendChild(row);
+      });
+      body.appendChild(fragment);
+      var note = tools.querySelector("[data-shown]");
+      if (note) {
+        note.textContent = shown === rows.length ? rows.length + " labs" :
+          "Showing " + shown + " of " + rows.length + " labs";
+      }
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (!target || !target.matches) { return; }
+    if (target.matches("[data-filter]")) { tableView.filter = target.value; applyTableView(); }
+    if (target.matches("[data-sort]")) { tableView.sort = target.value; applyTableView(); }
+  });
+
   // ------------------------------------------------------------------ wiring
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -304,6 +369,7 @@
     var phase = document.getElementById("phase");
     if (phase) { afterPhaseSwap(phase); }
     forgetOtherDrafts();
+    applyTableView();
     restoreDraft();
     updateAuditCount();
   });

@@ -1,5 +1,6 @@
 """Fixtures of the game server's tests: a file-backed test database, frozen time, games."""
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +12,11 @@ from tests.permitgame.console_fixtures import make_instructor
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Give SQLite test runs a file instead of shared-cache memory.
+def django_db_modify_db_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Give SQLite test runs a file instead of shared-cache memory; or, with ``--postgres``,
+    put the test database on the session's real PostgreSQL server.
 
     The services' transactions begin IMMEDIATE (see settings); a shared-cache in-memory database
     answers a second writer with "table is locked" at once instead of letting it wait, so the
@@ -21,10 +25,24 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
     from django.conf import settings
 
     database = settings.DATABASES["default"]
+    if request.config.getoption("--postgres"):
+        _use_postgres(database, request.getfixturevalue("postgres_url"))
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database.setdefault("TEST", {})["NAME"] = str(
             tmp_path_factory.mktemp("db") / "test.sqlite3"
         )
+
+
+def _use_postgres(database: dict[str, Any], url: str) -> None:
+    """Point the default database's settings (in place) at ``url``, as settings.py would."""
+    import dj_database_url
+    from django.db import connections
+
+    database.update(dj_database_url.parse(url, conn_max_age=0, conn_health_checks=True))
+    database["OPTIONS"] = {}  # SQLite's transaction mode and pragmas do not apply
+    # No connection was opened yet; drop the handler's SQLite wrapper if one was made.
+    with contextlib.suppress(AttributeError):
+        del connections["default"]
 
 
 @pytest.fixture
@@ -61,11 +79,12 @@ def ben(django_user_model: Any) -> Any:
     return make_instructor(django_user_model, "ben")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    """Start every test with empty rate-limit counters (they live in the process's cache)."""
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start every test with empty rate-limit counters (they live in the process's cache).
+
+    A hook rather than an autouse fixture: a function-scoped fixture trips Hypothesis's health
+    check in the tests that use @given.
+    """
     from django.core.cache import cache
 
-    cache.clear()
-    yield
     cache.clear()

@@ -1,7 +1,9 @@
 """The command line: creategame + playbots play a whole game on a real Daphne server."""
 
+import contextlib
 import json
 import re
+import sqlite3
 
 import pytest
 from django.core.management import call_command
@@ -27,7 +29,8 @@ def test_playbots_play_a_created_game_to_the_end_when_every_human_seat_is_a_clie
     with harness.daphne_server(env) as url:
         created = harness.manage(
             "creategame", "--scenario", str(scenario), "--labs", "4", "--human-labs", "2",
-            "--human-governor", "--phase-seconds", "20", "--seed", "11", "--json",
+            "--human-governor", "--phase-seconds", "20", "--results-seconds", "0", "--seed", "11",
+            "--json",
             "--base-url", url, env=env,
         )  # fmt: skip
         assert created.returncode == 0, created.stderr
@@ -43,24 +46,36 @@ def test_playbots_play_a_created_game_to_the_end_when_every_human_seat_is_a_clie
         assert "Game over. Final standings:" in played.stdout
         assert played.stdout.count(" lab ") >= 4
 
-        summary = harness.manage(
-            "shell", "-c",
-            "from permitgame.models import *; g = Game.objects.get(code=%r); "
-            "print(g.status, g.round_no, RoundRecord.objects.filter(game=g).count(), "
-            "Move.objects.filter(game=g, actor='human').count())".replace("%r", repr(info["code"])),
-            env=env,
-        )  # fmt: skip
-    status, round_no, records, human_moves = summary.stdout.split()[-4:]
-    assert (status, round_no, records) == ("finished", "2", "2")
+    # What the server stored, read from its database file.
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as connection:
+        status, round_no, records, human_moves = connection.execute(
+            "SELECT g.status, g.round_no, "
+            "(SELECT count(*) FROM permitgame_roundrecord r WHERE r.game_id = g.id), "
+            "(SELECT count(*) FROM permitgame_move m WHERE m.game_id = g.id AND m.actor = 'human') "
+            "FROM permitgame_game g WHERE g.code = ?",
+            (info["code"],),
+        ).fetchone()
+    assert (status, round_no, records) == ("finished", 2, 2)
     assert int(human_moves) >= 6  # 2 labs bid twice, the governor audited twice
 
 
-def test_creategame_explains_an_unknown_scenario(tmp_path):
-    env = {"DATABASE_URL": harness.sqlite_database_url(tmp_path)}
-    assert harness.manage("migrate", "--no-input", env=env).returncode == 0
-    result = harness.manage("creategame", "--scenario", "no_such_thing", env=env)
-    assert result.returncode != 0
-    assert "neither a preset" in result.stderr
+@pytest.mark.django_db
+def test_creategame_explains_an_unknown_scenario():
+    with pytest.raises(CommandError, match="neither a preset"):
+        call_command("creategame", "--scenario", "no_such_thing")
+    assert not Game.objects.exists()
+
+
+@pytest.mark.django_db
+def test_creategame_holds_the_results_screen_as_long_as_asked(capsys):
+    call_command("creategame", "--scenario", "targeted_audit", "--results-seconds", "0", "--json")
+    game = Game.objects.get(code=json.loads(capsys.readouterr().out)["code"])
+    assert game.durations["results"] == 0
+    call_command("creategame", "--scenario", "targeted_audit", "--phase-seconds", "20", "--json")
+    game = Game.objects.get(code=json.loads(capsys.readouterr().out)["code"])
+    assert (game.durations["bidding"], game.durations["results"]) == (20, 5)
+    with pytest.raises(CommandError, match="--results-seconds must be at least 0"):
+        call_command("creategame", "--scenario", "targeted_audit", "--results-seconds", "-1")
 
 
 @pytest.mark.django_db

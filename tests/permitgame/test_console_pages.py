@@ -16,7 +16,6 @@ import io
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,13 +62,11 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with harness.scratch_dir("permitgame-console-") as workdir:
-        env = {"DATABASE_URL": harness.sqlite_database_url(workdir)}
-        with harness.daphne_server(env) as base_url:
-            result = harness.manage("shell", "-c", CREATE_INSTRUCTOR, env=env)
-            assert result.returncode == 0, result.stderr
-            yield Server(base_url, env, workdir / "db.sqlite3")
+def server(app_server: harness.LiveServer) -> Server:
+    """The session's Daphne server, with this module's instructor account."""
+    result = harness.manage("shell", "-c", CREATE_INSTRUCTOR, env=app_server.env)
+    assert result.returncode == 0, result.stderr
+    return Server(app_server.base_url, app_server.env, app_server.database)
 
 
 def new_page(browser: Any, viewport: dict[str, int]) -> Any:

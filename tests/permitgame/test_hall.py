@@ -20,7 +20,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from permitgame import bridge, broadcast, services, ticker
-from permitgame.client import JoinInfo, Player
+from permitgame.client import JoinInfo, Player, join
 from permitgame.clock import now as clock_now
 from permitgame.consumers import ApiConsumer
 from permitgame.models import Game, Move
@@ -184,12 +184,22 @@ def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
 @pytest.mark.django_db
 def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     game, _ = hall(labs=60, humans=50)
+    from django.core.cache import cache
+
+    cache.clear()
     sent: list[Any] = []
     monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    broadcast.flush_progress(game.pk)
+    # No console is open: its view (the largest to render) is not rendered.
+    assert [item.group for item in sent] == [f"game-{game.pk}"]
+    sent.clear()
+    broadcast.realtime.note_consoles([game.pk])  # a console opens
+    broadcast._last_host.pop(game.pk, None)
     broadcast.flush_progress(game.pk)
     public = next(item for item in sent if item.group == f"game-{game.pk}")
     message = json.loads(public.json[0])
     assert message["joined"] == 50 and message["seats"] == 61
+    assert message["status"] == "lobby" and message["connected"] == 0
     assert "players" not in message and "waiting_for" not in message
     assert 'id="players"' not in public.html  # the browsers' list is not resent either
     host = next(item for item in sent if item.group == f"game-{game.pk}-host")
@@ -430,3 +440,39 @@ async def test_the_clock_fires_a_deadline_while_the_sockets_commands_are_held():
         loop.cancel()
         release.set()
         await held
+
+
+# ------------------------------------------------------------------------------ the client
+
+
+@pytest.mark.slow
+def test_the_client_outlasts_a_server_down_longer_than_it_used_to_and_plays_on(tmp_path):
+    from tests import harness
+    from tests.permitgame.test_processes import create_game, daphne
+
+    env = {"DATABASE_URL": harness.sqlite_database_url(tmp_path)}
+    assert harness.manage("migrate", "--no-input", env=env).returncode == 0
+    code = create_game(env, tmp_path, "--labs", "4", "--human-labs", "1", "--phase-seconds", "600")
+    port = harness.free_port()
+
+    async def play() -> tuple[dict[str, Any], Player]:
+        with daphne(env, tmp_path, port) as (process, url):
+            player = Player(join(url, code, "Ana"), reconnect_seconds=120, reconnect_cap=0.5)
+            task = asyncio.ensure_future(player.play())
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                if any(m.get("type") == "state" for m in player.received):
+                    break
+            harness.stop_process(process)
+        # Down for longer than the client used to try (20 tries, about 31 s in all).
+        await asyncio.sleep(34)
+        assert not task.done()
+        with daphne(env, tmp_path, port):
+            result = await asyncio.wait_for(task, 120)
+        return result, player
+
+    result, player = asyncio.run(play())
+    assert result["type"] == "game_over" and len(result["standings"]) == 4
+    assert player.reconnects > 20
+    states = [m for m in player.received if m.get("type") == "state"]
+    assert len(states) >= 2  # resumed from a fresh snapshot after the restart

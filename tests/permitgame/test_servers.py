@@ -1,4 +1,6 @@
-"""PostgreSQL as the database: the migrations apply to a real server.
+"""PostgreSQL as the database: the migrations apply to a real server, and the PostgreSQL pass
+(``pytest --postgres``, which ``make test`` runs over the service and whole-game tests) really
+puts the test database on it.
 
 The app's own events over Redis are tested end to end in ``test_processes.py`` (two Daphne
 processes sharing one redis-server).
@@ -30,3 +32,11 @@ def test_migrate_creates_every_table_when_database_is_real_postgres(postgres_url
     again = harness.manage("migrate", "--no-input", env={"DATABASE_URL": postgres_url})
     assert again.returncode == 0
     assert "No migrations to apply." in again.stdout
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_postgres_pass_runs_the_database_tests_on_postgresql():
+    from django.db import connection
+
+    assert connection.vendor == "postgresql"

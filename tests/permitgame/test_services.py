@@ -1,7 +1,8 @@
 """The services: the phase machine, deadlines, dropouts, idempotency and stale moves.
 
 Time is frozen (``frozen_clock``) and deadlines are fired by calling the clock loop's ``tick``,
-never by sleeping. These tests also run on PostgreSQL (test_postgres.py).
+never by sleeping. These tests also run on PostgreSQL (``pytest --postgres``, as ``make test``
+does).
 """
 
 import threading

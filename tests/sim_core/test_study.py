@@ -388,4 +388,6 @@ def test_lab_rounds_and_chunk_size_keep_about_a_second_of_work_per_chunk(tmp_pat
     size = chunk_size(study, 100000)
     assert size * 10 * 200 * 20 <= CHUNK_LAB_ROUNDS + 40000
     assert size == math.ceil(CHUNK_LAB_ROUNDS / 40000)
-    assert chunk_size(study, 320) == 10  # a small study is still cut for 32 workers' worth
+    # A small study is cut in 16 chunks, but a chunk is at least one block of 2^17 lab-games.
+    assert chunk_size(study, 16 * 100) == 100
+    assert chunk_size(study, 320) == math.ceil((1 << 17) / 2000) == 66

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("permitgame", "0006_study_programs_and_hash_chain"),
+        ("permitgame", "0007_study_programs_and_hash_chain"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -50,8 +50,25 @@ class Command(BaseCommand):
         parser.add_argument(
             "--phase-seconds", type=int, help="seconds for bidding, compliance and audit"
         )
+        parser.add_argument(
+            "--results-seconds",
+            type=int,
+            help="seconds the results screen stays (0: move on at once; default: at most 5, "
+            "not more than --phase-seconds)",
+        )
         parser.add_argument("--seed", type=int, help="the game's seed (default: the scenario's)")
         parser.add_argument("--title", default="", help="a label for the game")
+        parser.add_argument(
+            "--coaching",
+            choices=["full", "numbers", "none"],
+            default="full",
+            help="what the run-or-idle screen works out for a lab (default: full)",
+        )
+        parser.add_argument(
+            "--ask-belief",
+            action="store_true",
+            help="ask labs without a permit how likely a violator is caught (one tap, optional)",
+        )
         parser.add_argument("--start", action="store_true", help="start now, bots in empty seats")
         parser.add_argument(
             "--live-standings",
@@ -84,6 +101,10 @@ class Command(BaseCommand):
                 "audit": seconds,
                 "results": min(seconds, RESULTS_SECONDS),
             }
+        if options["results_seconds"] is not None:
+            if options["results_seconds"] < 0:
+                raise CommandError("--results-seconds must be at least 0")
+            durations = {**(durations or {}), "results": options["results_seconds"]}
         try:
             game = services.game_create(
                 scenario=scenario,
@@ -94,6 +115,8 @@ class Command(BaseCommand):
                 durations=durations,
                 title=options["title"],
                 autostart=True,
+                coaching=options["coaching"],
+                ask_belief=options["ask_belief"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from None

@@ -63,12 +63,20 @@ def demo_game(owner: Any = None) -> Game:
     )
 
 
+#: The finished demo class's seed: a typical all-bot class. Among the debrief's 300 simulated
+#: classes of the preset it sits between the 38th and the 61st percentile on every compared
+#: metric (compliance, price, violations, caught, welfare); the preset's own seed, 7, puts its
+#: compliance at the 15th, which reads as "unlike bots" (tests/permitgame/test_story_debrief.py).
+PLAYED_SEED = 41
+
+
 def played_demo_game(owner: Any) -> Game:
     """Return the demo instructor's finished all-bot class, playing one out if need be."""
     game = Game.objects.filter(title=PLAYED_TITLE, owner=owner).first()
     if game is None:
         game = services.game_create(
             scenario=load_preset("targeted_audit"),
+            seed=PLAYED_SEED,
             durations=DEMO_DURATIONS,
             title=PLAYED_TITLE,
             owner=owner,
