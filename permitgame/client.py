@@ -30,9 +30,9 @@ import numpy as np
 import websockets
 from websockets.typing import Origin
 
-from sim_core import STRATEGIES
+from sim_core import STRATEGIES, perceived_penalties, unpermitted_value
 from sim_core.governor import policy_audits
-from sim_core.strategies import adaptive_estimate, lab_bids, lab_runs, perceived_detection
+from sim_core.strategies import lab_bids, lab_runs
 
 #: How this client declares itself when it joins (docs/protocol.md, "client").
 CLIENT = {"kind": "program", "name": "permitgame.client", "version": "0.1.0"}
@@ -155,11 +155,15 @@ class Player:
 
     def _penalty(self) -> tuple[np.ndarray, float]:
         code = np.array([STRATEGIES[self.strategy]])
-        announced = float(self.you["p_eff"])
-        learnt = adaptive_estimate(announced, self.caught_total, self.violations_total)
-        detection = perceived_detection(code, announced, learnt)
-        penalty = float(self.you["risk_profile"]) * detection * float(self.you["punishment"])
-        return code, float(np.asarray(penalty).reshape(-1)[0])
+        penalty = perceived_penalties(
+            code,
+            np.array([float(self.you["risk_profile"])]),
+            float(self.you["p_eff"]),
+            float(self.you["punishment"]),
+            caught_total=self.caught_total,
+            violations_total=self.violations_total,
+        )
+        return code, float(penalty[0])
 
     def bid(self) -> float:
         """Return this round's bid by the strategy (MODEL.md §5)."""
@@ -177,8 +181,10 @@ class Player:
     def run(self) -> bool:
         """Return whether to run without a permit, by the strategy (MODEL.md §5)."""
         code, penalty = self._penalty()
-        unpermitted = float(self.you["net_value"]) + float(self.rules.get("racing_value", 0.0))
-        return bool(lab_runs(code, np.array([unpermitted - penalty]), self.rng.random(1))[0])
+        unpermitted = unpermitted_value(
+            float(self.you["net_value"]), float(self.rules.get("racing_value", 0.0)), penalty
+        )
+        return bool(lab_runs(code, np.array([unpermitted]), self.rng.random(1))[0])
 
     def audits(self) -> list[int]:
         """Return the player ids to audit by the announced policy (MODEL.md §6)."""

@@ -359,7 +359,7 @@ def counterfactual(game: Game) -> Counterfactual | None:
         assert lab is not None
         counter_seats.append(
             CounterSeat(
-                label=f"Lab {lab + 1}",
+                label=lab_label(lab + 1),
                 nickname=seat.nickname,
                 fallback=seat.fallback_strategy,
                 score=float(sum(r.payoffs[lab] for r in records)),
@@ -482,7 +482,7 @@ def beliefs(game: Game) -> Beliefs | None:
         ratios = [r for _, r in answers if r is not None]
         rows.append(
             BeliefRow(
-                label=f"Lab {lab + 1}",
+                label=lab_label(lab + 1),
                 nickname=seats[lab].nickname,
                 answers=len(answers),
                 mean_belief=float(np.mean([b for b, _ in answers])),

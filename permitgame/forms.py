@@ -180,7 +180,9 @@ class JoinForm(forms.Form):
 
     nickname = StrictCharField(required=False, strip=False, max_length=200)
     role = StrictChoiceField(
-        required=False, choices=[("", "any"), ("lab", "lab"), ("governor", "governor")]
+        required=False,
+        choices=[("", "any"), ("lab", "lab"), ("governor", "governor")],
+        error_messages={"invalid_choice": 'must be "lab" or "governor", not %(value)s.'},
     )
     join_key = StrictCharField(
         required=False,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,19 +37,17 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, Any]]:
-    with harness.scratch_dir("permitgame-csp-") as workdir:
-        env = {"DATABASE_URL": harness.sqlite_database_url(workdir)}
-        with harness.daphne_server(env) as base_url:
-            made = harness.manage("shell", "-c", CREATE_STAFF, env=env)
-            assert made.returncode == 0, made.stderr
-            game = harness.manage(
-                "creategame", "--scenario", "targeted_audit", "--labs", "3", "--human-labs",
-                "1", "--human-governor", "--phase-seconds", "120", "--json", "--base-url",
-                base_url, env=env,
-            )  # fmt: skip
-            assert game.returncode == 0, game.stderr
-            yield {"base_url": base_url, "code": json.loads(game.stdout)["code"]}
+def server(app_server: harness.LiveServer) -> dict[str, Any]:
+    """The session's Daphne server, with a staff account and a game of this module's own."""
+    env, base_url = app_server.env, app_server.base_url
+    made = harness.manage("shell", "-c", CREATE_STAFF, env=env)
+    assert made.returncode == 0, made.stderr
+    game = harness.manage(
+        "creategame", "--scenario", "targeted_audit", "--labs", "3", "--human-labs", "1",
+        "--human-governor", "--phase-seconds", "120", "--json", "--base-url", base_url, env=env,
+    )  # fmt: skip
+    assert game.returncode == 0, game.stderr
+    return {"base_url": base_url, "code": json.loads(game.stdout)["code"]}
 
 
 class Watched:
@@ -127,7 +124,9 @@ def test_no_page_breaks_the_content_security_policy(server, chromium_browser):
         console.wait_for_url("**/console/")
         console.goto(f"{base}/console/new/")
         console.get_by_label("Start from").select_option("random_audit")  # an htmx swap
-        expect(console.locator('[data-field="preset"] .help strong')).to_have_text("random_audit")
+        expect(console.locator('[data-field="preset"] .help strong')).to_have_text(
+            "random_audit", timeout=WAIT_MS
+        )
         found += teacher.violations(console, "new game")
 
         console.goto(f"{base}/console/games/{code}/")

@@ -289,8 +289,12 @@ def test_instructor_runs_a_class_from_the_create_form_to_the_debrief(server, chr
         flash(console, "Paused: the clock has stopped.")
         status(console, status="paused")
         assert focused_control(console) == "resume"  # Pause became Resume
-        expect(console.locator(".host-countdown-paused")).to_contain_text("s left")
+        expect(console.locator(".host-countdown-paused")).to_contain_text(" left")
         ana.wait_for_selector('#phase[data-status="paused"]')
+        # The console and the phones show the same time left while paused ("0:24").
+        paused = console.locator(".host-countdown-paused").inner_text().split()[0]
+        phone = ana.locator("#phase .countdown.is-paused .countdown-value").inner_text()
+        assert paused == phone.strip(), (paused, phone)
         expect(ana.get_by_role("button", name="Place bid")).to_be_disabled()
         assert server.game(code)["phase_deadline"] is None
         click_control(console, "resume")

@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -29,10 +30,13 @@ from tests.permitgame.wire import Socket, api_path, html_path
 TRIED: dict[str, int] = {}
 #: No rate limit gets in the way of the fuzz (they are tested in test_rate_limits.py).
 NO_LIMITS = dict.fromkeys(("code_miss", "join", "rejoin_miss", "rejoin_miss_game"), (10**9, 60))
+# Derandomized: the same inputs each run, so CI never fails on a draw no one can reproduce (run
+# with a higher max_examples and derandomize off to search further).
 FUZZ = settings(
     max_examples=80,
     deadline=None,
     database=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -133,7 +137,9 @@ def test_fuzz_json_endpoints_answer_without_5xx_and_change_nothing_they_refuse(c
         response = Client().post(
             f"/api/games/{game.code}/{path}", data, content_type="application/json"
         )
-        lookup = Client().get(f"/api/games/{str(body)[:20]}")
+        # A code is one path segment (a "/" would make it another URL, a plain 404 page).
+        code = quote(str(body)[:20].replace("/", "").replace("\\", ""), safe="")
+        lookup = Client().get(f"/api/games/{code}")
     TRIED["json"] = TRIED.get("json", 0) + 2
     for answer in (response, lookup):
         assert answer.status_code < 500, answer.content[:300]
@@ -159,7 +165,8 @@ async def _play(path: str, fmt: str, texts: list[str], game_id: int) -> list[str
     try:
         for text in texts:
             before = await db(lambda: Move.objects.filter(game_id=game_id).count())()
-            await socket.communicator.send_to(text_data=text)
+            # send_input, not send_to: an empty frame is a frame too.
+            await socket.communicator.send_input({"type": "websocket.receive", "text": text})
             reply = None
             while reply is None:
                 output = await socket.communicator.receive_output(timeout=10)
