@@ -94,7 +94,8 @@ def players_json(public: PublicView) -> list[dict[str, Any]]:
             "player_id": row.player_id,
             "role": row.role,
             "nickname": row.nickname,
-            "human": row.human,
+            "human": row.human and not row.program,
+            "program": bool(row.program),
             "bot_playing": row.bot_playing,
             "connected": row.connected,
         }
@@ -348,7 +349,10 @@ def host_context(
         "code": public.code,
         "seats": seats,
         "joined": [row for row in seats if row.has_player],
-        "joined_labs": sum(1 for row in seats if row.has_player and row.role == "lab"),
+        "joined_labs": sum(
+            1 for row in seats if row.has_player and row.role == "lab" and not row.program
+        ),
+        "program_labs": sum(1 for row in seats if row.program and row.role == "lab"),
         "governor_seat": next((row for row in seats if row.role == "governor"), None),
     }
     if with_charts:

@@ -34,6 +34,8 @@ from sim_core import STRATEGIES, perceived_penalties, unpermitted_value
 from sim_core.governor import policy_audits
 from sim_core.strategies import lab_asks, lab_bids, lab_runs
 
+#: How this client declares itself when it joins (docs/protocol.md, "client").
+CLIENT = {"kind": "program", "name": "permitgame.client", "version": "0.1.0"}
 #: Tries of a join whose answer does not arrive (the same join key each time).
 JOIN_ATTEMPTS = 3
 #: How long a player keeps trying to reconnect to a server that is down (a restart, a laptop
@@ -81,6 +83,7 @@ def join(base_url: str, code: str, nickname: str, *, role: str | None = None) ->
     """
     # The join key makes a retry safe: a request resent after a lost answer gets the same seat.
     body: dict[str, Any] = {"nickname": nickname, "join_key": secrets.token_urlsafe(16)}
+    body["client"] = CLIENT  # a program says so: its seat is never counted as a student's
     if role:
         body["role"] = role
     request = urllib.request.Request(

@@ -587,7 +587,7 @@ def _leaderboard(game: Game) -> tuple[tuple[LeaderRow, ...], str, float]:
             rank=rank,
             label=lab_label(lab + 1),
             nickname=seats[lab].nickname if lab in seats else "",
-            human=bool(lab in seats and seats[lab].has_player),
+            human=bool(lab in seats and seats[lab].has_player and not seats[lab].is_program),
             score=float(scores[lab]),
             wealth=float(wealth[lab]),
         )

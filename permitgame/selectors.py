@@ -132,6 +132,8 @@ class PlayerRow:
     open_seat: bool
     bot_playing: bool
     connected: bool
+    #: "name version" of a program that declared itself when it joined; "" for anyone else.
+    program: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -689,6 +691,7 @@ def game_screens(game: Game) -> GameScreens:
             open_seat=s.kind == Seat.Kind.HUMAN and not s.has_player,
             bot_playing=not s.has_player or (playing and s.controller == Controller.BOT),
             connected=s.pk in connected,
+            program=program_label(s),
         )
         for s in sorted(seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
     )
@@ -870,6 +873,15 @@ class HostSeatRow:
     acted: bool
     acted_by: str | None
     latency_ms: int | None
+    #: "name version" of a program that declared itself when it joined; "" for anyone else.
+    program: str = ""
+
+
+def program_label(seat: Seat) -> str:
+    """Return "name version" of a seat's declared program, or "" when no program declared."""
+    if not seat.is_program:
+        return ""
+    return " ".join(part for part in (seat.client_name, seat.client_version) if part) or "program"
 
 
 def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
@@ -900,6 +912,7 @@ def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
             acted=s.pk in moves,
             acted_by=moves[s.pk].actor if s.pk in moves else None,
             latency_ms=moves[s.pk].latency_ms if s.pk in moves else None,
+            program=program_label(s),
         )
         for s in seats
     )

@@ -1076,11 +1076,14 @@ def test_tables_download_as_csv(as_ana, ana):
     classes = csv_lines(as_ana.get(url("export-csv", game.code, "classes-compared")))
     assert classes[1].startswith(game.code + ",Test class,")
     labs = csv_lines(as_ana.get(url("export-csv", game.code, "labs")))
-    assert labs[0].startswith("game,round,lab,nickname,seat,strategy,risk_profile,value,bid,")
+    assert labs[0].startswith("game,round,lab,nickname,seat,fallback_strategy,risk_profile,value,")
     assert len(labs) == 1 + game.rounds * game.lab_count
     assert any(",Ada,human," in line for line in labs)
     log = csv_lines(as_ana.get(url("export-csv", game.code, "log")))
-    assert log[0] == "game,id,time,round,phase,action,actor,player,nickname,payload,latency_ms"
+    assert log[0] == (
+        "game,id,time,round,phase,action,actor,player,nickname,held_by,payload,latency_ms,"
+        "prev_hash,hash"
+    )
     assert any(",start," in line for line in log) and any(",bid," in line for line in log)
 
 
