@@ -23,7 +23,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Run apt-get as root directly, otherwise through sudo when there is one.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv sysdeps lint format test run bench bench-study vendor clean
+.PHONY: help venv sysdeps lint format test run bench bench-load bench-study vendor clean
 
 help:
 	@echo "make run      install what is missing, migrate, and serve on http://$(HOST):$(PORT)/"
@@ -31,6 +31,7 @@ help:
 	@echo "make lint     ruff check, ruff format --check, mypy, lint-imports"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make bench    run bench/run.py when it exists"
+	@echo "make bench-load  rooms of players against real servers, beside the bare floor (ARGS=--quick)"
 	@echo "make bench-study  parameter studies against the sweep, local processes and Dask"
 	@echo "make vendor   refresh static/vendor/ from pinned npm packages (files are committed)"
 	@echo "make clean    remove the venv, caches and test artifacts (keeps db.sqlite3)"
@@ -115,6 +116,11 @@ bench: venv
 	else \
 	  echo "bench: bench/run.py does not exist yet (see bench/README.md)"; \
 	fi
+
+# Starts its own servers (Daphne, Redis, PostgreSQL) on 127.0.0.1, stops them at the end; about
+# 15 minutes (ARGS=--quick: under 2). Writes its section of bench/RESULTS.md.
+bench-load: sysdeps venv
+	$(BIN)/python -m bench.load $(ARGS)
 
 # Parameter studies (docs/studies.md) against the heatmap sweep, local processes against a Dask
 # LocalCluster, memory at two sizes; POINTS sets the size (10000: the issue's full workload).

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from permitgame.models import Connection, Game, Move, RoundRecord, SavedPreset, Seat
-from permitgame.replay import replay_game
+from permitgame.replay import replay_game, verify_game_chain
 
 # Generic in the stubs only: subscripting the classes fails at run time.
 if TYPE_CHECKING:
@@ -40,14 +40,26 @@ class ReadOnlyAdmin(ModelAdmin):
 
 class SeatInline(TabularInline):
     model = Seat
-    fields = ("role", "lab_index", "kind", "nickname", "fallback_strategy", "controller",
-              "standing_in", "handed_to_bot", "last_seen")  # fmt: skip
+    fields = ("role", "lab_index", "kind", "played_by", "nickname", "fallback_strategy",
+              "controller", "standing_in", "handed_to_bot", "last_seen")  # fmt: skip
     readonly_fields = fields
     extra = 0
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="played by")
+    def played_by(self, seat: Seat) -> str:
+        return _played_by(seat)
+
+
+def _played_by(seat: Seat) -> str:
+    """Who holds a seat, as the admin lists it: a declared program is never a student."""
+    if seat.is_program:
+        name = " ".join(p for p in (seat.client_name, seat.client_version) if p)
+        return f"Program ({name})"
+    return "Student" if seat.has_player else f"Bot ({seat.fallback_strategy})"
 
 
 def _filtered_link(model: type[Any], game: Game, text: str) -> str:
@@ -61,7 +73,7 @@ class GameAdmin(ReadOnlyAdmin):
                     "created_at", "log")  # fmt: skip
     list_filter = ("status", "owner")
     search_fields = ("code", "title", "owner__username")
-    readonly_fields = ("log", "records")
+    readonly_fields = ("log", "records", "chain")
     inlines = (SeatInline,)
     actions = ("replay",)
 
@@ -78,21 +90,35 @@ class GameAdmin(ReadOnlyAdmin):
     def records(self, game: Game) -> str:
         return _filtered_link(RoundRecord, game, f"{game.records.count()} rounds")
 
-    @admin.action(description="Replay from the seed and the log, and compare the results")
+    @admin.display(description="hash chain")
+    def chain(self, game: Game) -> str:
+        return verify_game_chain(game).summary()
+
+    @admin.action(
+        description="Verify the log's hash chain, replay from the seed and the log, and compare"
+    )
     def replay(self, request: HttpRequest, queryset: QuerySet[Game]) -> None:
         for game in queryset:
+            chain = verify_game_chain(game)
             report = replay_game(game)
+            self.message_user(
+                request, chain.summary(), messages.SUCCESS if chain.ok else messages.ERROR
+            )
             level = messages.SUCCESS if report.ok else messages.ERROR
             self.message_user(request, report.summary(), level)
 
 
 @admin.register(Seat)
 class SeatAdmin(ReadOnlyAdmin):
-    list_display = ("game", "role", "lab_index", "kind", "nickname", "controller", "standing_in",
-                    "handed_to_bot", "last_seen")  # fmt: skip
-    list_filter = ("role", "kind", "controller")
+    list_display = ("game", "role", "lab_index", "kind", "played_by", "nickname", "controller",
+                    "standing_in", "handed_to_bot", "last_seen")  # fmt: skip
+    list_filter = ("role", "kind", "client_kind", "controller")
     search_fields = ("game__code", "nickname")
     exclude = ("token",)
+
+    @admin.display(description="played by")
+    def played_by(self, seat: Seat) -> str:
+        return _played_by(seat)
 
 
 @admin.register(Move)

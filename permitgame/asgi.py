@@ -14,7 +14,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "permitgame.settings")
 # Django must be set up before anything imports models, so this comes before the routing imports.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
@@ -28,8 +27,9 @@ http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        # The whole origin (scheme, host, port) is checked, as Django's CSRF check does.
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The whole origin (scheme, host, port) is checked, as Django's CSRF check does; the
+        # browsers' routes add the session (permitgame/routing.py).
+        "websocket": SameOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )
 

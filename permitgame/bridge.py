@@ -125,17 +125,22 @@ def round_inputs(
 ) -> RoundInputs:
     """Return the logged moves as sim_core inputs (0-based lab indexes throughout)."""
     bids: dict[int, float] = {}
+    asks: dict[int, float | None] = {}
     runs: dict[int, bool] = {}
     audits: frozenset[int] | None = None
     for move in moves:
         if move.action == Action.BID:
             bids[_lab_of(move)] = float(move.payload["amount"])
+        elif move.action == Action.ASK:  # MODEL.md §3b: an ask, or None to keep
+            amount = move.payload["amount"]
+            asks[_lab_of(move)] = None if amount is None else float(amount)
         elif move.action == Action.DECIDE:
             runs[_lab_of(move)] = bool(move.payload["run"])
         elif move.action == Action.AUDIT:
             audits = frozenset(int(lab) for lab in move.payload["labs"])
     return RoundInputs(
         bids=bids,
+        asks=asks,
         runs=runs,
         audits=audits,
         human_labs=human_labs,
@@ -251,4 +256,21 @@ def record_fields(progress: RoundProgress, state: GameState) -> dict[str, Any]:
         "payoffs": _floats(settlement.payoffs),
         "wealth": _floats(settlement.wealth),
         "metrics": metrics.as_dict(),
+        "trade": trade_to_json(progress),
+    }
+
+
+def trade_to_json(progress: RoundProgress) -> dict[str, Any] | None:
+    """Return the call market of a round with granted permits (MODEL.md §3b), or None.
+
+    ``asks`` has null for a holder that kept its permit and for every lab without one.
+    """
+    trade = progress.trade
+    if trade is None or progress.asks is None:
+        return None
+    return {
+        "granted": _bools(trade.granted),
+        "asks": [float(a) if np.isfinite(a) else None for a in progress.asks],
+        "bought": _bools(trade.bought),
+        "sold": _bools(trade.sold),
     }

@@ -94,7 +94,8 @@ def players_json(public: PublicView) -> list[dict[str, Any]]:
             "player_id": row.player_id,
             "role": row.role,
             "nickname": row.nickname,
-            "human": row.human,
+            "human": row.human and not row.program,
+            "program": bool(row.program),
             "bot_playing": row.bot_playing,
             "connected": row.connected,
         }
@@ -117,6 +118,8 @@ def market_json(market: MarketView) -> dict[str, Any]:
         "winners": list(market.winners),
         "announced_high_prob": market.announced_high_prob,
         "p_eff": market.p_eff,
+        # MODEL.md §3b: traded permits; price null when nothing traded, winners hold after trading
+        **({"trades": market.trades} if market.trades is not None else {}),
     }
 
 
@@ -200,6 +203,26 @@ def you_json(lab: LabView) -> dict[str, Any]:
         "bot_playing": lab.bot_playing,
         "ask_belief": lab.ask_belief,
         "belief": lab.belief,
+        **trade_you_json(lab),
+    }
+
+
+def trade_you_json(lab: LabView) -> dict[str, Any]:
+    """Return a lab's private trading fields (MODEL.md §3b); none in an auctioned game.
+
+    ``granted``: it holds a granted permit this round (it asks or keeps; the others bid);
+    ``ask``/``kept``/``ask_by``: its move; ``bought``/``sold``/``trades``: once the market cleared.
+    """
+    if lab.granted is None:
+        return {}
+    return {
+        "granted": lab.granted,
+        "ask": lab.ask,
+        "kept": lab.kept,
+        "ask_by": lab.ask_by,
+        "bought": lab.bought,
+        "sold": lab.sold,
+        "trades": lab.trades,
     }
 
 
@@ -222,6 +245,16 @@ def your_results_json(row: LabRound) -> dict[str, Any]:
         ],
         "wealth": row.wealth,
         "score": row.score,
+        **(
+            {
+                "granted": row.granted,
+                "bought": row.bought,
+                "sold": row.sold,
+                "price_received": row.price_received,
+            }
+            if row.trading
+            else {}
+        ),
     }
 
 
@@ -316,7 +349,10 @@ def host_context(
         "code": public.code,
         "seats": seats,
         "joined": [row for row in seats if row.has_player],
-        "joined_labs": sum(1 for row in seats if row.has_player and row.role == "lab"),
+        "joined_labs": sum(
+            1 for row in seats if row.has_player and row.role == "lab" and not row.program
+        ),
+        "program_labs": sum(1 for row in seats if row.program and row.role == "lab"),
         "governor_seat": next((row for row in seats if row.role == "governor"), None),
     }
     if with_charts:
@@ -325,6 +361,7 @@ def host_context(
             rounds=public.rounds,
             token_cap=rules.token_cap,
             lab_count=rules.lab_count,
+            traded=rules.allocation == "grandfathered",
         )
     return context
 

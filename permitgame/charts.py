@@ -550,6 +550,10 @@ def heatmap(
 # ------------------------------------------------------------------------------ a game's rounds
 
 
+#: The price chart's description when permits are granted and traded (MODEL.md §3b).
+TRADED_PRICE = "The price of each round's trades; none in a round without a trade."
+
+
 def round_charts(
     results: Sequence[Mapping[str, float]],
     *,
@@ -559,6 +563,7 @@ def round_charts(
     predicted_compliance: float | None = None,
     expected_price: float | Sequence[float] | None = None,
     expected_price_label: str = "model's expected price",
+    traded: bool = False,
 ) -> list[Chart]:
     """Return the per-round charts of a game: price, permits, violations and caught, compliance.
 
@@ -571,17 +576,18 @@ def round_charts(
         expected_price: the model's expected clearing price, dashed (debrief only): one number,
             or one per round (the bots' expected price moves when π1* follows the price).
         expected_price_label: the dashed line's name (which bots' price it is).
+        traded: the permits were granted and traded (MODEL.md §3b): the price is the traded
+            one (a gap in a round without a trade) and the permits chart shows the trades.
     """
     labels = [str(number) for number in range(1, max(rounds, len(results)) + 1)]
     by_round = {int(row["round"]): row for row in results}
 
     def column(metric: str) -> list[float | None]:
-        return [
-            float(by_round[number][metric]) if number in by_round else None
-            for number in range(1, len(labels) + 1)
-        ]
+        values = [by_round[number].get(metric) if number in by_round else None
+                  for number in range(1, len(labels) + 1)]  # fmt: skip
+        return [None if value is None else float(value) for value in values]
 
-    price_series = [Series("clearing price", column("price"), BLUE)]
+    price_series = [Series("traded price" if traded else "clearing price", column("price"), BLUE)]
     if expected_price is not None:
         expected: list[float | None]
         if isinstance(expected_price, int | float):
@@ -596,21 +602,27 @@ def round_charts(
             Series("model's prediction", [predicted_compliance] * len(labels), GREY, dashed=True)
         )
     count_top = float(max(lab_count, 1))
+    permits_series = [Series("permits", column("permits"), BLUE)]
+    if traded:
+        permits_series = [
+            Series("permits held", column("permits"), BLUE),
+            Series("traded", column("trades"), ORANGE),
+        ]
     return [
         line_chart(
             name="price",
-            title="Clearing price",
+            title="Traded price" if traded else "Clearing price",
             labels=labels,
             series=price_series,
             x_label="Round",
             y_label="price",
-            description="The permit price of each round.",
+            description=TRADED_PRICE if traded else "The permit price of each round.",
         ),
         bar_chart(
             name="permits",
-            title="Permits sold",
+            title="Permits held and traded" if traded else "Permits sold",
             labels=labels,
-            series=[Series("permits", column("permits"), BLUE)],
+            series=permits_series,
             x_label="Round",
             y_label="permits",
             y_max=count_top,

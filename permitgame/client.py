@@ -32,8 +32,10 @@ from websockets.typing import Origin
 
 from sim_core import STRATEGIES, perceived_penalties, unpermitted_value
 from sim_core.governor import policy_audits
-from sim_core.strategies import lab_bids, lab_runs
+from sim_core.strategies import lab_asks, lab_bids, lab_runs
 
+#: How this client declares itself when it joins (docs/protocol.md, "client").
+CLIENT = {"kind": "program", "name": "permitgame.client", "version": "0.1.0"}
 #: Tries of a join whose answer does not arrive (the same join key each time).
 JOIN_ATTEMPTS = 3
 #: How long a player keeps trying to reconnect to a server that is down (a restart, a laptop
@@ -81,6 +83,7 @@ def join(base_url: str, code: str, nickname: str, *, role: str | None = None) ->
     """
     # The join key makes a retry safe: a request resent after a lost answer gets the same seat.
     body: dict[str, Any] = {"nickname": nickname, "join_key": secrets.token_urlsafe(16)}
+    body["client"] = CLIENT  # a program says so: its seat is never counted as a student's
     if role:
         body["role"] = role
     request = urllib.request.Request(
@@ -175,6 +178,18 @@ class Player:
         )
         return float(bids[0])
 
+    def ask(self) -> float:
+        """Return this round's ask for a granted permit by the strategy (MODEL.md §3b)."""
+        code, penalty = self._penalty()
+        asks = lab_asks(
+            code,
+            np.array([float(self.you["net_value"])]),
+            np.array([penalty]),
+            float(self.rules.get("racing_value", 0.0)),
+            self.rng.random(1),
+        )
+        return float(asks[0])
+
     def run(self) -> bool:
         """Return whether to run without a permit, by the strategy (MODEL.md §5)."""
         code, penalty = self._penalty()
@@ -209,6 +224,8 @@ class Player:
             if key in self.acted:
                 return None
             self.acted.add(key)
+            if key[1] == "bidding" and self.you.get("granted"):  # MODEL.md §3b: trading
+                return {"type": "ask", "round": key[0], "amount": self.ask()}
             if key[1] == "bidding":
                 return {"type": "bid", "round": key[0], "amount": self.bid()}
             if key[1] == "compliance":

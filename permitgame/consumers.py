@@ -20,7 +20,15 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from permitgame import broadcast, realtime, selectors, services
 from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
-from permitgame.forms import AuditForm, BeliefForm, BidForm, DecideForm, form_errors
+from permitgame.forms import (
+    AskForm,
+    AuditForm,
+    BeliefForm,
+    BidForm,
+    DecideForm,
+    KeepForm,
+    form_errors,
+)
 from permitgame.models import Seat
 from sim_core import Role
 
@@ -46,6 +54,8 @@ class ServerError(GameError):
 
 ACK_TEXT = {
     "bid": "Bid received.",
+    "ask": "Ask received.",
+    "keep": "You keep your permit.",
     "decide": "Choice received.",
     "audit": "Audits received.",
 }
@@ -92,6 +102,8 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
     """
     command = content.get("type")
     seat = Seat.objects.get(pk=seat_id)
+    if command in ("ask", "keep"):  # MODEL.md §3b: a granted permit's holder in trading
+        return _run_trade_command(seat, command, content)
     if command == "bid":
         data = _cleaned(BidForm, content)
         result = services.round_submit_bid(seat=seat, round_no=data["round"], amount=data["amount"])
@@ -113,10 +125,28 @@ def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
         echo = {"labs": [lab + 1 for lab in result.payload["labs"]]}
     else:
         raise UnknownCommand(
-            f"Unknown command {command!r}; send one of: bid, decide, audit, belief."
+            f"Unknown command {command!r}; send one of: bid, ask, keep, decide, audit, belief."
             if command is not None
-            else 'Every message needs a "type": bid, decide or audit.'
+            else 'Every message needs a "type": bid, ask, keep, decide or audit.'
         )
+    return {
+        "type": "ack",
+        "command": command,
+        "round": data["round"],
+        **echo,
+        "duplicate": result.duplicate,
+    }
+
+
+def _run_trade_command(seat: Seat, command: str, content: dict[str, Any]) -> dict[str, Any]:
+    """Run ``ask`` (an amount) or ``keep`` (none) and return the ``ack`` (MODEL.md §3b)."""
+    form: AskForm | KeepForm = AskForm(content) if command == "ask" else KeepForm(content)
+    if not form.is_valid():
+        raise InvalidInput(form_errors(form))
+    data = form.cleaned_data
+    amount = data["amount"] if command == "ask" else None
+    result = services.round_submit_ask(seat=seat, round_no=data["round"], amount=amount)
+    echo = {"amount": result.payload["amount"]} if command == "ask" else {}
     return {
         "type": "ack",
         "command": command,

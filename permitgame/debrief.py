@@ -35,15 +35,18 @@ from sim_core import (
     AuditScore,
     MetricsRow,
     Role,
+    RoundInputs,
     Scenario,
     TheorySummary,
     csv_table,
     expected_bot_prices,
     expected_clearing_price,
+    make_setup,
     marginal_gain,
     perceived_p_eff,
     percentile_rank,
     replay_with_bots,
+    resolve_round,
     score_audits,
     simulate_classes,
     summarise,
@@ -550,6 +553,7 @@ class DebriefSummary:
     counterfactual: Counterfactual | None = None
     beliefs: Beliefs | None = None
     audits: tuple[AuditScore, ...] = ()
+    trade: TradeComparison | None = None  # MODEL.md §3b only: the auction counterfactual
 
     @property
     def compliance(self) -> float | None:
@@ -587,7 +591,7 @@ def _leaderboard(game: Game) -> tuple[tuple[LeaderRow, ...], str, float]:
             rank=rank,
             label=lab_label(lab + 1),
             nickname=seats[lab].nickname if lab in seats else "",
-            human=bool(lab in seats and seats[lab].has_player),
+            human=bool(lab in seats and seats[lab].has_player and not seats[lab].is_program),
             score=float(scores[lab]),
             wealth=float(wealth[lab]),
         )
@@ -656,6 +660,7 @@ def debrief_summary(game: Game) -> DebriefSummary:
         predicted_compliance=theory.predicted_compliance,
         expected_price=story.expected,
         expected_price_label=f"model's expected price ({story.bots})",
+        traded=scenario.market.grandfathered,
     )
     leaderboard, governor, welfare = _leaderboard(game)
     others, others_chart = _other_classes(game)
@@ -676,6 +681,7 @@ def debrief_summary(game: Game) -> DebriefSummary:
         counterfactual=counterfactual(game),
         beliefs=beliefs(game),
         audits=audit_comparison(game),
+        trade=trade_comparison(game),
     )
 
 
@@ -937,4 +943,79 @@ def classes_csv(result: Mapping[str, Any]) -> str:
     return csv_table(
         ["class", *names],
         ([index, *(float(value) for value in row)] for index, row in enumerate(rows, start=1)),
+    )
+
+
+# ------------------------------------------------------------ traded permits beside the auction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeComparison:
+    """A class of granted, traded permits beside the auction on the same draws (MODEL.md §3b).
+
+    The counterfactual replays each settled round from the state the class left it in, on the
+    game's own seed (the same values, risk profiles and tie-break keys), with the permits sold at
+    auction and every seat played by its bot strategy (sim_core's ``resolve_round``). Totals are
+    over the settled rounds.
+
+    Attributes:
+        rounds: settled rounds compared.
+        trades: permits that changed hands in the class.
+        same_holders: lab-rounds holding a permit both in the class and under the auction.
+        holders: lab-rounds holding a permit in the class.
+        sellers_income: what the class's sellers received (trades × price).
+        revenue: the government's revenue in the class (fines and collateral only).
+        auction_revenue: its revenue under the auction (permit sales included).
+        welfare, auction_welfare: welfare (MODEL.md §8) in the class and under the auction.
+    """
+
+    rounds: int
+    trades: int
+    same_holders: int
+    holders: int
+    sellers_income: float
+    revenue: float
+    auction_revenue: float
+    welfare: float
+    auction_welfare: float
+
+    @property
+    def same_share(self) -> float:
+        """The share of the class's permit holdings that the auction would also have made."""
+        return self.same_holders / self.holders if self.holders else 1.0
+
+
+def trade_comparison(game: Game) -> TradeComparison | None:
+    """Return the class beside the auction counterfactual, or None (not §3b, or no round yet)."""
+    scenario = bridge.scenario_of(game)
+    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    if not scenario.market.grandfathered or not records:
+        return None
+    auction = replace(scenario, market=replace(scenario.market, allocation="auction"))
+    setup = make_setup(auction, seed=game.seed, human_governor=game.human_governor)
+    same = holders = trades = 0
+    income = revenue = auction_revenue = welfare = auction_welfare = 0.0
+    for record in records:
+        progress = resolve_round(setup, bridge.state_from_json(record.state), RoundInputs())
+        assert progress.market is not None and progress.metrics is not None
+        won = [bool(flag) for flag in record.won]
+        same += sum(1 for lab, flag in enumerate(won) if flag and progress.market.won[lab])
+        holders += sum(won)
+        traded = int(record.metrics.get("trades", 0))
+        trades += traded
+        income += traded * (record.price or 0.0)
+        revenue += float(record.metrics["revenue"])
+        welfare += float(record.metrics["welfare"])
+        auction_revenue += progress.metrics.revenue
+        auction_welfare += progress.metrics.welfare
+    return TradeComparison(
+        rounds=len(records),
+        trades=trades,
+        same_holders=same,
+        holders=holders,
+        sellers_income=income,
+        revenue=revenue,
+        auction_revenue=auction_revenue,
+        welfare=welfare,
+        auction_welfare=auction_welfare,
     )

@@ -18,25 +18,56 @@ from permitgame.models import Action, Game, Move, RoundRecord, Seat
 from permitgame.selectors import game_export_rows
 from sim_core import METRICS, STRATEGY_NAMES, csv_records
 
-LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "strategy", "risk_profile",
-                     "value", "bid", "bid_by", "bid_ms", "won", "price", "run", "run_by",
-                     "run_ms", "signal", "audited", "caught", "payoff", "wealth",
-                     "coaching", "belief")  # fmt: skip
+LAB_ROUND_COLUMNS = ("game", "round", "lab", "nickname", "seat", "fallback_strategy",
+                     "risk_profile", "value", "bid", "bid_by", "bid_ms", "won", "price", "run",
+                     "run_by", "run_ms", "signal", "audited", "caught", "payoff", "wealth",
+                     "coaching", "belief",
+                     "granted", "kept", "asked", "sold", "bought")  # fmt: skip
 LOG_COLUMNS = ("game", "id", "time", "round", "phase", "action", "actor", "player", "nickname",
-               "payload", "latency_ms")  # fmt: skip
+               "held_by", "payload", "latency_ms", "prev_hash", "hash")  # fmt: skip
+
+
+def join_ids(game: Game) -> dict[int, int]:
+    """Return seat id -> the id of its join entry: before it, the seat was no player's."""
+    joins: dict[int, int] = {}
+    for seat_id, move_id in (
+        Move.objects.filter(game=game, action=Action.JOIN)
+        .order_by("id")
+        .values_list("seat_id", "id")
+    ):
+        if seat_id is not None:
+            joins.setdefault(seat_id, move_id)
+    return joins
+
+
+def holder_at(seat: Seat | None, joins: Mapping[int, int], entry_id: int) -> str:
+    """Who held ``seat`` when entry ``entry_id`` was logged: ``human``, ``program`` or ``bot``."""
+    if seat is None or seat.pk not in joins or joins[seat.pk] > entry_id:
+        return "bot"
+    return seat.held_by
 
 
 def lab_round_rows(game: Game) -> list[dict[str, Any]]:
     """One row per (settled round, lab), in round then lab order.
 
-    ``seat`` is ``human`` when a student held the seat, else ``bot``. ``bid_by``/``run_by`` say
-    who made the move: ``human``, ``default`` or ``bot`` (empty for a
-    permit holder, who makes no run choice); ``*_ms`` is how long the human took. ``coaching``
-    is the game's coaching level (how much the run-or-idle screen worked out for the lab);
-    ``belief`` the lab's answer, in percent, to "how likely is a violator caught this round?"
-    (empty when not asked or not answered).
+    ``seat`` is who held the seat in that round: ``human`` (a student), ``program`` (a program
+    that declared itself) or ``bot`` (nobody had joined it yet); ``nickname`` is the holder's,
+    empty before anyone joined. ``fallback_strategy`` is the strategy of the bot that plays the
+    seat when nobody does (or stands in). ``bid_by``/``run_by`` say who made the move:
+    ``human``, ``program``, ``default`` or ``bot`` (empty for a permit holder, who makes no run
+    choice); ``*_ms`` is how long the human or program took.
+    ``coaching`` is the game's coaching level (how much the run-or-idle screen worked out for
+    the lab); ``belief`` the lab's answer, in percent, to "how likely is a violator caught this
+    round?" (empty when not asked or not answered).
+
+    Under MODEL.md §3b (granted permits, traded) ``granted`` is 1 for a lab granted a permit,
+    ``kept`` 1 for a holder that asked nothing, ``asked`` its ask, ``sold``/``bought`` 1 for the
+    labs that traded; ``won`` is then a permit held after trading and ``price`` the traded price
+    for the labs that traded (empty in a round without a trade). Under an auction the five
+    trading columns are empty.
     """
     setup = setup_of(game)
+    joins = join_ids(game)
     seats = {seat.lab_index: seat for seat in Seat.objects.filter(game=game, role="lab")}
     moves: dict[tuple[int, str, int], Move] = {}
     for move in Move.objects.filter(
@@ -51,21 +82,24 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
             bid = moves.get((record.round_no, Action.BID, lab))
             choice = moves.get((record.round_no, Action.DECIDE, lab))
             won = bool(record.won[lab])
+            trade = _trade_columns(record, lab)
+            last = max((m.pk for m in (bid, choice) if m is not None), default=0)
+            held = holder_at(seat, joins, last)
             rows.append(
                 {
                     "game": game.code,
                     "round": record.round_no,
                     "lab": lab + 1,
-                    "nickname": seat.nickname if seat is not None else "",
-                    "seat": "human" if seat is not None and seat.has_player else "bot",
-                    "strategy": STRATEGY_NAMES[int(setup.strategies[lab])],
+                    "nickname": seat.nickname if seat is not None and held != "bot" else "",
+                    "seat": held,
+                    "fallback_strategy": STRATEGY_NAMES[int(setup.strategies[lab])],
                     "risk_profile": float(setup.risk_profile[lab]),
                     "value": record.values[lab],
                     "bid": record.bids[lab],
                     "bid_by": bid.actor if bid is not None else "bot",
                     "bid_ms": _latency(bid),
                     "won": int(won),
-                    "price": record.price if won else 0.0,
+                    "price": record.price if won and not record.trade else 0.0,
                     "run": int(won or record.runs[lab]),
                     "run_by": "" if won else (choice.actor if choice is not None else "bot"),
                     "run_ms": _latency(choice),
@@ -76,9 +110,29 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
                     "wealth": record.wealth[lab],
                     "coaching": game.coaching,
                     "belief": _belief(moves.get((record.round_no, Action.BELIEF, lab))),
+                    **trade,
                 }
             )
     return rows
+
+
+def _trade_columns(record: RoundRecord, lab: int) -> dict[str, Any]:
+    """The lab's trading columns of a round with granted permits (MODEL.md §3b), or empty ones."""
+    trade = record.trade
+    if not trade:
+        return {"granted": "", "kept": "", "asked": "", "sold": "", "bought": ""}
+    granted, sold, bought = (bool(trade[key][lab]) for key in ("granted", "sold", "bought"))
+    asked = trade["asks"][lab]
+    columns: dict[str, Any] = {
+        "granted": int(granted),
+        "kept": int(granted and asked is None),
+        "asked": "" if asked is None else asked,
+        "sold": int(sold),
+        "bought": int(bought),
+    }
+    if sold or bought:
+        columns["price"] = record.price
+    return columns
 
 
 def _belief(move: Move | None) -> int | str:
@@ -91,7 +145,12 @@ def _latency(move: Move | None) -> int | str:
 
 
 def log_rows(game: Game) -> list[dict[str, Any]]:
-    """The game's event log, oldest first; lab numbers in payloads are shown 1-based."""
+    """The game's event log, oldest first; lab numbers in payloads are shown 1-based.
+
+    ``nickname`` and ``held_by`` are the seat's holder when the entry was logged: a bot's move
+    before a student joined the seat carries no nickname.
+    """
+    joins = join_ids(game)
     rows = []
     for move in Move.objects.filter(game=game).select_related("seat").order_by("id"):
         payload = dict(move.payload)
@@ -107,9 +166,16 @@ def log_rows(game: Game) -> list[dict[str, Any]]:
                 "action": move.action,
                 "actor": move.actor,
                 "player": "" if move.seat is None else move.seat.player_id,
-                "nickname": "" if move.seat is None else move.seat.nickname,
+                "nickname": (
+                    move.seat.nickname
+                    if move.seat is not None and holder_at(move.seat, joins, move.pk) != "bot"
+                    else ""
+                ),
+                "held_by": "" if move.seat is None else holder_at(move.seat, joins, move.pk),
                 "payload": json.dumps(payload, sort_keys=True) if payload else "",
                 "latency_ms": "" if move.latency_ms is None else move.latency_ms,
+                "prev_hash": move.prev_hash,
+                "hash": move.hash,
             }
         )
     return rows

@@ -146,6 +146,30 @@ class BidForm(forms.Form):
         return float(self.cleaned_data["amount"])
 
 
+class AskForm(forms.Form):
+    """A permit holder's ask in the trading phase (MODEL.md §3b); ``keep`` sends no amount."""
+
+    round = RoundField()
+    amount = DecimalCommaFloatField(
+        error_messages={
+            "required": "Enter an ask (the least you will sell your permit for), or keep it.",
+            "invalid": "Enter a number, like 0.25.",
+        }
+    )
+
+    def clean_amount(self) -> float:
+        amount = self.cleaned_data["amount"]
+        if isinstance(self.data.get("amount"), bool):
+            raise ValidationError("must be a number.")
+        return float(amount)
+
+
+class KeepForm(forms.Form):
+    """A permit holder keeps its permit in the trading phase (MODEL.md §3b)."""
+
+    round = RoundField()
+
+
 class DecideForm(forms.Form):
     round = RoundField()
     run = StrictBooleanField()

@@ -91,6 +91,8 @@ class ConsoleSeat:
     acted: bool
     acted_by: str | None
     latency_ms: int | None
+    #: "name version" of a declared program; "" for a student or a bot.
+    program: str = ""
 
 
 def console_seats(game: Game) -> tuple[ConsoleSeat, ...]:
@@ -135,6 +137,7 @@ def console_seats(game: Game) -> tuple[ConsoleSeat, ...]:
                 acted=row.acted,
                 acted_by=row.acted_by,
                 latency_ms=row.latency_ms,
+                program=row.program,
             )
         )
     return tuple(seats)

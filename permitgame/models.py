@@ -44,12 +44,18 @@ class Actor(models.TextChoices):
     BOT = "bot", "Bot"
     SYSTEM = "system", "System"
     HOST = "host", "Instructor"
+    PROGRAM = "program", "Program (declared itself when it joined)"
 
 
 class Action(models.TextChoices):
-    """What an entry of the log records. Moves are bid/decide/audit; the rest are events."""
+    """What an entry of the log records. Moves are bid/ask/decide/audit; the rest are events.
+
+    ``ask`` is a holder's move in the trading phase of a game with granted permits (MODEL.md
+    §3b): payload ``{"amount": a}``, or ``{"amount": null}`` to keep the permit.
+    """
 
     BID = "bid", "Bid"
+    ASK = "ask", "Ask or keep (traded permits)"
     DECIDE = "decide", "Run or idle"
     AUDIT = "audit", "Audits"
     CREATE = "create", "Game created"
@@ -68,11 +74,15 @@ class Action(models.TextChoices):
     ADD_BOT = "add_bot", "Bot lab added in the lobby"
     REMOVE_SEAT = "remove_seat", "Lab seat removed in the lobby"
     ASSIGN = "assign", "Governor assigned in the lobby"
+    CONNECT = "connect", "Player connected (first socket, or back after a drop)"
+    DROP = "drop", "Player's last connection closed"
+    REJOIN = "rejoin", "Player moved the seat to another device"
+    FILL = "fill", "Empty human seat filled by a bot at the start"
     BELIEF = "belief", "Believed chance of being caught"
 
 
 #: The actions that are moves of a round (one per seat, round and phase).
-MOVE_ACTIONS = (Action.BID, Action.DECIDE, Action.AUDIT)
+MOVE_ACTIONS = (Action.BID, Action.ASK, Action.DECIDE, Action.AUDIT)
 
 
 def lab_label(player_id: int) -> str:
@@ -143,6 +153,9 @@ class Game(models.Model):
         ),
     )
     version = models.PositiveIntegerField(default=0)
+    # The hash of the log's last entry (permitgame.chain): the next entry's ``prev_hash``, kept
+    # here so that appending to the log reads nothing more; empty before the first hashed entry.
+    log_head = models.CharField(max_length=64, blank=True, default="")
     coaching = models.CharField(
         max_length=8,
         choices=Coaching.choices,
@@ -210,6 +223,17 @@ class Seat(models.Model):
     standing_in = models.BooleanField(default=False)
     handed_to_bot = models.BooleanField(default=False)
     last_seen = models.DateTimeField(null=True, blank=True)
+    # A program that declared itself when it joined (the JSON join's "client"); a program that
+    # does not declare itself is a human seat, as a student's own bot would be.
+    client_kind = models.CharField(
+        max_length=8,
+        choices=[("", "not declared"), ("program", "Program")],
+        blank=True,
+        default="",
+        help_text='"program" when the joiner declared itself a program.',
+    )
+    client_name = models.CharField(max_length=60, blank=True, default="")
+    client_version = models.CharField(max_length=40, blank=True, default="")
 
     class Meta:
         ordering = ("game", "role", "lab_index")
@@ -236,6 +260,18 @@ class Seat(models.Model):
         """Whether a human holds this seat."""
         return self.token is not None
 
+    @property
+    def is_program(self) -> bool:
+        """Whether the seat's player declared itself a program (never shown as a student)."""
+        return self.has_player and self.client_kind == "program"
+
+    @property
+    def held_by(self) -> str:
+        """Who holds the seat: ``program`` (declared), ``human`` (a student) or ``bot``."""
+        if not self.has_player:
+            return "bot"
+        return "program" if self.client_kind == "program" else "human"
+
 
 class Move(models.Model):
     """One entry of a game's append-only log: a move of a round, or an event.
@@ -256,6 +292,10 @@ class Move(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
+    # The game's hash chain (permitgame.chain): SHA-256 of the previous entry and of this one
+    # over a canonical JSON; empty in games recorded before the chain existed.
+    prev_hash = models.CharField(max_length=64, blank=True, default="")
+    hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ("game", "id")
@@ -286,7 +326,7 @@ class RoundRecord(models.Model):
     values = models.JSONField()
     bids = models.JSONField()
     won = models.JSONField()
-    price = models.FloatField()
+    price = models.FloatField(null=True)  # null: traded permits and no trade (MODEL.md §3b)
     announced_high_prob = models.FloatField()
     runs = models.JSONField()
     signals = models.JSONField()
@@ -295,6 +335,9 @@ class RoundRecord(models.Model):
     payoffs = models.JSONField()
     wealth = models.JSONField()
     metrics = models.JSONField()
+    #: MODEL.md §3b only (null under an auction): per lab ``granted``, ``asks`` (null: kept, or
+    #: not a holder), ``bought`` and ``sold``; ``won`` is then the holders after trading.
+    trade = models.JSONField(null=True, default=None)
     created_at = models.DateTimeField()
 
     class Meta:

@@ -132,6 +132,8 @@ class PlayerRow:
     open_seat: bool
     bot_playing: bool
     connected: bool
+    #: "name version" of a program that declared itself when it joined; "" for anyone else.
+    program: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +163,8 @@ class RulesView:
     max_audits: int | None
     audit_cost: float
     harm_per_violation: float
+    allocation: str = "auction"  # MODEL.md §3b: "auction" or "grandfathered"
+    grant: str | None = None  # "incumbents" or "lottery" under "grandfathered"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +177,7 @@ class MarketView:
     winners: tuple[int, ...]
     announced_high_prob: float
     p_eff: float
+    trades: int | None = None  # MODEL.md §3b: permits traded (winners: holders after trading)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -276,6 +281,11 @@ class LabRound:
     bid: float
     won: bool
     price_paid: float
+    trading: bool = False  # MODEL.md §3b: the round's permits were granted and traded
+    granted: bool = False  # granted a permit at the start of the round
+    bought: bool = False
+    sold: bool = False
+    price_received: float = 0.0  # what a seller was paid
     ran: bool
     violated: bool
     audited: bool
@@ -332,6 +342,15 @@ class LabView:
     price: float | None
     run: bool | None
     run_by: str | None
+    # MODEL.md §3b (None under an auction, or until known): granted a permit this round; its
+    # ask (None: none yet, or kept) and who made it; bought or sold one once the market cleared.
+    granted: bool | None = None
+    ask: float | None = None
+    kept: bool | None = None
+    ask_by: str | None = None
+    bought: bool | None = None
+    sold: bool | None = None
+    trades: int | None = None
     owes_move: bool
     bot_playing: bool
     handed_to_bot: bool
@@ -513,7 +532,16 @@ def _rules(scenario: Scenario, human_governor: bool, high_prob: float) -> RulesV
         max_audits=audit.max_audits,
         audit_cost=audit.audit_cost,
         harm_per_violation=scenario.welfare.harm_per_violation,
+        allocation=market.allocation,
+        grant=market.grant if market.grandfathered else None,
     )
+
+
+def _ask_amount(move: Move | None) -> float | None:
+    """Return a logged ask's amount (None: no ask logged, or the holder kept its permit)."""
+    if move is None or move.payload["amount"] is None:
+        return None
+    return float(move.payload["amount"])
 
 
 def _ids(mask: Sequence[bool]) -> tuple[int, ...]:
@@ -548,6 +576,10 @@ def _lab_history(
         score += record.payoffs[lab]
         won = bool(record.won[lab])
         violated = bool(record.runs[lab])
+        trade = record.trade or {}
+        bought = bool(trade["bought"][lab]) if trade else False
+        sold = bool(trade["sold"][lab]) if trade else False
+        paid = won if not trade else bought
         rows.append(
             LabRound(
                 round_no=record.round_no,
@@ -555,7 +587,12 @@ def _lab_history(
                 net_value=record.values[lab] - compute_cost,
                 bid=record.bids[lab],
                 won=won,
-                price_paid=record.price if won else 0.0,
+                price_paid=record.price if paid and record.price is not None else 0.0,
+                trading=bool(trade),
+                granted=bool(trade["granted"][lab]) if trade else False,
+                bought=bought,
+                sold=sold,
+                price_received=record.price if sold and record.price is not None else 0.0,
                 ran=won or violated,
                 violated=violated,
                 audited=bool(record.audited[lab]),
@@ -619,6 +656,7 @@ def game_screens(game: Game) -> GameScreens:
             winners=_ids(list(market.won)),
             announced_high_prob=high_prob,
             p_eff=rules.p_eff,
+            trades=progress.trade.trades if progress.trade is not None else None,
         )
 
     scores = [0.0] * game.lab_count
@@ -653,6 +691,7 @@ def game_screens(game: Game) -> GameScreens:
             open_seat=s.kind == Seat.Kind.HUMAN and not s.has_player,
             bot_playing=not s.has_player or (playing and s.controller == Controller.BOT),
             connected=s.pk in connected,
+            program=program_label(s),
         )
         for s in sorted(seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
     )
@@ -693,7 +732,10 @@ def game_screens(game: Game) -> GameScreens:
     labs: dict[int, LabView] = {}
     for lab, seat in lab_seats.items():
         bid_move = moves.get((seat.pk, Action.BID))
+        ask_move = moves.get((seat.pk, Action.ASK))
         run_move = moves.get((seat.pk, Action.DECIDE))
+        granted = progress.granted if progress is not None else None
+        trade = progress.trade if progress is not None else None
         won = bool(market.won[lab]) if market is not None else None
         value = float(progress.values[lab]) if progress is not None else None
         net_value = float(progress.net_values[lab]) if progress is not None else None
@@ -736,6 +778,13 @@ def game_screens(game: Game) -> GameScreens:
             price=market.price if market is not None else None,
             run=True if won else (bool(run_move.payload["run"]) if run_move else None),
             run_by=run_move.actor if run_move else None,
+            granted=bool(granted[lab]) if granted is not None else None,
+            ask=_ask_amount(ask_move),
+            kept=(ask_move.payload["amount"] is None) if ask_move else None,
+            ask_by=ask_move.actor if ask_move else None,
+            bought=bool(trade.bought[lab]) if trade is not None else None,
+            sold=bool(trade.sold[lab]) if trade is not None else None,
+            trades=trade.trades if trade is not None else None,
             owes_move=seat.player_id in waiting,
             bot_playing=playing and seat.controller == Controller.BOT,
             handed_to_bot=seat.handed_to_bot,
@@ -824,6 +873,15 @@ class HostSeatRow:
     acted: bool
     acted_by: str | None
     latency_ms: int | None
+    #: "name version" of a program that declared itself when it joined; "" for anyone else.
+    program: str = ""
+
+
+def program_label(seat: Seat) -> str:
+    """Return "name version" of a seat's declared program, or "" when no program declared."""
+    if not seat.is_program:
+        return ""
+    return " ".join(part for part in (seat.client_name, seat.client_version) if part) or "program"
 
 
 def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
@@ -854,6 +912,7 @@ def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
             acted=s.pk in moves,
             acted_by=moves[s.pk].actor if s.pk in moves else None,
             latency_ms=moves[s.pk].latency_ms if s.pk in moves else None,
+            program=program_label(s),
         )
         for s in seats
     )

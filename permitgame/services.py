@@ -21,6 +21,7 @@ Not here: rules (sim_core), reads for screens (``selectors``), rendering (``broa
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ from typing import Any
 
 from django.db import transaction
 
-from permitgame import bridge, broadcast, clock, realtime
+from permitgame import bridge, broadcast, chain, clock, realtime
 from permitgame.errors import (
     AlreadySubmitted,
     BadNickname,
@@ -64,6 +65,7 @@ from sim_core import (
     ActionError,
     Phase,
     Role,
+    RoundProgress,
     Scenario,
     make_setup,
     parse_scenario,
@@ -106,13 +108,20 @@ GOVERNOR_IS_TAKEN = "The governor's seat is taken."
 # What each move is called in messages, and the phase it belongs to.
 _MOVE_PHASE: dict[str, Phase] = {
     Action.BID: Phase.BIDDING,
+    Action.ASK: Phase.BIDDING,  # MODEL.md §3b: the trading phase is the bidding phase
     Action.DECIDE: Phase.COMPLIANCE,
     Action.AUDIT: Phase.AUDIT,
 }
 _MOVE_WHAT: dict[str, str] = {
     Action.BID: "bid",
+    Action.ASK: "ask",
     Action.DECIDE: "run/idle choice",
     Action.AUDIT: "audit choice",
+}
+_LAB_MOVE_WHAT: dict[str, str] = {
+    Action.BID: "bid",
+    Action.ASK: "ask or keep",
+    Action.DECIDE: "run or idle",
 }
 _NEXT_PHASE = {
     Phase.BIDDING: Phase.COMPLIANCE,
@@ -197,8 +206,39 @@ def _log(
     latency_ms: int | None = None,
 ) -> Move:
     move = _move(game, action, actor, now=now, seat=seat, payload=payload, latency_ms=latency_ms)
-    move.save()
+    _save_moves(game, [move])
     return move
+
+
+def _save_moves(game: Game, moves: Sequence[Move]) -> None:
+    """Append ``moves`` to the game's log, in order, each extending the log's hash chain.
+
+    Every entry stores the hash of the entry before it and its own (``permitgame.chain``); the
+    game (locked) keeps the last hash in ``log_head``, saved with the game by the service.
+    """
+    if not moves:
+        return
+    prev_hash = game.log_head
+    for move in moves:
+        document = chain.entry_document(
+            game=game.code,
+            seat=move.seat_id,
+            action=str(move.action),
+            actor=str(move.actor),
+            round_no=move.round_no,
+            phase=str(move.phase),
+            payload=move.payload,
+            latency_ms=move.latency_ms,
+            time=chain.canonical_time(move.created_at),
+            prev_hash=prev_hash,
+        )
+        move.prev_hash = prev_hash
+        move.hash = prev_hash = chain.entry_hash(document)
+    game.log_head = prev_hash  # saved with the game (``_commit``, or ``game_create``)
+    if len(moves) == 1:
+        moves[0].save()
+    else:
+        Move.objects.bulk_create(moves)
 
 
 def _commit(game: Game, changes: _Changes) -> None:
@@ -361,6 +401,7 @@ def game_create(
             "ask_belief": ask_belief,
         },
     )
+    game.save(update_fields=["log_head"])
     return game
 
 
@@ -398,7 +439,12 @@ def _free_seat(seats: Sequence[Seat], role: str | None, human_governor: bool) ->
 
 @transaction.atomic
 def seat_join(
-    *, game: Game, nickname: object, role: str | None = None, join_key: str | None = None
+    *,
+    game: Game,
+    nickname: object,
+    role: str | None = None,
+    join_key: str | None = None,
+    client: Mapping[str, str] | None = None,
 ) -> Seat:
     """Give a human a seat of ``game``: in the lobby, or a bot's seat in a running game.
 
@@ -414,6 +460,8 @@ def seat_join(
             the same key and the same nickname (its answer was lost on a bad network) gets the
             seat the first one took, unchanged, instead of "nickname taken"; a key sent with
             another nickname finds nothing (a key is not a way into someone else's seat).
+        client: a program's declaration (``{"kind": "program", "name": ..., "version": ...}``,
+            checked by the view): the seat is marked as played by a program everywhere.
 
     Raises:
         GameOver: the game has finished.
@@ -448,9 +496,15 @@ def seat_join(
     seat.joined_at = now
     seat.handed_to_bot = False
     seat.standing_in = False
+    seat.client_kind = (client or {}).get("kind", "")
+    seat.client_name = (client or {}).get("name", "")
+    seat.client_version = (client or {}).get("version", "")
     seat.save()
     changes = _Changes()
-    _log(game, Action.JOIN, Actor.HUMAN, now=now, seat=seat, payload={"nickname": name})
+    joined: dict[str, Any] = {"nickname": name}
+    if client:
+        joined["client"] = dict(client)
+    _log(game, Action.JOIN, _seat_actor(seat), now=now, seat=seat, payload=joined)
     changes.add("players", game.round_no)
     if game.status == Status.LOBBY and game.autostart:
         humans_missing = any(s.kind == Seat.Kind.HUMAN and not s.has_player for s in seats)
@@ -461,6 +515,41 @@ def seat_join(
             changes.add("phase", game.round_no)
     _commit(game, changes)
     return seat
+
+
+@transaction.atomic
+def seat_rejoin(*, seat: Seat, via: str) -> Seat:
+    """Record that ``seat``'s player moved it to another device with its rejoin code.
+
+    Args:
+        seat: the seat found by its rejoin code.
+        via: ``"page"`` (the rejoin form) or ``"api"`` (the JSON protocol).
+    """
+    game = _lock(seat.game_id)
+    seat = Seat.objects.get(pk=seat.pk)
+    _log(game, Action.REJOIN, _seat_actor(seat), now=clock.now(), seat=seat, payload={"via": via})
+    _commit(game, _Changes())
+    return seat
+
+
+def _seat_actor(seat: Seat) -> str:
+    """The actor of a player's own entries: ``program`` for a declared program, else human."""
+    return Actor.PROGRAM if seat.is_program else Actor.HUMAN
+
+
+def _live_connections(seat_id: int, now: dt.datetime) -> int:
+    since = now - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    return Connection.objects.filter(seat_id=seat_id, last_seen__gte=since).count()
+
+
+def _presence_logged(game_id: int) -> bool:
+    """Whether connects and drops go into the game's log: while it runs or is paused.
+
+    In the lobby a whole class connects at once and nothing is at stake yet; during play a
+    drop or a return changes who plays a seat, so it is recorded (under the game's lock).
+    """
+    status = Game.objects.filter(pk=game_id).values_list("status", flat=True).first()
+    return status in (Status.RUNNING, Status.PAUSED)
 
 
 # ------------------------------------------------------------------------------ presence
@@ -477,11 +566,14 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     """
     now = clock.now()
     seat = Seat.objects.get(pk=seat.pk)
+    returning = (
+        seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0
+    )
     Connection.objects.update_or_create(
         channel_name=channel_name,
         defaults={"seat": seat, "opened_at": now, "last_seen": now, "html": html},
     )
-    if not (seat.standing_in and not seat.handed_to_bot and seat.has_player):
+    if not returning and not (seat.standing_in and not seat.handed_to_bot and seat.has_player):
         Seat.objects.filter(pk=seat.pk).update(last_seen=now)
         transaction.on_commit(partial(broadcast.progress_changed, seat.game_id), robust=True)
         return
@@ -489,11 +581,13 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     seat = Seat.objects.get(pk=seat.pk)
     seat.last_seen = now
     changes = _Changes()
+    if returning:
+        _log(game, Action.CONNECT, _seat_actor(seat), now=now, seat=seat)
     if seat.standing_in and not seat.handed_to_bot and seat.has_player:
         seat.standing_in = False
         if game.status in (Status.RUNNING, Status.PAUSED):
             seat.controller = Controller.HUMAN
-            _log(game, Action.RECLAIM, Actor.HUMAN, now=now, seat=seat)
+            _log(game, Action.RECLAIM, _seat_actor(seat), now=now, seat=seat)
         changes.seat_ids.add(seat.pk)
         changes.add("waiting", game.round_no)
     seat.save()
@@ -513,6 +607,14 @@ def seat_disconnect(*, channel_name: str) -> None:
     now = clock.now()
     connection.delete()
     Seat.objects.filter(pk=connection.seat_id).update(last_seen=now)
+    seat = connection.seat
+    if seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0:
+        game = _lock(seat.game_id)  # a drop during play is a change of the game's log
+        _log(game, Action.DROP, _seat_actor(seat), now=now, seat=seat)
+        changes = _Changes()
+        changes.add("players", game.round_no)
+        _commit(game, changes)
+        return
     transaction.on_commit(partial(broadcast.progress_changed, connection.seat.game_id), robust=True)
 
 
@@ -587,6 +689,15 @@ def _start(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> No
     game.round_no = 1
     game.phase_deadline = None
     _log(game, Action.START, actor, now=now)
+    # Lobby fills: each seat planned for a human that nobody took is played by its bot.
+    fills = []
+    for seat in game.seats.order_by("id"):
+        if seat.kind == Seat.Kind.HUMAN and not seat.has_player:
+            strategy = {"strategy": seat.fallback_strategy}
+            fills.append(
+                _move(game, Action.FILL, Actor.SYSTEM, now=now, seat=seat, payload=strategy)
+            )
+    _save_moves(game, fills)
     _begin_phase(game, Phase.BIDDING, now, changes)
     _drive(game, now, changes, expired=False)
 
@@ -601,9 +712,11 @@ def _finish(game: Game, now: dt.datetime, changes: _Changes, *, actor: str) -> N
 
 
 def _default_payload(action: str) -> dict[str, Any]:
-    """The documented default of a human who did not act: bid 0, idle, no audits."""
+    """The documented default of a human who did not act: bid 0, keep, idle, no audits."""
     if action == Action.BID:
         return {"amount": 0.0}
+    if action == Action.ASK:  # a default never sells a student's permit (model-decisions.md)
+        return {"amount": None}
     if action == Action.DECIDE:
         return {"run": False}
     return {"labs": []}
@@ -624,6 +737,10 @@ def _fill_owed(game: Game, position: bridge.Position, now: dt.datetime) -> None:
     entries: list[Move] = []
     away: list[Seat] = []
     for seat in owed:
+        if action == Action.BID and _holds_granted(progress, seat):
+            action = Action.ASK  # MODEL.md §3b: a holder's default keeps its permit
+        elif action == Action.ASK and not _holds_granted(progress, seat):
+            action = Action.BID
         if seat.pk in connected:
             payload = _default_payload(action)
             entries.append(_move(game, action, Actor.DEFAULT, now=now, seat=seat, payload=payload))
@@ -636,7 +753,13 @@ def _fill_owed(game: Game, position: bridge.Position, now: dt.datetime) -> None:
         Seat.objects.filter(pk__in=[s.pk for s in away]).update(
             standing_in=True, controller=Controller.BOT
         )
-    Move.objects.bulk_create(entries)
+    _save_moves(game, entries)
+
+
+def _holds_granted(progress: RoundProgress, seat: Seat) -> bool:
+    """Whether ``seat``'s lab was granted a permit this round (MODEL.md §3b: it asks or keeps)."""
+    granted = progress.granted
+    return granted is not None and seat.lab_index is not None and bool(granted[seat.lab_index])
 
 
 def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> None:
@@ -653,8 +776,16 @@ def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> N
     for lab, seat in sorted(position.lab_seats().items()):
         if seat.pk in moved:
             continue
-        if game.phase == Phase.BIDDING and progress.bids is not None:
-            payload: dict[str, Any] = {"amount": float(progress.bids[lab])}
+        if (
+            game.phase == Phase.BIDDING
+            and progress.asks is not None
+            and _holds_granted(progress, seat)
+        ):
+            ask = float(progress.asks[lab])
+            payload: dict[str, Any] = {"amount": ask if math.isfinite(ask) else None}
+            entries.append(_move(game, Action.ASK, Actor.BOT, now=now, seat=seat, payload=payload))
+        elif game.phase == Phase.BIDDING and progress.bids is not None:
+            payload = {"amount": float(progress.bids[lab])}
             entries.append(_move(game, Action.BID, Actor.BOT, now=now, seat=seat, payload=payload))
         elif game.phase == Phase.COMPLIANCE and progress.runs is not None:
             assert progress.market is not None
@@ -663,7 +794,7 @@ def _log_bot_moves(game: Game, position: bridge.Position, now: dt.datetime) -> N
                 entries.append(
                     _move(game, Action.DECIDE, Actor.BOT, now=now, seat=seat, payload=payload)
                 )
-    Move.objects.bulk_create(entries)
+    _save_moves(game, entries)
 
 
 def _drive(
@@ -736,7 +867,7 @@ def _check_move(game: Game, seat: Seat, action: str, round_no: int) -> None:
     if action == Action.AUDIT and seat.role != Role.GOVERNOR:
         raise WrongRole(NOT_THE_GOVERNOR)
     if action != Action.AUDIT and seat.role != Role.LAB:
-        raise WrongRole(NOT_A_LAB.format(what="bid" if action == Action.BID else "run or idle"))
+        raise WrongRole(NOT_A_LAB.format(what=_LAB_MOVE_WHAT[action]))
     if (game.round_no, game.phase) != (round_no, phase):
         raise StaleMove(
             STALE_MOVE.format(
@@ -774,7 +905,7 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
         None,
     )
     if logged is not None:
-        if logged.actor == Actor.HUMAN and logged.payload == payload:
+        if logged.actor in (Actor.HUMAN, Actor.PROGRAM) and logged.payload == payload:
             return MoveResult(duplicate=True, payload=logged.payload)
         raise AlreadySubmitted(ALREADY_SUBMITTED.format(what=_MOVE_WHAT[action], round_no=round_no))
     if game.phase_deadline is not None and game.phase_deadline <= clock.now():
@@ -788,13 +919,14 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
     now = clock.now()
     started = game.phase_started_at or now
     latency = max(0, int((now - started).total_seconds() * 1000))
-    move = _move(game, action, Actor.HUMAN, now=now, seat=seat, payload=payload, latency_ms=latency)
+    actor = _seat_actor(seat)
+    move = _move(game, action, actor, now=now, seat=seat, payload=payload, latency_ms=latency)
     # The rule check is sim_core's: the one resolve of the round with this move added.
     try:
         position = bridge.position_of(game, seats=seats, moves=[*moves, move])
     except ActionError as error:
         raise NotAllowed(str(error)) from None
-    move.save()
+    _save_moves(game, [move])
     changes = _Changes()
     changes.seat_ids.add(seat.pk)
     changes.add("waiting", game.round_no)
@@ -813,6 +945,20 @@ def round_submit_bid(*, seat: Seat, round_no: int, amount: float) -> MoveResult:
         WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
     """
     return _submit(seat=seat, round_no=round_no, action=Action.BID, payload={"amount": amount})
+
+
+@transaction.atomic
+def round_submit_ask(*, seat: Seat, round_no: int, amount: float | None) -> MoveResult:
+    """Record a permit holder's ask, or ``None`` to keep its permit (MODEL.md §3b).
+
+    Only in a game whose permits are granted and traded, by a lab granted one this round.
+
+    Raises:
+        StaleMove: the game is not in round ``round_no``'s trading (bidding) phase.
+        NotAllowed: sim_core refuses it (no permit to sell, an ask below 0, or no trading).
+        WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
+    """
+    return _submit(seat=seat, round_no=round_no, action=Action.ASK, payload={"amount": amount})
 
 
 @transaction.atomic
@@ -1174,14 +1320,23 @@ def game_remove_bot(*, game: Game, seat: Seat | None = None) -> None:
     removed = target.lab_index or 0
     target.delete()  # an empty lobby seat: no move of the log refers to it
     changes = _Changes()
+    renumbered = []
     for later in labs:
         if later.lab_index is not None and later.lab_index > removed:
             later.lab_index -= 1  # ascending order: the number below is always free
             later.save(update_fields=["lab_index"])
+            moved = {"seat": later.pk, "from": later.lab_index + 2, "to": later.lab_index + 1}
+            renumbered.append(moved)
             if later.has_player:
                 changes.seat_ids.add(later.pk)
     _set_lab_count(game, len(labs) - 1)
-    _log(game, Action.REMOVE_SEAT, Actor.HOST, now=clock.now(), payload={"lab": removed + 1})
+    _log(
+        game,
+        Action.REMOVE_SEAT,
+        Actor.HOST,
+        now=clock.now(),
+        payload={"lab": removed + 1, "moved": renumbered},
+    )
     changes.add("seats", game.round_no)
     _commit(game, changes)
 

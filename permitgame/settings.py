@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     # instructor login and the admin's (a maintained library rather than our own counters).
     "axes",
     "permitgame",
+    "permitgame.experiments",
 ]
 
 MIDDLEWARE = [

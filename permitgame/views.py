@@ -111,13 +111,48 @@ def _seat_json(request: HttpRequest, seat: Seat, game: Game) -> dict[str, Any]:
     }
 
 
+#: The keys of a program's declaration in a JSON join, and their longest lengths.
+CLIENT_KEYS = {"kind": 8, "name": 60, "version": 40}
+CLIENT_SHAPE = 'Send "client": {"kind": "program", "name": "...", "version": "..."}.'
+
+
+def _client_of(body: dict[str, Any]) -> dict[str, str] | None:
+    """Return the joiner's declaration (``client``), checked strictly, or None without one.
+
+    A program declares itself with ``{"kind": "program", "name": ..., "version": ...}``: every
+    key present, each a non-empty printable string, no other key.
+    """
+    if "client" not in body:
+        return None
+    client = body["client"]
+    if not isinstance(client, dict):
+        raise BadRequest(f"client: must be an object. {CLIENT_SHAPE}")
+    unknown = sorted(set(client) - set(CLIENT_KEYS))
+    if unknown:
+        raise BadRequest(f"client.{unknown[0]}: unknown key. {CLIENT_SHAPE}")
+    cleaned = {}
+    for key, limit in CLIENT_KEYS.items():
+        value = client.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise BadRequest(f"client.{key}: must be a non-empty string. {CLIENT_SHAPE}")
+        value = value.strip()
+        if len(value) > limit or not value.isprintable():
+            raise BadRequest(f"client.{key}: at most {limit} printable characters.")
+        cleaned[key] = value
+    if cleaned["kind"] != "program":
+        raise BadRequest(f'client.kind: must be "program". {CLIENT_SHAPE}')
+    return cleaned
+
+
 @csrf_exempt  # programs authenticate with the token they get here, not with cookies
 @require_POST
 def api_join(request: HttpRequest, code: str) -> JsonResponse:
     try:
         game = _lookup_game(request, code)
         throttle.take("join", f"{throttle.client_address(request)}:{game.pk}")
-        form = JoinForm(_json_body(request))
+        body = _json_body(request)
+        client = _client_of(body)
+        form = JoinForm({key: value for key, value in body.items() if key != "client"})
         if not form.is_valid():
             if "nickname" in form.errors:
                 raise BadNickname(form_errors(form))
@@ -127,6 +162,7 @@ def api_join(request: HttpRequest, code: str) -> JsonResponse:
             nickname=form.cleaned_data["nickname"],
             role=form.cleaned_data["role"] or None,
             join_key=form.cleaned_data["join_key"] or None,
+            client=client,
         )
     except GameError as error:
         return _error(error)
@@ -143,6 +179,7 @@ def api_rejoin(request: HttpRequest, code: str) -> JsonResponse:
         if not isinstance(rejoin_code, str):
             raise BadRequest('Send {"rejoin_code": "..."}.')
         seat = _rejoin_seat(request, game, rejoin_code)
+        services.seat_rejoin(seat=seat, via="api")
     except GameError as error:
         return _error(error)
     return JsonResponse(_seat_json(request, seat, game))
@@ -162,6 +199,12 @@ def api_game(request: HttpRequest, code: str) -> JsonResponse:
             "players": broadcast.players_json(public),
         }
     )
+
+
+#: The join's checks, for the experiments' JSON entry (permitgame.experiments.api).
+json_body = _json_body
+client_of = _client_of
+seat_json = _seat_json
 
 
 # ------------------------------------------------------------------------------ players' pages
@@ -297,6 +340,7 @@ def rejoin(request: HttpRequest) -> HttpResponse:
             raise BadRequest(REJOIN_MISSING)
         game = _lookup_game(request, code)
         seat = _rejoin_seat(request, game, rejoin_code)
+        services.seat_rejoin(seat=seat, via="page")
     except GameError as error:
         context["rejoin_error"] = error.message
         limited = isinstance(error, RateLimited)

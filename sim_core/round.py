@@ -161,6 +161,22 @@ def _merge(bot: FloatArray | BoolArray, given: Mapping[int, float] | Mapping[int
         bot[lab] = move
 
 
+def _penalties(setup: GameSetup, state: GameState, announced_high_prob: float) -> FloatArray:
+    """Each lab's perceived expected penalty E, at the π1 announced for its choice (§2, §5)."""
+    scenario = setup.scenario
+    announced = perceived_p_eff(
+        scenario, announced_high_prob=announced_high_prob, human_governor=setup.human_governor
+    )
+    return perceived_penalties(
+        setup.strategies,
+        setup.risk_profile,
+        announced,
+        scenario.audit.punishment,
+        caught_total=state.caught_total,
+        violations_total=state.violations_total,
+    )
+
+
 def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> RoundProgress:
     """Play round ``state.round_no`` as far as ``inputs`` allow (§4).
 
@@ -189,17 +205,7 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
 
     # Step 1: bids. Bots draw for every lab; given moves replace theirs.
     _check_labs(inputs.bids, count)
-    announced = perceived_p_eff(
-        scenario, announced_high_prob=state.announced_high_prob, human_governor=setup.human_governor
-    )
-    penalties = perceived_penalties(
-        setup.strategies,
-        setup.risk_profile,
-        announced,
-        punishment,
-        caught_total=state.caught_total,
-        violations_total=state.violations_total,
-    )
+    penalties = _penalties(setup, state, state.announced_high_prob)
     bid_uniforms = streams.bids.random(count)
     bids = lab_bids(
         setup.strategies, net_values, penalties, labs.racing_value, state.wealth, bid_uniforms
@@ -267,17 +273,7 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
     for lab in inputs.runs:
         if market.won[lab]:
             raise ActionError(RUN_WITH_PERMIT.format(lab=lab + 1))
-    announced = perceived_p_eff(
-        scenario, announced_high_prob=high_prob, human_governor=setup.human_governor
-    )
-    penalties = perceived_penalties(
-        setup.strategies,
-        setup.risk_profile,
-        announced,
-        punishment,
-        caught_total=state.caught_total,
-        violations_total=state.violations_total,
-    )
+    penalties = _penalties(setup, state, high_prob)
     unpermitted_values = unpermitted_value(net_values, labs.racing_value, penalties)
     runs = lab_runs(setup.strategies, unpermitted_values, streams.choices.random(count))
     _merge(runs, inputs.runs)

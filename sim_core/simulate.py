@@ -483,11 +483,9 @@ def score_audits(
             welfare=metrics.welfare,
         )
 
-    moves = RoundInputs(bids=inputs.bids, runs=inputs.runs)
+    moves = RoundInputs(bids=inputs.bids, asks=inputs.asks, runs=inputs.runs)  # §3b: asks too
     chosen = inputs.audits or frozenset()
-    given = resolve_round(
-        setup, state, RoundInputs(bids=inputs.bids, runs=inputs.runs, audits=chosen)
-    )
+    given = resolve_round(setup, state, replace(moves, audits=chosen))
     scenario = setup.scenario
     optimal_setup = replace(
         setup,
@@ -495,7 +493,5 @@ def score_audits(
         human_governor=False,
     )
     optimal = resolve_round(optimal_setup, state, moves)
-    nobody = resolve_round(
-        setup, state, RoundInputs(bids=inputs.bids, runs=inputs.runs, audits=frozenset())
-    )
+    nobody = resolve_round(setup, state, replace(moves, audits=frozenset()))
     return score("yours", given), score("optimal", optimal), score("none", nobody)

@@ -56,6 +56,8 @@ FIELD_KEYS: dict[str, str] = {
     "market_type": "market.type",
     "token_cap": "market.token_cap",
     "fixed_price": "market.fixed_price",
+    "allocation": "market.allocation",
+    "grant": "market.grant",
     "fine": "audit.fine",
     "collateral": "audit.collateral",
     "alpha": "audit.alpha",
@@ -100,6 +102,8 @@ def initial_from(
         "market_type": market.type,
         "token_cap": market.token_cap,
         "fixed_price": market.fixed_price if market.type == "fixed_price" else None,
+        "allocation": market.allocation,
+        "grant": market.grant,
         "fine": audit.fine,
         "collateral": audit.collateral,
         "alpha": audit.alpha,
@@ -186,6 +190,26 @@ class GameSetupForm(forms.Form):
         "Fixed price",
         "The price of a permit when the market is a fixed price; leave empty for cap-and-trade.",
         required=False,
+    )
+    allocation = forms.ChoiceField(
+        label="Permits",
+        choices=[("auction", "sold at auction"), ("grandfathered", "granted free, then traded")],
+        initial="auction",
+        required=False,
+        help_text=(
+            "Cap-and-trade only (MODEL.md §3b): the Q permits are auctioned, or granted free "
+            "and traded among the labs (holders ask or keep, the others bid)."
+        ),
+    )
+    grant = forms.ChoiceField(
+        label="Granted to",
+        choices=[
+            ("incumbents", "incumbents (the same labs every round)"),
+            ("lottery", "a lottery each round"),
+        ],
+        initial="incumbents",
+        required=False,
+        help_text="Who holds the granted permits when they are granted free.",
     )
     fine = _number("Fine (φ)", "Paid by a violator who is caught.")
     collateral = _number(
@@ -334,6 +358,10 @@ class GameSetupForm(forms.Form):
             market["token_cap"] = data.get("token_cap")
         if data.get("market_type") == "fixed_price" or data.get("fixed_price") is not None:
             market["fixed_price"] = data.get("fixed_price")
+        if data.get("allocation") == "grandfathered":  # MODEL.md §3b
+            market["allocation"] = "grandfathered"
+            market["grant"] = data.get("grant") or "incumbents"
+            market["reserve_price"] = 0.0
         document["market"] = market
         for field, key in FIELD_KEYS.items():
             section, _, name = key.partition(".")

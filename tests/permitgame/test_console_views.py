@@ -1094,11 +1094,14 @@ def test_tables_download_as_csv(as_ana, ana):
     classes = csv_lines(as_ana.get(url("export-csv", game.code, "classes-compared")))
     assert classes[1].startswith(game.code + ",Test class,")
     labs = csv_lines(as_ana.get(url("export-csv", game.code, "labs")))
-    assert labs[0].startswith("game,round,lab,nickname,seat,strategy,risk_profile,value,bid,")
+    assert labs[0].startswith("game,round,lab,nickname,seat,fallback_strategy,risk_profile,value,")
     assert len(labs) == 1 + game.rounds * game.lab_count
     assert any(",Ada,human," in line for line in labs)
     log = csv_lines(as_ana.get(url("export-csv", game.code, "log")))
-    assert log[0] == "game,id,time,round,phase,action,actor,player,nickname,payload,latency_ms"
+    assert log[0] == (
+        "game,id,time,round,phase,action,actor,player,nickname,held_by,payload,latency_ms,"
+        "prev_hash,hash"
+    )
     assert any(",start," in line for line in log) and any(",bid," in line for line in log)
 
 
@@ -1185,6 +1188,30 @@ def test_hand_needs_to_say_which_way_and_changes_nothing(as_ana, ana, value):
     assert response.status_code == 400
     assert flash(response) == HAND_HOW
     assert snapshot(game) == before
+
+
+def test_granted_permits_are_created_when_chosen_in_the_form(as_ana):
+    response = as_ana.post(url("new"), form_data(allocation="grandfathered", grant="lottery"))
+    assert response.status_code == 302
+    market = Game.objects.get().scenario["market"]
+    assert market["allocation"] == "grandfathered" and market["grant"] == "lottery"
+    assert market["reserve_price"] == 0.0
+
+
+def test_create_form_offers_the_allocation_and_fills_it_from_the_grandfathered_preset(as_ana):
+    page = as_ana.get(url("new"), {"preset": "grandfathered"}).content.decode()
+    assert 'name="allocation"' in page and 'name="grant"' in page
+    assert '<option value="grandfathered" selected>' in page
+
+
+def test_granted_permits_with_a_fixed_price_are_named_under_the_field(as_ana):
+    response = as_ana.post(
+        url("new"),
+        form_data(market_type="fixed_price", fixed_price=0.4, allocation="grandfathered"),
+    )
+    assert response.status_code == 400 and not Game.objects.exists()
+    (message,) = response.context["form"].errors["allocation"]
+    assert message.startswith("Permits") and "clearing" in message, message
 
 
 @pytest.mark.parametrize("value", ["²", "1e400", "9" * 5000, "--1", "NaN", "\x00"])

@@ -1,0 +1,563 @@
+"""`make bench-load`: rooms of JSON-protocol players against real servers, beside the floor.
+
+    .venv/bin/python -m bench.load [--quick] [--repeats N] [--scenarios 30,200,20x30,1000]
+        [--setups one,two,four] [--rounds 3] [--json] [--no-write] [--save-before]
+
+A scenario is ``N`` (one room of N labs and a governor) or ``RxN`` (R such rooms at once). Each
+scenario runs on its setups (default: ``one`` and ``two``; ``four`` for rooms above 500 labs),
+each setup on freshly started servers. Per repeat: the bare floor (one group_send to as many
+sockets as the game has), then the game(s); every figure is the median over the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.load import clients, profile, servers
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
+BEFORE = Path(__file__).resolve().parent / "before.json"
+#: The last run's report (git-ignored), which --rewrite writes to RESULTS.md again.
+LAST = REPO_ROOT / "artifacts" / "bench-load-last.json"
+START_MARK = (
+    "<!-- bench-load: written by `make bench-load`; everything to the end mark is replaced -->"
+)
+END_MARK = "<!-- bench-load: end -->"
+
+DEFAULT_SCENARIOS = "30,200,20x30,1000"
+QUICK_SCENARIOS = "30"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rooms: int
+    labs: int
+
+    @property
+    def sockets(self) -> int:
+        return self.rooms * (self.labs + 1)
+
+    @property
+    def label(self) -> str:
+        if self.rooms == 1:
+            return f"{self.labs} players, 1 room"
+        return f"{self.rooms} rooms x {self.labs}"
+
+    def default_setups(self) -> list[str]:
+        return ["four"] if self.labs > 500 else ["one", "two"]
+
+
+def parse_scenario(text: str) -> Scenario:
+    rooms, _, labs = text.strip().rpartition("x")
+    scenario = Scenario(text.strip(), int(rooms or 1), int(labs))
+    if not (1 <= scenario.rooms <= 50 and 2 <= scenario.labs <= 2000):
+        raise argparse.ArgumentTypeError(f"scenario {text!r}: 1-50 rooms of 2-2000 labs")
+    return scenario
+
+
+def time_limit(scenario: Scenario, rounds: int) -> float:
+    """Seconds a repeat's games may take: 60 s and 0.2 s a socket (for 3 rounds)."""
+    return 60 + 0.2 * scenario.sockets * max(1, rounds) / 3
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = q / 100 * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+# ------------------------------------------------------------------------------------ one repeat
+
+
+async def one_repeat(
+    served: servers.Servers,
+    scenario: Scenario,
+    *,
+    rounds: int,
+    fires: int,
+    seed: int,
+    profile_as: str | None = None,
+) -> dict[str, Any]:
+    floor = await clients.floor([d.url for d in served.floor], scenario.sockets, fires)
+    codes = servers.create_games(served, labs=scenario.labs, games=scenario.rooms, rounds=rounds)
+    cpu_before = sum(d.cpu_seconds() for d in served.game)
+    started = time.time()
+    with contextlib.ExitStack() as stack:
+        samples = (
+            stack.enter_context(profile.record(served.game[0].process.pid, profile_as))
+            if profile_as
+            else None
+        )
+        runs = await clients.play_games(
+            codes,
+            players=scenario.labs,
+            rounds=rounds,
+            game_urls=[d.url for d in served.game],
+            time_limit=time_limit(scenario, rounds),
+            seed=seed,
+        )
+    wall = time.time() - started
+    cpu = sum(d.cpu_seconds() for d in served.game) - cpu_before
+    players = [p for run in runs for p in run.players]
+    acks = [a for p in players for a in p.acks]
+    phase = [x for run in runs for x in run.phase_latencies()]
+    lateness = [x for run in runs for x in run.deadline_lateness()]
+    joined = [run.joined_at for run in runs]
+    errors: dict[str, int] = {}
+    for p in players:
+        for code, n in p.errors.items():
+            errors[code] = errors.get(code, 0) + n
+    floor_p95 = percentile(floor["latencies"], 95)
+    phase_p95 = percentile(phase, 95)
+    return {
+        "floor_p95": floor_p95,
+        "floor_lost": floor["lost"],
+        "phase_p95": phase_p95,
+        "phase_p50": percentile(phase, 50),
+        "ratio": phase_p95 / floor_p95 if phase_p95 is not None and floor_p95 else None,
+        "ack_p50": percentile(acks, 50),
+        "ack_p95": percentile(acks, 95),
+        "moves": len(acks),
+        "lost": sum(run.lost() for run in runs),
+        "gaps": sum(p.gaps for p in players),
+        "resyncs": sum(p.resyncs for p in players),
+        "join_s": (
+            max(j for j in joined if j is not None) - min(run.join_started for run in runs)
+            if all(j is not None for j in joined)
+            else None
+        ),
+        "joined": sum(p.ready.is_set() for p in players),
+        "seats": len(players),
+        "failed_handshakes": sum(p.handshake_failures for p in players),
+        "failed_joins": sum(p.join_failures for p in players),
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "lateness_p95": percentile(lateness, 95),
+        "lateness_max": max(lateness) if lateness else None,
+        "complete": sum(run.complete for run in runs),
+        "games": len(runs),
+        "messages": sum(sum(p.counts.values()) for p in players),
+        "errors": errors,
+        "servers_alive": all(d.alive() for d in served.game),
+        "profile": profile.summary(samples) if samples is not None else [],
+    }
+
+
+AGGREGATED = (
+    "floor_p95",
+    "phase_p95",
+    "phase_p50",
+    "ratio",
+    "ack_p50",
+    "ack_p95",
+    "lost",
+    "gaps",
+    "resyncs",
+    "join_s",
+    "failed_handshakes",
+    "failed_joins",
+    "joined",
+    "cpu_s",
+    "wall_s",
+    "lateness_p95",
+    "messages",
+    "moves",
+    "floor_lost",
+)
+
+
+def run_setup(
+    scenario: Scenario,
+    setup: servers.Setup,
+    *,
+    repeats: int,
+    rounds: int,
+    fires: int,
+    log: Any,
+    profiled: bool = False,
+) -> dict[str, Any]:
+    repeats_out: list[dict[str, Any]] = []
+    with servers.serve(setup) as served:
+        for index in range(repeats):
+            name = f"{scenario.name}-{setup.name}" if profiled and index == 0 else None
+            result = asyncio.run(
+                one_repeat(
+                    served, scenario, rounds=rounds, fires=fires, seed=1000 + index, profile_as=name
+                )
+            )
+            repeats_out.append(result)
+            if result["profile"]:
+                print(f"  where game server 1 spent its time ({name}):", file=log)
+                for function, share in result["profile"]:
+                    print(f"    {share:6.1%}  {function}", file=log)
+            print(
+                f"  {scenario.label} / {setup.name} repeat {index + 1}: "
+                f"floor {fmt_ms(result['floor_p95'])}, phase {fmt_ms(result['phase_p95'])}, "
+                f"ack p95 {fmt_ms(result['ack_p95'])}, lost {result['lost']}, "
+                f"joins {fmt_s(result['join_s'])} ({result['joined']}/{result['seats']} connected, "
+                f"{result['failed_handshakes']} failed handshakes), "
+                f"games {result['complete']}/{result['games']}, "
+                f"{result['wall_s']:.0f} s, load {os.getloadavg()[0]:.2f}",
+                file=log,
+                flush=True,
+            )
+            if not result["servers_alive"]:
+                dead = [d for d in served.game if not d.alive()]
+                print(servers.tail(dead[0].log), file=log)
+                break
+            if result["errors"]:
+                print(f"  errors: {result['errors']}", file=log)
+            if result["complete"] == 0 and index + 1 < repeats:
+                # No game ended in its time limit: more repeats would only take the machine
+                # longer; the row says how many repeats ran.
+                print("  no game ended: the other repeats are skipped", file=log)
+                break
+        rss = max(d.peak_rss_mib() for d in served.game)
+    row: dict[str, Any] = {
+        "scenario": scenario.name,
+        "label": scenario.label,
+        "setup": setup.name,
+        "setup_label": setup.label,
+        "sockets": scenario.sockets,
+        "repeats": len(repeats_out),
+        "peak_rss_mib": rss,
+        "complete": "{}/{}".format(
+            sum(r["complete"] for r in repeats_out), sum(r["games"] for r in repeats_out)
+        ),
+        "lost_max": max(r["lost"] for r in repeats_out),
+        "lateness_max": max(
+            (r["lateness_max"] for r in repeats_out if r["lateness_max"] is not None), default=None
+        ),
+        "errors": _sum_dicts([r["errors"] for r in repeats_out]),
+        "profile": repeats_out[0]["profile"],
+        "per_repeat": repeats_out,
+    }
+    for key in AGGREGATED:
+        row[key] = median([r[key] for r in repeats_out])
+    row["targets"] = targets(scenario, row)
+    return row
+
+
+def _sum_dicts(dicts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+# ------------------------------------------------------------------------------------ targets
+
+
+def targets(scenario: Scenario, row: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets that apply to this scenario: name -> passed."""
+    out: dict[str, bool] = {}
+    games_ok = row["complete"].split("/")[0] == row["complete"].split("/")[1]
+
+    def le(value: Any, limit: float) -> bool:
+        return value is not None and value <= limit
+
+    within_floor = le(row["ratio"], 1.3)
+    if scenario.rooms == 1 and 100 <= scenario.labs <= 500:
+        out["phase <= 1.3x floor"] = within_floor
+        out["ack p95 <= 100 ms"] = le(row["ack_p95"], 0.100)
+        out["0 lost"] = row["lost_max"] == 0 and games_ok
+        out["joins < 10 s, 0 failed"] = le(row["join_s"], 10.0) and row["failed_handshakes"] == 0
+    elif scenario.rooms == 1 and scenario.labs <= 100:
+        out["phase p95 <= 50 ms"] = le(row["phase_p95"], 0.050)
+        out["ack p95 <= 50 ms"] = le(row["ack_p95"], 0.050)
+    elif scenario.rooms > 1:
+        out["0 lost"] = row["lost_max"] == 0 and games_ok
+        out["ack p95 <= 100 ms"] = le(row["ack_p95"], 0.100)
+        out["phase <= 1.3x floor"] = within_floor
+    else:
+        out["plays to the end, 0 lost"] = row["lost_max"] == 0 and games_ok
+    out["deadline late <= 0.5 s"] = le(row["lateness_p95"], 0.5) and le(row["lateness_max"], 0.5)
+    return out
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def fmt_ms(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+
+
+def fmt_s(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+COLUMNS = (
+    "scenario",
+    "setup",
+    "bare floor, last client p95",
+    "phase change -> last client p95",
+    "ratio game/floor",
+    "move ack p50 / p95",
+    "lost (max) / seq gaps / resyncs",
+    "joins (failed handshakes)",
+    "server CPU / peak RSS",
+    "deadline -> clients p95 (max)",
+    "games ended",
+    "targets",
+)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.1f}x"
+        marks = ", ".join(
+            f"{name}: {'PASS' if ok else 'FAIL'}" for name, ok in row["targets"].items()
+        )
+        cells = [
+            row["label"] + (f" ({row['repeats']} repeat{'s' if row['repeats'] > 1 else ''})"),
+            row["setup_label"],
+            fmt_ms(row["floor_p95"]),
+            fmt_ms(row["phase_p95"]),
+            ratio,
+            f"{fmt_ms(row['ack_p50'])} / {fmt_ms(row['ack_p95'])}",
+            f"{row['lost']:.0f} ({row['lost_max']}) / {row['gaps']:.0f} / {row['resyncs']:.0f}",
+            f"{fmt_s(row['join_s'])} ({row['failed_handshakes']:.0f})"
+            + ("" if row["join_s"] is not None else f", {row.get('joined') or 0:.0f} connected"),
+            f"{row['cpu_s']:.1f} s / {row['peak_rss_mib']:.0f} MiB",
+            f"{fmt_ms(row['lateness_p95'])} ({fmt_ms(row['lateness_max'])})",
+            row["complete"],
+            marks,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    import channels
+    import daphne
+    import django
+
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory": memory,
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "channels": channels.__version__,
+        "daphne": daphne.__version__,
+        "commit": commit,
+    }
+
+
+def render(report: dict[str, Any], before: dict[str, Any] | None) -> str:
+    m = report["machine"]
+    lines = [
+        START_MARK,
+        "## Load: rooms of players against real servers (`make bench-load`)",
+        "",
+        f"Command: `{report['command']}`, {report['date']}, commit {m['commit']}; "
+        f"{report['repeats']} repeats, {report['rounds']} rounds a game, every figure the median "
+        "over the repeats (what is measured: [README.md](README.md#load)).",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}; Python {m['python']}, "
+        f"Django {m['django']}, Channels {m['channels']}, Daphne {m['daphne']}. Load average "
+        f"before {report['load_before']}, after {report['load_after']}; "
+        f"{report['elapsed_s']:.0f} s in all. {report.get('stopped', '')}",
+        "",
+        table(report["rows"]),
+        "",
+    ]
+    if before is not None:
+        b = before["machine"]
+        lines += [
+            f"Before: `{before['command']}`, {before['date']}, commit {b['commit']}; load average "
+            f"before {before['load_before']}, after {before['load_after']}. "
+            + before.get("note", ""),
+            "",
+            table(before["rows"]),
+            "",
+        ]
+    lines.append(END_MARK)
+    return "\n".join(lines)
+
+
+def write_results(text: str) -> None:
+    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if START_MARK in current and END_MARK in current:
+        head, rest = current.split(START_MARK, 1)
+        tail = rest.split(END_MARK, 1)[1]
+        current = head + text + tail
+    else:
+        current = current.rstrip("\n") + "\n\n" + text + "\n"
+    RESULTS.write_text(current)
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+class Timeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise Timeout("the global time limit passed")
+
+
+def _on_term(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="30 players, both setups, 1 repeat (< 2 min)"
+    )
+    parser.add_argument("--repeats", type=int, help="repeats of each (default 3; --quick: 1)")
+    parser.add_argument("--scenarios", help=f"comma-separated (default {DEFAULT_SCENARIOS})")
+    parser.add_argument("--setups", help="comma-separated: one, two, four (default per scenario)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fires", type=int, help="floor group sends per repeat (default 20)")
+    parser.add_argument("--timeout", type=float, help="global limit in seconds (default 1800)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument("--save-before", action="store_true", help="keep this run as 'before'")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the first game server with py-spy"
+    )
+    parser.add_argument(
+        "--rewrite", action="store_true", help="write the last run's report to RESULTS.md again"
+    )
+    args = parser.parse_args(argv)
+    if args.rewrite:
+        before = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
+        write_results(render(json.loads(LAST.read_text()), before))
+        return 0
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1 or args.rounds < 1:
+        parser.error("--repeats and --rounds must be at least 1")
+    scenarios = [
+        parse_scenario(s)
+        for s in (args.scenarios or (QUICK_SCENARIOS if args.quick else DEFAULT_SCENARIOS)).split(
+            ","
+        )
+    ]
+    fires = args.fires or (10 if args.quick else 20)
+    limit = args.timeout or (300 if args.quick else 1800)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.alarm(int(limit))
+    log = sys.stderr if args.json else sys.stdout
+    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    measured = machine()  # the commit measured is the one the servers started from
+    started = time.time()
+    rows: list[dict[str, Any]] = []
+    stopped = ""
+    try:
+        for scenario in scenarios:
+            setup_names = args.setups.split(",") if args.setups else scenario.default_setups()
+            for name in setup_names:
+                setup = servers.SETUPS[name.strip()]
+                print(f"{scenario.label} on {setup.label}", file=log, flush=True)
+                try:
+                    rows.append(
+                        run_setup(
+                            scenario,
+                            setup,
+                            repeats=args.repeats,
+                            rounds=args.rounds,
+                            fires=fires,
+                            log=log,
+                            profiled=args.profile,
+                        )
+                    )
+                except Exception as error:  # a setup that fails is reported; the next one runs
+                    failed = f"{scenario.label} on {setup.name} failed: {error!r}"[:300]
+                    print(failed, file=log, flush=True)
+                    stopped += failed + ". "
+    except Timeout:
+        stopped += f"Stopped by the time limit ({limit:.0f} s) after {len(rows)} rows."
+        print(stopped, file=log)
+    finally:
+        signal.alarm(0)
+    report = {
+        "command": " ".join(
+            ["make bench-load" if not argv else "python -m bench.load", *(argv or [])]
+        ),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": measured,
+        "repeats": args.repeats,
+        "rounds": args.rounds,
+        "load_before": load_before,
+        "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "elapsed_s": time.time() - started,
+        "rows": rows,
+        "stopped": stopped,
+    }
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print()
+        print(table(rows))
+        print(f"\nload average before {report['load_before']}, after {report['load_after']}")
+    LAST.parent.mkdir(exist_ok=True)
+    LAST.write_text(json.dumps(report, indent=1) + "\n")
+    if args.save_before:
+        BEFORE.write_text(json.dumps(report, indent=1) + "\n")
+    if not args.no_write:
+        before = (
+            json.loads(BEFORE.read_text()) if BEFORE.exists() and not args.save_before else None
+        )
+        write_results(render(report, before))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,555 @@
+"""Protocol clients of the benchmark: players of a game, and the sockets of the bare floor.
+
+Every loop here is bounded: a game is abandoned at its time limit, a floor fire waits at most
+``FIRE_TIMEOUT`` seconds, a join is tried at most ``JOIN_ATTEMPTS`` times and a handshake
+``HANDSHAKE_ATTEMPTS`` times. Clients move the moment the server says they owe a move, as bots
+do, and record when each message arrived (``time.time()``: the servers run on the same machine,
+so a deadline in a message is on the same clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+from websockets.typing import Origin
+
+#: The events a client must not miss (docs/protocol.md section 2.1), counted per client.
+TRACKED = ("phase", "market", "audit", "round_results", "your_results", "game_over")
+PHASES = ("bidding", "compliance", "audit", "results")
+#: Messages that are not events: they carry the seq of the last event sent before them.
+NOT_EVENTS = frozenset({"progress", "ack", "error", "reconnect"})
+JOIN_ATTEMPTS = 3
+#: Retries of a join refused for the server's rate limit (429), 5 s apart.
+RATE_LIMITED_ATTEMPTS = 24
+JOIN_TIMEOUT = 30.0
+HANDSHAKE_ATTEMPTS = 3
+HANDSHAKE_TIMEOUT = 30.0
+FIRE_TIMEOUT = 10.0
+#: Players joining at the same moment, over all rooms (a hall's students do not all tap "Join"
+#: within the same millisecond; and one client process can hold only so many handshakes).
+JOINING_AT_ONCE = 100
+#: What a client sends when a sequence number shows it missed something (the server's snapshot
+#: command, docs/protocol.md); a server without it answers `unknown_command`, harmlessly.
+RESYNC_COMMAND: dict[str, Any] | None = {"type": "sync"}
+
+WS_OPTIONS: dict[str, Any] = {
+    "compression": None,  # browsers' deflate is not what is measured; saves the client's CPU
+    "ping_interval": None,  # phones do not ping: a slow pong must not close a socket here
+    "max_queue": 4096,
+    "open_timeout": HANDSHAKE_TIMEOUT,
+    "close_timeout": 2,
+}
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value).timestamp()
+
+
+async def post_json(url: str, path: str, body: dict[str, Any], timeout: float) -> tuple[int, Any]:
+    """POST a JSON body over one HTTP/1.1 connection (Connection: close); return status, JSON."""
+    host, port = url.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    try:
+        writer.write(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+            + data
+        )
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        chunks, rest = [], payload
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                break
+            chunks.append(rest[:size])
+            rest = rest[size + 2 :]
+        payload = b"".join(chunks)
+    return status, json.loads(payload or b"{}")
+
+
+# ------------------------------------------------------------------------------------ game
+
+
+@dataclass
+class Player:
+    """One seat: joins over HTTP, plays over one websocket, records what arrived and when."""
+
+    code: str
+    nickname: str
+    role: str
+    join_url: str  # the server this client joins through
+    ws_base: str  # the server this client's websocket goes to
+    rng: random.Random
+    player_id: int | None = None
+    ws_url: str = ""
+    join_seconds: float | None = None
+    join_failures: int = 0
+    handshake_failures: int = 0
+    connected_at: float | None = None
+    received: dict[tuple[Any, ...], float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    deadlines: dict[tuple[int, str], float] = field(default_factory=dict)
+    sent: dict[tuple[int, str], float] = field(default_factory=dict)
+    acks: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    pending: float | None = None
+    gaps: int = 0
+    resyncs: int = 0
+    resync_wanted: bool = False
+    last_seq: int | None = None
+    states: int = 0
+    winners: dict[int, set[int]] = field(default_factory=dict)
+    signals: dict[str, Any] | None = None
+    you: dict[str, Any] = field(default_factory=dict)
+    position: tuple[int, str] | None = None
+    finished: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def join(self) -> None:
+        key = secrets.token_urlsafe(16)
+        body = {"nickname": self.nickname, "role": self.role, "join_key": key}
+        started = time.time()
+        attempt = limited = 0
+        while attempt < JOIN_ATTEMPTS:
+            try:
+                status, data = await post_json(
+                    self.join_url, f"/api/games/{self.code}/join", body, JOIN_TIMEOUT
+                )
+            except (OSError, TimeoutError, ValueError, IndexError):
+                self.join_failures += 1
+                attempt += 1
+                await asyncio.sleep(0.5 * attempt)
+                continue
+            if status == 429 and limited < RATE_LIMITED_ATTEMPTS:
+                # The server's join limit per address (permitgame/throttle.py): every client
+                # here has the same address, as a class behind one router does. Wait, retry.
+                limited += 1
+                self.errors["join rate_limited"] = self.errors.get("join rate_limited", 0) + 1
+                await asyncio.sleep(5.0)
+                continue
+            if status == 201:
+                self.player_id = int(data["player_id"])
+                token = data["token"]
+                self.ws_url = f"{self.ws_base.replace('http://', 'ws://')}/ws/api/games/{self.code}/?token={token}"
+                self.join_seconds = time.time() - started
+                return
+            self.join_failures += 1
+            raise RuntimeError(f"join of {self.nickname} refused: {status} {data}")
+        raise RuntimeError(f"join of {self.nickname} failed {JOIN_ATTEMPTS} times")
+
+    async def play(self, stop: asyncio.Event) -> None:
+        """Connect (retrying a failed handshake), play until game_over or ``stop``."""
+        for attempt in range(HANDSHAKE_ATTEMPTS):
+            try:
+                async with websockets.connect(
+                    self.ws_url, origin=Origin(self.ws_base), **WS_OPTIONS
+                ) as socket:
+                    self.connected_at = time.time()
+                    await self._converse(socket, stop)
+                    return
+            except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake) as error:
+                self.handshake_failures += 1
+                status = getattr(getattr(error, "response", None), "status_code", "")
+                why = f"handshake {type(error).__name__} {status}".strip()
+                self.errors[why] = self.errors.get(why, 0) + 1
+                await asyncio.sleep(0.5 * (attempt + 1))
+            except websockets.exceptions.ConnectionClosed:
+                self.errors["closed"] = self.errors.get("closed", 0) + 1
+                if self.finished or stop.is_set():
+                    return
+                await asyncio.sleep(0.2)
+
+    async def _converse(self, socket: Any, stop: asyncio.Event) -> None:
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while not self.finished:
+                receiver = asyncio.ensure_future(socket.recv())
+                receiver.add_done_callback(_retrieve)
+                done, _ = await asyncio.wait(
+                    {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if receiver not in done:
+                    receiver.cancel()
+                    return
+                now = time.time()
+                for command in self.take(json.loads(receiver.result()), now):
+                    if command.get("type") in ("bid", "decide", "audit"):
+                        self.sent[(int(command["round"]), _PHASE_OF[command["type"]])] = time.time()
+                        self.pending = time.time()
+                    await socket.send(json.dumps(command))
+        finally:
+            stopper.cancel()
+
+    # -------------------------------------------------------------- what arrived
+
+    def take(self, message: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        """Record one message; return the commands to send."""
+        kind = str(message.get("type"))
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        out: list[dict[str, Any]] = []
+        seq = message.get("seq")
+        if isinstance(seq, int) and kind != "state" and self.last_seq is not None:
+            # docs/protocol.md, "Delivery": an event carries the seq of the event before it or
+            # one more; the other messages carry the seq of the last event sent before them.
+            event = kind not in NOT_EVENTS
+            if seq > self.last_seq + (1 if event else 0):
+                self.gaps += 1
+                if RESYNC_COMMAND is not None and not self.resync_wanted:
+                    self.resync_wanted = True
+                    out.append(dict(RESYNC_COMMAND))
+            if event and seq > self.last_seq:
+                self.last_seq = seq
+        if kind == "state":
+            self.states += 1
+            if self.resync_wanted:
+                self.resyncs += 1
+                self.resync_wanted = False
+            if isinstance(seq, int):
+                self.last_seq = seq
+            game = message.get("game") or {}
+            self.you = dict(message.get("you") or {})
+            if message.get("signals"):
+                self.signals = message["signals"]
+            if game.get("status") == "finished":
+                self.finished = True
+            if game.get("round") and game.get("phase"):
+                self.position = (int(game["round"]), str(game["phase"]))
+                self._note_deadline(self.position, game)
+            self.ready.set()
+            out += self._act(game.get("waiting_for"))
+            return out
+        if kind == "phase":
+            key = (int(message["round"]), str(message["phase"]))
+            self.received.setdefault(("phase", *key), now)
+            self._note_deadline(key, message)
+            self.position = key
+            out += self._act(message.get("waiting_for"))
+        elif kind == "market":
+            round_no = int(message["round"])
+            self.received.setdefault(("market", round_no), now)
+            self.winners[round_no] = {int(w) for w in message.get("winners", [])}
+        elif kind in ("audit", "round_results", "your_results"):
+            self.received.setdefault((kind, int(message["round"])), now)
+        elif kind == "game_over":
+            self.received.setdefault(("game_over",), now)
+            self.finished = True
+        elif kind == "signals":
+            self.signals = message
+            out += self._act(None)
+        elif kind == "you":
+            self.you = {**self.you, **message}
+            out += self._act(None)
+        elif kind == "ack":
+            if self.pending is not None:
+                self.acks.append(now - self.pending)
+                self.pending = None
+        elif kind == "error":
+            code = str(message.get("code"))
+            self.errors[code] = self.errors.get(code, 0) + 1
+            self.pending = None
+        return out
+
+    def _note_deadline(self, key: tuple[int, str], message: dict[str, Any]) -> None:
+        deadline = parse_time(message.get("deadline"))
+        if deadline is not None:
+            self.deadlines[key] = deadline
+
+    def _owes(self, key: tuple[int, str], waiting_for: Any) -> bool:
+        if isinstance(waiting_for, list):
+            return self.player_id in waiting_for
+        if self.you.get("round") == key[0] and self.you.get("phase") == key[1]:
+            return bool(self.you.get("owes_move")) and not self.you.get("bot_playing")
+        if key[1] == "compliance" and key[0] in self.winners:
+            return self.player_id not in self.winners[key[0]]
+        return key[1] == "bidding" and self.role == "lab"
+
+    def _act(self, waiting_for: Any) -> list[dict[str, Any]]:
+        if self.position is None or self.finished or self.position in self.sent:
+            return []
+        round_no, phase = self.position
+        if self.role == "lab" and phase in ("bidding", "compliance"):
+            if not self._owes(self.position, waiting_for):
+                return []
+            if phase == "bidding":
+                wealth = float(self.you.get("wealth") or 1.0)
+                value = float(self.you.get("net_value") or 0.5)
+                amount = round(self.rng.uniform(0.0, max(0.0, min(wealth, value))), 4)
+                return [{"type": "bid", "round": round_no, "amount": amount}]
+            return [{"type": "decide", "round": round_no, "run": self.rng.random() < 0.5}]
+        if self.role == "governor" and phase == "audit":
+            signals = self.signals
+            if not signals or int(signals.get("round", -1)) != round_no:
+                return []
+            flagged = [int(row["player_id"]) for row in signals["labs"] if row.get("signal")]
+            cap = signals.get("max_audits")
+            return [
+                {
+                    "type": "audit",
+                    "round": round_no,
+                    "labs": flagged[:cap] if cap is not None else flagged,
+                }
+            ]
+        return []
+
+    def expected(self, rounds: int, *, saw_start: bool) -> list[tuple[Any, ...]]:
+        """The tracked events this seat must receive in a game of ``rounds`` rounds."""
+        keys: list[tuple[Any, ...]] = []
+        for round_no in range(1, rounds + 1):
+            for phase in PHASES:
+                if (round_no, phase) != (1, "bidding") or saw_start:
+                    keys.append(("phase", round_no, phase))
+            keys += [("market", round_no), ("round_results", round_no)]
+            keys.append(
+                ("audit", round_no) if self.role == "governor" else ("your_results", round_no)
+            )
+        keys.append(("game_over",))
+        return keys
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a receive's outcome as seen (a socket closed while the game was being stopped)."""
+    if not task.cancelled():
+        task.exception()
+
+
+_PHASE_OF = {"bid": "bidding", "decide": "compliance", "audit": "audit"}
+_NEXT = {"bidding": "compliance", "compliance": "audit", "audit": "results"}
+
+
+@dataclass
+class GameRun:
+    """One game played by ``players``: the governor first, labs after; the last lab starts it."""
+
+    code: str
+    players: list[Player]
+    rounds: int
+    join_started: float = 0.0
+    joined_at: float | None = None
+    start_sent: float | None = None
+    complete: bool = False
+
+    def happened(self) -> set[tuple[Any, ...]]:
+        """The tracked events some client of the game received (a seat's own: its round's)."""
+        keys = {key for player in self.players for key in player.received}
+        for key in list(keys):
+            if key[0] == "round_results":
+                keys |= {("audit", key[1]), ("your_results", key[1])}
+        return keys
+
+    def lost(self) -> int:
+        """Events that happened but never reached a client that was connected for them.
+
+        A game cut off by its time limit counts only what happened before (``games ended``
+        says it was cut off).
+        """
+        happened = self.happened()
+        total = 0
+        for player in self.players:
+            if player.player_id is None or player.connected_at is None:
+                continue
+            saw_start = player is not self.players[-1]
+            total += sum(
+                key not in player.received and key in happened
+                for key in player.expected(self.rounds, saw_start=saw_start)
+            )
+        return total
+
+    def phase_latencies(self) -> list[float]:
+        """Per phase ended by moves: last move sent -> the next phase at the last client."""
+        out = []
+        for round_no in range(1, self.rounds + 1):
+            for phase, following in _NEXT.items():
+                sent = [
+                    p.sent[(round_no, phase)] for p in self.players if (round_no, phase) in p.sent
+                ]
+                got = [
+                    p.received[("phase", round_no, following)]
+                    for p in self.players
+                    if ("phase", round_no, following) in p.received
+                ]
+                if sent and got:
+                    out.append(max(got) - max(sent))
+        return out
+
+    def deadline_lateness(self) -> list[float]:
+        """Per results phase (ended by its deadline): deadline -> next event at the last client."""
+        out = []
+        for round_no in range(1, self.rounds + 1):
+            deadlines = [
+                p.deadlines[(round_no, "results")]
+                for p in self.players
+                if (round_no, "results") in p.deadlines
+            ]
+            nxt = ("phase", round_no + 1, "bidding") if round_no < self.rounds else ("game_over",)
+            got = [p.received[nxt] for p in self.players if nxt in p.received]
+            if deadlines and got:
+                out.append(max(got) - min(deadlines))
+        return out
+
+
+async def play_games(
+    codes: list[str],
+    *,
+    players: int,
+    rounds: int,
+    game_urls: list[str],
+    time_limit: float,
+    seed: int,
+) -> list[GameRun]:
+    """Join ``players`` labs and a governor to each game, play all games at once to the end.
+
+    Each game's governor and labs but one join and connect first (joins spread over the
+    servers, sockets too); the last lab's join, the last seat, starts the game (it connects
+    during round 1's bidding, which waits for its bid). Returns the runs, complete or not.
+    """
+    rng = random.Random(seed)
+    stop = asyncio.Event()
+    runs: list[GameRun] = []
+    count = 0
+    for code in codes:
+        seats = []
+        for index in range(players + 1):
+            role = "governor" if index == 0 else "lab"
+            join_url = game_urls[count % len(game_urls)]
+            ws_base = game_urls[(count + 1) % len(game_urls)] if len(game_urls) > 1 else join_url
+            count += 1
+            seats.append(
+                Player(
+                    code,
+                    f"{role}-{index + 1}",
+                    role,
+                    join_url,
+                    ws_base,
+                    random.Random(rng.random()),
+                )
+            )
+        runs.append(GameRun(code, seats, rounds))
+
+    gate = asyncio.Semaphore(JOINING_AT_ONCE)
+
+    async def seat(player: Player) -> None:
+        async with gate:  # a join and its handshake, up to the first state
+            await player.join()
+            playing = asyncio.ensure_future(player.play(stop))
+            ready = asyncio.ensure_future(player.ready.wait())
+            await asyncio.wait({playing, ready}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+        await playing
+
+    async def one_game(run: GameRun) -> None:
+        *early, starter = run.players
+        run.join_started = time.time()
+        tasks = [asyncio.ensure_future(seat(p)) for p in early]
+        readies = [asyncio.ensure_future(p.ready.wait()) for p in early]
+        try:
+            done, _ = await asyncio.wait(readies, timeout=time_limit)
+            if len(done) < len(readies):
+                return
+            run.joined_at = time.time()
+            run.start_sent = time.time()
+            await starter.join()
+            tasks.append(asyncio.ensure_future(starter.play(stop)))
+            await asyncio.gather(*tasks)
+            run.complete = all(p.finished for p in run.players)
+        finally:
+            for task in (*tasks, *readies):
+                task.cancel()
+
+    games = [asyncio.ensure_future(one_game(run)) for run in runs]
+    try:
+        await asyncio.wait(games, timeout=time_limit)
+    finally:
+        stop.set()
+        await asyncio.sleep(0.1)
+        for task in games:
+            task.cancel()
+        await asyncio.gather(*games, return_exceptions=True)
+    return runs
+
+
+# ------------------------------------------------------------------------------------ floor
+
+
+async def floor(urls: list[str], sockets: int, fires: int) -> dict[str, Any]:
+    """Connect ``sockets`` to the floor servers; time ``fires`` group sends to all of them.
+
+    Returns the last client's latency of each fire (seconds; from the fire command leaving the
+    client to the message reaching the last socket) and how many deliveries never arrived.
+    """
+    arrivals: dict[int, list[float]] = {}
+    connections: list[Any] = []
+    stop = asyncio.Event()
+
+    async def reader(socket: Any) -> None:
+        with contextlib.suppress(websockets.exceptions.ConnectionClosed, asyncio.CancelledError):
+            async for text in socket:
+                message = json.loads(text)
+                arrivals.setdefault(int(message["n"]), []).append(time.time())
+
+    async def connect(index: int) -> Any:
+        base = urls[index % len(urls)]
+        for attempt in range(HANDSHAKE_ATTEMPTS):
+            try:
+                return await websockets.connect(
+                    base.replace("http://", "ws://") + "/ws/floor/",
+                    origin=Origin(base),
+                    **WS_OPTIONS,
+                )
+            except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake):
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise RuntimeError("floor: a socket could not connect")
+
+    readers = []
+    try:
+        for start in range(0, sockets, 100):
+            batch = await asyncio.gather(
+                *(connect(i) for i in range(start, min(sockets, start + 100)))
+            )
+            connections += batch
+        readers = [asyncio.ensure_future(reader(s)) for s in connections]
+        await asyncio.sleep(0.3)  # every group_add has landed
+        latencies, lost = [], 0
+        for n in range(1, fires + 1):
+            sent = time.time()
+            try:
+                await connections[n % len(connections)].send(json.dumps({"type": "fire", "n": n}))
+            except websockets.exceptions.ConnectionClosed:
+                lost += sockets  # that socket's server closed it: this fire reached no one
+                continue
+            limit = sent + FIRE_TIMEOUT
+            while len(arrivals.get(n, ())) < sockets and time.time() < limit:
+                await asyncio.sleep(0.002)
+            got = arrivals.get(n, [])
+            lost += sockets - len(got)
+            if got:
+                latencies.append(max(got) - sent)
+            await asyncio.sleep(0.1)
+        return {"latencies": latencies, "lost": lost}
+    finally:
+        stop.set()
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)

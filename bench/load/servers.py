@@ -1,0 +1,189 @@
+"""The servers of one benchmark setup, started on 127.0.0.1 and stopped on exit (even on error).
+
+Redis and PostgreSQL come from ``tests/harness.py`` (the same throwaway servers the tests use);
+Daphne processes are started here because the benchmark needs their process ids to read their
+CPU time and memory from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.harness import (
+    REPO_ROOT,
+    ServerFailedToStart,
+    _answers_http,
+    app_env,
+    free_port,
+    manage,
+    postgres_server,
+    redis_server,
+    scratch_dir,
+    stop_process,
+    wait_until,
+)
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How a room is served: ``daphnes`` processes, with Redis and PostgreSQL or not."""
+
+    name: str
+    label: str
+    daphnes: int
+    redis_postgres: bool
+
+
+SETUPS = {
+    "one": Setup("one", "1 Daphne, in-memory layer, SQLite", 1, False),
+    "two": Setup("two", "2 Daphnes, Redis, PostgreSQL", 2, True),
+    "four": Setup("four", "4 Daphnes, Redis, PostgreSQL", 4, True),
+}
+
+
+@dataclass
+class Daphne:
+    process: subprocess.Popen[Any]
+    url: str
+    log: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def peak_rss_mib(self) -> float:
+        """The process's resident-set high-water mark (VmHWM)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@dataclass
+class Servers:
+    setup: Setup
+    env: dict[str, str]
+    game: list[Daphne] = field(default_factory=list)
+    floor: list[Daphne] = field(default_factory=list)
+
+
+def _start_daphne(app: str, env: dict[str, str], workdir: Path, name: str) -> Daphne:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / f"{name}.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+            cwd=REPO_ROOT,
+            env=app_env(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    daphne = Daphne(process, url, log)
+    try:
+        wait_until(lambda: _answers_http(url + "/"), what=name, process=process, log=log)
+    except BaseException:
+        stop_process(process)
+        raise
+    return daphne
+
+
+def _production_env() -> dict[str, str]:
+    """Settings of a deployment behind several processes (DEBUG off, plain HTTP on loopback)."""
+    return {
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_HTTPS": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_LOG_LEVEL": "WARNING",
+    }
+
+
+@contextlib.contextmanager
+def serve(setup: Setup) -> Iterator[Servers]:
+    """Start the setup's databases, game Daphnes and floor Daphnes; stop them all on exit."""
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(scratch_dir("permitgame-bench-load-"))
+        if setup.redis_postgres:
+            redis_url = stack.enter_context(redis_server())
+            database_url = stack.enter_context(postgres_server())
+            env = {**_production_env(), "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+            # The floor's groups live in another Redis database of the same server.
+            floor_env = {**env, "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1"}
+        else:
+            # What `make run` uses: DEBUG on, SQLite, the in-memory layer.
+            env = {
+                "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+                "DJANGO_LOG_LEVEL": "WARNING",
+            }
+            floor_env = {**env, "DATABASE_URL": f"sqlite:///{workdir / 'floor.sqlite3'}"}
+        result = manage("migrate", "--no-input", env=env)
+        if result.returncode != 0:
+            raise ServerFailedToStart(f"migrate failed:\n{result.stdout}\n{result.stderr}")
+        servers = Servers(setup, env)
+        for index in range(setup.daphnes):
+            daphne = _start_daphne("permitgame.asgi:application", env, workdir, f"game-{index}")
+            stack.callback(stop_process, daphne.process)
+            servers.game.append(daphne)
+        for index in range(setup.daphnes):
+            daphne = _start_daphne(
+                "bench.load.floor_asgi:application", floor_env, workdir, f"floor-{index}"
+            )
+            stack.callback(stop_process, daphne.process)
+            servers.floor.append(daphne)
+        yield servers
+
+
+def create_games(servers: Servers, *, labs: int, games: int, rounds: int) -> list[str]:
+    """Create ``games`` games of ``labs`` human labs and a human governor; return their codes."""
+    import json
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.load.gamectl",
+            "--labs",
+            str(labs),
+            "--games",
+            str(games),
+            "--rounds",
+            str(rounds),
+        ],
+        cwd=REPO_ROOT,
+        env=app_env(servers.env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"creating the games failed:\n{result.stdout}\n{result.stderr}")
+    return list(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""

@@ -1,0 +1,102 @@
+"""The load benchmark's harness (bench/load) works: a mechanism test, not a timing test.
+
+A tiny configuration (6 labs and a governor, one room, one round, one Daphne) runs end to end on
+real servers the harness starts, and its report has every column and loses nothing. The loss
+count itself is checked on a client that misses a phase.
+"""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from bench.load.__main__ import COLUMNS, table
+from bench.load.clients import GameRun, Player
+from tests.harness import REPO_ROOT, app_env
+
+
+def _player(role: str = "lab") -> Player:
+    return Player(
+        "ABCDEF", "ana", role, "http://127.0.0.1:1", "http://127.0.0.1:1", random.Random(1)
+    )
+
+
+def test_a_missed_phase_counts_as_lost_and_a_seq_gap_asks_for_the_snapshot() -> None:
+    player = _player()
+    player.player_id = 1
+    other = _player()
+    other.player_id = 2
+    run = GameRun("ABCDEF", [player, other], rounds=1)
+    for each in (player, other):
+        each.connected_at = 0.0
+        each.take({"type": "state", "seq": 0, "game": {"status": "lobby"}}, 0.0)
+    events = [
+        {"type": "phase", "round": 1, "phase": "bidding", "seq": 1},
+        {"type": "market", "round": 1, "winners": [2], "seq": 2},
+        {"type": "phase", "round": 1, "phase": "compliance", "seq": 3},
+        {"type": "phase", "round": 1, "phase": "audit", "seq": 4},
+        {"type": "round_results", "round": 1, "seq": 5},
+        {"type": "your_results", "round": 1, "seq": 6},
+        {"type": "phase", "round": 1, "phase": "results", "seq": 7},
+        {"type": "game_over", "seq": 8},
+    ]
+    for event in events:
+        other.take(dict(event), 0.0)
+    commands = []
+    for event in events:
+        if event.get("phase") != "audit":  # this one never reaches the first player
+            commands += player.take(dict(event), 0.0)
+    assert run.lost() == 1  # the other player, who got everything, only the first one lost
+    assert player.gaps == 1 and other.gaps == 0
+    assert {"type": "sync"} in commands
+    # the lab without a permit owed a run choice, the winner did not
+    assert [c["type"] for c in commands if c["type"] != "sync"] == ["bid", "decide"]
+    # the state answering the sync counts as a resync
+    player.take({"type": "state", "seq": 8, "game": {"status": "finished"}}, 0.0)
+    assert player.resyncs == 1
+    # a progress is not an event: the seq of the last event is no gap, one above it is
+    other.take({"type": "progress", "seq": 8}, 0.0)
+    other.take({"type": "progress", "seq": 7}, 0.0)
+    assert other.gaps == 0
+    other.take({"type": "progress", "seq": 9}, 0.0)
+    assert other.gaps == 1
+
+
+@pytest.mark.slow
+def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
+    tiny = "--scenarios 6 --setups one --rounds 1 --repeats 1 --fires 3 --timeout 240"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.load", *tiny.split(), "--json", "--no-write"],
+        cwd=REPO_ROOT,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    (row,) = report["rows"]
+    assert row["complete"] == "1/1"
+    assert row["lost_max"] == 0 and row["gaps"] == 0
+    assert row["failed_handshakes"] == 0 and row["failed_joins"] == 0
+    assert row["moves"] >= 6 + 1  # every lab bid, the governor audited
+    for key in ("floor_p95", "phase_p95", "ratio", "ack_p50", "ack_p95", "join_s"):
+        assert row[key] is not None and row[key] > 0, key
+    assert row["lateness_p95"] is not None  # the results phase ended by its deadline
+    assert row["cpu_s"] > 0 and row["peak_rss_mib"] > 0
+    assert row["floor_lost"] == 0
+    assert set(row["targets"]) == {
+        "phase p95 <= 50 ms",
+        "ack p95 <= 50 ms",
+        "deadline late <= 0.5 s",
+    }
+    rendered = table(report["rows"])
+    header = rendered.splitlines()[0]
+    assert all(column in header for column in COLUMNS)
+    assert len(rendered.splitlines()[2].split(" | ")) == len(COLUMNS)
+    for key in ("nproc", "cpu", "memory", "python", "django", "channels", "commit"):
+        assert report["machine"][key], key
+    assert report["load_before"] and report["load_after"]
