@@ -287,6 +287,19 @@ def draw_heatmap(
     return figure
 
 
+_STYLE = re.compile(r'style="([^"]*)"')
+
+
+def _presentation(match: re.Match[str]) -> str:
+    """Return a ``style`` attribute as SVG presentation attributes (``fill="#fff"``, ...).
+
+    A page whose Content-Security-Policy allows no inline styles ignores ``style`` attributes
+    (every shape would turn black); presentation attributes are markup, not style, so they hold.
+    """
+    pairs = (part.split(":", 1) for part in match.group(1).split(";") if ":" in part)
+    return " ".join(f'{name.strip()}="{value.strip()}"' for name, value in pairs)
+
+
 def heatmap_svg(
     *,
     width: int = 760,
@@ -297,8 +310,9 @@ def heatmap_svg(
     """Return the heatmap of ``draw_heatmap(**drawing)`` as inline SVG markup (no XML prolog).
 
     Text stays text (searchable, read by screen readers); the page-wide ``<style>`` matplotlib
-    writes is dropped (inline, it would restyle the whole page); the outer ``<svg>`` gets a
-    whole-pixel ``width``/``height`` and keeps matplotlib's viewBox, so it scales to any width.
+    writes is dropped (inline, it would restyle the whole page) and its ``style`` attributes
+    become presentation attributes (a strict Content-Security-Policy ignores inline styles); the
+    outer ``<svg>`` gets a whole-pixel ``width``/``height`` and keeps matplotlib's viewBox, so it scales to any width.
     """
     import io
 
@@ -312,6 +326,7 @@ def heatmap_svg(
     text = text[text.index("<svg") :]
     text = re.sub(r"<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
     text = re.sub(r'<style type="text/css">.*?</style>', "", text, count=1, flags=re.S)
+    text = _STYLE.sub(_presentation, text)
     height = round(width * size[1] / size[0])
     view = f"0 0 {size[0] * 72:g} {size[1] * 72:g}"
     opening = (

@@ -121,6 +121,8 @@ def test_inline_svg_is_the_same_drawing_with_text_and_a_findable_point(result):
     )
     assert svg.startswith("<svg") and 'width="760" height="591"' in svg
     assert "<style" not in svg and "<?xml" not in svg  # nothing restyles the page around it
+    assert "style=" not in svg  # a page allowing no inline style still shows every colour
+    assert 'fill="#ffffff"' in svg
     assert '<g id="heatmap-game-point">' in svg
     for words in ("behaviour flip (simulated)", "Compliance rate (share of labs)", "This class"):
         assert words in svg, words
