@@ -312,7 +312,8 @@ def heatmap_svg(
     Text stays text (searchable, read by screen readers); the page-wide ``<style>`` matplotlib
     writes is dropped (inline, it would restyle the whole page) and its ``style`` attributes
     become presentation attributes (a strict Content-Security-Policy ignores inline styles); the
-    outer ``<svg>`` gets a whole-pixel ``width``/``height`` and keeps matplotlib's viewBox, so it scales to any width.
+    outer ``<svg>`` gets a whole-pixel ``width``/``height`` and keeps matplotlib's viewBox, so it
+    scales to any width.
     """
     import io
 
