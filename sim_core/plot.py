@@ -54,8 +54,8 @@ SHARES = frozenset({"compliance_rate", "deterrence_rate", "detection_rate"})
 _FLIP_COLOUR = "#ffffff"
 _THEORY_COLOUR = "#d81b60"  # a magenta that stands apart from every cividis colour
 _MARK_COLOUR = "#ff8c1a"
-#: Characters per caption line (the caption is wrapped to the figure's width).
-CAPTION_WIDTH = 150
+#: Room per caption character in points (the caption is wrapped to the figure's width).
+CAPTION_CHAR = 3.4
 
 
 def _edges(centres: FloatArray) -> FloatArray:
@@ -245,7 +245,7 @@ def draw_heatmap(
         markeredgewidth=0.8,
         path_effects=outline,
         label=(
-            f"empirical flip, the behaviour flip (simulated): lowest grid p_eff with mean "
+            f"empirical flip, the behaviour flip (simulated): lowest p_eff with mean "
             f"{relation} {threshold:g}"
         ),
     )
@@ -259,7 +259,7 @@ def draw_heatmap(
             color=_MARK_COLOUR,
             markeredgecolor="#000000",
             markeredgewidth=1.0,
-            label=f"{mark_label}: P = {mark[0]:g}, p_eff = {mark[1]:g}",
+            label=f"{mark_label}: P = {mark[0]:.3g}, p_eff = {mark[1]:.3g}",
             zorder=5,
         )
         if mark_gid is not None:
@@ -281,7 +281,7 @@ def draw_heatmap(
         frameon=False,
         handlelength=3,
     )
-    limit = round(CAPTION_WIDTH * size[0] / FIGURE_SIZE[0])
+    limit = round((0.97 - left) * size[0] * 72 / CAPTION_CHAR)
     wrapped = "\n".join(textwrap.fill(line, limit) for line in caption.splitlines())
     figure.text(left, 0.018, wrapped, fontsize=6.8, color="#333333", va="bottom")
     return figure
