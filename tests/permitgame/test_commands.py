@@ -48,15 +48,17 @@ def test_playbots_play_a_created_game_to_the_end_when_every_human_seat_is_a_clie
 
     # What the server stored, read from its database file.
     with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as connection:
-        status, round_no, records, human_moves = connection.execute(
+        status, round_no, records, program_moves = connection.execute(
             "SELECT g.status, g.round_no, "
             "(SELECT count(*) FROM permitgame_roundrecord r WHERE r.game_id = g.id), "
-            "(SELECT count(*) FROM permitgame_move m WHERE m.game_id = g.id AND m.actor = 'human') "
+            "(SELECT count(*) FROM permitgame_move m "
+            "WHERE m.game_id = g.id AND m.actor = 'program') "
             "FROM permitgame_game g WHERE g.code = ?",
             (info["code"],),
         ).fetchone()
     assert (status, round_no, records) == ("finished", 2, 2)
-    assert int(human_moves) >= 6  # 2 labs bid twice, the governor audited twice
+    # playbots declares itself: 2 labs bid twice and the governor audited twice, as programs.
+    assert int(program_moves) >= 6
 
 
 @pytest.mark.django_db
