@@ -84,6 +84,8 @@ if TYPE_CHECKING:
     from sim_core.theory import expected_bot_prices as expected_bot_prices
     from sim_core.theory import expected_clearing_price as expected_clearing_price
     from sim_core.theory import expected_penalty as expected_penalty
+    from sim_core.theory import expected_trade_price as expected_trade_price
+    from sim_core.theory import expected_trades as expected_trades
     from sim_core.theory import marginal_gain as marginal_gain
     from sim_core.theory import optimal_high_prob as optimal_high_prob
     from sim_core.theory import p_eff as p_eff
@@ -139,6 +141,8 @@ _ORIGINS: dict[str, str] = {
     "csv_records": "sim_core.csvtext",
     "csv_table": "sim_core.csvtext",
     "expected_clearing_price": "sim_core.theory",
+    "expected_trade_price": "sim_core.theory",
+    "expected_trades": "sim_core.theory",
     "expected_penalty": "sim_core.theory",
     "unpermitted_value": "sim_core.theory",
     "initial_state": "sim_core.state",

@@ -17,6 +17,8 @@ from sim_core import (
     SetupWarning,
     expected_bot_price,
     expected_clearing_price,
+    expected_trade_price,
+    expected_trades,
     optimal_high_prob,
     perceived_p_eff,
     setup_warnings,
@@ -50,6 +52,11 @@ class SetupPreview:
     simulated_price: float | None
     simulated_classes: int
     warnings: tuple[SetupWarning, ...]
+    #: MODEL.md §3b (permits granted free, then traded): the expected traded price (truthful asks
+    #: and bids; None when no trade can happen) and trades a round. None under an auction.
+    traded: bool = False
+    trade_price: float | None = None
+    trades: float | None = None
 
 
 def _bots(scenario: Scenario) -> str:
@@ -109,4 +116,7 @@ def setup_preview(scenario: Scenario, *, human_governor: bool) -> SetupPreview:
         simulated_price=simulated_price,
         simulated_classes=classes,
         warnings=setup_warnings(scenario, human_governor=human_governor),
+        traded=market.grandfathered,
+        trade_price=expected_trade_price(scenario) if market.grandfathered else None,
+        trades=expected_trades(scenario) if market.grandfathered else None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -10,7 +11,14 @@ from django.urls import reverse
 
 from permitgame import exports
 from permitgame.models import Game
-from sim_core import expected_bot_price, expected_clearing_price, load_preset, sweep_scenario
+from sim_core import (
+    expected_bot_price,
+    expected_clearing_price,
+    expected_trade_price,
+    expected_trades,
+    load_preset,
+    sweep_scenario,
+)
 from tests.permitgame.test_console_views import form_data
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +108,17 @@ def test_a_loopback_join_address_is_flagged_on_the_console_and_projector(as_ana,
         assert "make run HOST=0.0.0.0" in html.unescape(page.content.decode())
         page = as_ana.get(reverse(f"console:{name}", args=[game.code]), HTTP_HOST="10.0.0.5:8000")
         assert "make run HOST=0.0.0.0" not in html.unescape(page.content.decode())
+
+
+def test_the_preview_of_granted_permits_shows_the_expected_trades_and_what_coase_predicts(as_ana):
+    auction = preview(as_ana, labs=12)
+    assert 'data-figure="trade-price"' not in auction
+    content = preview(as_ana, labs=12, allocation="grandfathered", grant="lottery")
+    scenario = sweep_scenario(load_preset("targeted_audit"), labs=12)
+    traded = scenario.with_changes(
+        market=replace(scenario.market, allocation="grandfathered", grant="lottery")
+    )
+    price = expected_trade_price(traded)
+    assert price is not None and f"{price:.3f}" in content
+    assert f"{expected_trades(traded):.1f}" in content
+    assert "Coase" in content
