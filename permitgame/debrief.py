@@ -649,7 +649,8 @@ def _other_classes(game: Game) -> tuple[tuple[OtherClass, ...], Chart | None]:
 def debrief_summary(game: Game) -> DebriefSummary:
     """Return the cheap part of the debrief of ``game`` (any time: during or after the game)."""
     scenario = debrief_scenario(game)
-    seen = observed(game, bridge.scenario_of(game))
+    played = bridge.scenario_of(game)  # as stored: the governor's own policy
+    seen = observed(game, played)
     theory = theory_summary(scenario)
     story = price_story(game, scenario, seen)
     round_charts = charts.round_charts(
@@ -675,9 +676,9 @@ def debrief_summary(game: Game) -> DebriefSummary:
         governor_score=welfare,
         others=others,
         others_chart=others_chart,
-        governor_bot=bridge.scenario_of(game).governor.policy,
+        governor_bot=played.governor.policy,
         price=story,
-        enforcement=enforcement_story(game, bridge.scenario_of(game), seen),
+        enforcement=enforcement_story(game, played, seen),
         counterfactual=counterfactual(game),
         beliefs=beliefs(game),
         audits=audit_comparison(game),
