@@ -22,12 +22,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from permitgame import charts, clock, host_selectors, realtime, selectors
 from permitgame.host_selectors import ConsoleSeat
-from permitgame.models import Connection, Game, RoundRecord, Seat
+from permitgame.models import Connection, Game, RoundRecord, Seat, Status
 from permitgame.realtime import Outgoing
 from permitgame.selectors import (
     AuditResult,
@@ -514,7 +515,9 @@ def publish(
 def _send_host(
     game: Game, public: PublicView, *, charts: bool, kind: str, now: float | None = None
 ) -> None:
-    """Render and send the console's fragments (and its JSON seats)."""
+    """Render and send the console's fragments (and its JSON seats), if a console is open."""
+    if not realtime.console_open(game.pk):
+        return
     with _progress_lock:
         _last_host[game.pk] = time.monotonic() if now is None else now
         _host_dirty.discard(game.pk)
@@ -594,6 +597,8 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
     game = Game.objects.filter(pk=game_id).first()
     if game is None:
         return
+    if game.status == Status.LOBBY and _lobby_progress(game, now=now, beacon=beacon):
+        return
     screens = selectors.game_screens(game)
     public = screens.public
     small = len(public.players) <= LIST_LIMIT
@@ -619,6 +624,53 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
             _host_dirty.add(game_id)  # the next beat after the interval sends it
     if host_due:
         _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
+
+
+def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
+    """Send a big lobby's progress from counts (a room filling up); return whether it did.
+
+    While a lecture hall joins, the progress changes at every beat: counting the seats is all
+    it needs (no resolve, no player list). A small room's progress carries its list instead.
+    """
+    since = clock.now() - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    counts = Seat.objects.filter(game=game).aggregate(
+        seats=Count("id"), joined=Count("id", filter=Q(token__isnull=False))
+    )
+    if counts["seats"] <= LIST_LIMIT:
+        return False
+    connected = (
+        Connection.objects.filter(seat__game=game, last_seen__gte=since)
+        .values("seat_id")
+        .distinct()
+        .count()
+    )
+    message = {
+        "type": "progress",
+        "status": game.status,
+        "round": game.round_no,
+        "phase": game.phase or None,
+        "waiting": 0,
+        "joined": counts["joined"],
+        "connected": connected,
+        "seats": counts["seats"],
+    }
+    item = Outgoing(
+        realtime.game_group(game.pk), seq_html(game.seq, "progress"), (_stamp(message, game.seq),)
+    )
+    try:
+        realtime.send([item], seq=game.seq, version=game.version, kind=realtime.PROGRESS)
+    except Exception:
+        logger.exception("sending the progress of game %s failed", game.pk)
+    if not beacon and realtime.console_open(game.pk):
+        public = selectors.game_screens(game).public
+        moment = time.monotonic() if now is None else now
+        with _progress_lock:
+            due = moment - _last_host.get(game.pk, -float("inf")) >= HOST_PROGRESS_SECONDS
+            if not due:
+                _host_dirty.add(game.pk)
+        if due:
+            _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
+    return True
 
 
 def flush_due(*, now: float | None = None) -> int:

@@ -169,16 +169,21 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.channel_layer.group_add(group, self.channel_name)
         realtime.LOCAL_CHANNELS.add(self.channel_name)
         realtime.LOCAL_GAMES[self.channel_name] = seat.game_id
-        await database_sync_to_async(services.seat_connect)(
-            seat=seat, channel_name=self.channel_name, html=self.fmt == "html"
-        )
-        await self.send_snapshot()
+        # One trip to the database thread for the connection and the snapshot (a room filling
+        # up queues every socket's database work on that thread).
+        await self.send_snapshot(connect=True)
 
-    async def send_snapshot(self) -> None:
-        """Send the seat's whole screen; later events are forwarded from its seq on."""
+    def _snapshot(self, connect: bool) -> tuple[int, list[str]]:
         assert self.seat_id is not None
-        seat = await database_sync_to_async(Seat.objects.get)(pk=self.seat_id)
-        seq, texts = await database_sync_to_async(broadcast.snapshot)(seat, self.fmt)
+        seat = Seat.objects.get(pk=self.seat_id)
+        if connect:
+            html = self.fmt == "html"
+            services.seat_connect(seat=seat, channel_name=self.channel_name, html=html)
+        return broadcast.snapshot(seat, self.fmt)
+
+    async def send_snapshot(self, *, connect: bool = False) -> None:
+        """Send the seat's whole screen; later events are forwarded from its seq on."""
+        seq, texts = await database_sync_to_async(self._snapshot)(connect)
         self.seq = max(self.seq, seq)
         for text in texts:
             await self.send(text_data=text)

@@ -44,6 +44,30 @@ LOCAL_CHANNELS: set[str] = set()
 #: Channel name -> game id of the players' sockets open in this process (the clock loop sends
 #: these games a progress beacon).
 LOCAL_GAMES: dict[str, int] = {}
+#: Channel name -> game id of the console sockets open in this process. Each process notes in
+#: the cache (shared through Redis by every process) that a game has a console open, renewed by
+#: the clock loop's heartbeat: the console's fragments, the largest to render, are rendered only
+#: while someone watches them.
+LOCAL_HOSTS: dict[str, int] = {}
+HOST_LEASE_SECONDS = 3 * HEARTBEAT_SECONDS
+
+
+def _host_key(game_id: int) -> str:
+    return f"console-open-{game_id}"
+
+
+def note_consoles(game_ids: Iterable[int]) -> None:
+    """Note that these games have a console open (call from sync code)."""
+    from django.core.cache import cache
+
+    cache.set_many({_host_key(game_id): 1 for game_id in game_ids}, HOST_LEASE_SECONDS)
+
+
+def console_open(game_id: int) -> bool:
+    """Return whether a console of the game is open in some process (within the lease)."""
+    from django.core.cache import cache
+
+    return cache.get(_host_key(game_id)) is not None
 
 
 def game_group(game_id: int) -> str:

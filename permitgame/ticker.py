@@ -48,6 +48,9 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     """
     if heartbeat:
         services.presence_heartbeat(realtime.LOCAL_CHANNELS)
+        consoles = set(realtime.LOCAL_HOSTS.values())
+        if consoles:
+            realtime.note_consoles(consoles)
     fired = 0
     for game_id in due_games():
         try:

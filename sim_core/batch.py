@@ -33,18 +33,12 @@ from sim_core.enforcement import catch, payoffs, trade_transfers
 from sim_core.market import clear_bids, clear_trades, grant_permits
 from sim_core.metrics import METRICS, TALLIES, lab_tallies, metrics_from_tallies
 from sim_core.params import GovernorParams, Scenario
+from sim_core.perception import perceived_penalties
 from sim_core.rng import Purpose, stream
 from sim_core.state import grant_keys as grant_keys_of
 from sim_core.state import make_setup, round_values
-from sim_core.strategies import (
-    ADAPTIVE,
-    RANDOM,
-    adaptive_estimate,
-    lab_bids,
-    lab_runs,
-    perceived_detection,
-)
-from sim_core.theory import expected_penalty, unpermitted_value
+from sim_core.strategies import ADAPTIVE, RANDOM, lab_bids, lab_runs
+from sim_core.theory import unpermitted_value
 
 
 def cell_scenario(scenario: Scenario, *, punishment: float, p_eff: float) -> Scenario:
@@ -335,7 +329,8 @@ def _play(
     risk = draws.risk_profile[:, None, :]
     catch_prob = np.broadcast_to(announced, games).astype(dtype)
     cell_punishment = np.broadcast_to(punishment, games).astype(dtype) if tracked else punishment
-    penalties = np.broadcast_to(expected_penalty(risk, announced, punishment), games)
+    # Before any tally the adaptive labs' estimate is the announcement: one E for every lab.
+    penalties = np.broadcast_to(perceived_penalties(strategies, risk, announced, punishment), games)
     penalties = penalties.astype(dtype)
     wealth: FloatArray | float = np.full(games, labs.endowment, dtype) if tracked else math.inf
     counter = np.uint8 if rounds <= 255 else np.uint16 if rounds <= 65535 else np.int64
@@ -350,9 +345,14 @@ def _play(
     for t in range(rounds):
         net_values = draws.net_values[t][:, None, :]  # (R, 1, N): shared by a replicate's cells
         if adaptive:  # the public tally moves the adaptive labs' estimate of p_eff every round
-            learnt = adaptive_estimate(announced, caught_total, violations_total)  # type: ignore[arg-type]
-            detection = perceived_detection(codes, announced, learnt)  # type: ignore[arg-type]
-            penalties = expected_penalty(risk, detection, punishment).astype(dtype)
+            penalties = perceived_penalties(
+                codes,
+                risk,
+                announced,
+                punishment,
+                caught_total=caught_total,
+                violations_total=violations_total,
+            ).astype(dtype)
         bid_uniforms = net_values if draws.bid_uniforms is None else draws.bid_uniforms[t][:, None]
         bids = lab_bids(strategies, net_values, penalties, rho, wealth, bid_uniforms)
         if grant_keys is None:

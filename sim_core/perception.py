@@ -2,9 +2,8 @@
 
 Here: ``perceived_penalties``, the one place the chain is written: the announced p_eff, the
 adaptive labs' estimate learnt from the public tally of caught violators, each lab's p_eff by its
-strategy, then E = r·p_eff·P. The resolver, the batch engine, the theory summary and the
-protocol's Python client (the playbots) all call it; ``unpermitted_value`` (theory) turns E into
-d = u + rho − E.
+strategy, then E = r·p_eff·P. The resolver, the batch engine and the theory summary call it;
+``unpermitted_value`` (theory) turns E into d = u + rho − E.
 """
 
 from __future__ import annotations

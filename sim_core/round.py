@@ -32,17 +32,11 @@ from sim_core.errors import ActionError
 from sim_core.governor import check_audits, choose_audits
 from sim_core.market import MarketResult, TradeResult, clear_market, trade_permits
 from sim_core.metrics import MetricsRow, round_metrics
+from sim_core.perception import perceived_penalties
 from sim_core.rng import round_streams
 from sim_core.state import GameSetup, GameState, Phase, granted_permits, round_values
-from sim_core.strategies import (
-    adaptive_estimate,
-    lab_asks,
-    lab_bids,
-    lab_runs,
-    perceived_detection,
-)
+from sim_core.strategies import lab_asks, lab_bids, lab_runs
 from sim_core.theory import (
-    expected_penalty,
     optimal_high_prob,
     perceived_p_eff,
     unpermitted_value,
@@ -198,9 +192,14 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
     announced = perceived_p_eff(
         scenario, announced_high_prob=state.announced_high_prob, human_governor=setup.human_governor
     )
-    learnt = adaptive_estimate(announced, state.caught_total, state.violations_total)
-    detection = perceived_detection(setup.strategies, announced, learnt)
-    penalties = expected_penalty(setup.risk_profile, detection, punishment)
+    penalties = perceived_penalties(
+        setup.strategies,
+        setup.risk_profile,
+        announced,
+        punishment,
+        caught_total=state.caught_total,
+        violations_total=state.violations_total,
+    )
     bid_uniforms = streams.bids.random(count)
     bids = lab_bids(
         setup.strategies, net_values, penalties, labs.racing_value, state.wealth, bid_uniforms
@@ -271,9 +270,14 @@ def resolve_round(setup: GameSetup, state: GameState, inputs: RoundInputs) -> Ro
     announced = perceived_p_eff(
         scenario, announced_high_prob=high_prob, human_governor=setup.human_governor
     )
-    learnt = adaptive_estimate(announced, state.caught_total, state.violations_total)
-    detection = perceived_detection(setup.strategies, announced, learnt)
-    penalties = expected_penalty(setup.risk_profile, detection, punishment)
+    penalties = perceived_penalties(
+        setup.strategies,
+        setup.risk_profile,
+        announced,
+        punishment,
+        caught_total=state.caught_total,
+        violations_total=state.violations_total,
+    )
     unpermitted_values = unpermitted_value(net_values, labs.racing_value, penalties)
     runs = lab_runs(setup.strategies, unpermitted_values, streams.choices.random(count))
     _merge(runs, inputs.runs)

@@ -41,12 +41,15 @@ class HostConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_FORBIDDEN)  # before accept: the handshake is refused
             return
         await self.channel_layer.group_add(realtime.host_group(self.game_id), self.channel_name)
+        realtime.LOCAL_HOSTS[self.channel_name] = self.game_id
+        await database_sync_to_async(realtime.note_consoles)([self.game_id])
         await self.accept()
         version, html = await database_sync_to_async(broadcast.host_snapshot)(self.game_id)
         self.floor = self.latest = version
         await self.send(text_data=html)
 
     async def disconnect(self, code: int) -> None:
+        realtime.LOCAL_HOSTS.pop(self.channel_name, None)
         if self.game_id is not None:
             await self.channel_layer.group_discard(
                 realtime.host_group(self.game_id), self.channel_name

@@ -184,12 +184,22 @@ def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
 @pytest.mark.django_db
 def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     game, _ = hall(labs=60, humans=50)
+    from django.core.cache import cache
+
+    cache.clear()
     sent: list[Any] = []
     monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    broadcast.flush_progress(game.pk)
+    # No console is open: its view (the largest to render) is not rendered.
+    assert [item.group for item in sent] == [f"game-{game.pk}"]
+    sent.clear()
+    broadcast.realtime.note_consoles([game.pk])  # a console opens
+    broadcast._last_host.pop(game.pk, None)
     broadcast.flush_progress(game.pk)
     public = next(item for item in sent if item.group == f"game-{game.pk}")
     message = json.loads(public.json[0])
     assert message["joined"] == 50 and message["seats"] == 61
+    assert message["status"] == "lobby" and message["connected"] == 0
     assert "players" not in message and "waiting_for" not in message
     assert 'id="players"' not in public.html  # the browsers' list is not resent either
     host = next(item for item in sent if item.group == f"game-{game.pk}-host")
