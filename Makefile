@@ -90,9 +90,25 @@ format: venv
 POSTGRES_TESTS := tests/permitgame/test_services.py tests/permitgame/test_whole_game.py \
 	tests/permitgame/test_servers.py
 
+# The main pass runs on TEST_WORKERS processes (pytest-xdist), each a whole module at a time in
+# collection order (a module's own server starts once; browser modules last, see
+# tests/conftest.py); each worker starts its own session servers and browser. The
+# PostgreSQL pass runs beside it (much of the main pass waits on servers and a browser); its
+# output follows the main pass's, and `make test` fails if either fails.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: sysdeps venv lint
-	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest --postgres -q $(POSTGRES_TESTS)
+	@pg_log=$$(mktemp); pg=""; \
+	trap '[ -z "$$pg" ] || kill $$pg 2>/dev/null; rm -f "$$pg_log"' EXIT; \
+	echo "$(BIN)/python -m pytest --postgres -q $(POSTGRES_TESTS) (beside the main pass)"; \
+	$(BIN)/python -m pytest --postgres -q -p no:cacheprovider $(POSTGRES_TESTS) \
+	  >"$$pg_log" 2>&1 & pg=$$!; \
+	echo "$(BIN)/python -m pytest $(PYTEST_PARALLEL)"; \
+	main=0; $(BIN)/python -m pytest $(PYTEST_PARALLEL) || main=$$?; \
+	postgres=0; wait $$pg || postgres=$$?; pg=""; \
+	echo "---------------- the PostgreSQL pass"; cat "$$pg_log"; \
+	[ $$main -eq 0 ] && [ $$postgres -eq 0 ]
 
 # ------------------------------------------------------------------------------- running
 

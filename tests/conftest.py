@@ -35,12 +35,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Tests marked ``postgres`` are skipped unless the run is ``--postgres``.
     """
     items.sort(key=lambda item: "chromium_browser" in getattr(item, "fixturenames", ()))
+    if hasattr(config, "workerinput"):
+        _browser_tests_in_modules_of_their_own(items)
     if not config.getoption("--postgres"):
         # PostgreSQL's own tests run in the PostgreSQL pass (`make test` runs both passes).
         skip = pytest.mark.skip(reason="needs --postgres (make test runs it)")
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
+
+
+def _browser_tests_in_modules_of_their_own(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadfile`` (``make test``) a worker runs whole modules, in
+    collection order: with the browser tests last, the browser modules come last. A module that
+    mixed browser tests with others would open the browser before the async tests of the modules
+    after it, so it is refused here with the rule to follow.
+    """
+    kinds: dict[str, set[bool]] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        kinds.setdefault(module, set()).add("chromium_browser" in getattr(item, "fixturenames", ()))
+    mixed = sorted(module for module, seen in kinds.items() if len(seen) > 1)
+    if mixed:
+        raise pytest.UsageError(
+            "tests that use chromium_browser go in modules of their own (make test runs whole "
+            f"modules on each worker, the browser ones last); these mix them with others: {mixed}"
+        )
 
 
 @pytest.fixture(autouse=True, scope="session")

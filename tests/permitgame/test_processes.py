@@ -67,11 +67,13 @@ def _answers(url: str) -> bool:
 
 
 def create_game(env, tmp_path, *args):
+    """Create the two-round game; no results screen to wait out (these tests are not of it)."""
     scenario = tmp_path / "two_rounds.json"
     scenario.write_text(json.dumps(SCENARIO))
     result = harness.manage(
-        "creategame", "--scenario", str(scenario), "--seed", "5", "--json", *args, env=env
-    )
+        "creategame", "--scenario", str(scenario), "--seed", "5", "--json", *args,
+        "--results-seconds", "0", env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["code"]
 
