@@ -98,8 +98,10 @@ POSTGRES_TESTS := tests/permitgame/test_services.py tests/permitgame/test_whole_
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
+# The run starts over a hundred Python processes (manage.py, Daphne, the sim_core command line,
+# the workers): each compiles the project's modules once for all instead of on every start.
 test: sysdeps venv lint
-	@pg_log=$$(mktemp); pg=""; \
+	@unset PYTHONDONTWRITEBYTECODE; pg_log=$$(mktemp); pg=""; \
 	trap '[ -z "$$pg" ] || kill $$pg 2>/dev/null; rm -f "$$pg_log"' EXIT; \
 	echo "$(BIN)/python -m pytest --postgres -q $(POSTGRES_TESTS) (beside the main pass)"; \
 	$(BIN)/python -m pytest --postgres -q -p no:cacheprovider $(POSTGRES_TESTS) \
