@@ -26,7 +26,6 @@ from permitgame.errors import UnknownGame, UnknownPlayer
 from permitgame.ledger import LabRound as LabRound
 from permitgame.ledger import Standing as Standing
 from permitgame.models import (
-    MOVE_ACTIONS,
     Action,
     Connection,
     Controller,
@@ -426,7 +425,8 @@ class GameScreens:
 # ------------------------------------------------------------------------------ building them
 
 
-def _connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
+def connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
+    """Return the ids of the seats of ``game`` with a socket seen within the lease."""
     since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
     return set(
         Connection.objects.filter(seat__game=game, last_seen__gte=since).values_list(
@@ -497,7 +497,7 @@ def game_screens(game: Game) -> GameScreens:
     scenario = bridge.scenario_of(game)
     book = ledger.read(game, seats=seats)
     records = book.records
-    connected = _connected_seat_ids(game, now)
+    connected = connected_seat_ids(game, now)
 
     position = bridge.position_of(game, seats=seats) if game.status != Status.LOBBY else None
     progress = position.progress if position else None
@@ -719,68 +719,11 @@ def game_screens(game: Game) -> GameScreens:
 # ------------------------------------------------------------------------ the instructor, exports
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HostSeatRow:
-    """One seat as the instructor's console shows it: who, present, acted, how fast."""
-
-    seat_id: int
-    player_id: int
-    label: str
-    role: str
-    nickname: str
-    kind: str
-    controller: str
-    standing_in: bool
-    handed_to_bot: bool
-    fallback_strategy: str
-    connected: bool
-    last_seen: dt.datetime | None
-    acted: bool
-    acted_by: str | None
-    latency_ms: int | None
-    #: "name version" of a program that declared itself when it joined; "" for anyone else.
-    program: str = ""
-
-
 def program_label(seat: Seat) -> str:
     """Return "name version" of a seat's declared program, or "" when no program declared."""
     if not seat.is_program:
         return ""
     return " ".join(part for part in (seat.client_name, seat.client_version) if part) or "program"
-
-
-def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
-    """Return every seat with its presence and whether it has acted in the current phase."""
-    now = clock.now()
-    connected = _connected_seat_ids(game, now)
-    moves = {
-        m.seat_id: m
-        for m in Move.objects.filter(
-            game=game, round_no=game.round_no, phase=game.phase, action__in=list(MOVE_ACTIONS)
-        )
-    }
-    seats = sorted(game.seats.all(), key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
-    return tuple(
-        HostSeatRow(
-            seat_id=s.pk,
-            player_id=s.player_id,
-            label=seat_label(s),
-            role=s.role,
-            nickname=s.nickname,
-            kind=s.kind,
-            controller=s.controller,
-            standing_in=s.standing_in,
-            handed_to_bot=s.handed_to_bot,
-            fallback_strategy=s.fallback_strategy,
-            connected=s.pk in connected,
-            last_seen=s.last_seen,
-            acted=s.pk in moves,
-            acted_by=moves[s.pk].actor if s.pk in moves else None,
-            latency_ms=moves[s.pk].latency_ms if s.pk in moves else None,
-            program=program_label(s),
-        )
-        for s in seats
-    )
 
 
 def game_export_rows(game: Game) -> list[dict[str, Any]]:
