@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from permitgame import broadcast, exports, ledger, selectors, services
 from tests.permitgame.console_fixtures import make_instructor, play_to_end, small_game
+from tests.permitgame.test_experiments import finished_experiment  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -84,3 +85,17 @@ def test_the_ledger_reads_a_game_in_a_fixed_number_of_queries(
         with django_assert_num_queries(4):  # labs.csv: the ledger and the join entries
             table = exports.lab_round_rows(game)
         assert len(table) == game.rounds * game.lab_count
+
+
+def test_an_experiments_gradebook_shows_the_points_and_place_of_each_players_screen(request):
+    from permitgame.experiments import exports as experiment_exports
+    from permitgame.experiments.models import Participant
+
+    experiment = request.getfixturevalue("finished_experiment")  # four rooms, bots beside
+    book = {row["label"]: row for row in experiment_exports.gradebook_rows(experiment)}
+    assert len(book) == 4
+    for p in Participant.objects.filter(experiment=experiment).select_related("seat"):
+        screen = selectors.game_screens(p.room.game).labs[p.seat.pk]
+        assert book[p.label]["points"] == pytest.approx(screen.score, abs=1e-12)
+        assert screen.final_rank is not None
+        assert book[p.label]["rank"] == screen.final_rank
