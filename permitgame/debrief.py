@@ -417,7 +417,7 @@ class Beliefs:
     answers: int
 
 
-def beliefs(game: Game) -> Beliefs | None:
+def beliefs(game: Game, book: ledger.Ledger | None = None) -> Beliefs | None:
     """Return the belief answers of a game that asked them (None when none was given).
 
     A lab that believes a violator is caught with chance b perceives the expected penalty
@@ -432,7 +432,7 @@ def beliefs(game: Game) -> Beliefs | None:
     if not moves:
         return None
     scenario = bridge.scenario_of(game)
-    records = {r.round_no: r for r in RoundRecord.objects.filter(game=game)}
+    records = {r.round_no: r for r in (book or ledger.read(game)).records}
     announced = {
         number: perceived_p_eff(
             scenario,
@@ -628,7 +628,7 @@ def debrief_summary(game: Game) -> DebriefSummary:
         price=story,
         enforcement=enforcement_story(game, played, seen, book),
         counterfactual=counterfactual(game, book),
-        beliefs=beliefs(game),
+        beliefs=beliefs(game, book),
         audits=audit_comparison(game, book),
         trade=trade_comparison(game, book),
     )
