@@ -7,7 +7,9 @@ signals and permit status of every lab, never a value or a choice, and the audit
 one ``LabView`` per lab (that lab's own value, moves and results). Templates and JSON messages
 are built from these and nothing else, so hidden information can only leak through a view that
 names it. Numbers come from sim_core (theory and the resolver); nothing is computed here that
-sim_core does not define. Not here: writes (``services``), rendering (``broadcast``).
+sim_core does not define. The settled rounds (a lab's history, scores, places) are read through
+``ledger``, as the debrief and the exports read them. Not here: writes (``services``),
+rendering (``broadcast``).
 """
 
 from __future__ import annotations
