@@ -204,7 +204,10 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         token = (query.get("token") or [None])[0]
         await self.accept()
         try:
-            seat = await database_sync_to_async(authenticate)(
+            # A read of two rows, in a thread of its own: not queued on the database thread
+            # that the room's moves and snapshots share. The groups are joined before the
+            # snapshot is read, so no event can fall between the two.
+            seat = await database_sync_to_async(authenticate, thread_sensitive=False)(
                 code, token, self.scope.get("session")
             )
         except GameError as error:
@@ -222,8 +225,8 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.send_snapshot(connect=True)
 
     def _snapshot(self, connect: bool) -> tuple[int, list[str]]:
-        assert self.seat_id is not None
-        seat = Seat.objects.get(pk=self.seat_id)
+        assert self.seat_id is not None and self.game_id is not None
+        seat = Seat(pk=self.seat_id, game_id=self.game_id)  # both read the row themselves
         if connect:
             html = self.fmt == "html"
             services.seat_connect(seat=seat, channel_name=self.channel_name, html=html)
