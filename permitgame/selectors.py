@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -475,14 +475,47 @@ def _cockpit(
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class GameScreens:
-    """Every audience's view of a game at one moment (``game_screens``)."""
+    """Every audience's view of a game at one moment (``game_screens``).
 
-    public: PublicView
-    governor: GovernorView
-    labs: Mapping[int, LabView]  # seat id -> view, for every lab seat
-    records: tuple[RoundRecord, ...]
+    ``public`` is built at once; each lab's view (``labs``: seat id -> view, for every lab
+    seat) and the governor's are built when first read, so a reader of the public view alone
+    (the progress of a room) builds no lab's screen.
+    """
+
+    __slots__ = ("_game", "_governor", "_room", "labs", "public", "records")
+
+    def __init__(self, game: Game, room: _Room, public: PublicView) -> None:
+        """Keep the room the views are built from."""
+        self._game, self._room = game, room
+        self.public = public
+        self.records = room.records
+        self.labs: Mapping[int, LabView] = _LabViews(game, room)
+        self._governor: GovernorView | None = None
+
+    @property
+    def governor(self) -> GovernorView:
+        """The governor's view."""
+        if self._governor is None:
+            self._governor = _governor_view(self._game, self._room)
+        return self._governor
+
+
+class _LabViews(Mapping[int, LabView]):
+    """Seat id -> lab view of every lab seat, each built on first read (kept with the room)."""
+
+    def __init__(self, game: Game, room: _Room) -> None:
+        self._game, self._room = game, room
+        self._seats = {seat.pk: seat for seat in room.lab_seats.values()}
+
+    def __getitem__(self, seat_id: int) -> LabView:
+        return _lab_view(self._game, self._room, self._seats[seat_id])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._seats)
+
+    def __len__(self) -> int:
+        return len(self._seats)
 
 
 # ------------------------------------------------------------------------------ building them
@@ -979,13 +1012,11 @@ def game_screens(game: Game) -> GameScreens:
     """Return every audience's view of ``game`` now, resolving the current round once.
 
     The game's rows are read and its round resolved once per version of the game in a process
-    (``_room``); the time and who is online are read each call.
+    (``_room``); the time and who is online are read each call; a lab's view and the
+    governor's are built when first read (and kept with the room).
     """
     room = _room(game)
-    public = _public_view(game, room, clock.now())
-    labs = {seat.pk: _lab_view(game, room, seat) for seat in room.lab_seats.values()}
-    governor = _governor_view(game, room)
-    return GameScreens(public=public, governor=governor, labs=labs, records=room.records)
+    return GameScreens(game, room, _public_view(game, room, clock.now()))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -570,9 +570,12 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     returning = (
         seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0
     )
-    Connection.objects.update_or_create(
-        channel_name=channel_name,
-        defaults={"seat": seat, "opened_at": now, "last_seen": now, "html": html},
+    # One statement (INSERT ... ON CONFLICT DO UPDATE): a channel name is new for each socket.
+    Connection.objects.bulk_create(
+        [Connection(seat=seat, channel_name=channel_name, opened_at=now, last_seen=now, html=html)],
+        update_conflicts=True,
+        unique_fields=["channel_name"],
+        update_fields=["seat", "opened_at", "last_seen", "html"],
     )
     if not returning and not (seat.standing_in and not seat.handed_to_bot and seat.has_player):
         Seat.objects.filter(pk=seat.pk).update(last_seen=now)
