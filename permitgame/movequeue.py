@@ -16,8 +16,10 @@ processes each keep their own queues; the game row's lock orders their calls.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
@@ -27,6 +29,8 @@ from permitgame.errors import GameError
 from permitgame.services import MoveCommand, MoveResult, Outcome
 
 Waiter = tuple[MoveCommand, "asyncio.Future[Outcome]"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -85,10 +89,10 @@ async def _drain(game_id: int, queue: _Queue, queues: dict[int, _Queue]) -> None
     Runs on the event loop; only ``submit`` (same loop) adds moves, so once the queue is seen
     empty here it stays empty until this task has ended.
     """
+    loop = asyncio.get_running_loop()
     try:
         while True:
-            taken, outcomes = await database_sync_to_async(_record)(game_id, queue)
-            _answer(taken, outcomes)
+            await database_sync_to_async(_record)(game_id, queue, loop)
             with queue.lock:
                 if not queue.waiting:
                     break
@@ -105,17 +109,32 @@ async def _drain(game_id: int, queue: _Queue, queues: dict[int, _Queue]) -> None
             del queues[game_id]
 
 
-def _record(game_id: int, queue: _Queue) -> tuple[list[Waiter], list[Outcome] | Exception]:
-    """On the database thread: take every waiting move of the game and record them together."""
+def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> None:
+    """On the database thread: take every waiting move of the game and record them together.
+
+    The sockets are answered as soon as the transaction has committed (handed to the event
+    loop); the event the batch may cause (a phase change) is published after that, still here,
+    so the acks do not wait for the room's fan-out and the game's events keep their order.
+    """
     with queue.lock:
         taken, queue.waiting = queue.waiting, []
     if not taken:
-        return taken, []
+        return
+    later: list[Callable[[], None]] = []
+    outcomes: list[Outcome] | Exception
     try:
         commands = [command for command, _ in taken]
-        return taken, services.round_submit_moves(game_id=game_id, commands=commands)
+        outcomes = services.round_submit_moves(
+            game_id=game_id, commands=commands, publish_later=later
+        )
     except Exception as error:  # answered to every waiting socket; the transaction rolled back
-        return taken, error
+        outcomes = error
+    loop.call_soon_threadsafe(_answer, taken, outcomes)
+    for publish in later:
+        try:
+            publish()
+        except Exception:  # the moves are committed and answered: log, as on_commit would
+            logger.exception("publishing game %s after its moves failed", game_id)
 
 
 def _answer(taken: list[Waiter], outcomes: list[Outcome] | Exception) -> None:

@@ -24,7 +24,7 @@ import datetime as dt
 import math
 import secrets
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -242,12 +242,15 @@ def _save_moves(game: Game, moves: Sequence[Move]) -> None:
         Move.objects.bulk_create(moves)
 
 
-def _commit(game: Game, changes: _Changes) -> None:
+def _commit(
+    game: Game, changes: _Changes, *, later: list[Callable[[], None]] | None = None
+) -> None:
     """Bump the game's version, save it and publish ``changes`` once the transaction commits.
 
     An event (a phase change, a market, results, a change of seats) gets the game's next
     ``seq`` and is sent to every seat at once; progress alone (a move, a join) marks the game
-    for the next coalesced progress message.
+    for the next coalesced progress message. ``later``: the event's publishing is appended
+    there once the transaction has committed, for the caller to run (after answering).
     """
     game.version += 1
     event = changes.is_event
@@ -255,16 +258,17 @@ def _commit(game: Game, changes: _Changes) -> None:
         game.seq += 1
     game.save()
     if event:
-        transaction.on_commit(
-            partial(
-                broadcast.publish,
-                game_id=game.pk,
-                seq=game.seq,
-                events=list(changes.events),
-                seat_ids=set(changes.seat_ids),
-            ),
-            robust=True,
+        publish = partial(
+            broadcast.publish,
+            game_id=game.pk,
+            seq=game.seq,
+            events=list(changes.events),
+            seat_ids=set(changes.seat_ids),
         )
+        if later is None:
+            transaction.on_commit(publish, robust=True)
+        else:
+            transaction.on_commit(partial(later.append, publish))
     else:
         transaction.on_commit(partial(broadcast.progress_changed, game.pk), robust=True)
 
@@ -904,7 +908,12 @@ class MoveCommand:
 Outcome = MoveResult | GameError
 
 
-def round_submit_moves(*, game_id: int, commands: Sequence[MoveCommand]) -> list[Outcome]:
+def round_submit_moves(
+    *,
+    game_id: int,
+    commands: Sequence[MoveCommand],
+    publish_later: list[Callable[[], None]] | None = None,
+) -> list[Outcome]:
     """Record the moves of one game that arrived together: one transaction, one resolve.
 
     Group commit: the game is locked once, its seats and the round's moves are read once, each
@@ -920,15 +929,23 @@ def round_submit_moves(*, game_id: int, commands: Sequence[MoveCommand]) -> list
     Every command is judged against the game as it stood when the batch began: a batch of
     moves of one phase that ends the phase is the same as those moves made one after another.
 
+    ``publish_later``: an event the batch causes (a phase change) is not sent at commit but
+    appended there once committed, so the caller can answer the players first and then run it.
+
     Returns:
         One outcome per command, in order: a ``MoveResult`` (recorded, or a repeat of the
         logged move) or the ``GameError`` it was refused with. Nothing refused is stored.
     """
     with transaction.atomic():
-        return _submit_batch(game_id, commands)
+        return _submit_batch(game_id, commands, later=publish_later)
 
 
-def _submit_batch(game_id: int, commands: Sequence[MoveCommand]) -> list[Outcome]:
+def _submit_batch(
+    game_id: int,
+    commands: Sequence[MoveCommand],
+    *,
+    later: list[Callable[[], None]] | None = None,
+) -> list[Outcome]:
     """``round_submit_moves`` inside its transaction (see there).
 
     Queries: the lock, the seats, the round's moves, the round's start state (after round 1),
@@ -1011,7 +1028,7 @@ def _submit_batch(game_id: int, commands: Sequence[MoveCommand]) -> list[Outcome
     if any(move.action != Action.BELIEF for move in new.values()):
         changes.add("waiting", game.round_no)
         _drive(game, now, changes, expired=False, position=position)
-    _commit(game, changes)
+    _commit(game, changes, later=later)
     return _all(outcomes)
 
 

@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from permitgame import movequeue, replay, services
+from permitgame import broadcast, movequeue, replay, services
 from permitgame.errors import AlreadySubmitted, NotAllowed, StaleMove
 from permitgame.models import Game, Move
 from permitgame.services import MoveCommand, MoveResult
@@ -40,9 +40,9 @@ class CountBatches:
         self.sizes: list[int] = []
         original = services.round_submit_moves
 
-        def counted(*, game_id: int, commands: Any) -> Any:
+        def counted(*, game_id: int, commands: Any, **kwargs: Any) -> Any:
             self.sizes.append(len(commands))
-            return original(game_id=game_id, commands=commands)
+            return original(game_id=game_id, commands=commands, **kwargs)
 
         monkeypatch.setattr(services, "round_submit_moves", counted)
 
@@ -361,5 +361,44 @@ async def test_a_move_resent_from_a_new_socket_is_a_duplicate_in_the_batch_and_a
         assert await unbound(stored_bids)(game) == {seats[0].pk: 0.1}
     finally:
         release.set()
+        for socket in sockets:
+            await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_batch_that_ends_the_phase_is_acknowledged_before_the_room_hears_the_new_phase(
+    monkeypatch,
+):
+    game, seats = await db(hall)(labs=5, humans=3)
+    await db(services.game_start)(game=game)
+    sockets = await connect_all(game, seats)
+    acked = threading.Event()
+    publish = broadcast.publish
+
+    def published(**kwargs: Any) -> None:
+        # The fan-out of the new phase waits until every player has its ack: if the acks
+        # waited for the fan-out, nobody would get one.
+        assert acked.wait(10)
+        publish(**kwargs)
+
+    monkeypatch.setattr(broadcast, "publish", published)
+    release, held = await held_thread()
+    try:
+        for socket in sockets:
+            frame = {"type": "bid", "round": 1, "amount": 0.1}
+            await socket.communicator.send_to(text_data=json.dumps(frame))
+        await until_waiting(game, len(sockets))
+        release.set()
+        await held
+        replies = [await reply_of(socket) for socket in sockets]
+        assert [r["type"] for r in replies] == ["ack"] * len(sockets)
+        acked.set()
+        for socket in sockets:
+            got = await socket.drain(quiet=0.3)
+            phases = [m for m in got if m["type"] == "phase"]
+            assert phases and phases[-1]["phase"] == "compliance"
+    finally:
+        release.set()
+        acked.set()
         for socket in sockets:
             await socket.close()
