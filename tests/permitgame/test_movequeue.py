@@ -402,3 +402,37 @@ async def test_a_batch_that_ends_the_phase_is_acknowledged_before_the_room_hears
         acked.set()
         for socket in sockets:
             await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_of_two_processes_at_once_are_ordered_by_the_games_lock():
+    # Two Daphnes each record their own batch of the same game at the same moment: the game's
+    # row lock orders the two transactions, both go in, and the log's chain holds.
+    game, seats = hall(labs=12, humans=10)
+    services.game_start(game=game)
+    halves = [seats[:5], seats[5:]]
+    results: list[Any] = [None, None]
+    start = threading.Barrier(2)
+
+    def record(index: int) -> None:
+        from django.db import connection as thread_connection
+
+        start.wait()
+        try:
+            results[index] = services.round_submit_moves(
+                game_id=game.pk, commands=[bid(seat, 0.1) for seat in halves[index]]
+            )
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert all(isinstance(o, MoveResult) for half in results for o in half)
+    assert len(stored_bids(game)) == 10
+    game = fresh(game)
+    assert game.phase == Phase.COMPLIANCE  # the second batch ended the phase
+    chain = replay.verify_game_chain(game)
+    assert chain.ok, chain.summary()
