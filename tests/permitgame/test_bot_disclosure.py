@@ -136,9 +136,7 @@ async def participant_receives(game: Game, person: Seat, program: Seat) -> tuple
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("disclosure", ["hidden", "revealed_at_end"])
-async def test_hidden_bots_are_not_told_apart_in_anything_a_participant_is_sent(
-    client, disclosure
-):
+async def test_hidden_bots_are_not_told_apart_in_anything_a_participant_is_sent(client, disclosure):
     game, person, program = await db(seat_study)(client, disclosure)
     page = (await db(client.get)(f"/play/{game.code}/")).content.decode()
     assert 'id="players"' in page and html_tells(page) == []
@@ -159,7 +157,8 @@ async def test_hidden_bots_are_not_told_apart_in_anything_a_participant_is_sent(
 async def test_revealed_bots_are_shown_to_the_participants(client):
     game, person, program = await db(seat_study)(client, "revealed")
     page = (await db(client.get)(f"/play/{game.code}/")).content.decode()
-    assert section(page, "players").count('<span class="badge">Bot</span>') == 3  # 2 labs, the governor
+    # Two labs and the governor are bots.
+    assert section(page, "players").count('<span class="badge">Bot</span>') == 3
     assert PROGRAM in section(page, "players")
     received, fragments = await participant_receives(game, person, program)
     assert json_tells(received)  # the same check finds what is shown

@@ -87,7 +87,11 @@ def test_a_minimal_design_is_completed_with_every_default():
             "treatments.a.room_size",
         ),
         (
-            {"treatments": {"a": {"room_size": 2, "seats": {"human_labs": 2, "governor": "human"}}}},
+            {
+                "treatments": {
+                    "a": {"room_size": 2, "seats": {"human_labs": 2, "governor": "human"}}
+                }
+            },
             "treatments.a.room_size",
         ),
     ],
