@@ -89,7 +89,7 @@ def json_tells(messages: list[dict[str, Any]]) -> list[str]:
         game = message.get("game") or message
         if any(player > 0 for player in game.get("waiting_for") or []):
             tells.append(f"{kind}: waits for labs {game['waiting_for']}")
-        if kind == "progress" and (message["joined"] is not None or message["connected"]):
+        if kind == "progress" and (message["joined"], message["connected"]) != (None, None):
             tells.append(f"progress: joined {message['joined']}")
         for row in message.get("standings") or []:
             if row["nickname"]:
