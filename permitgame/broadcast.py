@@ -312,27 +312,6 @@ def state_message(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     return message
 
 
-def host_json(rows: Sequence[ConsoleSeat]) -> dict[str, Any]:
-    """Return the console's ``seats`` message (presence and who has acted)."""
-    return {
-        "type": "seats",
-        "seats": [
-            {
-                "player_id": row.player_id,
-                "role": row.role,
-                "nickname": row.nickname,
-                "controller": row.controller,
-                "connected": row.connected,
-                "presence": row.presence,
-                "acted": row.acted,
-                "acted_by": row.acted_by,
-                "latency_ms": row.latency_ms,
-            }
-            for row in rows
-        ],
-    }
-
-
 # ------------------------------------------------------------------------------ HTML fragments
 
 
@@ -568,7 +547,7 @@ def publish(
 def _send_host(
     game: Game, public: PublicView, *, charts: bool, kind: str, now: float | None = None
 ) -> None:
-    """Render and send the console's fragments (and its JSON seats), if a console is open."""
+    """Render and send the console's fragments, if a console is open."""
     if not realtime.console_open(game.pk):
         return
     with _progress_lock:
@@ -579,7 +558,7 @@ def _send_host(
         host = Outgoing(
             realtime.host_group(game.pk),
             host_html(public, rows, with_charts=charts),
-            (_dump(host_json(rows)),),
+            (),  # the host socket forwards HTML only: no client reads JSON there
         )
         realtime.send([host], seq=public.seq, version=public.version, kind=kind)
     except Exception:

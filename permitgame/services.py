@@ -61,6 +61,7 @@ from permitgame.models import (
     SavedPreset,
     Seat,
     Status,
+    lab_label,
 )
 from sim_core import (
     ActionError,
@@ -1236,7 +1237,7 @@ def seat_hand_to_bot(*, seat: Seat, to_bot: bool = True) -> Seat:
     if game.status not in (Status.RUNNING, Status.PAUSED):
         raise NotRunning(HAND_WHILE_PLAYING)
     if not seat.has_player:
-        label = "The governor's seat" if seat.role == Role.GOVERNOR else f"Lab {seat.player_id}"
+        label = "The governor's seat" if seat.role == Role.GOVERNOR else lab_label(seat.player_id)
         raise SeatChange(HAND_NO_PLAYER.format(label=label))
     now = clock.now()
     changes = _Changes()
@@ -1341,7 +1342,7 @@ def game_remove_bot(*, game: Game, seat: Seat | None = None) -> None:
         if found is None:
             raise SeatChange(NOT_A_LAB_SEAT)
         if found.has_player:
-            label = f"Lab {found.player_id}"
+            label = lab_label(found.player_id)
             raise SeatChange(SEAT_HAS_PLAYER.format(label=label, nickname=found.nickname))
         target = found
     removed = target.lab_index or 0

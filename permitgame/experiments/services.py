@@ -16,12 +16,12 @@ from typing import Any
 
 from django.db import transaction
 
-from permitgame import clock, services
+from permitgame import clock, ledger, services
 from permitgame.errors import GameError
 from permitgame.experiments import assignment, materials
 from permitgame.experiments.design import parse_design, room_size
 from permitgame.experiments.models import Event, Experiment, Participant, Room
-from permitgame.models import BotDisclosure, RoundRecord, Seat, Status
+from permitgame.models import BotDisclosure, Seat, Status
 from sim_core import Role, parse_scenario
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -307,7 +307,7 @@ def points_of(participant: Participant) -> float | None:
     if seat.role != Role.LAB or seat.lab_index is None:
         return 0.0
     lab = seat.lab_index
-    return float(sum(float(r.payoffs[lab]) for r in RoundRecord.objects.filter(game=game)))
+    return ledger.read(game).scores[lab]
 
 
 def payment_of(design: Mapping[str, Any], points: float | None) -> float | None:
