@@ -78,7 +78,7 @@ def game_json(public: PublicView) -> dict[str, Any]:
         "deadline": _iso(public.deadline),
         "seconds_left": public.seconds_left,
         "paused_remaining": public.paused_remaining,
-        "waiting_for": list(public.waiting_for),
+        "waiting_for": list(public.waiting_shown()),
     }
 
 
@@ -88,7 +88,23 @@ def phase_message(public: PublicView) -> dict[str, Any]:
 
 
 def players_json(public: PublicView) -> list[dict[str, Any]]:
-    """Return the seats as everyone may see them."""
+    """Return the seats as everyone may see them.
+
+    With the bots hidden, only each seat's id and role: no nickname (a bot has none), and
+    ``human``, ``program``, ``bot_playing`` and ``connected`` are null (a bot is never online).
+    """
+    if not public.bots_disclosed:
+        hidden = {"nickname": "", "human": None, "program": None}
+        return [
+            {
+                "player_id": row.player_id,
+                "role": row.role,
+                **hidden,
+                "bot_playing": None,
+                "connected": None,
+            }
+            for row in public.players
+        ]
     return [
         {
             "player_id": row.player_id,
@@ -138,7 +154,7 @@ def game_over_message(public: PublicView) -> dict[str, Any]:
             {
                 "rank": s.rank,
                 "player_id": s.player_id,
-                "nickname": s.nickname,
+                "nickname": s.nickname if public.bots_disclosed else "",
                 "score": s.score,
                 "wealth": s.wealth,
             }
@@ -605,7 +621,7 @@ def progress_json(public: PublicView) -> dict[str, Any]:
     ``waiting``: how many seats the phase still waits for; ``joined``: seats with a player;
     ``connected``: players online; ``seats``: all seats (bots included).
     """
-    return {
+    message: dict[str, Any] = {
         "type": "progress",
         "status": public.status,
         "round": public.round_no,
@@ -615,6 +631,9 @@ def progress_json(public: PublicView) -> dict[str, Any]:
         "connected": sum(1 for row in public.players if row.connected),
         "seats": len(public.players),
     }
+    if not public.bots_disclosed:  # counts of people would tell how many seats bots play
+        message.update(waiting=len(public.waiting_shown()), joined=None, connected=None)
+    return message
 
 
 def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = False) -> None:
@@ -637,7 +656,7 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
     small = len(public.players) <= LIST_LIMIT
     message = progress_json(public)
     if small:
-        message["waiting_for"] = list(public.waiting_for)
+        message["waiting_for"] = list(public.waiting_shown())
         message["players"] = players_json(public)
     html = seq_html(public.seq, "progress")
     if not beacon:
@@ -687,6 +706,8 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
         "connected": connected,
         "seats": counts["seats"],
     }
+    if not game.bots_shown:
+        message.update(joined=None, connected=None)
     item = Outgoing(
         realtime.game_group(game.pk), seq_html(game.seq, "progress"), (_stamp(message, game.seq),)
     )

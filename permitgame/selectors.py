@@ -252,6 +252,22 @@ class PublicView:
     standings: tuple[Standing, ...]
     governor_score: float | None
     headline: Headline | None = None
+    #: Whether the players may be shown which seats bots play (``Game.bots_shown``). When not,
+    #: what the players are sent leaves out nicknames, presence, who plays a seat and which
+    #: labs the game waits for (broadcast.py and the players' templates read this flag); the
+    #: instructor's console keeps it all.
+    bots_disclosed: bool = True
+
+    def waiting_shown(self) -> tuple[int, ...]:
+        """Whom the phase waits for, as the players may see it.
+
+        With the bots hidden the labs are left out: a bot never keeps a phase waiting, so a lab
+        waited for is a person's. The governor (0) stays: whether a person governs is part of
+        the announced rules (``policy`` "announced", MODEL.md §5).
+        """
+        if self.bots_disclosed:
+            return self.waiting_for
+        return tuple(player for player in self.waiting_for if player == 0)
 
     def waiting_labels(self) -> list[str]:
         """Return "Lab 2 (Ana)" for each seat the game waits for."""
@@ -726,6 +742,7 @@ def _public_view(game: Game, room: _Room, now: dt.datetime) -> PublicView:
         standings=room.scoreboard if room.finished else (),
         governor_score=room.governor_score if room.finished else None,
         headline=headline_of(records[-1]) if records else None,
+        bots_disclosed=game.bots_shown,
     )
 
 
