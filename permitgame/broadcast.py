@@ -78,7 +78,7 @@ def game_json(public: PublicView) -> dict[str, Any]:
         "deadline": _iso(public.deadline),
         "seconds_left": public.seconds_left,
         "paused_remaining": public.paused_remaining,
-        "waiting_for": list(public.waiting_for),
+        "waiting_for": list(public.waiting_shown()),
     }
 
 
@@ -88,7 +88,23 @@ def phase_message(public: PublicView) -> dict[str, Any]:
 
 
 def players_json(public: PublicView) -> list[dict[str, Any]]:
-    """Return the seats as everyone may see them."""
+    """Return the seats as everyone may see them.
+
+    With the bots hidden, only each seat's id and role: no nickname (a bot has none), and
+    ``human``, ``program``, ``bot_playing`` and ``connected`` are null (a bot is never online).
+    """
+    if not public.bots_disclosed:
+        hidden = {"nickname": "", "human": None, "program": None}
+        return [
+            {
+                "player_id": row.player_id,
+                "role": row.role,
+                **hidden,
+                "bot_playing": None,
+                "connected": None,
+            }
+            for row in public.players
+        ]
     return [
         {
             "player_id": row.player_id,
@@ -138,7 +154,7 @@ def game_over_message(public: PublicView) -> dict[str, Any]:
             {
                 "rank": s.rank,
                 "player_id": s.player_id,
-                "nickname": s.nickname,
+                "nickname": s.nickname if public.bots_disclosed else "",
                 "score": s.score,
                 "wealth": s.wealth,
             }
@@ -260,7 +276,17 @@ def your_results_json(row: LabRound) -> dict[str, Any]:
 
 def state_message(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     """Return the ``state`` snapshot for one seat: everything it may see now."""
-    public = screens.public
+    lab = screens.labs[seat.pk] if seat.lab_index is not None else None
+    return seat_state_message(screens.public, seat, lab=lab, governor=screens.governor)
+
+
+def seat_state_message(
+    public: PublicView, seat: Seat, *, lab: LabView | None, governor: GovernorView | None
+) -> dict[str, Any]:
+    """Return the ``state`` snapshot of ``seat`` from the public view and the seat's own part.
+
+    ``lab`` for a lab's seat, ``governor`` for the governor's (the other is not read).
+    """
     message: dict[str, Any] = {
         "type": "state",
         "game": {**game_json(public), "title": public.title},
@@ -272,14 +298,14 @@ def state_message(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     }
     identity = {"player_id": seat.player_id, "role": seat.role, "nickname": seat.nickname}
     if seat.lab_index is not None:
-        lab = screens.labs[seat.pk]
+        assert lab is not None
         you = {key: value for key, value in you_json(lab).items() if key != "type"}
         message["you"] = {**identity, **you}
         message["history"] = [
             {k: v for k, v in your_results_json(row).items() if k != "type"} for row in lab.history
         ]
     else:
-        governor = screens.governor
+        assert governor is not None
         message["you"] = {
             **identity,
             "owes_move": governor.owes_move,
@@ -400,28 +426,35 @@ def seq_html(seq: int, kind: str) -> str:
 
 
 def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
-    """Return (seq, texts) of one seat's full screen in format ``"json"`` or ``"html"``."""
+    """Return (seq, texts) of one seat's full screen in format ``"json"`` or ``"html"``.
+
+    Only this seat's own part is built (``selectors.seat_screen``): the public part is read
+    once per version of the game, so a room of N filling up costs O(N), not O(N²).
+    """
     game = Game.objects.get(pk=seat.game_id)
-    seat = Seat.objects.get(pk=seat.pk)
-    screens = selectors.game_screens(game)
-    seq = screens.public.seq
+    screen = selectors.seat_screen(game, seat.pk)
+    public, seat = screen.public, screen.seat
+    seq = public.seq
     if fmt == "json":
-        return seq, [_stamp(state_message(screens, seat), seq)]
-    html = public_html(screens.public)
-    if seat.lab_index is not None:
-        html += lab_html(screens.public, screens.labs[seat.pk])
+        message = seat_state_message(public, seat, lab=screen.lab, governor=screen.governor)
+        return seq, [_stamp(message, seq)]
+    html = public_html(public)
+    if screen.lab is not None:
+        html += lab_html(public, screen.lab)
     else:
-        html += governor_html(screens.public, screens.governor)
+        assert screen.governor is not None
+        html += governor_html(public, screen.governor)
     return seq, [html + seq_html(seq, "snapshot")]
 
 
 def own_html(seat_id: int) -> str:
     """Return one seat's own fragments now (a browser's answer to its own move)."""
     seat = Seat.objects.select_related("game").get(pk=seat_id)
-    screens = selectors.game_screens(seat.game)
-    if seat.lab_index is not None:
-        return lab_html(screens.public, screens.labs[seat.pk])
-    return governor_html(screens.public, screens.governor)
+    screen = selectors.seat_screen(seat.game, seat.pk)
+    if screen.lab is not None:
+        return lab_html(screen.public, screen.lab)
+    assert screen.governor is not None
+    return governor_html(screen.public, screen.governor)
 
 
 def _record(screens: GameScreens, round_no: int) -> RoundRecord | None:
@@ -588,7 +621,7 @@ def progress_json(public: PublicView) -> dict[str, Any]:
     ``waiting``: how many seats the phase still waits for; ``joined``: seats with a player;
     ``connected``: players online; ``seats``: all seats (bots included).
     """
-    return {
+    message: dict[str, Any] = {
         "type": "progress",
         "status": public.status,
         "round": public.round_no,
@@ -598,6 +631,9 @@ def progress_json(public: PublicView) -> dict[str, Any]:
         "connected": sum(1 for row in public.players if row.connected),
         "seats": len(public.players),
     }
+    if not public.bots_disclosed:  # counts of people would tell how many seats bots play
+        message.update(waiting=len(public.waiting_shown()), joined=None, connected=None)
+    return message
 
 
 def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = False) -> None:
@@ -620,7 +656,7 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
     small = len(public.players) <= LIST_LIMIT
     message = progress_json(public)
     if small:
-        message["waiting_for"] = list(public.waiting_for)
+        message["waiting_for"] = list(public.waiting_shown())
         message["players"] = players_json(public)
     html = seq_html(public.seq, "progress")
     if not beacon:
@@ -670,6 +706,8 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
         "connected": connected,
         "seats": counts["seats"],
     }
+    if not game.bots_shown:
+        message.update(joined=None, connected=None)
     item = Outgoing(
         realtime.game_group(game.pk), seq_html(game.seq, "progress"), (_stamp(message, game.seq),)
     )
