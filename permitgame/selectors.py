@@ -681,18 +681,7 @@ def game_screens(game: Game) -> GameScreens:
     settled_now = records[-1] if records and records[-1].round_no == game.round_no else None
 
     players = tuple(
-        PlayerRow(
-            seat_id=s.pk,
-            player_id=s.player_id,
-            role=s.role,
-            label=seat_label(s),
-            nickname=s.nickname,
-            human=s.has_player,
-            open_seat=s.kind == Seat.Kind.HUMAN and not s.has_player,
-            bot_playing=not s.has_player or (playing and s.controller == Controller.BOT),
-            connected=s.pk in connected,
-            program=program_label(s),
-        )
+        player_row(s, connected=s.pk in connected, playing=playing)
         for s in sorted(seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
     )
     seconds_left = None
@@ -875,6 +864,22 @@ class HostSeatRow:
     latency_ms: int | None
     #: "name version" of a program that declared itself when it joined; "" for anyone else.
     program: str = ""
+
+
+def player_row(seat: Seat, *, connected: bool, playing: bool) -> PlayerRow:
+    """Return one seat as everyone may see it; ``playing``: the game is running or paused."""
+    return PlayerRow(
+        seat_id=seat.pk,
+        player_id=seat.player_id,
+        role=seat.role,
+        label=seat_label(seat),
+        nickname=seat.nickname,
+        human=seat.has_player,
+        open_seat=seat.kind == Seat.Kind.HUMAN and not seat.has_player,
+        bot_playing=not seat.has_player or (playing and seat.controller == Controller.BOT),
+        connected=connected,
+        program=program_label(seat),
+    )
 
 
 def program_label(seat: Seat) -> str:

@@ -266,3 +266,85 @@ def test_a_bad_setting_in_the_environment_is_refused_with_its_name(env):
     assert "ImproperlyConfigured" in result.stderr
     name = next(iter(env)).removeprefix("DJANGO_")
     assert name in result.stderr
+
+
+# ------------------------------------------------------------------------------ progress
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("labs", [10, 100])
+def test_a_running_games_progress_is_counted_without_a_resolve_in_a_few_queries(
+    monkeypatch, labs
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from permitgame import selectors
+    from tests.permitgame.test_hall import CountResolves
+
+    game, seats = hall(labs=labs, humans=labs, online=True)
+    services.game_start(game=game)
+    sent: list[Any] = []
+    monkeypatch.setattr(realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+
+    def check() -> None:
+        sent.clear()
+        resolves = CountResolves(monkeypatch)
+        with CaptureQueriesContext(connection) as queries:
+            broadcast.flush_progress(game.pk)
+        assert resolves.calls == 0
+        assert len(queries.captured_queries) <= 2, [q["sql"] for q in queries.captured_queries]
+        (item,) = sent
+        message = json.loads(item.json[0])
+        public = selectors.game_screens(fresh(game)).public  # what the resolver says
+        assert message["waiting"] == len(public.waiting_for) and message["seq"] == public.seq
+        assert (message["joined"], message["connected"], message["seats"]) == (
+            labs,
+            labs,
+            labs + 1,
+        )
+        if labs + 1 <= broadcast.LIST_LIMIT:
+            assert message["waiting_for"] == list(public.waiting_for)
+            assert message["players"] == broadcast.players_json(public)
+            assert 'id="waiting"' in item.html and 'id="players"' in item.html
+        else:
+            assert "players" not in message and 'id="waiting"' in item.html
+        monkeypatch.undo()
+        monkeypatch.setattr(realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+
+    # What each event's publish does (on_commit, which this test's transaction never runs).
+    broadcast.note_owed(selectors.game_screens(fresh(game)).public)
+    for seat in seats[: labs // 2]:
+        services.round_submit_bid(seat=seat, round_no=1, amount=0.1)
+    check()
+    for seat in seats[labs // 2 :]:
+        services.round_submit_bid(seat=seat, round_no=1, amount=0.2 if seat.pk % 2 else 0.0)
+    game = fresh(game)
+    assert game.phase == "compliance"  # the labs without a permit owe a choice
+    broadcast.note_owed(selectors.game_screens(game).public)
+    check()
+    losers = [s for s in seats if selectors.game_screens(fresh(game)).labs[s.pk].owes_move]
+    services.round_submit_choice(seat=losers[0], round_no=1, run=False)
+    check()
+
+
+@pytest.mark.django_db
+def test_a_progress_waits_a_beat_for_the_events_note_then_resolves_once(monkeypatch):
+    from django.core.cache import cache
+
+    from tests.permitgame.test_hall import CountResolves
+
+    game, seats = hall(labs=6, humans=3)
+    services.game_start(game=game)
+    cache.clear()
+    sent: list[Any] = []
+    monkeypatch.setattr(realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    resolves = CountResolves(monkeypatch)
+    broadcast._dirty.discard(game.pk)
+    broadcast.flush_progress(game.pk, now=500.0)
+    assert sent == [] and game.pk in broadcast._dirty  # the event's note may be on its way
+    broadcast.flush_progress(game.pk, now=500.0 + broadcast.OWED_WAIT_SECONDS)
+    assert len(sent) == 1 and resolves.calls == 1
+    broadcast.flush_progress(game.pk, now=502.0)
+    assert len(sent) == 2 and resolves.calls == 1  # noted: counted from the rows again
+    assert json.loads(sent[-1].json[0])["waiting"] == 3

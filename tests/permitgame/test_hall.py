@@ -19,7 +19,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from permitgame import bridge, broadcast, delivery, services, ticker
+from permitgame import bridge, broadcast, delivery, selectors, services, ticker
 from permitgame.client import JoinInfo, Player, join
 from permitgame.clock import now as clock_now
 from permitgame.consumers import ApiConsumer
@@ -153,6 +153,7 @@ def test_the_setup_is_parsed_once_per_game_and_again_when_the_lobby_changes_it(m
 def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
     game, seats = hall(labs=10, humans=6)
     services.game_start(game=game)
+    broadcast.note_owed(selectors.game_screens(fresh(game)).public)  # what the start's publish does
     sent: list[tuple[str, list[str]]] = []
 
     def record(outgoing: Any, **kwargs: Any) -> None:
