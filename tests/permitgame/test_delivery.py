@@ -273,9 +273,7 @@ def test_a_bad_setting_in_the_environment_is_refused_with_its_name(env):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("labs", [10, 100])
-def test_a_running_games_progress_is_counted_without_a_resolve_in_a_few_queries(
-    monkeypatch, labs
-):
+def test_a_running_games_progress_is_counted_without_a_resolve_in_a_few_queries(monkeypatch, labs):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -334,7 +332,7 @@ def test_a_progress_waits_a_beat_for_the_events_note_then_resolves_once(monkeypa
 
     from tests.permitgame.test_hall import CountResolves
 
-    game, seats = hall(labs=6, humans=3)
+    game, _ = hall(labs=6, humans=3)
     services.game_start(game=game)
     cache.clear()
     sent: list[Any] = []
