@@ -488,7 +488,6 @@ def publish(
     game = Game.objects.get(pk=game_id)
     screens = selectors.game_screens(game)
     public, governor = screens.public, screens.governor
-    note_owed(public)  # the room's progress counts from it until the next event
     kinds = [kind for kind, _ in events]
 
     public_json: list[dict[str, Any]] = []
@@ -545,6 +544,9 @@ def publish(
         realtime.send(outgoing, seq=seq, version=public.version)
     except Exception:  # the change is committed: a dead channel layer must not undo it
         logger.exception("publishing game %s event %s failed", game_id, seq)
+    # Only now that every seat's channel holds the event: a progress carrying this seq may be
+    # sent (it counts from this note), so it never overtakes the event it follows.
+    note_owed(public)
     _progress_sent(game_id)
     # The console after the players: its fragments are the largest to render (every seat
     # with its controls), and no player waits for them.
@@ -635,9 +637,12 @@ def progress_json(public: PublicView) -> dict[str, Any]:
 #: Seconds the seats owing a move at an event are remembered (in the cache, shared by every
 #: process through Redis): the room's progress is counted from them until the next event.
 OWED_SECONDS = 6 * 3600
-#: Seconds a progress waits for the event's own note of who is owed (the process that committed
-#: the event writes it just before sending the event) before it resolves the round itself.
-OWED_WAIT_SECONDS = 1.0
+#: Seconds a progress waits for the event's own note of who is owed before it resolves the round
+#: itself. The process that committed the event writes the note once it has handed the event to
+#: the channel layer, so a progress carrying the event's seq (from any process) is sent after
+#: the event: it waits while the event is being rendered and sent, however long that takes
+#: under load, and only a publish that never came (a process that died) costs this wait.
+OWED_WAIT_SECONDS = 10.0
 _owed_missing: dict[tuple[int, int], float] = {}
 
 
@@ -778,9 +783,10 @@ def room_progress(game: Game, owed: set[int]) -> RoomProgress:
 def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = False) -> None:
     """Send a game's progress now: counts to every socket, the full view to the console.
 
-    Counted from the rows (``room_progress``: O(1) queries, no resolve). Only right after an
-    event whose note of who is owed has not reached the cache yet does it wait a beat (and
-    after ``OWED_WAIT_SECONDS`` resolve the round itself, once per event).
+    Counted from the rows (``room_progress``: O(1) queries, no resolve). Right after an event,
+    until its publish has sent it and noted who is owed (``note_owed``), the progress waits (a
+    beat at a time; after ``OWED_WAIT_SECONDS`` it resolves the round itself, once per event):
+    so the progress, which carries the event's seq, never reaches a socket before the event.
     ``beacon``: nothing changed, the message only repeats the game's seq (so a socket that
     lost the last event notices): the pages' fragments and the console are not redrawn.
     ``now``: the ``time.monotonic()`` of the beat (tests pass their own).

@@ -220,6 +220,7 @@ def run_setup(
                 f"  {scenario.label} / {setup.name} repeat {index + 1}: "
                 f"floor {fmt_ms(result['floor_p95'])}, phase {fmt_ms(result['phase_p95'])}, "
                 f"ack p95 {fmt_ms(result['ack_p95'])}, lost {result['lost']}, "
+                f"gaps {result['gaps']}, late {fmt_ms(result['lateness_p95'])}, "
                 f"joins {fmt_s(result['join_s'])} ({result['joined']}/{result['seats']} connected, "
                 f"{result['failed_handshakes']} failed handshakes), "
                 f"games {result['complete']}/{result['games']}, "

@@ -32,6 +32,8 @@ from tests.harness import (
 )
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: PostgreSQL's max_connections in the setups with PostgreSQL.
+POSTGRES_CONNECTIONS = 250
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,11 @@ def serve(setup: Setup) -> Iterator[Servers]:
         workdir = stack.enter_context(scratch_dir("permitgame-bench-load-"))
         if setup.redis_postgres:
             redis_url = stack.enter_context(redis_server())
-            database_url = stack.enter_context(postgres_server())
+            # Every join request runs in a thread of its own with its own connection (Django's
+            # ASGI handler), and a hundred join at once (clients.JOINING_AT_ONCE), queued on the
+            # game's row lock while they hold it: the tests' 50 would refuse some with "too
+            # many clients" (a 500). A deployment sizes this, or puts a pooler in front.
+            database_url = stack.enter_context(postgres_server(max_connections=POSTGRES_CONNECTIONS))
             env = {**_production_env(), "DATABASE_URL": database_url, "REDIS_URL": redis_url}
             # The floor's groups live in another Redis database of the same server.
             floor_env = {**env, "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1"}

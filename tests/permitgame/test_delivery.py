@@ -327,7 +327,11 @@ def test_a_running_games_progress_is_counted_without_a_resolve_in_a_few_queries(
 
 
 @pytest.mark.django_db
-def test_a_progress_waits_a_beat_for_the_events_note_then_resolves_once(monkeypatch):
+def test_a_progress_waits_for_its_events_publish_and_resolves_only_if_it_never_comes(
+    monkeypatch,
+):
+    """The event committed (``seq``) but its publish has not sent it yet (no note of who is
+    owed): a progress carrying that seq would overtake it, so it is not sent yet."""
     from django.core.cache import cache
 
     from tests.permitgame.test_hall import CountResolves
@@ -340,7 +344,9 @@ def test_a_progress_waits_a_beat_for_the_events_note_then_resolves_once(monkeypa
     resolves = CountResolves(monkeypatch)
     broadcast._dirty.discard(game.pk)
     broadcast.flush_progress(game.pk, now=500.0)
-    assert sent == [] and game.pk in broadcast._dirty  # the event's note may be on its way
+    assert sent == [] and game.pk in broadcast._dirty  # tried again at the next beat
+    broadcast.flush_progress(game.pk, now=505.0)
+    assert sent == []
     broadcast.flush_progress(game.pk, now=500.0 + broadcast.OWED_WAIT_SECONDS)
     assert len(sent) == 1 and resolves.calls == 1
     broadcast.flush_progress(game.pk, now=502.0)
