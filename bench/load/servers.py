@@ -132,7 +132,8 @@ def serve(setup: Setup) -> Iterator[Servers]:
             # ASGI handler), and a hundred join at once (clients.JOINING_AT_ONCE), queued on the
             # game's row lock while they hold it: the tests' 50 would refuse some with "too
             # many clients" (a 500). A deployment sizes this, or puts a pooler in front.
-            database_url = stack.enter_context(postgres_server(max_connections=POSTGRES_CONNECTIONS))
+            postgres = postgres_server(max_connections=POSTGRES_CONNECTIONS)
+            database_url = stack.enter_context(postgres)
             env = {**_production_env(), "DATABASE_URL": database_url, "REDIS_URL": redis_url}
             # The floor's groups live in another Redis database of the same server.
             floor_env = {**env, "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1"}
