@@ -352,3 +352,32 @@ def test_a_progress_waits_for_its_events_publish_and_resolves_only_if_it_never_c
     broadcast.flush_progress(game.pk, now=502.0)
     assert len(sent) == 2 and resolves.calls == 1  # noted: counted from the rows again
     assert json.loads(sent[-1].json[0])["waiting"] == 3
+
+
+# ------------------------------------------------------------------------------ the clock
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_clock_wakes_for_a_deadline_sooner_than_its_next_beat():
+    import datetime as dt
+
+    from permitgame import ticker
+    from permitgame.clock import now as clock_now
+    from permitgame.models import Game
+
+    game, _ = await db(hall)(labs=3, humans=1)
+    await db(services.game_start)(game=game)
+    soon = clock_now() + dt.timedelta(seconds=0.8)
+    await db(lambda: Game.objects.filter(pk=game.pk).update(phase_deadline=soon))()
+    # One beat every 30 s: the first finds nothing due, and the deadline passes long before
+    # the next unless the loop sleeps only until the soonest deadline.
+    loop = asyncio.ensure_future(ticker.run_forever(interval=30.0))
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            current = await db(fresh)(game)
+            if current.phase != "bidding":
+                break
+        assert current.phase != "bidding"
+    finally:
+        loop.cancel()
