@@ -814,6 +814,10 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
         public = selectors.game_screens(game).public
         note_owed(public)
         owed = _owed(game) or set()
+    elif _owed_missing:
+        with _progress_lock:
+            for key in [key for key in _owed_missing if key[0] == game.pk]:
+                del _owed_missing[key]
     room = room_progress(game, owed)
     html = seq_html(room.seq, "progress")
     if not beacon:
