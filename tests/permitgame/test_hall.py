@@ -351,7 +351,9 @@ def database_sync_to_async_unbound(function: Any) -> Any:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_the_page_socket_mends_a_gap_itself_with_the_whole_screen(settings):
+async def test_the_page_socket_mends_a_gap_itself_with_the_whole_screen(settings, monkeypatch):
+    # An event ahead of the page waits this long for the ones before it, then mends the gap.
+    monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.3)
     game, seats = await db(hall)(labs=4, humans=2)
     await db(services.game_start)(game=game)
     socket = Socket(html_path(game.code, seats[0].token), fmt="html")
