@@ -4,19 +4,21 @@
   "use strict";
 
   // ------------------------------------------------------------------ countdowns
-  // The server renders the seconds left; we count down from the moment the element arrived,
-  // so a wrong clock on the laptop does not matter.
+  // The server renders the seconds left; we count down from the moment they arrived, so a wrong
+  // clock on the laptop does not matter. An update morphs the same element with new seconds
+  // left (a new phase, +30 s): the count starts again from those.
   var arrived = new WeakMap();
 
   function tick() {
     var now = performance.now();
     document.querySelectorAll(".host-countdown[data-deadline]").forEach(function (el) {
-      if (!arrived.has(el)) {
+      var stamp = el.getAttribute("data-deadline") + " " + el.getAttribute("data-seconds-left");
+      if (!arrived.has(el) || arrived.get(el).stamp !== stamp) {
         var left = parseFloat(el.getAttribute("data-seconds-left"));
         if (isNaN(left)) {
           left = (Date.parse(el.getAttribute("data-deadline")) - Date.now()) / 1000;
         }
-        arrived.set(el, { at: now, left: left });
+        arrived.set(el, { at: now, left: left, stamp: stamp });
       }
       var start = arrived.get(el);
       var seconds = Math.max(0, Math.ceil(start.left - (now - start.at) / 1000));
@@ -83,62 +85,27 @@
   });
 
   // ------------------------------------------------------------------ keeping the keyboard focus
-  // Every update replaces the live fragments (a student's bid, a control's answer). A keyboard
-  // user's focus would fall back to the top of the page each time, so it is put back on the
-  // same control in the new fragment, or on the control that took its place (Pause <-> Resume).
-  var COUNTERPART = { pause: "resume", resume: "pause", start: "pause", "add-bot": "remove-bot" };
-  var pendingFocus = null;
-
-  function focusKey(element) {
-    var control = element.closest("[data-control]");
-    if (control) return { control: control.getAttribute("data-control") };
-    var label = element.getAttribute("aria-label");
-    if (element.tagName === "BUTTON" && label) return { label: label };
-    return element.id ? { id: element.id } : null;
-  }
-
-  // ``tried``: the controls already looked for. Pause and Resume are each other's counterpart,
-  // so once the game is over and neither is there the search must stop (it once recursed
-  // without end when the game ended while Start or Pause had the focus).
-  function findByKey(key, tried) {
-    tried = tried || {};
-    if (key.id) return document.getElementById(key.id);
-    if (key.control) tried[key.control] = true;
-    var found = null;
-    var selector = key.control ? "[data-control]" : "button[aria-label]";
-    document.querySelectorAll(selector).forEach(function (element) {
-      if (found) return;
-      if (key.control && element.getAttribute("data-control") === key.control) found = element;
-      if (key.label && element.getAttribute("aria-label") === key.label) found = element;
-    });
-    var counterpart = key.control && COUNTERPART[key.control];
-    if (!found && counterpart && !tried[counterpart]) {
-      found = findByKey({ control: counterpart }, tried);
-    }
-    return found;
-  }
+  // Every update morphs the live fragments into the page (hx-swap-oob="morph", idiomorph): a
+  // control the update keeps is the same element, so it keeps the keyboard focus, and Pause
+  // becomes Resume in place. Only when the focused control is gone (the game ended) does the
+  // focus go to the status line rather than fall back to the top of the page.
+  var focusInSwap = false;
 
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var active = document.activeElement;
     var target = event.detail && event.detail.target;
-    if (active && active !== document.body && target && target.contains(active)) {
-      pendingFocus = focusKey(active);
-    }
+    if (active && active !== document.body && target && target.contains(active)) focusInSwap = true;
   });
 
-  function restoreFocus() {
-    if (!pendingFocus) return;
+  function keepFocus() {
+    if (!focusInSwap) return;
+    focusInSwap = false;
     var active = document.activeElement;
-    if (active && active !== document.body && document.contains(active)) {
-      pendingFocus = null;  // the focus is somewhere already
-      return;
-    }
-    var element = findByKey(pendingFocus) || document.getElementById("host-status");
-    pendingFocus = null;
-    if (element) element.focus({ preventScroll: true });
+    if (active && active !== document.body && document.contains(active)) return;
+    var status = document.getElementById("host-status");
+    if (status) status.focus({ preventScroll: true });
   }
-  document.addEventListener("htmx:oobAfterSwap", function () { setTimeout(restoreFocus, 0); });
-  document.addEventListener("htmx:afterSettle", restoreFocus);
+  document.addEventListener("htmx:oobAfterSwap", keepFocus);
 
   // ------------------------------------------------------------------ live connection state
   function socketState(state, text) {

@@ -186,28 +186,24 @@
     }
   }
 
-  // ------------------------------------------------------------------ focus and swaps
+  // ------------------------------------------------------------------ swaps
 
-  var saved = null;  // where the keyboard was when #lab-action/#governor-action is replaced
-  var nodes = {};    // the elements as they were before a message: which ones did it replace?
+  // The live fragments are morphed into the page (hx-swap-oob="morph", idiomorph): an element
+  // an update keeps stays the same node, so the keyboard focus, the caret in the bid field and
+  // the text typed into it stay as they were. What the server's HTML cannot know is put back
+  // after a swap: a draft typed into a field without the focus, the ticked audit boxes, the
+  // audit list's filter and order.
+  var swapped = {};           // the ids of the fragments the message being handled morphed
   var lastPhase = null;
-  var focusInAction = false;  // was the keyboard focus in the action the message replaced?
+  var focusInAction = false;  // was the keyboard focus in the action when the message came?
 
-  function remember() {
-    ["phase", "lab-action", "governor-action", "flash"].forEach(function (id) {
-      nodes[id] = document.getElementById(id);
-    });
+  function beforeMessage() {
+    swapped = {};
+    var action = document.getElementById("lab-action") || document.getElementById("governor-action");
     var active = document.activeElement;
-    var action = nodes["lab-action"] || nodes["governor-action"];
-    saved = action && action.contains(active) ? focusKey(active) : null;
     // A pressed button is disabled while its command is on its way, which drops the focus.
     var sentFromAction = Boolean(action && pendingForm && action.contains(pendingForm));
     focusInAction = Boolean(action && (action.contains(active) || (sentFromAction && focusLost())));
-  }
-
-  function replaced(id) {
-    var now = document.getElementById(id);
-    return now && now !== nodes[id] ? now : null;
   }
 
   function focusLost() {
@@ -215,36 +211,12 @@
     return !active || active === document.body || !document.body.contains(active);
   }
 
-  // How to find "the same" control in a redrawn action: its id, else its name and value (a lab's
-  // audit box), else a button's words ("Place bid", "Stay idle").
-  function focusKey(element) {
-    if (!element || element === document.body) { return null; }
-    if (element.id) { return { id: element.id }; }
-    if (element.name) { return { name: element.name, value: element.value }; }
-    if (element.tagName === "BUTTON") { return { button: element.textContent.trim() }; }
-    return null;
-  }
-
-  function findByKey(root, key) {
-    if (!key) { return null; }
-    if (key.id) { return root.querySelector("#" + CSS.escape(key.id)); }
-    if (key.name) {
-      return Array.prototype.find.call(root.querySelectorAll("[name]"), function (element) {
-        return element.name === key.name && element.value === key.value;
-      }) || null;
-    }
-    return Array.prototype.find.call(root.querySelectorAll("button"), function (button) {
-      return button.textContent.trim() === key.button;
-    }) || null;
-  }
-
   function afterActionSwap(action) {
     applyTableView();
     restoreDraft();
     updateAuditCount();
-    // The same control is still there (an update redrew the action): the keyboard stays on it.
-    var same = findByKey(action, saved);
-    if (same && !same.disabled && same.getAttribute("tabindex") !== "-1") { same.focus(); return; }
+    // The control that had the keyboard is gone (a sent form became its answer): the keyboard
+    // goes on to the new next step.
     if (focusInAction && focusLost()) {
       var next = action.querySelector(".next");
       if (next) { next.focus({ preventScroll: true }); }
@@ -366,6 +338,14 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     if (window.htmx) { window.htmx.config.wsReconnectDelay = reconnectDelay; }
+    // The field being typed in keeps its text (and caret) when an update morphs its form.
+    // (Not idiomorph's ignoreActiveValue: that also freezes the children of any focused
+    // element, such as the action's next-step line, which must change.)
+    if (window.Idiomorph) {
+      window.Idiomorph.defaults.callbacks.beforeAttributeUpdated = function (name, element) {
+        return !(name === "value" && element === document.activeElement);
+      };
+    }
     var phase = document.getElementById("phase");
     if (phase) { afterPhaseSwap(phase); }
     forgetOtherDrafts();
@@ -432,15 +412,21 @@
     pendingTimer = setTimeout(settlePending, 8000);
   });
 
-  document.addEventListener("htmx:wsBeforeMessage", remember);
+  document.addEventListener("htmx:wsBeforeMessage", beforeMessage);
+
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (target && target.id) { swapped[target.id] = true; }
+  });
 
   document.addEventListener("htmx:wsAfterMessage", function (event) {
     checkSeq(event.detail && event.detail.socketWrapper);
-    var phase = replaced("phase");
+    var phase = swapped.phase && document.getElementById("phase");
     if (phase) { afterPhaseSwap(phase); }
-    var flash = replaced("flash");
+    var flash = swapped.flash && document.getElementById("flash");
     if (flash) { afterFlashSwap(flash); }
-    var action = replaced("lab-action") || replaced("governor-action");
+    var action = (swapped["lab-action"] && document.getElementById("lab-action")) ||
+      (swapped["governor-action"] && document.getElementById("governor-action"));
     if (action) {
       settlePending();
       afterActionSwap(action);

@@ -623,7 +623,7 @@ def test_start_begins_round_one_when_in_the_lobby(as_ana, game):
     response = control(as_ana, game, "start")
     assert response.status_code == 200
     assert flash(response) == "The game has started."
-    assert 'id="host-status"' in text(response) and 'hx-swap-oob="true"' in text(response)
+    assert 'id="host-status"' in text(response) and 'hx-swap-oob="morph"' in text(response)
     game = fresh(game)
     assert game.status == Status.RUNNING and game.round_no == 1 and game.phase == "bidding"
 

@@ -81,13 +81,21 @@ def test_a_governor_of_200_labs_narrows_orders_and_sends_the_audit_list(server, 
             "#audit-rows tr", "rows => rows.map(r => r.dataset.permit)"
         )
         assert permits == ["0"] * no_permit + ["1"] * (200 - no_permit)
-        # The choice holds when an update redraws the form (the whole screen sent again).
+        # The choice holds when an update redraws the form (the whole screen sent again); the
+        # form is morphed, so the list keeps where it was scrolled to and the focus its control.
         page.get_by_label("Show").select_option("nopermit")
+        rows_box = page.locator("#audit-form .table-scroll")
+        top = rows_box.evaluate("box => { box.scrollTop = 300; return box.scrollTop; }")
+        assert top > 0
+        page.get_by_label("Show").focus()
+        page.evaluate("window.__show = document.activeElement")
         page.evaluate("document.querySelector('#governor-action').dataset.old = '1'")
         page.evaluate("window.permitgameSync()")
         page.wait_for_selector("#governor-action:not([data-old])", state="attached")
         expect(visible_rows(gil)).to_have_count(no_permit)
         expect(page.get_by_label("Show")).to_have_value("nopermit")
+        assert rows_box.evaluate("box => box.scrollTop") == top
+        assert page.evaluate("document.activeElement === window.__show && __show.isConnected")
         # The keyboard reaches the tools before the long list.
         page.get_by_label("Show").focus()
         page.keyboard.press("Tab")

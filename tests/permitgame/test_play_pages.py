@@ -650,6 +650,32 @@ def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
         page.context.close()
 
 
+def test_an_update_keeps_the_caret_and_the_text_typed_into_the_bid(server, chromium_browser):
+    """An update redraws the action while a lab types its bid: the fragments are morphed, so the
+    bid field stays the same element, with the keyboard in it, the typed text and the caret."""
+    code = server.create_game("--labs", "3", "--human-labs", "1", "--phase-seconds", "600")["code"]
+    player = open_player(chromium_browser)
+    page = player.page
+    try:
+        join(player, server, code, "Kim")
+        wait_phase(player, 1, "bidding")
+        page.locator("#bid-amount").click()
+        page.keyboard.type("0.2")
+        page.keyboard.press("ArrowLeft")  # the caret between "0." and "2"
+        page.evaluate("window.__field = document.getElementById('bid-amount')")
+        # The whole screen again (what a skipped sequence number asks for): #lab-action and
+        # #phase are sent anew while the lab is typing.
+        replaced_after(player, "#lab-action", lambda: page.evaluate("window.permitgameSync()"))
+        assert page.evaluate("document.activeElement === window.__field && __field.isConnected")
+        assert page.evaluate("[__field.selectionStart, __field.selectionEnd]") == [2, 2]
+        page.keyboard.type("1")
+        assert page.locator("#bid-amount").input_value() == "0.12"
+        page.keyboard.press("Enter")
+        see(player, "#you", "Your bid 0.120")
+    finally:
+        page.context.close()
+
+
 RECORD_SOCKETS = """
 window.__sockets = [];
 const Native = window.WebSocket;

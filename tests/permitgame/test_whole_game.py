@@ -144,7 +144,7 @@ async def test_whole_game_ends_with_results_each_seat_may_see_when_two_labs_and_
 
     # Lab B (HTML) got fragments for htmx: its own panel, never the governor's.
     html_b = "".join(sock_b.received)
-    assert 'id="you" hx-swap-oob="true"' in html_b and 'id="market"' in html_b
+    assert 'id="you" hx-swap-oob="morph"' in html_b and 'id="market"' in html_b
     for governor_only in ('id="signals"', 'id="governor-action"', 'id="audit-results"'):
         assert governor_only not in html_b
     assert 'id="game-over"' in html_b and "Final ranking" in html_b
