@@ -178,6 +178,7 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     stream: delivery.SeqStream | None = None
     _release: asyncio.TimerHandle | None = None
     _release_at: float | None = None
+    _expiring: asyncio.Future[None] | None = None  # kept: the loop holds tasks weakly
     _forwarding: asyncio.Lock | None = None
 
     @property
@@ -313,10 +314,14 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._release_at = deadline
         if deadline is not None:
             loop = asyncio.get_running_loop()
-            delay = max(0.0, deadline - self.stream.clock())
-            self._release = loop.call_later(
-                delay, lambda: asyncio.ensure_future(self._deliver(lambda s: s.expire()))
-            )
+            # A little after the deadline: the loop may run a timer up to its clock's
+            # resolution early, and ``expire`` forwards nothing before the deadline.
+            delay = max(0.0, deadline - self.stream.clock()) + 0.01
+            self._release = loop.call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._release = self._release_at = None  # fired: the next ``_arm`` sets a new one
+        self._expiring = asyncio.ensure_future(self._deliver(lambda stream: stream.expire()))
 
     async def seat_moved(self, event: dict[str, Any]) -> None:
         """The seat changed role in the lobby ("seat.moved"): tell the client, then close."""
