@@ -80,7 +80,7 @@ def game_json(public: PublicView) -> dict[str, Any]:
         "deadline": _iso(public.deadline),
         "seconds_left": public.seconds_left,
         "paused_remaining": public.paused_remaining,
-        "waiting_for": list(public.waiting_for),
+        "waiting_for": list(public.waiting_shown()),
     }
 
 
@@ -90,7 +90,23 @@ def phase_message(public: PublicView) -> dict[str, Any]:
 
 
 def players_json(public: PublicView) -> list[dict[str, Any]]:
-    """Return the seats as everyone may see them."""
+    """Return the seats as everyone may see them.
+
+    With the bots hidden, only each seat's id and role: no nickname (a bot has none), and
+    ``human``, ``program``, ``bot_playing`` and ``connected`` are null (a bot is never online).
+    """
+    if not public.bots_disclosed:
+        hidden = {"nickname": "", "human": None, "program": None}
+        return [
+            {
+                "player_id": row.player_id,
+                "role": row.role,
+                **hidden,
+                "bot_playing": None,
+                "connected": None,
+            }
+            for row in public.players
+        ]
     return [
         {
             "player_id": row.player_id,
@@ -140,7 +156,7 @@ def game_over_message(public: PublicView) -> dict[str, Any]:
             {
                 "rank": s.rank,
                 "player_id": s.player_id,
-                "nickname": s.nickname,
+                "nickname": s.nickname if public.bots_disclosed else "",
                 "score": s.score,
                 "wealth": s.wealth,
             }
@@ -296,27 +312,6 @@ def state_message(screens: GameScreens, seat: Seat) -> dict[str, Any]:
         )
         message["audits"] = [audit_json(result) for result in governor.history]
     return message
-
-
-def host_json(rows: Sequence[ConsoleSeat]) -> dict[str, Any]:
-    """Return the console's ``seats`` message (presence and who has acted)."""
-    return {
-        "type": "seats",
-        "seats": [
-            {
-                "player_id": row.player_id,
-                "role": row.role,
-                "nickname": row.nickname,
-                "controller": row.controller,
-                "connected": row.connected,
-                "presence": row.presence,
-                "acted": row.acted,
-                "acted_by": row.acted_by,
-                "latency_ms": row.latency_ms,
-            }
-            for row in rows
-        ],
-    }
 
 
 # ------------------------------------------------------------------------------ HTML fragments
@@ -557,7 +552,7 @@ def publish(
 def _send_host(
     game: Game, public: PublicView | None, *, charts: bool, kind: str, now: float | None = None
 ) -> None:
-    """Render and send the console's fragments (and its JSON seats), if a console is open.
+    """Render and send the console's fragments, if a console is open.
 
     ``public``: the game's public view if the caller has it (else it is read here, only when a
     console is open: the console's full view is the one progress that resolves the round).
@@ -574,7 +569,7 @@ def _send_host(
         host = Outgoing(
             realtime.host_group(game.pk),
             host_html(public, rows, with_charts=charts),
-            (_dump(host_json(rows)),),
+            (),  # the host socket forwards HTML only: no client reads JSON there
         )
         realtime.send([host], seq=public.seq, version=public.version, kind=kind)
     except Exception:
@@ -620,7 +615,7 @@ def progress_json(public: PublicView) -> dict[str, Any]:
     ``waiting``: how many seats the phase still waits for; ``joined``: seats with a player;
     ``connected``: players online; ``seats``: all seats (bots included).
     """
-    return {
+    message: dict[str, Any] = {
         "type": "progress",
         "status": public.status,
         "round": public.round_no,
@@ -630,6 +625,9 @@ def progress_json(public: PublicView) -> dict[str, Any]:
         "connected": sum(1 for row in public.players if row.connected),
         "seats": len(public.players),
     }
+    if not public.bots_disclosed:  # counts of people would tell how many seats bots play
+        message.update(waiting=len(public.waiting_shown()), joined=None, connected=None)
+    return message
 
 
 # ------------------------------------------------------------------------------ who is owed
@@ -706,6 +704,17 @@ class RoomProgress:
     seats: int
     players: tuple[selectors.PlayerRow, ...] | None
     waiting_for: tuple[int, ...] | None
+    #: Whether the players may see which seats bots play (``Game.bots_shown``); if not, only
+    #: the governor is named as waited for and the counts of people are left out.
+    bots_disclosed: bool = True
+    #: Of the seats waited for, the governor's (0) if it is one of them.
+    governor_waited: bool = False
+
+    def waiting_shown(self) -> tuple[int, ...]:
+        """Whom the phase waits for, as the players may see it (as ``PublicView``'s)."""
+        if self.bots_disclosed:
+            return self.waiting_for or ()
+        return (0,) if self.governor_waited else ()
 
     def message(self) -> dict[str, Any]:
         """Return the ``progress`` message (docs/protocol.md)."""
@@ -719,8 +728,10 @@ class RoomProgress:
             "connected": self.connected,
             "seats": self.seats,
         }
+        if not self.bots_disclosed:  # counts of people would tell how many seats bots play
+            message.update(waiting=1 if self.governor_waited else 0, joined=None, connected=None)
         if self.players is not None:
-            message["waiting_for"] = list(self.waiting_for or ())
+            message["waiting_for"] = list(self.waiting_shown())
             message["players"] = players_json(self)  # type: ignore[arg-type]
         return message
 
@@ -750,9 +761,10 @@ def room_progress(game: Game, owed: set[int]) -> RoomProgress:
             joined=Count("id", filter=Q(token__isnull=False)),
             connected=Count("id", filter=Q(online)),
             waiting=Count("id", filter=Q(pk__in=owed or [0]) & ~Q(moved)),
+            governor=Count("id", filter=Q(pk__in=owed or [0], role=Role.GOVERNOR) & ~Q(moved)),
         )
         if not owed:
-            counts["waiting"] = 0
+            counts["waiting"] = counts["governor"] = 0
     else:
         rows = list(seats.annotate(online=online, moved=moved))
         rows.sort(key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
@@ -764,6 +776,7 @@ def room_progress(game: Game, owed: set[int]) -> RoomProgress:
             "joined": sum(1 for row in players if row.human),
             "connected": sum(1 for row in players if row.connected),
             "waiting": len(waiting_for),
+            "governor": int(0 in waiting_for),
         }
     return RoomProgress(
         status=game.status,
@@ -777,6 +790,8 @@ def room_progress(game: Game, owed: set[int]) -> RoomProgress:
         seats=int(counts["seats"]),
         players=players,
         waiting_for=waiting_for,
+        bots_disclosed=game.bots_shown,
+        governor_waited=bool(counts["governor"]),
     )
 
 
@@ -866,6 +881,8 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
         "connected": connected,
         "seats": counts["seats"],
     }
+    if not game.bots_shown:
+        message.update(joined=None, connected=None)
     item = Outgoing(
         realtime.game_group(game.pk), seq_html(game.seq, "progress"), (_stamp(message, game.seq),)
     )

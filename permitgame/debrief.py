@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from django.db import IntegrityError
 
-from permitgame import bridge, charts, clock, host_selectors, jobs, selectors
+from permitgame import bridge, charts, clock, host_selectors, jobs, ledger, selectors
 from permitgame.charts import Chart
+from permitgame.ledger import Standing
 from permitgame.models import Action, DebriefCache, Game, Move, RoundRecord, Seat, lab_label
 from sim_core import (
     AuditScore,
@@ -47,7 +48,6 @@ from sim_core import (
     percentile_rank,
     replay_with_bots,
     resolve_round,
-    score_audits,
     simulate_classes,
     summarise,
     theory_summary,
@@ -111,11 +111,13 @@ class Observed:
     violations: int
 
 
-def observed(game: Game, scenario: Scenario | None = None) -> Observed:
+def observed(
+    game: Game, scenario: Scenario | None = None, book: ledger.Ledger | None = None
+) -> Observed:
     """Return the class's rounds, their means, its P and the p_eff its labs perceived (mean)."""
     scenario = scenario or bridge.scenario_of(game)
-    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
-    rows = tuple(selectors.game_export_rows(game))
+    records = (book or ledger.read(game)).records
+    rows = tuple(ledger.metric_rows(records))
     summary = summarise([MetricsRow(**row) for row in rows]) if rows else {}
     if records:
         p_eff = float(
@@ -141,16 +143,6 @@ def observed(game: Game, scenario: Scenario | None = None) -> Observed:
         detected=int(sum(row["caught"] for row in rows)),
         violations=int(sum(row["violations"] for row in rows)),
     )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeaderRow:
-    rank: int
-    label: str
-    nickname: str
-    human: bool
-    score: float
-    wealth: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,9 +235,11 @@ def price_story(game: Game, scenario: Scenario, seen: Observed) -> PriceStory:
     )
 
 
-def enforcement_story(game: Game, scenario: Scenario, seen: Observed) -> Enforcement:
+def enforcement_story(
+    game: Game, scenario: Scenario, seen: Observed, book: ledger.Ledger | None = None
+) -> Enforcement:
     """Return the announced detection beside the realised one and the audit rates by signal."""
-    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    records = (book or ledger.read(game)).records
     signalled = quiet = audited_signalled = audited_quiet = 0
     for record in records:
         for won, signal, audited in zip(record.won, record.signals, record.audited, strict=True):
@@ -327,9 +321,10 @@ class Counterfactual:
         ) and all(math.isclose(s.score, s.bot_score, abs_tol=1e-9) for s in self.seats)
 
 
-def counterfactual(game: Game) -> Counterfactual | None:
+def counterfactual(game: Game, book: ledger.Ledger | None = None) -> Counterfactual | None:
     """Replay the settled rounds with bots in the human seats, through sim_core's resolver."""
-    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    book = book or ledger.read(game)
+    records = book.records
     if not records:
         return None
     setup = bridge.setup_of(game)
@@ -369,7 +364,7 @@ def counterfactual(game: Game) -> Counterfactual | None:
                 label=lab_label(lab + 1),
                 nickname=seat.nickname,
                 fallback=seat.fallback_strategy,
-                score=float(sum(r.payoffs[lab] for r in records)),
+                score=book.scores[lab],
                 bot_score=float(sum(p[lab] for p in fallback.payoffs)),
                 rational_score=float(sum(p[lab] for p in rational.payoffs)),
             )
@@ -422,7 +417,7 @@ class Beliefs:
     answers: int
 
 
-def beliefs(game: Game) -> Beliefs | None:
+def beliefs(game: Game, book: ledger.Ledger | None = None) -> Beliefs | None:
     """Return the belief answers of a game that asked them (None when none was given).
 
     A lab that believes a violator is caught with chance b perceives the expected penalty
@@ -437,7 +432,7 @@ def beliefs(game: Game) -> Beliefs | None:
     if not moves:
         return None
     scenario = bridge.scenario_of(game)
-    records = {r.round_no: r for r in RoundRecord.objects.filter(game=game)}
+    records = {r.round_no: r for r in (book or ledger.read(game)).records}
     announced = {
         number: perceived_p_eff(
             scenario,
@@ -499,38 +494,14 @@ def beliefs(game: Game) -> Beliefs | None:
     return Beliefs(chart=chart, labs=tuple(rows), answers=len(moves))
 
 
-def audit_comparison(game: Game) -> tuple[AuditScore, ...]:
+def audit_comparison(game: Game, book: ledger.Ledger | None = None) -> tuple[AuditScore, ...]:
     """Return the governor's audits over the whole game against ``optimal`` and ``none``.
 
     Each settled round is scored by sim_core's ``score_audits`` on its own draws with its
     logged moves; the totals add up the rounds (audits, violators caught, compliant labs
     audited, welfare).
     """
-    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
-    if not records:
-        return ()
-    setup = bridge.setup_of(game)
-    totals: dict[str, list[float]] = {}
-    for record in records:
-        inputs = bridge.round_inputs(
-            bridge.round_moves(game, record.round_no), human_labs=frozenset(), human_governor=False
-        )
-        for row in score_audits(setup, bridge.state_from_json(record.state), inputs):
-            total = totals.setdefault(row.policy, [0, 0, 0, 0.0])
-            total[0] += row.audits
-            total[1] += row.caught
-            total[2] += row.false_positives
-            total[3] += row.welfare
-    return tuple(
-        AuditScore(
-            policy=policy,
-            audits=int(total[0]),
-            caught=int(total[1]),
-            false_positives=int(total[2]),
-            welfare=float(total[3]),
-        )
-        for policy, total in totals.items()
-    )
+    return ledger.audit_scores(game, (book or ledger.read(game)).records)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -542,7 +513,7 @@ class DebriefSummary:
     observed: Observed
     theory: TheorySummary
     charts: tuple[Chart, ...]
-    leaderboard: tuple[LeaderRow, ...]
+    leaderboard: tuple[Standing, ...]
     governor: str
     governor_score: float
     others: tuple[OtherClass, ...]
@@ -572,34 +543,10 @@ class DebriefSummary:
         return None if self.gap is None else round(abs(self.gap) * 100)
 
 
-def _leaderboard(game: Game) -> tuple[tuple[LeaderRow, ...], str, float]:
-    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
-    seats = {s.lab_index: s for s in Seat.objects.filter(game=game) if s.lab_index is not None}
+def _leaderboard(game: Game, book: ledger.Ledger) -> tuple[tuple[Standing, ...], str, float]:
     governor = Seat.objects.filter(game=game, role=Role.GOVERNOR).first()
-    scores = [0.0] * game.lab_count
-    for record in records:
-        for lab, payoff in enumerate(record.payoffs):
-            scores[lab] += payoff
-    wealth = (
-        list(records[-1].wealth)
-        if records
-        else [bridge.scenario_of(game).labs.endowment] * len(scores)
-    )
-    order = sorted(range(len(scores)), key=lambda lab: (-scores[lab], lab))
-    rows = tuple(
-        LeaderRow(
-            rank=rank,
-            label=lab_label(lab + 1),
-            nickname=seats[lab].nickname if lab in seats else "",
-            human=bool(lab in seats and seats[lab].has_player and not seats[lab].is_program),
-            score=float(scores[lab]),
-            wealth=float(wealth[lab]),
-        )
-        for rank, lab in enumerate(order, start=1)
-    )
     governor_name = governor.nickname if governor is not None and governor.has_player else ""
-    welfare = float(sum(float(r.metrics["welfare"]) for r in records))
-    return rows, governor_name, welfare
+    return book.standings, governor_name, book.governor_score
 
 
 def _other_classes(game: Game) -> tuple[tuple[OtherClass, ...], Chart | None]:
@@ -650,7 +597,8 @@ def debrief_summary(game: Game) -> DebriefSummary:
     """Return the cheap part of the debrief of ``game`` (any time: during or after the game)."""
     scenario = debrief_scenario(game)
     played = bridge.scenario_of(game)  # as stored: the governor's own policy
-    seen = observed(game, played)
+    book = ledger.read(game)  # the settled rounds, read once for every part below
+    seen = observed(game, played, book)
     theory = theory_summary(scenario)
     story = price_story(game, scenario, seen)
     round_charts = charts.round_charts(
@@ -663,7 +611,7 @@ def debrief_summary(game: Game) -> DebriefSummary:
         expected_price_label=f"model's expected price ({story.bots})",
         traded=scenario.market.grandfathered,
     )
-    leaderboard, governor, welfare = _leaderboard(game)
+    leaderboard, governor, welfare = _leaderboard(game, book)
     others, others_chart = _other_classes(game)
     return DebriefSummary(
         game=game,
@@ -678,11 +626,11 @@ def debrief_summary(game: Game) -> DebriefSummary:
         others_chart=others_chart,
         governor_bot=played.governor.policy,
         price=story,
-        enforcement=enforcement_story(game, played, seen),
-        counterfactual=counterfactual(game),
-        beliefs=beliefs(game),
-        audits=audit_comparison(game),
-        trade=trade_comparison(game),
+        enforcement=enforcement_story(game, played, seen, book),
+        counterfactual=counterfactual(game, book),
+        beliefs=beliefs(game, book),
+        audits=audit_comparison(game, book),
+        trade=trade_comparison(game, book),
     )
 
 
@@ -986,10 +934,10 @@ class TradeComparison:
         return self.same_holders / self.holders if self.holders else 1.0
 
 
-def trade_comparison(game: Game) -> TradeComparison | None:
+def trade_comparison(game: Game, book: ledger.Ledger | None = None) -> TradeComparison | None:
     """Return the class beside the auction counterfactual, or None (not §3b, or no round yet)."""
     scenario = bridge.scenario_of(game)
-    records = list(RoundRecord.objects.filter(game=game).order_by("round_no"))
+    records = (book or ledger.read(game)).records
     if not scenario.market.grandfathered or not records:
         return None
     auction = replace(scenario, market=replace(scenario.market, allocation="auction"))

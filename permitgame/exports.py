@@ -13,8 +13,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from permitgame import ledger
 from permitgame.bridge import setup_of
-from permitgame.models import Action, Game, Move, RoundRecord, Seat
+from permitgame.models import Action, Game, Move, Seat
 from permitgame.selectors import game_export_rows
 from sim_core import METRICS, STRATEGY_NAMES, csv_records
 
@@ -66,73 +67,60 @@ def lab_round_rows(game: Game) -> list[dict[str, Any]]:
     for the labs that traded (empty in a round without a trade). Under an auction the five
     trading columns are empty.
     """
-    setup = setup_of(game)
+    book = ledger.read(game, moves=True)
     joins = join_ids(game)
-    seats = {seat.lab_index: seat for seat in Seat.objects.filter(game=game, role="lab")}
-    moves: dict[tuple[int, str, int], Move] = {}
-    for move in Move.objects.filter(
-        game=game, action__in=(Action.BID, Action.DECIDE, Action.BELIEF)
-    ).select_related("seat"):
-        if move.seat is not None and move.seat.lab_index is not None:
-            moves[(move.round_no, move.action, move.seat.lab_index)] = move
+    strategies = setup_of(game).strategies
     rows = []
-    for record in RoundRecord.objects.filter(game=game).order_by("round_no"):
-        for lab in range(len(record.values)):
-            seat = seats.get(lab)
-            bid = moves.get((record.round_no, Action.BID, lab))
-            choice = moves.get((record.round_no, Action.DECIDE, lab))
-            won = bool(record.won[lab])
-            trade = _trade_columns(record, lab)
+    for entries in book.rows:
+        for entry in entries:
+            lab = entry.lab
+            seat = book.seats.get(lab)
+            bid, choice = entry.bid_move, entry.run_move
             last = max((m.pk for m in (bid, choice) if m is not None), default=0)
             held = holder_at(seat, joins, last)
             rows.append(
                 {
                     "game": game.code,
-                    "round": record.round_no,
+                    "round": entry.round_no,
                     "lab": lab + 1,
                     "nickname": seat.nickname if seat is not None and held != "bot" else "",
                     "seat": held,
-                    "fallback_strategy": STRATEGY_NAMES[int(setup.strategies[lab])],
-                    "risk_profile": float(setup.risk_profile[lab]),
-                    "value": record.values[lab],
-                    "bid": record.bids[lab],
+                    "fallback_strategy": STRATEGY_NAMES[int(strategies[lab])],
+                    "risk_profile": entry.risk_profile,
+                    "value": entry.value,
+                    "bid": entry.bid,
                     "bid_by": bid.actor if bid is not None else "bot",
                     "bid_ms": _latency(bid),
-                    "won": int(won),
-                    "price": record.price if won and not record.trade else 0.0,
-                    "run": int(won or record.runs[lab]),
-                    "run_by": "" if won else (choice.actor if choice is not None else "bot"),
+                    "won": int(entry.won),
+                    # the price the lab paid (a buyer's or the auction's) or was paid (a seller)
+                    "price": entry.price_paid or entry.price_received,
+                    "run": int(entry.ran),
+                    "run_by": "" if entry.won else (choice.actor if choice is not None else "bot"),
                     "run_ms": _latency(choice),
-                    "signal": int(record.signals[lab]),
-                    "audited": int(record.audited[lab]),
-                    "caught": int(record.caught[lab]),
-                    "payoff": record.payoffs[lab],
-                    "wealth": record.wealth[lab],
+                    "signal": int(entry.signal),
+                    "audited": int(entry.audited),
+                    "caught": int(entry.caught),
+                    "payoff": entry.payoff,
+                    "wealth": entry.wealth,
                     "coaching": game.coaching,
-                    "belief": _belief(moves.get((record.round_no, Action.BELIEF, lab))),
-                    **trade,
+                    "belief": _belief(entry.belief_move),
+                    **_trade_columns(entry),
                 }
             )
     return rows
 
 
-def _trade_columns(record: RoundRecord, lab: int) -> dict[str, Any]:
+def _trade_columns(entry: ledger.LabRound) -> dict[str, Any]:
     """The lab's trading columns of a round with granted permits (MODEL.md §3b), or empty ones."""
-    trade = record.trade
-    if not trade:
+    if not entry.trading:
         return {"granted": "", "kept": "", "asked": "", "sold": "", "bought": ""}
-    granted, sold, bought = (bool(trade[key][lab]) for key in ("granted", "sold", "bought"))
-    asked = trade["asks"][lab]
-    columns: dict[str, Any] = {
-        "granted": int(granted),
-        "kept": int(granted and asked is None),
-        "asked": "" if asked is None else asked,
-        "sold": int(sold),
-        "bought": int(bought),
+    return {
+        "granted": int(entry.granted),
+        "kept": int(entry.kept),
+        "asked": "" if entry.asked is None else entry.asked,
+        "sold": int(entry.sold),
+        "bought": int(entry.bought),
     }
-    if sold or bought:
-        columns["price"] = record.price
-    return columns
 
 
 def _belief(move: Move | None) -> int | str:

@@ -13,9 +13,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from permitgame import selectors
+from permitgame import clock, selectors
 from permitgame.errors import NotYourGame
-from permitgame.models import MOVE_ACTIONS, Actor, Game, Move, SavedPreset, Seat, Status
+from permitgame.models import MOVE_ACTIONS, Actor, Game, Move, SavedPreset, Status
+from sim_core import Role
 
 NOT_YOUR_GAME = "Game {code} belongs to another instructor."
 
@@ -66,7 +67,7 @@ def host_presets(user: Any) -> list[SavedPreset]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsoleSeat:
-    """One seat as the console lists it.
+    """One seat as the instructor's console lists it: who plays it, present, acted, how fast.
 
     ``presence``: ``connected`` (a live socket), ``idle`` (a live socket, but the player let
     their last move time out to the default), ``gone`` (a player with no live socket: a bot
@@ -97,8 +98,15 @@ class ConsoleSeat:
 
 def console_seats(game: Game) -> tuple[ConsoleSeat, ...]:
     """Return every seat of ``game`` with who plays it, its presence and whether it has acted."""
-    rows = selectors.host_seats(game)
-    players = {s.pk: s for s in Seat.objects.filter(game=game, token__isnull=False)}
+    connected = selectors.connected_seat_ids(game, clock.now())
+    acted = {
+        m.seat_id: m
+        for m in Move.objects.filter(
+            game=game, round_no=game.round_no, phase=game.phase, action__in=list(MOVE_ACTIONS)
+        )
+    }
+    seats = sorted(game.seats.all(), key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
+    players = {s.pk for s in seats if s.has_player}
     last_actor: dict[int, str] = {}
     for seat_id, actor in (
         Move.objects.filter(game=game, seat_id__in=list(players), action__in=list(MOVE_ACTIONS))
@@ -107,40 +115,41 @@ def console_seats(game: Game) -> tuple[ConsoleSeat, ...]:
     ):
         if seat_id is not None:
             last_actor[seat_id] = actor  # the latest wins
-    seats = []
-    for row in rows:
-        if row.seat_id not in players:
+    rows = []
+    for s in seats:
+        if s.pk not in players:
             presence = "bot"
-        elif not row.connected:
+        elif s.pk not in connected:
             presence = "gone"
-        elif last_actor.get(row.seat_id) == Actor.DEFAULT:
+        elif last_actor.get(s.pk) == Actor.DEFAULT:
             presence = "idle"
         else:
             presence = "connected"
-        seats.append(
+        move = acted.get(s.pk)
+        rows.append(
             ConsoleSeat(
-                seat_id=row.seat_id,
-                player_id=row.player_id,
-                label=row.label,
-                role=row.role,
-                nickname=row.nickname,
-                has_player=row.seat_id in players,
-                kind=row.kind,
-                controller=row.controller,
-                standing_in=row.standing_in,
-                handed_to_bot=row.handed_to_bot,
-                fallback_strategy=row.fallback_strategy,
-                connected=row.connected,
+                seat_id=s.pk,
+                player_id=s.player_id,
+                label=selectors.seat_label(s),
+                role=s.role,
+                nickname=s.nickname,
+                has_player=s.pk in players,
+                kind=s.kind,
+                controller=s.controller,
+                standing_in=s.standing_in,
+                handed_to_bot=s.handed_to_bot,
+                fallback_strategy=s.fallback_strategy,
+                connected=s.pk in connected,
                 presence=presence,
                 presence_label=PRESENCE_LABELS[presence],
-                last_seen=row.last_seen,
-                acted=row.acted,
-                acted_by=row.acted_by,
-                latency_ms=row.latency_ms,
-                program=row.program,
+                last_seen=s.last_seen,
+                acted=move is not None,
+                acted_by=move.actor if move is not None else None,
+                latency_ms=move.latency_ms if move is not None else None,
+                program=selectors.program_label(s),
             )
         )
-    return tuple(seats)
+    return tuple(rows)
 
 
 def scenario_fingerprint(scenario: dict[str, Any]) -> dict[str, Any]:

@@ -113,6 +113,19 @@ class Coaching(models.TextChoices):
     NONE = "none", "None: the choice alone"
 
 
+class BotDisclosure(models.TextChoices):
+    """Whether the players are told which seats bots play (an experiment's ``bot_disclosure``).
+
+    ``hidden``: no player is sent anything that tells a bot's seat from a person's (the
+    instructor's console, the admin and the exports still show it); ``revealed_at_end``: hidden
+    until the game is over; ``revealed``: shown throughout (every class game).
+    """
+
+    REVEALED = "revealed", "Revealed: the players see which seats bots play"
+    HIDDEN = "hidden", "Hidden: no player can tell a bot's seat from a person's"
+    REVEALED_AT_END = "revealed_at_end", "Revealed at the end: hidden until the game is over"
+
+
 class Game(models.Model):
     """One game room: its frozen scenario and seed, and where the game stands now.
 
@@ -166,6 +179,12 @@ class Game(models.Model):
         default=False,
         help_text="Ask labs without a permit how likely a violator is caught, before they choose.",
     )
+    bot_disclosure = models.CharField(
+        max_length=16,
+        choices=BotDisclosure.choices,
+        default=BotDisclosure.REVEALED,
+        help_text="Whether the players are shown which seats bots play.",
+    )
     seq = models.PositiveIntegerField(
         default=0, help_text="Events sent to the players so far (each message's seq)."
     )
@@ -178,6 +197,13 @@ class Game(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} ({self.status})"
+
+    @property
+    def bots_shown(self) -> bool:
+        """Whether the players may be shown which seats bots play (``bot_disclosure``, now)."""
+        if self.bot_disclosure == BotDisclosure.REVEALED_AT_END:
+            return self.status == Status.FINISHED
+        return self.bot_disclosure != BotDisclosure.HIDDEN
 
     @property
     def rounds(self) -> int:

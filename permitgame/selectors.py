@@ -7,7 +7,9 @@ signals and permit status of every lab, never a value or a choice, and the audit
 one ``LabView`` per lab (that lab's own value, moves and results). Templates and JSON messages
 are built from these and nothing else, so hidden information can only leak through a view that
 names it. Numbers come from sim_core (theory and the resolver); nothing is computed here that
-sim_core does not define. Not here: writes (``services``), rendering (``broadcast``).
+sim_core does not define. The settled rounds (a lab's history, scores, places) are read through
+``ledger``, as the debrief and the exports read them. Not here: writes (``services``),
+rendering (``broadcast``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from permitgame import bridge, clock
+from permitgame import bridge, clock, ledger
 from permitgame.errors import UnknownGame, UnknownPlayer
+
+# The screens show a lab's settled rounds and the labs' places as the ledger reads them.
+from permitgame.ledger import LabRound as LabRound
+from permitgame.ledger import Standing as Standing
 from permitgame.models import (
-    MOVE_ACTIONS,
     Action,
     Connection,
     Controller,
@@ -35,17 +40,13 @@ from permitgame.models import (
 )
 from permitgame.realtime import CONNECTION_LEASE_SECONDS
 from sim_core import (
-    METRICS,
     AuditScore,
-    PayoffTerm,
     Phase,
     Role,
     Scenario,
     expected_penalty,
     optimal_high_prob,
-    payoff_terms,
     perceived_p_eff,
-    score_audits,
     signal_posterior,
     unpermitted_value,
 )
@@ -181,18 +182,6 @@ class MarketView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Standing:
-    """A lab's place in the final ranking."""
-
-    rank: int
-    player_id: int
-    nickname: str
-    label: str
-    score: float
-    wealth: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Headline:
     """A settled round in one sentence, for the projector and the phones (public aggregates).
 
@@ -261,6 +250,22 @@ class PublicView:
     standings: tuple[Standing, ...]
     governor_score: float | None
     headline: Headline | None = None
+    #: Whether the players may be shown which seats bots play (``Game.bots_shown``). When not,
+    #: what the players are sent leaves out nicknames, presence, who plays a seat and which
+    #: labs the game waits for (broadcast.py and the players' templates read this flag); the
+    #: instructor's console keeps it all.
+    bots_disclosed: bool = True
+
+    def waiting_shown(self) -> tuple[int, ...]:
+        """Whom the phase waits for, as the players may see it.
+
+        With the bots hidden the labs are left out: a bot never keeps a phase waiting, so a lab
+        waited for is a person's. The governor (0) stays: whether a person governs is part of
+        the announced rules (``policy`` "announced", MODEL.md §5).
+        """
+        if self.bots_disclosed:
+            return self.waiting_for
+        return tuple(player for player in self.waiting_for if player == 0)
 
     def waiting_labels(self) -> list[str]:
         """Return "Lab 2 (Ana)" for each seat the game waits for."""
@@ -269,31 +274,6 @@ class PublicView:
             f"{by_id[i].label} ({by_id[i].nickname})" if by_id[i].nickname else by_id[i].label
             for i in self.waiting_for
         ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LabRound:
-    """One settled round as one lab saw it (its own results only)."""
-
-    round_no: int
-    value: float
-    net_value: float
-    bid: float
-    won: bool
-    price_paid: float
-    trading: bool = False  # MODEL.md §3b: the round's permits were granted and traded
-    granted: bool = False  # granted a permit at the start of the round
-    bought: bool = False
-    sold: bool = False
-    price_received: float = 0.0  # what a seller was paid
-    ran: bool
-    violated: bool
-    audited: bool
-    caught: bool
-    payoff: float
-    wealth: float
-    score: float
-    terms: tuple[PayoffTerm, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -438,30 +418,7 @@ def _cockpit(
     if records and game.status == Status.FINISHED:
         # Only once the game is over: what another policy would have caught tells which labs
         # it audited were violating, a private choice the governor may not learn mid-game.
-        setup = bridge.setup_of(game)
-        totals: dict[str, list[float]] = {}
-        for record in records:
-            inputs = bridge.round_inputs(
-                bridge.round_moves(game, record.round_no),
-                human_labs=frozenset(),
-                human_governor=False,
-            )
-            for row in score_audits(setup, bridge.state_from_json(record.state), inputs):
-                total = totals.setdefault(row.policy, [0, 0, 0, 0.0])
-                for i, value in enumerate(
-                    (row.audits, row.caught, row.false_positives, row.welfare)
-                ):
-                    total[i] += value
-        scores = tuple(
-            AuditScore(
-                policy=policy,
-                audits=int(t[0]),
-                caught=int(t[1]),
-                false_positives=int(t[2]),
-                welfare=float(t[3]),
-            )
-            for policy, t in totals.items()
-        )
+        scores = ledger.audit_scores(game, records)
     return Cockpit(
         violation_rate=rate,
         posterior_signal=loud,
@@ -486,7 +443,8 @@ class GameScreens:
 # ------------------------------------------------------------------------------ building them
 
 
-def _connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
+def connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
+    """Return the ids of the seats of ``game`` with a socket seen within the lease."""
     since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
     return set(
         Connection.objects.filter(seat__game=game, last_seen__gte=since).values_list(
@@ -548,77 +506,6 @@ def _ids(mask: Sequence[bool]) -> tuple[int, ...]:
     return tuple(i + 1 for i, flag in enumerate(mask) if flag)
 
 
-def _standings(
-    game: Game, lab_seats: Mapping[int, Seat], scores: Sequence[float], wealth: Sequence[float]
-) -> tuple[Standing, ...]:
-    order = sorted(range(game.lab_count), key=lambda lab: (-scores[lab], lab))
-    return tuple(
-        Standing(
-            rank=rank,
-            player_id=lab + 1,
-            nickname=lab_seats[lab].nickname,
-            label=lab_label(lab + 1),
-            score=float(scores[lab]),
-            wealth=float(wealth[lab]),
-        )
-        for rank, lab in enumerate(order, start=1)
-    )
-
-
-def _lab_history(
-    records: Sequence[RoundRecord], lab: int, scenario: Scenario
-) -> tuple[LabRound, ...]:
-    compute_cost = scenario.labs.compute_cost
-    traded = scenario.market.allocation == "grandfathered"
-    rows = []
-    score = 0.0
-    for record in records:
-        score += record.payoffs[lab]
-        won = bool(record.won[lab])
-        violated = bool(record.runs[lab])
-        trade = record.trade or {}
-        bought = bool(trade["bought"][lab]) if trade else False
-        sold = bool(trade["sold"][lab]) if trade else False
-        paid = won if not trade else bought
-        rows.append(
-            LabRound(
-                round_no=record.round_no,
-                value=record.values[lab],
-                net_value=record.values[lab] - compute_cost,
-                bid=record.bids[lab],
-                won=won,
-                price_paid=record.price if paid and record.price is not None else 0.0,
-                trading=bool(trade),
-                granted=bool(trade["granted"][lab]) if trade else False,
-                bought=bought,
-                sold=sold,
-                price_received=record.price if sold and record.price is not None else 0.0,
-                ran=won or violated,
-                violated=violated,
-                audited=bool(record.audited[lab]),
-                caught=bool(record.caught[lab]),
-                payoff=record.payoffs[lab],
-                wealth=record.wealth[lab],
-                score=score,
-                # The payoff's terms, from the settlement's outputs (sim_core adds them up).
-                # A traded round's money per lab is not stored: no terms there (§3b).
-                terms=()
-                if traded
-                else payoff_terms(
-                    value=record.values[lab],
-                    compute_cost=compute_cost,
-                    won=won,
-                    violated=violated,
-                    caught=bool(record.caught[lab]),
-                    price=record.price or 0.0,
-                    racing_value=scenario.labs.racing_value,
-                    audit=scenario.audit,
-                ),
-            )
-        )
-    return tuple(rows)
-
-
 def game_screens(game: Game) -> GameScreens:
     """Return every audience's view of ``game`` now, resolving the current round once."""
     now = clock.now()
@@ -626,8 +513,9 @@ def game_screens(game: Game) -> GameScreens:
     lab_seats = {s.lab_index: s for s in seats if s.lab_index is not None}
     governor_seat = next(s for s in seats if s.role == Role.GOVERNOR)
     scenario = bridge.scenario_of(game)
-    records = tuple(RoundRecord.objects.filter(game=game).order_by("round_no"))
-    connected = _connected_seat_ids(game, now)
+    book = ledger.read(game, seats=seats)
+    records = book.records
+    connected = connected_seat_ids(game, now)
 
     position = bridge.position_of(game, seats=seats) if game.status != Status.LOBBY else None
     progress = position.progress if position else None
@@ -659,22 +547,17 @@ def game_screens(game: Game) -> GameScreens:
             trades=progress.trade.trades if progress.trade is not None else None,
         )
 
-    scores = [0.0] * game.lab_count
-    for record in records:
-        for lab, payoff in enumerate(record.payoffs):
-            scores[lab] += payoff
-    wealth_now = list(records[-1].wealth) if records else [scenario.labs.endowment] * game.lab_count
     finished = game.status == Status.FINISHED
     # Who plays a seat matters only while the game is on (in the lobby nobody plays yet).
     playing = game.status in (Status.RUNNING, Status.PAUSED)
-    governor_score = sum(float(r.metrics["welfare"]) for r in records)
+    governor_score = book.governor_score
 
     # Each lab learns its own payoff after each round (MODEL.md §4 step 6) and its own place;
     # the others' scores are published only at game over: a round's payoff would tell every
     # player, the governor included, whether a lab without a permit ran. Before any round has
     # settled there is nothing to rank.
-    scoreboard = _standings(game, lab_seats, scores, wealth_now) if records else ()
-    ranks = {row.player_id: row.rank for row in scoreboard}
+    scoreboard = book.standings if records else ()
+    ranks = book.places() if records else {}
     final_ranks = ranks if finished else {}
     live_ranks = ranks if finished or game.live_standings else {}
     face_penalty = float(expected_penalty(np.ones(1), rules.p_eff, rules.punishment)[0])
@@ -708,6 +591,7 @@ def game_screens(game: Game) -> GameScreens:
         standings=scoreboard if finished else (),
         governor_score=governor_score if finished else None,
         headline=headline_of(records[-1]) if records else None,
+        bots_disclosed=game.bots_shown,
     )
 
     moves = {(m.seat_id, m.action): m for m in (position.moves if position else ()) if m.seat_id}
@@ -749,7 +633,7 @@ def game_screens(game: Game) -> GameScreens:
             risk_profile=risk,
             wealth=wealth,
             current_wealth=float(settled_now.wealth[lab]) if settled_now else wealth,
-            score=scores[lab],
+            score=book.scores[lab],
             p_eff=rules.p_eff,
             punishment=rules.punishment,
             expected_penalty=float(
@@ -777,7 +661,7 @@ def game_screens(game: Game) -> GameScreens:
             owes_move=seat.player_id in waiting,
             bot_playing=playing and seat.controller == Controller.BOT,
             handed_to_bot=seat.handed_to_bot,
-            history=_lab_history(records, lab, scenario),
+            history=book.lab(lab),
             coaching=game.coaching,
             ask_belief=game.ask_belief,
             belief=beliefs.get(seat.pk),
@@ -843,29 +727,6 @@ def game_screens(game: Game) -> GameScreens:
 # ------------------------------------------------------------------------ the instructor, exports
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HostSeatRow:
-    """One seat as the instructor's console shows it: who, present, acted, how fast."""
-
-    seat_id: int
-    player_id: int
-    label: str
-    role: str
-    nickname: str
-    kind: str
-    controller: str
-    standing_in: bool
-    handed_to_bot: bool
-    fallback_strategy: str
-    connected: bool
-    last_seen: dt.datetime | None
-    acted: bool
-    acted_by: str | None
-    latency_ms: int | None
-    #: "name version" of a program that declared itself when it joined; "" for anyone else.
-    program: str = ""
-
-
 def player_row(seat: Seat, *, connected: bool, playing: bool) -> PlayerRow:
     """Return one seat as everyone may see it; ``playing``: the game is running or paused."""
     return PlayerRow(
@@ -889,46 +750,9 @@ def program_label(seat: Seat) -> str:
     return " ".join(part for part in (seat.client_name, seat.client_version) if part) or "program"
 
 
-def host_seats(game: Game) -> tuple[HostSeatRow, ...]:
-    """Return every seat with its presence and whether it has acted in the current phase."""
-    now = clock.now()
-    connected = _connected_seat_ids(game, now)
-    moves = {
-        m.seat_id: m
-        for m in Move.objects.filter(
-            game=game, round_no=game.round_no, phase=game.phase, action__in=list(MOVE_ACTIONS)
-        )
-    }
-    seats = sorted(game.seats.all(), key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
-    return tuple(
-        HostSeatRow(
-            seat_id=s.pk,
-            player_id=s.player_id,
-            label=seat_label(s),
-            role=s.role,
-            nickname=s.nickname,
-            kind=s.kind,
-            controller=s.controller,
-            standing_in=s.standing_in,
-            handed_to_bot=s.handed_to_bot,
-            fallback_strategy=s.fallback_strategy,
-            connected=s.pk in connected,
-            last_seen=s.last_seen,
-            acted=s.pk in moves,
-            acted_by=moves[s.pk].actor if s.pk in moves else None,
-            latency_ms=moves[s.pk].latency_ms if s.pk in moves else None,
-            program=program_label(s),
-        )
-        for s in seats
-    )
-
-
 def game_export_rows(game: Game) -> list[dict[str, Any]]:
     """Return one dict per settled round: ``round`` then sim_core's METRICS, in order."""
-    return [
-        {"round": r.round_no, **{name: r.metrics[name] for name in METRICS}}
-        for r in RoundRecord.objects.filter(game=game).order_by("round_no")
-    ]
+    return ledger.metric_rows(RoundRecord.objects.filter(game=game).order_by("round_no"))
 
 
 def record_market(game: Game, record: RoundRecord) -> MarketView:

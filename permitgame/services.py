@@ -24,7 +24,7 @@ import datetime as dt
 import math
 import secrets
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -51,6 +51,7 @@ from permitgame.models import (
     DEFAULT_DURATIONS,
     Action,
     Actor,
+    BotDisclosure,
     Coaching,
     Connection,
     Controller,
@@ -60,6 +61,7 @@ from permitgame.models import (
     SavedPreset,
     Seat,
     Status,
+    lab_label,
 )
 from sim_core import (
     ActionError,
@@ -313,10 +315,13 @@ def game_create(
     coaching: str = Coaching.FULL,
     ask_belief: bool = False,
     live_standings: bool = False,
+    bot_disclosure: str = BotDisclosure.REVEALED,
+    human_seats: Collection[int] | None = None,
 ) -> Game:
     """Create a game in the lobby with one seat per lab and a governor seat.
 
-    Labs ``0 .. human_labs-1`` are created as human seats, the rest as bots; every lab's
+    Labs ``0 .. human_labs-1`` (or ``human_seats``) are created as human seats, the rest as
+    bots; every lab's
     fallback strategy is the one sim_core's setup gives it. The governor seat is a human seat
     iff ``human_governor`` (which also changes what labs perceive, MODEL.md §5).
 
@@ -335,16 +340,27 @@ def game_create(
         ask_belief: ask labs without a permit how likely a violator is caught, each round.
         live_standings: each lab sees its place among the labs after every round, not only
             at game over.
+        bot_disclosure: whether the players are shown which seats bots play
+            (``BotDisclosure``).
+        human_seats: the 0-based labs kept for humans (``human_labs`` of them), when not the
+            first ones: a study that hides its bots scatters them, since "the humans are
+            labs 1 to 3" would tell every player which labs are bots.
 
     Raises:
-        ValueError: more human labs than labs, a seed out of range, bad durations or an
-            unknown coaching level.
+        ValueError: more human labs than labs, a seed out of range, bad durations, an
+            unknown coaching level or disclosure, or ``human_seats`` not ``human_labs``
+            distinct labs.
     """
     count = scenario.labs.count
     if not 0 <= human_labs <= count:
         raise ValueError(f"human_labs must be between 0 and {count}, got {human_labs}")
     if coaching not in Coaching.values:
         raise ValueError(f"coaching must be one of {', '.join(Coaching.values)}, got {coaching!r}")
+    if bot_disclosure not in BotDisclosure.values:
+        raise ValueError(f"bot_disclosure must be one of {', '.join(BotDisclosure.values)}")
+    humans = frozenset(range(human_labs) if human_seats is None else human_seats)
+    if len(humans) != human_labs or not humans <= set(range(count)):
+        raise ValueError(f"human_seats must be {human_labs} distinct labs of 0..{count - 1}")
     game_seed = scenario.seed if seed is None else seed
     if not 0 <= game_seed <= MAX_SEED:
         raise ValueError(f"the seed must be between 0 and {MAX_SEED}, got {game_seed}")
@@ -365,6 +381,7 @@ def game_create(
         coaching=coaching,
         ask_belief=ask_belief,
         live_standings=live_standings,
+        bot_disclosure=bot_disclosure,
         created_at=now,
     )
     setup = make_setup(scenario, seed=game_seed, human_governor=human_governor)
@@ -374,7 +391,7 @@ def game_create(
                 game=game,
                 role=Role.LAB,
                 lab_index=lab,
-                kind=Seat.Kind.HUMAN if lab < human_labs else Seat.Kind.BOT,
+                kind=Seat.Kind.HUMAN if lab in humans else Seat.Kind.BOT,
                 fallback_strategy=setup.strategy_name(lab),
             )
             for lab in range(count)
@@ -399,10 +416,21 @@ def game_create(
             "seed": game_seed,
             "coaching": coaching,
             "ask_belief": ask_belief,
+            **_study_settings(bot_disclosure, human_seats),
         },
     )
     game.save(update_fields=["log_head"])
     return game
+
+
+def _study_settings(bot_disclosure: str, human_seats: Collection[int] | None) -> dict[str, Any]:
+    """A study's seat settings for the log, only where they differ from a class game's."""
+    settings: dict[str, Any] = {}
+    if bot_disclosure != BotDisclosure.REVEALED:
+        settings["bot_disclosure"] = bot_disclosure
+    if human_seats is not None:
+        settings["human_seats"] = sorted(human_seats)
+    return settings
 
 
 def clean_nickname(nickname: object) -> str:
@@ -1209,7 +1237,7 @@ def seat_hand_to_bot(*, seat: Seat, to_bot: bool = True) -> Seat:
     if game.status not in (Status.RUNNING, Status.PAUSED):
         raise NotRunning(HAND_WHILE_PLAYING)
     if not seat.has_player:
-        label = "The governor's seat" if seat.role == Role.GOVERNOR else f"Lab {seat.player_id}"
+        label = "The governor's seat" if seat.role == Role.GOVERNOR else lab_label(seat.player_id)
         raise SeatChange(HAND_NO_PLAYER.format(label=label))
     now = clock.now()
     changes = _Changes()
@@ -1314,7 +1342,7 @@ def game_remove_bot(*, game: Game, seat: Seat | None = None) -> None:
         if found is None:
             raise SeatChange(NOT_A_LAB_SEAT)
         if found.has_player:
-            label = f"Lab {found.player_id}"
+            label = lab_label(found.player_id)
             raise SeatChange(SEAT_HAS_PLAYER.format(label=label, nickname=found.nickname))
         target = found
     removed = target.lab_index or 0

@@ -46,7 +46,7 @@ from permitgame.errors import (
     RateLimited,
     UnknownGame,
 )
-from permitgame.models import DEFAULT_DURATIONS, DebriefCache, Game, Seat
+from permitgame.models import DEFAULT_DURATIONS, DebriefCache, Game, Seat, lab_label
 from sim_core import PRESETS, load_preset, parse_scenario
 
 
@@ -378,7 +378,7 @@ def add_bot(request: HtmxHttpRequest, code: str) -> HttpResponse:
         seat = services.game_add_bot(game=game)
     except GameError as error:
         return _answer(request, game, error.message, error=error)
-    return _answer(request, game, f"Added Lab {seat.player_id}, played by a bot.")
+    return _answer(request, game, f"Added {lab_label(seat.player_id)}, played by a bot.")
 
 
 @login_required

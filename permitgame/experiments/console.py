@@ -11,10 +11,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from permitgame.console.views import CONTROLS
-from permitgame.errors import GameError
+from permitgame.console.views import ALREADY_OVER, CONTROLS, HtmxHttpRequest
+from permitgame.errors import GameError, GameOver
 from permitgame.experiments import exports, selectors, services
 from permitgame.experiments.design import DesignError, parse_design_text
 from permitgame.experiments.models import Experiment, Room
@@ -96,8 +97,21 @@ def validate(request: HttpRequest) -> HttpResponse:
                   {"design": design, "error": error})  # fmt: skip
 
 
+#: The controls a room offers in each state (the game console's), with their buttons' text.
+ROOM_CONTROLS = {
+    "lobby": (("start", "Start"), ("end", "End")),
+    "running": (("pause", "Pause"), ("advance", "Advance"), ("end", "End")),
+    "paused": (("resume", "Resume"), ("end", "End")),
+}
+#: After a control, the keyboard focus goes to the same control in the fresh row, or else to
+#: the one that took its place (Pause <-> Resume), or else to the message saying what happened.
+NEXT_FOCUS = {"start": "pause", "pause": "resume", "resume": "pause"}
+
+
 def _monitor_context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
     status = selectors.experiment_status(experiment)
+    for room in status["rooms"]:
+        room["controls"] = ROOM_CONTROLS.get(room["status"], ())
     return {
         "experiment": experiment,
         "status": status,
@@ -116,22 +130,53 @@ def monitor(request: HttpRequest, code: str) -> HttpResponse:
     return render(request, template, _monitor_context(request, experiment))
 
 
+def _focus_after(context: dict[str, Any], game: str, action: str) -> tuple[str, str] | str:
+    """The control to focus after ``action`` (room code, control), or "flash" (the message)."""
+    room = next((r for r in context["status"]["rooms"] if r["game"] == game), None)
+    offered = {name for name, _ in room["controls"]} if room else set()
+    for name in (action, NEXT_FOCUS.get(action, "")):
+        if name in offered:
+            return (game, name)
+    return "flash"
+
+
 @login_required
 @require_POST
-def room_control(request: HttpRequest, code: str, game: str, action: str) -> HttpResponse:
-    """Pause, resume, advance, start or end one room, as the console does, then come back."""
+def room_control(request: HtmxHttpRequest, code: str, game: str, action: str) -> HttpResponse:
+    """Start, pause, resume, advance or end one room, as the game console does.
+
+    With htmx the answer is the monitor's live part (the rooms as they are now) and the message
+    (``#monitor-flash``, out of band); the keyboard focus stays on the control or the one that
+    took its place. A refused control answers its status (400, 409, 410) with the message shown
+    in the page. Without htmx: the message and back to the monitor.
+    """
     experiment = _mine(request, code)
     room = Room.objects.filter(experiment=experiment, game__code=game.upper()).first()
     if room is None or action not in CONTROLS:
         raise Http404("No such room or control.")
     service, done = CONTROLS[action]
+    where = f"{room.treatment} room {room.number}"
+    error: GameError | None = None
     try:
-        service(game=room.game)
-    except GameError as error:
-        messages.error(request, f"{room.treatment} room {room.number}: {error.message}")
+        after = service(game=room.game)
+    except GameError as refused:
+        error = refused
     else:
-        messages.success(request, f"{room.treatment} room {room.number}: {done}")
-    return redirect("experiments-console:monitor", code=experiment.code)
+        if after.version == room.game.version:  # nothing to do (ending an ended game)
+            error = GameOver(ALREADY_OVER)
+    message = f"{where}: {error.message if error is not None else done}"
+    if not request.htmx:
+        (messages.error if error is not None else messages.success)(request, message)
+        return redirect("experiments-console:monitor", code=experiment.code)
+    context = _monitor_context(request, experiment)
+    context.update(
+        message=message,
+        error=error is not None,
+        focus=_focus_after(context, room.game.code, action),
+    )
+    flash = render_to_string("experiments/console_monitor.html#flash", {**context, "oob": True})
+    live = render_to_string("experiments/console_monitor.html#live", context, request)
+    return HttpResponse(live + flash, status=error.status if error is not None else 200)
 
 
 @login_required

@@ -207,6 +207,7 @@ def _treatment(key: str, value: Any) -> dict[str, Any]:
         "seats": (_seats, {}),
         "durations": (_durations, {}),
         "rooms": (_int(1, 1000, null=True), None),
+        "room_size": (_int(1, 201, null=True), None),
         "title": (_text(100), ""),
         "coaching": (_choice(("full", "numbers", "none")), "full"),
         "ask_belief": (_bool, False),
@@ -216,14 +217,42 @@ def _treatment(key: str, value: Any) -> dict[str, Any]:
     treatment["durations"] = _durations(f"{key}.durations", treatment["durations"])
     treatment["scenario"] = _scenario(key, treatment)
     seats = treatment["seats"]
+    humans_key = _room_size(key, treatment, given=value)
     count = treatment["scenario"]["labs"]["count"]
     if seats["human_labs"] > count:
-        raise DesignError(
-            f"{key}.seats.human_labs", f"must be at most the number of labs ({count})"
-        )
+        if humans_key.endswith(".room_size"):
+            most = count + (seats["governor"] == "human")
+            raise DesignError(
+                humans_key, f"must be at most the labs plus a human governor ({most})"
+            )
+        raise DesignError(humans_key, f"must be at most the number of labs ({count})")
     if seats["human_labs"] == 0 and seats["governor"] == "bot":
         raise DesignError(f"{key}.seats", "a room needs at least one human seat")
+    treatment["room_size"] = room_size(treatment)
     return treatment
+
+
+def _room_size(key: str, treatment: dict[str, Any], *, given: Mapping[str, Any]) -> str:
+    """Reconcile ``room_size`` with ``seats.human_labs``; return the key that set the labs.
+
+    ``room_size`` is the participants of one room: the human labs, plus one with a human
+    governor. Given alone it sets ``seats.human_labs``; given with it, the two must agree.
+    """
+    seats = treatment["seats"]
+    size = treatment["room_size"]
+    governor = 1 if seats["governor"] == "human" else 0
+    if size is None:
+        return f"{key}.seats.human_labs"
+    if "human_labs" in given.get("seats", {}):
+        if seats["human_labs"] + governor != size:
+            raise DesignError(
+                f"{key}.room_size",
+                f"must equal seats.human_labs{' + 1 (the human governor)' if governor else ''}"
+                f" = {seats['human_labs'] + governor}, got {size}; give one or the other",
+            )
+        return f"{key}.seats.human_labs"
+    seats["human_labs"] = size - governor
+    return f"{key}.room_size"
 
 
 def _scenario(key: str, treatment: Mapping[str, Any]) -> dict[str, Any]:

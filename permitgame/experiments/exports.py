@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from permitgame import bridge, exports
+from permitgame import bridge, exports, ledger
 from permitgame.experiments.models import Event, Experiment, Participant, Room
 from permitgame.experiments.services import payment_of, points_of
-from permitgame.models import Action, Game, Move, RoundRecord
+from permitgame.models import Action, Game, Move, RoundRecord, Status
 from sim_core import METRICS, RoundInputs, resolve_round
 
 # (column, type, unit, meaning, MODEL.md section)
@@ -137,7 +137,14 @@ CODEBOOK: dict[str, tuple[Column, ...]] = {
         ("participated", "integer", "0/1", "played in a room", ""),
         ("completed", "integer", "0/1", "reached the completion page after the game", ""),
         ("points", "number", "points", "sum of the lab's payoffs", "§4 step 6"),
-        ("rank", "integer", "", "place among the room's labs by points (1 is best)", ""),
+        (
+            "rank",
+            "integer",
+            "",
+            "place among the room's labs by points (1 is best; a tie "
+            "goes to the lower lab number), as the players' screens showed it",
+            "",
+        ),
     ),
 }
 CODEBOOK_COLUMNS = ("table", "column", "type", "unit", "meaning", "model_section")
@@ -299,16 +306,18 @@ def payment_rows(experiment: Experiment) -> list[dict[str, Any]]:
 
 def gradebook_rows(experiment: Experiment) -> list[dict[str, Any]]:
     participants = participant_rows(experiment)
-    by_game: dict[str, list[float]] = {}
-    for row in participants:
-        if row["points"] is not None and row["role"] == "lab":
-            by_game.setdefault(row["game"], []).append(row["points"])
+    # A lab's place is the one its players' screen showed at game over (the ledger's).
+    places = {
+        room.game.code: ledger.read(room.game).places()
+        for room in _rooms(experiment)
+        if room.game.status == Status.FINISHED
+    }
     out = []
     for row in participants:
         points = row["points"]
         rank = None
         if points is not None and row["role"] == "lab":
-            rank = 1 + sum(1 for other in by_game[row["game"]] if other > points)
+            rank = places[row["game"]][row["player"]]
         out.append(
             {
                 "label": row["label"],

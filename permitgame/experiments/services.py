@@ -9,18 +9,19 @@ game's log records as ``fill``).
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
 
-from permitgame import clock, services
+from permitgame import clock, ledger, services
 from permitgame.errors import GameError
 from permitgame.experiments import assignment, materials
 from permitgame.experiments.design import parse_design, room_size
 from permitgame.experiments.models import Event, Experiment, Participant, Room
-from permitgame.models import RoundRecord, Seat, Status
+from permitgame.models import BotDisclosure, Seat, Status
 from sim_core import Role, parse_scenario
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -219,14 +220,26 @@ def _open_room(experiment: Experiment, name: str) -> Room | None:
     if limit is not None and len(rooms) >= limit:
         return None
     seats = treatment["seats"]
+    seed = (
+        experiment.design["seed"] * 1000
+        + len(rooms)
+        + 1
+        + 100 * list(experiment.design["treatments"]).index(name)
+    )
+    disclosure = experiment.design["bot_disclosure"]
+    human_seats = None
+    if disclosure != BotDisclosure.REVEALED:
+        # Hidden bots: the people's labs are drawn (seeded by the room), not labs 1..k, which
+        # would tell every player that the last labs are bots.
+        count = int(treatment["scenario"]["labs"]["count"])
+        human_seats = random.Random(seed).sample(range(count), seats["human_labs"])
     game = services.game_create(
         scenario=parse_scenario(treatment["scenario"]),
         human_labs=seats["human_labs"],
         human_governor=seats["governor"] == "human",
-        seed=experiment.design["seed"] * 1000
-        + len(rooms)
-        + 1
-        + 100 * list(experiment.design["treatments"]).index(name),
+        seed=seed,
+        bot_disclosure=disclosure,
+        human_seats=human_seats,
         durations=treatment["durations"],
         owner=experiment.owner,
         title=f"{experiment.name}: {name} room {len(rooms) + 1}"[:100],
@@ -294,7 +307,7 @@ def points_of(participant: Participant) -> float | None:
     if seat.role != Role.LAB or seat.lab_index is None:
         return 0.0
     lab = seat.lab_index
-    return float(sum(float(r.payoffs[lab]) for r in RoundRecord.objects.filter(game=game)))
+    return ledger.read(game).scores[lab]
 
 
 def payment_of(design: Mapping[str, Any], points: float | None) -> float | None:

@@ -2,16 +2,26 @@
 
 ``{{ x|amount }}`` shows money and values with three decimals, ``{{ x|signed }}`` the same with
 its sign (payoffs, gains), ``{{ p|percent }}`` a probability as a percentage and
-``{{ n|ordinal }}`` a rank ("2nd"). Every number shown comes from the selectors.
+``{{ n|ordinal }}`` a rank ("2nd"), ``{{ player_id|lab_label }}`` a lab's name ("Lab 3", from
+``models.lab_label``, as every table and message names it). Every number shown comes from the
+selectors.
 """
 
 from __future__ import annotations
 
 from django import template
 
+from permitgame.models import lab_label as _lab_label
+
 register = template.Library()
 
 MINUS = "\u2212"
+
+
+@register.filter
+def lab_label(player_id: int) -> str:
+    """Return a lab's name from its player id (numbered from 1): "Lab 3"."""
+    return _lab_label(player_id)
 
 
 @register.filter

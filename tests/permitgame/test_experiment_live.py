@@ -175,9 +175,18 @@ def test_two_treatments_by_two_rooms_played_by_programs_and_a_browser_participan
 
             thread = threading.Thread(target=lambda: asyncio.run(play_all()))
             thread.start()
+            # Revealed at the end: while the game runs the players' list tells no bot apart.
+            page.wait_for_selector("#phase[data-status=running]")
+            players = page.locator("#players")
+            assert players.locator(".badge").count() == 0
+            assert "bot-" not in players.inner_text()
+            shoot(page, "play-bots-hidden")
             play_in_browser(page)
             thread.join(timeout=260)
             assert len(results) == 7 and all(r["type"] == "game_over" for r in results)
+            # Once the game is over the list shows them (the room's bot lab and governor).
+            page.wait_for_selector("#players .badge")
+            assert players.get_by_text("Bot", exact=True).count() == 2
 
             # After play: the completion page with the payoff, the payment and a code.
             page.goto(created["entry_url"])

@@ -4,6 +4,7 @@
 import csv
 import io
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -78,6 +79,21 @@ def test_a_minimal_design_is_completed_with_every_default():
         ({"quiz": {"max_attempts": 0}}, "quiz.max_attempts"),
         ({"completion": {"redirect_url": "ftp://x"}}, "completion.redirect_url"),
         ({"rooms": "open"}, "treatments.random.rooms"),
+        ({"treatments": {"a": {"room_size": "3"}}}, "treatments.a.room_size"),
+        ({"treatments": {"a": {"room_size": 0}}}, "treatments.a.room_size"),
+        ({"treatments": {"a": {"room_size": 99}}}, "treatments.a.room_size"),
+        (
+            {"treatments": {"a": {"room_size": 3, "seats": {"human_labs": 2}}}},
+            "treatments.a.room_size",
+        ),
+        (
+            {
+                "treatments": {
+                    "a": {"room_size": 2, "seats": {"human_labs": 2, "governor": "human"}}
+                }
+            },
+            "treatments.a.room_size",
+        ),
     ],
 )
 def test_each_kind_of_bad_key_is_named(change, key):
@@ -85,6 +101,33 @@ def test_each_kind_of_bad_key_is_named(change, key):
     with pytest.raises(DesignError) as caught:
         parse_design(doc)
     assert caught.value.key == key, str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("treatment", "human_labs", "room_size"),
+    [
+        ({}, 1, 1),  # neither: one human lab, a room of one
+        ({"room_size": 3}, 3, 3),  # room_size alone sets the human labs
+        ({"room_size": 3, "seats": {"governor": "human"}}, 2, 3),  # ... one seat governs
+        ({"room_size": 1, "seats": {"governor": "human"}}, 0, 1),  # a human governor alone
+        ({"seats": {"human_labs": 2, "governor": "human"}}, 2, 3),  # human_labs alone
+        ({"room_size": 3, "seats": {"human_labs": 2, "governor": "human"}}, 2, 3),  # both agree
+    ],
+)
+def test_room_size_and_human_labs_are_one_number(treatment, human_labs, room_size):
+    complete = parse_design({"treatments": {"a": treatment}})["treatments"]["a"]
+    assert (complete["seats"]["human_labs"], complete["room_size"]) == (human_labs, room_size)
+
+
+def test_a_room_opens_with_the_room_size_of_its_treatment():
+    doc = design()
+    doc["treatments"]["random"]["room_size"] = 2
+    del doc["treatments"]["random"]["seats"]
+    experiment = services.experiment_create(design=doc)
+    room = services._open_room(experiment, "random")
+    assert room is not None
+    assert room.game.seats.filter(kind="human").count() == 2
+    assert experiment.design["assignment"]["participants"] == 2 * 2 + 2 * 1
 
 
 def test_the_create_command_prints_the_code_and_entry_url_and_refuses_a_bad_design(
@@ -412,6 +455,37 @@ def test_the_monitor_shows_rooms_and_controls_them(client, researcher, frozen_cl
         ).status_code
         == 404
     )
+
+
+def test_the_monitors_controls_answer_in_place_with_htmx(client, researcher, frozen_clock):
+    experiment = services.experiment_create(design=design(lobby_timeout=None), owner=researcher)
+    p = services.participant_consent(
+        participant=services.participant_arrive(experiment=experiment, label="H1")
+    )
+    Participant.objects.filter(pk=p.pk).update(quiz_passed=True)
+    p = services.participant_assign(participant=p)
+    game = p.room.game
+    client.force_login(researcher)
+    base = f"/console/experiments/{experiment.code}/rooms/{game.code}"
+    htmx = {"HTTP_HX_REQUEST": "true"}
+
+    paused = client.post(f"{base}/pause/", **htmx)  # the room's game is running (full)
+    html = paused.content.decode()
+    assert paused.status_code == 200 and html.lstrip().startswith('<div id="monitor-live"')
+    assert 'id="monitor-flash"' in html and 'hx-swap-oob="true"' in html
+    assert "random room 1: Paused" in html
+    # Pause gave way to Resume, which takes the keyboard focus.
+    assert re.search(rf'id="control-{game.code}-resume"[^>]*autofocus', html)
+    assert f'id="control-{game.code}-pause"' not in html
+
+    ended = client.post(f"{base}/end/", **htmx)
+    assert ended.status_code == 200 and 'class="console-flash flash-ok"' in ended.content.decode()
+    again = client.post(f"{base}/end/", **htmx)  # refused: shown in the page, nothing changes
+    html = again.content.decode()
+    assert again.status_code == 410 and 'role="alert"' in html and "already over" in html
+    assert re.search(r'id="monitor-flash"[^>]*autofocus', html)  # no control left to focus
+    game.refresh_from_db()
+    assert game.status == Status.FINISHED
 
 
 def test_another_researchers_monitor_is_not_found(client, researcher, django_user_model):
