@@ -278,7 +278,17 @@ def your_results_json(row: LabRound) -> dict[str, Any]:
 
 def state_message(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     """Return the ``state`` snapshot for one seat: everything it may see now."""
-    public = screens.public
+    lab = screens.labs[seat.pk] if seat.lab_index is not None else None
+    return seat_state_message(screens.public, seat, lab=lab, governor=screens.governor)
+
+
+def seat_state_message(
+    public: PublicView, seat: Seat, *, lab: LabView | None, governor: GovernorView | None
+) -> dict[str, Any]:
+    """Return the ``state`` snapshot of ``seat`` from the public view and the seat's own part.
+
+    ``lab`` for a lab's seat, ``governor`` for the governor's (the other is not read).
+    """
     message: dict[str, Any] = {
         "type": "state",
         "game": {**game_json(public), "title": public.title},
@@ -290,14 +300,14 @@ def state_message(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     }
     identity = {"player_id": seat.player_id, "role": seat.role, "nickname": seat.nickname}
     if seat.lab_index is not None:
-        lab = screens.labs[seat.pk]
+        assert lab is not None
         you = {key: value for key, value in you_json(lab).items() if key != "type"}
         message["you"] = {**identity, **you}
         message["history"] = [
             {k: v for k, v in your_results_json(row).items() if k != "type"} for row in lab.history
         ]
     else:
-        governor = screens.governor
+        assert governor is not None
         message["you"] = {
             **identity,
             "owes_move": governor.owes_move,
@@ -418,28 +428,35 @@ def seq_html(seq: int, kind: str) -> str:
 
 
 def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
-    """Return (seq, texts) of one seat's full screen in format ``"json"`` or ``"html"``."""
+    """Return (seq, texts) of one seat's full screen in format ``"json"`` or ``"html"``.
+
+    Only this seat's own part is built (``selectors.seat_screen``): the public part is read
+    once per version of the game, so a room of N filling up costs O(N), not O(N²).
+    """
     game = Game.objects.get(pk=seat.game_id)
-    seat = Seat.objects.get(pk=seat.pk)
-    screens = selectors.game_screens(game)
-    seq = screens.public.seq
+    screen = selectors.seat_screen(game, seat.pk)
+    public, seat = screen.public, screen.seat
+    seq = public.seq
     if fmt == "json":
-        return seq, [_stamp(state_message(screens, seat), seq)]
-    html = public_html(screens.public)
-    if seat.lab_index is not None:
-        html += lab_html(screens.public, screens.labs[seat.pk])
+        message = seat_state_message(public, seat, lab=screen.lab, governor=screen.governor)
+        return seq, [_stamp(message, seq)]
+    html = public_html(public)
+    if screen.lab is not None:
+        html += lab_html(public, screen.lab)
     else:
-        html += governor_html(screens.public, screens.governor)
+        assert screen.governor is not None
+        html += governor_html(public, screen.governor)
     return seq, [html + seq_html(seq, "snapshot")]
 
 
 def own_html(seat_id: int) -> str:
     """Return one seat's own fragments now (a browser's answer to its own move)."""
     seat = Seat.objects.select_related("game").get(pk=seat_id)
-    screens = selectors.game_screens(seat.game)
-    if seat.lab_index is not None:
-        return lab_html(screens.public, screens.labs[seat.pk])
-    return governor_html(screens.public, screens.governor)
+    screen = selectors.seat_screen(seat.game, seat.pk)
+    if screen.lab is not None:
+        return lab_html(screen.public, screen.lab)
+    assert screen.governor is not None
+    return governor_html(screen.public, screen.governor)
 
 
 def _record(screens: GameScreens, round_no: int) -> RoundRecord | None:

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from permitgame import broadcast, delivery, realtime, selectors, services
+from permitgame import broadcast, delivery, movequeue, realtime, selectors, services
 from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
 from permitgame.forms import (
     AskForm,
@@ -31,7 +32,8 @@ from permitgame.forms import (
     KeepForm,
     form_errors,
 )
-from permitgame.models import Seat
+from permitgame.models import Action, Seat
+from permitgame.services import MoveCommand, MoveResult
 from sim_core import Role
 
 #: Close code for a socket whose game or token is unknown.
@@ -71,9 +73,10 @@ def authenticate(code: str, token: str | None, session: Any) -> Seat:
     return selectors.seat_from_session(game, session)
 
 
-def _cleaned(
-    form_class: type[BidForm | DecideForm | AuditForm | BeliefForm], content: dict[str, Any]
-) -> Any:
+CommandForm = type[BidForm | DecideForm | AuditForm | BeliefForm | AskForm | KeepForm]
+
+
+def _cleaned(form_class: CommandForm, content: dict[str, Any]) -> Any:
     """Return a command's fields as its form cleans them.
 
     Raises:
@@ -96,63 +99,64 @@ def _cleaned(
     return data
 
 
-def run_command(seat_id: int, content: dict[str, Any]) -> dict[str, Any]:
-    """Check a command's shape, hand it to its service and return the ``ack`` message.
+#: Each command's form and the log action it becomes (an ask without an amount keeps).
+_FORMS: dict[str, tuple[CommandForm, str]] = {
+    "bid": (BidForm, Action.BID),
+    "ask": (AskForm, Action.ASK),  # MODEL.md §3b: a granted permit's holder in trading
+    "keep": (KeepForm, Action.ASK),
+    "decide": (DecideForm, Action.DECIDE),
+    "belief": (BeliefForm, Action.BELIEF),
+    "audit": (AuditForm, Action.AUDIT),
+}
+
+
+def parse_command(seat_id: int, content: dict[str, Any]) -> MoveCommand:
+    """Return a command's move, its shape checked (no database work: before the queue).
 
     Raises:
-        GameError: unknown command, bad shape, or anything the service refuses.
+        UnknownCommand, InvalidInput: not a command, or a field missing or unreadable.
     """
     command = content.get("type")
-    seat = Seat.objects.get(pk=seat_id)
-    if command in ("ask", "keep"):  # MODEL.md §3b: a granted permit's holder in trading
-        return _run_trade_command(seat, command, content)
-    if command == "bid":
-        data = _cleaned(BidForm, content)
-        result = services.round_submit_bid(seat=seat, round_no=data["round"], amount=data["amount"])
-        echo: dict[str, Any] = {"amount": result.payload["amount"]}
-    elif command == "decide":
-        data = _cleaned(DecideForm, content)
-        result = services.round_submit_choice(seat=seat, round_no=data["round"], run=data["run"])
-        echo = {"run": result.payload["run"]}
-    elif command == "belief":
-        data = _cleaned(BeliefForm, content)
-        result = services.round_submit_belief(
-            seat=seat, round_no=data["round"], percent=data["percent"]
-        )
-        echo = {"percent": result.payload["percent"]}
-    elif command == "audit":
-        data = _cleaned(AuditForm, content)
-        labs = [player_id - 1 for player_id in data["labs"]]
-        result = services.round_submit_audits(seat=seat, round_no=data["round"], labs=labs)
-        echo = {"labs": [lab + 1 for lab in result.payload["labs"]]}
-    else:
+    if not isinstance(command, str) or command not in _FORMS:
         raise UnknownCommand(
             f"Unknown command {command!r}; send one of: bid, ask, keep, decide, audit, belief."
             if command is not None
             else 'Every message needs a "type": bid, ask, keep, decide or audit.'
         )
+    form_class, action = _FORMS[command]
+    data = _cleaned(form_class, content)
+    payload: dict[str, Any]
+    if command in ("bid", "ask"):
+        payload = {"amount": data["amount"]}
+    elif command == "keep":
+        payload = {"amount": None}
+    elif command == "decide":
+        payload = {"run": data["run"]}
+    elif command == "belief":
+        payload = {"percent": int(data["percent"])}
+    else:
+        payload = {"labs": sorted({player_id - 1 for player_id in data["labs"]})}
+    return MoveCommand(seat_id=seat_id, action=action, round_no=data["round"], payload=payload)
+
+
+def ack_message(command: str, move: MoveCommand, result: MoveResult) -> dict[str, Any]:
+    """Return the ``ack`` of a recorded move (or of a repeat of the logged one)."""
+    payload = result.payload
+    echo: dict[str, Any]
+    if command in ("bid", "ask"):
+        echo = {"amount": payload["amount"]}
+    elif command == "keep":
+        echo = {}
+    elif command == "decide":
+        echo = {"run": payload["run"]}
+    elif command == "belief":
+        echo = {"percent": payload["percent"]}
+    else:
+        echo = {"labs": [lab + 1 for lab in payload["labs"]]}
     return {
         "type": "ack",
         "command": command,
-        "round": data["round"],
-        **echo,
-        "duplicate": result.duplicate,
-    }
-
-
-def _run_trade_command(seat: Seat, command: str, content: dict[str, Any]) -> dict[str, Any]:
-    """Run ``ask`` (an amount) or ``keep`` (none) and return the ``ack`` (MODEL.md §3b)."""
-    form: AskForm | KeepForm = AskForm(content) if command == "ask" else KeepForm(content)
-    if not form.is_valid():
-        raise InvalidInput(form_errors(form))
-    data = form.cleaned_data
-    amount = data["amount"] if command == "ask" else None
-    result = services.round_submit_ask(seat=seat, round_no=data["round"], amount=amount)
-    echo = {"amount": result.payload["amount"]} if command == "ask" else {}
-    return {
-        "type": "ack",
-        "command": command,
-        "round": data["round"],
+        "round": move.round_no,
         **echo,
         "duplicate": result.duplicate,
     }
@@ -193,6 +197,20 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.stream = delivery.SeqStream()
         self.stream.snapshot(value)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Handle one message, without Channels' hop to the database thread first.
+
+        Channels' ``AsyncConsumer.dispatch`` runs ``close_old_connections`` before every
+        message on the one thread that all of a process's websocket database work shares: each
+        event fanned out to a room and each command would wait there behind the moves and
+        snapshots of everyone. Every database call of these consumers goes through
+        ``database_sync_to_async``, which closes old connections itself, on that thread.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     def _groups_of(self, seat: Seat) -> list[str]:
         groups = [realtime.game_group(seat.game_id), realtime.seat_group(seat.pk)]
         if seat.role == Role.GOVERNOR:
@@ -205,7 +223,10 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         token = (query.get("token") or [None])[0]
         await self.accept()
         try:
-            seat = await database_sync_to_async(authenticate)(
+            # A read of two rows, in a thread of its own: not queued on the database thread
+            # that the room's moves and snapshots share. The groups are joined before the
+            # snapshot is read, so no event can fall between the two.
+            seat = await database_sync_to_async(authenticate, thread_sensitive=False)(
                 code, token, self.scope.get("session")
             )
         except GameError as error:
@@ -223,8 +244,8 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.send_snapshot(connect=True)
 
     def _snapshot(self, connect: bool) -> tuple[int, list[str]]:
-        assert self.seat_id is not None
-        seat = Seat.objects.get(pk=self.seat_id)
+        assert self.seat_id is not None and self.game_id is not None
+        seat = Seat(pk=self.seat_id, game_id=self.game_id)  # both read the row themselves
         if connect:
             html = self.fmt == "html"
             services.seat_connect(seat=seat, channel_name=self.channel_name, html=html)
@@ -266,8 +287,13 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if content.get("type") == "sync":
             await self.send_snapshot()
             return
+        assert self.game_id is not None
         try:
-            ack = await database_sync_to_async(run_command)(self.seat_id, content)
+            # Shape first (no database); then the game's queue: the move is recorded with the
+            # others that wait for the database thread, and acknowledged once committed.
+            move = parse_command(self.seat_id, content)
+            result = await movequeue.submit(self.game_id, move)
+            ack = ack_message(content["type"], move, result)
         except GameError as error:
             await self.send_error(error, command=content.get("type"))
             return

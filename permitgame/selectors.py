@@ -15,8 +15,10 @@ rendering (``broadcast``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -430,14 +432,47 @@ def _cockpit(
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class GameScreens:
-    """Every audience's view of a game at one moment (``game_screens``)."""
+    """Every audience's view of a game at one moment (``game_screens``).
 
-    public: PublicView
-    governor: GovernorView
-    labs: Mapping[int, LabView]  # seat id -> view, for every lab seat
-    records: tuple[RoundRecord, ...]
+    ``public`` is built at once; each lab's view (``labs``: seat id -> view, for every lab
+    seat) and the governor's are built when first read, so a reader of the public view alone
+    (the progress of a room) builds no lab's screen.
+    """
+
+    __slots__ = ("_game", "_governor", "_room", "labs", "public", "records")
+
+    def __init__(self, game: Game, room: _Room, public: PublicView) -> None:
+        """Keep the room the views are built from."""
+        self._game, self._room = game, room
+        self.public = public
+        self.records = room.records
+        self.labs: Mapping[int, LabView] = _LabViews(game, room)
+        self._governor: GovernorView | None = None
+
+    @property
+    def governor(self) -> GovernorView:
+        """The governor's view."""
+        if self._governor is None:
+            self._governor = _governor_view(self._game, self._room)
+        return self._governor
+
+
+class _LabViews(Mapping[int, LabView]):
+    """Seat id -> lab view of every lab seat, each built on first read (kept with the room)."""
+
+    def __init__(self, game: Game, room: _Room) -> None:
+        self._game, self._room = game, room
+        self._seats = {seat.pk: seat for seat in room.lab_seats.values()}
+
+    def __getitem__(self, seat_id: int) -> LabView:
+        return _lab_view(self._game, self._room, self._seats[seat_id])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._seats)
+
+    def __len__(self) -> int:
+        return len(self._seats)
 
 
 # ------------------------------------------------------------------------------ building them
@@ -506,22 +541,89 @@ def _ids(mask: Sequence[bool]) -> tuple[int, ...]:
     return tuple(i + 1 for i, flag in enumerate(mask) if flag)
 
 
-def game_screens(game: Game) -> GameScreens:
-    """Return every audience's view of ``game`` now, resolving the current round once."""
-    now = clock.now()
+@dataclass(slots=True, kw_only=True)
+class _Room:
+    """What every screen of a game is built from at one version of the game (``_room``).
+
+    Nothing here depends on the time or on who is online: those are added per read. The views
+    that depend on nothing else (each lab's, the governor's, the player rows for one set of
+    connected seats) are built on first use and kept with the room.
+    """
+
+    key: tuple[Any, ...]
+    seats: list[Seat]
+    lab_seats: dict[int, Seat]
+    governor_seat: Seat
+    scenario: Scenario
+    records: tuple[RoundRecord, ...]
+    position: bridge.Position | None
+    waiting: tuple[int, ...]
+    high_prob: float
+    rules: RulesView
+    market_view: MarketView | None
+    book: ledger.Ledger
+    finished: bool
+    playing: bool
+    governor_score: float
+    scoreboard: tuple[Standing, ...]
+    live_ranks: dict[int, int]
+    final_ranks: dict[int, int]
+    face_penalty: float
+    settled_now: RoundRecord | None
+    moves: dict[tuple[int, str], Move]
+    beliefs: dict[int, int]
+    labs: dict[int, LabView] = field(default_factory=dict)
+    governor: GovernorView | None = None
+    players: tuple[frozenset[int], tuple[PlayerRow, ...]] | None = None
+
+
+#: The room of each game last read in this process (game id -> room), at most this many.
+ROOM_CACHE_SIZE = 256
+_rooms: OrderedDict[int, _Room] = OrderedDict()
+_rooms_lock = threading.Lock()
+
+
+def _room_key(game: Game) -> tuple[Any, ...]:
+    # Every change of a game's moves, seats or rounds is made under its lock and bumps its
+    # version (services._commit); the other fields guard against a row changed without one.
+    return (game.pk, game.version, game.seq, game.status, game.round_no, game.phase)
+
+
+def _room(game: Game) -> _Room:
+    """Return the room of ``game`` at its version: read once per version and process.
+
+    A room is kept only if the game's version is the same after reading it as before (no
+    change committed in between), so a kept room is one consistent state of the game.
+    """
+    key = _room_key(game)
+    with _rooms_lock:
+        room = _rooms.get(game.pk)
+        if room is not None and room.key == key:
+            _rooms.move_to_end(game.pk)
+            return room
+    room = _build_room(game, key)
+    current = Game.objects.filter(pk=game.pk).values_list("version", "seq").first()
+    if current == (game.version, game.seq):
+        with _rooms_lock:
+            _rooms[game.pk] = room
+            _rooms.move_to_end(game.pk)
+            while len(_rooms) > ROOM_CACHE_SIZE:
+                _rooms.popitem(last=False)
+    return room
+
+
+def _build_room(game: Game, key: tuple[Any, ...]) -> _Room:
     seats = list(game.seats.order_by("id"))
     lab_seats = {s.lab_index: s for s in seats if s.lab_index is not None}
     governor_seat = next(s for s in seats if s.role == Role.GOVERNOR)
     scenario = bridge.scenario_of(game)
     book = ledger.read(game, seats=seats)
     records = book.records
-    connected = connected_seat_ids(game, now)
 
     position = bridge.position_of(game, seats=seats) if game.status != Status.LOBBY else None
     progress = position.progress if position else None
     state = position.state if position else None
     market = progress.market if progress else None
-    setup = position.setup if position else bridge.setup_of(game)
 
     # Who owes a move now: the humans the resolver stops for, in a phase that takes moves.
     waiting: tuple[int, ...] = ()
@@ -548,29 +650,67 @@ def game_screens(game: Game) -> GameScreens:
         )
 
     finished = game.status == Status.FINISHED
-    # Who plays a seat matters only while the game is on (in the lobby nobody plays yet).
-    playing = game.status in (Status.RUNNING, Status.PAUSED)
-    governor_score = book.governor_score
-
     # Each lab learns its own payoff after each round (MODEL.md §4 step 6) and its own place;
     # the others' scores are published only at game over: a round's payoff would tell every
     # player, the governor included, whether a lab without a permit ran. Before any round has
     # settled there is nothing to rank.
     scoreboard = book.standings if records else ()
     ranks = book.places() if records else {}
-    final_ranks = ranks if finished else {}
-    live_ranks = ranks if finished or game.live_standings else {}
-    face_penalty = float(expected_penalty(np.ones(1), rules.p_eff, rules.punishment)[0])
-    settled_now = records[-1] if records and records[-1].round_no == game.round_no else None
-
-    players = tuple(
-        player_row(s, connected=s.pk in connected, playing=playing)
-        for s in sorted(seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
+    moves = {(m.seat_id, m.action): m for m in (position.moves if position else ()) if m.seat_id}
+    beliefs: dict[int, int] = {}
+    if game.ask_belief and game.round_no:
+        beliefs = {
+            m.seat_id: int(m.payload["percent"])
+            for m in Move.objects.filter(game=game, round_no=game.round_no, action=Action.BELIEF)
+            if m.seat_id is not None
+        }
+    return _Room(
+        key=key,
+        seats=seats,
+        lab_seats=lab_seats,
+        governor_seat=governor_seat,
+        scenario=scenario,
+        records=records,
+        position=position,
+        waiting=waiting,
+        high_prob=high_prob,
+        rules=rules,
+        market_view=market_view,
+        book=book,
+        finished=finished,
+        # Who plays a seat matters only while the game is on (in the lobby nobody plays yet).
+        playing=game.status in (Status.RUNNING, Status.PAUSED),
+        governor_score=book.governor_score,
+        scoreboard=scoreboard,
+        live_ranks=ranks if finished or game.live_standings else {},
+        final_ranks=ranks if finished else {},
+        face_penalty=float(expected_penalty(np.ones(1), rules.p_eff, rules.punishment)[0]),
+        settled_now=records[-1] if records and records[-1].round_no == game.round_no else None,
+        moves=moves,
+        beliefs=beliefs,
     )
+
+
+def _player_rows(room: _Room, connected: set[int]) -> tuple[PlayerRow, ...]:
+    """Return the seats as everyone may see them (kept with the room per set of online seats)."""
+    online = frozenset(connected)
+    if room.players is not None and room.players[0] == online:
+        return room.players[1]
+    rows = tuple(
+        player_row(s, connected=s.pk in online, playing=room.playing)
+        for s in sorted(room.seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
+    )
+    room.players = (online, rows)
+    return rows
+
+
+def _public_view(game: Game, room: _Room, now: dt.datetime) -> PublicView:
+    """Return the public view: the room's, with the time and who is online now."""
+    records = room.records
     seconds_left = None
     if game.phase_deadline is not None:
         seconds_left = max(0.0, (game.phase_deadline - now).total_seconds())
-    public = PublicView(
+    return PublicView(
         game_id=game.pk,
         code=game.code,
         title=game.title,
@@ -583,91 +723,107 @@ def game_screens(game: Game) -> GameScreens:
         paused_remaining=game.paused_remaining,
         version=game.version,
         seq=game.seq,
-        waiting_for=waiting,
-        players=players,
-        rules=rules,
-        market=market_view,
+        waiting_for=room.waiting,
+        players=_player_rows(room, connected_seat_ids(game, now)),
+        rules=room.rules,
+        market=room.market_view,
         results=tuple({"round": r.round_no, **r.metrics} for r in records),
-        standings=scoreboard if finished else (),
-        governor_score=governor_score if finished else None,
+        standings=room.scoreboard if room.finished else (),
+        governor_score=room.governor_score if room.finished else None,
         headline=headline_of(records[-1]) if records else None,
         bots_disclosed=game.bots_shown,
     )
 
-    moves = {(m.seat_id, m.action): m for m in (position.moves if position else ()) if m.seat_id}
-    beliefs: dict[int, int] = {}
-    if game.ask_belief and game.round_no:
-        beliefs = {
-            m.seat_id: int(m.payload["percent"])
-            for m in Move.objects.filter(game=game, round_no=game.round_no, action=Action.BELIEF)
-            if m.seat_id is not None
-        }
-    labs: dict[int, LabView] = {}
-    for lab, seat in lab_seats.items():
-        bid_move = moves.get((seat.pk, Action.BID))
-        ask_move = moves.get((seat.pk, Action.ASK))
-        run_move = moves.get((seat.pk, Action.DECIDE))
-        granted = progress.granted if progress is not None else None
-        trade = progress.trade if progress is not None else None
-        won = bool(market.won[lab]) if market is not None else None
-        value = float(progress.values[lab]) if progress is not None else None
-        net_value = float(progress.net_values[lab]) if progress is not None else None
-        wealth = float(state.wealth[lab]) if state is not None else scenario.labs.endowment
-        risk = float(setup.risk_profile[lab])
-        # d = u + rho − E (MODEL.md §5) at face value (r = 1), with u and E from sim_core.
-        gain = None if net_value is None else net_value + scenario.labs.racing_value
-        face_value = (
-            None
-            if net_value is None
-            else unpermitted_value(net_value, scenario.labs.racing_value, face_penalty)
-        )
-        labs[seat.pk] = LabView(
-            seat_id=seat.pk,
-            player_id=seat.player_id,
-            nickname=seat.nickname,
-            rejoin_code=seat.rejoin_code or "",
-            round_no=game.round_no,
-            phase=game.phase,
-            value=value,
-            net_value=net_value,
-            risk_profile=risk,
-            wealth=wealth,
-            current_wealth=float(settled_now.wealth[lab]) if settled_now else wealth,
-            score=book.scores[lab],
-            p_eff=rules.p_eff,
-            punishment=rules.punishment,
-            expected_penalty=float(
-                expected_penalty(np.array([risk]), rules.p_eff, rules.punishment)[0]
-            ),
-            gain_from_running=gain,
-            face_expected_penalty=face_penalty,
-            face_unpermitted_value=face_value,
-            running_pays=None if face_value is None else face_value > 0,
-            rank=live_ranks.get(seat.player_id),
-            final_rank=final_ranks.get(seat.player_id),
-            bid=float(bid_move.payload["amount"]) if bid_move else None,
-            bid_by=bid_move.actor if bid_move else None,
-            won=won,
-            price=market.price if market is not None else None,
-            run=True if won else (bool(run_move.payload["run"]) if run_move else None),
-            run_by=run_move.actor if run_move else None,
-            granted=bool(granted[lab]) if granted is not None else None,
-            ask=_ask_amount(ask_move),
-            kept=(ask_move.payload["amount"] is None) if ask_move else None,
-            ask_by=ask_move.actor if ask_move else None,
-            bought=bool(trade.bought[lab]) if trade is not None else None,
-            sold=bool(trade.sold[lab]) if trade is not None else None,
-            trades=trade.trades if trade is not None else None,
-            owes_move=seat.player_id in waiting,
-            bot_playing=playing and seat.controller == Controller.BOT,
-            handed_to_bot=seat.handed_to_bot,
-            history=book.lab(lab),
-            coaching=game.coaching,
-            ask_belief=game.ask_belief,
-            belief=beliefs.get(seat.pk),
-        )
 
-    audit_move = moves.get((governor_seat.pk, Action.AUDIT))
+def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
+    """Return one lab's own view (kept with the room)."""
+    view = room.labs.get(seat.pk)
+    if view is not None:
+        return view
+    assert seat.lab_index is not None
+    lab = seat.lab_index
+    scenario, rules, moves = room.scenario, room.rules, room.moves
+    position = room.position
+    progress = position.progress if position else None
+    state = position.state if position else None
+    market = progress.market if progress else None
+    setup = position.setup if position else bridge.setup_of(game)
+    bid_move = moves.get((seat.pk, Action.BID))
+    ask_move = moves.get((seat.pk, Action.ASK))
+    run_move = moves.get((seat.pk, Action.DECIDE))
+    granted = progress.granted if progress is not None else None
+    trade = progress.trade if progress is not None else None
+    won = bool(market.won[lab]) if market is not None else None
+    value = float(progress.values[lab]) if progress is not None else None
+    net_value = float(progress.net_values[lab]) if progress is not None else None
+    wealth = float(state.wealth[lab]) if state is not None else scenario.labs.endowment
+    risk = float(setup.risk_profile[lab])
+    # d = u + rho − E (MODEL.md §5) at face value (r = 1), with u and E from sim_core.
+    gain = None if net_value is None else net_value + scenario.labs.racing_value
+    face_value = (
+        None
+        if net_value is None
+        else unpermitted_value(net_value, scenario.labs.racing_value, room.face_penalty)
+    )
+    settled_now = room.settled_now
+    view = LabView(
+        seat_id=seat.pk,
+        player_id=seat.player_id,
+        nickname=seat.nickname,
+        rejoin_code=seat.rejoin_code or "",
+        round_no=game.round_no,
+        phase=game.phase,
+        value=value,
+        net_value=net_value,
+        risk_profile=risk,
+        wealth=wealth,
+        current_wealth=float(settled_now.wealth[lab]) if settled_now else wealth,
+        score=room.book.scores[lab],
+        p_eff=rules.p_eff,
+        punishment=rules.punishment,
+        expected_penalty=float(
+            expected_penalty(np.array([risk]), rules.p_eff, rules.punishment)[0]
+        ),
+        gain_from_running=gain,
+        face_expected_penalty=room.face_penalty,
+        face_unpermitted_value=face_value,
+        running_pays=None if face_value is None else face_value > 0,
+        rank=room.live_ranks.get(seat.player_id),
+        final_rank=room.final_ranks.get(seat.player_id),
+        bid=float(bid_move.payload["amount"]) if bid_move else None,
+        bid_by=bid_move.actor if bid_move else None,
+        won=won,
+        price=market.price if market is not None else None,
+        run=True if won else (bool(run_move.payload["run"]) if run_move else None),
+        run_by=run_move.actor if run_move else None,
+        granted=bool(granted[lab]) if granted is not None else None,
+        ask=_ask_amount(ask_move),
+        kept=(ask_move.payload["amount"] is None) if ask_move else None,
+        ask_by=ask_move.actor if ask_move else None,
+        bought=bool(trade.bought[lab]) if trade is not None else None,
+        sold=bool(trade.sold[lab]) if trade is not None else None,
+        trades=trade.trades if trade is not None else None,
+        owes_move=seat.player_id in room.waiting,
+        bot_playing=room.playing and seat.controller == Controller.BOT,
+        handed_to_bot=seat.handed_to_bot,
+        history=room.book.lab(lab),
+        coaching=game.coaching,
+        ask_belief=game.ask_belief,
+        belief=room.beliefs.get(seat.pk),
+    )
+    room.labs[seat.pk] = view
+    return view
+
+
+def _governor_view(game: Game, room: _Room) -> GovernorView:
+    """Return the governor's view (kept with the room)."""
+    if room.governor is not None:
+        return room.governor
+    scenario, records, lab_seats = room.scenario, room.records, room.lab_seats
+    governor_seat = room.governor_seat
+    progress = room.position.progress if room.position else None
+    market = progress.market if progress else None
+    audit_move = room.moves.get((governor_seat.pk, Action.AUDIT))
     signals = None
     suggested = None
     if progress is not None and progress.signals is not None and market is not None:
@@ -682,7 +838,7 @@ def game_screens(game: Game) -> GameScreens:
             for lab in range(game.lab_count)
         )
     if market is not None and market.price is None:  # §3b: no trade, the last π1 stays
-        suggested = high_prob
+        suggested = room.high_prob
     elif market is not None and market.price is not None:
         audit = scenario.audit
         suggested = optimal_high_prob(
@@ -705,8 +861,8 @@ def game_screens(game: Game) -> GameScreens:
         suggested_high_prob=suggested,
         audits=tuple(lab + 1 for lab in audit_move.payload["labs"]) if audit_move else None,
         audits_by=audit_move.actor if audit_move else None,
-        owes_move=0 in waiting,
-        bot_playing=playing and governor_seat.controller == Controller.BOT,
+        owes_move=0 in room.waiting,
+        bot_playing=room.playing and governor_seat.controller == Controller.BOT,
         handed_to_bot=governor_seat.handed_to_bot,
         history=tuple(
             AuditResult(
@@ -718,10 +874,68 @@ def game_screens(game: Game) -> GameScreens:
             )
             for r in records
         ),
-        score=governor_score,
+        score=room.governor_score,
         cockpit=_cockpit(game, scenario, records, market) if game.human_governor else None,
     )
-    return GameScreens(public=public, governor=governor, labs=labs, records=records)
+    room.governor = governor
+    return governor
+
+
+def game_screens(game: Game) -> GameScreens:
+    """Return every audience's view of ``game`` now, resolving the current round once.
+
+    The game's rows are read and its round resolved once per version of the game in a process
+    (``_room``); the time and who is online are read each call; a lab's view and the
+    governor's are built when first read (and kept with the room).
+    """
+    room = _room(game)
+    return GameScreens(game, room, _public_view(game, room, clock.now()))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeatScreen:
+    """One seat's whole screen (``seat_screen``): the public view and its own part only."""
+
+    public: PublicView
+    seat: Seat
+    lab: LabView | None
+    governor: GovernorView | None
+    records: tuple[RoundRecord, ...]
+
+
+def seat_screen(game: Game, seat_id: int) -> SeatScreen:
+    """Return one seat's screen now without building the other seats' (a socket connects).
+
+    The seat is the room's (as of the game's version): its role and lab as the screen has them.
+
+    Raises:
+        UnknownPlayer: no such seat in the game.
+    """
+    room = _room(game)
+    seat = next((s for s in room.seats if s.pk == seat_id), None)
+    if seat is None:
+        raise UnknownPlayer(UNKNOWN_TOKEN.format(code=game.code))
+    public = _public_view(game, room, clock.now())
+    if seat.lab_index is not None:
+        return SeatScreen(
+            public=public,
+            seat=seat,
+            lab=_lab_view(game, room, seat),
+            governor=None,
+            records=room.records,
+        )
+    return SeatScreen(
+        public=public,
+        seat=seat,
+        lab=None,
+        governor=_governor_view(game, room),
+        records=room.records,
+    )
+
+
+def public_view(game: Game) -> PublicView:
+    """Return the public view of ``game`` now (no lab's or governor's view is built)."""
+    return _public_view(game, _room(game), clock.now())
 
 
 # ------------------------------------------------------------------------ the instructor, exports

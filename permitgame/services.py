@@ -24,7 +24,7 @@ import datetime as dt
 import math
 import secrets
 import unicodedata
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -37,6 +37,7 @@ from permitgame.errors import (
     BadNickname,
     BadRequest,
     BotPlaying,
+    GameError,
     GameFull,
     GameOver,
     NicknameTaken,
@@ -243,12 +244,15 @@ def _save_moves(game: Game, moves: Sequence[Move]) -> None:
         Move.objects.bulk_create(moves)
 
 
-def _commit(game: Game, changes: _Changes) -> None:
+def _commit(
+    game: Game, changes: _Changes, *, later: list[Callable[[], None]] | None = None
+) -> None:
     """Bump the game's version, save it and publish ``changes`` once the transaction commits.
 
     An event (a phase change, a market, results, a change of seats) gets the game's next
     ``seq`` and is sent to every seat at once; progress alone (a move, a join) marks the game
-    for the next coalesced progress message.
+    for the next coalesced progress message. ``later``: the event's publishing is appended
+    there once the transaction has committed, for the caller to run (after answering).
     """
     game.version += 1
     event = changes.is_event
@@ -256,16 +260,17 @@ def _commit(game: Game, changes: _Changes) -> None:
         game.seq += 1
     game.save()
     if event:
-        transaction.on_commit(
-            partial(
-                broadcast.publish,
-                game_id=game.pk,
-                seq=game.seq,
-                events=list(changes.events),
-                seat_ids=set(changes.seat_ids),
-            ),
-            robust=True,
+        publish = partial(
+            broadcast.publish,
+            game_id=game.pk,
+            seq=game.seq,
+            events=list(changes.events),
+            seat_ids=set(changes.seat_ids),
         )
+        if later is None:
+            transaction.on_commit(publish, robust=True)
+        else:
+            transaction.on_commit(partial(later.append, publish))
     else:
         transaction.on_commit(partial(broadcast.progress_changed, game.pk), robust=True)
 
@@ -597,9 +602,12 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     returning = (
         seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0
     )
-    Connection.objects.update_or_create(
-        channel_name=channel_name,
-        defaults={"seat": seat, "opened_at": now, "last_seen": now, "html": html},
+    # One statement (INSERT ... ON CONFLICT DO UPDATE): a channel name is new for each socket.
+    Connection.objects.bulk_create(
+        [Connection(seat=seat, channel_name=channel_name, opened_at=now, last_seen=now, html=html)],
+        update_conflicts=True,
+        unique_fields=["channel_name"],
+        update_fields=["seat", "opened_at", "last_seen", "html"],
     )
     if not returning and not (seat.standing_in and not seat.handed_to_bot and seat.has_player):
         Seat.objects.filter(pk=seat.pk).update(last_seen=now)
@@ -910,57 +918,282 @@ def _check_move(game: Game, seat: Seat, action: str, round_no: int) -> None:
         raise Paused(GAME_IS_PAUSED)
 
 
-def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) -> MoveResult:
-    """Check, record and resolve one move under the game's lock.
+@dataclass(frozen=True, slots=True)
+class MoveCommand:
+    """One player's move as it arrived, its shape already checked (``forms``).
 
-    The round is resolved once, with the new move among the logged ones: that resolve is both
-    the rule check (sim_core raises ``ActionError``) and the position the phase machine goes on
-    from. Queries: the lock, the seats, the round's moves, the round's start state (after
-    round 1), the new move and the game's save; a move that ends a phase adds that phase's
-    log entries and the next phase's.
+    ``action``: bid, ask, decide, audit or belief; ``payload`` as it is logged (an ask of None
+    keeps the permit; an audit's labs are 0-based and sorted).
     """
-    game = _lock(seat.game_id)
+
+    seat_id: int
+    action: str
+    round_no: int
+    payload: dict[str, Any]
+
+
+#: What ``round_submit_moves`` answers per command: the move's result, or why it was refused.
+Outcome = MoveResult | GameError
+
+
+def round_submit_moves(
+    *,
+    game_id: int,
+    commands: Sequence[MoveCommand],
+    publish_later: list[Callable[[], None]] | None = None,
+) -> list[Outcome]:
+    """Record the moves of one game that arrived together: one transaction, one resolve.
+
+    Group commit: the game is locked once, its seats and the round's moves are read once, each
+    command is checked as ``round_submit_bid`` and its siblings check one move (its own error:
+    stale, wrong role, already submitted, ...), and the round is resolved ONCE with every new
+    move added, which is both the rule check and the position the phase machine goes on from.
+    If sim_core refuses that resolve (``ActionError``), or two commands of the batch are the
+    same seat's same move (a resend), the batch is checked again one command at a time, in
+    arrival order, so each refused command gets its own error and the others still go in. The
+    new moves are saved in one write (the hash chain in arrival order), the phase machine runs
+    once and the change is published once, after commit.
+
+    Every command is judged against the game as it stood when the batch began: a batch of
+    moves of one phase that ends the phase is the same as those moves made one after another.
+
+    ``publish_later``: an event the batch causes (a phase change) is not sent at commit but
+    appended there once committed, so the caller can answer the players first and then run it.
+
+    Returns:
+        One outcome per command, in order: a ``MoveResult`` (recorded, or a repeat of the
+        logged move) or the ``GameError`` it was refused with. Nothing refused is stored.
+    """
+    with transaction.atomic():
+        return _submit_batch(game_id, commands, later=publish_later)
+
+
+def _submit_batch(
+    game_id: int,
+    commands: Sequence[MoveCommand],
+    *,
+    later: list[Callable[[], None]] | None = None,
+) -> list[Outcome]:
+    """``round_submit_moves`` inside its transaction (see there).
+
+    Queries: the lock, the seats, the round's moves, the round's start state (after round 1),
+    the new moves (one write), the game's save; the round's beliefs only if a belief came; a
+    batch that ends a phase adds that phase's log entries and the next phase's.
+    """
+    game = _lock(game_id)
     # The times of the seats are not needed here (reading them is most of the cost of a row).
     seats = list(game.seats.defer("joined_at", "last_seen").order_by("id"))
-    found = next((s for s in seats if s.pk == seat.pk), None)
-    if found is None:
-        raise WrongRole(NOT_A_LAB.format(what="move"))
-    seat = found
-    _check_move(game, seat, action, round_no)
-    moves = bridge.round_moves(game, game.round_no, seats=seats)
+    by_id = {s.pk: s for s in seats}
+    now = clock.now()
+    outcomes: list[Outcome | None] = [None] * len(commands)
+    started = game.phase_started_at or now
+    latency = max(0, int((now - started).total_seconds() * 1000))
+    round_moves: list[Move] | None = None
+    beliefs: dict[int, Move] | None = None
+    new: dict[int, Move] = {}  # command index -> the move it would log
+    asked: list[int] = []  # beliefs that passed their checks: the permit is checked last
+    for index, command in enumerate(commands):
+        seat = by_id.get(command.seat_id)
+        try:
+            if seat is None:
+                raise WrongRole(NOT_A_LAB.format(what="move"))
+            if command.action == Action.BELIEF:
+                if beliefs is None:
+                    beliefs = _round_beliefs(game)
+                outcomes[index] = _check_belief(game, seat, command, beliefs)
+            else:
+                _check_move(game, seat, command.action, command.round_no)
+                if round_moves is None:
+                    round_moves = bridge.round_moves(game, game.round_no, seats=seats)
+                outcomes[index] = _check_logged(game, seat, command, round_moves, now)
+        except GameError as error:
+            outcomes[index] = error
+            continue
+        if outcomes[index] is None:
+            if command.action == Action.BELIEF:
+                asked.append(index)
+            actor = Actor.HUMAN if command.action == Action.BELIEF else _seat_actor(seat)
+            new[index] = _move(
+                game,
+                command.action,
+                actor,
+                now=now,
+                seat=seat,
+                payload=command.payload,
+                latency_ms=latency,
+            )
+    if not new:
+        return _all(outcomes)
+    moves = round_moves if round_moves is not None else []
+    played = {i: m for i, m in new.items() if m.action != Action.BELIEF}
+    keys = [(m.seat_id, m.action) for m in new.values()]
+    position: bridge.Position | None = None
+    if len(set(keys)) == len(keys):
+        try:
+            position = bridge.position_of(game, seats=seats, moves=[*moves, *played.values()])
+        except ActionError as error:
+            if len(played) == 1:  # that resolve was the one move's own check
+                (only,) = played
+                outcomes[only] = NotAllowed(str(error))
+                del new[only]
+                if not new:
+                    return _all(outcomes)
+                position = bridge.position_of(game, seats=seats, moves=moves)
+    if position is None:  # a move of the batch is refused, or a seat sent one twice
+        position = _one_by_one(game, seats, moves, commands, new, outcomes)
+    for index in asked:  # a repeat in the batch shares the first one's fate
+        refused = _belief_refused(position, by_id[commands[index].seat_id])
+        if refused is not None:
+            outcomes[index] = refused
+            new.pop(index, None)
+    for index, move in new.items():
+        outcomes[index] = MoveResult(duplicate=False, payload=move.payload)
+    if not new:
+        return _all(outcomes)
+    _save_moves(game, list(new.values()))  # in arrival order: the hash chain's order
+    changes = _Changes()
+    changes.seat_ids.update(move.seat_id for move in new.values() if move.seat_id is not None)
+    if any(move.action != Action.BELIEF for move in new.values()):
+        changes.add("waiting", game.round_no)
+        _drive(game, now, changes, expired=False, position=position)
+    _commit(game, changes, later=later)
+    return _all(outcomes)
+
+
+def _all(outcomes: Sequence[Outcome | None]) -> list[Outcome]:
+    """Return the outcomes of a batch, every command having one."""
+    assert all(outcome is not None for outcome in outcomes)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _check_logged(
+    game: Game, seat: Seat, command: MoveCommand, moves: Sequence[Move], now: dt.datetime
+) -> Outcome | None:
+    """Check a move against the round's log; None if it is new and may be made now.
+
+    Returns the logged move's result for an identical repeat of a player's own move.
+
+    Raises:
+        AlreadySubmitted, StaleMove (the deadline passed), BotPlaying.
+    """
+    action = command.action
     logged = next(
         (m for m in moves if m.seat_id == seat.pk and m.action == action and m.phase == game.phase),
         None,
     )
     if logged is not None:
-        if logged.actor in (Actor.HUMAN, Actor.PROGRAM) and logged.payload == payload:
+        if logged.actor in (Actor.HUMAN, Actor.PROGRAM) and logged.payload == command.payload:
             return MoveResult(duplicate=True, payload=logged.payload)
-        raise AlreadySubmitted(ALREADY_SUBMITTED.format(what=_MOVE_WHAT[action], round_no=round_no))
-    if game.phase_deadline is not None and game.phase_deadline <= clock.now():
+        raise AlreadySubmitted(
+            ALREADY_SUBMITTED.format(what=_MOVE_WHAT[action], round_no=command.round_no)
+        )
+    if game.phase_deadline is not None and game.phase_deadline <= now:
         # The deadline has passed but the clock loop has not fired it yet: the phase is over,
         # and the move would be a human's where the log must say default or bot.
         raise StaleMove(
-            TIME_IS_UP.format(round_no=round_no, phase=game.phase, what=_MOVE_WHAT[action])
+            TIME_IS_UP.format(round_no=command.round_no, phase=game.phase, what=_MOVE_WHAT[action])
         )
     if seat.controller != Controller.HUMAN:
         raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
-    now = clock.now()
-    started = game.phase_started_at or now
-    latency = max(0, int((now - started).total_seconds() * 1000))
-    actor = _seat_actor(seat)
-    move = _move(game, action, actor, now=now, seat=seat, payload=payload, latency_ms=latency)
-    # The rule check is sim_core's: the one resolve of the round with this move added.
-    try:
-        position = bridge.position_of(game, seats=seats, moves=[*moves, move])
-    except ActionError as error:
-        raise NotAllowed(str(error)) from None
-    _save_moves(game, [move])
-    changes = _Changes()
-    changes.seat_ids.add(seat.pk)
-    changes.add("waiting", game.round_no)
-    _drive(game, now, changes, expired=False, position=position)
-    _commit(game, changes)
-    return MoveResult(duplicate=False, payload=payload)
+    return None
+
+
+def _round_beliefs(game: Game) -> dict[int, Move]:
+    """Return the current round's logged beliefs by seat id."""
+    rows = Move.objects.filter(game=game, round_no=game.round_no, action=Action.BELIEF)
+    return {move.seat_id: move for move in rows if move.seat_id is not None}
+
+
+def _check_belief(
+    game: Game, seat: Seat, command: MoveCommand, beliefs: Mapping[int, Move]
+) -> Outcome | None:
+    """Check a belief against the game and the round's log; None if it is new.
+
+    Raises:
+        NotAllowed (the game does not ask), StaleMove, WrongRole, NotRunning, Paused, GameOver,
+        AlreadySubmitted, BotPlaying.
+    """
+    if not game.ask_belief:
+        raise NotAllowed(BELIEF_NOT_ASKED)
+    _check_move(game, seat, Action.DECIDE, command.round_no)  # asked in the compliance phase
+    logged = beliefs.get(seat.pk)
+    if logged is not None:
+        if logged.payload == command.payload:
+            return MoveResult(duplicate=True, payload=logged.payload)
+        raise AlreadySubmitted(ALREADY_SUBMITTED.format(what="answer", round_no=command.round_no))
+    if seat.controller != Controller.HUMAN:
+        raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
+    return None
+
+
+def _belief_refused(position: bridge.Position, seat: Seat) -> NotAllowed | None:
+    """A lab that won a permit this round is not asked what it believes (MODEL.md §4)."""
+    market = position.progress.market
+    if market is not None and seat.lab_index is not None and market.won[seat.lab_index]:
+        return NotAllowed(BELIEF_WITH_PERMIT)
+    return None
+
+
+def _one_by_one(
+    game: Game,
+    seats: Sequence[Seat],
+    moves: Sequence[Move],
+    commands: Sequence[MoveCommand],
+    new: dict[int, Move],
+    outcomes: list[Outcome | None],
+) -> bridge.Position:
+    """Check the batch's new moves one at a time, in arrival order (the rare path).
+
+    A move sim_core refuses gets ``NotAllowed``; a repeat of a move accepted earlier in the
+    batch is a duplicate (same payload) or ``AlreadySubmitted``. Drops refused and repeated
+    commands from ``new`` and sets their outcomes; returns the position with the accepted moves.
+    """
+    accepted: list[Move] = []
+    seen: dict[tuple[int | None, str], Move] = {}
+    position: bridge.Position | None = None
+    for index in sorted(new):
+        move = new[index]
+        key = (move.seat_id, str(move.action))
+        earlier = seen.get(key)
+        if earlier is not None:
+            command = commands[index]
+            what = "answer" if move.action == Action.BELIEF else _MOVE_WHAT[move.action]
+            outcomes[index] = (
+                MoveResult(duplicate=True, payload=earlier.payload)
+                if earlier.payload == move.payload
+                else AlreadySubmitted(
+                    ALREADY_SUBMITTED.format(what=what, round_no=command.round_no)
+                )
+            )
+            del new[index]
+            continue
+        if move.action == Action.BELIEF:
+            seen[key] = move
+            continue
+        try:
+            position = bridge.position_of(game, seats=seats, moves=[*moves, *accepted, move])
+        except ActionError as error:
+            outcomes[index] = NotAllowed(str(error))
+            del new[index]
+            continue
+        accepted.append(move)
+        seen[key] = move
+    if position is None:  # no move of the batch went in (only beliefs, or all refused)
+        position = bridge.position_of(game, seats=seats, moves=[*moves, *accepted])
+    return position
+
+
+def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) -> MoveResult:
+    """Check, record and resolve one move under the game's lock (a batch of one).
+
+    Raises:
+        GameError: whatever ``round_submit_moves`` refuses the move with.
+    """
+    command = MoveCommand(seat_id=seat.pk, action=action, round_no=round_no, payload=payload)
+    (outcome,) = _submit_batch(seat.game_id, [command])
+    if isinstance(outcome, GameError):
+        raise outcome
+    return outcome
 
 
 @transaction.atomic
@@ -1001,32 +1234,8 @@ def round_submit_belief(*, seat: Seat, round_no: int, percent: int) -> MoveResul
         NotAllowed: the game does not ask, or the lab holds a permit this round.
         StaleMove, WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
     """
-    game = _lock(seat.game_id)
-    seat = Seat.objects.get(pk=seat.pk)
-    if not game.ask_belief:
-        raise NotAllowed(BELIEF_NOT_ASKED)
-    _check_move(game, seat, Action.DECIDE, round_no)  # asked in the compliance phase
     payload = {"percent": int(percent)}
-    logged = Move.objects.filter(
-        game=game, round_no=round_no, seat=seat, action=Action.BELIEF
-    ).first()
-    if logged is not None:
-        if logged.payload == payload:
-            return MoveResult(duplicate=True, payload=logged.payload)
-        raise AlreadySubmitted(ALREADY_SUBMITTED.format(what="answer", round_no=round_no))
-    if seat.controller != Controller.HUMAN:
-        raise BotPlaying(BOT_PLAYS_HANDED if seat.handed_to_bot else BOT_PLAYS_LATE_JOINER)
-    market = bridge.position_of(game).progress.market
-    if market is not None and seat.lab_index is not None and market.won[seat.lab_index]:
-        raise NotAllowed(BELIEF_WITH_PERMIT)
-    now = clock.now()
-    started = game.phase_started_at or now
-    latency = max(0, int((now - started).total_seconds() * 1000))
-    _log(game, Action.BELIEF, Actor.HUMAN, now=now, seat=seat, payload=payload, latency_ms=latency)
-    changes = _Changes()
-    changes.seat_ids.add(seat.pk)
-    _commit(game, changes)
-    return MoveResult(duplicate=False, payload=payload)
+    return _submit(seat=seat, round_no=round_no, action=Action.BELIEF, payload=payload)
 
 
 @transaction.atomic

@@ -482,3 +482,71 @@ def test_the_client_outlasts_a_server_down_longer_than_it_used_to_and_plays_on(t
     assert player.reconnects > 20
     states = [m for m in player.received if m.get("type") == "state"]
     assert len(states) >= 2  # resumed from a fresh snapshot after the restart
+
+
+# ------------------------------------------------------------------------------ connections
+
+
+def connect_costs(labs: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int, int]:
+    """Queries and lab screens built of two snapshots (the first after a change, then another)."""
+    game, seats = hall(labs=labs, humans=labs, online=True)
+    services.game_start(game=game)
+    services.round_submit_bid(seat=seats[0], round_no=1, amount=0.1)  # a new version
+    built = []
+    original = selectors.LabView
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(selectors, "LabView", counted)
+    costs = []
+    for seat in (seats[1], seats[2]):
+        built.clear()
+        with CaptureQueriesContext(connection) as queries:
+            seq, [text] = broadcast.snapshot(seat, "json")
+        state = json.loads(text)
+        assert state["type"] == "state" and state["you"]["player_id"] == seat.player_id
+        assert len(state["players"]) == labs + 1 and state["seq"] == seq
+        costs += [len(queries.captured_queries), len(built)]
+    first_queries, first_built, next_queries, next_built = costs
+    return first_queries, first_built, next_queries, next_built
+
+
+@pytest.mark.django_db
+def test_a_snapshot_builds_only_its_own_seats_screen_whatever_the_room(monkeypatch):
+    small = connect_costs(10, monkeypatch)
+    big = connect_costs(100, monkeypatch)
+    assert small == big
+    first_queries, first_built, next_queries, next_built = big
+    # One lab screen each (not the room's 100); the game's rows are read once per version.
+    assert first_built == next_built == 1
+    assert next_queries < first_queries
+
+
+@pytest.mark.django_db
+def test_a_snapshot_after_a_change_shows_the_change(monkeypatch):
+    game, seats = hall(labs=6, humans=3, online=True)
+    services.game_start(game=game)
+    _, [before] = broadcast.snapshot(seats[1], "json")
+    assert json.loads(before)["you"]["bid"] is None
+    services.round_submit_bid(seat=seats[1], round_no=1, amount=0.25)
+    _, [after] = broadcast.snapshot(seats[1], "json")
+    state = json.loads(after)
+    assert state["you"]["bid"] == 0.25
+    assert state["game"]["waiting_for"] == [seats[0].player_id, seats[2].player_id]
+
+
+@pytest.mark.django_db
+def test_a_snapshot_reads_who_is_online_each_time():
+    # In the lobby, coming and going is no change of the game (no new version).
+    game, seats = hall(labs=6, humans=3, online=True)
+    _, [before] = broadcast.snapshot(seats[1], "json")
+    version = fresh(game).version
+    services.seat_disconnect(channel_name=f"test-{seats[2].pk}")
+    assert fresh(game).version == version
+    _, [later] = broadcast.snapshot(seats[1], "json")
+    online = {row["player_id"]: row["connected"] for row in json.loads(before)["players"]}
+    assert online[seats[2].player_id] is True
+    online = {row["player_id"]: row["connected"] for row in json.loads(later)["players"]}
+    assert online[seats[2].player_id] is False and online[seats[1].player_id] is True

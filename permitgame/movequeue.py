@@ -1,0 +1,147 @@
+"""Group commit of the moves that sockets send: one database call per game for all that wait.
+
+All of a Daphne's websocket database work runs on ONE thread (Channels' ``database_sync_to_async``
+is thread-sensitive), so a move that waits for that thread waits behind everything else: the
+other moves, the connections, the clock's beat. Here each move joins its game's queue; a call on
+that thread takes every move of the game queued by the moment it starts and records them with
+``services.round_submit_moves`` (one transaction, the game locked once, one resolve); moves that
+arrive while it runs are taken by the next call. There is no timer: a lone move is sent on at
+once, and the busier the thread, the more moves share one call.
+
+A socket's ``submit`` returns only once the transaction holding its move has committed (or the
+move was refused): the move is acknowledged when it is durably stored, never before. Several
+processes each keep their own queues; the game row's lock orders their calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
+
+from permitgame import services
+from permitgame.errors import GameError
+from permitgame.services import MoveCommand, MoveResult, Outcome
+
+Waiter = tuple[MoveCommand, "asyncio.Future[Outcome]"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Queue:
+    """One game's moves waiting for the database thread, in arrival order."""
+
+    waiting: list[Waiter] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the thread takes, sockets add
+    running: bool = False  # a drain task is on its way (touched on the event loop only)
+
+
+#: Per event loop (a process has one; tests start several), game id -> queue.
+_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Queue]] = (
+    weakref.WeakKeyDictionary()
+)
+#: Drain tasks running (a task nobody refers to may be collected before it ends).
+_tasks: set[asyncio.Task[None]] = set()
+
+
+async def submit(game_id: int, command: MoveCommand) -> MoveResult:
+    """Record ``command`` (a move of game ``game_id``) with the others waiting; its result.
+
+    Raises:
+        GameError: the move was refused (nothing of it stored).
+        Exception: recording the batch failed (a bug; nothing of the batch stored).
+    """
+    loop = asyncio.get_running_loop()
+    queues = _queues.setdefault(loop, {})
+    queue = queues.setdefault(game_id, _Queue())
+    future: asyncio.Future[Outcome] = loop.create_future()
+    with queue.lock:
+        queue.waiting.append((command, future))
+    if not queue.running:
+        queue.running = True
+        task = loop.create_task(_drain(game_id, queue, queues))
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+    outcome = await future
+    if isinstance(outcome, GameError):
+        raise outcome
+    return outcome
+
+
+def waiting(game_id: int) -> int:
+    """Return how many moves of ``game_id`` wait in this event loop's queue (for tests)."""
+    queue = _queues.get(asyncio.get_running_loop(), {}).get(game_id)
+    if queue is None:
+        return 0
+    with queue.lock:
+        return len(queue.waiting)
+
+
+async def _drain(game_id: int, queue: _Queue, queues: dict[int, _Queue]) -> None:
+    """Record the game's waiting moves, batch after batch, until none is left.
+
+    Runs on the event loop; only ``submit`` (same loop) adds moves, so once the queue is seen
+    empty here it stays empty until this task has ended.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            await database_sync_to_async(_record)(game_id, queue, loop)
+            with queue.lock:
+                if not queue.waiting:
+                    break
+    except BaseException:
+        # Cancelled (the process shuts down): nobody will record the moves still waiting.
+        with queue.lock:
+            left, queue.waiting = queue.waiting, []
+        for _, future in left:
+            future.cancel()
+        raise
+    finally:
+        queue.running = False
+        if queues.get(game_id) is queue:
+            del queues[game_id]
+
+
+def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> None:
+    """On the database thread: take every waiting move of the game and record them together.
+
+    The sockets are answered as soon as the transaction has committed (handed to the event
+    loop); the event the batch may cause (a phase change) is published after that, still here,
+    so the acks do not wait for the room's fan-out and the game's events keep their order.
+    """
+    with queue.lock:
+        taken, queue.waiting = queue.waiting, []
+    if not taken:
+        return
+    later: list[Callable[[], None]] = []
+    outcomes: list[Outcome] | Exception
+    try:
+        commands = [command for command, _ in taken]
+        outcomes = services.round_submit_moves(
+            game_id=game_id, commands=commands, publish_later=later
+        )
+    except Exception as error:  # answered to every waiting socket; the transaction rolled back
+        outcomes = error
+    loop.call_soon_threadsafe(_answer, taken, outcomes)
+    for publish in later:
+        try:
+            publish()
+        except Exception:  # the moves are committed and answered: log, as on_commit would
+            logger.exception("publishing game %s after its moves failed", game_id)
+
+
+def _answer(taken: list[Waiter], outcomes: list[Outcome] | Exception) -> None:
+    for index, (_, future) in enumerate(taken):
+        if future.done():  # the socket went away; its move is recorded all the same
+            continue
+        if isinstance(outcomes, Exception):
+            future.set_exception(outcomes)
+        else:
+            future.set_result(outcomes[index])
