@@ -20,15 +20,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from permitgame import charts, clock, host_selectors, realtime, selectors
 from permitgame.host_selectors import ConsoleSeat
-from permitgame.models import Connection, Game, RoundRecord, Seat, Status
+from permitgame.models import MOVE_ACTIONS, Connection, Game, Move, RoundRecord, Seat, Status
 from permitgame.realtime import Outgoing
 from permitgame.selectors import (
     AuditResult,
@@ -40,6 +41,7 @@ from permitgame.selectors import (
     PublicView,
     SignalRow,
 )
+from sim_core import Role
 
 logger = logging.getLogger(__name__)
 
@@ -554,6 +556,9 @@ def publish(
         realtime.send(outgoing, seq=seq, version=public.version)
     except Exception:  # the change is committed: a dead channel layer must not undo it
         logger.exception("publishing game %s event %s failed", game_id, seq)
+    # Only now that every seat's channel holds the event: a progress carrying this seq may be
+    # sent (it counts from this note), so it never overtakes the event it follows.
+    note_owed(public)
     _progress_sent(game_id)
     # The console after the players: its fragments are the largest to render (every seat
     # with its controls), and no player waits for them.
@@ -562,15 +567,21 @@ def publish(
 
 
 def _send_host(
-    game: Game, public: PublicView, *, charts: bool, kind: str, now: float | None = None
+    game: Game, public: PublicView | None, *, charts: bool, kind: str, now: float | None = None
 ) -> None:
-    """Render and send the console's fragments, if a console is open."""
+    """Render and send the console's fragments, if a console is open.
+
+    ``public``: the game's public view if the caller has it (else it is read here, only when a
+    console is open: the console's full view is the one progress that resolves the round).
+    """
     if not realtime.console_open(game.pk):
         return
     with _progress_lock:
         _last_host[game.pk] = time.monotonic() if now is None else now
         _host_dirty.discard(game.pk)
     try:
+        if public is None:
+            public = selectors.game_screens(game).public
         rows = host_selectors.console_seats(game)
         host = Outgoing(
             realtime.host_group(game.pk),
@@ -636,40 +647,221 @@ def progress_json(public: PublicView) -> dict[str, Any]:
     return message
 
 
+# ------------------------------------------------------------------------------ who is owed
+
+#: Seconds the seats owing a move at an event are remembered (in the cache, shared by every
+#: process through Redis): the room's progress is counted from them until the next event.
+OWED_SECONDS = 6 * 3600
+#: Seconds a progress waits for the event's own note of who is owed before it resolves the round
+#: itself. The process that committed the event writes the note once it has handed the event to
+#: the channel layer, so a progress carrying the event's seq (from any process) is sent after
+#: the event: it waits while the event is being rendered and sent, however long that takes
+#: under load, and only a publish that never came (a process that died) costs this wait.
+OWED_WAIT_SECONDS = 10.0
+_owed_missing: dict[tuple[int, int], float] = {}
+
+
+def _owed_key(game_id: int, seq: int) -> str:
+    return f"progress-owed-{game_id}-{seq}"
+
+
+def note_owed(public: PublicView) -> None:
+    """Remember which seats the phase waits for at this event (``public.seq``).
+
+    The resolver says it once per event (``publish`` has the views anyway); between two events
+    the set only shrinks as those seats move (a seat handed to a bot or back is an event), so a
+    progress message needs the moves of the phase, not a resolve.
+    """
+    from django.core.cache import cache
+
+    seat_of = {row.player_id: row.seat_id for row in public.players}
+    owed = {
+        "round": public.round_no,
+        "phase": public.phase,
+        "seats": [seat_of[player_id] for player_id in public.waiting_for if player_id in seat_of],
+    }
+    try:
+        cache.set(_owed_key(public.game_id, public.seq), owed, OWED_SECONDS)
+    except Exception:  # a cache that is down costs a resolve per progress, nothing else
+        logger.exception("noting who game %s waits for failed", public.game_id)
+
+
+def _owed(game: Game) -> set[int] | None:
+    """Return the seats the current phase waited for at the last event (None: not noted)."""
+    if game.status not in (Status.RUNNING, Status.PAUSED):
+        return set()
+    from django.core.cache import cache
+
+    try:
+        owed = cache.get(_owed_key(game.pk, game.seq))
+    except Exception:
+        logger.exception("reading who game %s waits for failed", game.pk)
+        return None
+    if owed is None or (owed["round"], owed["phase"]) != (game.round_no, game.phase):
+        return None
+    return set(owed["seats"])
+
+
+@dataclass(frozen=True, slots=True)
+class RoomProgress:
+    """What a progress message says, counted from the rows (no resolve).
+
+    ``players``/``waiting_for`` only for a room of at most ``LIST_LIMIT`` seats (the same rows
+    as ``PublicView``'s, so the pages' partials render from it); a bigger room gets counts.
+    """
+
+    status: str
+    round_no: int
+    phase: str
+    seq: int
+    version: int
+    waiting: int
+    joined: int
+    connected: int
+    seats: int
+    players: tuple[selectors.PlayerRow, ...] | None
+    waiting_for: tuple[int, ...] | None
+    #: Whether the players may see which seats bots play (``Game.bots_shown``); if not, only
+    #: the governor is named as waited for and the counts of people are left out.
+    bots_disclosed: bool = True
+    #: Of the seats waited for, the governor's (0) if it is one of them.
+    governor_waited: bool = False
+
+    def waiting_shown(self) -> tuple[int, ...]:
+        """Whom the phase waits for, as the players may see it (as ``PublicView``'s)."""
+        if self.bots_disclosed:
+            return self.waiting_for or ()
+        return (0,) if self.governor_waited else ()
+
+    def message(self) -> dict[str, Any]:
+        """Return the ``progress`` message (docs/protocol.md)."""
+        message: dict[str, Any] = {
+            "type": "progress",
+            "status": self.status,
+            "round": self.round_no,
+            "phase": self.phase or None,
+            "waiting": self.waiting,
+            "joined": self.joined,
+            "connected": self.connected,
+            "seats": self.seats,
+        }
+        if not self.bots_disclosed:  # counts of people would tell how many seats bots play
+            message.update(waiting=1 if self.governor_waited else 0, joined=None, connected=None)
+        if self.players is not None:
+            message["waiting_for"] = list(self.waiting_shown())
+            message["players"] = players_json(self)  # type: ignore[arg-type]
+        return message
+
+
+def room_progress(game: Game, owed: set[int]) -> RoomProgress:
+    """Count the room: one query (a big room's aggregate, or a small room's seat rows).
+
+    ``owed``: the seats the phase waited for at the last event (``note_owed``); those of them
+    with no move in this phase yet are still waited for.
+    """
+    since = clock.now() - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    online = Exists(Connection.objects.filter(seat=OuterRef("pk"), last_seen__gte=since))
+    moved = Exists(
+        Move.objects.filter(
+            seat=OuterRef("pk"),
+            round_no=game.round_no,
+            phase=game.phase,
+            action__in=MOVE_ACTIONS,
+        )
+    )
+    seats = Seat.objects.filter(game=game)
+    players: tuple[selectors.PlayerRow, ...] | None = None
+    waiting_for: tuple[int, ...] | None = None
+    if game.lab_count + 1 > LIST_LIMIT:
+        counts = seats.aggregate(
+            seats=Count("id"),
+            joined=Count("id", filter=Q(token__isnull=False)),
+            connected=Count("id", filter=Q(online)),
+            waiting=Count("id", filter=Q(pk__in=owed or [0]) & ~Q(moved)),
+            governor=Count("id", filter=Q(pk__in=owed or [0], role=Role.GOVERNOR) & ~Q(moved)),
+        )
+        if not owed:
+            counts["waiting"] = counts["governor"] = 0
+    else:
+        rows = list(seats.annotate(online=online, moved=moved))
+        rows.sort(key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
+        playing = game.status in (Status.RUNNING, Status.PAUSED)
+        waiting_for = tuple(sorted(s.player_id for s in rows if s.pk in owed and not s.moved))
+        players = tuple(selectors.player_row(s, connected=s.online, playing=playing) for s in rows)
+        counts = {
+            "seats": len(players),
+            "joined": sum(1 for row in players if row.human),
+            "connected": sum(1 for row in players if row.connected),
+            "waiting": len(waiting_for),
+            "governor": int(0 in waiting_for),
+        }
+    return RoomProgress(
+        status=game.status,
+        round_no=game.round_no,
+        phase=game.phase,
+        seq=game.seq,
+        version=game.version,
+        waiting=int(counts["waiting"]),
+        joined=int(counts["joined"]),
+        connected=int(counts["connected"]),
+        seats=int(counts["seats"]),
+        players=players,
+        waiting_for=waiting_for,
+        bots_disclosed=game.bots_shown,
+        governor_waited=bool(counts["governor"]),
+    )
+
+
 def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = False) -> None:
     """Send a game's progress now: counts to every socket, the full view to the console.
 
+    Counted from the rows (``room_progress``: O(1) queries, no resolve). Right after an event,
+    until its publish has sent it and noted who is owed (``note_owed``), the progress waits (a
+    beat at a time; after ``OWED_WAIT_SECONDS`` it resolves the round itself, once per event):
+    so the progress, which carries the event's seq, never reaches a socket before the event.
     ``beacon``: nothing changed, the message only repeats the game's seq (so a socket that
     lost the last event notices): the pages' fragments and the console are not redrawn.
     ``now``: the ``time.monotonic()`` of the beat (tests pass their own).
     """
+    moment = time.monotonic() if now is None else now
     with _progress_lock:
         _dirty.discard(game_id)
-        _last_progress[game_id] = time.monotonic() if now is None else now
+        _last_progress[game_id] = moment
     game = Game.objects.filter(pk=game_id).first()
     if game is None:
         return
     if game.status == Status.LOBBY and _lobby_progress(game, now=now, beacon=beacon):
         return
-    screens = selectors.game_screens(game)
-    public = screens.public
-    small = len(public.players) <= LIST_LIMIT
-    message = progress_json(public)
-    if small:
-        message["waiting_for"] = list(public.waiting_shown())
-        message["players"] = players_json(public)
-    html = seq_html(public.seq, "progress")
+    owed = _owed(game)
+    public: PublicView | None = None
+    if owed is None:
+        key = (game.pk, game.seq)
+        with _progress_lock:
+            first = _owed_missing.setdefault(key, moment)
+            if moment - first < OWED_WAIT_SECONDS:
+                _dirty.add(game_id)  # the event's note is on its way: the next beat
+                _last_progress.pop(game_id, None)
+                return
+            _owed_missing.pop(key, None)
+        public = selectors.game_screens(game).public
+        note_owed(public)
+        owed = _owed(game) or set()
+    elif _owed_missing:
+        with _progress_lock:
+            for key in [key for key in _owed_missing if key[0] == game.pk]:
+                del _owed_missing[key]
+    room = room_progress(game, owed)
+    html = seq_html(room.seq, "progress")
     if not beacon:
-        names = ("waiting", "players") if small else ("waiting",)
-        html = _render(names, {"public": public, "oob": True}) + html
-    outgoing = [Outgoing(realtime.game_group(game_id), html, (_stamp(message, public.seq),))]
+        names = ("waiting", "players") if room.players is not None else ("waiting",)
+        html = _render(names, {"public": room, "oob": True}) + html
+    outgoing = [Outgoing(realtime.game_group(game_id), html, (_stamp(room.message(), room.seq),))]
     try:
-        realtime.send(outgoing, seq=public.seq, version=public.version, kind=realtime.PROGRESS)
+        realtime.send(outgoing, seq=room.seq, version=room.version, kind=realtime.PROGRESS)
     except Exception:
         logger.exception("sending the progress of game %s failed", game_id)
     if beacon:
         return
-    moment = time.monotonic() if now is None else now
     with _progress_lock:
         host_due = moment - _last_host.get(game_id, -float("inf")) >= HOST_PROGRESS_SECONDS
         if not host_due:
@@ -716,14 +908,13 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     except Exception:
         logger.exception("sending the progress of game %s failed", game.pk)
     if not beacon and realtime.console_open(game.pk):
-        public = selectors.game_screens(game).public
         moment = time.monotonic() if now is None else now
         with _progress_lock:
             due = moment - _last_host.get(game.pk, -float("inf")) >= HOST_PROGRESS_SECONDS
             if not due:
                 _host_dirty.add(game.pk)
         if due:
-            _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
+            _send_host(game, None, charts=False, kind=realtime.PROGRESS, now=moment)
     return True
 
 
@@ -755,8 +946,7 @@ def flush_due(*, now: float | None = None) -> int:
     for game_id in consoles:
         try:
             game = Game.objects.get(pk=game_id)
-            public = selectors.game_screens(game).public
-            _send_host(game, public, charts=False, kind=realtime.PROGRESS, now=moment)
+            _send_host(game, None, charts=False, kind=realtime.PROGRESS, now=moment)
         except Exception:
             logger.exception("console of game %s failed", game_id)
     for game_id, beacon in due:

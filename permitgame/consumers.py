@@ -10,8 +10,10 @@ the snapshot. The only state a consumer keeps: its seat and game ids and the sna
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,7 +21,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from permitgame import broadcast, movequeue, realtime, selectors, services
+from permitgame import broadcast, delivery, movequeue, realtime, selectors, services
 from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
 from permitgame.forms import (
     AskForm,
@@ -166,7 +168,9 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     Sequence numbers (docs/protocol.md, "Delivery"): every event reaches the seat's group as one
     channel message stamped with the game's ``seq``; the socket forwards it unless the snapshot
     it sent already holds it. Progress messages carry the seq of the last event; one that is
-    older than what was forwarded is dropped. The client checks its stream for gaps and sends
+    older than what was forwarded is dropped. Events and progress are forwarded in seq order
+    (``delivery.SeqStream``: one that arrives ahead of an event waits for it, for a grace
+    period), so the client sees a gap only when an event was really lost; it then sends
     ``{"type": "sync"}`` to get a fresh snapshot.
     """
 
@@ -175,8 +179,23 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     seat_id: int | None = None
     game_id: int | None = None
     seat_groups: tuple[str, ...] = ()
-    seq = 0  # the last event this socket forwarded (or its snapshot held)
-    progress_version = 0  # the game version of the last progress forwarded
+    stream: delivery.SeqStream | None = None
+    _release: asyncio.TimerHandle | None = None
+    _release_at: float | None = None
+    _expiring: asyncio.Future[None] | None = None  # kept: the loop holds tasks weakly
+    _forwarding: asyncio.Lock | None = None
+
+    @property
+    def seq(self) -> int:
+        """The last event this socket forwarded (or its snapshot held)."""
+        return self.stream.seq if self.stream is not None else 0
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        # A snapshot was sent (``send_snapshot``): the events it holds are not forwarded.
+        if self.stream is None:
+            self.stream = delivery.SeqStream()
+        self.stream.snapshot(value)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Handle one message, without Channels' hop to the database thread first.
@@ -240,6 +259,8 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.send(text_data=text)
 
     async def disconnect(self, code: int) -> None:
+        if self._release is not None:
+            self._release.cancel()
         if self.seat_id is None:
             return
         for group in self.seat_groups:
@@ -283,21 +304,50 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.send_ack(ack)
 
     async def game_send(self, event: dict[str, Any]) -> None:
-        """Forward an event ("game.send") in this socket's format, unless the snapshot held it."""
-        seq = int(event["seq"])
-        if seq <= self.seq:
-            return
-        gap = seq > self.seq + 1
-        self.seq = seq
-        await self.forward(event, gap=gap)
+        """Forward an event ("game.send") in seq order, unless the snapshot held it."""
+        await self._deliver(lambda stream: stream.event(event))
 
     async def game_progress(self, event: dict[str, Any]) -> None:
-        """Forward a coalesced progress message ("game.progress") unless it is older."""
-        seq, version = int(event["seq"]), int(event["version"])
-        if seq < self.seq or version < self.progress_version:
+        """Forward a coalesced progress message ("game.progress") after the events it follows."""
+        await self._deliver(lambda stream: stream.progress(event))
+
+    async def _deliver(
+        self, take: Callable[[delivery.SeqStream], list[tuple[dict[str, Any], bool]]]
+    ) -> None:
+        # Events and progress may arrive out of order (sent by different processes and
+        # threads): ``SeqStream`` puts them back in order and says when a gap is real.
+        if self.stream is None:
+            self.stream = delivery.SeqStream()
+        if self._forwarding is None:
+            self._forwarding = asyncio.Lock()
+        async with self._forwarding:
+            snapshots = self.stream.snapshots
+            for message, gap in take(self.stream):
+                if self.stream.snapshots != snapshots:
+                    break  # a gap was mended with the whole screen, newer than the rest
+                await self.forward(message, gap=gap)
+            self._arm()
+
+    def _arm(self) -> None:
+        """Forward what is held once its grace period ends (the events it waits for were lost)."""
+        assert self.stream is not None
+        deadline = self.stream.deadline()
+        if self._release is not None and deadline == self._release_at:
             return
-        self.progress_version = version
-        await self.forward(event, gap=seq > self.seq)
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        self._release_at = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            # A little after the deadline: the loop may run a timer up to its clock's
+            # resolution early, and ``expire`` forwards nothing before the deadline.
+            delay = max(0.0, deadline - self.stream.clock()) + 0.01
+            self._release = loop.call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._release = self._release_at = None  # fired: the next ``_arm`` sets a new one
+        self._expiring = asyncio.ensure_future(self._deliver(lambda stream: stream.expire()))
 
     async def seat_moved(self, event: dict[str, Any]) -> None:
         """The seat changed role in the lobby ("seat.moved"): tell the client, then close."""

@@ -697,18 +697,7 @@ def _player_rows(room: _Room, connected: set[int]) -> tuple[PlayerRow, ...]:
     if room.players is not None and room.players[0] == online:
         return room.players[1]
     rows = tuple(
-        PlayerRow(
-            seat_id=s.pk,
-            player_id=s.player_id,
-            role=s.role,
-            label=seat_label(s),
-            nickname=s.nickname,
-            human=s.has_player,
-            open_seat=s.kind == Seat.Kind.HUMAN and not s.has_player,
-            bot_playing=not s.has_player or (room.playing and s.controller == Controller.BOT),
-            connected=s.pk in online,
-            program=program_label(s),
-        )
+        player_row(s, connected=s.pk in online, playing=room.playing)
         for s in sorted(room.seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
     )
     room.players = (online, rows)
@@ -950,6 +939,22 @@ def public_view(game: Game) -> PublicView:
 
 
 # ------------------------------------------------------------------------ the instructor, exports
+
+
+def player_row(seat: Seat, *, connected: bool, playing: bool) -> PlayerRow:
+    """Return one seat as everyone may see it; ``playing``: the game is running or paused."""
+    return PlayerRow(
+        seat_id=seat.pk,
+        player_id=seat.player_id,
+        role=seat.role,
+        label=seat_label(seat),
+        nickname=seat.nickname,
+        human=seat.has_player,
+        open_seat=seat.kind == Seat.Kind.HUMAN and not seat.has_player,
+        bot_playing=not seat.has_player or (playing and seat.controller == Controller.BOT),
+        connected=connected,
+        program=program_label(seat),
+    )
 
 
 def program_label(seat: Seat) -> str:

@@ -22,6 +22,10 @@ Environment (each ``DJANGO_X`` may also be given as plain ``X``: ``SECRET_KEY``,
     DJANGO_SECURE_HSTS_SECONDS: HSTS max-age (default 31536000 when DJANGO_HTTPS, else 0).
     DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS, DJANGO_SECURE_HSTS_PRELOAD: default true with HSTS.
     DJANGO_LOG_LEVEL: root log level (default INFO).
+    DJANGO_CHANNEL_CAPACITY, DJANGO_CHANNEL_EXPIRY_SECONDS, DJANGO_CHANNEL_GROUP_EXPIRY_SECONDS:
+        the channel layer's per-socket queue (default 1000 messages, 120 s, 86400 s).
+    DJANGO_RATE_LIMITS: overrides of the rate limits, "name=count/seconds,..." (e.g.
+        "join=5000/60"; names in permitgame/throttle.py).
 """
 
 import datetime as dt
@@ -180,12 +184,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Pub/sub has lower latency but delivers at most once to whoever is subscribed at that instant.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # Sized for a room of 1,000 (docs/protocol.md, "Delivery"): a socket's channel holds the events
-# and coalesced progress (O(1) per player per phase) waiting for it; 1,000 of them means a
-# socket that stalls for minutes, and what is dropped beyond that is seen as a gap in the seq
-# numbers and mended with a snapshot. Messages older than a minute are stale (the snapshot on
-# reconnect replaces them); a group outlives the longest class.
-CHANNEL_CAPACITY = 1000
-CHANNEL_EXPIRY_SECONDS = 60
+# and coalesced progress (O(1) per player per phase, about three progress messages a second at
+# most) waiting for it; 1,000 of them means a socket that stalls for minutes, and what is dropped
+# beyond that is seen as a gap in the seq numbers and mended with a snapshot. Messages older than
+# two minutes are stale (the snapshot on reconnect replaces them; a socket stuck that long on a
+# command under load still gets the rest); a group outlives the longest class. Each can be set
+# from the environment: CHANNEL_CAPACITY, CHANNEL_EXPIRY_SECONDS, CHANNEL_GROUP_EXPIRY_SECONDS
+# (or with the DJANGO_ prefix). Without Redis the layer is permitgame.layers.InMemoryLayer:
+# Channels' own, without the per-send expiry sweep and without silently dropping a socket whose
+# message expired from every group (see that module).
+CHANNEL_CAPACITY = _env_int("DJANGO_CHANNEL_CAPACITY", 1000)
+CHANNEL_EXPIRY_SECONDS = _env_int("DJANGO_CHANNEL_EXPIRY_SECONDS", 120)
+CHANNEL_GROUP_EXPIRY_SECONDS = _env_int("DJANGO_CHANNEL_GROUP_EXPIRY_SECONDS", 86400)
+for _name, _value in (
+    ("CHANNEL_CAPACITY", CHANNEL_CAPACITY),
+    ("CHANNEL_EXPIRY_SECONDS", CHANNEL_EXPIRY_SECONDS),
+    ("CHANNEL_GROUP_EXPIRY_SECONDS", CHANNEL_GROUP_EXPIRY_SECONDS),
+):
+    if _value < 1:
+        raise ImproperlyConfigured(f"{_name} must be a positive integer, not {_value}")
 CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -195,18 +212,18 @@ if REDIS_URL:
                 "hosts": [REDIS_URL],
                 "capacity": CHANNEL_CAPACITY,
                 "expiry": CHANNEL_EXPIRY_SECONDS,
-                "group_expiry": 86400,
+                "group_expiry": CHANNEL_GROUP_EXPIRY_SECONDS,
             },
         }
     }
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "permitgame.layers.InMemoryLayer",
             "CONFIG": {
                 "capacity": CHANNEL_CAPACITY,
                 "expiry": CHANNEL_EXPIRY_SECONDS,
-                "group_expiry": 86400,
+                "group_expiry": CHANNEL_GROUP_EXPIRY_SECONDS,
             },
         }
     }
@@ -257,8 +274,31 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-#: Overrides of permitgame.throttle.LIMITS: {"code_miss": (count, seconds), ...}.
-RATE_LIMITS: dict[str, tuple[int, int]] = {}
+
+
+def _env_rate_limits(name: str) -> dict[str, tuple[int, int]]:
+    """Read ``"join=5000/60,code_miss=30/60"`` (name=count/seconds, comma-separated)."""
+    raw = _getenv(name)
+    limits: dict[str, tuple[int, int]] = {}
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        key, _, value = item.partition("=")
+        count, _, seconds = value.partition("/")
+        try:
+            limits[key.strip()] = (int(count), int(seconds))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {item.strip()!r} is not name=count/seconds, e.g. join=5000/60"
+            ) from None
+        if limits[key.strip()][0] < 1 or limits[key.strip()][1] < 1:
+            raise ImproperlyConfigured(f"{name}: {item.strip()!r}: count and seconds must be >= 1")
+    return limits
+
+
+#: Overrides of permitgame.throttle.LIMITS: {"code_miss": (count, seconds), ...}; from the
+#: environment as DJANGO_RATE_LIMITS (or RATE_LIMITS), e.g. "join=5000/60,code_miss=60/60".
+RATE_LIMITS: dict[str, tuple[int, int]] = _env_rate_limits("DJANGO_RATE_LIMITS")
 
 # ---------------------------------------------------------------------------------------- static
 

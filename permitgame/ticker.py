@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db.models import Q
+from django.db.models import Min, Q
 
 from permitgame import broadcast, clock, realtime, services
 from permitgame.models import Game, Status
@@ -39,9 +39,21 @@ def due_games() -> list[int]:
     )
 
 
+def seconds_to_next_deadline() -> float | None:
+    """Return the seconds until the soonest deadline still to come (None: there is none)."""
+    now = clock.now()
+    soonest = Game.objects.filter(
+        Q(status=Status.RUNNING) | Q(status=Status.LOBBY), phase_deadline__gt=now
+    ).aggregate(soonest=Min("phase_deadline"))["soonest"]
+    return None if soonest is None else (soonest - now).total_seconds()
+
+
 def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     """Run one beat: fire every passed deadline, keep this process's sockets alive, send the
     coalesced progress of the games that changed (``broadcast.flush_due``).
+
+    The heartbeat comes first: a deadline sees who is present as of now (an absent player's
+    seat gets a bot, a present one's a default).
 
     Returns:
         How many deadlines this call fired (another process may have fired the rest).
@@ -62,16 +74,31 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     return fired
 
 
+def _beat(*, heartbeat: bool) -> float | None:
+    """One beat, then the seconds to the next deadline (one thread trip for both)."""
+    tick(heartbeat=heartbeat)
+    return seconds_to_next_deadline()
+
+
 async def run_forever(interval: float = TICK_SECONDS) -> None:
-    """Beat every ``interval`` seconds until cancelled; heartbeat every HEARTBEAT_SECONDS."""
+    """Beat every ``interval`` seconds until cancelled; heartbeat every HEARTBEAT_SECONDS.
+
+    A deadline closer than ``interval`` is not waited past: the loop sleeps until it (so a
+    phase changes at its deadline plus the work of changing it, not up to a beat later).
+    """
     last_heartbeat = -float("inf")
     beats = 0
     while True:
         heartbeat = time.monotonic() - last_heartbeat >= realtime.HEARTBEAT_SECONDS
+        pause = interval
         try:
             # Its own thread, not the one the sockets' commands share: under a room's load
             # the deadlines still fire on time (each beat is one short transaction per game).
-            await database_sync_to_async(tick, thread_sensitive=False)(heartbeat=heartbeat)
+            upcoming = await database_sync_to_async(_beat, thread_sensitive=False)(
+                heartbeat=heartbeat
+            )
+            if upcoming is not None:
+                pause = min(interval, max(0.005, upcoming + 0.005))
             if heartbeat:
                 last_heartbeat = time.monotonic()
                 beats += 1
@@ -79,7 +106,7 @@ async def run_forever(interval: float = TICK_SECONDS) -> None:
                     await database_sync_to_async(services.presence_purge, thread_sensitive=False)()
         except Exception:
             logger.exception("clock loop beat failed")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(pause)
 
 
 def _spawn() -> None:

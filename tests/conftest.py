@@ -75,7 +75,7 @@ def _in_memory_channel_layer() -> Iterator[None]:
     Tests of the Redis layer build it from the ``redis_url`` fixture explicitly.
     """
     with override_settings(
-        CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
+        CHANNEL_LAYERS={"default": {"BACKEND": "permitgame.layers.InMemoryLayer"}},
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
     ):
         yield

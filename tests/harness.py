@@ -237,8 +237,11 @@ def _postgres_accepts_connections(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server(max_connections: int = 50) -> Iterator[str]:
     """Run a throwaway PostgreSQL cluster on loopback; yield its ``postgres://`` URL.
+
+    ``max_connections``: the server's limit (the load benchmark's several Daphnes, each with a
+    connection per request thread, need more than the tests).
 
     ``initdb`` into a fresh temp directory, ``pg_ctl start`` on a free port on 127.0.0.1 with the
     Unix socket in that directory, create a ``permitgame`` database owned by the ``permitgame``
@@ -293,7 +296,7 @@ def postgres_server() -> Iterator[str]:
         port = free_port()
         options = (
             f"-h 127.0.0.1 -p {port} -k {socketdir} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=50"
+            f"-c full_page_writes=off -c max_connections={max_connections}"
         )
         pg_ctl = str(bindir / "pg_ctl")
         try:

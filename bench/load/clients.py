@@ -2,9 +2,10 @@
 
 Every loop here is bounded: a game is abandoned at its time limit, a floor fire waits at most
 ``FIRE_TIMEOUT`` seconds, a join is tried at most ``JOIN_ATTEMPTS`` times and a handshake
-``HANDSHAKE_ATTEMPTS`` times. Clients move the moment the server says they owe a move, as bots
-do, and record when each message arrived (``time.time()``: the servers run on the same machine,
-so a deadline in a message is on the same clock).
+``PLAYER_HANDSHAKE_ATTEMPTS`` times (a floor socket's ``HANDSHAKE_ATTEMPTS``). Clients move the
+moment the server says they owe a move, as bots do, and record when each message arrived
+(``time.time()``: the servers run on the same machine, so a deadline in a message is on the same
+clock).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ JOIN_ATTEMPTS = 3
 RATE_LIMITED_ATTEMPTS = 24
 JOIN_TIMEOUT = 30.0
 HANDSHAKE_ATTEMPTS = 3
+#: A player's tries of its websocket handshake: as a phone's page or client.py does, it keeps
+#: trying (within the game's time limit) rather than give up after three; every failure is
+#: still counted and reported ("failed handshakes"), but one player who gave up no longer keeps
+#: the whole room from starting, so the rest of the game is measured too.
+PLAYER_HANDSHAKE_ATTEMPTS = 30
 HANDSHAKE_TIMEOUT = 30.0
 FIRE_TIMEOUT = 10.0
 #: Players joining at the same moment, over all rooms (a hall's students do not all tap "Join"
@@ -162,7 +168,9 @@ class Player:
 
     async def play(self, stop: asyncio.Event) -> None:
         """Connect (retrying a failed handshake), play until game_over or ``stop``."""
-        for attempt in range(HANDSHAKE_ATTEMPTS):
+        for attempt in range(PLAYER_HANDSHAKE_ATTEMPTS):
+            if stop.is_set():
+                return
             try:
                 async with websockets.connect(
                     self.ws_url, origin=Origin(self.ws_base), **WS_OPTIONS
@@ -175,7 +183,7 @@ class Player:
                 status = getattr(getattr(error, "response", None), "status_code", "")
                 why = f"handshake {type(error).__name__} {status}".strip()
                 self.errors[why] = self.errors.get(why, 0) + 1
-                await asyncio.sleep(0.5 * (attempt + 1))
+                await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)) * (0.5 + self.rng.random()))
             except websockets.exceptions.ConnectionClosed:
                 self.errors["closed"] = self.errors.get("closed", 0) + 1
                 if self.finished or stop.is_set():

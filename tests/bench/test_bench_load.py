@@ -100,3 +100,27 @@ def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
     for key in ("nproc", "cpu", "memory", "python", "django", "channels", "commit"):
         assert report["machine"][key], key
     assert report["load_before"] and report["load_after"]
+
+
+async def test_a_player_keeps_trying_its_handshake_until_the_game_is_stopped() -> None:
+    import asyncio
+
+    from bench.load import clients
+    from tests.harness import free_port
+
+    player = _player()
+    player.ws_url = f"ws://127.0.0.1:{free_port()}/ws/api/games/ABCDEF/?token=t"  # nobody there
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(player.play(stop))
+    try:
+        for _ in range(300):
+            if player.handshake_failures > clients.HANDSHAKE_ATTEMPTS:
+                break
+            await asyncio.sleep(0.05)
+        # More tries than the floor's sockets get: a slow room does not lose the player.
+        assert player.handshake_failures > clients.HANDSHAKE_ATTEMPTS and not task.done()
+        assert sum(player.errors.values()) == player.handshake_failures
+        stop.set()  # the game's time limit: it stops trying
+        await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()

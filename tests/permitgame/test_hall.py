@@ -19,7 +19,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from permitgame import bridge, broadcast, selectors, services, ticker
+from permitgame import bridge, broadcast, delivery, selectors, services, ticker
 from permitgame.client import JoinInfo, Player, join
 from permitgame.clock import now as clock_now
 from permitgame.consumers import ApiConsumer
@@ -153,6 +153,7 @@ def test_the_setup_is_parsed_once_per_game_and_again_when_the_lobby_changes_it(m
 def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
     game, seats = hall(labs=10, humans=6)
     services.game_start(game=game)
+    broadcast.note_owed(selectors.game_screens(fresh(game)).public)  # what the start's publish does
     sent: list[tuple[str, list[str]]] = []
 
     def record(outgoing: Any, **kwargs: Any) -> None:
@@ -289,10 +290,13 @@ def test_the_client_sees_a_gap_in_its_stream_and_only_then():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_full_channel_never_drops_an_event_unnoticed(settings, monkeypatch):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2}}
-    }
+@pytest.mark.parametrize(
+    "backend", ["channels.layers.InMemoryChannelLayer", "permitgame.layers.InMemoryLayer"]
+)
+async def test_a_full_channel_never_drops_an_event_unnoticed(settings, monkeypatch, backend):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": backend, "CONFIG": {"capacity": 2}}}
+    # What arrives ahead of a lost event waits this long for it, then shows the gap.
+    monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.3)
     game, seats = await db(hall)(labs=4, humans=2)
     await db(services.game_start)(game=game)
     socket = Socket(api_path(game.code, seats[0].token), fmt="json")
@@ -321,9 +325,10 @@ async def test_a_full_channel_never_drops_an_event_unnoticed(settings, monkeypat
         assert events == list(range(seen + 1, seen + 1 + len(events)))
         assert len(events) < 5  # some never arrived: nothing said so yet
         last = events[-1]
-        # The next progress beat carries the game's seq: the loss shows as a gap.
+        # The next progress beat carries the game's seq: it waits for the events it follows
+        # for the grace period, then comes, and the loss shows as a gap.
         await db(broadcast.flush_progress)(game.pk)
-        got = await socket.drain()
+        got = await socket.drain(quiet=0.6)
         beacon = next(m for m in got if m["type"] == "progress")
         player = Player(info_for(seats[0]))
         player.seq = last
@@ -345,7 +350,9 @@ def database_sync_to_async_unbound(function: Any) -> Any:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_the_page_socket_mends_a_gap_itself_with_the_whole_screen(settings):
+async def test_the_page_socket_mends_a_gap_itself_with_the_whole_screen(settings, monkeypatch):
+    # An event ahead of the page waits this long for the ones before it, then mends the gap.
+    monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.3)
     game, seats = await db(hall)(labs=4, humans=2)
     await db(services.game_start)(game=game)
     socket = Socket(html_path(game.code, seats[0].token), fmt="html")

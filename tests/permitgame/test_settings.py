@@ -70,7 +70,7 @@ def test_defaults_are_sqlite_and_in_memory_layer_when_env_is_empty():
     assert shown["debug"] is True
     assert shown["engine"] == "django.db.backends.sqlite3"
     assert shown["name"] == str(harness.REPO_ROOT / "db.sqlite3")
-    assert shown["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert shown["layer"] == "permitgame.layers.InMemoryLayer"
     assert shown["ssl_redirect"] is False
     assert shown["hsts"] == 0
 
