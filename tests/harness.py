@@ -61,6 +61,16 @@ class ServerFailedToStart(RuntimeError):
 # ---- helpers
 
 
+def daphne_command(
+    port: int, app: str = "permitgame.asgi:application", *, connect_timeout: int | None = None
+) -> list[str]:
+    """Return the command line of a Daphne serving ``app`` on 127.0.0.1:``port``."""
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    if connect_timeout is not None:
+        command += ["--websocket_connect_timeout", str(connect_timeout)]
+    return [*command, app]
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -412,16 +422,7 @@ def daphne_server(env: Mapping[str, str], *, migrate: bool = True) -> Iterator[s
         log = workdir / "daphne.log"
         with log.open("wb") as log_file:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "permitgame.asgi:application",
-                ],
+                daphne_command(port),
                 cwd=REPO_ROOT,
                 env=app_env(env),
                 stdout=log_file,

@@ -22,6 +22,7 @@ from tests.harness import (
     ServerFailedToStart,
     _answers_http,
     app_env,
+    daphne_command,
     free_port,
     manage,
     postgres_server,
@@ -99,18 +100,7 @@ def _start_daphne(app: str, env: dict[str, str], workdir: Path, name: str) -> Da
     log = workdir / f"{name}.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--websocket_connect_timeout",
-                str(WEBSOCKET_CONNECT_TIMEOUT),
-                app,
-            ],
+            daphne_command(port, app, connect_timeout=WEBSOCKET_CONNECT_TIMEOUT),
             cwd=REPO_ROOT,
             env=app_env(env),
             stdout=log_file,

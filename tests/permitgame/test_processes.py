@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,8 +40,7 @@ def daphne(env, log_dir: Path, port: int | None = None):
     log = log_dir / f"daphne-{port}-{time.monotonic_ns()}.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "permitgame.asgi:application"],
+            harness.daphne_command(port),
             cwd=harness.REPO_ROOT, env=harness.app_env(env), stdout=log_file,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
