@@ -626,27 +626,6 @@ def _progress_sent(game_id: int) -> None:
         _last_progress[game_id] = time.monotonic()
 
 
-def progress_json(public: PublicView) -> dict[str, Any]:
-    """Return the ``progress`` message: counts of the room, the same bytes for everyone.
-
-    ``waiting``: how many seats the phase still waits for; ``joined``: seats with a player;
-    ``connected``: players online; ``seats``: all seats (bots included).
-    """
-    message: dict[str, Any] = {
-        "type": "progress",
-        "status": public.status,
-        "round": public.round_no,
-        "phase": public.phase or None,
-        "waiting": len(public.waiting_for),
-        "joined": sum(1 for row in public.players if row.human),
-        "connected": sum(1 for row in public.players if row.connected),
-        "seats": len(public.players),
-    }
-    if not public.bots_disclosed:  # counts of people would tell how many seats bots play
-        message.update(waiting=len(public.waiting_shown()), joined=None, connected=None)
-    return message
-
-
 # ------------------------------------------------------------------------------ who is owed
 
 #: Seconds the seats owing a move at an event are remembered (in the cache, shared by every

@@ -933,11 +933,6 @@ def seat_screen(game: Game, seat_id: int) -> SeatScreen:
     )
 
 
-def public_view(game: Game) -> PublicView:
-    """Return the public view of ``game`` now (no lab's or governor's view is built)."""
-    return _public_view(game, _room(game), clock.now())
-
-
 # ------------------------------------------------------------------------ the instructor, exports
 
 

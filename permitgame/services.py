@@ -1209,20 +1209,6 @@ def round_submit_bid(*, seat: Seat, round_no: int, amount: float) -> MoveResult:
 
 
 @transaction.atomic
-def round_submit_ask(*, seat: Seat, round_no: int, amount: float | None) -> MoveResult:
-    """Record a permit holder's ask, or ``None`` to keep its permit (MODEL.md §3b).
-
-    Only in a game whose permits are granted and traded, by a lab granted one this round.
-
-    Raises:
-        StaleMove: the game is not in round ``round_no``'s trading (bidding) phase.
-        NotAllowed: sim_core refuses it (no permit to sell, an ask below 0, or no trading).
-        WrongRole, NotRunning, Paused, GameOver, BotPlaying, AlreadySubmitted.
-    """
-    return _submit(seat=seat, round_no=round_no, action=Action.ASK, payload={"amount": amount})
-
-
-@transaction.atomic
 def round_submit_belief(*, seat: Seat, round_no: int, percent: int) -> MoveResult:
     """Record a lab's answer to "how likely is a violator caught this round?" (0-100 %).
 
