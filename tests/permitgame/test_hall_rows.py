@@ -67,11 +67,11 @@ def test_a_batch_after_a_batch_reads_no_seat_and_no_move(django_capture_on_commi
         services.game_start(game=game)
         with django_capture_on_commit_callbacks(execute=True):
             services.round_submit_moves(game_id=game.pk, commands=bids(seats[:3], 1))
-        with CaptureQueriesContext(connection) as queries:
-            with django_capture_on_commit_callbacks(execute=True):
-                outcomes = services.round_submit_moves(
-                    game_id=game.pk, commands=bids(seats[3:6], 1)
-                )
+        with (
+            CaptureQueriesContext(connection) as queries,
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            outcomes = services.round_submit_moves(game_id=game.pk, commands=bids(seats[3:6], 1))
         assert all(isinstance(o, services.MoveResult) for o in outcomes)
         assert seat_reads(queries) == [] and move_reads(queries) == []
         # The same number of statements for a room of 10 and of 120.
