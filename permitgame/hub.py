@@ -78,7 +78,7 @@ class Hub:
 
         A socket calls this before it reads its snapshot, so no event falls between the two.
         """
-        await self._start()
+        await self.start()
         self.games.setdefault(game_id, {}).setdefault(seat_id, []).append(receiver)
         await self._sync(game_id)
 
@@ -110,10 +110,12 @@ class Hub:
 
     # ------------------------------------------------------------------ the channel
 
-    async def _start(self) -> None:
-        if self.channel is not None:
+    async def start(self) -> None:
+        """Read the hub channel (made on first use) and renew its groups, if not yet doing so."""
+        if self._tasks:
             return
-        self.channel = await self.layer.new_channel()
+        if self.channel is None:
+            self.channel = await self.layer.new_channel()
         self._tasks = [
             self.loop.create_task(self._read()),
             self.loop.create_task(self._renew()),
@@ -191,7 +193,7 @@ class Hub:
             logger.warning("the hub dropped an event (%s; %s in all)", what, self.dropped)
 
     def stop(self) -> None:
-        """Stop reading (a hub of a loop that ended)."""
+        """Stop reading its channel (a hub of a loop that ended; ``start`` reads it again)."""
         for task in self._tasks:
             with contextlib.suppress(RuntimeError):  # its loop is closed: nothing runs anyway
                 task.cancel()
