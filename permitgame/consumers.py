@@ -3,7 +3,8 @@
 Two wire formats over one design: ``ApiConsumer`` (``/ws/api/games/<code>/?token=...``) speaks
 the JSON protocol of ``docs/protocol.md``; ``PlayConsumer`` (``/ws/games/<code>/``) sends HTML
 fragments for htmx's ws extension and takes ``ws-send`` forms. A socket joins the game group,
-its seat's group and, for the governor, the governor's group; on connect it gets the seat's full
+its seat's group and, for the governor, the governor's group, and registers with its process's
+hub (``permitgame.hub``), which hands it every event; on connect it gets the seat's full
 snapshot, then every update rendered for its audiences (``broadcast``), dropping any older than
 the snapshot. The only state a consumer keeps: its seat and game ids and the snapshot version.
 """
@@ -170,13 +171,13 @@ def ack_message(command: str, move: MoveCommand, result: MoveResult) -> dict[str
 class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """One socket of one seat; subclasses choose the wire format.
 
-    Sequence numbers (docs/protocol.md, "Delivery"): every event reaches the seat's group as one
-    channel message stamped with the game's ``seq``; the socket forwards it unless the snapshot
-    it sent already holds it. Progress messages carry the seq of the last event; one that is
-    older than what was forwarded is dropped. Events and progress are forwarded in seq order
-    (``delivery.SeqStream``: one that arrives ahead of an event waits for it, for a grace
-    period), so the client sees a gap only when an event was really lost; it then sends
-    ``{"type": "sync"}`` to get a fresh snapshot.
+    Sequence numbers (docs/protocol.md, "Delivery"): every event reaches the socket as one
+    message stamped with the game's ``seq``, handed over by the process's hub (``take``); the
+    socket forwards it unless the snapshot it sent already holds it. Progress messages carry the
+    seq of the last event; one that is older than what was forwarded is dropped. Events and
+    progress are forwarded in seq order (``delivery.SeqStream``: one that arrives ahead of an
+    event waits for it, for a grace period), so the client sees a gap only when an event was
+    really lost; it then sends ``{"type": "sync"}`` to get a fresh snapshot.
     """
 
     fmt = "json"
