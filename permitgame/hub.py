@@ -114,8 +114,10 @@ class Hub:
         """Read the hub channel (made on first use) and renew its groups, if not yet doing so."""
         if self._tasks:
             return
-        if self.channel is None:
-            self.channel = await self.layer.new_channel()
+        channel = self.channel or await self.layer.new_channel()
+        if self._tasks:  # another socket started it meanwhile
+            return
+        self.channel = channel
         self._tasks = [
             self.loop.create_task(self._read()),
             self.loop.create_task(self._renew()),
