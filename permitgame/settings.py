@@ -372,4 +372,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _getenv("DJANGO_LOG_LEVEL") or "INFO"},
+    # channels-redis says a group send found a channel full only at INFO: counted and raised to
+    # a warning (permitgame.layers.FullChannels), whatever the root level.
+    "filters": {"full_channels": {"()": "permitgame.layers.FullChannels"}},
+    "loggers": {"channels_redis.core": {"level": "INFO", "filters": ["full_channels"]}},
 }
