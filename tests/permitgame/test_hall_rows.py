@@ -179,3 +179,34 @@ def test_a_batch_that_fails_leaves_no_rows_behind(monkeypatch, django_capture_on
     game = fresh(game)
     assert game.phase == Phase.BIDDING
     assert summary(bridge.rows_of(game)) == rows_as_read(game)
+
+
+@pytest.mark.django_db
+def test_a_process_catches_up_with_another_ones_moves_without_reading_the_room_again(
+    django_capture_on_commit_callbacks,
+):
+    # With several Daphnes the batches of a round come from each in turn: a process's rows
+    # are then a version behind. It reads only the moves logged since and compares the seats'
+    # columns; a seat that changed (handed to its bot by the instructor) means a full read.
+    game, seats = hall(labs=40, humans=40)
+    services.game_start(game=game)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:5], 1))
+    # "Another process": its commit is not carried on here (no on_commit in this test).
+    services.round_submit_moves(game_id=game.pk, commands=bids(seats[5:9], 1))
+    game = fresh(game)
+    with CaptureQueriesContext(connection) as queries:
+        caught_up = bridge.rows_of(game)
+    assert summary(caught_up) == rows_as_read(game)
+    assert len(caught_up.moves) == 9
+    statements = [q["sql"] for q in queries.captured_queries]
+    # The seats' columns without building seats, and the 4 new moves only.
+    assert len(statements) == 2, statements
+    assert '"permitgame_move"."id" >' in statements[1]
+    services.seat_hand_to_bot(seat=Seat.objects.get(pk=seats[20].pk))
+    game = fresh(game)
+    with CaptureQueriesContext(connection) as queries:
+        read_again = bridge.rows_of(game)
+    assert summary(read_again) == rows_as_read(game)
+    assert next(s for s in read_again.seats if s.pk == seats[20].pk).handed_to_bot
+    assert len(queries.captured_queries) == 3  # the comparison, then seats and moves in full
