@@ -12,7 +12,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -137,12 +137,15 @@ class Rows:
         seats: every seat of the game, by id.
         moves: the round's bids, asks, choices and audits, oldest first, each with its seat.
         state: the state at the start of the round, once read.
+        position: the round resolved with these seats and moves, if the batch that carried
+            the rows on resolved it (the screens of the version then resolve nothing).
     """
 
     key: tuple[int, str, int, int]
     seats: list[Seat]
     moves: list[Move]
     state: GameState | None = None
+    position: Position | None = None
 
 
 #: Games whose rows are kept per process, at most this many (least recently used dropped).
@@ -222,17 +225,24 @@ def keep_rows(rows: Rows) -> None:
             _rows.popitem(last=False)
 
 
-def advance_rows(rows: Rows, game: Game, moves: Sequence[Move]) -> None:
+def advance_rows(
+    rows: Rows, game: Game, moves: Sequence[Move], position: Position | None = None
+) -> None:
     """Carry ``rows`` on to ``game``'s new version: the same seats, ``moves`` logged after them.
 
-    For a committed change that only logged ``moves`` in the same round (no seat changed, no
-    phase began): the next reader of the game in this process reads nothing again.
+    For a committed batch of moves whose seats did not change hands, in the same round: the
+    next reader of the game in this process reads nothing again. ``position``: the round as
+    the batch left it resolved (its moves, the bots' moves logged from that resolve).
     """
     key = _rows_key(game)
     if key[:2] != rows.key[:2] or key[3] != rows.key[3]:
         return
     added = [m for m in moves if m.action in MOVE_ACTIONS and m.round_no == key[3]]
-    keep_rows(Rows(key=key, seats=rows.seats, moves=[*rows.moves, *added], state=rows.state))
+    logged = [*rows.moves, *added]
+    resolved = None
+    if position is not None and position.progress.round_no == key[3]:
+        resolved = replace(position, moves=logged)
+    keep_rows(Rows(key=key, seats=rows.seats, moves=logged, state=rows.state, position=resolved))
 
 
 def forget_rows(game_id: int) -> None:
