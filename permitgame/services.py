@@ -1040,6 +1040,7 @@ def _submit_batch(
     started = game.phase_started_at or now
     latency = max(0, int((now - started).total_seconds() * 1000))
     round_moves: list[Move] | None = None
+    logged: dict[tuple[int | None, str, str], Move] = {}
     beliefs: dict[int, Move] | None = None
     new: dict[int, Move] = {}  # command index -> the move it would log
     asked: list[int] = []  # beliefs that passed their checks: the permit is checked last
@@ -1056,7 +1057,8 @@ def _submit_batch(
                 _check_move(game, seat, command.action, command.round_no)
                 if round_moves is None:
                     round_moves = rows.moves
-                outcomes[index] = _check_logged(game, seat, command, round_moves, now)
+                    logged = _logged_index(round_moves)
+                outcomes[index] = _check_logged(game, seat, command, logged, now)
         except GameError as error:
             outcomes[index] = error
             continue
@@ -1119,8 +1121,8 @@ def _submit_batch(
         # (its moves; the bots' moves of a phase it ended), and the round as the batch left
         # it resolved: the next batch and the next screens of this process read none of them
         # again, and the screens resolve nothing. A round's end starts new rows.
-        logged = list(journal.moves)
-        transaction.on_commit(partial(bridge.advance_rows, rows, game, logged, resting))
+        saved = list(journal.moves)
+        transaction.on_commit(partial(bridge.advance_rows, rows, game, saved, resting))
     return _all(outcomes)
 
 
@@ -1130,21 +1132,31 @@ def _all(outcomes: Sequence[Outcome | None]) -> list[Outcome]:
     return [outcome for outcome in outcomes if outcome is not None]
 
 
+def _logged_index(moves: Sequence[Move]) -> dict[tuple[int | None, str, str], Move]:
+    """Return the round's moves by (seat, action, phase), the first of each (a batch's look-up)."""
+    index: dict[tuple[int | None, str, str], Move] = {}
+    for move in moves:
+        index.setdefault((move.seat_id, str(move.action), str(move.phase)), move)
+    return index
+
+
 def _check_logged(
-    game: Game, seat: Seat, command: MoveCommand, moves: Sequence[Move], now: dt.datetime
+    game: Game,
+    seat: Seat,
+    command: MoveCommand,
+    moves: Mapping[tuple[int | None, str, str], Move],
+    now: dt.datetime,
 ) -> Outcome | None:
     """Check a move against the round's log; None if it is new and may be made now.
 
-    Returns the logged move's result for an identical repeat of a player's own move.
+    ``moves``: the round's log by (seat, action, phase) (``_logged_index``). Returns the logged
+    move's result for an identical repeat of a player's own move.
 
     Raises:
         AlreadySubmitted, StaleMove (the deadline passed), BotPlaying.
     """
     action = command.action
-    logged = next(
-        (m for m in moves if m.seat_id == seat.pk and m.action == action and m.phase == game.phase),
-        None,
-    )
+    logged = moves.get((seat.pk, str(action), str(game.phase)))
     if logged is not None:
         if logged.actor in (Actor.HUMAN, Actor.PROGRAM) and logged.payload == command.payload:
             return MoveResult(duplicate=True, payload=logged.payload)
