@@ -605,6 +605,10 @@ PROGRESS_SECONDS = 0.3
 BEACON_SECONDS = 3.0
 #: Above this many seats the public progress carries counts, not the player list.
 LIST_LIMIT = 40
+#: A room above ``LIST_LIMIT`` seats (a lecture hall) gets its progress at most once per this
+#: many seconds: every progress is one message per socket, and "57 of 200 have bid" needs no
+#: more; a class's room keeps ``PROGRESS_SECONDS``.
+HALL_PROGRESS_SECONDS = 1.0
 
 #: The console's view of a room (every seat, with its controls) is the largest fragment to
 #: render: it is sent with every event, and of the progress at most once per this many seconds.
@@ -614,6 +618,7 @@ _dirty: set[int] = set()
 _host_dirty: set[int] = set()
 _last_host: dict[int, float] = {}
 _last_progress: dict[int, float] = {}
+_hall_games: set[int] = set()  # games seen with more than LIST_LIMIT seats
 _progress_lock = threading.Lock()
 
 
@@ -832,6 +837,7 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
             for key in [key for key in _owed_missing if key[0] == game.pk]:
                 del _owed_missing[key]
     room = room_progress(game, owed)
+    _note_size(game_id, room.seats)
     html = seq_html(room.seq, "progress")
     if not beacon:
         names = ("waiting", "players") if room.players is not None else ("waiting",)
@@ -861,6 +867,7 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     counts = Seat.objects.filter(game=game).aggregate(
         seats=Count("id"), joined=Count("id", filter=Q(token__isnull=False))
     )
+    _note_size(game.pk, counts["seats"])
     if counts["seats"] <= LIST_LIMIT:
         return False
     connected = (
@@ -899,10 +906,24 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     return True
 
 
+def _interval(game_id: int) -> float:
+    """Seconds between two progress messages of a game (call holding ``_progress_lock``)."""
+    return HALL_PROGRESS_SECONDS if game_id in _hall_games else PROGRESS_SECONDS
+
+
+def _note_size(game_id: int, seats: int) -> None:
+    with _progress_lock:
+        if seats > LIST_LIMIT:
+            _hall_games.add(game_id)
+        else:
+            _hall_games.discard(game_id)
+
+
 def flush_due(*, now: float | None = None) -> int:
     """Send the progress of every game due for it (the clock loop's beat); return how many.
 
-    Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it, or with a
+    Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it
+    (``HALL_PROGRESS_SECONDS`` for a room of more than ``LIST_LIMIT`` seats), or with a
     socket open in this process and nothing sent for ``BEACON_SECONDS``.
     """
     moment = time.monotonic() if now is None else now
@@ -912,11 +933,12 @@ def flush_due(*, now: float | None = None) -> int:
             (game_id, game_id not in _dirty)
             for game_id in _dirty | local
             if moment - _last_progress.get(game_id, -float("inf"))
-            >= (PROGRESS_SECONDS if game_id in _dirty else BEACON_SECONDS)
+            >= (_interval(game_id) if game_id in _dirty else BEACON_SECONDS)
         ]
         for game_id in list(_last_progress):
             if game_id not in _dirty and game_id not in local:
                 del _last_progress[game_id]
+                _hall_games.discard(game_id)
     with _progress_lock:
         consoles = [
             game_id

@@ -626,7 +626,9 @@ def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
     if game.status != Status.LOBBY:
         setup = bridge.setup_of(game)
         start = bridge.state_of(game, setup, rows)
-        position = bridge.position_of(game, seats=seats, moves=rows.moves, state=start)
+        position = rows.position or bridge.position_of(
+            game, seats=seats, moves=rows.moves, state=start
+        )
     progress = position.progress if position else None
     state = position.state if position else None
     market = progress.market if progress else None
