@@ -488,7 +488,8 @@ def publish(
     joined seat's own small part (a lab's ``you`` and results; the governor's signals and
     audits), all stamped with the event's ``seq``; each seat's socket is handed the public part
     followed by its own. So a seat's stream holds every event, numbered 1, 2, 3, ...: a client
-    that sees a number skipped lost one. HTML fragments are rendered only for seats with a browser's socket open.
+    that sees a number skipped lost one. HTML fragments are rendered only for seats with a
+    browser's socket open.
 
     Args:
         game_id: the game.
