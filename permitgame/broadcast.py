@@ -487,9 +487,9 @@ def publish(
     public part (rendered once for the whole game, the same bytes for every seat) and each
     joined seat's own small part (a lab's ``you`` and results; the governor's signals and
     audits), all stamped with the event's ``seq``; each seat's socket is handed the public part
-    followed by its own. So a
-    seat's stream holds every event, numbered 1, 2, 3, ...: a client that sees a number skipped
-    lost one. HTML fragments are rendered only for seats with a browser's socket open.
+    followed by its own. So a seat's stream holds every event, numbered 1, 2, 3, ...: a client
+    that sees a number skipped lost one. HTML fragments are rendered only for seats with a
+    browser's socket open.
 
     Args:
         game_id: the game.
