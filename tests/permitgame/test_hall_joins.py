@@ -90,6 +90,8 @@ def test_a_join_and_its_first_snapshot_cost_the_same_in_a_room_of_10_and_of_200(
     join_queries, join_seats, snapshot_queries, snapshot_seats = big
     # The lock, the nickname, the free seat, the rejoin code, the seat, the log, the game.
     assert join_queries <= 10
+    # The game, the joins since the room was read and their seats, its version, who is online.
+    assert snapshot_queries <= 6
     # A join turns at most its own seat into an object; the snapshot only the seat that joined.
     assert join_seats <= 1 and snapshot_seats <= 1
 
