@@ -614,6 +614,9 @@ PROGRESS_SECONDS = 0.3
 BEACON_SECONDS = 3.0
 #: Above this many seats the public progress carries counts, not the player list.
 LIST_LIMIT = 40
+#: Seconds between two progress messages of a big lobby (a hall filling up) from one process:
+#: its counts change at every beat, each message goes to every socket, and nobody waits on them.
+LOBBY_PROGRESS_SECONDS = 1.0
 
 #: The console's view of a room (every seat, with its controls) is the largest fragment to
 #: render: it is sent with every event, and of the progress at most once per this many seconds.
@@ -623,6 +626,8 @@ _dirty: set[int] = set()
 _host_dirty: set[int] = set()
 _last_host: dict[int, float] = {}
 _last_progress: dict[int, float] = {}
+#: Games whose last progress from this process was a big lobby's (``LOBBY_PROGRESS_SECONDS``).
+_big_lobbies: set[int] = set()
 _progress_lock = threading.Lock()
 
 
@@ -821,7 +826,11 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
     if game is None:
         return
     if game.status == Status.LOBBY and _lobby_progress(game, now=now, beacon=beacon):
+        with _progress_lock:
+            _big_lobbies.add(game_id)
         return
+    with _progress_lock:
+        _big_lobbies.discard(game_id)
     owed = _owed(game)
     public: PublicView | None = None
     if owed is None:
@@ -908,11 +917,17 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     return True
 
 
+def _interval(game_id: int) -> float:
+    """Seconds a changed game's progress waits after its last (call with the lock held)."""
+    return LOBBY_PROGRESS_SECONDS if game_id in _big_lobbies else PROGRESS_SECONDS
+
+
 def flush_due(*, now: float | None = None) -> int:
     """Send the progress of every game due for it (the clock loop's beat); return how many.
 
-    Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it, or with a
-    socket open in this process and nothing sent for ``BEACON_SECONDS``.
+    Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it
+    (``LOBBY_PROGRESS_SECONDS`` for a big lobby), or with a socket open in this process and
+    nothing sent for ``BEACON_SECONDS``.
     """
     moment = time.monotonic() if now is None else now
     with _progress_lock:
@@ -921,11 +936,12 @@ def flush_due(*, now: float | None = None) -> int:
             (game_id, game_id not in _dirty)
             for game_id in _dirty | local
             if moment - _last_progress.get(game_id, -float("inf"))
-            >= (PROGRESS_SECONDS if game_id in _dirty else BEACON_SECONDS)
+            >= (_interval(game_id) if game_id in _dirty else BEACON_SECONDS)
         ]
         for game_id in list(_last_progress):
             if game_id not in _dirty and game_id not in local:
                 del _last_progress[game_id]
+                _big_lobbies.discard(game_id)
     with _progress_lock:
         consoles = [
             game_id

@@ -186,6 +186,37 @@ def test_the_room_is_read_again_after_an_event_of_the_lobby():
     assert [row["nickname"] for row in players if row["human"]] == ["Ana", "Bo"]
 
 
+# ------------------------------------------------------------------------------ progress
+
+
+def lobby_progress_sent(labs: int, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The room's progress messages while a join comes at each beat of the clock loop (2 s)."""
+    game = room(labs)
+    sent: list[Any] = []
+    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    broadcast._last_progress.clear()
+    broadcast._dirty.clear()
+    clock = 5000.0
+    for index in range(20):
+        services.seat_join(game=game, nickname=f"p{index}")
+        broadcast.progress_changed(game.pk)  # what the join's commit does
+        broadcast.flush_due(now=clock)
+        clock += 0.1
+    monkeypatch.undo()
+    return [json.loads(item.json[0]) for item in sent if item.group == f"game-{game.pk}"]
+
+
+@pytest.mark.django_db
+def test_a_big_lobby_filling_up_hears_its_counts_once_a_second(monkeypatch):
+    big = lobby_progress_sent(broadcast.LIST_LIMIT + 20, monkeypatch)
+    small = lobby_progress_sent(30, monkeypatch)
+    # Twenty joins in two seconds: a big lobby's progress once a second (the latest counts),
+    # a small one's every PROGRESS_SECONDS with its list.
+    assert len(big) == 2 and [m["joined"] for m in big] == [1, 11]
+    assert all("players" not in m for m in big)
+    assert len(small) == 7 and small[-1]["joined"] == 19 and "players" in small[-1]
+
+
 # ------------------------------------------------------------------------------ nicknames
 
 
