@@ -88,6 +88,23 @@ def seat_by_token(game: Game, token: str) -> Seat:
     return seat
 
 
+def seat_by_code_and_token(code: str, token: str) -> Seat:
+    """Return the seat held with ``token`` in the game with join code ``code`` (one query).
+
+    Raises:
+        UnknownGame: no such game.
+        UnknownPlayer: the token is not one of this game's.
+    """
+    seat = (
+        Seat.objects.filter(game__code=code.strip().upper(), token=token).order_by("pk").first()
+        if token
+        else None
+    )
+    if seat is None:
+        return seat_by_token(game_by_code(code), token)  # says which of the two is unknown
+    return seat
+
+
 def seat_from_session(game: Game, session: Any) -> Seat:
     """Return the seat this browser session holds in ``game``.
 

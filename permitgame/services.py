@@ -32,7 +32,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 
 from permitgame import bridge, broadcast, chain, clock, realtime
 from permitgame.errors import (
@@ -655,10 +655,10 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     progress, sent coalesced. ``html``: a browser's socket (it is sent HTML fragments).
     """
     now = clock.now()
-    seat = Seat.objects.get(pk=seat.pk)
-    returning = (
-        seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0
-    )
+    # The seat and its game's status in one query (is presence logged? ``_presence_logged``).
+    seat = Seat.objects.annotate(game_status=F("game__status")).get(pk=seat.pk)
+    logged = seat.game_status in (Status.RUNNING, Status.PAUSED)
+    returning = seat.has_player and logged and _live_connections(seat.pk, now) == 0
     # One statement (INSERT ... ON CONFLICT DO UPDATE): a channel name is new for each socket.
     Connection.objects.bulk_create(
         [Connection(seat=seat, channel_name=channel_name, opened_at=now, last_seen=now, html=html)],
