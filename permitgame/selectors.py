@@ -647,7 +647,11 @@ def _room(game: Game) -> _Room:
         rows = bridge.rows_of(game, keep=False)
         room = _build_room(game, key, rows)
     current = Game.objects.filter(pk=game.pk).values_list("version", "seq").first()
-    if current == (game.version, game.seq):
+    # A room carried on across joins holds every join up to its ``last_join`` and none after
+    # (each join's seat is read with it), so it is kept even if more joins came meanwhile: the
+    # next reader reads those. An event (``seq``) in between, and it is not.
+    carried = rows is None and current is not None and current[1] == game.seq
+    if current == (game.version, game.seq) or carried:
         if rows is not None:
             bridge.keep_rows(rows)
         with _rooms_lock:
