@@ -639,10 +639,13 @@ def _room(game: Game) -> _Room:
             _rooms.move_to_end(game.pk)
             return room
     rows: bridge.Rows | None = None
+    carried = None
     if room is not None and _joins_only(room.key, key):
         # A lobby filling up: each join is a new version. Read the seats that joined since
         # (O(joins)), not the whole room again: a hall of N joining costs O(N), not O(N^2).
-        room = _after_joins(game, room, key)
+        carried = _after_joins(game, room, key)
+    if carried is not None:
+        room = carried
     else:
         rows = bridge.rows_of(game, keep=False)
         room = _build_room(game, key, rows)
@@ -650,8 +653,8 @@ def _room(game: Game) -> _Room:
     # A room carried on across joins holds every join up to its ``last_join`` and none after
     # (each join's seat is read with it), so it is kept even if more joins came meanwhile: the
     # next reader reads those. An event (``seq``) in between, and it is not.
-    carried = rows is None and current is not None and current[1] == game.seq
-    if current == (game.version, game.seq) or carried:
+    joins_since = carried is not None and current is not None and current[1] == game.seq
+    if current == (game.version, game.seq) or joins_since:
         if rows is not None:
             bridge.keep_rows(rows)
         with _rooms_lock:
@@ -673,13 +676,13 @@ def _joins_only(kept: tuple[Any, ...], key: tuple[Any, ...]) -> bool:
     )
 
 
-def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room:
+def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room | None:
     """Return ``room`` carried on to ``key``: the seats that joined since read again.
 
     The joins are found in the log (each join writes one entry, under the game's lock, so the
     entries after ``room.last_join`` are the joins the room does not hold). Views built from a
     seat that changed are dropped; the others are kept, and so are the player rows of the seats
-    that did not change.
+    that did not change. None if a seat is not the room's (then the room is read again).
     """
     joins = list(
         Move.objects.filter(game=game, action=Action.JOIN, pk__gt=room.last_join)
@@ -687,9 +690,8 @@ def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room:
         .values_list("pk", "seat_id")
     )
     fresh = {s.pk: s for s in Seat.objects.filter(game=game, pk__in={j[1] for j in joins})}
-    if any(pk not in room.by_id for pk in fresh):  # a seat the room does not know: read it all
-        rows = bridge.rows_of(game, keep=False)
-        return _build_room(game, key, rows)
+    if any(pk not in room.by_id for pk in fresh):  # a seat the room does not know
+        return None
     by_id = {**room.by_id, **fresh}
     seats = [by_id[s.pk] for s in room.seats] if fresh else room.seats
     lab_seats = {s.lab_index: s for s in fresh.values() if s.lab_index is not None}
@@ -719,7 +721,8 @@ def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room:
 
 
 def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
-    # The last join before the seats are read: a join after it is read again (``_after_joins``).
+    # The last join the seats hold: the room is kept only if no change came while it was read
+    # (``_room``), so the joins after this one are the ones a later reader reads (``_after_joins``).
     last_join = (
         Move.objects.filter(game=game, action=Action.JOIN)
         .order_by("-pk")
