@@ -721,14 +721,16 @@ def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room | None:
 
 
 def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
-    # The last join the seats hold: the room is kept only if no change came while it was read
-    # (``_room``), so the joins after this one are the ones a later reader reads (``_after_joins``).
-    last_join = (
-        Move.objects.filter(game=game, action=Action.JOIN)
-        .order_by("-pk")
-        .values_list("pk", flat=True)
-        .first()
-    )
+    # A lobby's last join the seats hold: the room is kept only if no change came while it was
+    # read (``_room``), so the joins after it are the ones a later reader reads (``_after_joins``).
+    last_join = None
+    if game.status == Status.LOBBY:
+        last_join = (
+            Move.objects.filter(game=game, action=Action.JOIN)
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
     seats = rows.seats
     lab_seats = {s.lab_index: s for s in seats if s.lab_index is not None}
     governor_seat = next(s for s in seats if s.role == Role.GOVERNOR)
