@@ -294,11 +294,19 @@ def seat_state_message(
         "type": "state",
         "game": {**game_json(public), "title": public.title},
         "rules": rules_json(public),
-        "players": players_json(public),
+        "players": players_json(public) if public.counts is None else None,
         "market": market_json(public.market) if public.market else None,
         "results": [round_results_json(row) for row in public.results],
         "standings": game_over_message(public)["standings"] if public.standings else None,
     }
+    if public.counts is not None:  # a lab of a big room: counts, as its progress has them
+        counts = public.counts
+        shown = public.bots_disclosed  # counts of people would tell how many seats bots play
+        message["room"] = {
+            "seats": counts.seats,
+            "joined": counts.joined if shown else None,
+            "connected": counts.connected if shown else None,
+        }
     identity = {"player_id": seat.player_id, "role": seat.role, "nickname": seat.nickname}
     if seat.lab_index is not None:
         assert lab is not None
@@ -435,7 +443,10 @@ def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
     once per version of the game, so a room of N filling up costs O(N), not O(N²).
     """
     game = Game.objects.get(pk=seat.game_id)
-    screen = selectors.seat_screen(game, seat.pk)
+    # A lab's JSON snapshot of a big room carries counts, as its progress does (the pages keep
+    # their list: their templates name the players the market and the phase speak of).
+    limit = LIST_LIMIT if fmt == "json" else None
+    screen = selectors.seat_screen(game, seat.pk, list_limit=limit)
     public, seat = screen.public, screen.seat
     seq = public.seq
     if fmt == "json":

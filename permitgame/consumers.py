@@ -73,10 +73,9 @@ ACK_TEXT = {
 
 def authenticate(code: str, token: str | None, session: Any) -> Seat:
     """Return the seat of game ``code`` held with ``token`` (or the session's token for it)."""
-    game = selectors.game_by_code(code)
     if token:
-        return selectors.seat_by_token(game, token)
-    return selectors.seat_from_session(game, session)
+        return selectors.seat_by_code_and_token(code, token)
+    return selectors.seat_from_session(selectors.game_by_code(code), session)
 
 
 CommandForm = type[BidForm | DecideForm | AuditForm | BeliefForm | AskForm | KeepForm]
