@@ -25,7 +25,13 @@ from permitgame.clock import now as clock_now
 from permitgame.consumers import ApiConsumer
 from permitgame.models import Game, Move
 from sim_core import Phase, load_preset
-from tests.permitgame.wire import Socket, api_path, db, html_path
+from tests.permitgame.wire import (
+    Socket,
+    api_path,
+    assert_sync_sends_the_current_state,
+    db,
+    html_path,
+)
 
 TIMED = {"bidding": 60, "compliance": 60, "audit": 60, "results": 10}
 
@@ -359,11 +365,7 @@ async def test_a_full_channel_never_drops_an_event_unnoticed(settings, monkeypat
         player = Player(info_for(seats[0]))
         player.seq = last
         assert beacon["seq"] == seen + 5 and player.gap(beacon)
-        await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
-        snapshot = await socket.next()
-        current = await db(fresh)(game)
-        assert snapshot["type"] == "state" and snapshot["seq"] == current.seq
-        assert snapshot["game"]["phase"] == current.phase
+        await assert_sync_sends_the_current_state(socket, game)
     finally:
         await socket.close()
 

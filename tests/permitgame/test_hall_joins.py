@@ -26,6 +26,7 @@ from permitgame import broadcast, selectors, services
 from permitgame.errors import GameFull, NicknameTaken
 from permitgame.models import Game, Seat, Status
 from sim_core import load_preset
+from tests.permitgame.wire import at_once
 
 
 def room(labs: int, humans: int | None = None, **options: Any) -> Game:
@@ -277,15 +278,11 @@ def test_joins_racing_each_other_never_get_one_seat_twice():
     # PostgreSQL pass, real concurrent transactions queued on the game's row lock).
     labs = 24
     game = room(labs, humans=labs // 2)
-    start = threading.Barrier(4)
     taken: list[int] = []
     failures: list[BaseException] = []
     lock = threading.Lock()
 
     def join(index: int) -> None:
-        from django.db import connection as thread_connection
-
-        start.wait()
         try:
             for n in range(labs // 4):
                 seat = services.seat_join(game=game, nickname=f"p{index}-{n}")
@@ -293,14 +290,8 @@ def test_joins_racing_each_other_never_get_one_seat_twice():
                     taken.append(seat.pk)
         except BaseException as error:
             failures.append(error)
-        finally:
-            thread_connection.close()
 
-    threads = [threading.Thread(target=join, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    at_once(join, 4)
     assert not failures, failures
     assert len(taken) == len(set(taken)) == labs
     seats = list(Seat.objects.filter(game=game, token__isnull=False))

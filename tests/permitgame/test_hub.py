@@ -10,7 +10,6 @@ shows the sockets a gap they mend with a snapshot, and that a closing socket unr
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from typing import Any
@@ -24,7 +23,14 @@ from permitgame import broadcast, delivery, hub, layers, realtime, services
 from permitgame.client import Player
 from permitgame.consumers import ApiConsumer
 from tests.permitgame.test_hall import fresh, hall, info_for
-from tests.permitgame.wire import ORIGIN, Socket, api_path, db, html_path
+from tests.permitgame.wire import (
+    ORIGIN,
+    Socket,
+    api_path,
+    assert_sync_sends_the_current_state,
+    db,
+    html_path,
+)
 
 
 def in_memory(capacity: int = 100, group_expiry: int = 86400) -> dict[str, Any]:
@@ -183,11 +189,7 @@ async def test_a_hub_message_a_full_channel_drops_is_counted_and_the_socket_resy
         player = Player(info_for(seats[0]))
         player.seq = state["seq"] + 2
         assert beacon["seq"] == state["seq"] + 3 and player.gap(beacon)
-        await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
-        snapshot = await socket.next()
-        current = await db(fresh)(game)
-        assert snapshot["type"] == "state" and snapshot["seq"] == current.seq
-        assert snapshot["game"]["phase"] == current.phase
+        await assert_sync_sends_the_current_state(socket, game)
     finally:
         await socket.close()
 
