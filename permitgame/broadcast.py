@@ -1,7 +1,7 @@
 """What each audience is sent, in both wire formats: JSON messages and htmx HTML fragments.
 
 ``publish`` runs after a service commits: it reads the game once (``selectors.game_screens``),
-renders the public part once for the whole game group, the governor's part once, and a small
+renders the public part once for the whole room, the governor's part once, and a small
 private part per human lab (its own value and results), then hands them to ``realtime.send`` as
 one message for the room (``realtime.RoomEvent``).
 ``snapshot`` renders one seat's whole screen for a socket that (re)connects. The JSON messages
@@ -854,7 +854,11 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
     if not beacon:
         names = ("waiting", "players") if room.players is not None else ("waiting",)
         html = _render(names, {"public": room, "oob": True}) + html
-    outgoing = [Outgoing(realtime.game_group(game_id), html, (_stamp(room.message(), room.seq),))]
+    # Through the processes' hubs, as the events go: one channel message per process (each
+    # hands it to its own sockets), not one per socket.
+    outgoing = [
+        realtime.RoomEvent(game_id, html, (_stamp(room.message(), room.seq),), {}, everyone=True)
+    ]
     try:
         realtime.send(outgoing, seq=room.seq, version=room.version, kind=realtime.PROGRESS)
     except Exception:
@@ -900,8 +904,8 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     }
     if not game.bots_shown:
         message.update(joined=None, connected=None)
-    item = Outgoing(
-        realtime.game_group(game.pk), seq_html(game.seq, "progress"), (_stamp(message, game.seq),)
+    item = realtime.RoomEvent(
+        game.pk, seq_html(game.seq, "progress"), (_stamp(message, game.seq),), {}, everyone=True
     )
     try:
         realtime.send([item], seq=game.seq, version=game.version, kind=realtime.PROGRESS)

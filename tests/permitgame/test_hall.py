@@ -175,17 +175,17 @@ def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
         services.round_submit_bid(seat=seat, round_no=1, amount=0.1)
         broadcast.flush_due(now=clock)
         clock += 0.05
-    public = [texts for group, texts in sent if group == f"game-{game.pk}"]
+    public = [texts for group, texts in sent if group == broadcast.realtime.hub_group(game.pk)]
     assert len(public) == 1  # one progress message for five moves
     broadcast.flush_due(now=clock + broadcast.PROGRESS_SECONDS)
-    public = [texts for group, texts in sent if group == f"game-{game.pk}"]
+    public = [texts for group, texts in sent if group == broadcast.realtime.hub_group(game.pk)]
     assert len(public) == 2
     latest = json.loads(public[-1][0])
     assert latest["type"] == "progress" and latest["waiting"] == 1 and latest["joined"] == 6
     assert latest["seq"] == fresh(game).seq
     # Nothing changed: the next beat sends nothing until the beacon is due.
     broadcast.flush_due(now=clock + 2 * broadcast.PROGRESS_SECONDS)
-    assert len([1 for group, _ in sent if group == f"game-{game.pk}"]) == 2
+    assert len([1 for group, _ in sent if group == broadcast.realtime.hub_group(game.pk)]) == 2
 
 
 @pytest.mark.django_db
@@ -206,11 +206,13 @@ def test_a_lecture_halls_progress_comes_once_a_second_a_class_rooms_three_times(
             broadcast.progress_changed(game.pk)
             broadcast.flush_due(now=clock)
             clock += 0.125
-        public = [item for item in sent if item.group == f"game-{game.pk}"]
+        public = [item for item in sent if item.group == broadcast.realtime.hub_group(game.pk)]
         assert len(public) == expected, (labs, len(public))
         # The last state is sent once the interval has passed: nothing is left unsaid.
         broadcast.flush_due(now=clock + broadcast.HALL_PROGRESS_SECONDS)
-        latest = json.loads([i for i in sent if i.group == f"game-{game.pk}"][-1].json[0])
+        latest = json.loads(
+            [i for i in sent if i.group == broadcast.realtime.hub_group(game.pk)][-1].json[0]
+        )
         assert latest["waiting"] == humans - 12
 
 
@@ -224,12 +226,12 @@ def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
     broadcast.flush_progress(game.pk)
     # No console is open: its view (the largest to render) is not rendered.
-    assert [item.group for item in sent] == [f"game-{game.pk}"]
+    assert [item.group for item in sent] == [broadcast.realtime.hub_group(game.pk)]
     sent.clear()
     broadcast.realtime.note_consoles([game.pk])  # a console opens
     broadcast._last_host.pop(game.pk, None)
     broadcast.flush_progress(game.pk)
-    public = next(item for item in sent if item.group == f"game-{game.pk}")
+    public = next(item for item in sent if item.group == broadcast.realtime.hub_group(game.pk))
     message = json.loads(public.json[0])
     assert message["joined"] == 50 and message["seats"] == 61
     assert message["status"] == "lobby" and message["connected"] == 0

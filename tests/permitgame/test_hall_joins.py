@@ -204,7 +204,11 @@ def lobby_progress_sent(labs: int, monkeypatch: pytest.MonkeyPatch) -> list[dict
         broadcast.flush_due(now=clock)
         clock += 0.1
     monkeypatch.undo()
-    return [json.loads(item.json[0]) for item in sent if item.group == f"game-{game.pk}"]
+    return [
+        json.loads(item.json[0])
+        for item in sent
+        if item.group == broadcast.realtime.hub_group(game.pk)
+    ]
 
 
 @pytest.mark.django_db

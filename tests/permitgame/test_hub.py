@@ -108,6 +108,40 @@ async def test_an_event_is_one_layer_message_and_each_seat_gets_only_its_own_par
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_progress_is_one_layer_message_and_every_socket_hears_it_once(
+    settings, monkeypatch
+):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats = await db(hall)(labs=8, humans=6)
+    await db(services.game_start)(game=game)
+    sockets = [Socket(api_path(game.code, seat.token), fmt="json") for seat in seats[:5]]
+    page = Socket(html_path(game.code, seats[5].token), fmt="html")
+    for socket in [*sockets, page]:
+        await socket.connect()
+    try:
+        for socket in [*sockets, page]:
+            await socket.drain(quiet=0.05)
+        await db(services.round_submit_bid)(seat=seats[0], round_no=1, amount=0.1)
+        count = LayerCount(get_channel_layer(), monkeypatch)
+        await db(broadcast.flush_progress)(game.pk)
+        got = [await socket.drain(quiet=0.2) for socket in sockets]
+        html = "".join(await page.drain(quiet=0.2))
+        # One group send to the processes' hubs (one here), put on one channel: not a
+        # message per socket, and not one per process per socket.
+        assert count.groups == Counter({realtime.hub_group(game.pk): 1}), count.groups
+        assert count.sends == 1
+        for messages in got:
+            assert [m["type"] for m in messages] == ["progress"]
+            assert messages[0]["waiting"] == 5  # the six humans but the one who bid
+        assert html.count('id="waiting"') == 1
+    finally:
+        for socket in [*sockets, page]:
+            await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_closed_socket_unregisters_and_the_last_takes_the_hub_out_of_the_game(settings):
     from channels.layers import get_channel_layer
 
