@@ -1092,7 +1092,7 @@ def _submit_batch(
             )
     if not new:
         return _all(outcomes)
-    moves = round_moves if round_moves is not None else []
+    moves = rows.moves  # every logged move of the round: the resolve is the whole round's
     played = {i: m for i, m in new.items() if m.action != Action.BELIEF}
     keys = [(m.seat_id, m.action) for m in new.values()]
     position: bridge.Position | None = None
@@ -1128,7 +1128,7 @@ def _submit_batch(
         changes.add("waiting", game.round_no)
         resting = _drive(game, now, changes, expired=False, position=position)
     else:
-        resting = position
+        resting = position  # beliefs alone: the round as it stood, resolved with its moves
     _commit(game, changes, later=later)
     journal = _journal()
     if journal is not None and not journal.stale:

@@ -242,3 +242,42 @@ def test_a_process_catches_up_with_another_ones_moves_without_reading_the_room_a
     assert summary(read_again) == rows_as_read(game)
     assert next(s for s in read_again.seats if s.pk == seats[20].pk).handed_to_bot
     assert len(queries.captured_queries) == 3  # the comparison, then seats and moves in full
+
+
+@pytest.mark.django_db
+def test_a_belief_is_judged_against_the_whole_round_and_its_screens_are_right(
+    django_capture_on_commit_callbacks,
+):
+    # A belief (MODEL.md §4: asked of the labs without a permit) is checked against the round
+    # resolved with every move logged; the rows it carries on resolve the round the same way.
+    game, seats = hall(labs=6, humans=6)
+    Game.objects.filter(pk=game.pk).update(ask_belief=True)
+    services.game_start(game=fresh(game))
+    amounts = [1.0, 0.9, 0.8, 0.0, 0.0, 0.0]
+    commands = [
+        MoveCommand(seat_id=s.pk, action="bid", round_no=1, payload={"amount": a})
+        for s, a in zip(seats, amounts, strict=True)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=commands)
+    game = fresh(game)
+    assert game.phase == Phase.COMPLIANCE
+    screens = selectors.game_screens(game)
+    winner = next(s for s in seats if screens.labs[s.pk].won)
+    loser = next(s for s in seats if not screens.labs[s.pk].won)
+
+    def belief(seat: Seat) -> MoveCommand:
+        return MoveCommand(seat_id=seat.pk, action="belief", round_no=1, payload={"percent": 30})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        refused, taken = services.round_submit_moves(
+            game_id=game.pk, commands=[belief(winner), belief(loser)]
+        )
+    assert isinstance(refused, services.NotAllowed)
+    assert isinstance(taken, services.MoveResult)
+    game = fresh(game)
+    carried = bridge.rows_of(game)
+    assert summary(carried) == rows_as_read(game)
+    assert check_position(game, carried)
+    screens = selectors.game_screens(game)
+    assert screens.labs[loser.pk].belief == 30 and screens.labs[loser.pk].won is False
