@@ -120,6 +120,97 @@ def round_moves(game: Game, round_no: int, *, seats: Sequence[Seat] | None = Non
     return moves
 
 
+@dataclass(slots=True)
+class Rows:
+    """A game's seats and its current round's logged moves, as of one version of the game.
+
+    Every change of a game's seats or moves is made under the game's lock and bumps its version
+    (``services._commit``), so the rows of a version never change: each process reads them once
+    per version (``rows_of``) and a batch of moves that changes nothing else carries them on to
+    its new version (``advance_rows``) instead of every reader building them again. The objects
+    are shared by the readers of that version: read them, never change them outside a service's
+    transaction (``forget_rows`` after one that failed).
+
+    Attributes:
+        key: (game id, join code, version, round) the rows are of (the code tells apart two
+            games that had the same id: a database restored, or tests rolled back).
+        seats: every seat of the game, by id.
+        moves: the round's bids, asks, choices and audits, oldest first, each with its seat.
+        state: the state at the start of the round, once read.
+    """
+
+    key: tuple[int, str, int, int]
+    seats: list[Seat]
+    moves: list[Move]
+    state: GameState | None = None
+
+
+#: Games whose rows are kept per process, at most this many (least recently used dropped).
+ROWS_CACHE_SIZE = 256
+_rows: OrderedDict[int, Rows] = OrderedDict()
+_rows_lock = threading.Lock()
+
+
+def _rows_key(game: Game) -> tuple[int, str, int, int]:
+    return (game.pk, game.code, game.version, game.round_no)
+
+
+def rows_of(game: Game, *, keep: bool = True) -> Rows:
+    """Return the seats and round moves of ``game`` at its version, read once per process.
+
+    ``keep``: store what was read for the version's other readers. Only a caller whose reads
+    are of that version may keep them: one holding the game's lock, or one that checks the
+    version did not move while it read (``selectors``, which then calls ``keep_rows``).
+    """
+    key = _rows_key(game)
+    with _rows_lock:
+        rows = _rows.get(game.pk)
+        if rows is not None and rows.key == key:
+            _rows.move_to_end(game.pk)
+            return rows
+    seats = list(game.seats.order_by("id"))
+    moves = round_moves(game, max(game.round_no, 1), seats=seats) if game.round_no else []
+    rows = Rows(key=key, seats=seats, moves=moves)
+    if keep:
+        keep_rows(rows)
+    return rows
+
+
+def keep_rows(rows: Rows) -> None:
+    """Store ``rows`` as its game's rows in this process (see ``rows_of``)."""
+    with _rows_lock:
+        _rows[rows.key[0]] = rows
+        _rows.move_to_end(rows.key[0])
+        while len(_rows) > ROWS_CACHE_SIZE:
+            _rows.popitem(last=False)
+
+
+def advance_rows(rows: Rows, game: Game, moves: Sequence[Move]) -> None:
+    """Carry ``rows`` on to ``game``'s new version: the same seats, ``moves`` logged after them.
+
+    For a committed change that only logged ``moves`` in the same round (no seat changed, no
+    phase began): the next reader of the game in this process reads nothing again.
+    """
+    key = _rows_key(game)
+    if key[:2] != rows.key[:2] or key[3] != rows.key[3]:
+        return
+    added = [m for m in moves if m.action in MOVE_ACTIONS and m.round_no == key[3]]
+    keep_rows(Rows(key=key, seats=rows.seats, moves=[*rows.moves, *added], state=rows.state))
+
+
+def forget_rows(game_id: int) -> None:
+    """Drop the rows kept for a game (a transaction that may have touched them failed)."""
+    with _rows_lock:
+        _rows.pop(game_id, None)
+
+
+def state_of(game: Game, setup: GameSetup, rows: Rows) -> GameState:
+    """Return the state at the start of the current round, read once per round and process."""
+    if rows.state is None:
+        rows.state = state_at(game, setup, max(game.round_no, 1))
+    return rows.state
+
+
 def round_inputs(
     moves: Iterable[Move], *, human_labs: frozenset[int], human_governor: bool
 ) -> RoundInputs:

@@ -2,7 +2,8 @@
 
 ``publish`` runs after a service commits: it reads the game once (``selectors.game_screens``),
 renders the public part once for the whole game group, the governor's part once, and a small
-private part per human lab (its own value and results), then hands them to ``realtime.send``.
+private part per human lab (its own value and results), then hands them to ``realtime.send`` as
+one message for the room (``realtime.RoomEvent``).
 ``snapshot`` renders one seat's whole screen for a socket that (re)connects. The JSON messages
 are the protocol of ``docs/protocol.md``; the HTML fragments are the partials of
 ``templates/permitgame/live.html``, each an element with an id and ``hx-swap-oob``.
@@ -482,9 +483,11 @@ def publish(
 ) -> None:
     """Send every seat and the console one event (an on_commit callback of the services).
 
-    Each joined seat gets ONE channel message: the public part (rendered once for the whole
-    game, the same bytes for every seat) followed by its own small part (a lab's ``you`` and
-    results; the governor's signals and audits), all stamped with the event's ``seq``. So a
+    The room gets ONE channel message (``realtime.RoomEvent``, to the processes' hubs): the
+    public part (rendered once for the whole game, the same bytes for every seat) and each
+    joined seat's own small part (a lab's ``you`` and results; the governor's signals and
+    audits), all stamped with the event's ``seq``; each seat's socket is handed the public part
+    followed by its own. So a
     seat's stream holds every event, numbered 1, 2, 3, ...: a client that sees a number skipped
     lost one. HTML fragments are rendered only for seats with a browser's socket open.
 
@@ -533,27 +536,27 @@ def publish(
     if "game_over" in kinds:
         public_json.append(game_over_message(public))
 
-    public_texts = [_stamp(m, seq) for m in public_json]
+    public_texts = tuple(_stamp(m, seq) for m in public_json)
     html_seats = _html_seat_ids(game)
     shared_html = public_html(public) + seq_html(seq, "event") if html_seats else ""
-    outgoing: list[Outgoing] = []
+    parts: dict[int, realtime.SeatPart] = {}
     joined = {row.seat_id for row in public.players if row.human}
     for seat_id, lab in screens.labs.items():
         if seat_id not in joined:
             continue
         private = [your_results_json(row) for row in lab.history if row.round_no in results_for]
         private.append(you_json(lab))
-        html = shared_html + lab_html(public, lab) if seat_id in html_seats else ""
-        texts = public_texts + [_stamp(m, seq) for m in private]
-        outgoing.append(Outgoing(realtime.seat_group(seat_id), html, tuple(texts)))
+        html = lab_html(public, lab) if seat_id in html_seats else ""
+        parts[seat_id] = realtime.SeatPart(html, tuple(_stamp(m, seq) for m in private))
     if governor.seat_id in joined:
-        html = ""
-        if governor.seat_id in html_seats:
-            html = shared_html + governor_html(public, governor)
-        texts = public_texts + [_stamp(m, seq) for m in governor_json]
-        outgoing.append(Outgoing(realtime.seat_group(governor.seat_id), html, tuple(texts)))
+        html = governor_html(public, governor) if governor.seat_id in html_seats else ""
+        texts = tuple(_stamp(m, seq) for m in governor_json)
+        parts[governor.seat_id] = realtime.SeatPart(html, texts)
+    # ONE channel message for the whole room: each process's hub hands its sockets of a seat
+    # the public part followed by the seat's own (permitgame.hub).
+    event = realtime.RoomEvent(game_id, shared_html, public_texts, parts)
     try:
-        realtime.send(outgoing, seq=seq, version=public.version)
+        realtime.send([event], seq=seq, version=public.version)
     except Exception:  # the change is committed: a dead channel layer must not undo it
         logger.exception("publishing game %s event %s failed", game_id, seq)
     # Only now that every seat's channel holds the event: a progress carrying this seq may be
@@ -603,6 +606,10 @@ PROGRESS_SECONDS = 0.3
 BEACON_SECONDS = 3.0
 #: Above this many seats the public progress carries counts, not the player list.
 LIST_LIMIT = 40
+#: A room above ``LIST_LIMIT`` seats (a lecture hall) gets its progress at most once per this
+#: many seconds: every progress is one message per socket, and "57 of 200 have bid" needs no
+#: more; a class's room keeps ``PROGRESS_SECONDS``.
+HALL_PROGRESS_SECONDS = 1.0
 
 #: The console's view of a room (every seat, with its controls) is the largest fragment to
 #: render: it is sent with every event, and of the progress at most once per this many seconds.
@@ -612,6 +619,7 @@ _dirty: set[int] = set()
 _host_dirty: set[int] = set()
 _last_host: dict[int, float] = {}
 _last_progress: dict[int, float] = {}
+_hall_games: set[int] = set()  # games seen with more than LIST_LIMIT seats
 _progress_lock = threading.Lock()
 
 
@@ -830,6 +838,7 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
             for key in [key for key in _owed_missing if key[0] == game.pk]:
                 del _owed_missing[key]
     room = room_progress(game, owed)
+    _note_size(game_id, room.seats)
     html = seq_html(room.seq, "progress")
     if not beacon:
         names = ("waiting", "players") if room.players is not None else ("waiting",)
@@ -859,6 +868,7 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     counts = Seat.objects.filter(game=game).aggregate(
         seats=Count("id"), joined=Count("id", filter=Q(token__isnull=False))
     )
+    _note_size(game.pk, counts["seats"])
     if counts["seats"] <= LIST_LIMIT:
         return False
     connected = (
@@ -897,10 +907,24 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     return True
 
 
+def _interval(game_id: int) -> float:
+    """Seconds between two progress messages of a game (call holding ``_progress_lock``)."""
+    return HALL_PROGRESS_SECONDS if game_id in _hall_games else PROGRESS_SECONDS
+
+
+def _note_size(game_id: int, seats: int) -> None:
+    with _progress_lock:
+        if seats > LIST_LIMIT:
+            _hall_games.add(game_id)
+        else:
+            _hall_games.discard(game_id)
+
+
 def flush_due(*, now: float | None = None) -> int:
     """Send the progress of every game due for it (the clock loop's beat); return how many.
 
-    Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it, or with a
+    Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it
+    (``HALL_PROGRESS_SECONDS`` for a room of more than ``LIST_LIMIT`` seats), or with a
     socket open in this process and nothing sent for ``BEACON_SECONDS``.
     """
     moment = time.monotonic() if now is None else now
@@ -910,11 +934,12 @@ def flush_due(*, now: float | None = None) -> int:
             (game_id, game_id not in _dirty)
             for game_id in _dirty | local
             if moment - _last_progress.get(game_id, -float("inf"))
-            >= (PROGRESS_SECONDS if game_id in _dirty else BEACON_SECONDS)
+            >= (_interval(game_id) if game_id in _dirty else BEACON_SECONDS)
         ]
         for game_id in list(_last_progress):
             if game_id not in _dirty and game_id not in local:
                 del _last_progress[game_id]
+                _hall_games.discard(game_id)
     with _progress_lock:
         consoles = [
             game_id

@@ -3,7 +3,8 @@
 Two wire formats over one design: ``ApiConsumer`` (``/ws/api/games/<code>/?token=...``) speaks
 the JSON protocol of ``docs/protocol.md``; ``PlayConsumer`` (``/ws/games/<code>/``) sends HTML
 fragments for htmx's ws extension and takes ``ws-send`` forms. A socket joins the game group,
-its seat's group and, for the governor, the governor's group; on connect it gets the seat's full
+its seat's group and, for the governor, the governor's group, and registers with its process's
+hub (``permitgame.hub``), which hands it every event; on connect it gets the seat's full
 snapshot, then every update rendered for its audiences (``broadcast``), dropping any older than
 the snapshot. The only state a consumer keeps: its seat and game ids and the snapshot version.
 """
@@ -11,6 +12,8 @@ the snapshot. The only state a consumer keeps: its seat and game ids and the sna
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -19,9 +22,12 @@ from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 
-from permitgame import broadcast, delivery, movequeue, realtime, selectors, services
+from permitgame import broadcast, delivery, hub, movequeue, realtime, selectors, services
 from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
 from permitgame.forms import (
     AskForm,
@@ -165,13 +171,13 @@ def ack_message(command: str, move: MoveCommand, result: MoveResult) -> dict[str
 class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """One socket of one seat; subclasses choose the wire format.
 
-    Sequence numbers (docs/protocol.md, "Delivery"): every event reaches the seat's group as one
-    channel message stamped with the game's ``seq``; the socket forwards it unless the snapshot
-    it sent already holds it. Progress messages carry the seq of the last event; one that is
-    older than what was forwarded is dropped. Events and progress are forwarded in seq order
-    (``delivery.SeqStream``: one that arrives ahead of an event waits for it, for a grace
-    period), so the client sees a gap only when an event was really lost; it then sends
-    ``{"type": "sync"}`` to get a fresh snapshot.
+    Sequence numbers (docs/protocol.md, "Delivery"): every event reaches the socket as one
+    message stamped with the game's ``seq``, handed over by the process's hub (``take``); the
+    socket forwards it unless the snapshot it sent already holds it. Progress messages carry the
+    seq of the last event; one that is older than what was forwarded is dropped. Events and
+    progress are forwarded in seq order (``delivery.SeqStream``: one that arrives ahead of an
+    event waits for it, for a grace period), so the client sees a gap only when an event was
+    really lost; it then sends ``{"type": "sync"}`` to get a fresh snapshot.
     """
 
     fmt = "json"
@@ -184,6 +190,38 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     _release_at: float | None = None
     _expiring: asyncio.Future[None] | None = None  # kept: the loop holds tasks weakly
     _forwarding: asyncio.Lock | None = None
+    #: The events this process's hub handed the socket, read between its other messages.
+    _inbox: asyncio.Queue[dict[str, Any]] | None = None
+    _hub: hub.Hub | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' ``AsyncConsumer.__call__``, with the hub's events as a third source.
+
+        The socket reads its client, its channel (progress, a role change) and the events the
+        process's hub hands it (``take``), one message at a time as Channels does: a socket
+        busy with a command reads none of them meanwhile, and its queue of events is bounded
+        like a channel (a full one drops, counted, and the seq numbers show the gap).
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self._inbox = asyncio.Queue(maxsize=hub.socket_capacity(self.channel_layer))
+        sources = [receive, self._inbox.get]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.insert(1, self.channel_receive)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):  # the socket closed
+            await await_many_dispatch(sources, self.dispatch)
+
+    def take(self, event: dict[str, Any]) -> bool:
+        """Queue an event the hub hands this socket; return False if its queue is full."""
+        assert self._inbox is not None
+        try:
+            self._inbox.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
 
     @property
     def seq(self) -> int:
@@ -237,6 +275,9 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.seat_groups = tuple(self._groups_of(seat))
         for group in self.seat_groups:
             await self.channel_layer.group_add(group, self.channel_name)
+        if self.channel_layer is not None:  # the events: through this process's hub
+            self._hub = hub.hub_for(self.channel_layer)
+            await self._hub.add(seat.game_id, seat.pk, self)
         realtime.LOCAL_CHANNELS.add(self.channel_name)
         realtime.LOCAL_GAMES[self.channel_name] = seat.game_id
         # One trip to the database thread for the connection and the snapshot (a room filling
@@ -263,6 +304,10 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._release.cancel()
         if self.seat_id is None:
             return
+        if self._hub is not None:
+            assert self.game_id is not None
+            await self._hub.discard(self.game_id, self.seat_id, self)
+            self._hub = None
         for group in self.seat_groups:
             await self.channel_layer.group_discard(group, self.channel_name)
         realtime.LOCAL_CHANNELS.discard(self.channel_name)

@@ -2,12 +2,15 @@
 
 Group names come only from the functions here (STYLE.md: no hand-built group names):
 ``game_group`` (every socket of a game: the coalesced ``progress``), ``governor_group`` (the
-governor's sockets), ``seat_group`` (one seat's sockets, a player may have two tabs: every
-event, its public part followed by the seat's own) and ``host_group`` (the instructor's
-console). A channel message is ``{"type": "game.send" or "game.progress", "seq": s,
-"version": v, "html": str, "json": [str, ...]}``: already-rendered bytes for both wire formats,
-the public part rendered once per event (STYLE.md §3.6); a consumer forwards the format its
-client speaks and drops events the snapshot it sent already holds (``seq``).
+governor's sockets), ``seat_group`` (one seat's sockets, a player may have two tabs: told when
+the seat changes role), ``hub_group`` (the hub channel of each process with sockets of the game:
+every event, ``permitgame.hub``) and ``host_group`` (the instructor's console). A channel
+message to sockets is ``{"type": "game.send" or "game.progress", "seq": s, "version": v,
+"html": str, "json": [str, ...]}``: already-rendered bytes for both wire formats, the public part
+rendered once per event (STYLE.md §3.6); a consumer forwards the format its client speaks and
+drops events the snapshot it sent already holds (``seq``). An event goes to the hub group as ONE
+message (``RoomEvent``: the public part once, each seat's own part keyed by its id); each
+process's hub hands its sockets the message above, built from the public part and the seat's own.
 
 Also here: presence timing (``CONNECTION_LEASE_SECONDS``, ``HEARTBEAT_SECONDS``) and the set of
 sockets open in this process, which the clock loop keeps alive. Not here: what is sent
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +38,8 @@ HEARTBEAT_SECONDS = 10
 SEND = "game.send"
 #: The channel message type of a coalesced progress message (``game_progress``).
 PROGRESS = "game.progress"
+#: The channel message type of an event for the processes' hubs (``RoomEvent``).
+HUB_EVENT = "hub.event"
 #: Tells a seat's sockets that the seat changed role in the lobby (handled by ``seat_moved``):
 #: they close, and the client reconnects to join the groups of its new role.
 SEAT_MOVED = "seat.moved"
@@ -86,8 +91,13 @@ def host_group(game_id: int) -> str:
 
 
 def seat_group(seat_id: int) -> str:
-    """Return the group of one seat's sockets (private messages)."""
+    """Return the group of one seat's sockets (told when the seat changes role)."""
     return f"seat-{seat_id}"
+
+
+def hub_group(game_id: int) -> str:
+    """Return the group of the hub channels of the processes with sockets of a game."""
+    return f"game-{game_id}-hub"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +108,66 @@ class Outgoing:
     html: str
     json: tuple[str, ...]
 
+    def message(self, kind: str, seq: int, version: int) -> dict[str, Any]:
+        """Return the channel message that the audience's sockets take."""
+        json = list(self.json)
+        return {"type": kind, "seq": seq, "version": version, "html": self.html, "json": json}
 
-def send(outgoing: Sequence[Outgoing], *, seq: int, version: int, kind: str = SEND) -> None:
+    @property
+    def empty(self) -> bool:
+        return not (self.html or self.json)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatPart:
+    """One seat's own part of an event: its JSON texts, and its HTML if a browser of it is open."""
+
+    html: str
+    json: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """An event for every joined seat of a game, sent once to the game's hub group.
+
+    ``html``/``json``: the public part (the same bytes for every seat; ``html`` only if some
+    seat has a browser open); ``seats``: seat id -> its own part. A seat's socket is handed the
+    public part followed by its own (``hub.Hub.deliver``), never another seat's.
+    """
+
+    game_id: int
+    html: str
+    json: tuple[str, ...]
+    seats: Mapping[int, SeatPart]
+
+    @property
+    def group(self) -> str:
+        return hub_group(self.game_id)
+
+    @property
+    def empty(self) -> bool:
+        return not self.seats
+
+    def message(self, kind: str, seq: int, version: int) -> dict[str, Any]:
+        """Return the hub message (seat ids as text: the Redis layer's msgpack maps need it)."""
+        return {
+            "type": HUB_EVENT,
+            "kind": kind,
+            "game": self.game_id,
+            "seq": seq,
+            "version": version,
+            "html": self.html,
+            "json": list(self.json),
+            "seats": {
+                str(seat_id): {"html": part.html, "json": list(part.json)}
+                for seat_id, part in self.seats.items()
+            },
+        }
+
+
+def send(
+    outgoing: Sequence[Outgoing | RoomEvent], *, seq: int, version: int, kind: str = SEND
+) -> None:
     """Send each audience its share (call from sync code, e.g. an on_commit callback)."""
     layer = get_channel_layer()
     if layer is None:
@@ -113,24 +181,15 @@ SEND_CONCURRENCY = 32
 
 
 async def _send_all(
-    layer: Any, outgoing: Sequence[Outgoing], seq: int, version: int, kind: str
+    layer: Any, outgoing: Sequence[Outgoing | RoomEvent], seq: int, version: int, kind: str
 ) -> None:
-    # One trip into the event loop for all audiences (not one per seat). Each audience is a
-    # different group, so sending them concurrently keeps every socket's own order.
-    items = [item for item in outgoing if item.html or item.json]
+    # One trip into the event loop for all audiences. Each audience is a different group, so
+    # sending them concurrently keeps every socket's own order.
+    items = [item for item in outgoing if not item.empty]
     for start in range(0, len(items), SEND_CONCURRENCY):
         await asyncio.gather(
             *(
-                layer.group_send(
-                    item.group,
-                    {
-                        "type": kind,
-                        "seq": seq,
-                        "version": version,
-                        "html": item.html,
-                        "json": list(item.json),
-                    },
-                )
+                layer.group_send(item.group, item.message(kind, seq, version))
                 for item in items[start : start + SEND_CONCURRENCY]
             )
         )

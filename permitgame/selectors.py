@@ -586,7 +586,7 @@ _rooms_lock = threading.Lock()
 def _room_key(game: Game) -> tuple[Any, ...]:
     # Every change of a game's moves, seats or rounds is made under its lock and bumps its
     # version (services._commit); the other fields guard against a row changed without one.
-    return (game.pk, game.version, game.seq, game.status, game.round_no, game.phase)
+    return (game.pk, game.code, game.version, game.seq, game.status, game.round_no, game.phase)
 
 
 def _room(game: Game) -> _Room:
@@ -601,9 +601,11 @@ def _room(game: Game) -> _Room:
         if room is not None and room.key == key:
             _rooms.move_to_end(game.pk)
             return room
-    room = _build_room(game, key)
+    rows = bridge.rows_of(game, keep=False)
+    room = _build_room(game, key, rows)
     current = Game.objects.filter(pk=game.pk).values_list("version", "seq").first()
     if current == (game.version, game.seq):
+        bridge.keep_rows(rows)
         with _rooms_lock:
             _rooms[game.pk] = room
             _rooms.move_to_end(game.pk)
@@ -612,15 +614,19 @@ def _room(game: Game) -> _Room:
     return room
 
 
-def _build_room(game: Game, key: tuple[Any, ...]) -> _Room:
-    seats = list(game.seats.order_by("id"))
+def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
+    seats = rows.seats
     lab_seats = {s.lab_index: s for s in seats if s.lab_index is not None}
     governor_seat = next(s for s in seats if s.role == Role.GOVERNOR)
     scenario = bridge.scenario_of(game)
     book = ledger.read(game, seats=seats)
     records = book.records
 
-    position = bridge.position_of(game, seats=seats) if game.status != Status.LOBBY else None
+    position = None
+    if game.status != Status.LOBBY:
+        setup = bridge.setup_of(game)
+        start = bridge.state_of(game, setup, rows)
+        position = bridge.position_of(game, seats=seats, moves=rows.moves, state=start)
     progress = position.progress if position else None
     state = position.state if position else None
     market = progress.market if progress else None

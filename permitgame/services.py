@@ -20,11 +20,13 @@ Not here: rules (sim_core), reads for screens (``selectors``), rendering (``broa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import secrets
+import threading
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -66,6 +68,7 @@ from permitgame.models import (
 )
 from sim_core import (
     ActionError,
+    GameState,
     Phase,
     Role,
     RoundProgress,
@@ -213,6 +216,42 @@ def _log(
     return move
 
 
+@dataclass
+class _Journal:
+    """What a batch of moves wrote besides its moves (``round_submit_moves``).
+
+    ``moves``: every log entry saved, in order; ``stale``: a seat changed hands or was read
+    again, so the seats the batch holds may no longer be the database's.
+    """
+
+    moves: list[Move] = field(default_factory=list)
+    stale: bool = False
+
+
+_journals = threading.local()
+
+
+def _journal() -> _Journal | None:
+    return getattr(_journals, "current", None)
+
+
+@contextlib.contextmanager
+def _journaled(game_id: int) -> Iterator[None]:
+    """Keep a journal of what a batch of moves of ``game_id`` writes (``_submit_batch``).
+
+    If it fails, the seats this process keeps for the game may have been changed in memory (who
+    plays them) by what was rolled back: they are dropped, to be read again.
+    """
+    _journals.current = _Journal()
+    try:
+        yield
+    except BaseException:
+        bridge.forget_rows(game_id)
+        raise
+    finally:
+        _journals.current = None
+
+
 def _save_moves(game: Game, moves: Sequence[Move]) -> None:
     """Append ``moves`` to the game's log, in order, each extending the log's hash chain.
 
@@ -221,6 +260,9 @@ def _save_moves(game: Game, moves: Sequence[Move]) -> None:
     """
     if not moves:
         return
+    journal = _journal()
+    if journal is not None:
+        journal.moves.extend(moves)
     prev_hash = game.log_head
     for move in moves:
         document = chain.entry_document(
@@ -691,6 +733,9 @@ def _assign_controllers(game: Game, seats: Sequence[Seat] | None = None) -> bool
         for s in rows
     }
     changed = [s for s in rows if s.controller != wanted[s.pk]]
+    journal = _journal()
+    if journal is not None and (seats is None or changed):
+        journal.stale = True
     for controller in (Controller.HUMAN, Controller.BOT):
         ids = [s.pk for s in changed if wanted[s.pk] == controller]
         if ids:
@@ -964,7 +1009,7 @@ def round_submit_moves(
         One outcome per command, in order: a ``MoveResult`` (recorded, or a repeat of the
         logged move) or the ``GameError`` it was refused with. Nothing refused is stored.
     """
-    with transaction.atomic():
+    with _journaled(game_id), transaction.atomic():
         return _submit_batch(game_id, commands, later=publish_later)
 
 
@@ -981,8 +1026,10 @@ def _submit_batch(
     batch that ends a phase adds that phase's log entries and the next phase's.
     """
     game = _lock(game_id)
-    # The times of the seats are not needed here (reading them is most of the cost of a row).
-    seats = list(game.seats.defer("joined_at", "last_seen").order_by("id"))
+    # The seats and the round's moves as this process last knew them, if that is still the
+    # game's version (the lock holds it); read once otherwise (``bridge.Rows``).
+    rows = bridge.rows_of(game)
+    seats = rows.seats
     by_id = {s.pk: s for s in seats}
     now = clock.now()
     outcomes: list[Outcome | None] = [None] * len(commands)
@@ -1004,7 +1051,7 @@ def _submit_batch(
             else:
                 _check_move(game, seat, command.action, command.round_no)
                 if round_moves is None:
-                    round_moves = bridge.round_moves(game, game.round_no, seats=seats)
+                    round_moves = rows.moves
                 outcomes[index] = _check_logged(game, seat, command, round_moves, now)
         except GameError as error:
             outcomes[index] = error
@@ -1028,9 +1075,12 @@ def _submit_batch(
     played = {i: m for i, m in new.items() if m.action != Action.BELIEF}
     keys = [(m.seat_id, m.action) for m in new.values()]
     position: bridge.Position | None = None
+    state = bridge.state_of(game, bridge.setup_of(game), rows)
     if len(set(keys)) == len(keys):
         try:
-            position = bridge.position_of(game, seats=seats, moves=[*moves, *played.values()])
+            position = bridge.position_of(
+                game, seats=seats, moves=[*moves, *played.values()], state=state
+            )
         except ActionError as error:
             if len(played) == 1:  # that resolve was the one move's own check
                 (only,) = played
@@ -1038,9 +1088,9 @@ def _submit_batch(
                 del new[only]
                 if not new:
                     return _all(outcomes)
-                position = bridge.position_of(game, seats=seats, moves=moves)
+                position = bridge.position_of(game, seats=seats, moves=moves, state=state)
     if position is None:  # a move of the batch is refused, or a seat sent one twice
-        position = _one_by_one(game, seats, moves, commands, new, outcomes)
+        position = _one_by_one(game, seats, moves, commands, new, outcomes, state)
     for index in asked:  # a repeat in the batch shares the first one's fate
         refused = _belief_refused(position, by_id[commands[index].seat_id])
         if refused is not None:
@@ -1057,6 +1107,13 @@ def _submit_batch(
         changes.add("waiting", game.round_no)
         _drive(game, now, changes, expired=False, position=position)
     _commit(game, changes, later=later)
+    journal = _journal()
+    if journal is not None and not journal.stale:
+        # The rows of the new version are the ones the batch began with and what it logged
+        # (its moves; the bots' moves of a phase it ended): the next batch and the next
+        # screens of this process read none of them again. A round's end starts new rows.
+        logged = list(journal.moves)
+        transaction.on_commit(partial(bridge.advance_rows, rows, game, logged))
     return _all(outcomes)
 
 
@@ -1141,6 +1198,7 @@ def _one_by_one(
     commands: Sequence[MoveCommand],
     new: dict[int, Move],
     outcomes: list[Outcome | None],
+    state: GameState,
 ) -> bridge.Position:
     """Check the batch's new moves one at a time, in arrival order (the rare path).
 
@@ -1171,7 +1229,9 @@ def _one_by_one(
             seen[key] = move
             continue
         try:
-            position = bridge.position_of(game, seats=seats, moves=[*moves, *accepted, move])
+            position = bridge.position_of(
+                game, seats=seats, moves=[*moves, *accepted, move], state=state
+            )
         except ActionError as error:
             outcomes[index] = NotAllowed(str(error))
             del new[index]
@@ -1179,7 +1239,7 @@ def _one_by_one(
         accepted.append(move)
         seen[key] = move
     if position is None:  # no move of the batch went in (only beliefs, or all refused)
-        position = bridge.position_of(game, seats=seats, moves=[*moves, *accepted])
+        position = bridge.position_of(game, seats=seats, moves=[*moves, *accepted], state=state)
     return position
 
 
@@ -1190,7 +1250,8 @@ def _submit(*, seat: Seat, round_no: int, action: str, payload: dict[str, Any]) 
         GameError: whatever ``round_submit_moves`` refuses the move with.
     """
     command = MoveCommand(seat_id=seat.pk, action=action, round_no=round_no, payload=payload)
-    (outcome,) = _submit_batch(seat.game_id, [command])
+    with _journaled(seat.game_id):
+        (outcome,) = _submit_batch(seat.game_id, [command])
     if isinstance(outcome, GameError):
         raise outcome
     return outcome

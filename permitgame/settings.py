@@ -24,6 +24,9 @@ Environment (each ``DJANGO_X`` may also be given as plain ``X``: ``SECRET_KEY``,
     DJANGO_LOG_LEVEL: root log level (default INFO).
     DJANGO_CHANNEL_CAPACITY, DJANGO_CHANNEL_EXPIRY_SECONDS, DJANGO_CHANNEL_GROUP_EXPIRY_SECONDS:
         the channel layer's per-socket queue (default 1000 messages, 120 s, 86400 s).
+    DJANGO_DATABASE_POOL_SIZE: with PostgreSQL, the connections each process keeps in its pool
+        at most (default 10; several Daphnes x this must stay under the server's
+        max_connections).
     DJANGO_RATE_LIMITS: overrides of the rate limits, "name=count/seconds,..." (e.g.
         "join=5000/60"; names in permitgame/throttle.py).
 """
@@ -153,7 +156,15 @@ TEMPLATES = [
 # ---------------------------------------------------------------------------------------- data
 
 # CONN_MAX_AGE stays 0: under ASGI, Channels' database_sync_to_async closes connections around
-# each call, and persistent connections would pile up per worker thread.
+# each call, and persistent connections would pile up per worker thread. With PostgreSQL each
+# process keeps a pool instead (Django's own, on psycopg_pool): a batch of moves, a snapshot or
+# a beat of the clock takes a connection and gives it back, where it would otherwise open a new
+# one (a new server process on PostgreSQL's side) every time.
+DATABASE_POOL_SIZE = _env_int("DJANGO_DATABASE_POOL_SIZE", 10)
+if DATABASE_POOL_SIZE < 1:
+    raise ImproperlyConfigured("DJANGO_DATABASE_POOL_SIZE must be at least 1")
+#: psycopg_pool's settings of each process's pool (waits up to 30 s for a free connection).
+POSTGRES_POOL = {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 30}
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
@@ -173,6 +184,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = dict(POSTGRES_POOL)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer. Without REDIS_URL: in-memory, which only reaches consumers in the same process
@@ -359,4 +372,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _getenv("DJANGO_LOG_LEVEL") or "INFO"},
+    # channels-redis says a group send found a channel full only at INFO: counted and raised to
+    # a warning (permitgame.layers.FullChannels), whatever the root level.
+    "filters": {"full_channels": {"()": "permitgame.layers.FullChannels"}},
+    "loggers": {"channels_redis.core": {"level": "INFO", "filters": ["full_channels"]}},
 }

@@ -39,7 +39,10 @@ def _use_postgres(database: dict[str, Any], url: str) -> None:
     from django.db import connections
 
     database.update(dj_database_url.parse(url, conn_max_age=0, conn_health_checks=True))
-    database["OPTIONS"] = {}  # SQLite's transaction mode and pragmas do not apply
+    # SQLite's transaction mode and pragmas do not apply. No pool here: the tests' own threads
+    # would keep pooled connections that PostgreSQL then refuses to drop the test database
+    # under; the servers' pool is tested with a real Daphne (test_servers.py).
+    database["OPTIONS"] = {}
     # No connection was opened yet; drop the handler's SQLite wrapper if one was made.
     with contextlib.suppress(AttributeError):
         del connections["default"]

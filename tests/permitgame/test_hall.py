@@ -183,6 +183,32 @@ def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
 
 
 @pytest.mark.django_db
+def test_a_lecture_halls_progress_comes_once_a_second_a_class_rooms_three_times(monkeypatch):
+    sent: list[Any] = []
+    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    for labs, humans, expected in ((20, 16, 4), (60, 50, 2)):
+        game, seats = hall(labs=labs, humans=humans)
+        services.game_start(game=game)
+        broadcast.note_owed(selectors.game_screens(fresh(game)).public)
+        broadcast._last_progress.clear()
+        broadcast._dirty.clear()
+        sent.clear()
+        clock = 1000.0
+        # A move every 1/8 s for 1.5 s, the clock loop beating after each.
+        for seat in seats[:12]:
+            services.round_submit_bid(seat=seat, round_no=1, amount=0.1)
+            broadcast.progress_changed(game.pk)
+            broadcast.flush_due(now=clock)
+            clock += 0.125
+        public = [item for item in sent if item.group == f"game-{game.pk}"]
+        assert len(public) == expected, (labs, len(public))
+        # The last state is sent once the interval has passed: nothing is left unsaid.
+        broadcast.flush_due(now=clock + broadcast.HALL_PROGRESS_SECONDS)
+        latest = json.loads([i for i in sent if i.group == f"game-{game.pk}"][-1].json[0])
+        assert latest["waiting"] == humans - 12
+
+
+@pytest.mark.django_db
 def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     game, _ = hall(labs=60, humans=50)
     from django.core.cache import cache

@@ -1,0 +1,223 @@
+"""One relay channel per process: an event reaches each process once, and its sockets from there.
+
+``broadcast.publish`` sends an event as ONE channel message to the game's hub group
+(``realtime.hub_group``): the public part once and each seat's own part keyed by seat id
+(``realtime.RoomEvent``). Every process with sockets of the game has its hub channel in that
+group; its ``Hub`` reads the channel and hands each local socket of a seat the event as the
+consumers have always taken it (``{"type": "game.send", "seq", "version", "html", "json"}``:
+the public part followed by the seat's own), so a seat's socket gets its own part and never
+another's. With Redis this is one group send per event however large the room (as Phoenix
+PubSub sends one message per node and fans out locally), where one per seat cost several
+Redis round trips each on the sending side and as many reads on the receiving one.
+
+A process's hub starts with its first socket (``hub_for``). It keeps game id -> seat id -> the
+sockets open here; its channel joins a game's hub group when the first socket of the game
+connects here, is renewed within the layer's group expiry while sockets of the game stay, and
+leaves when the last one closes: a process without sockets of a game is sent nothing of it.
+
+Nothing is lost silently (docs/protocol.md, "Delivery"): a hub message refused by a full
+channel is counted and logged by the layer (``permitgame.layers``), and an event a socket's
+own queue has no room for (a socket that has not read it for a long while) is counted and
+logged here; either way the socket's next event or progress beacon shows the gap in the seq
+numbers and the client asks for a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Protocol
+
+from permitgame import realtime
+
+logger = logging.getLogger(__name__)
+
+#: A socket's queue of events handed over by the hub holds this many when the layer does not
+#: say its channel capacity (Channels' default).
+DEFAULT_CAPACITY = 100
+#: The group expiry assumed when the layer does not say (Channels' default, a day).
+DEFAULT_GROUP_EXPIRY = 86400
+
+
+class Receiver(Protocol):
+    """A socket the hub hands events to (``consumers.SeatConsumer``)."""
+
+    def take(self, event: dict[str, Any]) -> bool:
+        """Queue ``event`` for the socket; return False if its queue was full (dropped)."""
+        ...
+
+
+class Hub:
+    """The relay of one process's channel layer (see the module's docstring).
+
+    Attributes:
+        channel: the hub's channel name (None until the first socket).
+        games: game id -> seat id -> the sockets of that seat open in this process.
+        joined: the games whose hub group holds ``channel``.
+        received: hub messages read; ``dropped``: events a socket's full queue refused.
+    """
+
+    def __init__(self, layer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.layer = layer
+        self.loop = loop
+        self.channel: str | None = None
+        self.games: dict[int, dict[int, list[Receiver]]] = {}
+        self.joined: set[int] = set()
+        self.received = 0
+        self.dropped = 0
+        self._logged = -float("inf")
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ sockets
+
+    async def add(self, game_id: int, seat_id: int, receiver: Receiver) -> None:
+        """Hand ``receiver`` the events of its seat; return once the hub is in the game's group.
+
+        A socket calls this before it reads its snapshot, so no event falls between the two.
+        """
+        await self.start()
+        self.games.setdefault(game_id, {}).setdefault(seat_id, []).append(receiver)
+        await self._sync(game_id)
+
+    async def discard(self, game_id: int, seat_id: int, receiver: Receiver) -> None:
+        """Stop handing ``receiver`` events; the last socket of a game takes the hub out of it."""
+        seats = self.games.get(game_id, {})
+        receivers = seats.get(seat_id, [])
+        if receiver in receivers:
+            receivers.remove(receiver)
+        if not receivers:
+            seats.pop(seat_id, None)
+        if not seats:
+            self.games.pop(game_id, None)
+        await self._sync(game_id)
+
+    async def _sync(self, game_id: int) -> None:
+        # One change of membership at a time, decided from the sockets open now: a socket that
+        # connects while the game's last one here closes never finds the hub out of the group.
+        async with self._lock:
+            wanted = game_id in self.games
+            if wanted and game_id not in self.joined:
+                assert self.channel is not None
+                await self.layer.group_add(realtime.hub_group(game_id), self.channel)
+                self.joined.add(game_id)
+            elif not wanted and game_id in self.joined:
+                assert self.channel is not None
+                self.joined.discard(game_id)
+                await self.layer.group_discard(realtime.hub_group(game_id), self.channel)
+
+    # ------------------------------------------------------------------ the channel
+
+    async def start(self) -> None:
+        """Read the hub channel (made on first use) and renew its groups, if not yet doing so."""
+        if self._tasks:
+            return
+        channel = self.channel or await self.layer.new_channel()
+        if self._tasks:  # another socket started it meanwhile
+            return
+        self.channel = channel
+        self._tasks = [
+            self.loop.create_task(self._read()),
+            self.loop.create_task(self._renew()),
+        ]
+
+    async def _read(self) -> None:
+        assert self.channel is not None
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a layer that is down: try again, the sockets resync after
+                logger.exception("the hub channel %s could not be read", self.channel)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                self.deliver(message)
+            except Exception:
+                logger.exception("a hub message could not be handed to the sockets")
+
+    async def _renew(self) -> None:
+        """Add the hub to its games' groups again within the layer's group expiry."""
+        expiry = float(getattr(self.layer, "group_expiry", DEFAULT_GROUP_EXPIRY))
+        while True:
+            await asyncio.sleep(max(0.5, expiry / 3))
+            async with self._lock:
+                for game_id in sorted(self.joined):
+                    assert self.channel is not None
+                    try:
+                        await self.layer.group_add(realtime.hub_group(game_id), self.channel)
+                    except Exception:
+                        logger.exception("renewing the hub of game %s failed", game_id)
+
+    def deliver(self, message: dict[str, Any]) -> int:
+        """Hand each local socket of the message's seats its event; return how many took it.
+
+        The event is what a seat's channel message was: the public part, then the seat's own.
+        """
+        if message.get("type") != realtime.HUB_EVENT:
+            logger.warning("the hub ignored a message of type %r", message.get("type"))
+            return 0
+        self.received += 1
+        seats = self.games.get(int(message["game"]))
+        if not seats:
+            return 0
+        parts: dict[str, Any] = message["seats"]
+        public_json: list[str] = list(message["json"])
+        public_html: str = message["html"]
+        handed = 0
+        for seat_id, receivers in list(seats.items()):
+            part = parts.get(str(seat_id))
+            if part is None:
+                continue  # not a joined seat at this event (a bot plays it, or it just joined)
+            event = {
+                "type": message["kind"],
+                "seq": message["seq"],
+                "version": message["version"],
+                "html": public_html + part["html"] if part["html"] else "",
+                "json": public_json + list(part["json"]),
+            }
+            for receiver in list(receivers):
+                if receiver.take(event):
+                    handed += 1
+                else:
+                    self.note_dropped(f"seat {seat_id}'s socket queue full")
+        return handed
+
+    def note_dropped(self, what: str) -> None:
+        """Count an event a socket's queue refused; log it once a second at most."""
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._logged >= 1.0:
+            self._logged = now
+            logger.warning("the hub dropped an event (%s; %s in all)", what, self.dropped)
+
+    def stop(self) -> None:
+        """Stop reading its channel (a hub of a loop that ended; ``start`` reads it again)."""
+        for task in self._tasks:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nothing runs anyway
+                task.cancel()
+        self._tasks = []
+
+
+#: The hub of each channel layer in this process (a process has one layer and one loop; tests
+#: make a layer per settings change and a loop per test).
+_hubs: dict[int, Hub] = {}
+
+
+def hub_for(layer: Any) -> Hub:
+    """Return this process's hub of ``layer`` (made with the first socket; call in the loop)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(id(layer))
+    if hub is None or hub.layer is not layer or hub.loop is not loop:
+        if hub is not None:
+            hub.stop()
+        hub = _hubs[id(layer)] = Hub(layer, loop)
+    return hub
+
+
+def socket_capacity(layer: Any) -> int:
+    """Return how many events a socket's queue holds: the layer's channel capacity."""
+    return int(getattr(layer, "capacity", DEFAULT_CAPACITY))

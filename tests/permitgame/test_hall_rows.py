@@ -1,0 +1,181 @@
+"""A game's seats and round moves are read once per version and process (``bridge.Rows``).
+
+A batch of moves that only logged moves (or ended a phase without any seat changing hands)
+carries the rows it began with on to the game's next version, so the next batch and the next
+screens read none of them again. These tests prove the reads are saved (counted), and, more to
+the point, that what is carried on is exactly what a fresh read gives at every version of a
+whole game, and that a failed batch leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from permitgame import bridge, selectors, services
+from permitgame.models import Game, Move, Seat
+from permitgame.services import MoveCommand
+from sim_core import Phase
+from tests.permitgame.test_hall import fresh, hall
+
+
+def bids(seats: list[Seat], round_no: int, amount: float = 0.1) -> list[MoveCommand]:
+    return [
+        MoveCommand(seat_id=s.pk, action="bid", round_no=round_no, payload={"amount": amount})
+        for s in seats
+    ]
+
+
+def seat_reads(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if 'FROM "permitgame_seat"' in q["sql"]]
+
+
+def move_reads(queries: CaptureQueriesContext) -> list[str]:
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and 'FROM "permitgame_move"' in q["sql"]
+    ]
+
+
+def rows_as_read(game: Game) -> tuple[Any, ...]:
+    """The seats and round moves as a fresh read gives them (what is kept left alone)."""
+    seats = list(game.seats.order_by("id"))
+    moves = bridge.round_moves(game, max(game.round_no, 1), seats=seats)
+    key = (game.pk, game.code, game.version, game.round_no)
+    return summary(bridge.Rows(key=key, seats=seats, moves=moves))
+
+
+def summary(rows: bridge.Rows) -> tuple[Any, ...]:
+    seats = tuple(
+        (s.pk, s.role, s.lab_index, s.controller, s.kind, s.nickname, s.handed_to_bot)
+        for s in rows.seats
+    )
+    moves = tuple(
+        (m.pk, m.seat_id, m.action, m.round_no, m.phase, m.actor, m.payload) for m in rows.moves
+    )
+    return (rows.key, seats, moves)
+
+
+@pytest.mark.django_db
+def test_a_batch_after_a_batch_reads_no_seat_and_no_move(django_capture_on_commit_callbacks):
+    for labs in (10, 120):
+        game, seats = hall(labs=labs, humans=labs)
+        services.game_start(game=game)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.round_submit_moves(game_id=game.pk, commands=bids(seats[:3], 1))
+        with (
+            CaptureQueriesContext(connection) as queries,
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            outcomes = services.round_submit_moves(game_id=game.pk, commands=bids(seats[3:6], 1))
+        assert all(isinstance(o, services.MoveResult) for o in outcomes)
+        assert seat_reads(queries) == [] and move_reads(queries) == []
+        # The same number of statements for a room of 10 and of 120.
+        assert len(queries.captured_queries) <= 6, [q["sql"] for q in queries.captured_queries]
+
+
+@pytest.mark.django_db
+def test_a_batch_ending_a_phase_leaves_the_new_phases_screens_nothing_to_read(
+    django_capture_on_commit_callbacks,
+):
+    game, seats = hall(labs=30, humans=30)
+    services.game_start(game=game)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
+    later: list[Any] = []
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(
+            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
+        )
+    game = fresh(game)
+    assert game.phase == Phase.COMPLIANCE
+    selectors._rooms.clear()
+    with CaptureQueriesContext(connection) as queries:
+        screens = selectors.game_screens(game)
+    assert seat_reads(queries) == [] and move_reads(queries) == []
+    # ... and they are right: every lab's own bid is on its screen, the market cleared.
+    assert all(screens.labs[s.pk].bid == pytest.approx(0.1) for s in seats)
+    assert screens.public.market is not None
+
+
+@pytest.mark.django_db
+def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
+    django_capture_on_commit_callbacks,
+):
+    # Humans and bots, a seat handed to its bot mid-game (it changes hands when a batch ends
+    # bidding), a refused move in a batch; three rounds to the end.
+    game, seats = hall(labs=8, humans=5, rounds=3)
+    services.game_start(game=game)
+    checked = 0
+    handed = False
+    for step in range(200):
+        game = fresh(game)
+        if game.status == "finished":
+            break
+        kept = bridge.rows_of(game)  # carried on by the last batch, or read
+        assert summary(kept) == rows_as_read(game), (step, game.round_no, game.phase)
+        checked += 1
+        screens = selectors.game_screens(game)
+        owed = [s for s in seats if s.player_id in screens.public.waiting_for]
+        if (game.round_no, game.phase) == (2, Phase.BIDDING) and not handed:
+            # Handed to its bot now, played by it from the next phase (begun by a batch).
+            services.seat_hand_to_bot(seat=Seat.objects.get(pk=seats[1].pk))
+            handed = True
+            continue
+        if game.phase == Phase.BIDDING and owed:
+            commands = bids(owed, game.round_no)
+            if step == 0:  # one bid too high: refused alone, the others go in
+                commands[0] = MoveCommand(
+                    seat_id=owed[0].pk, action="bid", round_no=1, payload={"amount": 1e9}
+                )
+        elif game.phase == Phase.COMPLIANCE and owed:
+            commands = [
+                MoveCommand(
+                    seat_id=s.pk,
+                    action="decide",
+                    round_no=game.round_no,
+                    payload={"run": i % 2 == 0},
+                )
+                for i, s in enumerate(owed)
+            ]
+        else:
+            services.game_advance_now(game=game)
+            continue
+        half = max(1, len(commands) // 2)
+        for part in (commands[:half], commands[half:]):
+            if part:
+                with django_capture_on_commit_callbacks(execute=True):
+                    services.round_submit_moves(game_id=game.pk, commands=part)
+                now = fresh(game)
+                assert summary(bridge.rows_of(now)) == rows_as_read(now), step
+                checked += 1
+    assert fresh(game).status == "finished"
+    assert handed and Seat.objects.get(pk=seats[1].pk).controller == "bot"
+    assert checked > 15
+    assert Move.objects.filter(game=game, action="bid").count() == 8 * 3
+
+
+@pytest.mark.django_db
+def test_a_batch_that_fails_leaves_no_rows_behind(monkeypatch, django_capture_on_commit_callbacks):
+    game, seats = hall(labs=6, humans=6)
+    services.game_start(game=game)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:5], 1))
+    assert bridge.rows_of(fresh(game)).moves  # kept
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    # The last bid ends the phase; the phase machine fails after seats may have changed hands.
+    monkeypatch.setattr(services, "_begin_phase", broken)
+    with pytest.raises(RuntimeError):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[5:], 1))
+    assert game.pk not in bridge._rows
+    monkeypatch.undo()
+    game = fresh(game)
+    assert game.phase == Phase.BIDDING
+    assert summary(bridge.rows_of(game)) == rows_as_read(game)

@@ -1,0 +1,284 @@
+"""The fan-out of an event: one channel message per process, handed to its sockets by its hub.
+
+These prove that an event to a room is ONE message on the channel layer however many seats it
+has, that every seat's socket gets the public part and its own part and never another seat's,
+that with Redis two processes each deliver to their own sockets while a process without
+sockets of the game is sent nothing, that a hub message a full channel drops is counted and
+shows the sockets a gap they mend with a snapshot, and that a closing socket unregisters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.urls import path
+
+from permitgame import broadcast, delivery, hub, layers, realtime, services
+from permitgame.client import Player
+from permitgame.consumers import ApiConsumer
+from tests.permitgame.test_hall import fresh, hall, info_for
+from tests.permitgame.wire import ORIGIN, Socket, api_path, db, html_path
+
+
+def in_memory(capacity: int = 100, group_expiry: int = 86400) -> dict[str, Any]:
+    config = {"capacity": capacity, "group_expiry": group_expiry}
+    return {"default": {"BACKEND": "permitgame.layers.InMemoryLayer", "CONFIG": config}}
+
+
+class LayerCount:
+    """Counts what is put on a channel layer: group sends by group, and sends."""
+
+    def __init__(self, layer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.groups: Counter[str] = Counter()
+        self.sends = 0
+        group_send, send = layer.group_send, layer.send
+
+        async def counted_group_send(group: str, message: dict[str, Any]) -> None:
+            self.groups[group] += 1
+            await group_send(group, message)
+
+        async def counted_send(channel: str, message: dict[str, Any]) -> None:
+            self.sends += 1
+            await send(channel, message)
+
+        monkeypatch.setattr(layer, "group_send", counted_group_send)
+        monkeypatch.setattr(layer, "send", counted_send)
+
+
+def _own(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if m["type"] in ("you", "your_results")]
+
+
+# ------------------------------------------------------------------------------ one process
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_event_is_one_layer_message_and_each_seat_gets_only_its_own_part(
+    settings, monkeypatch
+):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats = await db(hall)(labs=8, humans=6)
+    await db(services.game_start)(game=game)
+    sockets = [Socket(api_path(game.code, seat.token), fmt="json") for seat in seats[:5]]
+    page = Socket(html_path(game.code, seats[5].token), fmt="html")  # a browser
+    for socket in [*sockets, page]:
+        await socket.connect()
+    try:
+        for socket in [*sockets, page]:
+            await socket.drain(quiet=0.05)
+        layer = get_channel_layer()
+        count = LayerCount(layer, monkeypatch)
+        before = (await db(fresh)(game)).seq
+        await db(services.game_advance_now)(game=await db(fresh)(game))  # bidding ends
+        got = [await socket.drain(quiet=0.2) for socket in sockets]
+        html = "".join(await page.drain(quiet=0.2))
+        # Six joined seats, one process: the event is one group send, put on one channel.
+        assert count.groups == Counter({realtime.hub_group(game.pk): 1}), count.groups
+        assert count.sends == 1
+        for seat, messages in zip(seats, got, strict=False):
+            kinds = [m["type"] for m in messages]
+            assert "phase" in kinds and "market" in kinds, kinds
+            assert {m["seq"] for m in messages} == {before + 1}
+            own = _own(messages)
+            assert [m["type"] for m in own] == ["you"]
+            # its own part, never another lab's (each lab's value is private)
+            assert all(m["player_id"] == seat.player_id for m in own)
+            assert not {"signals", "audit"} & set(kinds)  # nor the governor's
+        # The browser gets the public fragments and its own panel, once.
+        assert html.count('id="phase"') == 1 and html.count('id="you"') == 1
+        assert f'data-seq="{before + 1}"' in html and 'id="signals"' not in html
+    finally:
+        for socket in [*sockets, page]:
+            await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_closed_socket_unregisters_and_the_last_takes_the_hub_out_of_the_game(settings):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    first = Socket(api_path(game.code, seats[0].token), fmt="json")
+    second = Socket(api_path(game.code, seats[1].token), fmt="json")
+    await first.connect()
+    await second.connect()
+    layer = get_channel_layer()
+    relay = hub.hub_for(layer)
+    group = realtime.hub_group(game.pk)
+    assert set(relay.games[game.pk]) == {seats[0].pk, seats[1].pk}
+    assert list(layer.groups[group]) == [relay.channel]  # one hub channel, not one per socket
+    await first.close()
+    assert set(relay.games[game.pk]) == {seats[1].pk}
+    await db(services.game_advance_now)(game=await db(fresh)(game))
+    got = await second.drain(quiet=0.2)
+    assert "market" in [m["type"] for m in got]  # the other socket still hears the room
+    await second.close()
+    assert game.pk not in relay.games and game.pk not in relay.joined
+    assert relay.channel not in layer.groups.get(group, {})
+    received = relay.received
+    await db(services.game_advance_now)(game=await db(fresh)(game))
+    await asyncio.sleep(0.2)
+    assert relay.received == received  # no socket of the game here: nothing is sent here
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_hub_stays_in_its_games_group_past_the_group_expiry(settings):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory(group_expiry=1)
+    game, seats = await db(hall)(labs=4, humans=1)
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    await socket.connect()
+    try:
+        await socket.drain(quiet=0.05)
+        layer = get_channel_layer()
+        await asyncio.sleep(2.5)  # the layer drops memberships older than a second
+        layer._cleaned = -float("inf")
+        await db(services.game_advance_now)(game=await db(fresh)(game))
+        got = await socket.drain(quiet=0.2)
+        assert "market" in [m["type"] for m in got]
+    finally:
+        await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_hub_message_a_full_channel_drops_is_counted_and_the_socket_resyncs(
+    settings, monkeypatch, caplog
+):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory(capacity=2)
+    monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.3)
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    state = await socket.connect()
+    layer = get_channel_layer()
+    relay = hub.hub_for(layer)
+    try:
+        relay.stop()  # the process is busy: its hub channel is not read meanwhile
+        with caplog.at_level(logging.WARNING, logger="permitgame.layers"):
+            for _ in range(3):  # three events; the hub channel holds two
+                await db(services.game_advance_now)(game=await db(fresh)(game))
+        assert layer.dropped == 1
+        assert any("dropped" in record.getMessage() for record in caplog.records)
+        await relay.start()
+        got = await socket.drain(quiet=0.2)
+        assert sorted({m["seq"] for m in got}) == [state["seq"] + 1, state["seq"] + 2]
+        # The next progress carries the game's seq: after the grace period the socket shows
+        # the gap, and the client mends it with a snapshot.
+        await db(broadcast.flush_progress)(game.pk)
+        beacon = next(m for m in await socket.drain(quiet=0.6) if m["type"] == "progress")
+        player = Player(info_for(seats[0]))
+        player.seq = state["seq"] + 2
+        assert beacon["seq"] == state["seq"] + 3 and player.gap(beacon)
+        await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
+        snapshot = await socket.next()
+        current = await db(fresh)(game)
+        assert snapshot["type"] == "state" and snapshot["seq"] == current.seq
+        assert snapshot["game"]["phase"] == current.phase
+    finally:
+        await socket.close()
+
+
+# ------------------------------------------------------------------------------ Redis
+
+
+def redis_layers(redis_url: str, *aliases: str, capacity: int = 1000) -> dict[str, Any]:
+    """One Redis layer per alias: each is what one process has (its own channel prefix)."""
+    config = {"hosts": [redis_url], "capacity": capacity, "expiry": 60}
+    return {
+        alias: {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config}
+        for alias in aliases
+    }
+
+
+def socket_in(alias: str, code: str, token: str) -> Socket:
+    """A JSON socket served by the process whose channel layer is ``alias``."""
+
+    class Consumer(ApiConsumer):
+        channel_layer_alias = alias
+
+    app = URLRouter([path("ws/api/games/<str:code>/", Consumer.as_asgi())])
+    socket = Socket(api_path(code, token), fmt="json")
+    socket.communicator = WebsocketCommunicator(app, api_path(code, token), headers=ORIGIN)
+    return socket
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_two_processes_each_deliver_to_their_own_sockets_and_a_third_gets_nothing(
+    settings, monkeypatch, redis_url
+):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = redis_layers(redis_url, "default", "b", "c")
+    game, seats = await db(hall)(labs=6, humans=4)
+    other, other_seats = await db(hall)(labs=3, humans=1)
+    await db(services.game_start)(game=game)
+    await db(services.game_start)(game=other)
+    sockets = [
+        socket_in("default", game.code, seats[0].token),
+        socket_in("default", game.code, seats[1].token),
+        socket_in("b", game.code, seats[2].token),
+        socket_in("b", game.code, seats[3].token),
+        socket_in("c", other.code, other_seats[0].token),  # process c: another game only
+    ]
+    for socket in sockets:
+        await socket.connect()
+    try:
+        for socket in sockets:
+            await socket.drain(quiet=0.05)
+        hubs = {alias: hub.hub_for(get_channel_layer(alias)) for alias in ("default", "b", "c")}
+        assert len({relay.channel for relay in hubs.values()}) == 3
+        received = {alias: relay.received for alias, relay in hubs.items()}
+        count = LayerCount(get_channel_layer(), monkeypatch)  # the process that publishes
+        before = (await db(fresh)(game)).seq
+        await db(services.game_advance_now)(game=await db(fresh)(game))
+        got = [await socket.drain(quiet=0.3) for socket in sockets]
+        assert count.groups == Counter({realtime.hub_group(game.pk): 1}), count.groups
+        for seat, messages in zip(seats, got[:4], strict=True):
+            kinds = [m["type"] for m in messages]
+            assert "market" in kinds and {m["seq"] for m in messages} == {before + 1}, kinds
+            assert [m["player_id"] for m in _own(messages)] == [seat.player_id]
+        assert got[4] == []  # the other game's socket
+        assert hubs["default"].received == received["default"] + 1
+        assert hubs["b"].received == received["b"] + 1
+        assert hubs["c"].received == received["c"]  # no socket of the game: sent nothing
+    finally:
+        for socket in sockets:
+            await socket.close()
+
+
+async def test_a_full_channel_on_a_redis_group_send_is_counted_and_logged(
+    settings, redis_url, caplog
+):
+    from channels_redis.core import RedisChannelLayer
+
+    sender = RedisChannelLayer(hosts=[redis_url], capacity=1, expiry=60)
+    busy = RedisChannelLayer(hosts=[redis_url], capacity=1, expiry=60)  # reads nothing now
+    channel = await busy.new_channel()
+    group = "hub-test-full"
+    await sender.group_add(group, channel)
+    before = layers.REDIS_DROPS.total
+    try:
+        with caplog.at_level(logging.INFO, logger="channels_redis.core"):
+            await sender.group_send(group, {"type": "hub.event", "n": 1})
+            await sender.group_send(group, {"type": "hub.event", "n": 2})  # full: dropped
+        assert layers.REDIS_DROPS.total == before + 1
+        (record,) = [r for r in caplog.records if r.name == "channels_redis.core"]
+        assert record.levelno == logging.WARNING and "dropped" in record.getMessage()
+        assert (await busy.receive(channel))["n"] == 1
+    finally:
+        await sender.group_discard(group, channel)
+        await sender.flush()
