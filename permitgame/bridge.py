@@ -12,7 +12,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -137,12 +137,15 @@ class Rows:
         seats: every seat of the game, by id.
         moves: the round's bids, asks, choices and audits, oldest first, each with its seat.
         state: the state at the start of the round, once read.
+        position: the round resolved with these seats and moves, if the batch that carried
+            the rows on resolved it (the screens of the version then resolve nothing).
     """
 
     key: tuple[int, str, int, int]
     seats: list[Seat]
     moves: list[Move]
     state: GameState | None = None
+    position: Position | None = None
 
 
 #: Games whose rows are kept per process, at most this many (least recently used dropped).
@@ -168,12 +171,49 @@ def rows_of(game: Game, *, keep: bool = True) -> Rows:
         if rows is not None and rows.key == key:
             _rows.move_to_end(game.pk)
             return rows
-    seats = list(game.seats.order_by("id"))
-    moves = round_moves(game, max(game.round_no, 1), seats=seats) if game.round_no else []
-    rows = Rows(key=key, seats=seats, moves=moves)
+    kept = rows
+    rows = None
+    if kept is not None and kept.key[:2] == key[:2] and kept.key[3] == key[3] > 0:
+        rows = _caught_up(game, kept, key)
+    if rows is None:
+        seats = list(game.seats.order_by("id"))
+        moves = round_moves(game, max(game.round_no, 1), seats=seats) if game.round_no else []
+        rows = Rows(key=key, seats=seats, moves=moves)
     if keep:
         keep_rows(rows)
     return rows
+
+
+#: A seat's columns that the rows compare to tell whether it changed (``last_seen`` moves with
+#: every heartbeat, outside the game's version, and nothing read from the rows uses it).
+_SEAT_COLUMNS = tuple(f.attname for f in Seat._meta.concrete_fields if f.attname != "last_seen")
+
+
+def _caught_up(game: Game, kept: Rows, key: tuple[int, str, int, int]) -> Rows | None:
+    """Return ``kept`` (an older version of the same round) brought up to ``game``'s version.
+
+    Another process changed the game since (its batch of moves, with several Daphnes): the
+    moves logged since are read (a log only grows, and a game's moves are written under its
+    lock, so in id order) and the seats are compared column by column, which costs a fraction
+    of building them. None if a seat changed: then everything is read again.
+    """
+    columns = list(Seat.objects.filter(game=game).order_by("id").values_list(*_SEAT_COLUMNS))
+    if len(columns) != len(kept.seats) or any(
+        row != tuple(getattr(seat, name) for name in _SEAT_COLUMNS)
+        for row, seat in zip(columns, kept.seats, strict=True)
+    ):
+        return None
+    last = max((move.pk for move in kept.moves), default=0)
+    by_id = {seat.pk: seat for seat in kept.seats}
+    added = list(
+        Move.objects.filter(game=game, round_no=key[3], action__in=MOVE_ACTIONS, pk__gt=last)
+        .defer("created_at", "latency_ms")
+        .order_by("id")
+    )
+    for move in added:
+        if move.seat_id in by_id:
+            move.seat = by_id[move.seat_id]
+    return Rows(key=key, seats=kept.seats, moves=[*kept.moves, *added], state=kept.state)
 
 
 def keep_rows(rows: Rows) -> None:
@@ -185,17 +225,24 @@ def keep_rows(rows: Rows) -> None:
             _rows.popitem(last=False)
 
 
-def advance_rows(rows: Rows, game: Game, moves: Sequence[Move]) -> None:
+def advance_rows(
+    rows: Rows, game: Game, moves: Sequence[Move], position: Position | None = None
+) -> None:
     """Carry ``rows`` on to ``game``'s new version: the same seats, ``moves`` logged after them.
 
-    For a committed change that only logged ``moves`` in the same round (no seat changed, no
-    phase began): the next reader of the game in this process reads nothing again.
+    For a committed batch of moves whose seats did not change hands, in the same round: the
+    next reader of the game in this process reads nothing again. ``position``: the round as
+    the batch left it resolved (its moves, the bots' moves logged from that resolve).
     """
     key = _rows_key(game)
     if key[:2] != rows.key[:2] or key[3] != rows.key[3]:
         return
     added = [m for m in moves if m.action in MOVE_ACTIONS and m.round_no == key[3]]
-    keep_rows(Rows(key=key, seats=rows.seats, moves=[*rows.moves, *added], state=rows.state))
+    logged = [*rows.moves, *added]
+    resolved = None
+    if position is not None and position.progress.round_no == key[3]:
+        resolved = replace(position, moves=logged)
+    keep_rows(Rows(key=key, seats=rows.seats, moves=logged, state=rows.state, position=resolved))
 
 
 def forget_rows(game_id: int) -> None:

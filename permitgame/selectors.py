@@ -43,6 +43,7 @@ from permitgame.models import (
 from permitgame.realtime import CONNECTION_LEASE_SECONDS
 from sim_core import (
     AuditScore,
+    GameSetup,
     Phase,
     Role,
     Scenario,
@@ -573,6 +574,7 @@ class _Room:
     moves: dict[tuple[int, str], Move]
     beliefs: dict[int, int]
     labs: dict[int, LabView] = field(default_factory=dict)
+    penalties: np.ndarray | None = None  # each lab's expected penalty (``_lab_penalties``)
     governor: GovernorView | None = None
     players: tuple[frozenset[int], tuple[PlayerRow, ...]] | None = None
 
@@ -626,7 +628,9 @@ def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
     if game.status != Status.LOBBY:
         setup = bridge.setup_of(game)
         start = bridge.state_of(game, setup, rows)
-        position = bridge.position_of(game, seats=seats, moves=rows.moves, state=start)
+        position = rows.position or bridge.position_of(
+            game, seats=seats, moves=rows.moves, state=start
+        )
     progress = position.progress if position else None
     state = position.state if position else None
     market = progress.market if progress else None
@@ -741,6 +745,14 @@ def _public_view(game: Game, room: _Room, now: dt.datetime) -> PublicView:
     )
 
 
+def _lab_penalties(room: _Room, setup: GameSetup) -> np.ndarray:
+    """Each lab's expected penalty at its own risk profile, computed once per room."""
+    if room.penalties is None:
+        rules = room.rules
+        room.penalties = expected_penalty(setup.risk_profile, rules.p_eff, rules.punishment)
+    return room.penalties
+
+
 def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
     """Return one lab's own view (kept with the room)."""
     view = room.labs.get(seat.pk)
@@ -787,9 +799,7 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
         score=room.book.scores[lab],
         p_eff=rules.p_eff,
         punishment=rules.punishment,
-        expected_penalty=float(
-            expected_penalty(np.array([risk]), rules.p_eff, rules.punishment)[0]
-        ),
+        expected_penalty=float(_lab_penalties(room, setup)[lab]),
         gain_from_running=gain,
         face_expected_penalty=room.face_penalty,
         face_unpermitted_value=face_value,

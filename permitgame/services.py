@@ -885,23 +885,26 @@ def _drive(
     *,
     expired: bool,
     position: bridge.Position | None = None,
-) -> None:
+) -> bridge.Position | None:
     """Advance the locked ``game`` as far as its moves (and an expired deadline) allow.
 
     Call while holding the game's lock. ``expired`` means the current phase's deadline has
     passed or the instructor advanced it. ``position``: the round as the caller has just
     resolved it (with every logged move); it is used until a seat changes hands, so a move
     that ends a phase resolves the round once.
+
+    Returns the position the game rests at (the round resolved with every move, the bots'
+    included), if it was resolved here or given; None if not (or the game ended).
     """
     while game.status == Status.RUNNING:
         expired = expired or (game.phase_deadline is not None and game.phase_deadline <= now)
         if game.phase == Phase.RESULTS:
             if not expired:
-                return
+                return position
             expired = False
             if game.round_no >= game.rounds:
                 _finish(game, now, changes, actor=Actor.SYSTEM)
-                return
+                return None
             game.round_no += 1
             position = None  # a new round
             _begin_phase(game, Phase.BIDDING, now, changes)
@@ -911,7 +914,7 @@ def _drive(
         progress = position.progress
         if progress.awaiting == game.phase:
             if not expired:
-                return
+                return position
             _fill_owed(game, position, now)
             expired = False
             game.phase_deadline = None  # filled; the re-resolve below ends the phase
@@ -933,6 +936,7 @@ def _drive(
         if _begin_phase(game, _NEXT_PHASE[finished], now, changes, position.seats):
             position = None  # who must move changed: resolve again
         expired = False
+    return None
 
 
 # ------------------------------------------------------------------------------ moves
@@ -1036,6 +1040,7 @@ def _submit_batch(
     started = game.phase_started_at or now
     latency = max(0, int((now - started).total_seconds() * 1000))
     round_moves: list[Move] | None = None
+    logged: dict[tuple[int | None, str, str], Move] = {}
     beliefs: dict[int, Move] | None = None
     new: dict[int, Move] = {}  # command index -> the move it would log
     asked: list[int] = []  # beliefs that passed their checks: the permit is checked last
@@ -1052,7 +1057,8 @@ def _submit_batch(
                 _check_move(game, seat, command.action, command.round_no)
                 if round_moves is None:
                     round_moves = rows.moves
-                outcomes[index] = _check_logged(game, seat, command, round_moves, now)
+                    logged = _logged_index(round_moves)
+                outcomes[index] = _check_logged(game, seat, command, logged, now)
         except GameError as error:
             outcomes[index] = error
             continue
@@ -1105,15 +1111,18 @@ def _submit_batch(
     changes.seat_ids.update(move.seat_id for move in new.values() if move.seat_id is not None)
     if any(move.action != Action.BELIEF for move in new.values()):
         changes.add("waiting", game.round_no)
-        _drive(game, now, changes, expired=False, position=position)
+        resting = _drive(game, now, changes, expired=False, position=position)
+    else:
+        resting = position
     _commit(game, changes, later=later)
     journal = _journal()
     if journal is not None and not journal.stale:
         # The rows of the new version are the ones the batch began with and what it logged
-        # (its moves; the bots' moves of a phase it ended): the next batch and the next
-        # screens of this process read none of them again. A round's end starts new rows.
-        logged = list(journal.moves)
-        transaction.on_commit(partial(bridge.advance_rows, rows, game, logged))
+        # (its moves; the bots' moves of a phase it ended), and the round as the batch left
+        # it resolved: the next batch and the next screens of this process read none of them
+        # again, and the screens resolve nothing. A round's end starts new rows.
+        saved = list(journal.moves)
+        transaction.on_commit(partial(bridge.advance_rows, rows, game, saved, resting))
     return _all(outcomes)
 
 
@@ -1123,21 +1132,31 @@ def _all(outcomes: Sequence[Outcome | None]) -> list[Outcome]:
     return [outcome for outcome in outcomes if outcome is not None]
 
 
+def _logged_index(moves: Sequence[Move]) -> dict[tuple[int | None, str, str], Move]:
+    """Return the round's moves by (seat, action, phase), the first of each (a batch's look-up)."""
+    index: dict[tuple[int | None, str, str], Move] = {}
+    for move in moves:
+        index.setdefault((move.seat_id, str(move.action), str(move.phase)), move)
+    return index
+
+
 def _check_logged(
-    game: Game, seat: Seat, command: MoveCommand, moves: Sequence[Move], now: dt.datetime
+    game: Game,
+    seat: Seat,
+    command: MoveCommand,
+    moves: Mapping[tuple[int | None, str, str], Move],
+    now: dt.datetime,
 ) -> Outcome | None:
     """Check a move against the round's log; None if it is new and may be made now.
 
-    Returns the logged move's result for an identical repeat of a player's own move.
+    ``moves``: the round's log by (seat, action, phase) (``_logged_index``). Returns the logged
+    move's result for an identical repeat of a player's own move.
 
     Raises:
         AlreadySubmitted, StaleMove (the deadline passed), BotPlaying.
     """
     action = command.action
-    logged = next(
-        (m for m in moves if m.seat_id == seat.pk and m.action == action and m.phase == game.phase),
-        None,
-    )
+    logged = moves.get((seat.pk, str(action), str(game.phase)))
     if logged is not None:
         if logged.actor in (Actor.HUMAN, Actor.PROGRAM) and logged.payload == command.payload:
             return MoveResult(duplicate=True, payload=logged.payload)

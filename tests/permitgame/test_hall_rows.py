@@ -9,8 +9,10 @@ whole game, and that a failed batch leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -19,7 +21,7 @@ from permitgame import bridge, selectors, services
 from permitgame.models import Game, Move, Seat
 from permitgame.services import MoveCommand
 from sim_core import Phase
-from tests.permitgame.test_hall import fresh, hall
+from tests.permitgame.test_hall import CountResolves, fresh, hall
 
 
 def bids(seats: list[Seat], round_no: int, amount: float = 0.1) -> list[MoveCommand]:
@@ -47,6 +49,31 @@ def rows_as_read(game: Game) -> tuple[Any, ...]:
     moves = bridge.round_moves(game, max(game.round_no, 1), seats=seats)
     key = (game.pk, game.code, game.version, game.round_no)
     return summary(bridge.Rows(key=key, seats=seats, moves=moves))
+
+
+def plain(value: Any) -> Any:
+    """A value of sim_core's as plain Python, to compare two resolves of a round."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return tuple((f.name, plain(getattr(value, f.name))) for f in dataclasses.fields(value))
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    if isinstance(value, (set, frozenset)):
+        return tuple(sorted(value))
+    if isinstance(value, (list, tuple)):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, plain(v)) for k, v in value.items()))
+    return value
+
+
+def check_position(game: Game, rows: bridge.Rows) -> bool:
+    """If the rows carry the round resolved, it is the resolve of a fresh read; True if so."""
+    if rows.position is None:
+        return False
+    again = bridge.position_of(game)
+    assert plain(rows.position.progress) == plain(again.progress)
+    assert [m.pk for m in rows.position.moves] == [m.pk for m in again.moves]
+    return True
 
 
 def summary(rows: bridge.Rows) -> tuple[Any, ...]:
@@ -80,7 +107,7 @@ def test_a_batch_after_a_batch_reads_no_seat_and_no_move(django_capture_on_commi
 
 @pytest.mark.django_db
 def test_a_batch_ending_a_phase_leaves_the_new_phases_screens_nothing_to_read(
-    django_capture_on_commit_callbacks,
+    django_capture_on_commit_callbacks, monkeypatch
 ):
     game, seats = hall(labs=30, humans=30)
     services.game_start(game=game)
@@ -94,9 +121,12 @@ def test_a_batch_ending_a_phase_leaves_the_new_phases_screens_nothing_to_read(
     game = fresh(game)
     assert game.phase == Phase.COMPLIANCE
     selectors._rooms.clear()
+    resolves = CountResolves(monkeypatch)
     with CaptureQueriesContext(connection) as queries:
         screens = selectors.game_screens(game)
+    # Nothing read, nothing resolved: the batch's own resolve is the new phase's.
     assert seat_reads(queries) == [] and move_reads(queries) == []
+    assert resolves.calls == 0
     # ... and they are right: every lab's own bid is on its screen, the market cleared.
     assert all(screens.labs[s.pk].bid == pytest.approx(0.1) for s in seats)
     assert screens.public.market is not None
@@ -110,7 +140,7 @@ def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
     # bidding), a refused move in a batch; three rounds to the end.
     game, seats = hall(labs=8, humans=5, rounds=3)
     services.game_start(game=game)
-    checked = 0
+    checked = resolved = 0
     handed = False
     for step in range(200):
         game = fresh(game)
@@ -151,11 +181,13 @@ def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
                 with django_capture_on_commit_callbacks(execute=True):
                     services.round_submit_moves(game_id=game.pk, commands=part)
                 now = fresh(game)
-                assert summary(bridge.rows_of(now)) == rows_as_read(now), step
+                carried = bridge.rows_of(now)
+                assert summary(carried) == rows_as_read(now), step
+                resolved += check_position(now, carried)
                 checked += 1
     assert fresh(game).status == "finished"
     assert handed and Seat.objects.get(pk=seats[1].pk).controller == "bot"
-    assert checked > 15
+    assert checked > 15 and resolved > 10
     assert Move.objects.filter(game=game, action="bid").count() == 8 * 3
 
 
@@ -179,3 +211,34 @@ def test_a_batch_that_fails_leaves_no_rows_behind(monkeypatch, django_capture_on
     game = fresh(game)
     assert game.phase == Phase.BIDDING
     assert summary(bridge.rows_of(game)) == rows_as_read(game)
+
+
+@pytest.mark.django_db
+def test_a_process_catches_up_with_another_ones_moves_without_reading_the_room_again(
+    django_capture_on_commit_callbacks,
+):
+    # With several Daphnes the batches of a round come from each in turn: a process's rows
+    # are then a version behind. It reads only the moves logged since and compares the seats'
+    # columns; a seat that changed (handed to its bot by the instructor) means a full read.
+    game, seats = hall(labs=40, humans=40)
+    services.game_start(game=game)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:5], 1))
+    # "Another process": its commit is not carried on here (no on_commit in this test).
+    services.round_submit_moves(game_id=game.pk, commands=bids(seats[5:9], 1))
+    game = fresh(game)
+    with CaptureQueriesContext(connection) as queries:
+        caught_up = bridge.rows_of(game)
+    assert summary(caught_up) == rows_as_read(game)
+    assert len(caught_up.moves) == 9
+    statements = [q["sql"] for q in queries.captured_queries]
+    # The seats' columns without building seats, and the 4 new moves only.
+    assert len(statements) == 2, statements
+    assert '"permitgame_move"."id" >' in statements[1]
+    services.seat_hand_to_bot(seat=Seat.objects.get(pk=seats[20].pk))
+    game = fresh(game)
+    with CaptureQueriesContext(connection) as queries:
+        read_again = bridge.rows_of(game)
+    assert summary(read_again) == rows_as_read(game)
+    assert next(s for s in read_again.seats if s.pk == seats[20].pk).handed_to_bot
+    assert len(queries.captured_queries) == 3  # the comparison, then seats and moves in full
