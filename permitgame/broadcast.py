@@ -1,7 +1,7 @@
 """What each audience is sent, in both wire formats: JSON messages and htmx HTML fragments.
 
 ``publish`` runs after a service commits: it reads the game once (``selectors.game_screens``),
-renders the public part once for the whole game group, the governor's part once, and a small
+renders the public part once for the whole room, the governor's part once, and a small
 private part per human lab (its own value and results), then hands them to ``realtime.send`` as
 one message for the room (``realtime.RoomEvent``).
 ``snapshot`` renders one seat's whole screen for a socket that (re)connects. The JSON messages
@@ -294,11 +294,19 @@ def seat_state_message(
         "type": "state",
         "game": {**game_json(public), "title": public.title},
         "rules": rules_json(public),
-        "players": players_json(public),
+        "players": players_json(public) if public.counts is None else None,
         "market": market_json(public.market) if public.market else None,
         "results": [round_results_json(row) for row in public.results],
         "standings": game_over_message(public)["standings"] if public.standings else None,
     }
+    if public.counts is not None:  # a lab of a big room: counts, as its progress has them
+        counts = public.counts
+        shown = public.bots_disclosed  # counts of people would tell how many seats bots play
+        message["room"] = {
+            "seats": counts.seats,
+            "joined": counts.joined if shown else None,
+            "connected": counts.connected if shown else None,
+        }
     identity = {"player_id": seat.player_id, "role": seat.role, "nickname": seat.nickname}
     if seat.lab_index is not None:
         assert lab is not None
@@ -435,7 +443,10 @@ def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
     once per version of the game, so a room of N filling up costs O(N), not O(N²).
     """
     game = Game.objects.get(pk=seat.game_id)
-    screen = selectors.seat_screen(game, seat.pk)
+    # A lab's JSON snapshot of a big room carries counts, as its progress does (the pages keep
+    # their list: their templates name the players the market and the phase speak of).
+    limit = LIST_LIMIT if fmt == "json" else None
+    screen = selectors.seat_screen(game, seat.pk, list_limit=limit)
     public, seat = screen.public, screen.seat
     seq = public.seq
     if fmt == "json":
@@ -487,9 +498,9 @@ def publish(
     public part (rendered once for the whole game, the same bytes for every seat) and each
     joined seat's own small part (a lab's ``you`` and results; the governor's signals and
     audits), all stamped with the event's ``seq``; each seat's socket is handed the public part
-    followed by its own. So a
-    seat's stream holds every event, numbered 1, 2, 3, ...: a client that sees a number skipped
-    lost one. HTML fragments are rendered only for seats with a browser's socket open.
+    followed by its own. So a seat's stream holds every event, numbered 1, 2, 3, ...: a client
+    that sees a number skipped lost one. HTML fragments are rendered only for seats with a
+    browser's socket open.
 
     Args:
         game_id: the game.
@@ -843,7 +854,11 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
     if not beacon:
         names = ("waiting", "players") if room.players is not None else ("waiting",)
         html = _render(names, {"public": room, "oob": True}) + html
-    outgoing = [Outgoing(realtime.game_group(game_id), html, (_stamp(room.message(), room.seq),))]
+    # Through the processes' hubs, as the events go: one channel message per process (each
+    # hands it to its own sockets), not one per socket.
+    outgoing = [
+        realtime.RoomEvent(game_id, html, (_stamp(room.message(), room.seq),), {}, everyone=True)
+    ]
     try:
         realtime.send(outgoing, seq=room.seq, version=room.version, kind=realtime.PROGRESS)
     except Exception:
@@ -889,8 +904,8 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     }
     if not game.bots_shown:
         message.update(joined=None, connected=None)
-    item = Outgoing(
-        realtime.game_group(game.pk), seq_html(game.seq, "progress"), (_stamp(message, game.seq),)
+    item = realtime.RoomEvent(
+        game.pk, seq_html(game.seq, "progress"), (_stamp(message, game.seq),), {}, everyone=True
     )
     try:
         realtime.send([item], seq=game.seq, version=game.version, kind=realtime.PROGRESS)

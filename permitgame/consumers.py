@@ -2,9 +2,9 @@
 
 Two wire formats over one design: ``ApiConsumer`` (``/ws/api/games/<code>/?token=...``) speaks
 the JSON protocol of ``docs/protocol.md``; ``PlayConsumer`` (``/ws/games/<code>/``) sends HTML
-fragments for htmx's ws extension and takes ``ws-send`` forms. A socket joins the game group,
-its seat's group and, for the governor, the governor's group, and registers with its process's
-hub (``permitgame.hub``), which hands it every event; on connect it gets the seat's full
+fragments for htmx's ws extension and takes ``ws-send`` forms. A socket joins its seat's group
+(told when the seat changes role) and registers with its process's hub (``permitgame.hub``),
+which hands it every event and progress; on connect it gets the seat's full
 snapshot, then every update rendered for its audiences (``broadcast``), dropping any older than
 the snapshot. The only state a consumer keeps: its seat and game ids and the snapshot version.
 """
@@ -40,7 +40,6 @@ from permitgame.forms import (
 )
 from permitgame.models import Action, Seat
 from permitgame.services import MoveCommand, MoveResult
-from sim_core import Role
 
 #: Close code for a socket whose game or token is unknown.
 CLOSE_UNKNOWN = 4003
@@ -73,10 +72,9 @@ ACK_TEXT = {
 
 def authenticate(code: str, token: str | None, session: Any) -> Seat:
     """Return the seat of game ``code`` held with ``token`` (or the session's token for it)."""
-    game = selectors.game_by_code(code)
     if token:
-        return selectors.seat_by_token(game, token)
-    return selectors.seat_from_session(game, session)
+        return selectors.seat_by_code_and_token(code, token)
+    return selectors.seat_from_session(selectors.game_by_code(code), session)
 
 
 CommandForm = type[BidForm | DecideForm | AuditForm | BeliefForm | AskForm | KeepForm]
@@ -250,10 +248,9 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await handler(message)
 
     def _groups_of(self, seat: Seat) -> list[str]:
-        groups = [realtime.game_group(seat.game_id), realtime.seat_group(seat.pk)]
-        if seat.role == Role.GOVERNOR:
-            groups.append(realtime.governor_group(seat.game_id))
-        return groups
+        # Events and progress come through the process's hub; the seat's group is told when
+        # the seat changes role.
+        return [realtime.seat_group(seat.pk)]
 
     async def connect(self) -> None:
         code = self.scope["url_route"]["kwargs"]["code"]

@@ -1,7 +1,7 @@
 """One socket's stream in seq order: events and progress as the client must see them.
 
 An event reaches a seat's socket as one channel message stamped with the game's ``seq``
-(``broadcast.publish``); the room's coalesced ``progress`` reaches it through the game group,
+(``broadcast.publish``); the room's coalesced ``progress`` reaches it the same way (the hub),
 stamped with the seq of the last event committed when it was built. Both are sent by whichever
 process or thread committed the change, so they can arrive out of order: the progress built
 just after event 7 committed may overtake event 7 itself (another process's clock loop read the

@@ -167,18 +167,28 @@ class Hub:
         parts: dict[str, Any] = message["seats"]
         public_json: list[str] = list(message["json"])
         public_html: str = message["html"]
+        everyone = bool(message.get("everyone"))
         handed = 0
         for seat_id, receivers in list(seats.items()):
-            part = parts.get(str(seat_id))
-            if part is None:
-                continue  # not a joined seat at this event (a bot plays it, or it just joined)
-            event = {
-                "type": message["kind"],
-                "seq": message["seq"],
-                "version": message["version"],
-                "html": public_html + part["html"] if part["html"] else "",
-                "json": public_json + list(part["json"]),
-            }
+            if everyone:  # a progress: the same message for every socket of the game
+                event = {
+                    "type": message["kind"],
+                    "seq": message["seq"],
+                    "version": message["version"],
+                    "html": public_html,
+                    "json": public_json,
+                }
+            else:
+                part = parts.get(str(seat_id))
+                if part is None:
+                    continue  # not a joined seat at this event (a bot plays it, or it just joined)
+                event = {
+                    "type": message["kind"],
+                    "seq": message["seq"],
+                    "version": message["version"],
+                    "html": public_html + part["html"] if part["html"] else "",
+                    "json": public_json + list(part["json"]),
+                }
             for receiver in list(receivers):
                 if receiver.take(event):
                     handed += 1

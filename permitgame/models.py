@@ -235,6 +235,10 @@ class Seat(models.Model):
     kind = models.CharField(max_length=5, choices=Kind.choices)
     fallback_strategy = models.CharField(max_length=20)
     nickname = models.CharField(max_length=24, blank=True)
+    # The nickname casefolded, set with it when a player joins (NULL for a seat without one):
+    # "nickname taken" is one look-up of an index, unique per game, not a read of every seat.
+    # Casefolding makes a character at most three (NICKNAME_MAX is 24).
+    nickname_key = models.CharField(max_length=72, null=True, blank=True, editable=False)  # noqa: DJ001
     # NULL, not "", for "no player yet": both are unique among the seats that have one.
     token = models.CharField(max_length=64, null=True, blank=True, unique=True)
     rejoin_code = models.CharField(max_length=8, null=True, blank=True)  # noqa: DJ001
@@ -267,6 +271,9 @@ class Seat(models.Model):
             models.UniqueConstraint(fields=["game", "lab_index"], name="one_seat_per_lab"),
             models.UniqueConstraint(
                 fields=["game", "rejoin_code"], name="unique_rejoin_code_per_game"
+            ),
+            models.UniqueConstraint(
+                fields=["game", "nickname_key"], name="unique_nickname_per_game"
             ),
         )
 

@@ -1,10 +1,9 @@
 """Channel groups and the one way game messages leave the server.
 
 Group names come only from the functions here (STYLE.md: no hand-built group names):
-``game_group`` (every socket of a game: the coalesced ``progress``), ``governor_group`` (the
-governor's sockets), ``seat_group`` (one seat's sockets, a player may have two tabs: told when
-the seat changes role), ``hub_group`` (the hub channel of each process with sockets of the game:
-every event, ``permitgame.hub``) and ``host_group`` (the instructor's console). A channel
+``seat_group`` (one seat's sockets, a player may have two tabs: told when the seat changes
+role), ``hub_group`` (the hub channel of each process with sockets of the game: every event and
+the coalesced progress, ``permitgame.hub``) and ``host_group`` (the instructor's console). A channel
 message to sockets is ``{"type": "game.send" or "game.progress", "seq": s, "version": v,
 "html": str, "json": [str, ...]}``: already-rendered bytes for both wire formats, the public part
 rendered once per event (STYLE.md §3.6); a consumer forwards the format its client speaks and
@@ -75,16 +74,6 @@ def console_open(game_id: int) -> bool:
     return cache.get(_host_key(game_id)) is not None
 
 
-def game_group(game_id: int) -> str:
-    """Return the group of every socket of a game (public messages)."""
-    return f"game-{game_id}"
-
-
-def governor_group(game_id: int) -> str:
-    """Return the group of the governor's sockets (signals, audit results)."""
-    return f"game-{game_id}-governor"
-
-
 def host_group(game_id: int) -> str:
     """Return the group of the instructor's sockets."""
     return f"game-{game_id}-host"
@@ -139,6 +128,8 @@ class RoomEvent:
     html: str
     json: tuple[str, ...]
     seats: Mapping[int, SeatPart]
+    #: The public part alone to every socket of the game (a coalesced progress), ``seats`` empty.
+    everyone: bool = False
 
     @property
     def group(self) -> str:
@@ -146,7 +137,7 @@ class RoomEvent:
 
     @property
     def empty(self) -> bool:
-        return not self.seats
+        return not self.seats and not self.everyone
 
     def message(self, kind: str, seq: int, version: int) -> dict[str, Any]:
         """Return the hub message (seat ids as text: the Redis layer's msgpack maps need it)."""
@@ -158,6 +149,7 @@ class RoomEvent:
             "version": version,
             "html": self.html,
             "json": list(self.json),
+            "everyone": self.everyone,
             "seats": {
                 str(seat_id): {"html": part.html, "json": list(part.json)}
                 for seat_id, part in self.seats.items()

@@ -18,7 +18,7 @@ import datetime as dt
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -71,7 +71,7 @@ def game_by_code(code: str) -> Game:
     Raises:
         UnknownGame: no such game.
     """
-    game = Game.objects.filter(code=code.strip().upper()).first()
+    game = Game.objects.filter(code=code.strip().upper()).order_by("pk").first()
     if game is None:
         raise UnknownGame(UNKNOWN_GAME.format(code=code))
     return game
@@ -83,9 +83,26 @@ def seat_by_token(game: Game, token: str) -> Seat:
     Raises:
         UnknownPlayer: the token is not one of this game's.
     """
-    seat = Seat.objects.filter(game=game, token=token).first() if token else None
+    seat = Seat.objects.filter(game=game, token=token).order_by("pk").first() if token else None
     if seat is None:
         raise UnknownPlayer(UNKNOWN_TOKEN.format(code=game.code))
+    return seat
+
+
+def seat_by_code_and_token(code: str, token: str) -> Seat:
+    """Return the seat held with ``token`` in the game with join code ``code`` (one query).
+
+    Raises:
+        UnknownGame: no such game.
+        UnknownPlayer: the token is not one of this game's.
+    """
+    seat = (
+        Seat.objects.filter(game__code=code.strip().upper(), token=token).order_by("pk").first()
+        if token
+        else None
+    )
+    if seat is None:
+        return seat_by_token(game_by_code(code), token)  # says which of the two is unknown
     return seat
 
 
@@ -230,6 +247,15 @@ def headline_of(record: RoundRecord) -> Headline:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RoomCounts:
+    """A big room's players as counts (a lab's snapshot there carries these, not the list)."""
+
+    seats: int
+    joined: int
+    connected: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PublicView:
     """What every socket of a game may see."""
 
@@ -258,6 +284,9 @@ class PublicView:
     #: labs the game waits for (broadcast.py and the players' templates read this flag); the
     #: instructor's console keeps it all.
     bots_disclosed: bool = True
+    #: Set instead of ``players`` (then empty) for a lab's snapshot of a room bigger than the
+    #: list limit (``seat_screen``): N sockets connecting are not sent N lists of N.
+    counts: RoomCounts | None = None
 
     def waiting_shown(self) -> tuple[int, ...]:
         """Whom the phase waits for, as the players may see it.
@@ -573,10 +602,18 @@ class _Room:
     settled_now: RoundRecord | None
     moves: dict[tuple[int, str], Move]
     beliefs: dict[int, int]
+    #: Every seat by id; and the id of the last join in the log that ``seats`` hold (a lobby's
+    #: room is carried on across joins from there: ``_after_joins``).
+    by_id: dict[int, Seat] = field(default_factory=dict)
+    last_join: int = 0
+    #: The seat ids in the players' order: the labs by number, then the governor.
+    order: tuple[int, ...] = ()
+    joined: int = 0
     labs: dict[int, LabView] = field(default_factory=dict)
     penalties: np.ndarray | None = None  # each lab's expected penalty (``_lab_penalties``)
     governor: GovernorView | None = None
-    players: tuple[frozenset[int], tuple[PlayerRow, ...]] | None = None
+    #: The player rows for one set of online seats: (online, row of each seat id, rows in order).
+    players: tuple[frozenset[int], dict[int, PlayerRow], tuple[PlayerRow, ...]] | None = None
 
 
 #: The room of each game last read in this process (game id -> room), at most this many.
@@ -603,11 +640,25 @@ def _room(game: Game) -> _Room:
         if room is not None and room.key == key:
             _rooms.move_to_end(game.pk)
             return room
-    rows = bridge.rows_of(game, keep=False)
-    room = _build_room(game, key, rows)
+    rows: bridge.Rows | None = None
+    carried = None
+    if room is not None and _joins_only(room.key, key):
+        # A lobby filling up: each join is a new version. Read the seats that joined since
+        # (O(joins)), not the whole room again: a hall of N joining costs O(N), not O(N^2).
+        carried = _after_joins(game, room, key)
+    if carried is not None:
+        room = carried
+    else:
+        rows = bridge.rows_of(game, keep=False)
+        room = _build_room(game, key, rows)
     current = Game.objects.filter(pk=game.pk).values_list("version", "seq").first()
-    if current == (game.version, game.seq):
-        bridge.keep_rows(rows)
+    # A room carried on across joins holds every join up to its ``last_join`` and none after
+    # (each join's seat is read with it), so it is kept even if more joins came meanwhile: the
+    # next reader reads those. An event (``seq``) in between, and it is not.
+    joins_since = carried is not None and current is not None and current[1] == game.seq
+    if current == (game.version, game.seq) or joins_since:
+        if rows is not None:
+            bridge.keep_rows(rows)
         with _rooms_lock:
             _rooms[game.pk] = room
             _rooms.move_to_end(game.pk)
@@ -616,7 +667,72 @@ def _room(game: Game) -> _Room:
     return room
 
 
+def _joins_only(kept: tuple[Any, ...], key: tuple[Any, ...]) -> bool:
+    """Whether the only changes from room ``kept`` to ``key`` can be joins (and rejoins).
+
+    In the lobby every other change of the seats or the settings is an event (``seq``); a join
+    or a rejoin only bumps the version (``services._commit``).
+    """
+    return (
+        kept[:2] == key[:2] and kept[3:] == key[3:] and kept[2] < key[2] and key[4] == Status.LOBBY
+    )
+
+
+def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room | None:
+    """Return ``room`` carried on to ``key``: the seats that joined since read again.
+
+    The joins are found in the log (each join writes one entry, under the game's lock, so the
+    entries after ``room.last_join`` are the joins the room does not hold). Views built from a
+    seat that changed are dropped; the others are kept, and so are the player rows of the seats
+    that did not change. None if a seat is not the room's (then the room is read again).
+    """
+    joins = list(
+        Move.objects.filter(game=game, action=Action.JOIN, pk__gt=room.last_join)
+        .order_by("pk")
+        .values_list("pk", "seat_id")
+    )
+    fresh = {s.pk: s for s in Seat.objects.filter(game=game, pk__in={j[1] for j in joins})}
+    if any(pk not in room.by_id for pk in fresh):  # a seat the room does not know
+        return None
+    by_id = {**room.by_id, **fresh}
+    seats = [by_id[s.pk] for s in room.seats] if fresh else room.seats
+    lab_seats = {s.lab_index: s for s in fresh.values() if s.lab_index is not None}
+    governor_seat = fresh.get(room.governor_seat.pk, room.governor_seat)
+    labs = {pk: view for pk, view in room.labs.items() if pk not in fresh}
+    players = room.players
+    if players is not None and fresh:
+        online, by_seat, _ = players
+        by_seat = {**by_seat}
+        for seat in fresh.values():
+            by_seat[seat.pk] = player_row(seat, connected=seat.pk in online, playing=room.playing)
+        players = (online, by_seat, _ordered_rows(room.order, by_seat))
+    return replace(
+        room,
+        key=key,
+        seats=seats,
+        by_id=by_id,
+        lab_seats={**room.lab_seats, **lab_seats},
+        governor_seat=governor_seat,
+        last_join=joins[-1][0] if joins else room.last_join,
+        joined=room.joined
+        + sum(s.has_player and not room.by_id[pk].has_player for pk, s in fresh.items()),
+        labs=labs,
+        governor=None if room.governor_seat.pk in fresh else room.governor,
+        players=players,
+    )
+
+
 def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
+    # A lobby's last join the seats hold: the room is kept only if no change came while it was
+    # read (``_room``), so the joins after it are the ones a later reader reads (``_after_joins``).
+    last_join = None
+    if game.status == Status.LOBBY:
+        last_join = (
+            Move.objects.filter(game=game, action=Action.JOIN)
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
     seats = rows.seats
     lab_seats = {s.lab_index: s for s in seats if s.lab_index is not None}
     governor_seat = next(s for s in seats if s.role == Role.GOVERNOR)
@@ -698,24 +814,57 @@ def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
         settled_now=records[-1] if records and records[-1].round_no == game.round_no else None,
         moves=moves,
         beliefs=beliefs,
+        by_id={s.pk: s for s in seats},
+        last_join=last_join or 0,
+        joined=sum(s.has_player for s in seats),
+        order=tuple(
+            s.pk for s in sorted(seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
+        ),
     )
+
+
+def _ordered_rows(order: Sequence[int], rows: Mapping[int, PlayerRow]) -> tuple[PlayerRow, ...]:
+    """Return the rows of the seats ``order`` names, in that order."""
+    return tuple(map(rows.__getitem__, order))
 
 
 def _player_rows(room: _Room, connected: set[int]) -> tuple[PlayerRow, ...]:
     """Return the seats as everyone may see them (kept with the room per set of online seats)."""
     online = frozenset(connected)
-    if room.players is not None and room.players[0] == online:
-        return room.players[1]
-    rows = tuple(
-        player_row(s, connected=s.pk in online, playing=room.playing)
-        for s in sorted(room.seats, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
-    )
-    room.players = (online, rows)
+    kept = room.players
+    if kept is not None and kept[0] == online:
+        return kept[2]
+    if kept is None:
+        by_seat = {
+            s.pk: player_row(s, connected=s.pk in online, playing=room.playing) for s in room.seats
+        }
+    else:  # a socket came or went: only the rows of the seats whose presence changed
+        by_seat = {**kept[1]}
+        for pk in kept[0] ^ online:
+            if pk in room.by_id:
+                seat = room.by_id[pk]
+                by_seat[pk] = player_row(seat, connected=pk in online, playing=room.playing)
+    rows = _ordered_rows(room.order, by_seat)
+    room.players = (online, by_seat, rows)  # one assignment: readers see one set or the other
     return rows
 
 
-def _public_view(game: Game, room: _Room, now: dt.datetime) -> PublicView:
-    """Return the public view: the room's, with the time and who is online now."""
+def _room_counts(game: Game, room: _Room, now: dt.datetime) -> RoomCounts:
+    """Count the room's seats, players and seats online (one query: the sockets online)."""
+    since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
+    online = Connection.objects.filter(seat__game=game, last_seen__gte=since)
+    return RoomCounts(
+        seats=len(room.seats),
+        joined=room.joined,
+        connected=online.values("seat_id").distinct().count(),
+    )
+
+
+def _public_view(game: Game, room: _Room, now: dt.datetime, *, listed: bool = True) -> PublicView:
+    """Return the public view: the room's, with the time and who is online now.
+
+    ``listed``: with the player list; else with the room's counts instead (``RoomCounts``).
+    """
     records = room.records
     seconds_left = None
     if game.phase_deadline is not None:
@@ -734,7 +883,8 @@ def _public_view(game: Game, room: _Room, now: dt.datetime) -> PublicView:
         version=game.version,
         seq=game.seq,
         waiting_for=room.waiting,
-        players=_player_rows(room, connected_seat_ids(game, now)),
+        players=_player_rows(room, connected_seat_ids(game, now)) if listed else (),
+        counts=None if listed else _room_counts(game, room, now),
         rules=room.rules,
         market=room.market_view,
         results=tuple({"round": r.round_no, **r.metrics} for r in records),
@@ -919,19 +1069,22 @@ class SeatScreen:
     records: tuple[RoundRecord, ...]
 
 
-def seat_screen(game: Game, seat_id: int) -> SeatScreen:
+def seat_screen(game: Game, seat_id: int, *, list_limit: int | None = None) -> SeatScreen:
     """Return one seat's screen now without building the other seats' (a socket connects).
 
     The seat is the room's (as of the game's version): its role and lab as the screen has them.
+    ``list_limit``: a lab's screen of a room of more seats than this carries the room's counts
+    instead of the player list (``PublicView.counts``); the governor's keeps the list.
 
     Raises:
         UnknownPlayer: no such seat in the game.
     """
     room = _room(game)
-    seat = next((s for s in room.seats if s.pk == seat_id), None)
+    seat = room.by_id.get(seat_id)
     if seat is None:
         raise UnknownPlayer(UNKNOWN_TOKEN.format(code=game.code))
-    public = _public_view(game, room, clock.now())
+    listed = seat.lab_index is None or list_limit is None or len(room.seats) <= list_limit
+    public = _public_view(game, room, clock.now(), listed=listed)
     if seat.lab_index is not None:
         return SeatScreen(
             public=public,

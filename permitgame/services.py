@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Q
 
 from permitgame import bridge, broadcast, chain, clock, realtime
 from permitgame.errors import (
@@ -494,22 +495,32 @@ def clean_nickname(nickname: object) -> str:
     return cleaned
 
 
-def _free_seat(seats: Sequence[Seat], role: str | None, human_governor: bool) -> Seat:
-    """Pick the seat a joiner gets: human labs first, then the governor, then bot labs."""
-    free = [seat for seat in seats if not seat.has_player]
-    human_labs = [s for s in free if s.role == Role.LAB and s.kind == Seat.Kind.HUMAN]
-    governor = [s for s in free if s.role == Role.GOVERNOR and human_governor]
-    bot_labs = [s for s in free if s.role == Role.LAB and s.kind == Seat.Kind.BOT]
+def _free_seat(game: Game, role: str | None, human_governor: bool) -> Seat:
+    """Pick the seat a joiner gets: human labs first, then the governor, then bot labs.
+
+    At most one query per kind (the first free seat of that kind by id), not a read of the
+    room: a lecture hall's joins cost the same at the 200th as at the first.
+    """
+    human_labs = Q(role=Role.LAB, kind=Seat.Kind.HUMAN)
+    governor = Q(role=Role.GOVERNOR)
+    bot_labs = Q(role=Role.LAB, kind=Seat.Kind.BOT)
     if role == Role.GOVERNOR:
         if not human_governor:
             raise WrongRole(GOVERNOR_IS_BOT)
-        if not governor:
-            raise GameFull(GOVERNOR_IS_TAKEN)
-        return governor[0]
-    order = human_labs + bot_labs if role == Role.LAB else human_labs + governor + bot_labs
-    if not order:
-        raise GameFull(GAME_IS_FULL)
-    return order[0]
+        order = [governor]
+    elif role == Role.LAB:
+        order = [human_labs, bot_labs]
+    else:
+        order = [human_labs, *([governor] if human_governor else []), bot_labs]
+    free = Seat.objects.filter(game=game, token__isnull=True)
+    seat = None
+    for kinds in order:  # in a lobby filling up, the first query finds one
+        seat = free.filter(kinds).order_by("pk").first()
+        if seat is not None:
+            break
+    if seat is None:
+        raise GameFull(GOVERNOR_IS_TAKEN if role == Role.GOVERNOR else GAME_IS_FULL)
+    return seat
 
 
 @transaction.atomic
@@ -538,6 +549,9 @@ def seat_join(
         client: a program's declaration (``{"kind": "program", "name": ..., "version": ...}``,
             checked by the view): the seat is marked as played by a program everywhere.
 
+    Returns:
+        The seat, its ``game`` the game as this join left it (started by it, or not).
+
     Raises:
         GameOver: the game has finished.
         BadNickname, NicknameTaken: the nickname is empty, too long, odd or taken.
@@ -547,24 +561,23 @@ def seat_join(
     if game.status == Status.FINISHED:
         raise GameOver(GAME_IS_OVER)
     name = clean_nickname(nickname)
-    seats = list(game.seats.order_by("id"))
-    if join_key:
-        already = next(
-            (s for s in seats if s.has_player and s.join_key == join_key and s.nickname == name),
-            None,
-        )
-        if already is not None:
-            return already
-    if any(seat.nickname.casefold() == name.casefold() for seat in seats if seat.has_player):
+    # Indexed look-ups only (no read of the room): the nickname's casefolded key is unique per
+    # game, so one query finds both a resent join and a nickname taken.
+    holder = Seat.objects.filter(game=game, nickname_key=name.casefold()).order_by("pk").first()
+    if holder is not None:
+        if join_key and holder.join_key == join_key and holder.nickname == name:
+            holder.game = game
+            return holder
         raise NicknameTaken(NICKNAME_IS_TAKEN.format(nickname=name))
-    seat = _free_seat(seats, role, game.human_governor)
+    seat = _free_seat(game, role, game.human_governor)
+    seat.game = game  # the caller reads the game as the join left it (started, or not)
     now = clock.now()
-    taken = {s.rejoin_code for s in seats}
     rejoin_code = _code(REJOIN_CODE_LENGTH)
-    while rejoin_code in taken:
+    while Seat.objects.filter(game=game, rejoin_code=rejoin_code).exists():
         rejoin_code = _code(REJOIN_CODE_LENGTH)
     seat.kind = Seat.Kind.HUMAN
     seat.nickname = name
+    seat.nickname_key = name.casefold()
     seat.token = secrets.token_urlsafe(24)
     seat.rejoin_code = rejoin_code
     seat.join_key = join_key or None
@@ -582,7 +595,9 @@ def seat_join(
     _log(game, Action.JOIN, _seat_actor(seat), now=now, seat=seat, payload=joined)
     changes.add("players", game.round_no)
     if game.status == Status.LOBBY and game.autostart:
-        humans_missing = any(s.kind == Seat.Kind.HUMAN and not s.has_player for s in seats)
+        humans_missing = Seat.objects.filter(
+            game=game, kind=Seat.Kind.HUMAN, token__isnull=True
+        ).exists()
         if not humans_missing:
             _start(game, now, changes, actor=Actor.SYSTEM)
         elif game.lobby_seconds is not None and game.phase_deadline is None:
@@ -640,10 +655,10 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     progress, sent coalesced. ``html``: a browser's socket (it is sent HTML fragments).
     """
     now = clock.now()
-    seat = Seat.objects.get(pk=seat.pk)
-    returning = (
-        seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0
-    )
+    # The seat and its game's status in one query (is presence logged? ``_presence_logged``).
+    seat = Seat.objects.annotate(game_status=F("game__status")).get(pk=seat.pk)
+    logged = seat.game_status in (Status.RUNNING, Status.PAUSED)
+    returning = seat.has_player and logged and _live_connections(seat.pk, now) == 0
     # One statement (INSERT ... ON CONFLICT DO UPDATE): a channel name is new for each socket.
     Connection.objects.bulk_create(
         [Connection(seat=seat, channel_name=channel_name, opened_at=now, last_seen=now, html=html)],

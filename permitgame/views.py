@@ -166,8 +166,7 @@ def api_join(request: HttpRequest, code: str) -> JsonResponse:
         )
     except GameError as error:
         return _error(error)
-    game.refresh_from_db()
-    return JsonResponse(_seat_json(request, seat, game), status=201)
+    return JsonResponse(_seat_json(request, seat, seat.game), status=201)
 
 
 @csrf_exempt

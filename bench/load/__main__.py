@@ -113,6 +113,7 @@ async def one_repeat(
     floor = await clients.floor([d.url for d in served.floor], scenario.sockets, fires)
     codes = servers.create_games(served, labs=scenario.labs, games=scenario.rooms, rounds=rounds)
     cpu_before = sum(d.cpu_seconds() for d in served.game)
+    join_cpu: list[float] = []  # the servers' CPU time once the joins are over
     started = time.time()
     with contextlib.ExitStack() as stack:
         samples = (
@@ -127,6 +128,7 @@ async def one_repeat(
             game_urls=[d.url for d in served.game],
             time_limit=time_limit(scenario, rounds),
             seed=seed,
+            joined=lambda: join_cpu.append(sum(d.cpu_seconds() for d in served.game)),
         )
     wall = time.time() - started
     cpu = sum(d.cpu_seconds() for d in served.game) - cpu_before
@@ -163,6 +165,7 @@ async def one_repeat(
         "failed_handshakes": sum(p.handshake_failures for p in players),
         "failed_joins": sum(p.join_failures for p in players),
         "cpu_s": cpu,
+        "join_cpu_s": join_cpu[0] - cpu_before if join_cpu else None,
         "wall_s": wall,
         "lateness_p95": percentile(lateness, 95),
         "lateness_max": max(lateness) if lateness else None,
@@ -190,6 +193,7 @@ AGGREGATED = (
     "failed_joins",
     "joined",
     "cpu_s",
+    "join_cpu_s",
     "wall_s",
     "lateness_p95",
     "messages",
@@ -228,7 +232,8 @@ def run_setup(
                 f"ack p95 {fmt_ms(result['ack_p95'])}, lost {result['lost']}, "
                 f"gaps {result['gaps']}, late {fmt_ms(result['lateness_p95'])}, "
                 f"joins {fmt_s(result['join_s'])} ({result['joined']}/{result['seats']} connected, "
-                f"{result['failed_handshakes']} failed handshakes), "
+                f"{result['failed_handshakes']} failed handshakes, "
+                f"server CPU {fmt_s(result['join_cpu_s'])}), "
                 f"games {result['complete']}/{result['games']}, "
                 f"{result['wall_s']:.0f} s, load {os.getloadavg()[0]:.2f}",
                 file=log,

@@ -17,6 +17,7 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -426,12 +427,14 @@ async def play_games(
     game_urls: list[str],
     time_limit: float,
     seed: int,
+    joined: Callable[[], None] | None = None,
 ) -> list[GameRun]:
     """Join ``players`` labs and a governor to each game, play all games at once to the end.
 
     Each game's governor and labs but one join and connect first (joins spread over the
     servers, sockets too); the last lab's join, the last seat, starts the game (it connects
     during round 1's bidding, which waits for its bid). Returns the runs, complete or not.
+    ``joined`` is called once every game's early seats are connected (the joins are over).
     """
     rng = random.Random(seed)
     stop = asyncio.Event()
@@ -477,6 +480,8 @@ async def play_games(
             if len(done) < len(readies):
                 return
             run.joined_at = time.time()
+            if joined is not None and all(r.joined_at is not None for r in runs):
+                joined()
             run.start_sent = time.time()
             await starter.join()
             tasks.append(asyncio.ensure_future(starter.play(stop)))

@@ -10,7 +10,6 @@ shows the sockets a gap they mend with a snapshot, and that a closing socket unr
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from typing import Any
@@ -24,7 +23,14 @@ from permitgame import broadcast, delivery, hub, layers, realtime, services
 from permitgame.client import Player
 from permitgame.consumers import ApiConsumer
 from tests.permitgame.test_hall import fresh, hall, info_for
-from tests.permitgame.wire import ORIGIN, Socket, api_path, db, html_path
+from tests.permitgame.wire import (
+    ORIGIN,
+    Socket,
+    api_path,
+    assert_sync_sends_the_current_state,
+    db,
+    html_path,
+)
 
 
 def in_memory(capacity: int = 100, group_expiry: int = 86400) -> dict[str, Any]:
@@ -96,6 +102,40 @@ async def test_an_event_is_one_layer_message_and_each_seat_gets_only_its_own_par
         # The browser gets the public fragments and its own panel, once.
         assert html.count('id="phase"') == 1 and html.count('id="you"') == 1
         assert f'data-seq="{before + 1}"' in html and 'id="signals"' not in html
+    finally:
+        for socket in [*sockets, page]:
+            await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_progress_is_one_layer_message_and_every_socket_hears_it_once(
+    settings, monkeypatch
+):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats = await db(hall)(labs=8, humans=6)
+    await db(services.game_start)(game=game)
+    sockets = [Socket(api_path(game.code, seat.token), fmt="json") for seat in seats[:5]]
+    page = Socket(html_path(game.code, seats[5].token), fmt="html")
+    for socket in [*sockets, page]:
+        await socket.connect()
+    try:
+        for socket in [*sockets, page]:
+            await socket.drain(quiet=0.05)
+        await db(services.round_submit_bid)(seat=seats[0], round_no=1, amount=0.1)
+        count = LayerCount(get_channel_layer(), monkeypatch)
+        await db(broadcast.flush_progress)(game.pk)
+        got = [await socket.drain(quiet=0.2) for socket in sockets]
+        html = "".join(await page.drain(quiet=0.2))
+        # One group send to the processes' hubs (one here), put on one channel: not a
+        # message per socket, and not one per process per socket.
+        assert count.groups == Counter({realtime.hub_group(game.pk): 1}), count.groups
+        assert count.sends == 1
+        for messages in got:
+            assert [m["type"] for m in messages] == ["progress"]
+            assert messages[0]["waiting"] == 5  # the six humans but the one who bid
+        assert html.count('id="waiting"') == 1
     finally:
         for socket in [*sockets, page]:
             await socket.close()
@@ -183,11 +223,7 @@ async def test_a_hub_message_a_full_channel_drops_is_counted_and_the_socket_resy
         player = Player(info_for(seats[0]))
         player.seq = state["seq"] + 2
         assert beacon["seq"] == state["seq"] + 3 and player.gap(beacon)
-        await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
-        snapshot = await socket.next()
-        current = await db(fresh)(game)
-        assert snapshot["type"] == "state" and snapshot["seq"] == current.seq
-        assert snapshot["game"]["phase"] == current.phase
+        await assert_sync_sends_the_current_state(socket, game)
     finally:
         await socket.close()
 

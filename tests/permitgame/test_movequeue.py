@@ -23,7 +23,7 @@ from permitgame.models import Game, Move
 from permitgame.services import MoveCommand, MoveResult
 from sim_core import Phase
 from tests.permitgame.test_hall import CountResolves, fresh, hall
-from tests.permitgame.wire import Socket, api_path, db
+from tests.permitgame.wire import Socket, api_path, at_once, db
 
 
 def unbound(function: Any) -> Any:
@@ -412,24 +412,13 @@ def test_batches_of_two_processes_at_once_are_ordered_by_the_games_lock():
     services.game_start(game=game)
     halves = [seats[:5], seats[5:]]
     results: list[Any] = [None, None]
-    start = threading.Barrier(2)
 
     def record(index: int) -> None:
-        from django.db import connection as thread_connection
+        results[index] = services.round_submit_moves(
+            game_id=game.pk, commands=[bid(seat, 0.1) for seat in halves[index]]
+        )
 
-        start.wait()
-        try:
-            results[index] = services.round_submit_moves(
-                game_id=game.pk, commands=[bid(seat, 0.1) for seat in halves[index]]
-            )
-        finally:
-            thread_connection.close()
-
-    threads = [threading.Thread(target=record, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(record, 2, timeout=30)
     assert all(isinstance(o, MoveResult) for half in results for o in half)
     assert len(stored_bids(game)) == 10
     game = fresh(game)

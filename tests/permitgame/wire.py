@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -68,3 +70,34 @@ def html_path(code: str, token: str) -> str:
 def db(function: Any) -> Any:
     """Run a sync (database) function from a test coroutine, the way consumers do."""
     return database_sync_to_async(function)
+
+
+def at_once(work: Callable[[int], None], count: int, *, timeout: float = 60) -> None:
+    """Run ``work(0)`` ... ``work(count - 1)`` in threads released together, as that many
+    server processes would at the same moment; each thread has its own database connection,
+    closed when it ends. Returns once all have ended (or ``timeout`` seconds each)."""
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        from django.db import connection
+
+        start.wait()
+        try:
+            work(index)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+
+
+async def assert_sync_sends_the_current_state(socket: Socket, game: Any) -> None:
+    """Send ``sync`` (what a client does on a gap) and check the snapshot is the game now."""
+    await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
+    snapshot = await socket.next()
+    current = await db(lambda: type(game).objects.get(pk=game.pk))()
+    assert snapshot["type"] == "state" and snapshot["seq"] == current.seq
+    assert snapshot["game"]["phase"] == current.phase

@@ -1,0 +1,327 @@
+"""A lecture hall joining one room (issue "Hall", the joins): each join and each first snapshot
+costs the same whatever the room's size, and what they show stays right.
+
+The speed itself is measured by the load benchmark (bench/load); these tests prove the
+mechanisms: a join is a fixed number of indexed queries (no read of every seat), a lobby's room
+is carried on across joins (the seats that joined since are read, not the whole room), a lab's
+JSON snapshot of a big room carries counts, the nickname check stays exact for Unicode
+casefolding, and joins racing each other never get one seat twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_init
+from django.test.utils import CaptureQueriesContext
+
+from permitgame import broadcast, selectors, services
+from permitgame.errors import GameFull, NicknameTaken
+from permitgame.models import Game, Seat, Status
+from sim_core import load_preset
+from tests.permitgame.wire import at_once
+
+
+def room(labs: int, humans: int | None = None, **options: Any) -> Game:
+    scenario = load_preset("targeted_audit")
+    scenario = scenario.with_changes(
+        labs=replace(scenario.labs, count=labs),
+        market=replace(scenario.market, token_cap=max(1, labs // 3)),
+    )
+    return services.game_create(
+        scenario=scenario, human_labs=labs if humans is None else humans, **options
+    )
+
+
+def fresh(game: Game) -> Game:
+    return Game.objects.get(pk=game.pk)
+
+
+@contextmanager
+def seats_built() -> Iterator[list[int]]:
+    """Count the Seat rows turned into objects inside the block (a read of the room shows)."""
+    built: list[int] = []
+
+    def counted(sender: Any, instance: Seat, **kwargs: Any) -> None:
+        built.append(1)
+
+    post_init.connect(counted, sender=Seat)
+    try:
+        yield built
+    finally:
+        post_init.disconnect(counted, sender=Seat)
+
+
+def state(seat: Seat, fmt: str = "json") -> dict[str, Any]:
+    _, [text] = broadcast.snapshot(Seat(pk=seat.pk, game_id=seat.game_id), fmt)
+    return json.loads(text)
+
+
+# ------------------------------------------------------------------------------ cost per join
+
+
+def join_costs(labs: int) -> tuple[int, int, int, int]:
+    """Queries and seats built by the 6th join of a room and by its first JSON snapshot."""
+    game = room(labs)
+    first = [services.seat_join(game=game, nickname=f"early {i}") for i in range(5)]
+    state(first[0])  # the room is read once (a socket of the lobby connected)
+    with CaptureQueriesContext(connection) as queries, seats_built() as built:
+        seat = services.seat_join(game=game, nickname="sixth")
+    join_queries, join_seats = len(queries.captured_queries), len(built)
+    services.seat_connect(seat=seat, channel_name=f"test-{seat.pk}")
+    socket = Seat(pk=seat.pk, game_id=seat.game_id)  # what a socket knows of its seat
+    with CaptureQueriesContext(connection) as queries, seats_built() as built:
+        _, [text] = broadcast.snapshot(socket, "json")
+    assert json.loads(text)["you"]["nickname"] == "sixth"
+    return join_queries, join_seats, len(queries.captured_queries), len(built)
+
+
+@pytest.mark.django_db
+def test_a_join_and_its_first_snapshot_cost_the_same_in_a_room_of_10_and_of_200():
+    small = join_costs(10)
+    big = join_costs(200)
+    assert small == big, (small, big)
+    join_queries, join_seats, snapshot_queries, snapshot_seats = big
+    # The lock, the nickname, the free seat, the rejoin code, the seat, the log, the game.
+    assert join_queries <= 10
+    # The game, the joins since the room was read and their seats, its version, who is online.
+    assert snapshot_queries <= 6
+    # A join turns at most its own seat into an object; the snapshot only the seat that joined.
+    assert join_seats <= 1 and snapshot_seats <= 1
+
+
+@pytest.mark.django_db
+def test_joins_into_a_running_game_take_bot_seats_with_the_same_queries_whatever_the_room():
+    costs = []
+    for labs in (10, 200):
+        game = room(labs, humans=1)
+        services.seat_join(game=game, nickname="first")
+        services.game_start(game=fresh(game))
+        with CaptureQueriesContext(connection) as queries, seats_built() as built:
+            seat = services.seat_join(game=fresh(game), nickname="late")
+        assert seat.kind == Seat.Kind.HUMAN and seat.lab_index == 1
+        costs.append((len(queries.captured_queries), len(built)))
+    assert costs[0] == costs[1]
+
+
+# ------------------------------------------------------------------------------ what is shown
+
+
+@pytest.mark.django_db
+def test_a_snapshot_after_joins_lists_the_players_who_joined():
+    game = room(6, humans=6)
+    ana = services.seat_join(game=game, nickname="Ana")
+    before = state(ana)  # the room is kept from here and carried on across the joins
+    assert [row["nickname"] for row in before["players"] if row["human"]] == ["Ana"]
+    services.seat_join(game=game, nickname="Bo")
+    cy = services.seat_join(game=game, nickname="Cy")
+    services.seat_connect(seat=cy, channel_name=f"test-{cy.pk}")
+    after = state(ana)
+    humans = {row["player_id"]: row for row in after["players"] if row["human"]}
+    assert [row["nickname"] for row in humans.values()] == ["Ana", "Bo", "Cy"]
+    assert humans[cy.player_id]["connected"] is True
+    assert humans[ana.player_id]["connected"] is False
+    mine = state(cy)
+    assert mine["you"]["nickname"] == "Cy" and mine["you"]["player_id"] == cy.player_id
+    # The same as a room read from scratch.
+    selectors._rooms.clear()
+    assert state(ana)["players"] == after["players"]
+    page = state_html(cy)
+    assert "Bo" in page and "Cy" in page
+
+
+def state_html(seat: Seat) -> str:
+    _, [text] = broadcast.snapshot(Seat(pk=seat.pk, game_id=seat.game_id), "html")
+    return text
+
+
+@pytest.mark.django_db
+def test_a_lab_of_a_big_room_gets_counts_and_the_governor_the_whole_list():
+    labs = broadcast.LIST_LIMIT + 10
+    game = room(labs, human_governor=True)
+    governor = services.seat_join(game=game, nickname="Gov", role="governor")
+    first = services.seat_join(game=game, nickname="lab one")
+    state(first)
+    state(governor)
+    joined = [services.seat_join(game=game, nickname=f"lab {i}") for i in range(2, 6)]
+    for seat in (first, joined[0]):
+        services.seat_connect(seat=seat, channel_name=f"test-{seat.pk}")
+    lab = state(joined[-1])
+    assert lab["players"] is None
+    assert lab["room"] == {"seats": labs + 1, "joined": 6, "connected": 2}
+    assert lab["you"]["nickname"] == "lab 5"
+    rows = state(governor)["players"]
+    assert len(rows) == labs + 1
+    assert [r["nickname"] for r in rows if r["human"]] == [
+        "lab one", "lab 2", "lab 3", "lab 4", "lab 5", "Gov"
+    ]  # fmt: skip
+    assert sum(r["connected"] for r in rows) == 2
+
+
+@pytest.mark.django_db
+def test_a_big_rooms_counts_leave_out_people_when_the_bots_are_hidden():
+    game = room(broadcast.LIST_LIMIT + 5, bot_disclosure="hidden")
+    seat = services.seat_join(game=game, nickname="Ana")
+    shown = state(seat)
+    assert shown["players"] is None
+    assert shown["room"] == {"seats": broadcast.LIST_LIMIT + 6, "joined": None, "connected": None}
+
+
+@pytest.mark.django_db
+def test_the_room_is_read_again_after_an_event_of_the_lobby():
+    # A seat added by the instructor is an event: the room is read again, not carried on.
+    game = room(4, humans=4)
+    ana = services.seat_join(game=game, nickname="Ana")
+    assert len(state(ana)["players"]) == 5
+    services.game_add_bot(game=fresh(game))
+    services.seat_join(game=game, nickname="Bo")
+    players = state(ana)["players"]
+    assert len(players) == 6
+    assert [row["nickname"] for row in players if row["human"]] == ["Ana", "Bo"]
+
+
+# ------------------------------------------------------------------------------ progress
+
+
+def lobby_progress_sent(labs: int, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The room's progress messages while a join comes at each beat of the clock loop (2 s)."""
+    game = room(labs)
+    sent: list[Any] = []
+    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    broadcast._last_progress.clear()
+    broadcast._dirty.clear()
+    clock = 5000.0
+    for index in range(20):
+        services.seat_join(game=game, nickname=f"p{index}")
+        broadcast.progress_changed(game.pk)  # what the join's commit does
+        broadcast.flush_due(now=clock)
+        clock += 0.1
+    monkeypatch.undo()
+    return [
+        json.loads(item.json[0])
+        for item in sent
+        if item.group == broadcast.realtime.hub_group(game.pk)
+    ]
+
+
+@pytest.mark.django_db
+def test_a_big_lobby_filling_up_hears_its_counts_once_a_second(monkeypatch):
+    big = lobby_progress_sent(broadcast.LIST_LIMIT + 20, monkeypatch)
+    small = lobby_progress_sent(30, monkeypatch)
+    # Twenty joins in two seconds: a big lobby's progress once a second (the latest counts),
+    # a small one's every PROGRESS_SECONDS with its list.
+    assert len(big) == 2 and [m["joined"] for m in big] == [1, 11]
+    assert all("players" not in m for m in big)
+    assert len(small) == 7 and small[-1]["joined"] == 19 and "players" in small[-1]
+
+
+# ------------------------------------------------------------------------------ nicknames
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("äbc", "ÄBC"), ("straße", "STRASSE"), ("Ana", "aNA"), ("ﬃ", "FFI")],
+)
+def test_a_nickname_taken_in_another_case_is_refused(first, second):
+    assert first.casefold() == second.casefold()  # what "the same nickname" means
+    game = room(4)
+    services.seat_join(game=game, nickname=first)
+    with pytest.raises(NicknameTaken):
+        services.seat_join(game=game, nickname=second)
+    with pytest.raises(NicknameTaken):  # resent with a key: still someone else's nickname
+        services.seat_join(game=game, nickname=second, join_key="k" * 20)
+
+
+@pytest.mark.django_db
+def test_nicknames_that_only_look_alike_are_different_players():
+    game = room(4)
+    services.seat_join(game=game, nickname="abc")
+    other = services.seat_join(game=game, nickname="abç")
+    assert other.nickname == "abç"
+    assert Seat.objects.filter(game=game, nickname_key__isnull=False).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_resent_join_gets_its_seat_and_the_same_key_with_another_name_a_new_one():
+    game = room(4)
+    seat = services.seat_join(game=game, nickname="Ana", join_key="k" * 20)
+    again = services.seat_join(game=game, nickname="Ana", join_key="k" * 20)
+    assert again.pk == seat.pk and again.token == seat.token
+    assert again.game.status == Status.LOBBY
+    other = services.seat_join(game=game, nickname="Bo", join_key="k" * 20)
+    assert other.pk != seat.pk
+
+
+@pytest.mark.django_db
+def test_the_last_seat_starts_an_autostart_game_and_the_join_says_so(client):
+    game = room(2, humans=2, autostart=True)
+    services.seat_join(game=game, nickname="Ana")
+    response = client.post(
+        f"/api/games/{game.code}/join", {"nickname": "Bo"}, content_type="application/json"
+    )
+    assert response.status_code == 201
+    assert response.json()["status"] == Status.RUNNING == fresh(game).status
+    with pytest.raises(GameFull):  # every lab is a person's, the governor a bot's
+        services.seat_join(game=game, nickname="Cy")
+
+
+# ------------------------------------------------------------------------------ concurrency
+
+
+@pytest.mark.django_db(transaction=True)
+def test_joins_racing_each_other_never_get_one_seat_twice():
+    # Four processes' worth of joins at once (threads with their own connections; on the
+    # PostgreSQL pass, real concurrent transactions queued on the game's row lock).
+    labs = 24
+    game = room(labs, humans=labs // 2)
+    taken: list[int] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def join(index: int) -> None:
+        try:
+            for n in range(labs // 4):
+                seat = services.seat_join(game=game, nickname=f"p{index}-{n}")
+                with lock:
+                    taken.append(seat.pk)
+        except BaseException as error:
+            failures.append(error)
+
+    at_once(join, 4)
+    assert not failures, failures
+    assert len(taken) == len(set(taken)) == labs
+    seats = list(Seat.objects.filter(game=game, token__isnull=False))
+    assert len(seats) == labs and len({s.rejoin_code for s in seats}) == labs
+    assert {s.lab_index for s in seats} == set(range(labs))
+    with pytest.raises(GameFull):
+        services.seat_join(game=game, nickname="one too many", role="lab")
+
+
+# ------------------------------------------------------------------------------ the migration
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_the_seats_of_existing_games_their_nickname_keys():
+    from django.db.migrations.executor import MigrationExecutor
+
+    game = room(4)
+    joined = services.seat_join(game=game, nickname="Straße")
+    before = [("permitgame", "0011_study2_bot_disclosure")]
+    after = [("permitgame", "0012_halljoin_nickname_key")]
+    MigrationExecutor(connection).migrate(before)  # a database from before the keys
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    keys = dict(Seat.objects.filter(game=game).values_list("pk", "nickname_key"))
+    assert keys.pop(joined.pk) == "strasse"
+    assert set(keys.values()) == {None}  # the seats nobody joined yet
+    with pytest.raises(NicknameTaken):
+        services.seat_join(game=game, nickname="STRASSE")
