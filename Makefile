@@ -100,17 +100,26 @@ PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The run starts over a hundred Python processes (manage.py, Daphne, the sim_core command line,
 # the workers): each compiles the project's modules once for all instead of on every start.
-test: sysdeps venv lint
-	@unset PYTHONDONTWRITEBYTECODE; pg_log=$$(mktemp); pg=""; \
-	trap '[ -z "$$pg" ] || kill $$pg 2>/dev/null; rm -f "$$pg_log"' EXIT; \
+# Lint runs beside the tests too (mypy from a cold cache, as in a fresh clone, takes half a
+# minute of one core, while the tests spend much of theirs waiting on servers and a browser);
+# its output comes first, the PostgreSQL pass's last, and `make test` fails if any of the three
+# fails.
+test: sysdeps venv
+	@unset PYTHONDONTWRITEBYTECODE; logs=$$(mktemp -d); lint=""; pg=""; \
+	trap '[ -z "$$lint" ] || kill $$lint 2>/dev/null; [ -z "$$pg" ] || kill $$pg 2>/dev/null; \
+	  rm -rf "$$logs"' EXIT; \
+	echo "$(MAKE) lint (beside the tests)"; \
+	$(MAKE) --no-print-directory lint >"$$logs/lint" 2>&1 & lint=$$!; \
 	echo "$(BIN)/python -m pytest --postgres -q $(POSTGRES_TESTS) (beside the main pass)"; \
 	$(BIN)/python -m pytest --postgres -q -p no:cacheprovider $(POSTGRES_TESTS) \
-	  >"$$pg_log" 2>&1 & pg=$$!; \
+	  >"$$logs/pg" 2>&1 & pg=$$!; \
 	echo "$(BIN)/python -m pytest $(PYTEST_PARALLEL)"; \
 	main=0; $(BIN)/python -m pytest $(PYTEST_PARALLEL) || main=$$?; \
+	linted=0; wait $$lint || linted=$$?; lint=""; \
 	postgres=0; wait $$pg || postgres=$$?; pg=""; \
-	echo "---------------- the PostgreSQL pass"; cat "$$pg_log"; \
-	[ $$main -eq 0 ] && [ $$postgres -eq 0 ]
+	echo "---------------- lint"; cat "$$logs/lint"; \
+	echo "---------------- the PostgreSQL pass"; cat "$$logs/pg"; \
+	[ $$linted -eq 0 ] && [ $$main -eq 0 ] && [ $$postgres -eq 0 ]
 
 # ------------------------------------------------------------------------------- running
 

@@ -26,7 +26,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the tests that use ``chromium_browser`` last.
+    """Run the tests that use ``chromium_browser`` last, the longest modules of them first.
 
     Playwright's sync API keeps an asyncio loop marked as running on the main thread for as long
     as it is open, and pytest-asyncio cannot start a test's loop while it is. With the browser
@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Tests marked ``postgres`` are skipped unless the run is ``--postgres``.
     """
-    items.sort(key=lambda item: "chromium_browser" in getattr(item, "fixturenames", ()))
+    items.sort(key=_browser_modules_last_longest_first)
     if hasattr(config, "workerinput"):
         _browser_tests_in_modules_of_their_own(items)
     if not config.getoption("--postgres"):
@@ -43,6 +43,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
+
+
+#: Seconds a browser module takes on an idle core (measured with ``--durations``). Under
+#: ``make test`` the browser modules run last, each whole on one worker: started longest first,
+#: the workers finish together instead of one waiting out a long module on its own at the end.
+#: A module not listed runs after these.
+BROWSER_MODULE_SECONDS = {
+    "tests/permitgame/test_console_pages.py": 90,
+    "tests/permitgame/test_play_pages.py": 80,
+    "tests/permitgame/test_story_pages.py": 60,
+    "tests/permitgame/test_trading_pages.py": 25,
+    "tests/permitgame/test_experiment_monitor.py": 25,
+    "tests/permitgame/test_experiment_live.py": 25,
+    "tests/permitgame/test_hall_pages.py": 15,
+    "tests/permitgame/test_browser_security.py": 15,
+}
+
+
+def _browser_modules_last_longest_first(item: pytest.Item) -> tuple[bool, int]:
+    if "chromium_browser" not in getattr(item, "fixturenames", ()):
+        return (False, 0)
+    return (True, -BROWSER_MODULE_SECONDS.get(item.nodeid.split("::", 1)[0], 0))
 
 
 def _browser_tests_in_modules_of_their_own(items: list[pytest.Item]) -> None:
@@ -114,6 +136,14 @@ def live_server_url(app_server: harness.LiveServer) -> str:
 
 @pytest.fixture(scope="session")
 def chromium_browser() -> Iterator[Any]:
-    """A Playwright ``Browser``: Debian's Chromium, headless, with no background networking."""
+    """A Playwright ``Browser``: Debian's Chromium, headless, with no background networking.
+
+    Playwright's ``expect`` waits for its condition up to 15 s instead of 5 (the tests' pages
+    wait 15 s too): on a machine busy with other suites, an answer over the socket can take
+    longer than 5 s to show, and the assertion is the same either way.
+    """
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     with harness.chromium() as browser:
         yield browser

@@ -14,9 +14,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import json
 import os
 import pwd
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -349,6 +351,84 @@ def manage(
     )
 
 
+class ManageProcess:
+    """Run ``manage.py`` commands for one server's settings in one long-lived process.
+
+    Each ``manage.py`` start sets Django up again (about 1.5 s of CPU); the browser tests make
+    their users and games with a few dozen commands, so each server gets one process
+    (``tests/manage_loop.py``) that runs them one after the other, with the same argument parsing
+    as the command line, and answers as ``manage`` does. Tests of a command's own start-up (its
+    settings from the environment, its exit) run it with ``manage``.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+        self._process: subprocess.Popen[str] | None = None  # started by the first command
+        self._log = Path(tempfile.mkdtemp(prefix="permitgame-manage-")) / "manage.log"
+
+    def _started(self) -> subprocess.Popen[str]:
+        if self._process is None:
+            self._log.parent.mkdir(exist_ok=True)
+            with self._log.open("ab") as log_file:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "tests.manage_loop"],
+                    cwd=REPO_ROOT,
+                    env=app_env(self._env),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log_file,
+                    text=True,
+                    encoding="utf-8",
+                    start_new_session=True,
+                )
+        return self._process
+
+    def __call__(
+        self, *args: str, environ: Mapping[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``manage.py ARGS``; ``environ``: variables the command reads, for it alone."""
+        process = self._started()
+        assert process.stdin is not None and process.stdout is not None
+        request = {"argv": list(args), "environ": dict(environ or {})}
+        process.stdin.write(json.dumps(request) + "\n")
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            log = _tail(self._log)
+            self.close()
+            raise ServerFailedToStart(f"manage.py {' '.join(args)} did not answer:\n{log}")
+        answer = json.loads(line)
+        return subprocess.CompletedProcess(
+            ["manage.py", *args], answer["returncode"], answer["stdout"], answer["stderr"]
+        )
+
+    def close(self) -> None:
+        """Stop the process (closing its input ends it; a stuck one is killed)."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                stop_process(process)
+            if process.stdout is not None:
+                process.stdout.close()
+        shutil.rmtree(self._log.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def manage_process(env: Mapping[str, str]) -> Iterator[ManageProcess]:
+    """Yield a ``ManageProcess`` for ``env``; stop it on exit."""
+    process = ManageProcess(env)
+    try:
+        yield process
+    finally:
+        process.close()
+
+
 def sqlite_database_url(directory: Path) -> str:
     """Return a DATABASE_URL for a fresh SQLite file in ``directory``."""
     return f"sqlite:///{directory / 'db.sqlite3'}"
@@ -441,11 +521,13 @@ def daphne_server(env: Mapping[str, str], *, migrate: bool = True) -> Iterator[s
 
 @dataclass(frozen=True)
 class LiveServer:
-    """A Daphne server on a SQLite file: its address, its settings, and the file itself."""
+    """A Daphne server on a SQLite file: its address, its settings, the file itself, and
+    ``manage``, which runs ``manage.py`` commands on the same settings (``ManageProcess``)."""
 
     base_url: str
     env: dict[str, str]
     database: Path
+    manage: ManageProcess
 
 
 @contextlib.contextmanager
@@ -453,8 +535,8 @@ def live_server(extra_env: Mapping[str, str] | None = None) -> Iterator[LiveServ
     """Serve the app from a freshly migrated SQLite file in a temp dir."""
     with scratch_dir("permitgame-live-") as workdir:
         env = {"DATABASE_URL": migrated_sqlite(workdir), **(extra_env or {})}
-        with daphne_server(env, migrate=False) as base_url:
-            yield LiveServer(base_url, env, workdir / "db.sqlite3")
+        with daphne_server(env, migrate=False) as base_url, manage_process(env) as commands:
+            yield LiveServer(base_url, env, workdir / "db.sqlite3", commands)
 
 
 @contextlib.contextmanager

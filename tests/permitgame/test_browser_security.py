@@ -39,12 +39,12 @@ document.addEventListener("securitypolicyviolation", (event) => {
 @pytest.fixture(scope="module")
 def server(app_server: harness.LiveServer) -> dict[str, Any]:
     """The session's Daphne server, with a staff account and a game of this module's own."""
-    env, base_url = app_server.env, app_server.base_url
-    made = harness.manage("shell", "-c", CREATE_STAFF, env=env)
+    base_url = app_server.base_url
+    made = app_server.manage("shell", "-c", CREATE_STAFF)
     assert made.returncode == 0, made.stderr
-    game = harness.manage(
+    game = app_server.manage(
         "creategame", "--scenario", "targeted_audit", "--labs", "3", "--human-labs", "1",
-        "--human-governor", "--phase-seconds", "120", "--json", "--base-url", base_url, env=env,
+        "--human-governor", "--phase-seconds", "120", "--json", "--base-url", base_url,
     )  # fmt: skip
     assert game.returncode == 0, game.stderr
     return {"base_url": base_url, "code": json.loads(game.stdout)["code"]}

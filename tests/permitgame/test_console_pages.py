@@ -47,6 +47,7 @@ class Server:
     base_url: str
     env: dict[str, str]
     database: Path
+    manage: harness.ManageProcess  # manage.py commands on the server's settings
 
     def rows(self, sql: str, *params: Any) -> list[sqlite3.Row]:
         with sqlite3.connect(self.database) as connection:
@@ -64,9 +65,9 @@ class Server:
 @pytest.fixture(scope="module")
 def server(app_server: harness.LiveServer) -> Server:
     """The session's Daphne server, with this module's instructor account."""
-    result = harness.manage("shell", "-c", CREATE_INSTRUCTOR, env=app_server.env)
+    result = app_server.manage("shell", "-c", CREATE_INSTRUCTOR)
     assert result.returncode == 0, result.stderr
-    return Server(app_server.base_url, app_server.env, app_server.database)
+    return Server(app_server.base_url, app_server.env, app_server.database, app_server.manage)
 
 
 def new_page(browser: Any, viewport: dict[str, int]) -> Any:
@@ -399,7 +400,7 @@ print(game.code)
 
 
 def test_console_pages_are_refused_to_another_instructor_in_the_browser(server, chromium_browser):
-    result = harness.manage("shell", "-c", MAKE_GAME_AND_RIVAL, env=server.env)
+    result = server.manage("shell", "-c", MAKE_GAME_AND_RIVAL)
     assert result.returncode == 0, result.stderr
     code = result.stdout.split()[-1]
     page = new_page(chromium_browser, DESKTOP)

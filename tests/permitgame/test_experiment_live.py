@@ -136,11 +136,11 @@ def test_two_treatments_by_two_rooms_played_by_programs_and_a_browser_participan
 ):
     with harness.scratch_dir("permitgame-study-") as workdir:
         env = {"DATABASE_URL": harness.sqlite_database_url(workdir)}
-        with harness.daphne_server(env) as base_url:
+        with harness.daphne_server(env) as base_url, harness.manage_process(env) as manage:
             design = workdir / "design.json"
             design.write_text(json.dumps(DESIGN))
-            made = harness.manage("experiment", "create", str(design), "--json",
-                                  "--base-url", base_url, env=env)  # fmt: skip
+            made = manage("experiment", "create", str(design), "--json",
+                          "--base-url", base_url)  # fmt: skip
             assert made.returncode == 0, made.stderr
             created = json.loads(made.stdout)
             study = Study(base_url, workdir / "db.sqlite3", created["code"])
@@ -197,9 +197,9 @@ def test_two_treatments_by_two_rooms_played_by_programs_and_a_browser_participan
             shoot(page, "complete")
 
             # The researcher's pages.
-            harness.manage("createsuperuser", "--noinput", "--username", "rita",
-                           "--email", "r@example.org",
-                           env={**env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
+            manage("createsuperuser", "--noinput", "--username", "rita",
+                   "--email", "r@example.org",
+                   environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
             staff = chromium_browser.new_context(viewport=PHONE).new_page()
             staff.goto(f"{base_url}/accounts/login/")
             staff.get_by_label("Username").fill("rita")
@@ -217,12 +217,11 @@ def test_two_treatments_by_two_rooms_played_by_programs_and_a_browser_participan
             shoot(staff, "editor-error")
 
             out = workdir / "data"
-            exported = harness.manage("experiment", "export", study.code, "--out", str(out),
-                                      env=env)  # fmt: skip
+            exported = manage("experiment", "export", study.code, "--out", str(out))
             assert exported.returncode == 0, exported.stderr
             games = {row[0] for row in study.query("SELECT code FROM permitgame_game")}
             for game in games:
-                replayed = harness.manage("replay_game", game, env=env)
+                replayed = manage("replay_game", game)
                 assert replayed.returncode == 0, replayed.stdout + replayed.stderr
                 assert "hash chain of its" in replayed.stdout
 

@@ -65,14 +65,14 @@ def test_the_monitors_room_controls_answer_in_place_and_keep_the_focus(chromium_
     with harness.live_server() as server:
         design = server.database.parent / "design.json"
         design.write_text(json.dumps(DESIGN))
-        made = harness.manage("experiment", "create", str(design), "--json",
-                              "--base-url", server.base_url, env=server.env)  # fmt: skip
+        made = server.manage("experiment", "create", str(design), "--json",
+                             "--base-url", server.base_url)  # fmt: skip
         assert made.returncode == 0, made.stderr
         code = json.loads(made.stdout)["code"]
         games = [enter(server.base_url, code, f"prog-{n}")["game"] for n in range(4)]
-        harness.manage("createsuperuser", "--noinput", "--username", "rita",
-                       "--email", "r@example.org",
-                       env={**server.env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
+        server.manage("createsuperuser", "--noinput", "--username", "rita",
+                      "--email", "r@example.org",
+                      environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
 
         page = chromium_browser.new_context(viewport=DESKTOP).new_page()
         page.goto(f"{server.base_url}/accounts/login/")

@@ -60,11 +60,12 @@ class Server:
     base_url: str
     env: dict[str, str]
     database: Path
+    manage: harness.ManageProcess  # manage.py commands on the server's settings
     scenario_file: Path
     scenario: Scenario
 
     def create_game(self, *args: str) -> dict[str, Any]:
-        result = harness.manage(
+        result = self.manage(
             "creategame",
             "--scenario",
             str(self.scenario_file),
@@ -72,7 +73,6 @@ class Server:
             "--base-url",
             self.base_url,
             *args,
-            env=self.env,
         )
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
@@ -126,6 +126,7 @@ def server(app_server: harness.LiveServer) -> Iterator[Server]:
             app_server.base_url,
             app_server.env,
             app_server.database,
+            app_server.manage,
             scenario_file,
             parse_scenario(data),
         )

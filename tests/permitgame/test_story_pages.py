@@ -36,10 +36,10 @@ WAIT_MS = 45_000
 def server() -> Iterator[Server]:
     with harness.scratch_dir("permitgame-story-") as workdir:
         env = {"DATABASE_URL": harness.sqlite_database_url(workdir)}
-        with harness.daphne_server(env) as base_url:
-            result = harness.manage("shell", "-c", CREATE_INSTRUCTOR, env=env)
+        with harness.daphne_server(env) as base_url, harness.manage_process(env) as manage:
+            result = manage("shell", "-c", CREATE_INSTRUCTOR)
             assert result.returncode == 0, result.stderr
-            yield Server(base_url, env, workdir / "db.sqlite3")
+            yield Server(base_url, env, workdir / "db.sqlite3", manage)
 
 
 def shoot(page: Any, name: str) -> None:
@@ -57,9 +57,9 @@ def shoot(page: Any, name: str) -> None:
 
 
 def create_game(server: Server, *args: str) -> dict[str, Any]:
-    result = harness.manage(
+    result = server.manage(
         "creategame", "--scenario", "targeted_audit", "--labs", "6", "--json",
-        "--base-url", server.base_url, *args, env=server.env,
+        "--base-url", server.base_url, *args,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
