@@ -131,6 +131,11 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a layer that is down: try again, the sockets resync after
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Cancelled while the layer was reading (channels-redis may turn the
+                    # cancellation into an error of its own): stop, as cancelled.
+                    raise
                 logger.exception("the hub channel %s could not be read", self.channel)
                 await asyncio.sleep(1.0)
                 continue
