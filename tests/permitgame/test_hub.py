@@ -62,6 +62,19 @@ def _own(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages if m["type"] in ("you", "your_results")]
 
 
+async def started_room() -> tuple[Any, list[Any], list[Socket], Socket]:
+    """A started game of 8 labs, 6 of them people: five JSON sockets and a browser's, drained."""
+    game, seats = await db(hall)(labs=8, humans=6)
+    await db(services.game_start)(game=game)
+    sockets = [Socket(api_path(game.code, seat.token), fmt="json") for seat in seats[:5]]
+    page = Socket(html_path(game.code, seats[5].token), fmt="html")  # a browser
+    for socket in [*sockets, page]:
+        await socket.connect()
+    for socket in [*sockets, page]:
+        await socket.drain(quiet=0.05)
+    return game, seats, sockets, page
+
+
 # ------------------------------------------------------------------------------ one process
 
 
@@ -72,15 +85,8 @@ async def test_an_event_is_one_layer_message_and_each_seat_gets_only_its_own_par
     from channels.layers import get_channel_layer
 
     settings.CHANNEL_LAYERS = in_memory()
-    game, seats = await db(hall)(labs=8, humans=6)
-    await db(services.game_start)(game=game)
-    sockets = [Socket(api_path(game.code, seat.token), fmt="json") for seat in seats[:5]]
-    page = Socket(html_path(game.code, seats[5].token), fmt="html")  # a browser
-    for socket in [*sockets, page]:
-        await socket.connect()
+    game, seats, sockets, page = await started_room()
     try:
-        for socket in [*sockets, page]:
-            await socket.drain(quiet=0.05)
         layer = get_channel_layer()
         count = LayerCount(layer, monkeypatch)
         before = (await db(fresh)(game)).seq
@@ -114,15 +120,8 @@ async def test_a_progress_is_one_layer_message_and_every_socket_hears_it_once(
     from channels.layers import get_channel_layer
 
     settings.CHANNEL_LAYERS = in_memory()
-    game, seats = await db(hall)(labs=8, humans=6)
-    await db(services.game_start)(game=game)
-    sockets = [Socket(api_path(game.code, seat.token), fmt="json") for seat in seats[:5]]
-    page = Socket(html_path(game.code, seats[5].token), fmt="html")
-    for socket in [*sockets, page]:
-        await socket.connect()
+    game, seats, sockets, page = await started_room()
     try:
-        for socket in [*sockets, page]:
-            await socket.drain(quiet=0.05)
         await db(services.round_submit_bid)(seat=seats[0], round_no=1, amount=0.1)
         count = LayerCount(get_channel_layer(), monkeypatch)
         await db(broadcast.flush_progress)(game.pk)
