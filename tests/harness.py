@@ -37,6 +37,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = REPO_ROOT / "artifacts"
 
+#: The viewports every new screen is looked at in: a phone, and the projector in the lecture hall.
+PHONE = {"width": 375, "height": 812}
+PROJECTOR = {"width": 1920, "height": 1080}
+
 # Chromium flags: no sandbox (we run as root in CI), and no background traffic to Google's
 # services, which this machine's closed network would refuse over and over.
 CHROMIUM_ARGS = [

@@ -27,12 +27,11 @@ import pytest
 from permitgame.client import CLIENT, JoinInfo, Player
 from permitgame.experiments import materials
 from tests import harness
+from tests.permitgame.console_fixtures import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1920, "height": 1080}
-PASSWORD = "a-long-test-password-7"
+PHONE, DESKTOP = harness.PHONE, harness.PROJECTOR
 
 DESIGN = {
     "name": "Live study",

@@ -13,12 +13,11 @@ import pytest
 
 from permitgame.client import CLIENT
 from tests import harness
+from tests.permitgame.console_fixtures import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1920, "height": 1080}
-PASSWORD = "a-long-test-password-7"
+PHONE, DESKTOP = harness.PHONE, harness.PROJECTOR
 DESIGN = {
     "name": "Monitor study",
     "seed": 2,
