@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -148,10 +148,59 @@ class Rows:
     position: Position | None = None
 
 
+class Keyed(Protocol):
+    """A value kept for one state of a game: ``key`` says which."""
+
+    @property
+    def key(self) -> tuple[Any, ...]: ...
+
+
+K = TypeVar("K", bound=Keyed)
+
+
+class GameCache(Generic[K]):
+    """What this process keeps of each game for one state of it (``Rows``, ``selectors``' rooms).
+
+    Game id -> the value last kept, with its ``key`` (the game's version and whatever else tells
+    its states apart); at most ``size`` games, the least recently used dropped. Thread-safe: the
+    sockets' database thread, HTTP requests and the clock read and keep at once.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[int, K] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def latest(self, game_id: int) -> K | None:
+        """Return the value last kept for the game, of whatever state."""
+        with self._lock:
+            value = self._items.get(game_id)
+            if value is not None:
+                self._items.move_to_end(game_id)
+            return value
+
+    def keep(self, game_id: int, value: K) -> None:
+        with self._lock:
+            self._items[game_id] = value
+            self._items.move_to_end(game_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def drop(self, game_id: int) -> None:
+        with self._lock:
+            self._items.pop(game_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __contains__(self, game_id: object) -> bool:
+        return game_id in self._items
+
+
 #: Games whose rows are kept per process, at most this many (least recently used dropped).
 ROWS_CACHE_SIZE = 256
-_rows: OrderedDict[int, Rows] = OrderedDict()
-_rows_lock = threading.Lock()
+_rows: GameCache[Rows] = GameCache(ROWS_CACHE_SIZE)
 
 
 def _rows_key(game: Game) -> tuple[int, str, int, int]:
@@ -166,12 +215,9 @@ def rows_of(game: Game, *, keep: bool = True) -> Rows:
     version did not move while it read (``selectors``, which then calls ``keep_rows``).
     """
     key = _rows_key(game)
-    with _rows_lock:
-        rows = _rows.get(game.pk)
-        if rows is not None and rows.key == key:
-            _rows.move_to_end(game.pk)
-            return rows
-    kept = rows
+    kept = _rows.latest(game.pk)
+    if kept is not None and kept.key == key:
+        return kept
     rows = None
     if kept is not None and kept.key[:2] == key[:2] and kept.key[3] == key[3] > 0:
         rows = _caught_up(game, kept, key)
@@ -218,11 +264,7 @@ def _caught_up(game: Game, kept: Rows, key: tuple[int, str, int, int]) -> Rows |
 
 def keep_rows(rows: Rows) -> None:
     """Store ``rows`` as its game's rows in this process (see ``rows_of``)."""
-    with _rows_lock:
-        _rows[rows.key[0]] = rows
-        _rows.move_to_end(rows.key[0])
-        while len(_rows) > ROWS_CACHE_SIZE:
-            _rows.popitem(last=False)
+    _rows.keep(rows.key[0], rows)
 
 
 def advance_rows(
@@ -247,8 +289,7 @@ def advance_rows(
 
 def forget_rows(game_id: int) -> None:
     """Drop the rows kept for a game (a transaction that may have touched them failed)."""
-    with _rows_lock:
-        _rows.pop(game_id, None)
+    _rows.drop(game_id)
 
 
 def state_of(game: Game, setup: GameSetup, rows: Rows) -> GameState:

@@ -15,8 +15,6 @@ rendering (``broadcast``).
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -618,8 +616,7 @@ class _Room:
 
 #: The room of each game last read in this process (game id -> room), at most this many.
 ROOM_CACHE_SIZE = 256
-_rooms: OrderedDict[int, _Room] = OrderedDict()
-_rooms_lock = threading.Lock()
+_rooms: bridge.GameCache[_Room] = bridge.GameCache(ROOM_CACHE_SIZE)
 
 
 def _room_key(game: Game) -> tuple[Any, ...]:
@@ -635,11 +632,9 @@ def _room(game: Game) -> _Room:
     change committed in between), so a kept room is one consistent state of the game.
     """
     key = _room_key(game)
-    with _rooms_lock:
-        room = _rooms.get(game.pk)
-        if room is not None and room.key == key:
-            _rooms.move_to_end(game.pk)
-            return room
+    room = _rooms.latest(game.pk)
+    if room is not None and room.key == key:
+        return room
     rows: bridge.Rows | None = None
     carried = None
     if room is not None and _joins_only(room.key, key):
@@ -659,11 +654,7 @@ def _room(game: Game) -> _Room:
     if current == (game.version, game.seq) or joins_since:
         if rows is not None:
             bridge.keep_rows(rows)
-        with _rooms_lock:
-            _rooms[game.pk] = room
-            _rooms.move_to_end(game.pk)
-            while len(_rooms) > ROOM_CACHE_SIZE:
-                _rooms.popitem(last=False)
+        _rooms.keep(game.pk, room)
     return room
 
 
