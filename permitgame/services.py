@@ -632,14 +632,18 @@ def _live_connections(seat_id: int, now: dt.datetime) -> int:
     return Connection.objects.filter(seat_id=seat_id, last_seen__gte=since).count()
 
 
-def _presence_logged(game_id: int) -> bool:
-    """Whether connects and drops go into the game's log: while it runs or is paused.
+def _logs_presence(status: str | None) -> bool:
+    """Whether a game in ``status`` logs connects and drops: while it runs or is paused.
 
     In the lobby a whole class connects at once and nothing is at stake yet; during play a
     drop or a return changes who plays a seat, so it is recorded (under the game's lock).
     """
-    status = Game.objects.filter(pk=game_id).values_list("status", flat=True).first()
     return status in (Status.RUNNING, Status.PAUSED)
+
+
+def _presence_logged(game_id: int) -> bool:
+    """Whether connects and drops go into the game's log now (``_logs_presence``)."""
+    return _logs_presence(Game.objects.filter(pk=game_id).values_list("status", flat=True).first())
 
 
 # ------------------------------------------------------------------------------ presence
@@ -655,9 +659,9 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     progress, sent coalesced. ``html``: a browser's socket (it is sent HTML fragments).
     """
     now = clock.now()
-    # The seat and its game's status in one query (is presence logged? ``_presence_logged``).
+    # The seat and its game's status in one query (is presence logged? ``_logs_presence``).
     seat = Seat.objects.annotate(game_status=F("game__status")).get(pk=seat.pk)
-    logged = seat.game_status in (Status.RUNNING, Status.PAUSED)
+    logged = _logs_presence(seat.game_status)
     returning = seat.has_player and logged and _live_connections(seat.pk, now) == 0
     # One statement (INSERT ... ON CONFLICT DO UPDATE): a channel name is new for each socket.
     Connection.objects.bulk_create(
@@ -1054,8 +1058,7 @@ def _submit_batch(
     outcomes: list[Outcome | None] = [None] * len(commands)
     started = game.phase_started_at or now
     latency = max(0, int((now - started).total_seconds() * 1000))
-    round_moves: list[Move] | None = None
-    logged: dict[tuple[int | None, str, str], Move] = {}
+    logged: dict[tuple[int | None, str, str], Move] | None = None  # built for the first move
     beliefs: dict[int, Move] | None = None
     new: dict[int, Move] = {}  # command index -> the move it would log
     asked: list[int] = []  # beliefs that passed their checks: the permit is checked last
@@ -1070,9 +1073,8 @@ def _submit_batch(
                 outcomes[index] = _check_belief(game, seat, command, beliefs)
             else:
                 _check_move(game, seat, command.action, command.round_no)
-                if round_moves is None:
-                    round_moves = rows.moves
-                    logged = _logged_index(round_moves)
+                if logged is None:
+                    logged = _logged_index(rows.moves)
                 outcomes[index] = _check_logged(game, seat, command, logged, now)
         except GameError as error:
             outcomes[index] = error
