@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -481,6 +481,17 @@ async def test_the_clock_fires_a_deadline_while_the_sockets_commands_are_held():
 # ------------------------------------------------------------------------------ the client
 
 
+@dataclass
+class HeldPlayer(Player):
+    """A client that makes no move until released: its game (bots move at once, no results
+    screen) is still on when the test takes its server down."""
+
+    held: bool = True
+
+    def next_command(self) -> dict[str, Any] | None:
+        return None if self.held else super().next_command()
+
+
 @pytest.mark.slow
 def test_the_client_outlasts_a_server_down_longer_than_it_used_to_and_plays_on(tmp_path):
     from tests import harness
@@ -493,7 +504,7 @@ def test_the_client_outlasts_a_server_down_longer_than_it_used_to_and_plays_on(t
 
     async def play() -> tuple[dict[str, Any], Player]:
         with daphne(env, tmp_path, port) as (process, url):
-            player = Player(join(url, code, "Ana"), reconnect_seconds=120, reconnect_cap=0.5)
+            player = HeldPlayer(join(url, code, "Ana"), reconnect_seconds=120, reconnect_cap=0.5)
             task = asyncio.ensure_future(player.play())
             for _ in range(100):
                 await asyncio.sleep(0.1)
@@ -508,6 +519,7 @@ def test_the_client_outlasts_a_server_down_longer_than_it_used_to_and_plays_on(t
             await asyncio.sleep(0.1)
         assert player.reconnects > 20
         assert not task.done()
+        player.held = False
         with daphne(env, tmp_path, port):
             result = await asyncio.wait_for(task, 120)
         return result, player
