@@ -567,10 +567,46 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+def second_window(page: Any, viewport: Mapping[str, int]) -> Any:
+    """Open a page in a window of its own, logged in as ``page`` is (the same session cookie).
+
+    An instructor's console and projector are two windows, each on a screen. Not a second tab
+    of ``page``'s context: Chromium shows one tab of a window and runs no animation frames in
+    the one behind, and every Playwright click there waits about a second for frames that do
+    not come. Close it with ``page.context.close()``.
+    """
+    context = page.context.browser.new_context(
+        viewport=dict(viewport), storage_state=page.context.storage_state()
+    )
+    return context.new_page()
+
+
 def artifact_path(name: str) -> Path:
     """Return ``artifacts/<name>`` (git-ignored), creating the directory."""
     ARTIFACTS_DIR.mkdir(exist_ok=True)
     return ARTIFACTS_DIR / name
+
+
+#: Set (to anything but "" or "0") to save the browser tests' screenshots in ``artifacts/``.
+SCREENSHOTS_ENV = "PERMITGAME_SCREENSHOTS"
+
+
+def screenshots_wanted() -> bool:
+    """Whether this run saves screenshots (``PERMITGAME_SCREENSHOTS=1``)."""
+    return os.environ.get(SCREENSHOTS_ENV, "") not in ("", "0")
+
+
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
+    """Save ``artifacts/<name>`` of ``page`` when screenshots are wanted, else nothing.
+
+    The screenshots are for people to look at (new screens, at a phone's and a projector's
+    size); no test reads them back, and each costs Chromium a full render and a PNG encoding,
+    about a third of the browser tests' time. ``make test`` leaves them off;
+    ``PERMITGAME_SCREENSHOTS=1 make test`` (or pytest) saves them all. What a test asserts
+    about the page (nothing wider than the phone, say) it asserts either way.
+    """
+    if screenshots_wanted():
+        page.screenshot(path=artifact_path(name), full_page=full_page)
 
 
 def random_secret_key() -> str:

@@ -35,7 +35,7 @@ def test_home_page_loads_htmx_from_our_own_host_when_served_by_daphne(
         viewport = page.locator('meta[name="viewport"]').get_attribute("content")
         assert viewport is not None
         assert "width=device-width" in viewport
-        page.screenshot(path=harness.artifact_path("home-phone.png"), full_page=True)
+        harness.screenshot(page, "home-phone.png")
     finally:
         context.close()
 

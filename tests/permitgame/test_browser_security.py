@@ -156,7 +156,7 @@ def test_no_page_breaks_the_content_security_policy(server, chromium_browser):
             assert control not in shown, control
         assert projector.locator("[data-control]:visible").count() == 0
         assert projector.locator("#host-seats:visible").count() == 0
-        projector.screenshot(path=harness.artifact_path("projector-running-desktop.png"))
+        harness.screenshot(projector, "projector-running-desktop.png", full_page=False)
         found += teacher.violations(projector, "projector")
 
         console.on("dialog", lambda dialog: dialog.accept())

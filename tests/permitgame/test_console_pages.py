@@ -6,7 +6,8 @@ through the address the projector's QR code encodes. The instructor moves seats 
 lobby, starts, pauses, resumes, extends and advances the game to its end, and the debrief shows
 the round charts and the deterrence heatmap with the game's point; a chart is downloaded as PNG
 and as CSV with no network. Screenshots of the console (lobby, live), the projector (1920x1080)
-and the debrief go to ``artifacts/``; at phone width (375 px) no console page may overflow.
+and the debrief go to ``artifacts/`` when asked for (``PERMITGAME_SCREENSHOTS=1``); at phone
+width (375 px) no console page may overflow, screenshots or not.
 """
 
 from __future__ import annotations
@@ -94,21 +95,24 @@ def shoot(page: Any, name: str, *, phone: bool = True, viewport: dict[str, int] 
     if phone:
         page.set_viewport_size(PHONE)
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=harness.artifact_path(f"console-{name}-phone.png"), full_page=True)
+        harness.screenshot(page, f"console-{name}-phone.png")
         width = page.evaluate("document.documentElement.scrollWidth")
         wide = page.evaluate(WIDER_THAN_THE_SCREEN)
-    page.set_viewport_size(viewport)
-    page.evaluate("window.scrollTo(0, 0)")
-    suffix = "projector" if viewport == PROJECTOR else "desktop"
-    page.screenshot(path=harness.artifact_path(f"console-{name}-{suffix}.png"), full_page=True)
+    if harness.screenshots_wanted():
+        page.set_viewport_size(viewport)
+        page.evaluate("window.scrollTo(0, 0)")
+        suffix = "projector" if viewport == PROJECTOR else "desktop"
+        harness.screenshot(page, f"console-{name}-{suffix}.png")
     page.set_viewport_size(size)
     assert width <= PHONE["width"], f"{name}: the page is {width}px wide at 375px: {wide}"
 
 
 def shoot_dark(page: Any, name: str) -> None:
-    """Save a desktop screenshot with the system's dark colour scheme."""
+    """Save a desktop screenshot with the system's dark colour scheme (when they are wanted)."""
+    if not harness.screenshots_wanted():
+        return
     page.emulate_media(color_scheme="dark")
-    page.screenshot(path=harness.artifact_path(f"console-{name}-dark.png"), full_page=True)
+    harness.screenshot(page, f"console-{name}-dark.png")
     page.emulate_media(color_scheme="light")
 
 
@@ -216,11 +220,11 @@ def advance_until(page: Any, done: str, *, limit: int = 12) -> None:
 
 def test_instructor_runs_a_class_from_the_create_form_to_the_debrief(server, chromium_browser):
     console = new_page(chromium_browser, DESKTOP)
-    students: list[Any] = []
+    windows: list[Any] = []  # the projector and the students' phones
     try:
         log_in(console, server)
-        projector = console.context.new_page()  # the same session: a second window
-        projector.set_viewport_size(PROJECTOR)
+        projector = harness.second_window(console, PROJECTOR)  # the same login
+        windows.append(projector)
         projector.set_default_timeout(WAIT_MS)
         code = create_game(console, server)
         console.wait_for_selector('.socket-state[data-socket-state="open"]')
@@ -236,9 +240,10 @@ def test_instructor_runs_a_class_from_the_create_form_to_the_debrief(server, chr
         shoot(projector, "projector-empty", phone=False, viewport=PROJECTOR)
 
         # Two students join by the QR code's address; both screens list them live.
-        students.append(join(chromium_browser, url, "Ana"))
-        students.append(join(chromium_browser, url, "Ben"))
-        ana, ben = students
+        ana = join(chromium_browser, url, "Ana")
+        windows.append(ana)
+        ben = join(chromium_browser, url, "Ben")
+        windows.append(ben)
         for page in (console, projector):
             expect(page.locator("#host-players .count")).to_have_text("2")
             expect(page.locator("#host-players")).to_contain_text("Ana")
@@ -383,7 +388,7 @@ def test_instructor_runs_a_class_from_the_create_form_to_the_debrief(server, chr
         expect(console.locator("body")).to_have_class(re.compile("presenting"))
         shoot(console, "debrief-present", phone=False, viewport=PROJECTOR)
     finally:
-        for page in (console, *students):
+        for page in (console, *windows):
             page.context.close()
 
 

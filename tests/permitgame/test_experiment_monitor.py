@@ -51,9 +51,9 @@ def shoot(page: Any, name: str) -> None:
     page.set_viewport_size(PHONE)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{name}: the page is {width}px wide at 375px"
-    page.screenshot(path=harness.artifact_path(f"monitor-{name}-phone.png"), full_page=True)
+    harness.screenshot(page, f"monitor-{name}-phone.png")
     page.set_viewport_size(DESKTOP)
-    page.screenshot(path=harness.artifact_path(f"monitor-{name}-desktop.png"))
+    harness.screenshot(page, f"monitor-{name}-desktop.png", full_page=False)
 
 
 def focused(page: Any) -> str:

@@ -27,7 +27,7 @@ FULL_HD = {"width": 1920, "height": 1080}
 def shoot(page: Any, name: str) -> None:
     """Save phone and full-HD screenshots of the visible screen; nothing overflows the phone."""
     page.set_viewport_size(PHONE)
-    page.screenshot(path=harness.artifact_path(f"hall-{name}-phone.png"))
+    harness.screenshot(page, f"hall-{name}-phone.png", full_page=False)
     width = page.evaluate("document.documentElement.scrollWidth")
     wide = page.evaluate(
         "[...document.querySelectorAll('body *')]"
@@ -36,7 +36,7 @@ def shoot(page: Any, name: str) -> None:
     )
     assert width <= PHONE["width"], f"{name}: the page is {width}px wide at 375px: {wide}"
     page.set_viewport_size(FULL_HD)
-    page.screenshot(path=harness.artifact_path(f"hall-{name}-desktop.png"))
+    harness.screenshot(page, f"hall-{name}-desktop.png", full_page=False)
     page.set_viewport_size(PHONE)
 
 

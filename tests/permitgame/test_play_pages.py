@@ -169,10 +169,10 @@ def shoot(page: Any, name: str) -> None:
     page.evaluate("window.scrollTo(0, 0)")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{name}: the page is {width}px wide at 375px"
-    page.screenshot(path=harness.artifact_path(f"play-{name}-phone.png"), full_page=True)
+    harness.screenshot(page, f"play-{name}-phone.png")
     page.set_viewport_size(DESKTOP)
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=harness.artifact_path(f"play-{name}-desktop.png"), full_page=True)
+    harness.screenshot(page, f"play-{name}-desktop.png")
     page.set_viewport_size(PHONE)
 
 

@@ -48,10 +48,10 @@ def shoot(page: Any, name: str) -> None:
     page.set_viewport_size(PHONE)
     page.evaluate("window.scrollTo(0, 0)")
     width = page.evaluate("document.documentElement.scrollWidth")
-    page.screenshot(path=harness.artifact_path(f"story-{name}-phone.png"), full_page=True)
+    harness.screenshot(page, f"story-{name}-phone.png")
     page.set_viewport_size(PROJECTOR)
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=harness.artifact_path(f"story-{name}-projector.png"), full_page=False)
+    harness.screenshot(page, f"story-{name}-projector.png", full_page=False)
     page.set_viewport_size(size)
     assert width <= PHONE["width"], f"{name}: the page is {width}px wide at 375px"
 

@@ -56,9 +56,9 @@ def shoot(page: Any, name: str) -> None:
     page.evaluate("window.scrollTo(0, 0)")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{name}: the page is {width}px wide at 375px"
-    page.screenshot(path=harness.artifact_path(f"trade-{name}-phone.png"), full_page=True)
+    harness.screenshot(page, f"trade-{name}-phone.png")
     page.set_viewport_size(WIDE)
-    page.screenshot(path=harness.artifact_path(f"trade-{name}-wide.png"), full_page=True)
+    harness.screenshot(page, f"trade-{name}-wide.png")
     page.set_viewport_size(PHONE)
 
 
