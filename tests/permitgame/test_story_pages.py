@@ -181,6 +181,7 @@ def test_the_projector_shows_the_round_headline_and_the_debrief_its_new_parts(
 ):
     console = new_page(chromium_browser, PROJECTOR)
     console.set_default_timeout(WAIT_MS)
+    projector = None
     try:
         log_in(console, server)
         console.goto(f"{server.base_url}/console/new/")
@@ -190,8 +191,7 @@ def test_the_projector_shows_the_round_headline_and_the_debrief_its_new_parts(
         console.get_by_role("button", name="Create the game").click()
         console.wait_for_url("**/console/games/*/")
         code = console.url.rstrip("/").split("/")[-1]
-        projector = console.context.new_page()
-        projector.set_viewport_size(PROJECTOR)
+        projector = harness.second_window(console, PROJECTOR)  # the same login
         projector.set_default_timeout(WAIT_MS)
         projector.goto(f"{server.base_url}/console/games/{code}/projector/")
         projector.wait_for_selector('.socket-state[data-socket-state="open"]')
@@ -206,6 +206,8 @@ def test_the_projector_shows_the_round_headline_and_the_debrief_its_new_parts(
         shoot(console, "debrief")
     finally:
         console.context.close()
+        if projector is not None:
+            projector.context.close()
 
 
 def test_the_governors_cockpit_on_the_phone(server, chromium_browser):
