@@ -97,8 +97,15 @@ def test_the_monitors_room_controls_answer_in_place_and_keep_the_focus(chromium_
         assert page.url == monitor
         assert focused(page) == f"control-{game}-resume"  # the control that took its place
         assert "paused" in row.inner_text()
-        # The monitor keeps refreshing itself (every 2 s) without taking the focus away.
-        page.wait_for_timeout(2500)
+        # The monitor keeps refreshing itself (every 2 s) without taking the focus away: wait
+        # for its next refresh to be in place.
+        page.evaluate(
+            """window.refreshed = 0;
+               document.body.addEventListener("htmx:afterSettle", function (event) {
+                 if (event.detail.requestConfig.verb === "get") window.refreshed += 1;
+               });"""
+        )
+        page.wait_for_function("() => window.refreshed > 0")
         assert focused(page) == f"control-{game}-resume"
         shoot(page, "paused")
 
