@@ -1,8 +1,8 @@
 """Traded permits on the players' pages, in a real browser (MODEL.md §3b).
 
-A Daphne server serves a one-round game of granted permits with three human labs: a holder that
-asks (and sells), a holder that keeps, and a lab without a permit that bids (and buys). Each
-plays through its page only; the test reads the database to check what the pages say.
+The session's Daphne server serves a one-round game of granted permits with three human labs: a
+holder that asks (and sells), a holder that keeps, and a lab without a permit that bids (and
+buys). Each plays through its page only; the test reads the database to check what the pages say.
 Screenshots of the trading screens at 375 px and 1920x1080 go to ``artifacts/``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,13 +42,13 @@ def seed_granting(holders: tuple[int, ...], others: tuple[int, ...]) -> int:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, dict[str, str], Any]]:
-    with harness.scratch_dir("permitgame-trade-") as workdir:
-        scenario_file = workdir / "traded.json"
-        scenario_file.write_text(json.dumps(SCENARIO))
-        env = {"DATABASE_URL": harness.sqlite_database_url(workdir)}
-        with harness.daphne_server(env) as base_url:
-            yield base_url, env, (scenario_file, workdir / "db.sqlite3")
+def server(
+    app_server: harness.LiveServer, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[harness.LiveServer, Path]:
+    """The session's Daphne server and this module's scenario file."""
+    scenario_file = tmp_path_factory.mktemp("trade") / "traded.json"
+    scenario_file.write_text(json.dumps(SCENARIO))
+    return app_server, scenario_file
 
 
 def shoot(page: Any, name: str) -> None:
@@ -67,11 +67,12 @@ def see(player: Player, selector: str, text: str) -> None:
 
 
 def test_a_holder_sells_a_holder_keeps_and_a_lab_buys_through_the_pages(server, chromium_browser):
-    base_url, env, (scenario_file, database) = server
+    app_server, scenario_file = server
+    base_url, database = app_server.base_url, app_server.database
     seed = seed_granting(holders=(0, 1), others=(2,))
-    result = harness.manage(
+    result = app_server.manage(
         "creategame", "--scenario", str(scenario_file), "--human-labs", "3", "--seed", str(seed),
-        "--phase-seconds", "600", "--json", "--base-url", base_url, env=env,
+        "--phase-seconds", "600", "--results-seconds", "0", "--json", "--base-url", base_url,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     code = json.loads(result.stdout)["code"]
