@@ -37,9 +37,12 @@ WAIT_MS = 15_000
 USERNAME = "mira"
 PASSWORD = "a-long-test-password-7"
 
+# Once per server: the modules that log in as this instructor share the session's server.
 CREATE_INSTRUCTOR = f"""
 from django.contrib.auth import get_user_model
-get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r})
+users = get_user_model().objects
+if not users.filter(username={USERNAME!r}).exists():
+    users.create_user({USERNAME!r}, password={PASSWORD!r})
 """
 
 
@@ -63,12 +66,17 @@ class Server:
         return dt.datetime.fromisoformat(self.game(code)["phase_deadline"])
 
 
-@pytest.fixture(scope="module")
-def server(app_server: harness.LiveServer) -> Server:
-    """The session's Daphne server, with this module's instructor account."""
+def instructor_server(app_server: harness.LiveServer) -> Server:
+    """The session's Daphne server, with the instructor account these tests log in as."""
     result = app_server.manage("shell", "-c", CREATE_INSTRUCTOR)
     assert result.returncode == 0, result.stderr
     return Server(app_server.base_url, app_server.env, app_server.database, app_server.manage)
+
+
+@pytest.fixture(scope="module")
+def server(app_server: harness.LiveServer) -> Server:
+    """The session's Daphne server, with this module's instructor account."""
+    return instructor_server(app_server)
 
 
 def new_page(browser: Any, viewport: dict[str, int]) -> Any:

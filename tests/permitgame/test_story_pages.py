@@ -9,7 +9,6 @@ Screenshots go to ``artifacts/`` (``story-*.png``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,10 +17,10 @@ from playwright.sync_api import expect
 from sim_core import expected_bot_price, load_preset, sweep_scenario
 from tests import harness
 from tests.permitgame.test_console_pages import (
-    CREATE_INSTRUCTOR,
     PHONE,
     PROJECTOR,
     Server,
+    instructor_server,
     log_in,
     new_page,
 )
@@ -33,13 +32,9 @@ WAIT_MS = 45_000
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with harness.scratch_dir("permitgame-story-") as workdir:
-        env = {"DATABASE_URL": harness.sqlite_database_url(workdir)}
-        with harness.daphne_server(env) as base_url, harness.manage_process(env) as manage:
-            result = manage("shell", "-c", CREATE_INSTRUCTOR)
-            assert result.returncode == 0, result.stderr
-            yield Server(base_url, env, workdir / "db.sqlite3", manage)
+def server(app_server: harness.LiveServer) -> Server:
+    """The session's Daphne server, with the console tests' instructor account."""
+    return instructor_server(app_server)
 
 
 def shoot(page: Any, name: str) -> None:
