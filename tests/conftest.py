@@ -50,14 +50,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 #: the workers finish together instead of one waiting out a long module on its own at the end.
 #: A module not listed runs after these.
 BROWSER_MODULE_SECONDS = {
-    "tests/permitgame/test_console_pages.py": 90,
-    "tests/permitgame/test_play_pages.py": 80,
-    "tests/permitgame/test_story_pages.py": 60,
-    "tests/permitgame/test_trading_pages.py": 25,
-    "tests/permitgame/test_experiment_monitor.py": 25,
-    "tests/permitgame/test_experiment_live.py": 25,
-    "tests/permitgame/test_hall_pages.py": 15,
-    "tests/permitgame/test_browser_security.py": 15,
+    "tests/permitgame/test_play_pages.py": 38,
+    "tests/permitgame/test_console_pages.py": 28,
+    "tests/permitgame/test_story_pages.py": 17,
+    "tests/permitgame/test_browser_security.py": 14,
+    "tests/permitgame/test_experiment_live.py": 11,
+    "tests/permitgame/test_experiment_monitor.py": 8,
+    "tests/permitgame/test_hall_pages.py": 8,
+    "tests/permitgame/test_trading_pages.py": 6,
 }
 
 
