@@ -504,7 +504,7 @@ def test_the_client_outlasts_a_server_down_longer_than_it_used_to_and_plays_on(t
 
     async def play() -> tuple[dict[str, Any], Player]:
         with daphne(env, tmp_path, port) as (process, url):
-            player = HeldPlayer(join(url, code, "Ana"), reconnect_seconds=120, reconnect_cap=0.5)
+            player = HeldPlayer(join(url, code, "Ana"), reconnect_seconds=120, reconnect_cap=0.1)
             task = asyncio.ensure_future(player.play())
             for _ in range(100):
                 await asyncio.sleep(0.1)
@@ -512,7 +512,7 @@ def test_the_client_outlasts_a_server_down_longer_than_it_used_to_and_plays_on(t
                     break
             harness.stop_process(process)
         # Down for more tries than the client used to make (20, about 31 s at the default
-        # backoff; this client waits at most 0.5 s between tries): polled, not slept out.
+        # backoff; this client waits at most 0.1 s between tries): polled, not slept out.
         for _ in range(600):
             if player.reconnects > 20 or task.done():
                 break
