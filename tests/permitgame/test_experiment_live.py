@@ -73,9 +73,14 @@ class Study:
     def answers(self, label: str) -> dict[str, str]:
         """The quiz's right answers for ``label``'s treatment, from the stored design."""
         (treatment,) = self.query(
-            "SELECT treatment FROM experiments_participant WHERE label = ?", label
+            "SELECT p.treatment FROM experiments_participant p JOIN experiments_experiment e "
+            "ON p.experiment_id = e.id WHERE p.label = ? AND e.code = ?",
+            label,
+            self.code,
         )[0]
-        (design,) = self.query("SELECT design FROM experiments_experiment")[0]
+        (design,) = self.query(
+            "SELECT design FROM experiments_experiment WHERE code = ?", self.code
+        )[0]
         scenario = json.loads(design)["treatments"][treatment]["scenario"]
         return {q.key: q.answer for q in materials.quiz(scenario)}
 
@@ -131,108 +136,113 @@ def play_in_browser(page: Any) -> None:
 
 
 def test_two_treatments_by_two_rooms_played_by_programs_and_a_browser_participant(
-    chromium_browser,
+    app_server, chromium_browser, tmp_path
 ):
-    with harness.scratch_dir("permitgame-study-") as workdir:
-        env = {"DATABASE_URL": harness.sqlite_database_url(workdir)}
-        with harness.daphne_server(env) as base_url, harness.manage_process(env) as manage:
-            design = workdir / "design.json"
-            design.write_text(json.dumps(DESIGN))
-            made = manage("experiment", "create", str(design), "--json",
-                          "--base-url", base_url)  # fmt: skip
-            assert made.returncode == 0, made.stderr
-            created = json.loads(made.stdout)
-            study = Study(base_url, workdir / "db.sqlite3", created["code"])
+    base_url, manage = app_server.base_url, app_server.manage
 
-            # The browser participant: entry link, consent, instructions and quiz, the room.
-            context = chromium_browser.new_context(viewport=PHONE)
-            page = context.new_page()
-            page.goto(f"{created['entry_url']}?label=WEB-1")
-            shoot(page, "consent")
-            page.get_by_role("button", name="I agree, continue").click()
-            page.wait_for_selector("#instructions-title")
-            for key, answer in study.answers("WEB-1").items():
-                page.locator(f"input[name={key}][value='{answer}']").check()
-            shoot(page, "instructions")
-            page.get_by_role("button", name="Continue to the game").click()
-            page.wait_for_url("**/play/*/")
-            page.wait_for_selector("#connection.is-online")
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps(DESIGN))
+    made = manage("experiment", "create", str(design), "--json",
+                  "--base-url", base_url)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    study = Study(base_url, app_server.database, created["code"])
 
-            # Seven programs fill the other seats over the protocol, in a thread of their own.
-            infos = [study.program(f"bot-{n}") for n in range(7)]
-            results: list[Any] = []
+    # The browser participant: entry link, consent, instructions and quiz, the room.
+    context = chromium_browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(f"{created['entry_url']}?label=WEB-1")
+    shoot(page, "consent")
+    page.get_by_role("button", name="I agree, continue").click()
+    page.wait_for_selector("#instructions-title")
+    for key, answer in study.answers("WEB-1").items():
+        page.locator(f"input[name={key}][value='{answer}']").check()
+    shoot(page, "instructions")
+    page.get_by_role("button", name="Continue to the game").click()
+    page.wait_for_url("**/play/*/")
+    page.wait_for_selector("#connection.is-online")
 
-            async def play_all() -> None:
-                results.extend(
-                    await asyncio.wait_for(
-                        asyncio.gather(
-                            *(Player(info, seed=n).play() for n, info in enumerate(infos))
-                        ),
-                        timeout=240,
-                    )
-                )
+    # Seven programs fill the other seats over the protocol, in a thread of their own.
+    infos = [study.program(f"bot-{n}") for n in range(7)]
+    results: list[Any] = []
 
-            thread = threading.Thread(target=lambda: asyncio.run(play_all()))
-            thread.start()
-            # Revealed at the end: while the game runs the players' list tells no bot apart.
-            page.wait_for_selector("#phase[data-status=running]")
-            players = page.locator("#players")
-            assert players.locator(".badge").count() == 0
-            assert "bot-" not in players.inner_text()
-            shoot(page, "play-bots-hidden")
-            play_in_browser(page)
-            thread.join(timeout=260)
-            assert len(results) == 7 and all(r["type"] == "game_over" for r in results)
-            # Once the game is over the list shows them (the room's bot lab and governor).
-            page.wait_for_selector("#players .badge")
-            assert players.get_by_text("Bot", exact=True).count() == 2
+    async def play_all() -> None:
+        results.extend(
+            await asyncio.wait_for(
+                asyncio.gather(*(Player(info, seed=n).play() for n, info in enumerate(infos))),
+                timeout=240,
+            )
+        )
 
-            # After play: the completion page with the payoff, the payment and a code.
-            page.goto(created["entry_url"])
-            page.wait_for_selector("[data-field=completion-code]")
-            code_shown = page.locator("[data-field=completion-code]").inner_text()
-            # Revealed at the end: the room's other human seat was a declared program.
-            assert "2 of the 3 labs" in page.locator("[data-field=disclosure]").inner_text()
-            shoot(page, "complete")
+    thread = threading.Thread(target=lambda: asyncio.run(play_all()))
+    thread.start()
+    # Revealed at the end: while the game runs the players' list tells no bot apart.
+    page.wait_for_selector("#phase[data-status=running]")
+    players = page.locator("#players")
+    assert players.locator(".badge").count() == 0
+    assert "bot-" not in players.inner_text()
+    shoot(page, "play-bots-hidden")
+    play_in_browser(page)
+    thread.join(timeout=260)
+    assert len(results) == 7 and all(r["type"] == "game_over" for r in results)
+    # Once the game is over the list shows them (the room's bot lab and governor).
+    page.wait_for_selector("#players .badge")
+    assert players.get_by_text("Bot", exact=True).count() == 2
 
-            # The researcher's pages.
-            manage("createsuperuser", "--noinput", "--username", "rita",
-                   "--email", "r@example.org",
-                   environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
-            staff = chromium_browser.new_context(viewport=PHONE).new_page()
-            staff.goto(f"{base_url}/accounts/login/")
-            staff.get_by_label("Username").fill("rita")
-            staff.get_by_label("Password").fill(PASSWORD)
-            staff.get_by_role("button", name="Log in").click()
-            staff.goto(f"{base_url}/console/experiments/{study.code}/")
-            staff.wait_for_selector("[data-field=arrivals]")
-            assert staff.locator("tr[data-game]").count() == 4
-            shoot(staff, "monitor")
-            staff.goto(f"{base_url}/console/experiments/")
-            shoot(staff, "list")
-            staff.goto(f"{base_url}/console/experiments/new/")
-            staff.locator("#design-text").fill('{"treatments": {"a": {"rooms": "two"}}}')
-            staff.wait_for_selector("#design-verdict [data-key='treatments.a.rooms']")
-            shoot(staff, "editor-error")
+    # After play: the completion page with the payoff, the payment and a code.
+    page.goto(created["entry_url"])
+    page.wait_for_selector("[data-field=completion-code]")
+    code_shown = page.locator("[data-field=completion-code]").inner_text()
+    # Revealed at the end: the room's other human seat was a declared program.
+    assert "2 of the 3 labs" in page.locator("[data-field=disclosure]").inner_text()
+    shoot(page, "complete")
 
-            out = workdir / "data"
-            exported = manage("experiment", "export", study.code, "--out", str(out))
-            assert exported.returncode == 0, exported.stderr
-            games = {row[0] for row in study.query("SELECT code FROM permitgame_game")}
-            for game in games:
-                replayed = manage("replay_game", game)
-                assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-                assert "hash chain of its" in replayed.stdout
+    # The researcher's pages.
+    manage("createsuperuser", "--noinput", "--username", "rita",
+           "--email", "r@example.org",
+           environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
+    staff = chromium_browser.new_context(viewport=PHONE).new_page()
+    staff.goto(f"{base_url}/accounts/login/")
+    staff.get_by_label("Username").fill("rita")
+    staff.get_by_label("Password").fill(PASSWORD)
+    staff.get_by_role("button", name="Log in").click()
+    staff.goto(f"{base_url}/console/experiments/{study.code}/")
+    staff.wait_for_selector("[data-field=arrivals]")
+    assert staff.locator("tr[data-game]").count() == 4
+    shoot(staff, "monitor")
+    staff.goto(f"{base_url}/console/experiments/")
+    shoot(staff, "list")
+    staff.goto(f"{base_url}/console/experiments/new/")
+    staff.locator("#design-text").fill('{"treatments": {"a": {"rooms": "two"}}}')
+    staff.wait_for_selector("#design-verdict [data-key='treatments.a.rooms']")
+    shoot(staff, "editor-error")
 
-            participants = list(csv.DictReader(io.StringIO((out / "participants.csv").read_text())))
-            assert len(participants) == 8
-            assert Counter((p["treatment"], p["room"]) for p in participants) == {
-                ("random", "1"): 2, ("random", "2"): 2, ("targeted", "1"): 2, ("targeted", "2"): 2,
-            }  # fmt: skip
-            web = next(p for p in participants if p["label"] == "WEB-1")
-            assert web["completion_code"] == code_shown and web["quiz_passed"] == "1"
-            labs = list(csv.DictReader(io.StringIO((out / "labs.csv").read_text())))
-            assert len(labs) == 4 * 2 * 3
-            assert Counter(r["seat"] for r in labs) == {"program": 7 * 2, "human": 2, "bot": 4 * 2}
-            assert all(r["bid_by"] == "program" for r in labs if r["seat"] == "program")
-            assert all(r["cf_bid"] != "" for r in labs if r["bid_by"] in ("human", "program"))
+    out = tmp_path / "data"
+    exported = manage("experiment", "export", study.code, "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    games = {
+        row[0]
+        for row in study.query(
+            "SELECT g.code FROM permitgame_game g JOIN experiments_room r ON r.game_id = g.id "
+            "JOIN experiments_experiment e ON r.experiment_id = e.id WHERE e.code = ?",
+            study.code,
+        )
+    }
+    assert len(games) == 4  # two treatments by two rooms
+    for game in games:
+        replayed = manage("replay_game", game)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert "hash chain of its" in replayed.stdout
+
+    participants = list(csv.DictReader(io.StringIO((out / "participants.csv").read_text())))
+    assert len(participants) == 8
+    assert Counter((p["treatment"], p["room"]) for p in participants) == {
+        ("random", "1"): 2, ("random", "2"): 2, ("targeted", "1"): 2, ("targeted", "2"): 2,
+    }  # fmt: skip
+    web = next(p for p in participants if p["label"] == "WEB-1")
+    assert web["completion_code"] == code_shown and web["quiz_passed"] == "1"
+    labs = list(csv.DictReader(io.StringIO((out / "labs.csv").read_text())))
+    assert len(labs) == 4 * 2 * 3
+    assert Counter(r["seat"] for r in labs) == {"program": 7 * 2, "human": 2, "bot": 4 * 2}
+    assert all(r["bid_by"] == "program" for r in labs if r["seat"] == "program")
+    assert all(r["cf_bid"] != "" for r in labs if r["bid_by"] in ("human", "program"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,84 +61,86 @@ def focused(page: Any) -> str:
     return str(page.evaluate("document.activeElement && document.activeElement.id"))
 
 
-def test_the_monitors_room_controls_answer_in_place_and_keep_the_focus(chromium_browser):
-    with harness.live_server() as server:
-        design = server.database.parent / "design.json"
-        design.write_text(json.dumps(DESIGN))
-        made = server.manage("experiment", "create", str(design), "--json",
-                             "--base-url", server.base_url)  # fmt: skip
-        assert made.returncode == 0, made.stderr
-        code = json.loads(made.stdout)["code"]
-        games = [enter(server.base_url, code, f"prog-{n}")["game"] for n in range(4)]
-        server.manage("createsuperuser", "--noinput", "--username", "rita",
-                      "--email", "r@example.org",
-                      environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
+def test_the_monitors_room_controls_answer_in_place_and_keep_the_focus(
+    app_server: harness.LiveServer, chromium_browser: Any, tmp_path: Path
+) -> None:
+    server = app_server
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps(DESIGN))
+    made = server.manage("experiment", "create", str(design), "--json",
+                         "--base-url", server.base_url)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    code = json.loads(made.stdout)["code"]
+    games = [enter(server.base_url, code, f"prog-{n}")["game"] for n in range(4)]
+    server.manage("createsuperuser", "--noinput", "--username", "mona",
+                  "--email", "r@example.org",
+                  environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
 
-        page = chromium_browser.new_context(viewport=DESKTOP).new_page()
-        page.goto(f"{server.base_url}/accounts/login/")
-        page.get_by_label("Username").fill("rita")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        monitor = f"{server.base_url}/console/experiments/{code}/"
-        page.goto(monitor)
-        page.wait_for_selector("tr[data-game]")
-        assert page.locator("tr[data-game]").count() == 4  # four rooms, one participant each
-        game = games[0]
-        row = page.locator(f'tr[data-game="{game}"]')
-        assert "running" in row.inner_text()
-        page.evaluate("window.notReloaded = true")  # gone if a control loaded a new page
+    page = chromium_browser.new_context(viewport=DESKTOP).new_page()
+    page.goto(f"{server.base_url}/accounts/login/")
+    page.get_by_label("Username").fill("mona")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    monitor = f"{server.base_url}/console/experiments/{code}/"
+    page.goto(monitor)
+    page.wait_for_selector("tr[data-game]")
+    assert page.locator("tr[data-game]").count() == 4  # four rooms, one participant each
+    game = games[0]
+    row = page.locator(f'tr[data-game="{game}"]')
+    assert "running" in row.inner_text()
+    page.evaluate("window.notReloaded = true")  # gone if a control loaded a new page
 
-        # Keyboard only: Tab to the room's Pause, press Enter.
-        pause = page.locator(f"#control-{game}-pause")
-        pause.focus()
-        page.keyboard.press("Enter")
-        page.wait_for_selector(f"#control-{game}-resume")
-        flash = page.locator("#monitor-flash")
-        assert "room 1: Paused" in flash.inner_text()
-        assert page.url == monitor
-        assert focused(page) == f"control-{game}-resume"  # the control that took its place
-        assert "paused" in row.inner_text()
-        # The monitor keeps refreshing itself (every 2 s) without taking the focus away: wait
-        # for its next refresh to be in place.
-        page.evaluate(
-            """window.refreshed = 0;
-               document.body.addEventListener("htmx:afterSettle", function (event) {
-                 if (event.detail.requestConfig.verb === "get") window.refreshed += 1;
-               });"""
-        )
-        page.wait_for_function("() => window.refreshed > 0")
-        assert focused(page) == f"control-{game}-resume"
-        shoot(page, "paused")
+    # Keyboard only: Tab to the room's Pause, press Enter.
+    pause = page.locator(f"#control-{game}-pause")
+    pause.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#control-{game}-resume")
+    flash = page.locator("#monitor-flash")
+    assert "room 1: Paused" in flash.inner_text()
+    assert page.url == monitor
+    assert focused(page) == f"control-{game}-resume"  # the control that took its place
+    assert "paused" in row.inner_text()
+    # The monitor keeps refreshing itself (every 2 s) without taking the focus away: wait
+    # for its next refresh to be in place.
+    page.evaluate(
+        """window.refreshed = 0;
+           document.body.addEventListener("htmx:afterSettle", function (event) {
+             if (event.detail.requestConfig.verb === "get") window.refreshed += 1;
+           });"""
+    )
+    page.wait_for_function("() => window.refreshed > 0")
+    assert focused(page) == f"control-{game}-resume"
+    shoot(page, "paused")
 
-        # Space on Resume: running again, the focus back on Pause.
-        page.keyboard.press(" ")
-        page.wait_for_selector(f"#control-{game}-pause")
-        assert focused(page) == f"control-{game}-pause"
-        assert "Resumed" in flash.inner_text()
+    # Space on Resume: running again, the focus back on Pause.
+    page.keyboard.press(" ")
+    page.wait_for_selector(f"#control-{game}-pause")
+    assert focused(page) == f"control-{game}-pause"
+    assert "Resumed" in flash.inner_text()
 
-        # A second monitor that has not seen the room end: its End is refused, in the page.
-        stale = chromium_browser.new_context(viewport=DESKTOP)
-        stale.add_cookies(page.context.cookies())
-        other = stale.new_page()
-        other.goto(monitor)
-        other.wait_for_selector(f"#control-{game}-end")
-        other.evaluate("window.notReloaded = true")
-        other.evaluate(  # stop its refresh, so that it keeps the room as it was
-            """document.body.addEventListener("htmx:beforeRequest", function (event) {
-                 if (event.detail.requestConfig.verb === "get") event.preventDefault();
-               });"""
-        )
-        page.once("dialog", lambda dialog: dialog.accept())
-        page.locator(f"#control-{game}-end").click()
-        page.locator(f'tr[data-game="{game}"] .state-finished').wait_for()
-        assert "The game is over" in flash.inner_text()
-        assert focused(page) == "monitor-flash"  # no control is left in that row
+    # A second monitor that has not seen the room end: its End is refused, in the page.
+    stale = chromium_browser.new_context(viewport=DESKTOP)
+    stale.add_cookies(page.context.cookies())
+    other = stale.new_page()
+    other.goto(monitor)
+    other.wait_for_selector(f"#control-{game}-end")
+    other.evaluate("window.notReloaded = true")
+    other.evaluate(  # stop its refresh, so that it keeps the room as it was
+        """document.body.addEventListener("htmx:beforeRequest", function (event) {
+             if (event.detail.requestConfig.verb === "get") event.preventDefault();
+           });"""
+    )
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator(f"#control-{game}-end").click()
+    page.locator(f'tr[data-game="{game}"] .state-finished').wait_for()
+    assert "The game is over" in flash.inner_text()
+    assert focused(page) == "monitor-flash"  # no control is left in that row
 
-        other.once("dialog", lambda dialog: dialog.accept())
-        other.locator(f"#control-{game}-end").click()
-        alert = other.locator("#monitor-flash[role=alert]")
-        alert.wait_for()
-        assert "already over" in alert.inner_text()
-        assert page.evaluate("window.notReloaded") and other.evaluate("window.notReloaded")
-        assert "finished" in other.locator(f'tr[data-game="{game}"]').inner_text()
-        shoot(other, "refused")
+    other.once("dialog", lambda dialog: dialog.accept())
+    other.locator(f"#control-{game}-end").click()
+    alert = other.locator("#monitor-flash[role=alert]")
+    alert.wait_for()
+    assert "already over" in alert.inner_text()
+    assert page.evaluate("window.notReloaded") and other.evaluate("window.notReloaded")
+    assert "finished" in other.locator(f'tr[data-game="{game}"]').inner_text()
+    shoot(other, "refused")
