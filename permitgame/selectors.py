@@ -713,6 +713,36 @@ def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _KeptLedger:
+    """A game's ledger as one process last read it (``_ledger_of``)."""
+
+    key: tuple[Any, ...]
+    book: ledger.Ledger
+
+
+#: Each game's ledger last read in this process (game id -> ledger), at most this many.
+_ledgers: bridge.GameCache[_KeptLedger] = bridge.GameCache(ROOM_CACHE_SIZE)
+
+
+def _ledger_of(game: Game, seats: Sequence[Seat]) -> ledger.Ledger:
+    """Return the ledger of ``game``'s settled rounds, read once per process while it holds.
+
+    A round is settled (its record written) only when its audit phase ends, so the records
+    change only with the game's round, phase or status; the standings also name each lab's
+    player. A room is built at every version of the game (every batch of moves), the ledger
+    of a big room's settled rounds only when one of those changed.
+    """
+    players = tuple((s.pk, s.nickname, s.token is not None, s.client_kind) for s in seats)
+    key = (game.pk, game.code, game.status, game.round_no, game.phase, players)
+    kept = _ledgers.latest(game.pk)
+    if kept is not None and kept.key == key:
+        return kept.book
+    book = ledger.read(game, seats=seats)
+    _ledgers.keep(game.pk, _KeptLedger(key, book))
+    return book
+
+
 def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
     # A lobby's last join the seats hold: the room is kept only if no change came while it was
     # read (``_room``), so the joins after it are the ones a later reader reads (``_after_joins``).
@@ -728,7 +758,7 @@ def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
     lab_seats = {s.lab_index: s for s in seats if s.lab_index is not None}
     governor_seat = next(s for s in seats if s.role == Role.GOVERNOR)
     scenario = bridge.scenario_of(game)
-    book = ledger.read(game, seats=seats)
+    book = _ledger_of(game, seats)
     records = book.records
 
     position = None

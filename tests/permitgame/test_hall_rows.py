@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from permitgame import bridge, selectors, services
+from permitgame import bridge, ledger, selectors, services
 from permitgame.models import Game, Move, Seat
 from permitgame.services import MoveCommand
 from sim_core import Phase
@@ -74,6 +74,18 @@ def check_position(game: Game, rows: bridge.Rows) -> bool:
     assert plain(rows.position.progress) == plain(again.progress)
     assert [m.pk for m in rows.position.moves] == [m.pk for m in again.moves]
     return True
+
+
+def check_ledger(game: Game) -> None:
+    """The settled rounds a room shows (kept while they hold) are those of a fresh read."""
+    kept = selectors._room(game).book
+    again = ledger.read(game)
+    assert [r.pk for r in kept.records] == [r.pk for r in again.records]
+    assert plain(kept.standings) == plain(again.standings)
+    assert kept.scores == again.scores and kept.wealth == again.wealth
+    assert plain([[row.payoff for row in rounds] for rounds in kept.rows]) == plain(
+        [[row.payoff for row in rounds] for rounds in again.rows]
+    )
 
 
 def summary(rows: bridge.Rows) -> tuple[Any, ...]:
@@ -149,6 +161,7 @@ def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
         kept = bridge.rows_of(game)  # carried on by the last batch, or read
         assert summary(kept) == rows_as_read(game), (step, game.round_no, game.phase)
         checked += 1
+        check_ledger(game)
         screens = selectors.game_screens(game)
         owed = [s for s in seats if s.player_id in screens.public.waiting_for]
         if (game.round_no, game.phase) == (2, Phase.BIDDING) and not handed:
@@ -184,6 +197,7 @@ def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
                 carried = bridge.rows_of(now)
                 assert summary(carried) == rows_as_read(now), step
                 resolved += check_position(now, carried)
+                check_ledger(now)
                 checked += 1
     assert fresh(game).status == "finished"
     assert handed and Seat.objects.get(pk=seats[1].pk).controller == "bot"
