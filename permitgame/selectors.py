@@ -728,13 +728,15 @@ _ledgers: bridge.GameCache[_KeptLedger] = bridge.GameCache(ROOM_CACHE_SIZE)
 def _ledger_of(game: Game, seats: Sequence[Seat]) -> ledger.Ledger:
     """Return the ledger of ``game``'s settled rounds, read once per process while it holds.
 
-    A round is settled (its record written) only when its audit phase ends, so the records
-    change only with the game's round, phase or status; the standings also name each lab's
-    player. A room is built at every version of the game (every batch of moves), the ledger
-    of a big room's settled rounds only when one of those changed.
+    A round is settled (its record written) only as its audit phase ends, in the transaction
+    that begins its results phase: the records stay the same from a round's results to the end
+    of the next round's audit, and with the game's status (an instructor may end a game in any
+    phase). The standings also name each lab's player. A room is built at every version of the
+    game (every batch of moves), the ledger of a big room's settled rounds once per round.
     """
     players = tuple((s.pk, s.nickname, s.token is not None, s.client_kind) for s in seats)
-    key = (game.pk, game.code, game.status, game.round_no, game.phase, players)
+    settled = game.round_no if game.phase == Phase.RESULTS else game.round_no - 1
+    key = (game.pk, game.code, game.status, settled, players)
     kept = _ledgers.latest(game.pk)
     if kept is not None and kept.key == key:
         return kept.book
