@@ -506,6 +506,32 @@ class _LabViews(Mapping[int, LabView]):
 # ------------------------------------------------------------------------------ building them
 
 
+def seats_and_moved(game: Game) -> tuple[list[Seat], set[int]]:
+    """Return the game's seats and the ids of those that moved in the current phase.
+
+    From the rows this process keeps for the game's version (``bridge.rows_of``: read once per
+    version, carried on by the batches of moves), so a room's coalesced progress reads neither.
+    """
+    rows = bridge.rows_of(game, keep=False)
+    moved = {
+        m.seat_id
+        for m in rows.moves
+        if m.seat_id is not None and m.round_no == game.round_no and m.phase == game.phase
+    }
+    return rows.seats, moved
+
+
+def sockets_open(game: Game, now: dt.datetime) -> tuple[set[int], bool]:
+    """Return the seats of ``game`` with a socket open (seen within the lease); whether a page.
+
+    The second value says whether any of those sockets is a browser's. One read: a room's coalesced progress renders the pages' fragments only for a browser.
+    """
+    since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
+    rows = Connection.objects.filter(seat__game=game, last_seen__gte=since)
+    seen = list(rows.values_list("seat_id", "html"))
+    return {seat_id for seat_id, _ in seen}, any(html for _, html in seen)
+
+
 def connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
     """Return the ids of the seats of ``game`` with a socket seen within the lease."""
     since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
