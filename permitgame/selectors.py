@@ -524,7 +524,8 @@ def seats_and_moved(game: Game) -> tuple[list[Seat], set[int]]:
 def sockets_open(game: Game, now: dt.datetime) -> tuple[set[int], bool]:
     """Return the seats of ``game`` with a socket open (seen within the lease); whether a page.
 
-    The second value says whether any of those sockets is a browser's. One read: a room's coalesced progress renders the pages' fragments only for a browser.
+    The second value says whether any of those sockets is a browser's. One read: a room's
+    coalesced progress renders the pages' fragments only for a browser.
     """
     since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
     rows = Connection.objects.filter(seat__game=game, last_seen__gte=since)
