@@ -190,6 +190,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = None
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = dict(POSTGRES_POOL)
+#: Threads of each process that record the players' moves (``permitgame.movequeue``), apart
+#: from the one thread its sockets' other database calls share: one with SQLite (its writers
+#: take turns at the file's lock), a few with PostgreSQL (each game has its own row lock; each
+#: thread holds one of the pool's connections while it records).
+MOVE_THREADS = 1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer. Without REDIS_URL: in-memory, which only reaches consumers in the same process
