@@ -272,19 +272,27 @@ def advance_rows(
 ) -> None:
     """Carry ``rows`` on to ``game``'s new version: the same seats, ``moves`` logged after them.
 
-    For a committed batch of moves whose seats did not change hands, in the same round: the
-    next reader of the game in this process reads nothing again. ``position``: the round as
-    the batch left it resolved (its moves, the bots' moves logged from that resolve).
+    For a committed transaction (a batch of moves, a deadline) whose seats did not change
+    hands: the next reader of the game in this process reads nothing again. ``position``: the
+    round as the transaction left it resolved (its moves, the bots' moves logged from that
+    resolve). Into the next round only with it: the new round's rows are the same seats, the
+    moves logged in it (none yet, as a rule) and its start state, the one that resolve began
+    from.
     """
     key = _rows_key(game)
-    if key[:2] != rows.key[:2] or key[3] != rows.key[3]:
+    if key[:2] != rows.key[:2]:
+        return
+    resolved_now = position is not None and position.progress.round_no == key[3]
+    if key[3] == rows.key[3]:
+        earlier, state = rows.moves, rows.state
+    elif key[3] == rows.key[3] + 1 and position is not None and resolved_now:
+        earlier, state = [], position.state
+    else:
         return
     added = [m for m in moves if m.action in MOVE_ACTIONS and m.round_no == key[3]]
-    logged = [*rows.moves, *added]
-    resolved = None
-    if position is not None and position.progress.round_no == key[3]:
-        resolved = replace(position, moves=logged)
-    keep_rows(Rows(key=key, seats=rows.seats, moves=logged, state=rows.state, position=resolved))
+    logged = [*earlier, *added]
+    resolved = replace(position, moves=logged) if position is not None and resolved_now else None
+    keep_rows(Rows(key=key, seats=rows.seats, moves=logged, state=state, position=resolved))
 
 
 def forget_rows(game_id: int) -> None:

@@ -621,6 +621,11 @@ LIST_LIMIT = 40
 #: many seconds: every progress is one message per socket, and "57 of 200 have bid" needs no
 #: more; a class's room keeps ``PROGRESS_SECONDS``.
 HALL_PROGRESS_SECONDS = 1.0
+#: Each room's progress is one message per socket of the room, and this process sends its
+#: progress to all of its sockets: about this many such messages a second at most, in all. So
+#: a server holding 20 classes of 30 sends each class its progress about once a second (and
+#: not 1,800 messages a second), one class alone three times a second.
+PROGRESS_MESSAGES_PER_SECOND = 600
 
 #: The console's view of a room (every seat, with its controls) is the largest fragment to
 #: render: it is sent with every event, and of the progress at most once per this many seconds.
@@ -724,6 +729,9 @@ class RoomProgress:
     bots_disclosed: bool = True
     #: Of the seats waited for, the governor's (0) if it is one of them.
     governor_waited: bool = False
+    #: Whether a browser's socket is open (in any process): only then are the pages'
+    #: fragments rendered.
+    browsers: bool = True
 
     def waiting_shown(self) -> tuple[int, ...]:
         """Whom the phase waits for, as the players may see it (as ``PublicView``'s)."""
@@ -757,8 +765,10 @@ def room_progress(game: Game, owed: set[int]) -> RoomProgress:
     ``owed``: the seats the phase waited for at the last event (``note_owed``); those of them
     with no move in this phase yet are still waited for.
     """
-    since = clock.now() - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
-    online = Exists(Connection.objects.filter(seat=OuterRef("pk"), last_seen__gte=since))
+    now = clock.now()
+    since = now - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
+    live = Connection.objects.filter(seat=OuterRef("pk"), last_seen__gte=since)
+    online = Exists(live)
     moved = Exists(
         Move.objects.filter(
             seat=OuterRef("pk"),
@@ -777,21 +787,30 @@ def room_progress(game: Game, owed: set[int]) -> RoomProgress:
             connected=Count("id", filter=Q(online)),
             waiting=Count("id", filter=Q(pk__in=owed or [0]) & ~Q(moved)),
             governor=Count("id", filter=Q(pk__in=owed or [0], role=Role.GOVERNOR) & ~Q(moved)),
+            browsers=Count("id", filter=Q(Exists(live.filter(html=True)))),
         )
         if not owed:
             counts["waiting"] = counts["governor"] = 0
     else:
-        rows = list(seats.annotate(online=online, moved=moved))
-        rows.sort(key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
+        # A class's room: its list, from the seats and moves kept for the game's version (the
+        # batches of moves carry them on) and one read of who is connected.
+        held, moved_ids = selectors.seats_and_moved(game)
+        connected, browsers = selectors.sockets_open(game, now)
+        rows = sorted(held, key=lambda s: (s.role != Role.LAB, s.lab_index or 0))
         playing = game.status in (Status.RUNNING, Status.PAUSED)
-        waiting_for = tuple(sorted(s.player_id for s in rows if s.pk in owed and not s.moved))
-        players = tuple(selectors.player_row(s, connected=s.online, playing=playing) for s in rows)
+        waiting_for = tuple(
+            sorted(s.player_id for s in rows if s.pk in owed and s.pk not in moved_ids)
+        )
+        players = tuple(
+            selectors.player_row(s, connected=s.pk in connected, playing=playing) for s in rows
+        )
         counts = {
             "seats": len(players),
             "joined": sum(1 for row in players if row.human),
             "connected": sum(1 for row in players if row.connected),
             "waiting": len(waiting_for),
             "governor": int(0 in waiting_for),
+            "browsers": int(browsers),
         }
     return RoomProgress(
         status=game.status,
@@ -807,6 +826,7 @@ def room_progress(game: Game, owed: set[int]) -> RoomProgress:
         waiting_for=waiting_for,
         bots_disclosed=game.bots_shown,
         governor_waited=bool(counts["governor"]),
+        browsers=bool(counts["browsers"]),
     )
 
 
@@ -851,7 +871,7 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
     room = room_progress(game, owed)
     _note_size(game_id, room.seats)
     html = seq_html(room.seq, "progress")
-    if not beacon:
+    if not beacon and room.browsers:  # the pages' fragments, only for a page to show them
         names = ("waiting", "players") if room.players is not None else ("waiting",)
         html = _render(names, {"public": room, "oob": True}) + html
     # Through the processes' hubs, as the events go: one channel message per process (each
@@ -924,7 +944,8 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
 
 def _interval(game_id: int) -> float:
     """Seconds between two progress messages of a game (call holding ``_progress_lock``)."""
-    return HALL_PROGRESS_SECONDS if game_id in _hall_games else PROGRESS_SECONDS
+    room = HALL_PROGRESS_SECONDS if game_id in _hall_games else PROGRESS_SECONDS
+    return max(room, len(realtime.LOCAL_CHANNELS) / PROGRESS_MESSAGES_PER_SECOND)
 
 
 def _note_size(game_id: int, seats: int) -> None:
@@ -939,8 +960,9 @@ def flush_due(*, now: float | None = None) -> int:
     """Send the progress of every game due for it (the clock loop's beat); return how many.
 
     Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it
-    (``HALL_PROGRESS_SECONDS`` for a room of more than ``LIST_LIMIT`` seats), or with a
-    socket open in this process and nothing sent for ``BEACON_SECONDS``.
+    (``HALL_PROGRESS_SECONDS`` for a room of more than ``LIST_LIMIT`` seats; longer when this
+    process holds more sockets than ``PROGRESS_MESSAGES_PER_SECOND`` reach three times a
+    second), or with a socket open in this process and nothing sent for ``BEACON_SECONDS``.
     """
     moment = time.monotonic() if now is None else now
     with _progress_lock:

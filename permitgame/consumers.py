@@ -36,6 +36,7 @@ from permitgame.forms import (
     BidForm,
     DecideForm,
     KeepForm,
+    clean_json,
     form_errors,
 )
 from permitgame.models import Action, Seat
@@ -88,6 +89,9 @@ def _cleaned(form_class: CommandForm, content: dict[str, Any]) -> Any:
             raised (a number too large for a float, a nesting too deep): a frame the form did not
             foresee is refused like any bad field, never with a traceback.
     """
+    fast = clean_json(form_class, content)
+    if fast is not None:  # the plain JSON of a well-formed command: what the form would clean
+        return fast
     try:
         form = form_class(content)
         valid = form.is_valid()

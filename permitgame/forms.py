@@ -196,6 +196,62 @@ class AuditForm(forms.Form):
     labs = IdListField(required=False)
 
 
+def _json_round(value: Any) -> int | None:
+    return value if type(value) is int and 1 <= value <= MAX_ROUND else None
+
+
+def _json_amount(value: Any) -> float | None:
+    if type(value) is int and abs(value) <= MAX_ID:
+        return float(value)
+    return value if type(value) is float and math.isfinite(value) else None
+
+
+def _json_labs(value: Any) -> list[int] | None:
+    if value is None:
+        return []
+    if type(value) is not list or len(value) > MAX_IDS:
+        return None
+    if all(type(item) is int and abs(item) <= MAX_ID for item in value):
+        return list(value)
+    return None
+
+
+def _json_run(value: Any) -> bool | None:
+    return value if type(value) is bool else None
+
+
+def _json_percent(value: Any) -> int | None:
+    return value if type(value) is int and 0 <= value <= 100 else None
+
+
+#: Each command form's fields as a program's JSON sends them when all is well: a reader per
+#: field that returns what the form's field cleans the value to, or None for anything else.
+_JSON_FIELDS: dict[type[forms.Form], dict[str, Any]] = {}
+
+
+def clean_json(form_class: type[forms.Form], content: dict[str, Any]) -> dict[str, Any] | None:
+    """Return a command's fields as ``form_class`` cleans them, for the plain JSON values of a
+    well-formed command (numbers, booleans, lists of ids), without building the form; None for
+    anything else (a missing field, a string, a number out of range...), which the form then
+    reads, and words the error of.
+
+    A room's moves arrive together on the event loop that every socket of the process shares:
+    the form costs about a tenth of a millisecond per move, this a few microseconds.
+    """
+    readers = _JSON_FIELDS.get(form_class)
+    if readers is None:
+        return None
+    cleaned = {}
+    for name, read in readers.items():
+        if name not in content and read is not _json_labs:
+            return None
+        value = read(content.get(name))
+        if value is None:
+            return None
+        cleaned[name] = value
+    return cleaned
+
+
 class JoinForm(forms.Form):
     """The join request's shape: each field must be text (JSON's numbers, booleans, lists and
     objects are refused, as the scenario format refuses them); the nickname's rules are checked
@@ -247,3 +303,15 @@ def form_errors(form: forms.Form) -> str:
                 text = f"{FIELD_WORDS.get(field, field.replace('_', ' ').capitalize())} {text}"
             parts.append(text)
     return " ".join(parts)
+
+
+_JSON_FIELDS.update(
+    {
+        BidForm: {"round": _json_round, "amount": _json_amount},
+        AskForm: {"round": _json_round, "amount": _json_amount},
+        KeepForm: {"round": _json_round},
+        DecideForm: {"round": _json_round, "run": _json_run},
+        BeliefForm: {"round": _json_round, "percent": _json_percent},
+        AuditForm: {"round": _json_round, "labs": _json_labs},
+    }
+)

@@ -1,12 +1,15 @@
 """Group commit of the moves that sockets send: one database call per game for all that wait.
 
-All of a Daphne's websocket database work runs on ONE thread (Channels' ``database_sync_to_async``
-is thread-sensitive), so a move that waits for that thread waits behind everything else: the
-other moves, the connections, the clock's beat. Here each move joins its game's queue; a call on
-that thread takes every move of the game queued by the moment it starts and records them with
-``services.round_submit_moves`` (one transaction, the game locked once, one resolve); moves that
-arrive while it runs are taken by the next call. There is no timer: a lone move is sent on at
-once, and the busier the thread, the more moves share one call.
+The moves are recorded on threads of their own (``RECORDERS``: one with SQLite, whose writers
+queue for the file's lock anyway; a few with PostgreSQL, so a game locked by another process's
+batch holds up only its own moves). Every other database call of a Daphne's sockets and pages
+runs on ONE shared thread (Channels' and Django's thread-sensitive calls: the joins, the
+snapshots), and a lecture hall's joins there must not hold up the moves of the rooms already
+playing. Each move joins its game's queue; a call on a recording thread takes every move of the
+game queued by the moment it starts and records them with ``services.round_submit_moves`` (one
+transaction, the game locked once, one resolve); moves that arrive while it runs are taken by
+the next call. There is no timer: a lone move is sent on at once, and the busier the thread,
+the more moves share one call.
 
 A socket's ``submit`` returns only once the transaction holding its move has committed (or the
 move was refused): the move is acknowledged when it is durably stored, never before. Several
@@ -20,9 +23,11 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from permitgame import services
 from permitgame.errors import GameError
@@ -31,6 +36,9 @@ from permitgame.services import MoveCommand, MoveResult, Outcome
 Waiter = tuple[MoveCommand, "asyncio.Future[Outcome]"]
 
 logger = logging.getLogger(__name__)
+
+#: The threads that record the moves (``settings.MOVE_THREADS``), apart from the shared one.
+RECORDERS = ThreadPoolExecutor(max_workers=settings.MOVE_THREADS, thread_name_prefix="moves")
 
 
 @dataclass(slots=True)
@@ -92,7 +100,8 @@ async def _drain(game_id: int, queue: _Queue, queues: dict[int, _Queue]) -> None
     loop = asyncio.get_running_loop()
     try:
         while True:
-            await database_sync_to_async(_record)(game_id, queue, loop)
+            record = database_sync_to_async(_record, thread_sensitive=False, executor=RECORDERS)
+            await record(game_id, queue, loop)
             with queue.lock:
                 if not queue.waiting:
                     break
@@ -110,7 +119,7 @@ async def _drain(game_id: int, queue: _Queue, queues: dict[int, _Queue]) -> None
 
 
 def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> None:
-    """On the database thread: take every waiting move of the game and record them together.
+    """On a recording thread: take every waiting move of the game and record them together.
 
     The sockets are answered as soon as the transaction has committed (handed to the event
     loop); the event the batch may cause (a phase change) is published after that, still here,

@@ -506,6 +506,33 @@ class _LabViews(Mapping[int, LabView]):
 # ------------------------------------------------------------------------------ building them
 
 
+def seats_and_moved(game: Game) -> tuple[list[Seat], set[int]]:
+    """Return the game's seats and the ids of those that moved in the current phase.
+
+    From the rows this process keeps for the game's version (``bridge.rows_of``: read once per
+    version, carried on by the batches of moves), so a room's coalesced progress reads neither.
+    """
+    rows = bridge.rows_of(game, keep=False)
+    moved = {
+        m.seat_id
+        for m in rows.moves
+        if m.seat_id is not None and m.round_no == game.round_no and m.phase == game.phase
+    }
+    return rows.seats, moved
+
+
+def sockets_open(game: Game, now: dt.datetime) -> tuple[set[int], bool]:
+    """Return the seats of ``game`` with a socket open (seen within the lease); whether a page.
+
+    The second value says whether any of those sockets is a browser's. One read: a room's
+    coalesced progress renders the pages' fragments only for a browser.
+    """
+    since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
+    rows = Connection.objects.filter(seat__game=game, last_seen__gte=since)
+    seen = list(rows.values_list("seat_id", "html"))
+    return {seat_id for seat_id, _ in seen}, any(html for _, html in seen)
+
+
 def connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
     """Return the ids of the seats of ``game`` with a socket seen within the lease."""
     since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
@@ -713,6 +740,38 @@ def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _KeptLedger:
+    """A game's ledger as one process last read it (``_ledger_of``)."""
+
+    key: tuple[Any, ...]
+    book: ledger.Ledger
+
+
+#: Each game's ledger last read in this process (game id -> ledger), at most this many.
+_ledgers: bridge.GameCache[_KeptLedger] = bridge.GameCache(ROOM_CACHE_SIZE)
+
+
+def _ledger_of(game: Game, seats: Sequence[Seat]) -> ledger.Ledger:
+    """Return the ledger of ``game``'s settled rounds, read once per process while it holds.
+
+    A round is settled (its record written) only as its audit phase ends, in the transaction
+    that begins its results phase: the records stay the same from a round's results to the end
+    of the next round's audit, and with the game's status (an instructor may end a game in any
+    phase). The standings also name each lab's player. A room is built at every version of the
+    game (every batch of moves), the ledger of a big room's settled rounds once per round.
+    """
+    players = tuple((s.pk, s.nickname, s.token is not None, s.client_kind) for s in seats)
+    settled = game.round_no if game.phase == Phase.RESULTS else game.round_no - 1
+    key = (game.pk, game.code, game.status, settled, players)
+    kept = _ledgers.latest(game.pk)
+    if kept is not None and kept.key == key:
+        return kept.book
+    book = ledger.read(game, seats=seats)
+    _ledgers.keep(game.pk, _KeptLedger(key, book))
+    return book
+
+
 def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
     # A lobby's last join the seats hold: the room is kept only if no change came while it was
     # read (``_room``), so the joins after it are the ones a later reader reads (``_after_joins``).
@@ -728,7 +787,7 @@ def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
     lab_seats = {s.lab_index: s for s in seats if s.lab_index is not None}
     governor_seat = next(s for s in seats if s.role == Role.GOVERNOR)
     scenario = bridge.scenario_of(game)
-    book = ledger.read(game, seats=seats)
+    book = _ledger_of(game, seats)
     records = book.records
 
     position = None

@@ -53,6 +53,7 @@ from permitgame.errors import (
 )
 from permitgame.models import (
     DEFAULT_DURATIONS,
+    MOVE_ACTIONS,
     Action,
     Actor,
     BotDisclosure,
@@ -853,6 +854,9 @@ def _fill_owed(game: Game, position: bridge.Position, now: dt.datetime) -> None:
         Seat.objects.filter(pk__in=[s.pk for s in away]).update(
             standing_in=True, controller=Controller.BOT
         )
+        journal = _journal()
+        if journal is not None:
+            journal.stale = True  # seats changed hands: the rows are read again
     _save_moves(game, entries)
 
 
@@ -904,13 +908,16 @@ def _drive(
     *,
     expired: bool,
     position: bridge.Position | None = None,
+    rows: bridge.Rows | None = None,
 ) -> bridge.Position | None:
     """Advance the locked ``game`` as far as its moves (and an expired deadline) allow.
 
     Call while holding the game's lock. ``expired`` means the current phase's deadline has
     passed or the instructor advanced it. ``position``: the round as the caller has just
     resolved it (with every logged move); it is used until a seat changes hands, so a move
-    that ends a phase resolves the round once.
+    that ends a phase resolves the round once. ``rows``: the game's rows as the caller began
+    (``bridge.rows_of``, under the lock; the caller keeps a journal): a round is then
+    resolved from them and what was logged since, and a new round's seats are not read again.
 
     Returns the position the game rests at (the round resolved with every move, the bots'
     included), if it was resolved here or given; None if not (or the game ended).
@@ -926,10 +933,10 @@ def _drive(
                 return None
             game.round_no += 1
             position = None  # a new round
-            _begin_phase(game, Phase.BIDDING, now, changes)
+            _begin_phase(game, Phase.BIDDING, now, changes, _held_seats(rows))
             continue
         if position is None:
-            position = bridge.position_of(game)
+            position = _position_now(game, rows)
         progress = position.progress
         if progress.awaiting == game.phase:
             if not expired:
@@ -956,6 +963,46 @@ def _drive(
             position = None  # who must move changed: resolve again
         expired = False
     return None
+
+
+def _held_seats(rows: bridge.Rows | None) -> list[Seat] | None:
+    """Return the seats of ``rows`` while they are the database's (no seat changed hands)."""
+    journal = _journal()
+    if rows is None or journal is None or journal.stale:
+        return None
+    return rows.seats
+
+
+def _position_now(game: Game, rows: bridge.Rows | None) -> bridge.Position:
+    """Resolve the locked game's current round: from ``rows`` and what was logged since.
+
+    The round's moves are the rows' (if they are of this round) and the log entries this
+    transaction saved in it (the journal's); read again if there are no rows or a seat
+    changed hands.
+    """
+    seats = _held_seats(rows)
+    journal = _journal()
+    if seats is None or rows is None or journal is None:
+        return bridge.position_of(game)
+    same_round = rows.key[3] == game.round_no
+    logged = [m for m in journal.moves if m.round_no == game.round_no and m.action in MOVE_ACTIONS]
+    moves = [*(rows.moves if same_round else ()), *logged]
+    state = bridge.state_of(game, bridge.setup_of(game), rows) if same_round else None
+    return bridge.position_of(game, seats=seats, moves=moves, state=state)
+
+
+def _carry_rows(rows: bridge.Rows, game: Game, resting: bridge.Position | None) -> None:
+    """Once the transaction commits, carry ``rows`` on to the game's new version.
+
+    The rows of the new version are the ones the transaction began with and what it logged
+    (its moves; the bots' moves of a phase it ended), and the round as it left it resolved:
+    the next batch and the next screens of this process read none of them again, and the
+    screens resolve nothing. Not if a seat changed hands (the next reader reads them).
+    """
+    journal = _journal()
+    if journal is not None and not journal.stale:
+        saved = list(journal.moves)
+        transaction.on_commit(partial(bridge.advance_rows, rows, game, saved, resting))
 
 
 # ------------------------------------------------------------------------------ moves
@@ -1132,14 +1179,7 @@ def _submit_batch(
     else:
         resting = position  # beliefs alone: the round as it stood, resolved with its moves
     _commit(game, changes, later=later)
-    journal = _journal()
-    if journal is not None and not journal.stale:
-        # The rows of the new version are the ones the batch began with and what it logged
-        # (its moves; the bots' moves of a phase it ended), and the round as the batch left
-        # it resolved: the next batch and the next screens of this process read none of them
-        # again, and the screens resolve nothing. A round's end starts new rows.
-        saved = list(journal.moves)
-        transaction.on_commit(partial(bridge.advance_rows, rows, game, saved, resting))
+    _carry_rows(rows, game, resting)
     return _all(outcomes)
 
 
@@ -1379,11 +1419,17 @@ def game_expire_phase(*, game_id: int) -> bool:
     changes = _Changes()
     if game.status == Status.LOBBY:
         _start(game, now, changes, actor=Actor.SYSTEM)
-    elif game.status == Status.RUNNING:
-        _drive(game, now, changes, expired=True)
-    else:
+        _commit(game, changes)
+        return True
+    if game.status != Status.RUNNING:
         return False
-    _commit(game, changes)
+    with _journaled(game_id):
+        # The rows the last batch carried on (or read once): a deadline in a room of hundreds
+        # reads no seat again, and a new round begins from them.
+        rows = bridge.rows_of(game)
+        resting = _drive(game, now, changes, expired=True, rows=rows)
+        _commit(game, changes)
+        _carry_rows(rows, game, resting)
     return True
 
 

@@ -155,11 +155,14 @@ TEMPLATES = [
 
 # ---------------------------------------------------------------------------------------- data
 
-# CONN_MAX_AGE stays 0: under ASGI, Channels' database_sync_to_async closes connections around
-# each call, and persistent connections would pile up per worker thread. With PostgreSQL each
-# process keeps a pool instead (Django's own, on psycopg_pool): a batch of moves, a snapshot or
+# Under ASGI, Channels' database_sync_to_async closes a connection around each call unless it
+# is persistent. With PostgreSQL each process keeps a pool instead (Django's own, on
+# psycopg_pool; a pool and CONN_MAX_AGE > 0 exclude each other): a batch of moves, a snapshot or
 # a beat of the clock takes a connection and gives it back, where it would otherwise open a new
-# one (a new server process on PostgreSQL's side) every time.
+# one (a new server process on PostgreSQL's side) every time. With SQLite (`make run`) each
+# thread keeps its connection for good (CONN_MAX_AGE None): opening one and reading the schema
+# again cost about 2 ms of CPU on every database call, and almost all of a Daphne's are on one
+# thread (Channels' thread-sensitive database_sync_to_async), the rest on a few executor threads.
 DATABASE_POOL_SIZE = _env_int("DJANGO_DATABASE_POOL_SIZE", 10)
 if DATABASE_POOL_SIZE < 1:
     raise ImproperlyConfigured("DJANGO_DATABASE_POOL_SIZE must be at least 1")
@@ -184,8 +187,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    DATABASES["default"]["CONN_MAX_AGE"] = None
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = dict(POSTGRES_POOL)
+#: Threads of each process that record the players' moves (``permitgame.movequeue``), apart
+#: from the one thread its sockets' other database calls share: one with SQLite (its writers
+#: take turns at the file's lock), a few with PostgreSQL (each game has its own row lock; each
+#: thread holds one of the pool's connections while it records).
+MOVE_THREADS = 1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer. Without REDIS_URL: in-memory, which only reaches consumers in the same process

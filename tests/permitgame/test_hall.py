@@ -217,6 +217,35 @@ def test_a_lecture_halls_progress_comes_once_a_second_a_class_rooms_three_times(
 
 
 @pytest.mark.django_db
+def test_a_busy_servers_classes_get_their_progress_less_often(monkeypatch):
+    # 20 classes of 30 on this process: each class's progress about once a second, so the
+    # process sends about PROGRESS_MESSAGES_PER_SECOND progress messages a second in all.
+    sent: list[Any] = []
+    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    sockets = {f"busy-{n}" for n in range(620)}
+    monkeypatch.setattr(broadcast.realtime, "LOCAL_CHANNELS", sockets)
+    game, seats = hall(labs=20, humans=16)
+    services.game_start(game=game)
+    broadcast.note_owed(selectors.game_screens(fresh(game)).public)
+    broadcast._last_progress.clear()
+    broadcast._dirty.clear()
+    clock = 1000.0
+    for seat in seats[:12]:  # a move every 1/8 s for 1.5 s, the clock beating after each
+        services.round_submit_bid(seat=seat, round_no=1, amount=0.1)
+        broadcast.progress_changed(game.pk)
+        broadcast.flush_due(now=clock)
+        clock += 0.125
+    public = [item for item in sent if item.group == broadcast.realtime.hub_group(game.pk)]
+    interval = len(sockets) / broadcast.PROGRESS_MESSAGES_PER_SECOND
+    assert interval > 1 and len(public) == 2  # at 0 s and at 1.125 s (three times: four)
+    broadcast.flush_due(now=clock + interval)  # and the last state once the interval passed
+    latest = json.loads(
+        [i for i in sent if i.group == broadcast.realtime.hub_group(game.pk)][-1].json[0]
+    )
+    assert latest["waiting"] == 16 - 12
+
+
+@pytest.mark.django_db
 def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     game, _ = hall(labs=60, humans=50)
     from django.core.cache import cache

@@ -132,6 +132,7 @@ def test_a_snapshot_after_joins_lists_the_players_who_joined():
     assert mine["you"]["nickname"] == "Cy" and mine["you"]["player_id"] == cy.player_id
     # The same as a room read from scratch.
     selectors._rooms.clear()
+    selectors._ledgers.clear()
     assert state(ana)["players"] == after["players"]
     page = state_html(cy)
     assert "Bo" in page and "Cy" in page

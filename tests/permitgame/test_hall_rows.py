@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from permitgame import bridge, selectors, services
+from permitgame import bridge, clock, ledger, selectors, services
 from permitgame.models import Game, Move, Seat
 from permitgame.services import MoveCommand
 from sim_core import Phase
@@ -74,6 +74,18 @@ def check_position(game: Game, rows: bridge.Rows) -> bool:
     assert plain(rows.position.progress) == plain(again.progress)
     assert [m.pk for m in rows.position.moves] == [m.pk for m in again.moves]
     return True
+
+
+def check_ledger(game: Game) -> None:
+    """The settled rounds a room shows (kept while they hold) are those of a fresh read."""
+    kept = selectors._room(game).book
+    again = ledger.read(game)
+    assert [r.pk for r in kept.records] == [r.pk for r in again.records]
+    assert plain(kept.standings) == plain(again.standings)
+    assert kept.scores == again.scores and kept.wealth == again.wealth
+    assert plain([[row.payoff for row in rounds] for rounds in kept.rows]) == plain(
+        [[row.payoff for row in rounds] for rounds in again.rows]
+    )
 
 
 def summary(rows: bridge.Rows) -> tuple[Any, ...]:
@@ -149,6 +161,7 @@ def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
         kept = bridge.rows_of(game)  # carried on by the last batch, or read
         assert summary(kept) == rows_as_read(game), (step, game.round_no, game.phase)
         checked += 1
+        check_ledger(game)
         screens = selectors.game_screens(game)
         owed = [s for s in seats if s.player_id in screens.public.waiting_for]
         if (game.round_no, game.phase) == (2, Phase.BIDDING) and not handed:
@@ -184,6 +197,7 @@ def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
                 carried = bridge.rows_of(now)
                 assert summary(carried) == rows_as_read(now), step
                 resolved += check_position(now, carried)
+                check_ledger(now)
                 checked += 1
     assert fresh(game).status == "finished"
     assert handed and Seat.objects.get(pk=seats[1].pk).controller == "bot"
@@ -281,3 +295,60 @@ def test_a_belief_is_judged_against_the_whole_round_and_its_screens_are_right(
     assert check_position(game, carried)
     screens = selectors.game_screens(game)
     assert screens.labs[loser.pk].belief == 30 and screens.labs[loser.pk].won is False
+
+
+@pytest.mark.django_db
+def test_the_clock_carries_the_rows_on_through_every_deadline_of_a_whole_game(
+    django_capture_on_commit_callbacks,
+):
+    # Every phase ended by its deadline (some labs moved, present ones get defaults, the bots
+    # play theirs, an absent one gets a stand-in: a seat changing hands is read again).
+    game, seats = hall(labs=8, humans=5, rounds=3, online=True)
+    services.seat_disconnect(channel_name=f"test-{seats[4].pk}")
+    with clock.frozen() as frozen:
+        services.game_start(game=game)
+        carried = steps = 0
+        while fresh(game).status != "finished" and steps < 40:
+            steps += 1
+            game = fresh(game)
+            if game.phase == Phase.BIDDING and game.round_no == 1:
+                with django_capture_on_commit_callbacks(execute=True):
+                    services.round_submit_moves(game_id=game.pk, commands=bids(seats[:2], 1))
+            frozen.advance(10_000)
+            services.presence_heartbeat({f"test-{s.pk}" for s in seats[:4]})  # still there
+            with django_capture_on_commit_callbacks(execute=True):
+                assert services.game_expire_phase(game_id=game.pk)
+            now = fresh(game)
+            kept = bridge._rows.latest(now.pk)
+            if kept is not None and kept.key == (now.pk, now.code, now.version, now.round_no):
+                carried += 1
+                assert summary(kept) == rows_as_read(now), (steps, now.round_no, now.phase)
+                check_position(now, kept)
+            check_ledger(now)
+    assert fresh(game).status == "finished"
+    # Each round's four deadlines carry the rows on, the next round's bidding included (the
+    # stand-in's deadline and the game's end do not).
+    assert carried >= 8, carried
+
+
+@pytest.mark.django_db
+def test_after_the_results_deadline_the_new_rounds_screens_read_no_seat(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    game, seats = hall(labs=12, humans=12, rounds=2, online=True)
+    with clock.frozen() as frozen:
+        services.game_start(game=game)
+        for _ in range(3):  # bidding, compliance (the governor's bot audits), the results
+            frozen.advance(10_000)
+            services.presence_heartbeat({f"test-{s.pk}" for s in seats})
+            with django_capture_on_commit_callbacks(execute=True):
+                services.game_expire_phase(game_id=game.pk)
+        game = fresh(game)
+        assert (game.round_no, game.phase) == (2, Phase.BIDDING)
+        selectors._rooms.clear()
+        resolves = CountResolves(monkeypatch)
+        with CaptureQueriesContext(connection) as queries:
+            screens = selectors.game_screens(game)
+        assert seat_reads(queries) == [] and move_reads(queries) == []
+        assert resolves.calls == 0
+        assert sorted(screens.public.waiting_for) == [s.player_id for s in seats]

@@ -67,9 +67,15 @@ async def connect_all(game: Game, seats: list[Any]) -> list[Socket]:
 
 
 async def held_thread() -> tuple[threading.Event, asyncio.Future[Any]]:
-    """Hold the sockets' shared database thread until the event is set."""
+    """Hold the threads that record the moves until the event is set (a busy database)."""
     release = threading.Event()
-    held = asyncio.ensure_future(db(release.wait)())
+    loop = asyncio.get_running_loop()
+    held = asyncio.gather(
+        *(
+            loop.run_in_executor(movequeue.RECORDERS, release.wait)
+            for _ in range(movequeue.RECORDERS._max_workers)
+        )
+    )
     await asyncio.sleep(0.05)
     return release, held
 
@@ -400,6 +406,30 @@ async def test_a_batch_that_ends_the_phase_is_acknowledged_before_the_room_hears
     finally:
         release.set()
         acked.set()
+        for socket in sockets:
+            await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_move_is_recorded_while_the_shared_database_thread_is_busy():
+    # The thread that the process's other socket and page calls share (a lecture hall's joins,
+    # the snapshots) is held: a room already playing still has its moves recorded and acked.
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    sockets = await connect_all(game, seats)
+    release = threading.Event()
+    shared = asyncio.ensure_future(db(release.wait)())
+    try:
+        await asyncio.sleep(0.05)
+        await sockets[0].communicator.send_to(
+            text_data=json.dumps({"type": "bid", "round": 1, "amount": 0.3})
+        )
+        reply = await asyncio.wait_for(reply_of(sockets[0]), timeout=10)
+        assert reply["type"] == "ack" and not shared.done()
+        assert await unbound(stored_bids)(game) == {seats[0].pk: 0.3}
+    finally:
+        release.set()
+        await shared
         for socket in sockets:
             await socket.close()
 

@@ -27,6 +27,7 @@ print(json.dumps({
     "debug": settings.DEBUG,
     "engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST", ""),
     "port": str(db.get("PORT", "")), "user": db.get("USER", ""),
+    "conn_max_age": db["CONN_MAX_AGE"], "pool": "pool" in db.get("OPTIONS", {}),
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "layer_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts", []),
     "allowed_hosts": settings.ALLOWED_HOSTS,
@@ -70,6 +71,8 @@ def test_defaults_are_sqlite_and_in_memory_layer_when_env_is_empty():
     assert shown["debug"] is True
     assert shown["engine"] == "django.db.backends.sqlite3"
     assert shown["name"] == str(harness.REPO_ROOT / "db.sqlite3")
+    # Each thread keeps its SQLite connection: no new connection (and schema read) per call.
+    assert shown["conn_max_age"] is None and shown["pool"] is False
     assert shown["layer"] == "permitgame.layers.InMemoryLayer"
     assert shown["ssl_redirect"] is False
     assert shown["hsts"] == 0
@@ -79,6 +82,8 @@ def test_database_and_channel_layer_follow_env_when_urls_are_set():
     shown = settings_under(PRODUCTION_ENV)
     assert shown["debug"] is False
     assert shown["engine"] == "django.db.backends.postgresql"
+    # A pool per process instead (the two exclude each other in Django).
+    assert shown["conn_max_age"] == 0 and shown["pool"] is True
     assert (shown["host"], shown["port"], shown["user"], shown["name"]) == (
         "db.example.org",
         "5432",
