@@ -613,6 +613,7 @@ class _Room:
     records: tuple[RoundRecord, ...]
     position: bridge.Position | None
     waiting: tuple[int, ...]
+    owing: frozenset[int]  # ``waiting`` as a set: each lab's view asks whether it owes a move
     high_prob: float
     rules: RulesView
     market_view: MarketView | None
@@ -849,6 +850,7 @@ def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
         records=records,
         position=position,
         waiting=waiting,
+        owing=frozenset(waiting),
         high_prob=high_prob,
         rules=rules,
         market_view=market_view,
@@ -1019,7 +1021,7 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
         bought=bool(trade.bought[lab]) if trade is not None else None,
         sold=bool(trade.sold[lab]) if trade is not None else None,
         trades=trade.trades if trade is not None else None,
-        owes_move=seat.player_id in room.waiting,
+        owes_move=seat.player_id in room.owing,
         bot_playing=room.playing and seat.controller == Controller.BOT,
         handed_to_bot=seat.handed_to_bot,
         history=room.book.lab(lab),
@@ -1077,7 +1079,7 @@ def _governor_view(game: Game, room: _Room) -> GovernorView:
         suggested_high_prob=suggested,
         audits=tuple(lab + 1 for lab in audit_move.payload["labs"]) if audit_move else None,
         audits_by=audit_move.actor if audit_move else None,
-        owes_move=0 in room.waiting,
+        owes_move=0 in room.owing,
         bot_playing=room.playing and governor_seat.controller == Controller.BOT,
         handed_to_bot=governor_seat.handed_to_bot,
         history=tuple(

@@ -1410,11 +1410,14 @@ def game_expire_phase(*, game_id: int) -> bool:
     """Fire the game's deadline if it has passed; return whether it fired (the clock's call).
 
     Safe to call from any number of processes at once: under the lock the deadline is read
-    again, and the first caller moves it on, so it fires exactly once.
+    again, and the first caller moves it on, so it fires exactly once. A game whose row another
+    transaction holds (another process's clock firing it, a batch of moves) is skipped, not
+    waited for: every process's clock goes through the same due games, and waiting would make
+    them fire one after another in step; the next beat finds it again if it is still due.
     """
-    game = _lock(game_id)
+    game = Game.objects.select_for_update(skip_locked=True).filter(pk=game_id).first()
     now = clock.now()
-    if game.phase_deadline is None or game.phase_deadline > now:
+    if game is None or game.phase_deadline is None or game.phase_deadline > now:
         return False
     changes = _Changes()
     if game.status == Status.LOBBY:

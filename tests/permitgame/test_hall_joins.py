@@ -18,13 +18,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
-from permitgame import broadcast, selectors, services
+from permitgame import broadcast, clock, selectors, services
 from permitgame.errors import GameFull, NicknameTaken
-from permitgame.models import Game, Seat, Status
+from permitgame.models import Game, Move, Seat, Status
 from sim_core import load_preset
 from tests.permitgame.wire import at_once
 
@@ -304,6 +304,70 @@ def test_joins_racing_each_other_never_get_one_seat_twice():
     assert {s.lab_index for s in seats} == set(range(labs))
     with pytest.raises(GameFull):
         services.seat_join(game=game, nickname="one too many", role="lab")
+
+
+# ------------------------------------------------------------------------------ the clocks
+
+
+def due_rooms(count: int, frozen: Any) -> list[Game]:
+    """Rooms of bots and one human each, their bidding deadlines just passed."""
+    games = []
+    for _ in range(count):
+        game = room(4, humans=1, durations={"bidding": 30, "compliance": 30, "results": 5})
+        services.seat_join(game=game, nickname="Ana")
+        services.game_start(game=game)
+        games.append(game)
+    frozen.advance(31)
+    return games
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_clocks_of_several_processes_fire_each_due_deadline_once():
+    # Three processes' clocks at one beat over the same due games (threads with their own
+    # connections; on the PostgreSQL pass each skips a game another is firing).
+    with clock.frozen() as frozen:
+        games = due_rooms(6, frozen)
+        fired: list[bool] = []
+        lock = threading.Lock()
+
+        def beat(index: int) -> None:
+            for game in games:
+                done = services.game_expire_phase(game_id=game.pk)
+                with lock:
+                    fired.append(done)
+
+        at_once(beat, 3)
+    assert sum(fired) == len(games) and len(fired) == 3 * len(games)
+    for game in games:  # the bidding ended once (its absent player's bot played on)
+        assert fresh(game).phase != "bidding"
+        assert Move.objects.filter(game=game, action="phase", phase="compliance").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_clock_skips_a_game_another_transaction_holds_and_fires_it_at_the_next_beat():
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: the PostgreSQL pass (SQLite locks the whole file)")
+    with clock.frozen() as frozen:
+        (game,) = due_rooms(1, frozen)
+        holding, release = threading.Event(), threading.Event()
+
+        def hold(index: int) -> None:  # another process firing it, or a batch of moves
+            with transaction.atomic():
+                Game.objects.select_for_update().get(pk=game.pk)
+                holding.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=at_once, args=(hold, 1))
+        holder.start()
+        try:
+            assert holding.wait(30)
+            assert services.game_expire_phase(game_id=game.pk) is False  # not waited for
+            assert fresh(game).phase == "bidding"
+        finally:
+            release.set()
+            holder.join(30)
+        assert services.game_expire_phase(game_id=game.pk) is True
+    assert fresh(game).phase != "bidding"
 
 
 # ------------------------------------------------------------------------------ the migration

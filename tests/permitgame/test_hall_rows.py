@@ -76,6 +76,17 @@ def check_position(game: Game, rows: bridge.Rows) -> bool:
     return True
 
 
+def screens_reading_nothing(game: Game, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The game's screens built afresh (no room kept): no seat or move read, nothing resolved."""
+    selectors._rooms.clear()
+    resolves = CountResolves(monkeypatch)
+    with CaptureQueriesContext(connection) as queries:
+        screens = selectors.game_screens(game)
+    assert seat_reads(queries) == [] and move_reads(queries) == []
+    assert resolves.calls == 0
+    return screens
+
+
 def check_ledger(game: Game) -> None:
     """The settled rounds a room shows (kept while they hold) are those of a fresh read."""
     kept = selectors._room(game).book
@@ -132,13 +143,8 @@ def test_a_batch_ending_a_phase_leaves_the_new_phases_screens_nothing_to_read(
         )
     game = fresh(game)
     assert game.phase == Phase.COMPLIANCE
-    selectors._rooms.clear()
-    resolves = CountResolves(monkeypatch)
-    with CaptureQueriesContext(connection) as queries:
-        screens = selectors.game_screens(game)
     # Nothing read, nothing resolved: the batch's own resolve is the new phase's.
-    assert seat_reads(queries) == [] and move_reads(queries) == []
-    assert resolves.calls == 0
+    screens = screens_reading_nothing(game, monkeypatch)
     # ... and they are right: every lab's own bid is on its screen, the market cleared.
     assert all(screens.labs[s.pk].bid == pytest.approx(0.1) for s in seats)
     assert screens.public.market is not None
@@ -345,10 +351,5 @@ def test_after_the_results_deadline_the_new_rounds_screens_read_no_seat(
                 services.game_expire_phase(game_id=game.pk)
         game = fresh(game)
         assert (game.round_no, game.phase) == (2, Phase.BIDDING)
-        selectors._rooms.clear()
-        resolves = CountResolves(monkeypatch)
-        with CaptureQueriesContext(connection) as queries:
-            screens = selectors.game_screens(game)
-        assert seat_reads(queries) == [] and move_reads(queries) == []
-        assert resolves.calls == 0
+        screens = screens_reading_nothing(game, monkeypatch)
         assert sorted(screens.public.waiting_for) == [s.player_id for s in seats]

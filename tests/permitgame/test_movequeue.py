@@ -66,6 +66,13 @@ async def connect_all(game: Game, seats: list[Any]) -> list[Socket]:
     return sockets
 
 
+async def started(labs: int, humans: int) -> tuple[Game, list[Any]]:
+    """A hall of ``labs`` labs, ``humans`` of them joined, started (round 1's bidding)."""
+    game, seats = await db(hall)(labs=labs, humans=humans)
+    await db(services.game_start)(game=game)
+    return game, seats
+
+
 async def held_thread() -> tuple[threading.Event, asyncio.Future[Any]]:
     """Hold the threads that record the moves until the event is set (a busy database)."""
     release = threading.Event()
@@ -245,8 +252,7 @@ def test_the_hash_chain_holds_and_the_game_replays_after_batched_moves():
 
 @pytest.mark.django_db(transaction=True)
 async def test_moves_sent_while_the_database_is_busy_go_in_as_one_batch(monkeypatch):
-    game, seats = await db(hall)(labs=12, humans=9)
-    await db(services.game_start)(game=game)
+    game, seats = await started(labs=12, humans=9)
     sockets = await connect_all(game, seats[:8])  # one bid still owed: no phase change
     batches = CountBatches(monkeypatch)
     resolves = CountResolves(monkeypatch)
@@ -276,8 +282,7 @@ async def test_moves_sent_while_the_database_is_busy_go_in_as_one_batch(monkeypa
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_socket_is_acknowledged_only_once_its_move_is_stored(monkeypatch):
-    game, seats = await db(hall)(labs=4, humans=2)
-    await db(services.game_start)(game=game)
+    game, seats = await started(labs=4, humans=2)
     [socket] = await connect_all(game, seats[:1])
     seen_at_ack: list[dict[int, float]] = []
     original = movequeue._answer
@@ -301,8 +306,7 @@ async def test_a_socket_is_acknowledged_only_once_its_move_is_stored(monkeypatch
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_bad_command_in_a_batch_gets_its_error_and_the_others_their_acks():
-    game, seats = await db(hall)(labs=6, humans=4)
-    await db(services.game_start)(game=game)
+    game, seats = await started(labs=6, humans=4)
     sockets = await connect_all(game, seats)
     release, held = await held_thread()
     frames = [
@@ -341,8 +345,7 @@ async def test_a_move_resent_from_a_new_socket_is_a_duplicate_in_the_batch_and_a
     # A socket answers its own commands in order, so a seat's commands meet in one batch only
     # from several sockets: a phone that reconnected and resent while the first socket's move
     # was still waiting, or two tabs.
-    game, seats = await db(hall)(labs=6, humans=3)
-    await db(services.game_start)(game=game)
+    game, seats = await started(labs=6, humans=3)
     sockets = await connect_all(game, [seats[0]] * 3)
     release, held = await held_thread()
     try:
@@ -375,8 +378,7 @@ async def test_a_move_resent_from_a_new_socket_is_a_duplicate_in_the_batch_and_a
 async def test_a_batch_that_ends_the_phase_is_acknowledged_before_the_room_hears_the_new_phase(
     monkeypatch,
 ):
-    game, seats = await db(hall)(labs=5, humans=3)
-    await db(services.game_start)(game=game)
+    game, seats = await started(labs=5, humans=3)
     sockets = await connect_all(game, seats)
     acked = threading.Event()
     publish = broadcast.publish
@@ -414,8 +416,7 @@ async def test_a_batch_that_ends_the_phase_is_acknowledged_before_the_room_hears
 async def test_a_move_is_recorded_while_the_shared_database_thread_is_busy():
     # The thread that the process's other socket and page calls share (a lecture hall's joins,
     # the snapshots) is held: a room already playing still has its moves recorded and acked.
-    game, seats = await db(hall)(labs=4, humans=2)
-    await db(services.game_start)(game=game)
+    game, seats = await started(labs=4, humans=2)
     sockets = await connect_all(game, seats)
     release = threading.Event()
     shared = asyncio.ensure_future(db(release.wait)())
