@@ -10,6 +10,19 @@ from sim_core import load_preset
 PASSWORD = "a-long-test-password-7"
 
 
+def researcher_page(browser: Any, server: Any, username: str, *, viewport: Any) -> Any:
+    """A new page of ``browser`` logged in to ``server`` (a test server) as a new staff user."""
+    server.manage("createsuperuser", "--noinput", "--username", username,
+                  "--email", f"{username}@example.org",
+                  environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
+    page = browser.new_context(viewport=viewport).new_page()
+    page.goto(f"{server.base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    return page
+
+
 def make_instructor(user_model: Any, username: str, **extra: Any) -> Any:
     return user_model.objects.create_user(username=username, password=PASSWORD, **extra)
 

@@ -27,7 +27,7 @@ import pytest
 from permitgame.client import CLIENT, JoinInfo, Player
 from permitgame.experiments import materials
 from tests import harness
-from tests.permitgame.console_fixtures import PASSWORD
+from tests.permitgame.console_fixtures import researcher_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -198,14 +198,7 @@ def test_two_treatments_by_two_rooms_played_by_programs_and_a_browser_participan
     shoot(page, "complete")
 
     # The researcher's pages.
-    manage("createsuperuser", "--noinput", "--username", "rita",
-           "--email", "r@example.org",
-           environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
-    staff = chromium_browser.new_context(viewport=PHONE).new_page()
-    staff.goto(f"{base_url}/accounts/login/")
-    staff.get_by_label("Username").fill("rita")
-    staff.get_by_label("Password").fill(PASSWORD)
-    staff.get_by_role("button", name="Log in").click()
+    staff = researcher_page(chromium_browser, app_server, "rita", viewport=PHONE)
     staff.goto(f"{base_url}/console/experiments/{study.code}/")
     staff.wait_for_selector("[data-field=arrivals]")
     assert staff.locator("tr[data-game]").count() == 4

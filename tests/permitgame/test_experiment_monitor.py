@@ -14,7 +14,7 @@ import pytest
 
 from permitgame.client import CLIENT
 from tests import harness
-from tests.permitgame.console_fixtures import PASSWORD
+from tests.permitgame.console_fixtures import researcher_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -72,15 +72,7 @@ def test_the_monitors_room_controls_answer_in_place_and_keep_the_focus(
     assert made.returncode == 0, made.stderr
     code = json.loads(made.stdout)["code"]
     games = [enter(server.base_url, code, f"prog-{n}")["game"] for n in range(4)]
-    server.manage("createsuperuser", "--noinput", "--username", "mona",
-                  "--email", "r@example.org",
-                  environ={"DJANGO_SUPERUSER_PASSWORD": PASSWORD})  # fmt: skip
-
-    page = chromium_browser.new_context(viewport=DESKTOP).new_page()
-    page.goto(f"{server.base_url}/accounts/login/")
-    page.get_by_label("Username").fill("mona")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    page = researcher_page(chromium_browser, server, "mona", viewport=DESKTOP)
     monitor = f"{server.base_url}/console/experiments/{code}/"
     page.goto(monitor)
     page.wait_for_selector("tr[data-game]")
