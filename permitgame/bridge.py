@@ -289,10 +289,14 @@ def advance_rows(
         earlier, state = [], position.state
     else:
         return
-    added = [m for m in moves if m.action in MOVE_ACTIONS and m.round_no == key[3]]
-    logged = [*earlier, *added]
+    logged = [*earlier, *round_entries(moves, key[3])]
     resolved = replace(position, moves=logged) if position is not None and resolved_now else None
     keep_rows(Rows(key=key, seats=rows.seats, moves=logged, state=state, position=resolved))
+
+
+def round_entries(entries: Sequence[Move], round_no: int) -> list[Move]:
+    """Return the moves among log ``entries`` that a resolve of ``round_no`` takes (in order)."""
+    return [m for m in entries if m.action in MOVE_ACTIONS and m.round_no == round_no]
 
 
 def forget_rows(game_id: int) -> None:

@@ -225,8 +225,16 @@ def _json_percent(value: Any) -> int | None:
 
 
 #: Each command form's fields as a program's JSON sends them when all is well: a reader per
-#: field that returns what the form's field cleans the value to, or None for anything else.
-_JSON_FIELDS: dict[type[forms.Form], dict[str, Any]] = {}
+#: field that returns what the form's field cleans the value to, or None for anything else
+#: (a missing field is read as None: only the audit list may be left out, as in its form).
+_JSON_FIELDS: dict[type[forms.Form], dict[str, Any]] = {
+    BidForm: {"round": _json_round, "amount": _json_amount},
+    AskForm: {"round": _json_round, "amount": _json_amount},
+    KeepForm: {"round": _json_round},
+    DecideForm: {"round": _json_round, "run": _json_run},
+    BeliefForm: {"round": _json_round, "percent": _json_percent},
+    AuditForm: {"round": _json_round, "labs": _json_labs},
+}
 
 
 def clean_json(form_class: type[forms.Form], content: dict[str, Any]) -> dict[str, Any] | None:
@@ -243,8 +251,6 @@ def clean_json(form_class: type[forms.Form], content: dict[str, Any]) -> dict[st
         return None
     cleaned = {}
     for name, read in readers.items():
-        if name not in content and read is not _json_labs:
-            return None
         value = read(content.get(name))
         if value is None:
             return None
@@ -303,15 +309,3 @@ def form_errors(form: forms.Form) -> str:
                 text = f"{FIELD_WORDS.get(field, field.replace('_', ' ').capitalize())} {text}"
             parts.append(text)
     return " ".join(parts)
-
-
-_JSON_FIELDS.update(
-    {
-        BidForm: {"round": _json_round, "amount": _json_amount},
-        AskForm: {"round": _json_round, "amount": _json_amount},
-        KeepForm: {"round": _json_round},
-        DecideForm: {"round": _json_round, "run": _json_run},
-        BeliefForm: {"round": _json_round, "percent": _json_percent},
-        AuditForm: {"round": _json_round, "labs": _json_labs},
-    }
-)

@@ -515,8 +515,8 @@ def seats_and_moved(game: Game) -> tuple[list[Seat], set[int]]:
     rows = bridge.rows_of(game, keep=False)
     moved = {
         m.seat_id
-        for m in rows.moves
-        if m.seat_id is not None and m.round_no == game.round_no and m.phase == game.phase
+        for m in bridge.round_entries(rows.moves, game.round_no)
+        if m.seat_id is not None and m.phase == game.phase
     }
     return rows.seats, moved
 
@@ -535,12 +535,7 @@ def sockets_open(game: Game, now: dt.datetime) -> tuple[set[int], bool]:
 
 def connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
     """Return the ids of the seats of ``game`` with a socket seen within the lease."""
-    since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
-    return set(
-        Connection.objects.filter(seat__game=game, last_seen__gte=since).values_list(
-            "seat_id", flat=True
-        )
-    )
+    return sockets_open(game, now)[0]
 
 
 def _announced_policy(scenario: Scenario, human_governor: bool) -> str:

@@ -53,7 +53,6 @@ from permitgame.errors import (
 )
 from permitgame.models import (
     DEFAULT_DURATIONS,
-    MOVE_ACTIONS,
     Action,
     Actor,
     BotDisclosure,
@@ -173,6 +172,11 @@ class _Changes:
 def _lock(game_id: int) -> Game:
     """Return the game row, locked until the transaction ends (call inside ``atomic``)."""
     return Game.objects.select_for_update().get(pk=game_id)
+
+
+def _try_lock(game_id: int) -> Game | None:
+    """Return the game row locked as ``_lock`` does; None if another transaction holds it."""
+    return Game.objects.select_for_update(skip_locked=True).filter(pk=game_id).first()
 
 
 def _code(length: int) -> str:
@@ -985,7 +989,7 @@ def _position_now(game: Game, rows: bridge.Rows | None) -> bridge.Position:
     if seats is None or rows is None or journal is None:
         return bridge.position_of(game)
     same_round = rows.key[3] == game.round_no
-    logged = [m for m in journal.moves if m.round_no == game.round_no and m.action in MOVE_ACTIONS]
+    logged = bridge.round_entries(journal.moves, game.round_no)
     moves = [*(rows.moves if same_round else ()), *logged]
     state = bridge.state_of(game, bridge.setup_of(game), rows) if same_round else None
     return bridge.position_of(game, seats=seats, moves=moves, state=state)
@@ -1415,7 +1419,7 @@ def game_expire_phase(*, game_id: int) -> bool:
     waited for: every process's clock goes through the same due games, and waiting would make
     them fire one after another in step; the next beat finds it again if it is still due.
     """
-    game = Game.objects.select_for_update(skip_locked=True).filter(pk=game_id).first()
+    game = _try_lock(game_id)
     now = clock.now()
     if game is None or game.phase_deadline is None or game.phase_deadline > now:
         return False
