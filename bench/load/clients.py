@@ -192,25 +192,30 @@ class Player:
                 await asyncio.sleep(0.2)
 
     async def _converse(self, socket: Any, stop: asyncio.Event) -> None:
+        # One wait for the whole conversation, not one per message: a client reads its socket
+        # as the floor's sockets do (``floor``), so the two sides of the ratio pay the same
+        # cost per message in this one client process.
+        reader = asyncio.ensure_future(self._read(socket))
+        reader.add_done_callback(_retrieve)
         stopper = asyncio.ensure_future(stop.wait())
         try:
-            while not self.finished:
-                receiver = asyncio.ensure_future(socket.recv())
-                receiver.add_done_callback(_retrieve)
-                done, _ = await asyncio.wait(
-                    {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if receiver not in done:
-                    receiver.cancel()
-                    return
-                now = time.time()
-                for command in self.take(json.loads(receiver.result()), now):
-                    if command.get("type") in ("bid", "decide", "audit"):
-                        self.sent[(int(command["round"]), _PHASE_OF[command["type"]])] = time.time()
-                        self.pending = time.time()
-                    await socket.send(json.dumps(command))
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
+            if not reader.done():  # stopped: the game's time is up
+                reader.cancel()
+        if not reader.cancelled():
+            reader.result()  # a closed socket raises: ``play`` connects again
+
+    async def _read(self, socket: Any) -> None:
+        while not self.finished:
+            text = await socket.recv()
+            now = time.time()
+            for command in self.take(json.loads(text), now):
+                if command.get("type") in ("bid", "decide", "audit"):
+                    self.sent[(int(command["round"]), _PHASE_OF[command["type"]])] = time.time()
+                    self.pending = time.time()
+                await socket.send(json.dumps(command))
 
     # -------------------------------------------------------------- what arrived
 
