@@ -204,7 +204,7 @@ class Player:
             stopper.cancel()
             if not reader.done():  # stopped: the game's time is up
                 reader.cancel()
-        if not reader.cancelled():
+        if reader.done() and not reader.cancelled():
             reader.result()  # a closed socket raises: ``play`` connects again
 
     async def _read(self, socket: Any) -> None:
