@@ -119,3 +119,20 @@ def test_a_classroom_host_keeps_the_teachers_loopback_address_when_debug_is_on()
     shown = settings_under({"DJANGO_ALLOWED_HOSTS": "192.168.1.20", "LOG_LEVEL": "DEBUG"})
     assert shown["allowed_hosts"] == ["192.168.1.20", "localhost", "127.0.0.1", "[::1]"]
     assert shown["log_level"] == "DEBUG"
+
+
+def test_the_served_application_keeps_its_startup_objects_out_of_the_collectors_walks():
+    # Daphne imports permitgame.asgi once per process: what exists by then (modules, settings,
+    # URL patterns, template engines) is frozen, so a full collection in a busy room walks only
+    # what the games made since (permitgame/asgi.py).
+    script = (
+        "import gc, json; before = gc.get_freeze_count(); import permitgame.asgi; "
+        "print(json.dumps([before, gc.get_freeze_count(), len(gc.get_objects())]))"
+    )
+    result = harness.manage("shell", "--no-imports", "-c", script, env={})
+    assert result.returncode == 0, result.stderr
+    before, frozen, walked = json.loads(result.stdout.strip().splitlines()[-1])
+    assert before == 0
+    # Most of the process's objects are frozen; what a collection still walks is a fraction.
+    assert frozen > 50_000
+    assert walked < frozen / 5
