@@ -16,7 +16,6 @@ its view does not hold.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 import time
@@ -60,10 +59,6 @@ _HOST_CHART_EVENTS = {"settled", "game_over"}
 
 
 # ------------------------------------------------------------------------------ JSON messages
-
-
-def _dump(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), allow_nan=False)
 
 
 def _iso(value: Any) -> str | None:
@@ -424,7 +419,7 @@ def seat_context(screens: GameScreens, seat: Seat) -> dict[str, Any]:
 
 def _stamp(message: Mapping[str, Any], seq: int) -> str:
     """Return ``message`` as JSON text with its sequence number."""
-    return _dump({**message, "seq": seq})
+    return realtime.dumps({**message, "seq": seq})
 
 
 def seq_html(seq: int, kind: str) -> str:

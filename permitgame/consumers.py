@@ -420,7 +420,7 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def send_json_message(self, message: dict[str, Any]) -> None:
         """Send a reply (not an event): it carries the seq of the last event forwarded."""
-        await self.send(text_data=json.dumps({**message, "seq": self.seq}))
+        await self.send(text_data=realtime.dumps({**message, "seq": self.seq}))
 
 
 class ApiConsumer(SeatConsumer):

@@ -317,3 +317,37 @@ async def test_a_full_channel_on_a_redis_group_send_is_counted_and_logged(
     finally:
         await sender.group_discard(group, channel)
         await sender.flush()
+
+
+def test_a_message_is_written_as_the_same_json_whatever_numbers_a_view_holds():
+    # Every text a socket is sent goes through realtime.dumps: numpy's scalars from a resolve
+    # are written as the numbers they hold, keys as strings, and what cannot be a JSON number
+    # as null (never the invalid NaN).
+    import json
+
+    import numpy as np
+
+    message = {
+        "type": "you",
+        "value": np.float64(0.7703),
+        "won": np.bool_(True),
+        "player_id": np.int64(3),
+        "price": 0.2254,
+        "terms": [{"name": "value", "amount": -0.1}],
+        "by_lab": {1: "a"},
+        "nan": float("nan"),
+    }
+    text = realtime.dumps(message)
+    assert json.loads(text) == {
+        "type": "you",
+        "value": 0.7703,
+        "won": True,
+        "player_id": 3,
+        "price": 0.2254,
+        "terms": [{"name": "value", "amount": -0.1}],
+        "by_lab": {"1": "a"},
+        "nan": None,
+    }
+    assert " " not in text  # compact: a room's event is several hundred of these
+    with pytest.raises(TypeError):
+        realtime.dumps({"when": object()})
