@@ -65,8 +65,14 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def game_json(public: PublicView) -> dict[str, Any]:
-    """Return the public position of the game (the body of a ``phase`` message)."""
+def game_json(public: PublicView, *, listed: bool = True) -> dict[str, Any]:
+    """Return the public position of the game (the body of a ``phase`` message).
+
+    ``waiting`` counts the seats the phase waits for (as the players may see them);
+    ``waiting_for`` names them, unless ``listed`` is false (a lecture hall's labs, see
+    ``phase_message``): then it names only the governor (0), if it is waited for.
+    """
+    shown = public.waiting_shown()
     return {
         "code": public.code,
         "status": public.status,
@@ -76,13 +82,19 @@ def game_json(public: PublicView) -> dict[str, Any]:
         "deadline": _iso(public.deadline),
         "seconds_left": public.seconds_left,
         "paused_remaining": public.paused_remaining,
-        "waiting_for": list(public.waiting_shown()),
+        "waiting": len(shown),
+        "waiting_for": list(shown) if listed else [player for player in shown if player == 0],
     }
 
 
 def phase_message(public: PublicView) -> dict[str, Any]:
-    """Return the ``phase`` message: the phase, its deadline and whom it waits for."""
-    return {"type": "phase", **game_json(public)}
+    """Return the ``phase`` message: the phase, its deadline and whom it waits for.
+
+    One text for the whole room. In a room of more than ``LIST_LIMIT`` seats it names only the
+    governor among those waited for, and counts them all: N labs are not each sent a list of N
+    at every phase (a lab reads whether it owes a move in its own ``you``).
+    """
+    return {"type": "phase", **game_json(public, listed=len(public.players) <= LIST_LIMIT)}
 
 
 def players_json(public: PublicView) -> list[dict[str, Any]]:
@@ -287,7 +299,8 @@ def seat_state_message(
     """
     message: dict[str, Any] = {
         "type": "state",
-        "game": {**game_json(public), "title": public.title},
+        # A lab of a big room: the counts, as in its phase messages; the governor's keeps all.
+        "game": {**game_json(public, listed=public.counts is None), "title": public.title},
         "rules": rules_json(public),
         "players": players_json(public) if public.counts is None else None,
         "market": market_json(public.market) if public.market else None,

@@ -270,6 +270,54 @@ def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     assert host.html.count("<tr data-seat=") == 61  # the console keeps its full view
 
 
+@pytest.mark.django_db
+def test_a_big_rooms_phase_counts_whom_it_waits_for_and_names_only_the_governor(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    # N labs are not each sent a list of N at every phase: in a hall the phase message counts
+    # the seats waited for and names only the governor; a class's room still names them all.
+    def first_phase(labs: int, humans: int) -> tuple[Game, list[Any], dict[str, Any]]:
+        game = services.game_create(
+            scenario=hall_scenario(labs), human_labs=humans, human_governor=True, durations=TIMED
+        )
+        seats = [services.seat_join(game=game, nickname=f"p{i}") for i in range(humans + 1)]
+        sent: list[Any] = []
+        monkeypatch.setattr(broadcast.realtime, "send", lambda out, **kw: sent.extend(out))
+        with django_capture_on_commit_callbacks(execute=True):
+            services.game_start(game=game)
+        event = next(item for item in sent if isinstance(item, broadcast.realtime.RoomEvent))
+        phase = next(m for m in map(json.loads, event.json) if m["type"] == "phase")
+        return game, seats, phase
+
+    game, seats, phase = first_phase(labs=60, humans=50)
+    assert phase["phase"] == "bidding" and phase["waiting"] == 50
+    assert phase["waiting_for"] == []  # the governor owes nothing in bidding
+    lab = next(s for s in seats if s.role == "lab")
+    governor = next(s for s in seats if s.role == "governor")
+    _, (lab_state,) = broadcast.snapshot(lab, "json")
+    assert json.loads(lab_state)["game"]["waiting_for"] == []
+    assert json.loads(lab_state)["game"]["waiting"] == 50
+    _, (governor_state,) = broadcast.snapshot(governor, "json")
+    assert len(json.loads(governor_state)["game"]["waiting_for"]) == 50  # the governor's: all
+    # Every lab has bid: the audit phase waits for the governor alone, and names it.
+    for seat in seats:
+        if seat.role == "lab":
+            services.round_submit_bid(seat=seat, round_no=1, amount=0.1)
+    game = fresh(game)
+    if game.phase == "compliance":
+        owed = selectors.game_screens(game).public.waiting_for
+        for seat in seats:
+            if seat.role == "lab" and seat.player_id in owed:
+                services.round_submit_choice(seat=seat, round_no=1, run=False)
+    screens = selectors.game_screens(fresh(game))
+    assert screens.public.phase == "audit"
+    message = broadcast.phase_message(screens.public)
+    assert message["waiting_for"] == [0] and message["waiting"] == 1
+
+    _, _, small = first_phase(labs=12, humans=10)
+    assert small["waiting"] == 10 and len(small["waiting_for"]) == 10
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_sockets_get_fewer_messages_than_moves_over_a_phase():
     game, seats = await db(hall)(labs=12, humans=10)
