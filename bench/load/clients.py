@@ -253,14 +253,14 @@ class Player:
                 self.position = (int(game["round"]), str(game["phase"]))
                 self._note_deadline(self.position, game)
             self.ready.set()
-            out += self._act(game.get("waiting_for"))
+            out += self._act(_listed(game))
             return out
         if kind == "phase":
             key = (int(message["round"]), str(message["phase"]))
             self.received.setdefault(("phase", *key), now)
             self._note_deadline(key, message)
             self.position = key
-            out += self._act(message.get("waiting_for"))
+            out += self._act(_listed(message))
         elif kind == "market":
             round_no = int(message["round"])
             self.received.setdefault(("market", round_no), now)
@@ -341,6 +341,18 @@ class Player:
             )
         keys.append(("game_over",))
         return keys
+
+
+def _listed(position: dict[str, Any]) -> list[int] | None:
+    """Whom a ``phase`` or a ``state``'s game waits for, if it names them all (else None).
+
+    In a room of more than 40 seats it names only the governor and counts the rest
+    (docs/protocol.md, ``phase``): a lab then reads its own ``you``, which follows.
+    """
+    waiting_for = position.get("waiting_for")
+    if not isinstance(waiting_for, list) or position.get("waiting") != len(waiting_for):
+        return None
+    return waiting_for
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
