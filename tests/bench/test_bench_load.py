@@ -65,19 +65,18 @@ def test_a_missed_phase_counts_as_lost_and_a_seq_gap_asks_for_the_snapshot() -> 
 
 
 @pytest.mark.slow
-def test_a_lab_of_a_hall_bids_on_its_own_you_and_a_class_lab_on_the_phase() -> None:
+def test_a_labs_choice_reads_a_class_phase_list_but_not_a_halls() -> None:
     # A hall's phase names only the governor among those it waits for (waiting counts them
-    # all): a lab there waits for its you; a class's phase names everyone, so a lab bids at once.
+    # all): its empty list does not mean a lab owes nothing. A class's phase names everyone.
     hall_lab, class_lab = _player(), _player()
     hall_lab.player_id = class_lab.player_id = 7
     for each in (hall_lab, class_lab):
         each.take({"type": "state", "seq": 0, "game": {"status": "lobby"}}, 0.0)
-    hall_phase = {"type": "phase", "round": 1, "phase": "bidding", "seq": 1}
-    assert hall_lab.take({**hall_phase, "waiting": 50, "waiting_for": []}, 0.0) == []
-    you = {"type": "you", "round": 1, "phase": "bidding", "owes_move": True, "seq": 1}
-    assert [c["type"] for c in hall_lab.take(you, 0.0)] == ["bid"]
-    class_phase = {**hall_phase, "waiting": 2, "waiting_for": [3, 7]}
-    assert [c["type"] for c in class_lab.take(class_phase, 0.0)] == ["bid"]
+        each.take({"type": "market", "round": 1, "winners": [2], "seq": 1}, 0.0)
+    phase = {"type": "phase", "round": 1, "phase": "compliance", "seq": 2}
+    commands = hall_lab.take({**phase, "waiting": 50, "waiting_for": []}, 0.0)
+    assert [c["type"] for c in commands] == ["decide"]
+    assert class_lab.take({**phase, "waiting": 1, "waiting_for": [3]}, 0.0) == []
 
 
 def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
