@@ -112,14 +112,29 @@ def read(
     moves: bool = False,
     records: Sequence[RoundRecord] | None = None,
     seats: Sequence[Seat] | None = None,
+    before: Ledger | None = None,
 ) -> Ledger:
     """Return the ledger of ``game``'s settled rounds.
 
     Queries: the records and the seats unless given, and the lab moves (bids, run choices,
     belief answers) with ``moves``: at most three, whatever the number of rounds and labs.
+
+    ``before``: a ledger of the same game read earlier (without ``moves``). Its rounds are
+    taken as they are and only the records settled since are read and added, so a round's
+    settlement costs O(labs), not O(labs x rounds). Its rounds must still be the game's first
+    ones (records are never rewritten); if they are not, everything is read again.
     """
     setup = bridge.setup_of(game)
     scenario = setup.scenario
+    kept: tuple[RoundRecord, ...] = ()
+    if before is not None and not moves and all(r.game_id == game.pk for r in before.records):
+        kept = before.records
+        if records is None:
+            last = kept[-1].round_no if kept else 0
+            newer = RoundRecord.objects.filter(game=game, round_no__gt=last).order_by("round_no")
+            records = kept + tuple(newer)
+        if tuple(r.pk for r in records[: len(kept)]) != tuple(r.pk for r in kept):
+            kept = ()
     settled = tuple(
         RoundRecord.objects.filter(game=game).order_by("round_no") if records is None else records
     )
@@ -138,8 +153,11 @@ def read(
     count = game.lab_count
     compute_cost = scenario.labs.compute_cost
     scores = [0.0] * count
-    rows = []
-    for record in settled:
+    rows: list[tuple[LabRound, ...]] = []
+    if kept:
+        assert before is not None
+        scores, rows = list(before.scores), list(before.rows)
+    for record in settled[len(kept) :]:
         trade = record.trade or {}
         row = []
         for lab in range(count):

@@ -763,7 +763,12 @@ def _ledger_of(game: Game, seats: Sequence[Seat]) -> ledger.Ledger:
     kept = _ledgers.latest(game.pk)
     if kept is not None and kept.key == key:
         return kept.book
-    book = ledger.read(game, seats=seats)
+    # The rounds settled before are kept: only the newly settled rounds are read and added.
+    # (Of this game: a deleted game's id may be taken again, never its code.)
+    before = kept.book if kept is not None and kept.key[:2] == key[:2] else None
+    if before is not None and len(before.records) > settled:
+        before = None
+    book = ledger.read(game, seats=seats, before=before)
     _ledgers.keep(game.pk, _KeptLedger(key, book))
     return book
 

@@ -87,6 +87,26 @@ def test_the_ledger_reads_a_game_in_a_fixed_number_of_queries(
         assert len(table) == game.rounds * game.lab_count
 
 
+def test_a_newly_settled_round_is_added_to_the_ledger_read_before_it(django_user_model):
+    # A room's ledger grows by its new round at each settlement: the rounds read before are
+    # kept and only the records settled since are read, with the same result as reading all.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    owner = make_instructor(django_user_model, "ana")
+    game, other = finished(owner, labs=5, rounds=4), finished(owner, labs=5, rounds=2)
+    whole = ledger.read(game)
+    first_two = ledger.read(game, records=whole.records[:2])
+    with CaptureQueriesContext(connection) as queries:
+        grown = ledger.read(game, before=first_two)
+    records_query = next(q["sql"] for q in queries if "roundrecord" in q["sql"].lower())
+    assert '"round_no" > 2' in records_query  # only the rounds settled since
+    for book in (grown, ledger.read(game, before=ledger.read(other))):  # another game's: all
+        assert [r.pk for r in book.records] == [r.pk for r in whole.records]
+        assert book.rows == whole.rows and book.scores == whole.scores
+        assert book.standings == whole.standings and book.wealth == whole.wealth
+
+
 def test_an_experiments_gradebook_shows_the_points_and_place_of_each_players_screen(request):
     from permitgame.experiments import exports as experiment_exports
     from permitgame.experiments.models import Participant
