@@ -11,8 +11,10 @@ data, ``services`` change it, ``bridge`` turns it into sim_core values.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 
 from sim_core import Phase, Role
 
@@ -306,6 +308,50 @@ class Seat(models.Model):
         return "program" if self.client_kind == "program" else "human"
 
 
+class MoveLog(models.Manager["Move"]):
+    """The log's manager: Django's, plus ``append`` for a batch of entries."""
+
+    def append(self, moves: Sequence[Move]) -> None:
+        """Insert ``moves`` (new entries, in order) and set their ids: one statement a chunk.
+
+        What ``bulk_create`` does for them, without building the statement's SQL value by
+        value: each row's values are made by its fields (``get_db_prep_save``, as Django
+        writes them), the statement once. A batch of moves is recorded inside the game's lock,
+        where ``bulk_create`` took about 90 us per entry, most of it the statement's making.
+        """
+        if not moves:
+            return
+        connection = connections[self.db]
+        if not connection.features.can_return_rows_from_bulk_insert:
+            self.bulk_create(moves)
+            return
+        ops = connection.ops
+        meta = self.model._meta
+        fields = [field for field in meta.concrete_fields if not field.primary_key]
+        columns = ", ".join(ops.quote_name(field.column) for field in fields)
+        returning, _ = ops.return_insert_columns([meta.pk])
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        size = max(1, ops.bulk_batch_size(fields, moves))
+        with connection.cursor() as cursor:
+            for start in range(0, len(moves), size):
+                chunk = moves[start : start + size]
+                params = [
+                    field.get_db_prep_save(getattr(move, field.attname), connection)
+                    for move in chunk
+                    for field in fields
+                ]
+                cursor.execute(
+                    f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) "
+                    f"VALUES {', '.join([row] * len(chunk))} {returning}",
+                    params,
+                )
+                ids = cursor.fetchall()
+                for move, (pk,) in zip(chunk, ids, strict=True):
+                    move.pk = pk
+                    move._state.adding = False
+                    move._state.db = self.db
+
+
 class Move(models.Model):
     """One entry of a game's append-only log: a move of a round, or an event.
 
@@ -329,6 +375,8 @@ class Move(models.Model):
     # over a canonical JSON; empty in games recorded before the chain existed.
     prev_hash = models.CharField(max_length=64, blank=True, default="")
     hash = models.CharField(max_length=64, blank=True, default="")
+
+    objects = MoveLog()
 
     class Meta:
         ordering = ("game", "id")

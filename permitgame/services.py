@@ -289,7 +289,7 @@ def _save_moves(game: Game, moves: Sequence[Move]) -> None:
     if len(moves) == 1:
         moves[0].save()
     else:
-        Move.objects.bulk_create(moves)
+        Move.objects.append(moves)
 
 
 def _commit(

@@ -393,3 +393,49 @@ def test_screens_show_each_audience_only_its_own_information(small_scenario):
     fields = set(type(view_a).__slots__)
     assert "signals" not in fields and "runs" not in fields
     assert Seat.objects.get(pk=governor.pk).role == "governor"
+
+
+@pytest.mark.django_db
+def test_a_batch_of_log_entries_is_written_as_django_writes_them(monkeypatch, small_scenario):
+    # Move.objects.append (a batch of moves, inside the game's lock) stores every field as
+    # bulk_create does, in order, over as many statements as the database's limit asks, and
+    # gives each entry its id.
+    import datetime as dt
+
+    game = services.game_create(scenario=small_scenario, human_labs=2)
+    seat = Seat.objects.filter(game=game, role="lab").first()
+    when = dt.datetime(2026, 12, 4, 3, 20, 1, 123456, tzinfo=dt.UTC)
+
+    def entries(tag: str) -> list[Move]:
+        payloads = [{"amount": 0.25}, {"run": True}, {"labs": [0, 2]}, {"note": "été ✓"}, {}]
+        return [
+            Move(
+                game=game,
+                seat=seat if index % 2 == 0 else None,
+                action=Action.BID,
+                actor=Actor.HUMAN if index else Actor.BOT,
+                round_no=9 + index,
+                phase=tag,
+                payload=payload,
+                latency_ms=None if index == 3 else 100 * index,
+                created_at=when + dt.timedelta(seconds=index),
+                prev_hash=f"{tag}{index}",
+                hash=f"{tag}{index + 1}",
+            )
+            for index, payload in enumerate(payloads)
+        ]
+
+    Move.objects.bulk_create(expected := entries("a"))
+    monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 2)
+    Move.objects.append(appended := entries("b"))
+    ids = [move.pk for move in appended]
+    assert None not in ids and ids == sorted(ids) and len(set(ids)) == 5  # three statements
+    assert all(not move._state.adding for move in appended)
+
+    def stored(moves: list[Move]) -> list[dict[str, object]]:
+        rows = Move.objects.in_bulk([move.pk for move in moves])
+        fields = ("seat_id", "action", "actor", "round_no", "payload", "latency_ms", "created_at")
+        return [{name: getattr(rows[move.pk], name) for name in fields} for move in moves]
+
+    assert stored(appended) == stored(expected)
+    assert [Move.objects.get(pk=pk).hash for pk in ids] == [f"b{i + 1}" for i in range(5)]
