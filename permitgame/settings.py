@@ -175,7 +175,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+#: The embedded database's backend: Django's SQLite without DEBUG's query log (permitgame.sqlite).
+SQLITE_ENGINE = "permitgame.sqlite"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["ENGINE"] = SQLITE_ENGINE
     # SQLite has no SELECT ... FOR UPDATE. Every transaction therefore begins IMMEDIATE: it takes
     # the database's write lock at its start, so a game service (which reads, then writes) runs
     # alone, as it does under PostgreSQL's row lock, across threads and server processes alike.
@@ -194,7 +197,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 #: from the one thread its sockets' other database calls share: one with SQLite (its writers
 #: take turns at the file's lock), a few with PostgreSQL (each game has its own row lock; each
 #: thread holds one of the pool's connections while it records).
-MOVE_THREADS = 1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 3
+MOVE_THREADS = 1 if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE else 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer. Without REDIS_URL: in-memory, which only reaches consumers in the same process

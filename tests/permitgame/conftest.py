@@ -27,7 +27,7 @@ def django_db_modify_db_settings(
     database = settings.DATABASES["default"]
     if request.config.getoption("--postgres"):
         _use_postgres(database, request.getfixturevalue("postgres_url"))
-    if database["ENGINE"] == "django.db.backends.sqlite3":
+    if database["ENGINE"] == settings.SQLITE_ENGINE:
         database.setdefault("TEST", {})["NAME"] = str(
             tmp_path_factory.mktemp("db") / "test.sqlite3"
         )

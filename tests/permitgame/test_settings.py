@@ -69,7 +69,7 @@ def test_settings_refuse_to_start_when_production_has_no_secret_key():
 def test_defaults_are_sqlite_and_in_memory_layer_when_env_is_empty():
     shown = settings_under({})
     assert shown["debug"] is True
-    assert shown["engine"] == "django.db.backends.sqlite3"
+    assert shown["engine"] == "permitgame.sqlite"  # Django's SQLite, without DEBUG's query log
     assert shown["name"] == str(harness.REPO_ROOT / "db.sqlite3")
     # Each thread keeps its SQLite connection: no new connection (and schema read) per call.
     assert shown["conn_max_age"] is None and shown["pool"] is False
@@ -136,3 +136,20 @@ def test_the_served_application_keeps_its_startup_objects_out_of_the_collectors_
     # Most of the process's objects are frozen; what a collection still walks is a fraction.
     assert frozen > 50_000
     assert walked < frozen / 5
+
+
+def test_the_embedded_database_keeps_no_query_log_unless_asked_for_one():
+    # DEBUG is on by default (make run), yet no query is logged: Django's SQLite backend would run
+    # a second statement per query to write the log. A test that counts queries still can.
+    script = (
+        "import json; from django.conf import settings; from django.db import connection; "
+        "from django.test.utils import CaptureQueriesContext; "
+        "cursor = connection.cursor(); cursor.execute('SELECT %s', [1]); "
+        "logged = len(connection.queries); "
+        "captured = CaptureQueriesContext(connection); captured.__enter__(); "
+        "connection.cursor().execute('SELECT %s', [2]); captured.__exit__(None, None, None); "
+        "print(json.dumps([settings.DEBUG, connection.vendor, logged, len(captured)]))"
+    )
+    result = harness.manage("shell", "--no-imports", "-c", script, env={})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [True, "sqlite", 0, 1]

@@ -1,0 +1,1 @@
+"""The embedded database: Django's SQLite backend without DEBUG's query log (see ``base``)."""
