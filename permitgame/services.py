@@ -1410,8 +1410,14 @@ def game_start(*, game: Game, actor: str = Actor.HOST) -> Game:
 
 
 @transaction.atomic
-def game_expire_phase(*, game_id: int) -> bool:
+def game_expire_phase(
+    *, game_id: int, publish_later: list[Callable[[], None]] | None = None
+) -> bool:
     """Fire the game's deadline if it has passed; return whether it fired (the clock's call).
+
+    ``publish_later``: the event is appended there once committed, for the caller to send
+    (the clock fires every due game first, then sends them: ``ticker.tick``); without it the
+    event is sent as the transaction commits.
 
     Safe to call from any number of processes at once: under the lock the deadline is read
     again, and the first caller moves it on, so it fires exactly once. A game whose row another
@@ -1426,7 +1432,7 @@ def game_expire_phase(*, game_id: int) -> bool:
     changes = _Changes()
     if game.status == Status.LOBBY:
         _start(game, now, changes, actor=Actor.SYSTEM)
-        _commit(game, changes)
+        _commit(game, changes, later=publish_later)
         return True
     if game.status != Status.RUNNING:
         return False
@@ -1435,7 +1441,7 @@ def game_expire_phase(*, game_id: int) -> bool:
         # reads no seat again, and a new round begins from them.
         rows = bridge.rows_of(game)
         resting = _drive(game, now, changes, expired=True, rows=rows)
-        _commit(game, changes)
+        _commit(game, changes, later=publish_later)
         _carry_rows(rows, game, resting)
     return True
 

@@ -13,9 +13,11 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import transaction
 from django.db.models import Min, Q
 
 from permitgame import broadcast, clock, realtime, services
@@ -64,11 +66,23 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
         if consoles:
             realtime.note_consoles(consoles)
     fired = 0
+    # Every due game's phase changes first, then every event is sent. Rooms whose deadlines
+    # coincide (a lecture hall's classes started together) all change within the few ms a
+    # transaction takes, instead of each waiting behind the sending of the rooms before it and
+    # the moves that sending sets off (their players answer the new phase at once).
+    # (Inside a caller's transaction, a test's, each event is sent when that one commits.)
+    outer = transaction.get_connection().in_atomic_block
+    sends: list[Callable[[], None]] | None = None if outer else []
     for game_id in due_games():
         try:
-            fired += services.game_expire_phase(game_id=game_id)
+            fired += services.game_expire_phase(game_id=game_id, publish_later=sends)
         except Exception:  # one broken game must not stop the clock of the others
             logger.exception("firing the deadline of game %s failed", game_id)
+    for send in sends or ():
+        try:
+            send()
+        except Exception:  # committed: a failed send is logged; the seq gap shows it
+            logger.exception("sending a deadline's event failed")
     if progress:
         broadcast.flush_due()
     return fired

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
-from permitgame import broadcast, clock, selectors, services
+from permitgame import broadcast, clock, selectors, services, ticker
 from permitgame.errors import GameFull, NicknameTaken
 from permitgame.models import Game, Move, Seat, Status
 from sim_core import load_preset
@@ -319,6 +319,23 @@ def due_rooms(count: int, frozen: Any) -> list[Game]:
         games.append(game)
     frozen.advance(31)
     return games
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_beat_changes_every_due_rooms_phase_before_it_sends_any_event(monkeypatch):
+    # Rooms whose deadlines coincide all change phase first, then their events go out: the
+    # last room does not wait behind the sending of the others (and the moves it sets off).
+    seen: list[list[str]] = []
+
+    def send(outgoing: Any, **kwargs: Any) -> None:
+        seen.append([fresh(game).phase for game in games])
+
+    with clock.frozen() as frozen:
+        games = due_rooms(4, frozen)
+        monkeypatch.setattr(broadcast.realtime, "send", send)
+        assert ticker.tick(heartbeat=False, progress=False) == len(games)
+    assert len(seen) == len(games)  # one event a room, each sent after every room moved on
+    assert all(phase != "bidding" for phases in seen for phase in phases), seen
 
 
 @pytest.mark.django_db(transaction=True)
