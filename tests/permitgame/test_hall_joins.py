@@ -407,3 +407,56 @@ def test_the_migration_gives_the_seats_of_existing_games_their_nickname_keys():
     assert set(keys.values()) == {None}  # the seats nobody joined yet
     with pytest.raises(NicknameTaken):
         services.seat_join(game=game, nickname="STRASSE")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_of_one_process_queue_for_sqlite_in_the_process_not_in_its_busy_sleeps():
+    # Under many writers SQLite's own wait sleeps and retries (up to 100 ms a time; whoever
+    # waited longest sleeps longest). permitgame.sqlite queues a process's writers on a lock of
+    # its own: a second writer here waits for the first to commit even with SQLite's wait set
+    # to nothing, where SQLite alone would refuse it at once ("database is locked").
+    if connection.vendor != "sqlite":
+        pytest.skip("the embedded SQLite's writers (PostgreSQL locks rows)")
+    from django.db import connections
+
+    from permitgame.sqlite.base import WRITER
+
+    game = room(3)
+    first_in, first_may_commit = threading.Event(), threading.Event()
+    second: list[object] = []
+
+    def first() -> None:
+        with transaction.atomic():
+            assert WRITER.locked()
+            Game.objects.filter(pk=game.pk).update(title="first")
+            first_in.set()
+            first_may_commit.wait(10)
+        connections.close_all()
+
+    def then_second() -> None:
+        first_in.wait(10)
+        connection.connection or connection.connect()
+        connection.connection.execute("PRAGMA busy_timeout = 0")  # no SQLite wait at all
+        try:
+            with transaction.atomic():
+                second.append(Game.objects.get(pk=game.pk).title)
+                Game.objects.filter(pk=game.pk).update(title="second")
+        except Exception as error:  # what SQLite alone answers
+            second.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=then_second)]
+    for thread in threads:
+        thread.start()
+    first_in.wait(10)
+    threads[1].join(0.3)  # the second writer is waiting, not refused
+    assert threads[1].is_alive() and second == []
+    first_may_commit.set()
+    for thread in threads:
+        thread.join(10)
+    assert second == ["first"]  # it began once the first had committed, and saw its write
+    assert fresh(game).title == "second" and not WRITER.locked()
+    with pytest.raises(RuntimeError), transaction.atomic():  # a rollback lets go too
+        raise RuntimeError("undone")
+    assert not WRITER.locked()
