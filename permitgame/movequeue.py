@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from permitgame import services
+from permitgame import services, sqlite
 from permitgame.errors import GameError
 from permitgame.services import MoveCommand, MoveResult, Outcome
 
@@ -133,9 +133,10 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
     outcomes: list[Outcome] | Exception
     try:
         commands = [command for command, _ in taken]
-        outcomes = services.round_submit_moves(
-            game_id=game_id, commands=commands, publish_later=later
-        )
+        with sqlite.ahead():  # a room playing goes before a hall's joins (the embedded SQLite)
+            outcomes = services.round_submit_moves(
+                game_id=game_id, commands=commands, publish_later=later
+            )
     except Exception as error:  # answered to every waiting socket; the transaction rolled back
         outcomes = error
     loop.call_soon_threadsafe(_answer, taken, outcomes)

@@ -20,7 +20,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.db.models import Min, Q
 
-from permitgame import broadcast, clock, realtime, services
+from permitgame import broadcast, clock, realtime, services, sqlite
 from permitgame.models import Game, Status
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     sends: list[Callable[[], None]] | None = None if outer else []
     for game_id in due_games():
         try:
-            fired += services.game_expire_phase(game_id=game_id, publish_later=sends)
+            with sqlite.ahead():  # before a hall's joins (the embedded SQLite)
+                fired += services.game_expire_phase(game_id=game_id, publish_later=sends)
         except Exception:  # one broken game must not stop the clock of the others
             logger.exception("firing the deadline of game %s failed", game_id)
     for send in sends or ():

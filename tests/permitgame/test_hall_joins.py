@@ -460,3 +460,33 @@ def test_writers_of_one_process_queue_for_sqlite_in_the_process_not_in_its_busy_
     with pytest.raises(RuntimeError), transaction.atomic():  # a rollback lets go too
         raise RuntimeError("undone")
     assert not WRITER.locked()
+
+
+def test_a_rooms_moves_and_the_clock_go_ahead_of_a_halls_joins_for_the_sqlite_writers_turn():
+    # permitgame.sqlite's queue of writers: one transaction at a time; a thread marked ahead
+    # (a batch of moves, the clock) is served before writers that were waiting longer (joins).
+    from permitgame.sqlite.base import Writers
+
+    writers = Writers()
+    order: list[str] = []
+    assert writers.acquire(first=False, timeout=1)  # a join's transaction holds the turn
+
+    def take(name: str, first: bool) -> None:
+        assert writers.acquire(first=first, timeout=10)
+        order.append(name)
+        writers.release()
+
+    joins = [threading.Thread(target=take, args=(f"join {i}", False)) for i in range(3)]
+    for thread in joins:
+        thread.start()
+    moves = threading.Thread(target=take, args=("moves", True))
+    while writers._first_waiting == 0:  # the joins wait; then the moves come to wait too
+        if not moves.is_alive() and not order:
+            moves.start()
+        threading.Event().wait(0.01)
+    writers.release()
+    for thread in [*joins, moves]:
+        thread.join(10)
+    assert order[0] == "moves" and sorted(order[1:]) == ["join 0", "join 1", "join 2"]
+    assert not writers.locked()
+    assert writers.acquire(first=False, timeout=1) and not writers.acquire(first=True, timeout=0.05)
