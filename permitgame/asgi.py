@@ -39,8 +39,8 @@ ticker.install()
 
 # Everything made so far (modules, settings, URL patterns, Django's apps and template engines)
 # lives as long as the process. Moved out of the cyclic collector's reach, it is no longer walked
-# by every full collection: those came at 250-580 ms pauses of the whole process in a room of 200
-# (a phase change or an ack caught behind one), about half of it these objects. Garbage is
-# collected first, so none is kept for good.
+# by every full collection: a game of 200 had five of 110-280 ms each, pauses of the whole process
+# that a phase change or an ack could be caught behind, about half of it these objects. Garbage
+# is collected first, so none is kept for good.
 gc.collect()
 gc.freeze()
