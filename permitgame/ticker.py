@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
 
 _loop_task: asyncio.Task[None] | None = None
+#: The order in which a beat goes through the due games (``tick``).
+ORDER = random.Random()
 
 
 def due_games() -> list[int]:
@@ -73,7 +76,13 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     # (Inside a caller's transaction, a test's, each event is sent when that one commits.)
     outer = transaction.get_connection().in_atomic_block
     sends: list[Callable[[], None]] | None = None if outer else []
-    for game_id in due_games():
+    # In an order of this beat's own: every process's clock beats at the same deadlines, and
+    # each skips a game another is firing (``game_expire_phase``), so the processes share the
+    # rooms (and sending their events) instead of the first to wake taking nearly all of them;
+    # nor is the same room always the last one served.
+    due = due_games()
+    ORDER.shuffle(due)
+    for game_id in due:
         try:
             with sqlite.ahead():  # before a hall's joins (the embedded SQLite)
                 fired += services.game_expire_phase(game_id=game_id, publish_later=sends)

@@ -339,6 +339,31 @@ def test_a_beat_changes_every_due_rooms_phase_before_it_sends_any_event(monkeypa
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_beat_goes_through_the_due_rooms_in_an_order_of_its_own(monkeypatch):
+    # Every process's clock beats at the same deadline; each in its own order (and skipping a
+    # room another holds), they share the rooms and their events' sending, and no room is
+    # always served last.
+    import random
+
+    fired: list[int] = []
+    expire = services.game_expire_phase
+
+    def counted(*, game_id: int, **kwargs: Any) -> bool:
+        fired.append(game_id)
+        return expire(game_id=game_id, **kwargs)
+
+    monkeypatch.setattr(services, "game_expire_phase", counted)
+    with clock.frozen() as frozen:
+        games = due_rooms(6, frozen)
+        ids = sorted(game.pk for game in games)
+        monkeypatch.setattr(ticker, "ORDER", random.Random(7))
+        assert ticker.tick(heartbeat=False, progress=False) == 6
+    expected = list(ids)
+    random.Random(7).shuffle(expected)
+    assert fired == expected and fired != ids
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_clocks_of_several_processes_fire_each_due_deadline_once():
     # Three processes' clocks at one beat over the same due games (threads with their own
     # connections; on the PostgreSQL pass each skips a game another is firing).
