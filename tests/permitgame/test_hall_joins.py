@@ -340,9 +340,8 @@ def test_a_beat_changes_every_due_rooms_phase_before_it_sends_any_event(monkeypa
 
 @pytest.mark.django_db(transaction=True)
 def test_a_beat_goes_through_the_due_rooms_in_an_order_of_its_own(monkeypatch):
-    # Every process's clock beats at the same deadline; each in its own order (and skipping a
-    # room another holds), they share the rooms and their events' sending, and no room is
-    # always served last.
+    # When deadlines coincide no room is always served last, and the clocks of several
+    # processes (each skipping a room another holds) start on different rooms.
     import random
 
     fired: list[int] = []
