@@ -40,7 +40,9 @@ def due_games() -> list[int]:
     return list(
         Game.objects.filter(
             Q(status=Status.RUNNING) | Q(status=Status.LOBBY), phase_deadline__lte=now
-        ).values_list("pk", flat=True)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
 
 

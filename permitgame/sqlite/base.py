@@ -135,6 +135,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             self._release_writer()
 
+    def _set_autocommit(self, autocommit: bool) -> None:
+        super()._set_autocommit(autocommit)  # type: ignore[misc]
+        if autocommit:  # back to autocommit: no transaction of this connection is open
+            self._release_writer()
+
     def _close(self) -> None:
         try:
             super()._close()  # type: ignore[misc]
