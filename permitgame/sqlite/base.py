@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
@@ -123,25 +123,23 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._holds_writer = False
             WRITER.release()
 
-    def _commit(self) -> None:
+    def _ending(self, step: Callable[[], object]) -> None:
+        """Run what ends this connection's transaction, then give the turn on, whatever happens."""
         try:
-            super()._commit()  # type: ignore[misc]
+            step()
         finally:
             self._release_writer()
 
+    def _commit(self) -> None:
+        self._ending(super()._commit)  # type: ignore[misc]
+
     def _rollback(self) -> None:
-        try:
-            super()._rollback()  # type: ignore[misc]
-        finally:
-            self._release_writer()
+        self._ending(super()._rollback)  # type: ignore[misc]
+
+    def _close(self) -> None:
+        self._ending(super()._close)  # type: ignore[misc]
 
     def _set_autocommit(self, autocommit: bool) -> None:
         super()._set_autocommit(autocommit)  # type: ignore[misc]
         if autocommit:  # back to autocommit: no transaction of this connection is open
-            self._release_writer()
-
-    def _close(self) -> None:
-        try:
-            super()._close()  # type: ignore[misc]
-        finally:
             self._release_writer()
