@@ -94,7 +94,8 @@ def phase_message(public: PublicView) -> dict[str, Any]:
     governor among those waited for, and counts them all: N labs are not each sent a list of N
     at every phase (a lab reads whether it owes a move in its own ``you``).
     """
-    return {"type": "phase", **game_json(public, listed=len(public.players) <= LIST_LIMIT)}
+    listed = public.counts is None and len(public.players) <= LIST_LIMIT
+    return {"type": "phase", **game_json(public, listed=listed)}
 
 
 def players_json(public: PublicView) -> list[dict[str, Any]]:
