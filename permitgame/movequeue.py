@@ -140,11 +140,7 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
     except Exception as error:  # answered to every waiting socket; the transaction rolled back
         outcomes = error
     loop.call_soon_threadsafe(_answer, taken, outcomes)
-    for publish in later:
-        try:
-            publish()
-        except Exception:  # the moves are committed and answered: log, as on_commit would
-            logger.exception("publishing game %s after its moves failed", game_id)
+    services.publish_deferred(later)  # the moves are committed and answered
 
 
 def _answer(taken: list[Waiter], outcomes: list[Outcome] | Exception) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import math
 import secrets
 import threading
@@ -290,6 +291,22 @@ def _save_moves(game: Game, moves: Sequence[Move]) -> None:
         moves[0].save()
     else:
         Move.objects.append(moves)
+
+
+logger = logging.getLogger(__name__)
+
+
+def publish_deferred(later: Sequence[Callable[[], None]]) -> None:
+    """Send the events a caller kept back with ``publish_later``, in order.
+
+    Each is committed already: one that fails is logged (the seq gap shows it to the sockets)
+    and the rest are still sent.
+    """
+    for publish in later:
+        try:
+            publish()
+        except Exception:
+            logger.exception("publishing a committed event failed")
 
 
 def _commit(

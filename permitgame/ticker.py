@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -75,9 +76,7 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     # coincide (a lecture hall's classes started together) all change within the few ms a
     # transaction takes, instead of each waiting behind the sending of the rooms before it and
     # the moves that sending sets off (their players answer the new phase at once).
-    # (Inside a caller's transaction, a test's, each event is sent when that one commits.)
-    outer = transaction.get_connection().in_atomic_block
-    sends: list[Callable[[], None]] | None = None if outer else []
+    sends: list[Callable[[], None]] = []
     # In an order of this beat's own: no room is always the last one served when deadlines
     # coincide, and the clocks of several processes (each skips a game another is firing,
     # ``game_expire_phase``) start on different rooms (20 x 30 on two: 33 and 27 of 60 fired).
@@ -89,11 +88,9 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
                 fired += services.game_expire_phase(game_id=game_id, publish_later=sends)
         except Exception:  # one broken game must not stop the clock of the others
             logger.exception("firing the deadline of game %s failed", game_id)
-    for send in sends or ():
-        try:
-            send()
-        except Exception:  # committed: a failed send is logged; the seq gap shows it
-            logger.exception("sending a deadline's event failed")
+    # Sent once the games' transactions have committed: at once, or, inside a caller's
+    # transaction (a test's), when it commits, after each game's own hook has kept its event.
+    transaction.on_commit(partial(services.publish_deferred, sends))
     if progress:
         broadcast.flush_due()
     return fired
