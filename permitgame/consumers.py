@@ -174,7 +174,7 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """One socket of one seat; subclasses choose the wire format.
 
     Sequence numbers (docs/protocol.md, "Delivery"): every event reaches the socket as one
-    message stamped with the game's ``seq``, handed over by the process's hub (``take``); the
+    message stamped with the game's ``seq``, handed over by the process's hub (``give``); the
     socket forwards it unless the snapshot it sent already holds it. Progress messages carry the
     seq of the last event; one that is older than what was forwarded is dropped. Events and
     progress are forwarded in seq order (``delivery.SeqStream``: one that arrives ahead of an
@@ -195,6 +195,7 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     #: The events this process's hub handed the socket, read between its other messages.
     _inbox: asyncio.Queue[dict[str, Any]] | None = None
     _hub: hub.Hub | None = None
+    _snapshotting = 0  # snapshots being read or sent
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Channels' ``AsyncConsumer.__call__``, with the hub's events as a third source.
@@ -224,6 +225,28 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except asyncio.QueueFull:
             return False
         return True
+
+    async def give(self, event: dict[str, Any]) -> bool:
+        """Forward an event the hub hands this socket at once if it can, else queue it (``take``).
+
+        At once when nothing could come between: the socket has sent its snapshot and is not
+        sending one, none of the hub's events waits in its queue, and it is not forwarding.
+        Then the hub's one task sends it, instead of waking the socket's reader for one
+        message (a task and a wait over its three sources per socket per event: most of what
+        a room's event cost its process). An event that still overtakes one being read from
+        the queue is put back in order by the stream (``delivery.SeqStream``). Returns False
+        if the queue was full (dropped).
+        """
+        if (
+            self.stream is not None
+            and not self._snapshotting
+            and self._inbox is not None
+            and self._inbox.empty()
+            and (self._forwarding is None or not self._forwarding.locked())
+        ):
+            await self.dispatch(event)  # game_send or game_progress
+            return True
+        return self.take(event)
 
     @property
     def seq(self) -> int:
@@ -295,10 +318,16 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def send_snapshot(self, *, connect: bool = False) -> None:
         """Send the seat's whole screen; later events are forwarded from its seq on."""
-        seq, texts = await database_sync_to_async(self._snapshot)(connect)
-        self.seq = max(self.seq, seq)
-        for text in texts:
-            await self.send(text_data=text)
+        # Meanwhile the hub queues the socket's events (``give``): none goes out before the
+        # screen it follows.
+        self._snapshotting += 1
+        try:
+            seq, texts = await database_sync_to_async(self._snapshot)(connect)
+            self.seq = max(self.seq, seq)
+            for text in texts:
+                await self.send(text_data=text)
+        finally:
+            self._snapshotting -= 1
 
     async def disconnect(self, code: int) -> None:
         if self._release is not None:

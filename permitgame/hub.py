@@ -17,9 +17,11 @@ leaves when the last one closes: a process without sockets of a game is sent not
 
 Nothing is lost silently (docs/protocol.md, "Delivery"): a hub message refused by a full
 channel is counted and logged by the layer (``permitgame.layers``), and an event a socket's
-own queue has no room for (a socket that has not read it for a long while) is counted and
-logged here; either way the socket's next event or progress beacon shows the gap in the seq
-numbers and the client asks for a snapshot.
+own queue has no room for is counted and logged here. A ready socket is sent its event by the
+hub's task at once (``Receiver.give``); one that is sending its snapshot queues its events, and
+one whose reader has not caught up for a long while has a full queue. Either way the socket's
+next event or progress beacon shows the gap in the seq numbers and the client asks for a
+snapshot.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ DEFAULT_GROUP_EXPIRY = 86400
 class Receiver(Protocol):
     """A socket the hub hands events to (``consumers.SeatConsumer``)."""
 
-    def take(self, event: dict[str, Any]) -> bool:
-        """Queue ``event`` for the socket; return False if its queue was full (dropped)."""
+    async def give(self, event: dict[str, Any]) -> bool:
+        """Send or queue ``event`` for the socket; return False if its queue was full (dropped)."""
         ...
 
 
@@ -140,7 +142,7 @@ class Hub:
                 await asyncio.sleep(1.0)
                 continue
             try:
-                self.deliver(message)
+                await self.deliver(message)
             except Exception:
                 logger.exception("a hub message could not be handed to the sockets")
 
@@ -157,10 +159,12 @@ class Hub:
                     except Exception:
                         logger.exception("renewing the hub of game %s failed", game_id)
 
-    def deliver(self, message: dict[str, Any]) -> int:
+    async def deliver(self, message: dict[str, Any]) -> int:
         """Hand each local socket of the message's seats its event; return how many took it.
 
         The event is what a seat's channel message was: the public part, then the seat's own.
+        One task hands it to every socket (``Receiver.give``): a socket that can forward it at
+        once sends it from here, without a wake-up of its own.
         """
         if message.get("type") != realtime.HUB_EVENT:
             logger.warning("the hub ignored a message of type %r", message.get("type"))
@@ -195,7 +199,12 @@ class Hub:
                     "json": public_json + list(part["json"]),
                 }
             for receiver in list(receivers):
-                if receiver.take(event):
+                try:
+                    taken = await receiver.give(event)
+                except Exception:  # one socket's failure must not keep the event from the rest
+                    logger.exception("an event could not be handed to seat %s's socket", seat_id)
+                    continue
+                if taken:
                     handed += 1
                 else:
                     self.note_dropped(f"seat {seat_id}'s socket queue full")

@@ -414,22 +414,22 @@ async def test_a_full_channel_never_drops_an_event_unnoticed(settings, monkeypat
     state = await socket.connect()
     try:
         seen = state["seq"]
-        # The socket stalls answering a command (as under a room's load): meanwhile it does
-        # not read its channel.
+        # The first event stalls on its way out (as a process under a room's load does):
+        # meanwhile the process's hub reads no more of its channel.
         gate = asyncio.Event()
-        answer = ApiConsumer.send_error
+        forward = ApiConsumer.forward
 
-        async def stalled(self: Any, error: Any, *, command: Any = None) -> None:
+        async def stalled(self: Any, event: Any, *, gap: bool) -> None:
             await gate.wait()
-            await answer(self, error, command=command)
+            await forward(self, event, gap=gap)
 
-        monkeypatch.setattr(ApiConsumer, "send_error", stalled)
-        await socket.communicator.send_to(text_data=json.dumps({"type": "bid", "round": 1}))
-        await asyncio.sleep(0.2)
-        # Five events while the channel holds two (and the socket's reader one more): the
-        # layer drops the last ones.
+        monkeypatch.setattr(ApiConsumer, "forward", stalled)
+        # Five events while the channel holds two (and the hub one more): the layer drops the
+        # last ones.
         for _ in range(5):
             await db(services.game_advance_now)(game=game)
+        await asyncio.sleep(0.2)
+        monkeypatch.setattr(ApiConsumer, "forward", forward)
         gate.set()
         got = await socket.drain()
         events = sorted({m["seq"] for m in got if m["type"] not in ("ack", "error")})

@@ -4,17 +4,23 @@ These prove that an event to a room is ONE message on the channel layer however 
 has, that every seat's socket gets the public part and its own part and never another seat's,
 that with Redis two processes each deliver to their own sockets while a process without
 sockets of the game is sent nothing, that a hub message a full channel drops is counted and
-shows the sockets a gap they mend with a snapshot, and that a closing socket unregisters.
+shows the sockets a gap they mend with a snapshot, and that a closing socket unregisters; and
+that the hub sends a ready socket its event from its own task (nothing waits behind a command
+being answered), while a socket sending a snapshot gets its events after it, queued, and a queue
+that overflows is counted and shows a gap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
 from collections import Counter
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
@@ -224,6 +230,137 @@ async def test_a_hub_message_a_full_channel_drops_is_counted_and_the_socket_resy
         assert beacon["seq"] == state["seq"] + 3 and player.gap(beacon)
         await assert_sync_sends_the_current_state(socket, game)
     finally:
+        await socket.close()
+
+
+# ------------------------------------------------------------------------------ the hand-out
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_answering_a_command_still_hears_the_room_at_once(settings, monkeypatch):
+    """The hub sends a ready socket its event from its own task: nothing queues behind a reply."""
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    state = await socket.connect()
+    queued: list[Any] = []
+    take = ApiConsumer.take
+    monkeypatch.setattr(
+        ApiConsumer, "take", lambda self, event: queued.append(event) or take(self, event)
+    )
+    gate = asyncio.Event()
+    answer = ApiConsumer.send_error
+
+    async def stalled(self: Any, error: Any, *, command: Any = None) -> None:
+        await gate.wait()
+        await answer(self, error, command=command)
+
+    monkeypatch.setattr(ApiConsumer, "send_error", stalled)
+    try:
+        await socket.communicator.send_to(text_data=json.dumps({"type": "bid", "round": 1}))
+        await asyncio.sleep(0.1)  # the command is being answered (stalled)
+        await db(services.game_advance_now)(game=await db(fresh)(game))  # bidding ends
+        got = await socket.drain(quiet=0.2)
+        assert "phase" in [m["type"] for m in got]  # before the reply, not after it
+        assert {m["seq"] for m in got} == {state["seq"] + 1}
+        assert queued == []  # sent by the hub, not queued for the socket's reader
+        gate.set()
+        reply = await socket.next()
+        assert reply["type"] == "error" and reply["seq"] == state["seq"] + 1
+    finally:
+        gate.set()
+        await socket.close()
+
+
+def stall_snapshots(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make each snapshot wait, once read, until the returned event is set.
+
+    It holds the database thread the sockets share: the test changes the game from another
+    (``elsewhere``), as another process would.
+    """
+    gate = threading.Event()
+    read = ApiConsumer._snapshot
+
+    def stalled(self: Any, connect: bool) -> Any:
+        snapshot = read(self, connect)
+        gate.wait(5)
+        return snapshot
+
+    monkeypatch.setattr(ApiConsumer, "_snapshot", stalled)
+    return gate
+
+
+def elsewhere(function: Any) -> Any:
+    """Run a sync (database) function on a thread of its own, not the sockets' database thread."""
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_event_committed_while_a_snapshot_is_sent_comes_after_it(settings, monkeypatch):
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    await socket.connect()
+    gate = stall_snapshots(monkeypatch)
+    try:
+        await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
+        await asyncio.sleep(0.1)  # the snapshot is read, not yet sent
+        for _ in range(2):
+            await elsewhere(services.game_advance_now)(game=await elsewhere(fresh)(game))
+        await asyncio.sleep(0.1)
+        gate.set()
+        got = await socket.drain(quiet=0.2)
+        assert got[0]["type"] == "state"
+        seen = got[0]["seq"]
+        assert sorted({m["seq"] for m in got[1:]}) == [seen + 1, seen + 2]
+        assert [m["seq"] for m in got[1:]] == sorted(m["seq"] for m in got[1:])
+    finally:
+        gate.set()
+        await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_queue_that_overflows_is_counted_and_the_socket_resyncs(
+    settings, monkeypatch, caplog
+):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory(capacity=2)
+    monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.3)
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    await socket.connect()
+    relay = hub.hub_for(get_channel_layer())
+    gate = stall_snapshots(monkeypatch)
+    try:
+        await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
+        await asyncio.sleep(0.1)
+        with caplog.at_level(logging.WARNING, logger="permitgame.hub"):
+            # While its snapshot is sent, the socket's queue holds two and its reader one.
+            for _ in range(5):
+                await elsewhere(services.game_advance_now)(game=await elsewhere(fresh)(game))
+            await asyncio.sleep(0.1)
+        assert relay.dropped == 2
+        assert any("socket queue full" in record.getMessage() for record in caplog.records)
+        gate.set()
+        got = await socket.drain(quiet=0.2)
+        seen = got[0]["seq"]
+        assert got[0]["type"] == "state" and sorted({m["seq"] for m in got[1:]}) == [
+            seen + 1,
+            seen + 2,
+            seen + 3,
+        ]
+        await elsewhere(broadcast.flush_progress)(game.pk)
+        beacon = next(m for m in await socket.drain(quiet=0.6) if m["type"] == "progress")
+        player = Player(info_for(seats[0]))
+        player.seq = seen + 3
+        assert beacon["seq"] == seen + 5 and player.gap(beacon)
+        await assert_sync_sends_the_current_state(socket, game)
+    finally:
+        gate.set()
         await socket.close()
 
 
