@@ -228,13 +228,26 @@ for _name, _value in (
 ):
     if _value < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive integer, not {_value}")
+# channels-redis reads a channel with a blocking pop that Redis answers within 5 s when nothing
+# comes (``RedisChannelLayer.brpop_timeout``), and redis-py (6 and later) gives up on a read after
+# 5 s by default: on a busy process the client's timer could fire just as Redis answered, so the
+# read failed, its connection was dropped, and a message Redis had just popped for it was lost (a
+# lecture hall's process then missed a room's event). The read waits longer than the pop.
+REDIS_SOCKET_TIMEOUT = 30.0
+REDIS_CONNECT_TIMEOUT = 5.0
 CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                    }
+                ],
                 "capacity": CHANNEL_CAPACITY,
                 "expiry": CHANNEL_EXPIRY_SECONDS,
                 "group_expiry": CHANNEL_GROUP_EXPIRY_SECONDS,

@@ -30,6 +30,7 @@ print(json.dumps({
     "conn_max_age": db["CONN_MAX_AGE"], "pool": "pool" in db.get("OPTIONS", {}),
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "layer_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts", []),
+    "layer_pop_seconds": __import__("channels_redis.core").core.RedisChannelLayer.brpop_timeout,
     "allowed_hosts": settings.ALLOWED_HOSTS,
     "ssl_redirect": settings.SECURE_SSL_REDIRECT,
     "hsts": settings.SECURE_HSTS_SECONDS,
@@ -91,7 +92,11 @@ def test_database_and_channel_layer_follow_env_when_urls_are_set():
         "permitgame",
     )
     assert shown["layer"] == "channels_redis.core.RedisChannelLayer"
-    assert shown["layer_hosts"] == ["redis://redis.example.org:6379/0"]
+    (host,) = shown["layer_hosts"]
+    assert host["address"] == "redis://redis.example.org:6379/0"
+    # A channel is read with a blocking pop Redis answers within its timeout: the client waits
+    # longer, or a read times out as Redis answers and the message it popped is lost.
+    assert host["socket_timeout"] > shown["layer_pop_seconds"]
     assert shown["allowed_hosts"] == ["game.example.org"]
     assert shown["ssl_redirect"] is True
 
