@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +188,38 @@ def send(
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(_send_all)(layer, outgoing, seq, version, kind)
+    _run(layer, _send_all(layer, outgoing, seq, version, kind))
+
+
+#: Each sending thread's own event loop, for a layer that may be used from any loop (Redis).
+_thread = threading.local()
+
+
+def _own_loop(layer: Any) -> bool:
+    """Whether ``layer`` may send from a thread's own event loop (channels-redis keeps its
+    connections per loop), rather than only from the server's loop (the in-memory layer)."""
+    return isinstance(layer, RedisChannelLayer)
+
+
+def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
+    """Run ``sending`` to the end from sync code (a thread that records moves, the clock's).
+
+    With Redis, on this thread's own event loop: the events a thread commits go out at once,
+    not after whatever the server's loop is busy with (a room's hand-out, other sockets'
+    moves), which under a lecture hall's load delayed them by tens of milliseconds. Otherwise on
+    the server's loop (``async_to_sync``).
+    """
+    if not _own_loop(layer):
+        async_to_sync(_await)(sending)
+        return
+    loop = getattr(_thread, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread.loop = asyncio.new_event_loop()
+    loop.run_until_complete(sending)
+
+
+async def _await(sending: Coroutine[Any, Any, None]) -> None:
+    await sending
 
 
 #: Group sends of one update in flight at once (with Redis each is a round trip: a room of
@@ -214,6 +247,9 @@ def send_seat_moved(seat_ids: Iterable[int]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    group_send = async_to_sync(layer.group_send)
-    for seat_id in seat_ids:
-        group_send(seat_group(seat_id), {"type": SEAT_MOVED})
+
+    async def send_all() -> None:
+        for seat_id in seat_ids:
+            await layer.group_send(seat_group(seat_id), {"type": SEAT_MOVED})
+
+    _run(layer, send_all())

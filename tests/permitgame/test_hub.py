@@ -389,6 +389,37 @@ def socket_in(alias: str, code: str, token: str) -> Socket:
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_with_redis_a_committed_event_is_sent_from_its_threads_own_loop(
+    settings, monkeypatch, redis_url
+):
+    """The thread that committed an event sends it itself: not queued behind the server's loop."""
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = redis_layers(redis_url, "default")
+    game, seats = await db(hall)(labs=4, humans=1)
+    await db(services.game_start)(game=game)
+    socket = socket_in("default", game.code, seats[0].token)
+    await socket.connect()
+    try:
+        await socket.drain(quiet=0.05)
+        layer = get_channel_layer()
+        loops: list[Any] = []
+        group_send = layer.group_send
+
+        async def noted(group: str, message: dict[str, Any]) -> None:
+            loops.append(asyncio.get_running_loop())
+            await group_send(group, message)
+
+        monkeypatch.setattr(layer, "group_send", noted)
+        await db(services.game_advance_now)(game=await db(fresh)(game))
+        got = await socket.drain(quiet=0.3)
+        assert "market" in [m["type"] for m in got]
+        assert loops and asyncio.get_running_loop() not in loops
+    finally:
+        await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_two_processes_each_deliver_to_their_own_sockets_and_a_third_gets_nothing(
     settings, monkeypatch, redis_url
 ):
