@@ -197,18 +197,41 @@ async def test_the_hub_stays_in_its_games_group_past_the_group_expiry(settings):
         await socket.close()
 
 
+async def room_with_a_socket(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, *, small: bool = False
+) -> tuple[Any, list[Any], Socket, dict[str, Any]]:
+    """A started game of 4 labs, 2 of them people, the first with a JSON socket connected:
+    (game, seats, socket, its snapshot). ``small``: channels that hold two messages, and a
+    short grace period for what waits on a lost event."""
+    settings.CHANNEL_LAYERS = in_memory(capacity=2 if small else 100)
+    if small:
+        monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.3)
+    game, seats = await db(hall)(labs=4, humans=2)
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    return game, seats, socket, await socket.connect()
+
+
+async def assert_the_next_beacon_shows_the_gap(
+    socket: Socket, game: Any, seat: Any, *, last: int, lost_to: int, run: Any = None
+) -> None:
+    """The next progress carries the game's seq (``lost_to``): after the grace period the
+    socket that last saw ``last`` shows the gap, and the client mends it with a snapshot."""
+    await (run or db)(broadcast.flush_progress)(game.pk)
+    beacon = next(m for m in await socket.drain(quiet=0.6) if m["type"] == "progress")
+    player = Player(info_for(seat))
+    player.seq = last
+    assert beacon["seq"] == lost_to and player.gap(beacon)
+    await assert_sync_sends_the_current_state(socket, game)
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_a_hub_message_a_full_channel_drops_is_counted_and_the_socket_resyncs(
     settings, monkeypatch, caplog
 ):
     from channels.layers import get_channel_layer
 
-    settings.CHANNEL_LAYERS = in_memory(capacity=2)
-    monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.3)
-    game, seats = await db(hall)(labs=4, humans=2)
-    await db(services.game_start)(game=game)
-    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
-    state = await socket.connect()
+    game, seats, socket, state = await room_with_a_socket(settings, monkeypatch, small=True)
     layer = get_channel_layer()
     relay = hub.hub_for(layer)
     try:
@@ -221,14 +244,9 @@ async def test_a_hub_message_a_full_channel_drops_is_counted_and_the_socket_resy
         await relay.start()
         got = await socket.drain(quiet=0.2)
         assert sorted({m["seq"] for m in got}) == [state["seq"] + 1, state["seq"] + 2]
-        # The next progress carries the game's seq: after the grace period the socket shows
-        # the gap, and the client mends it with a snapshot.
-        await db(broadcast.flush_progress)(game.pk)
-        beacon = next(m for m in await socket.drain(quiet=0.6) if m["type"] == "progress")
-        player = Player(info_for(seats[0]))
-        player.seq = state["seq"] + 2
-        assert beacon["seq"] == state["seq"] + 3 and player.gap(beacon)
-        await assert_sync_sends_the_current_state(socket, game)
+        await assert_the_next_beacon_shows_the_gap(
+            socket, game, seats[0], last=state["seq"] + 2, lost_to=state["seq"] + 3
+        )
     finally:
         await socket.close()
 
@@ -239,11 +257,7 @@ async def test_a_hub_message_a_full_channel_drops_is_counted_and_the_socket_resy
 @pytest.mark.django_db(transaction=True)
 async def test_a_socket_answering_a_command_still_hears_the_room_at_once(settings, monkeypatch):
     """The hub sends a ready socket its event from its own task: nothing queues behind a reply."""
-    settings.CHANNEL_LAYERS = in_memory()
-    game, seats = await db(hall)(labs=4, humans=2)
-    await db(services.game_start)(game=game)
-    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
-    state = await socket.connect()
+    game, _, socket, state = await room_with_a_socket(settings, monkeypatch)
     queued: list[Any] = []
     take = ApiConsumer.take
     monkeypatch.setattr(
@@ -298,11 +312,7 @@ def elsewhere(function: Any) -> Any:
 
 @pytest.mark.django_db(transaction=True)
 async def test_an_event_committed_while_a_snapshot_is_sent_comes_after_it(settings, monkeypatch):
-    settings.CHANNEL_LAYERS = in_memory()
-    game, seats = await db(hall)(labs=4, humans=2)
-    await db(services.game_start)(game=game)
-    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
-    await socket.connect()
+    game, _, socket, _ = await room_with_a_socket(settings, monkeypatch)
     gate = stall_snapshots(monkeypatch)
     try:
         await socket.communicator.send_to(text_data=json.dumps({"type": "sync"}))
@@ -327,12 +337,7 @@ async def test_a_socket_queue_that_overflows_is_counted_and_the_socket_resyncs(
 ):
     from channels.layers import get_channel_layer
 
-    settings.CHANNEL_LAYERS = in_memory(capacity=2)
-    monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.3)
-    game, seats = await db(hall)(labs=4, humans=2)
-    await db(services.game_start)(game=game)
-    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
-    await socket.connect()
+    game, seats, socket, _ = await room_with_a_socket(settings, monkeypatch, small=True)
     relay = hub.hub_for(get_channel_layer())
     gate = stall_snapshots(monkeypatch)
     try:
@@ -353,12 +358,9 @@ async def test_a_socket_queue_that_overflows_is_counted_and_the_socket_resyncs(
             seen + 2,
             seen + 3,
         ]
-        await elsewhere(broadcast.flush_progress)(game.pk)
-        beacon = next(m for m in await socket.drain(quiet=0.6) if m["type"] == "progress")
-        player = Player(info_for(seats[0]))
-        player.seq = seen + 3
-        assert beacon["seq"] == seen + 5 and player.gap(beacon)
-        await assert_sync_sends_the_current_state(socket, game)
+        await assert_the_next_beacon_shows_the_gap(
+            socket, game, seats[0], last=seen + 3, lost_to=seen + 5, run=elsewhere
+        )
     finally:
         gate.set()
         await socket.close()
