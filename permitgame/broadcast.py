@@ -40,6 +40,7 @@ from permitgame.selectors import (
     MarketView,
     PublicView,
     SignalRow,
+    Standing,
 )
 from sim_core import Role
 
@@ -156,8 +157,23 @@ def round_results_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {"round": row.pop("round"), "metrics": row}
 
 
+def shown_standings(public: PublicView) -> Sequence[Standing]:
+    """Return the final standings a room's players are sent: all of them, or in a room of more
+    than ``LIST_LIMIT`` seats the first ``LIST_LIMIT`` ranks.
+
+    N labs are not each sent a list of N when a lecture hall's game ends (each lab reads its
+    own rank and score in its ``you``, and its page says its place); the instructor's debrief
+    has the whole leaderboard.
+    """
+    seats = public.counts.seats if public.counts is not None else len(public.players)
+    return public.standings if seats <= LIST_LIMIT else public.standings[:LIST_LIMIT]
+
+
 def game_over_message(public: PublicView) -> dict[str, Any]:
-    """Return the ``game_over`` message with the final standings."""
+    """Return the ``game_over`` message with the final standings (``shown_standings``).
+
+    ``labs``: how many labs are ranked (more than the list holds in a lecture hall).
+    """
     return {
         "type": "game_over",
         "rounds_played": len(public.results),
@@ -169,8 +185,9 @@ def game_over_message(public: PublicView) -> dict[str, Any]:
                 "score": s.score,
                 "wealth": s.wealth,
             }
-            for s in public.standings
+            for s in shown_standings(public)
         ],
+        "labs": len(public.standings),
         "governor_score": public.governor_score,
     }
 
@@ -351,7 +368,9 @@ def _render(names: Iterable[str], context: Mapping[str, Any]) -> str:
 
 def public_html(public: PublicView) -> str:
     """Return the public fragments (rendered once per update for the whole game)."""
-    return _render(PUBLIC_FRAGMENTS, {"public": public, "oob": True})
+    return _render(
+        PUBLIC_FRAGMENTS, {"public": public, "standings": shown_standings(public), "oob": True}
+    )
 
 
 def governor_html(public: PublicView, governor: GovernorView) -> str:
@@ -420,7 +439,12 @@ def reload_html(message: str) -> str:
 
 def seat_context(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     """Return the template context of one seat's whole screen."""
-    context: dict[str, Any] = {"public": screens.public, "seat": seat}
+    public = screens.public
+    context: dict[str, Any] = {
+        "public": public,
+        "standings": shown_standings(public),
+        "seat": seat,
+    }
     if seat.lab_index is not None:
         context["lab"] = screens.labs[seat.pk]
     else:

@@ -271,6 +271,47 @@ def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
 
 
 @pytest.mark.django_db
+def test_a_halls_game_over_ranks_the_first_forty_and_each_lab_reads_its_own_place(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    # N labs are not each sent the whole ranking of N when a lecture hall's game ends: the
+    # list holds the first LIST_LIMIT ranks and counts the labs; each lab's own rank and score
+    # come in its ``you``. A class's room is sent the whole ranking.
+    def game_over(labs: int) -> tuple[dict[str, Any], Any, Any]:
+        game, _ = hall(labs, humans=labs, rounds=1)
+        sent: list[Any] = []
+        monkeypatch.setattr(broadcast.realtime, "send", lambda out, **kw: sent.extend(out))
+        with django_capture_on_commit_callbacks(execute=True):
+            services.game_start(game=game)
+        while fresh(game).status != "finished":
+            with django_capture_on_commit_callbacks(execute=True):
+                services.game_advance_now(game=fresh(game))
+        event = [item for item in sent if isinstance(item, broadcast.realtime.RoomEvent)][-1]
+        over = next(m for m in map(json.loads, event.json) if m["type"] == "game_over")
+        return over, event, selectors.game_screens(fresh(game)).public
+
+    over, event, public = game_over(labs=60)
+    limit = broadcast.LIST_LIMIT
+    assert over["labs"] == 60 and len(public.standings) == 60
+    assert [row["rank"] for row in over["standings"]] == [s.rank for s in public.standings[:limit]]
+    assert len(over["standings"]) == limit
+    last = public.standings[-1]  # ranked below the list: its place is in its own ``you``
+    part = next(
+        p for p in event.seats.values() if json.loads(p.json[-1])["player_id"] == last.player_id
+    )
+    you = json.loads(part.json[-1])
+    assert you["type"] == "you" and you["rank"] == last.rank == 60 and you["score"] == last.score
+    html = broadcast.public_html(public)
+    board = html[html.index('<section id="game-over"') :]
+    assert board[: board.index("</section>")].count("<li data-player-id=") == limit
+    assert f"The first {limit} of 60 labs" in board
+
+    over, _, public = game_over(labs=12)
+    assert over["labs"] == 12 and len(over["standings"]) == 12
+    assert "The first" not in broadcast.public_html(public)
+
+
+@pytest.mark.django_db
 def test_a_big_rooms_phase_counts_whom_it_waits_for_and_names_only_the_governor(
     monkeypatch, django_capture_on_commit_callbacks
 ):
