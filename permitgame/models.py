@@ -312,12 +312,14 @@ class MoveLog(models.Manager["Move"]):
     """The log's manager: Django's, plus ``append`` for a batch of entries."""
 
     def append(self, moves: Sequence[Move]) -> None:
-        """Insert ``moves`` (new entries, in order) and set their ids: one statement a chunk.
+        """Insert ``moves`` (new entries, in order) and set their ids.
 
         What ``bulk_create`` does for them, without building the statement's SQL value by
         value: each row's values are made by its fields (``get_db_prep_save``, as Django
         writes them), the statement once. A batch of moves is recorded inside the game's lock,
         where ``bulk_create`` took about 90 us per entry, most of it the statement's making.
+        With PostgreSQL one statement of one array per column (``unnest``), the same text for
+        every batch; elsewhere one VALUES statement per chunk of the backend's batch size.
         """
         if not moves:
             return
@@ -330,9 +332,32 @@ class MoveLog(models.Manager["Move"]):
         fields = [field for field in meta.concrete_fields if not field.primary_key]
         columns = ", ".join(ops.quote_name(field.column) for field in fields)
         returning, _ = ops.return_insert_columns([meta.pk])
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        size = max(1, ops.bulk_batch_size(fields, moves))
+        insert = f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) "
         with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # One array per column, whatever the batch's size: a statement of a few hundred
+                # bytes, which the driver parses once and keeps. A VALUES list of N rows is a
+                # new text of 11 N placeholders each time, too long for the driver's cache,
+                # and parsing it cost 18 ms for 250 moves (more than the rest of the batch).
+                arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+                params = [
+                    [
+                        field.get_db_prep_save(getattr(move, field.attname), connection)
+                        for move in moves
+                    ]
+                    for field in fields
+                ]
+                # Inserted in order (WITH ORDINALITY), their ids returned in that order, as
+                # bulk_create's VALUES list is.
+                cursor.execute(
+                    f"{insert}SELECT {columns} FROM unnest({arrays}) WITH ORDINALITY "
+                    f"AS batch ({columns}, n) ORDER BY n {returning}",
+                    params,
+                )
+                self._took_ids(moves, cursor.fetchall())
+                return
+            row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+            size = max(1, ops.bulk_batch_size(fields, moves))
             for start in range(0, len(moves), size):
                 chunk = moves[start : start + size]
                 params = [
@@ -341,15 +366,15 @@ class MoveLog(models.Manager["Move"]):
                     for field in fields
                 ]
                 cursor.execute(
-                    f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) "
-                    f"VALUES {', '.join([row] * len(chunk))} {returning}",
-                    params,
+                    f"{insert}VALUES {', '.join([row] * len(chunk))} {returning}", params
                 )
-                ids = cursor.fetchall()
-                for move, (pk,) in zip(chunk, ids, strict=True):
-                    move.pk = pk
-                    move._state.adding = False
-                    move._state.db = self.db
+                self._took_ids(chunk, cursor.fetchall())
+
+    def _took_ids(self, moves: Sequence[Move], ids: Sequence[tuple[int]]) -> None:
+        for move, (pk,) in zip(moves, ids, strict=True):
+            move.pk = pk
+            move._state.adding = False
+            move._state.db = self.db
 
 
 class Move(models.Model):
