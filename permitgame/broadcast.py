@@ -137,13 +137,18 @@ def rules_json(public: PublicView) -> dict[str, Any]:
     return {name: getattr(rules, name) for name in rules.__slots__}
 
 
-def market_json(market: MarketView) -> dict[str, Any]:
-    """Return a round's public market result."""
+def market_json(market: MarketView, *, listed: bool = True) -> dict[str, Any]:
+    """Return a round's public market result.
+
+    ``listed``: with the holders' ids; else (a lecture hall, ``in_hall``) ``winners`` is null
+    and ``permits`` counts them: N labs are not each sent the list of a third of N (a lab reads
+    whether it holds one in its own ``you``).
+    """
     return {
         "round": market.round_no,
         "price": market.price,
         "permits": market.permits,
-        "winners": list(market.winners),
+        "winners": list(market.winners) if listed else None,
         "announced_high_prob": market.announced_high_prob,
         "p_eff": market.p_eff,
         # MODEL.md §3b: traded permits; price null when nothing traded, winners hold after trading
@@ -157,16 +162,22 @@ def round_results_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {"round": row.pop("round"), "metrics": row}
 
 
+def in_hall(public: PublicView) -> bool:
+    """Whether the room has more than ``LIST_LIMIT`` seats: a lecture hall, whose labs are sent
+    counts and short lists where a class's get the room's lists (N lists of N)."""
+    seats = public.counts.seats if public.counts is not None else len(public.players)
+    return seats > LIST_LIMIT
+
+
 def shown_standings(public: PublicView) -> Sequence[Standing]:
-    """Return the final standings a room's players are sent: all of them, or in a room of more
-    than ``LIST_LIMIT`` seats the first ``LIST_LIMIT`` ranks.
+    """Return the final standings a room's players are sent: all of them, or in a lecture hall
+    (``in_hall``) the first ``LIST_LIMIT`` ranks.
 
     N labs are not each sent a list of N when a lecture hall's game ends (each lab reads its
     own rank and score in its ``you``, and its page says its place); the instructor's debrief
     has the whole leaderboard.
     """
-    seats = public.counts.seats if public.counts is not None else len(public.players)
-    return public.standings if seats <= LIST_LIMIT else public.standings[:LIST_LIMIT]
+    return public.standings[:LIST_LIMIT] if in_hall(public) else public.standings
 
 
 def game_over_message(public: PublicView) -> dict[str, Any]:
@@ -321,7 +332,9 @@ def seat_state_message(
         "game": {**game_json(public, listed=public.counts is None), "title": public.title},
         "rules": rules_json(public),
         "players": players_json(public) if public.counts is None else None,
-        "market": market_json(public.market) if public.market else None,
+        "market": (
+            market_json(public.market, listed=not in_hall(public)) if public.market else None
+        ),
         "results": [round_results_json(row) for row in public.results],
         "standings": game_over_message(public)["standings"] if public.standings else None,
     }
@@ -368,9 +381,8 @@ def _render(names: Iterable[str], context: Mapping[str, Any]) -> str:
 
 def public_html(public: PublicView) -> str:
     """Return the public fragments (rendered once per update for the whole game)."""
-    return _render(
-        PUBLIC_FRAGMENTS, {"public": public, "standings": shown_standings(public), "oob": True}
-    )
+    context = {"public": public, "hall": in_hall(public), "standings": shown_standings(public)}
+    return _render(PUBLIC_FRAGMENTS, {**context, "oob": True})
 
 
 def governor_html(public: PublicView, governor: GovernorView) -> str:
@@ -442,6 +454,7 @@ def seat_context(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     public = screens.public
     context: dict[str, Any] = {
         "public": public,
+        "hall": in_hall(public),
         "standings": shown_standings(public),
         "seat": seat,
     }
@@ -559,7 +572,8 @@ def publish(
         if kind == "market":
             market = selectors.record_market(game, record) if record is not None else public.market
             if market is not None:
-                public_json.append({"type": "market", **market_json(market)})
+                listed = not in_hall(public)
+                public_json.append({"type": "market", **market_json(market, listed=listed)})
         elif kind == "signals":
             rows = selectors.record_signals(game, record) if record else governor.signals
             if rows is not None:

@@ -264,7 +264,9 @@ class Player:
         elif kind == "market":
             round_no = int(message["round"])
             self.received.setdefault(("market", round_no), now)
-            self.winners[round_no] = {int(w) for w in message.get("winners", [])}
+            # A lecture hall's market counts its holders (``winners`` null): ``you`` says.
+            if message.get("winners") is not None:
+                self.winners[round_no] = {int(w) for w in message["winners"]}
         elif kind in ("audit", "round_results", "your_results"):
             self.received.setdefault((kind, int(message["round"])), now)
         elif kind == "game_over":

@@ -270,6 +270,50 @@ def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     assert host.html.count("<tr data-seat=") == 61  # the console keeps its full view
 
 
+def events_of(game: Game, monkeypatch: pytest.MonkeyPatch, capture: Any, until: str) -> list[Any]:
+    """Start ``game`` and end its phases at once (defaults for the moves) until its status or
+    phase is ``until``; return the room events published meanwhile."""
+    sent: list[Any] = []
+    monkeypatch.setattr(broadcast.realtime, "send", lambda out, **kw: sent.extend(out))
+    with capture(execute=True):
+        services.game_start(game=game)
+    while until not in (fresh(game).status, fresh(game).phase):
+        with capture(execute=True):
+            services.game_advance_now(game=fresh(game))
+    return [item for item in sent if isinstance(item, broadcast.realtime.RoomEvent)]
+
+
+@pytest.mark.django_db
+def test_a_halls_market_counts_the_permit_holders_and_each_lab_reads_its_own(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    # N labs are not each sent the ids of a third of N: in a hall the market's ``winners`` is
+    # null and ``permits`` counts them; each lab's ``you`` says whether it won. A class's room
+    # still names them.
+    def market(labs: int) -> tuple[dict[str, Any], Any, Any]:
+        game, _ = hall(labs, humans=labs)
+        events = events_of(game, monkeypatch, django_capture_on_commit_callbacks, "results")
+        for event in events:
+            for message in map(json.loads, event.json):
+                if message["type"] == "market":
+                    return message, event, selectors.game_screens(fresh(game)).public
+        raise AssertionError("no market was sent")
+
+    message, event, public = market(60)
+    winners = set(public.market.winners)
+    assert message["winners"] is None and message["permits"] == len(winners) > 0
+    for part in event.seats.values():
+        you = json.loads(part.json[-1])
+        assert you["won"] == (you["player_id"] in winners)
+    html = broadcast.public_html(public)
+    assert f"Permit holders:\n      {len(winners)} labs." in html
+    assert 'class="holder"' not in html
+
+    message, _, public = market(12)
+    assert message["winners"] == list(public.market.winners)
+    assert 'class="holder"' in broadcast.public_html(public)
+
+
 @pytest.mark.django_db
 def test_a_halls_game_over_ranks_the_first_forty_and_each_lab_reads_its_own_place(
     monkeypatch, django_capture_on_commit_callbacks
@@ -279,14 +323,8 @@ def test_a_halls_game_over_ranks_the_first_forty_and_each_lab_reads_its_own_plac
     # come in its ``you``. A class's room is sent the whole ranking.
     def game_over(labs: int) -> tuple[dict[str, Any], Any, Any]:
         game, _ = hall(labs, humans=labs, rounds=1)
-        sent: list[Any] = []
-        monkeypatch.setattr(broadcast.realtime, "send", lambda out, **kw: sent.extend(out))
-        with django_capture_on_commit_callbacks(execute=True):
-            services.game_start(game=game)
-        while fresh(game).status != "finished":
-            with django_capture_on_commit_callbacks(execute=True):
-                services.game_advance_now(game=fresh(game))
-        event = [item for item in sent if isinstance(item, broadcast.realtime.RoomEvent)][-1]
+        events = events_of(game, monkeypatch, django_capture_on_commit_callbacks, "finished")
+        event = events[-1]
         over = next(m for m in map(json.loads, event.json) if m["type"] == "game_over")
         return over, event, selectors.game_screens(fresh(game)).public
 
