@@ -1,12 +1,14 @@
 """The players' pages in a lecture hall: a governor of 200 labs, in a real browser.
 
 The audit list of 200 rows can be narrowed to the warnings or the labs without a permit and
-ordered by them; ticks survive the narrowing and are all sent. Screenshots at 375 px and
+ordered by them; ticks survive the narrowing and are all sent. A lab's page counts the permit
+holders and ranks the first 40 labs at the end. Screenshots at 375 px and
 1920x1080 go to artifacts/. A page that sees a gap in the sequence numbers asks for its screen.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.sync_api import expect
@@ -157,5 +159,29 @@ def test_the_page_asks_for_its_screen_when_a_number_is_skipped(server, chromium_
             page.wait_for_timeout(50)
         else:
             raise AssertionError("no snapshot answered the sync")
+    finally:
+        page.context.close()
+
+
+def test_a_lab_in_a_hall_sees_the_holders_counted_and_the_first_forty_ranked(
+    server,  # noqa: F811
+    chromium_browser,
+):
+    # 60 labs, the page's one human among them; the phases end on their deadlines.
+    code = server.create_game(
+        "--labs", "60", "--human-labs", "1", "--phase-seconds", "2", "--results-seconds", "1"
+    )["code"]
+    ana = open_player(chromium_browser)
+    page = ana.page
+    try:
+        join(ana, server, code, "Ana")
+        page.wait_for_selector("#market .holders")
+        expect(page.locator("#market .holders")).to_contain_text(re.compile(r":\s+\d+ labs\."))
+        expect(page.locator("#market .holder")).to_have_count(0)  # no list of the holders
+        page.wait_for_selector("#game-over:not([hidden])", timeout=60_000)
+        expect(page.locator("#game-over li")).to_have_count(40)
+        expect(page.locator("#game-over")).to_contain_text("The first 40 of 60 labs")
+        expect(page.locator("#lab-next")).to_contain_text(re.compile(r"you finished \d+\w\w of 60"))
+        shoot(page, "lab-game-over")
     finally:
         page.context.close()
