@@ -2,9 +2,9 @@
 
 Two wire formats over one design: ``ApiConsumer`` (``/ws/api/games/<code>/?token=...``) speaks
 the JSON protocol of ``docs/protocol.md``; ``PlayConsumer`` (``/ws/games/<code>/``) sends HTML
-fragments for htmx's ws extension and takes ``ws-send`` forms. A socket joins its seat's group
-(told when the seat changes role) and registers with its process's hub (``permitgame.hub``),
-which hands it every event and progress; on connect it gets the seat's full
+fragments for htmx's ws extension and takes ``ws-send`` forms. A socket registers with its
+process's hub (``permitgame.hub``), which hands it every event and progress and tells it when
+its seat changes role; on connect it gets the seat's full
 snapshot, then every update rendered for its audiences (``broadcast``), dropping any older than
 the snapshot. The only state a consumer keeps: its seat and game ids and the snapshot version.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -186,7 +186,6 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     seat_id: int | None = None
     game_id: int | None = None
-    seat_groups: tuple[str, ...] = ()
     stream: delivery.SeqStream | None = None
     _release: asyncio.TimerHandle | None = None
     _release_at: float | None = None
@@ -200,22 +199,24 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Channels' ``AsyncConsumer.__call__``, with the hub's events as a third source.
 
-        The socket reads its client, its channel (progress, a role change) and the events the
-        process's hub hands it (``take``), one message at a time as Channels does: a socket
-        busy with a command reads none of them meanwhile, and its queue of events is bounded
-        like a channel (a full one drops, counted, and the seq numbers show the gap).
+        The socket reads its client and what the process's hub hands it (``give``, ``take``:
+        the game's events and progress, a change of the seat's role), one message at a time
+        as Channels does; its queue from the hub is bounded like a channel (a full one drops,
+        counted, and the seq numbers show the gap).
+
+        It has no channel of its own on the layer: the hub is the one reader of the layer in
+        the process. (With Redis each socket's channel was read by a task of its own, all
+        taking turns at the process's one blocking read; a socket that closed cancelled its
+        task mid-read, and a message Redis had just handed that read, for any socket or the
+        hub, was lost.) ``channel_name`` is a name of its own for its row of presence.
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self._inbox = asyncio.Queue(maxsize=hub.socket_capacity(self.channel_layer))
-        sources = [receive, self._inbox.get]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.insert(1, self.channel_receive)
+        self.channel_name = f"socket.{secrets.token_hex(12)}"
         self.base_send = send
         with contextlib.suppress(StopConsumer):  # the socket closed
-            await await_many_dispatch(sources, self.dispatch)
+            await await_many_dispatch([receive, self._inbox.get], self.dispatch)
 
     def take(self, event: dict[str, Any]) -> bool:
         """Queue an event the hub hands this socket; return False if its queue is full."""
@@ -274,11 +275,6 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    def _groups_of(self, seat: Seat) -> list[str]:
-        # Events and progress come through the process's hub; the seat's group is told when
-        # the seat changes role.
-        return [realtime.seat_group(seat.pk)]
-
     async def connect(self) -> None:
         code = self.scope["url_route"]["kwargs"]["code"]
         query = parse_qs(self.scope.get("query_string", b"").decode())
@@ -286,7 +282,7 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
         try:
             # A read of two rows, in a thread of its own: not queued on the database thread
-            # that the room's moves and snapshots share. The groups are joined before the
+            # that the room's moves and snapshots share. The hub takes the socket before the
             # snapshot is read, so no event can fall between the two.
             seat = await database_sync_to_async(authenticate, thread_sensitive=False)(
                 code, token, self.scope.get("session")
@@ -296,9 +292,6 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_UNKNOWN)
             return
         self.seat_id, self.game_id = seat.pk, seat.game_id
-        self.seat_groups = tuple(self._groups_of(seat))
-        for group in self.seat_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
         if self.channel_layer is not None:  # the events: through this process's hub
             self._hub = hub.hub_for(self.channel_layer)
             await self._hub.add(seat.game_id, seat.pk, self)
@@ -338,8 +331,6 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             assert self.game_id is not None
             await self._hub.discard(self.game_id, self.seat_id, self)
             self._hub = None
-        for group in self.seat_groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
         realtime.LOCAL_CHANNELS.discard(self.channel_name)
         realtime.LOCAL_GAMES.pop(self.channel_name, None)
         await database_sync_to_async(services.seat_disconnect)(channel_name=self.channel_name)

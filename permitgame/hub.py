@@ -50,6 +50,10 @@ class Receiver(Protocol):
         """Send or queue ``event`` for the socket; return False if its queue was full (dropped)."""
         ...
 
+    def take(self, event: dict[str, Any]) -> bool:
+        """Queue ``event`` for the socket; return False if its queue was full (dropped)."""
+        ...
+
 
 class Hub:
     """The relay of one process's channel layer (see the module's docstring).
@@ -166,13 +170,16 @@ class Hub:
         One task hands it to every socket (``Receiver.give``): a socket that can forward it at
         once sends it from here, without a wake-up of its own.
         """
-        if message.get("type") != realtime.HUB_EVENT:
-            logger.warning("the hub ignored a message of type %r", message.get("type"))
+        kind = message.get("type")
+        if kind not in (realtime.HUB_EVENT, realtime.HUB_SEATS_MOVED):
+            logger.warning("the hub ignored a message of type %r", kind)
             return 0
         self.received += 1
         seats = self.games.get(int(message["game"]))
         if not seats:
             return 0
+        if kind == realtime.HUB_SEATS_MOVED:
+            return self._seats_moved(seats, message["seats"])
         parts: dict[str, Any] = message["seats"]
         public_json: list[str] = list(message["json"])
         public_html: str = message["html"]
@@ -209,6 +216,21 @@ class Hub:
                 else:
                     self.note_dropped(f"seat {seat_id}'s socket queue full")
         return handed
+
+    def _seats_moved(self, seats: dict[int, list[Receiver]], seat_ids: list[int]) -> int:
+        """Tell the local sockets of these seats that their role changed (they reconnect).
+
+        Queued behind what each socket has yet to forward (``take``), not sent from here: the
+        socket answers it by closing, which takes it out of the hub.
+        """
+        told = 0
+        for seat_id in seat_ids:
+            for receiver in list(seats.get(int(seat_id), ())):
+                if receiver.take({"type": realtime.SEAT_MOVED}):
+                    told += 1
+                else:
+                    self.note_dropped(f"seat {seat_id}'s socket queue full")
+        return told
 
     def note_dropped(self, what: str) -> None:
         """Count an event a socket's queue refused; log it once a second at most."""

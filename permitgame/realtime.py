@@ -1,9 +1,9 @@
 """Channel groups and the one way game messages leave the server.
 
 Group names come only from the functions here (STYLE.md: no hand-built group names):
-``seat_group`` (one seat's sockets, a player may have two tabs: told when the seat changes
-role), ``hub_group`` (the hub channel of each process with sockets of the game: every event and
-the coalesced progress, ``permitgame.hub``) and ``host_group`` (the instructor's console). A channel
+``hub_group`` (the hub channel of each process with sockets of the game: every event, the
+coalesced progress and a change of seats' roles, ``permitgame.hub``) and ``host_group`` (the
+instructor's console). A players' socket has no channel of its own on the layer. A channel
 message to sockets is ``{"type": "game.send" or "game.progress", "seq": s, "version": v,
 "html": str, "json": [str, ...]}``: already-rendered bytes for both wire formats, the public part
 rendered once per event (STYLE.md §3.6); a consumer forwards the format its client speaks and
@@ -42,6 +42,8 @@ SEND = "game.send"
 PROGRESS = "game.progress"
 #: The channel message type of an event for the processes' hubs (``RoomEvent``).
 HUB_EVENT = "hub.event"
+#: The channel message type of a change of seats' roles for the processes' hubs.
+HUB_SEATS_MOVED = "hub.seats_moved"
 #: Tells a seat's sockets that the seat changed role in the lobby (handled by ``seat_moved``):
 #: they close, and the client reconnects to join the groups of its new role.
 SEAT_MOVED = "seat.moved"
@@ -101,11 +103,6 @@ def dumps(message: Mapping[str, Any]) -> str:
 def host_group(game_id: int) -> str:
     """Return the group of the instructor's sockets."""
     return f"game-{game_id}-host"
-
-
-def seat_group(seat_id: int) -> str:
-    """Return the group of one seat's sockets (told when the seat changes role)."""
-    return f"seat-{seat_id}"
 
 
 def hub_group(game_id: int) -> str:
@@ -242,14 +239,14 @@ async def _send_all(
         )
 
 
-def send_seat_moved(seat_ids: Iterable[int]) -> None:
-    """Tell the sockets of these seats to reconnect (their role changed; an on_commit callback)."""
+def send_seat_moved(game_id: int, seat_ids: Iterable[int]) -> None:
+    """Tell the sockets of these seats to reconnect (their role changed; an on_commit callback).
+
+    One message to the game's hubs (``HUB_SEATS_MOVED``), each handing the seats' sockets in
+    its process a ``seat.moved``.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
-
-    async def send_all() -> None:
-        for seat_id in seat_ids:
-            await layer.group_send(seat_group(seat_id), {"type": SEAT_MOVED})
-
-    _run(layer, send_all())
+    message = {"type": HUB_SEATS_MOVED, "game": game_id, "seats": sorted(seat_ids)}
+    _run(layer, layer.group_send(hub_group(game_id), message))

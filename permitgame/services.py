@@ -1816,7 +1816,9 @@ def game_set_governor(*, game: Game, seat: Seat | None) -> None:
     changes.seat_ids.update(moved)
     _commit(game, changes)
     if moved:
-        transaction.on_commit(partial(realtime.send_seat_moved, seat_ids=moved), robust=True)
+        transaction.on_commit(
+            partial(realtime.send_seat_moved, game_id=game.pk, seat_ids=moved), robust=True
+        )
 
 
 # ------------------------------------------------------------------------- instructors' presets

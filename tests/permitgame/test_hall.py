@@ -545,16 +545,15 @@ async def test_the_page_socket_mends_a_gap_itself_with_the_whole_screen(settings
     first = await socket.connect()
     try:
         assert 'id="seq"' in first and 'data-kind="snapshot"' in first
-        channel = next(
-            name for name, game_id in broadcast.realtime.LOCAL_GAMES.items() if game_id == game.pk
-        )
         from channels.layers import get_channel_layer
 
+        realtime = broadcast.realtime
         current = (await db(fresh)(game)).seq
         # An event two ahead of the socket (the one between was lost on the way).
-        await get_channel_layer().send(
-            channel,
-            {"type": "game.send", "seq": current + 2, "version": 0, "html": "X", "json": []},
+        part = realtime.SeatPart("X", ())
+        event = realtime.RoomEvent(game.pk, "", (), {seats[0].pk: part})
+        await get_channel_layer().group_send(
+            event.group, event.message(realtime.SEND, current + 2, 0)
         )
         reply = await socket.next()
         assert 'data-kind="snapshot"' in reply and 'id="lab-action"' in reply

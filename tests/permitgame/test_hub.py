@@ -27,7 +27,7 @@ from django.urls import path
 
 from permitgame import broadcast, delivery, hub, layers, realtime, services
 from permitgame.client import Player
-from permitgame.consumers import ApiConsumer
+from permitgame.consumers import CLOSE_RECONNECT, ROLE_CHANGED, ApiConsumer
 from tests.permitgame.test_hall import fresh, hall, info_for
 from tests.permitgame.wire import (
     ORIGIN,
@@ -366,6 +366,57 @@ async def test_a_socket_queue_that_overflows_is_counted_and_the_socket_resyncs(
         await socket.close()
 
 
+async def outputs_until_closed(socket: Socket, timeout: float = 2) -> list[Any]:
+    """Every output of ``socket`` (text frames parsed) up to and with its close."""
+    got: list[Any] = []
+    while True:
+        output = await socket.communicator.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return [*got, output]
+        got.append(json.loads(output["text"]))
+
+
+async def assert_role_change_reaches_the_seats_sockets(
+    game: Any, seats: list[Any], moved: list[Socket], others: list[Socket]
+) -> None:
+    """The instructor makes ``seats[0]`` the governor in the lobby: every socket of that seat is
+    told to reconnect and closed (4012), through the hubs; the others stay open."""
+    for socket in [*moved, *others]:
+        await socket.drain(quiet=0.05)
+    await db(services.game_set_governor)(game=await db(fresh)(game), seat=seats[0])
+    for socket in moved:
+        *texts, close = await outputs_until_closed(socket)
+        assert texts[-1]["type"] == "reconnect" and texts[-1]["reason"] == ROLE_CHANGED
+        assert close["code"] == CLOSE_RECONNECT
+    for socket in others:
+        got = await socket.drain(quiet=0.3)
+        assert "reconnect" not in [m["type"] for m in got]
+        assert "players" in [m["type"] for m in got]  # the room's new seats, still open
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_seat_whose_role_changes_is_told_through_the_hub_on_each_of_its_sockets(
+    settings,
+):
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats = await db(hall)(labs=4, humans=2)
+    tabs = [Socket(api_path(game.code, seats[0].token), fmt="json") for _ in range(2)]
+    other = Socket(api_path(game.code, seats[1].token), fmt="json")
+    for socket in [*tabs, other]:
+        await socket.connect()
+    try:
+        # A players' socket has no channel on the layer: only the hub's is in a group.
+        layer = get_channel_layer()
+        assert {name for members in layer.groups.values() for name in members} == {
+            hub.hub_for(layer).channel
+        }
+        await assert_role_change_reaches_the_seats_sockets(game, seats, tabs, [other])
+    finally:
+        await other.close()
+
+
 # ------------------------------------------------------------------------------ Redis
 
 
@@ -419,6 +470,22 @@ async def test_with_redis_a_committed_event_is_sent_from_its_threads_own_loop(
         assert loops and asyncio.get_running_loop() not in loops
     finally:
         await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_with_redis_a_role_change_reaches_the_seats_sockets_in_every_process(
+    settings, redis_url
+):
+    settings.CHANNEL_LAYERS = redis_layers(redis_url, "default", "b")
+    game, seats = await db(hall)(labs=4, humans=2)
+    tabs = [socket_in(alias, game.code, seats[0].token) for alias in ("default", "b")]
+    other = socket_in("b", game.code, seats[1].token)
+    for socket in [*tabs, other]:
+        await socket.connect()
+    try:
+        await assert_role_change_reaches_the_seats_sockets(game, seats, tabs, [other])
+    finally:
+        await other.close()
 
 
 @pytest.mark.django_db(transaction=True)
