@@ -197,7 +197,7 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     _snapshotting = 0  # snapshots being read or sent
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Channels' ``AsyncConsumer.__call__``, with the hub's events as a third source.
+        """Channels' ``AsyncConsumer.__call__``, with the hub's queue as a second source.
 
         The socket reads its client and what the process's hub hands it (``give``, ``take``:
         the game's events and progress, a change of the seat's role), one message at a time
@@ -233,8 +233,8 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         At once when nothing could come between: the socket has sent its snapshot and is not
         sending one, none of the hub's events waits in its queue, and it is not forwarding.
         Then the hub's one task sends it, instead of waking the socket's reader for one
-        message (a task and a wait over its three sources per socket per event: most of what
-        a room's event cost its process). An event that still overtakes one being read from
+        message (a new task and a wait over its sources, per socket per event: most of what a
+        room's event cost its process). An event that still overtakes one being read from
         the queue is put back in order by the stream (``delivery.SeqStream``). Returns False
         if the queue was full (dropped).
         """

@@ -45,7 +45,7 @@ HUB_EVENT = "hub.event"
 #: The channel message type of a change of seats' roles for the processes' hubs.
 HUB_SEATS_MOVED = "hub.seats_moved"
 #: Tells a seat's sockets that the seat changed role in the lobby (handled by ``seat_moved``):
-#: they close, and the client reconnects to join the groups of its new role.
+#: they close, and the client reconnects as its new role.
 SEAT_MOVED = "seat.moved"
 
 #: Channel names of the sockets open in this process (the clock loop's heartbeat reads it).
