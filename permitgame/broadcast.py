@@ -30,7 +30,6 @@ from django.utils.html import escape
 from permitgame import charts, clock, host_selectors, realtime, selectors
 from permitgame.host_selectors import ConsoleSeat
 from permitgame.models import MOVE_ACTIONS, Connection, Game, Move, RoundRecord, Seat, Status
-from permitgame.realtime import Outgoing
 from permitgame.selectors import (
     AuditResult,
     GameScreens,
@@ -644,11 +643,7 @@ def _send_host(
         if public is None:
             public = selectors.game_screens(game).public
         rows = host_selectors.console_seats(game)
-        host = Outgoing(
-            realtime.host_group(game.pk),
-            host_html(public, rows, with_charts=charts),
-            (),  # the host socket forwards HTML only: no client reads JSON there
-        )
+        host = realtime.HostUpdate(game.pk, host_html(public, rows, with_charts=charts))
         realtime.send([host], seq=public.seq, version=public.version, kind=kind)
     except Exception:
         logger.exception("sending the console of game %s failed", game.pk)

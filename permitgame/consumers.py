@@ -12,20 +12,15 @@ the snapshot. The only state a consumer keeps: its seat and game ids and the sna
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 
 from permitgame import broadcast, delivery, hub, movequeue, realtime, selectors, services
 from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
@@ -170,8 +165,11 @@ def ack_message(command: str, move: MoveCommand, result: MoveResult) -> dict[str
     }
 
 
-class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+class SeatConsumer(hub.Inbox, AsyncWebsocketConsumer):  # type: ignore[misc]
     """One socket of one seat; subclasses choose the wire format.
+
+    It reads its client and what the process's hub hands it (``hub.Inbox``: no channel of its
+    own on the layer): the game's events and progress, and a change of its seat's role.
 
     Sequence numbers (docs/protocol.md, "Delivery"): every event reaches the socket as one
     message stamped with the game's ``seq``, handed over by the process's hub (``give``); the
@@ -191,41 +189,8 @@ class SeatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     _release_at: float | None = None
     _expiring: asyncio.Future[None] | None = None  # kept: the loop holds tasks weakly
     _forwarding: asyncio.Lock | None = None
-    #: The events this process's hub handed the socket, read between its other messages.
-    _inbox: asyncio.Queue[dict[str, Any]] | None = None
     _hub: hub.Hub | None = None
     _snapshotting = 0  # snapshots being read or sent
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Channels' ``AsyncConsumer.__call__``, with the hub's queue as a second source.
-
-        The socket reads its client and what the process's hub hands it (``give``, ``take``:
-        the game's events and progress, a change of the seat's role), one message at a time
-        as Channels does; its queue from the hub is bounded like a channel (a full one drops,
-        counted, and the seq numbers show the gap).
-
-        It has no channel of its own on the layer: the hub is the one reader of the layer in
-        the process. (With Redis each socket's channel was read by a task of its own, all
-        taking turns at the process's one blocking read; a socket that closed cancelled its
-        task mid-read, and a message Redis had just handed that read, for any socket or the
-        hub, was lost.) ``channel_name`` is a name of its own for its row of presence.
-        """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self._inbox = asyncio.Queue(maxsize=hub.socket_capacity(self.channel_layer))
-        self.channel_name = f"socket.{secrets.token_hex(12)}"
-        self.base_send = send
-        with contextlib.suppress(StopConsumer):  # the socket closed
-            await await_many_dispatch([receive, self._inbox.get], self.dispatch)
-
-    def take(self, event: dict[str, Any]) -> bool:
-        """Queue an event the hub hands this socket; return False if its queue is full."""
-        assert self._inbox is not None
-        try:
-            self._inbox.put_nowait(event)
-        except asyncio.QueueFull:
-            return False
-        return True
 
     async def give(self, event: dict[str, Any]) -> bool:
         """Forward an event the hub hands this socket at once if it can, else queue it (``take``).

@@ -29,8 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 
 from permitgame import realtime
 
@@ -55,6 +61,45 @@ class Receiver(Protocol):
         ...
 
 
+class Inbox:
+    """The socket side of the hub, for a Channels consumer: its client and the hub's queue.
+
+    Channels' ``AsyncConsumer.__call__`` with the hub's queue (``take``) as the second source in
+    place of a channel of the layer: the hub is the one reader of the layer in the process.
+    (With Redis each socket's channel was read by a task of its own, all taking turns at the
+    process's one blocking read; a socket that closed cancelled its task mid-read, and a message
+    Redis had just handed that read, for any socket or the hub, was lost.) Messages are handled
+    one at a time, as Channels does; the queue is bounded like a channel (a full one drops,
+    counted by the hub). ``channel_name`` is a name of the socket's own, for its presence.
+    """
+
+    channel_layer_alias: str
+    channel_layer: Any
+    channel_name: str
+    scope: Any
+    base_send: Any
+    _inbox: asyncio.Queue[dict[str, Any]] | None = None
+    dispatch: Callable[[dict[str, Any]], Awaitable[None]]  # the consumer's (Channels')
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self._inbox = asyncio.Queue(maxsize=socket_capacity(self.channel_layer))
+        self.channel_name = f"socket.{secrets.token_hex(12)}"
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):  # the socket closed
+            await await_many_dispatch([receive, self._inbox.get], self.dispatch)
+
+    def take(self, event: dict[str, Any]) -> bool:
+        """Queue a message the hub hands this socket; return False if its queue is full."""
+        assert self._inbox is not None
+        try:
+            self._inbox.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+
 class Hub:
     """The relay of one process's channel layer (see the module's docstring).
 
@@ -70,6 +115,7 @@ class Hub:
         self.loop = loop
         self.channel: str | None = None
         self.games: dict[int, dict[int, list[Receiver]]] = {}
+        self.hosts: dict[int, list[Receiver]] = {}  # game id -> its consoles open here
         self.joined: set[int] = set()
         self.received = 0
         self.dropped = 0
@@ -100,11 +146,26 @@ class Hub:
             self.games.pop(game_id, None)
         await self._sync(game_id)
 
+    async def add_host(self, game_id: int, receiver: Receiver) -> None:
+        """Hand ``receiver`` (a console) the game's console updates; return once in the group."""
+        await self.start()
+        self.hosts.setdefault(game_id, []).append(receiver)
+        await self._sync(game_id)
+
+    async def discard_host(self, game_id: int, receiver: Receiver) -> None:
+        """Stop handing ``receiver`` the game's console updates."""
+        receivers = self.hosts.get(game_id, [])
+        if receiver in receivers:
+            receivers.remove(receiver)
+        if not receivers:
+            self.hosts.pop(game_id, None)
+        await self._sync(game_id)
+
     async def _sync(self, game_id: int) -> None:
         # One change of membership at a time, decided from the sockets open now: a socket that
         # connects while the game's last one here closes never finds the hub out of the group.
         async with self._lock:
-            wanted = game_id in self.games
+            wanted = game_id in self.games or game_id in self.hosts
             if wanted and game_id not in self.joined:
                 assert self.channel is not None
                 await self.layer.group_add(realtime.hub_group(game_id), self.channel)
@@ -171,10 +232,12 @@ class Hub:
         once sends it from here, without a wake-up of its own.
         """
         kind = message.get("type")
-        if kind not in (realtime.HUB_EVENT, realtime.HUB_SEATS_MOVED):
+        if kind not in (realtime.HUB_EVENT, realtime.HUB_SEATS_MOVED, realtime.HUB_HOST):
             logger.warning("the hub ignored a message of type %r", kind)
             return 0
         self.received += 1
+        if kind == realtime.HUB_HOST:
+            return self._to_hosts(message)
         seats = self.games.get(int(message["game"]))
         if not seats:
             return 0
@@ -230,6 +293,18 @@ class Hub:
                     told += 1
                 else:
                     self.note_dropped(f"seat {seat_id}'s socket queue full")
+        return told
+
+    def _to_hosts(self, message: dict[str, Any]) -> int:
+        """Hand the game's consoles open here a console update (queued: they are few)."""
+        update = {key: message[key] for key in ("seq", "version", "html", "json")}
+        update["type"] = message["kind"]
+        told = 0
+        for receiver in list(self.hosts.get(int(message["game"]), ())):
+            if receiver.take(update):
+                told += 1
+            else:
+                self.note_dropped(f"a console of game {message['game']}: its queue is full")
         return told
 
     def note_dropped(self, what: str) -> None:

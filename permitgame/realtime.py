@@ -1,9 +1,9 @@
 """Channel groups and the one way game messages leave the server.
 
-Group names come only from the functions here (STYLE.md: no hand-built group names):
+The one group name comes from the function here (STYLE.md: no hand-built group names):
 ``hub_group`` (the hub channel of each process with sockets of the game: every event, the
-coalesced progress and a change of seats' roles, ``permitgame.hub``) and ``host_group`` (the
-instructor's console). A players' socket has no channel of its own on the layer. A channel
+coalesced progress, a change of seats' roles and the console's updates, ``permitgame.hub``).
+No socket, a player's or the console's, has a channel of its own on the layer. A channel
 message to sockets is ``{"type": "game.send" or "game.progress", "seq": s, "version": v,
 "html": str, "json": [str, ...]}``: already-rendered bytes for both wire formats, the public part
 rendered once per event (STYLE.md §3.6); a consumer forwards the format its client speaks and
@@ -44,6 +44,8 @@ PROGRESS = "game.progress"
 HUB_EVENT = "hub.event"
 #: The channel message type of a change of seats' roles for the processes' hubs.
 HUB_SEATS_MOVED = "hub.seats_moved"
+#: The channel message type of a console update for the processes' hubs (``HostUpdate``).
+HUB_HOST = "hub.host"
 #: Tells a seat's sockets that the seat changed role in the lobby (handled by ``seat_moved``):
 #: they close, and the client reconnects as its new role.
 SEAT_MOVED = "seat.moved"
@@ -100,32 +102,38 @@ def dumps(message: Mapping[str, Any]) -> str:
     return orjson.dumps(message, default=_plain, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def host_group(game_id: int) -> str:
-    """Return the group of the instructor's sockets."""
-    return f"game-{game_id}-host"
-
-
 def hub_group(game_id: int) -> str:
     """Return the group of the hub channels of the processes with sockets of a game."""
     return f"game-{game_id}-hub"
 
 
 @dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One audience's share of an update: HTML fragments and JSON messages, already rendered."""
+class HostUpdate:
+    """The console's fragments of an update, sent to the game's hubs, which hand them to the
+    game's consoles open in their process (the consoles have no channel of their own)."""
 
-    group: str
+    game_id: int
     html: str
-    json: tuple[str, ...]
 
-    def message(self, kind: str, seq: int, version: int) -> dict[str, Any]:
-        """Return the channel message that the audience's sockets take."""
-        json = list(self.json)
-        return {"type": kind, "seq": seq, "version": version, "html": self.html, "json": json}
+    @property
+    def group(self) -> str:
+        return hub_group(self.game_id)
 
     @property
     def empty(self) -> bool:
-        return not (self.html or self.json)
+        return not self.html
+
+    def message(self, kind: str, seq: int, version: int) -> dict[str, Any]:
+        """Return the hub message."""
+        return {
+            "type": HUB_HOST,
+            "kind": kind,
+            "game": self.game_id,
+            "seq": seq,
+            "version": version,
+            "html": self.html,
+            "json": [],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +187,13 @@ class RoomEvent:
 
 
 def send(
-    outgoing: Sequence[Outgoing | RoomEvent], *, seq: int, version: int, kind: str = SEND
+    outgoing: Sequence[RoomEvent | HostUpdate],
+    *,
+    seq: int,
+    version: int,
+    kind: str = SEND,
 ) -> None:
-    """Send each audience its share (call from sync code, e.g. an on_commit callback)."""
+    """Send each update to the game's hubs (call from sync code, e.g. an on_commit callback)."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -225,7 +237,7 @@ SEND_CONCURRENCY = 32
 
 
 async def _send_all(
-    layer: Any, outgoing: Sequence[Outgoing | RoomEvent], seq: int, version: int, kind: str
+    layer: Any, outgoing: Sequence[RoomEvent | HostUpdate], seq: int, version: int, kind: str
 ) -> None:
     # One trip into the event loop for all audiences. Each audience is a different group, so
     # sending them concurrently keeps every socket's own order.

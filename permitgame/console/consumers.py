@@ -2,10 +2,11 @@
 
 ``/ws/host/<code>/`` accepts only the game's owner or staff (the session's user, through
 Channels' auth middleware; the whole origin is checked by ``permitgame.origins`` in
-``asgi.py``). It joins ``realtime.host_group``, sends the console's fragments on connect, then
-forwards the fragments ``broadcast`` renders once per event, and the coalesced progress (a few
-per second at most: joins, moves and presence), for the host group. It takes no
-commands: controls are HTTP posts (CSRF-checked), each through its service.
+``asgi.py``). It registers with its process's hub (``permitgame.hub``: no channel of its own on
+the layer), sends the console's fragments on connect, then forwards the fragments ``broadcast``
+renders once per event, and the coalesced progress (a few per second at most: joins, moves and
+presence), that the hub hands it. It takes no commands: controls are HTTP posts
+(CSRF-checked), each through its service.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from permitgame import broadcast, host_selectors, realtime
+from permitgame import broadcast, host_selectors, hub, realtime
 from permitgame.errors import GameError
 
 #: Close code for a socket of someone who may not run the game.
@@ -26,12 +27,13 @@ def _game_id_for(user: Any, code: str) -> int:
     return host_selectors.game_for_host(user, code).pk
 
 
-class HostConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+class HostConsumer(hub.Inbox, AsyncWebsocketConsumer):  # type: ignore[misc]
     """One console or projector page of the instructor. Holds no game state."""
 
     game_id: int | None = None
     floor = 0  # version of the snapshot sent: older updates are already in it
     latest = 0
+    _hub: hub.Hub | None = None
 
     async def connect(self) -> None:
         code = self.scope["url_route"]["kwargs"]["code"]
@@ -40,7 +42,9 @@ class HostConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except GameError:
             await self.close(code=CLOSE_FORBIDDEN)  # before accept: the handshake is refused
             return
-        await self.channel_layer.group_add(realtime.host_group(self.game_id), self.channel_name)
+        if self.channel_layer is not None:  # the updates: through this process's hub
+            self._hub = hub.hub_for(self.channel_layer)
+            await self._hub.add_host(self.game_id, self)
         realtime.LOCAL_HOSTS[self.channel_name] = self.game_id
         await database_sync_to_async(realtime.note_consoles)([self.game_id])
         await self.accept()
@@ -50,16 +54,15 @@ class HostConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def disconnect(self, code: int) -> None:
         realtime.LOCAL_HOSTS.pop(self.channel_name, None)
-        if self.game_id is not None:
-            await self.channel_layer.group_discard(
-                realtime.host_group(self.game_id), self.channel_name
-            )
+        if self._hub is not None and self.game_id is not None:
+            await self._hub.discard_host(self.game_id, self)
+            self._hub = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The console sends nothing over the socket; controls are HTTP posts."""
 
     async def game_send(self, event: dict[str, Any]) -> None:
-        """Forward an update ("game.send") for the host group, unless it is stale."""
+        """Forward a console update ("game.send") the hub handed over, unless it is stale."""
         version = int(event["version"])
         if version <= self.floor or version < self.latest:
             return

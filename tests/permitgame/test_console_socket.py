@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from permitgame import broadcast, services
+from permitgame import broadcast, hub, services
 from permitgame.asgi import application
 from permitgame.console.consumers import CLOSE_FORBIDDEN
 from tests.permitgame.console_fixtures import make_instructor, small_game
@@ -57,8 +58,13 @@ async def test_owner_gets_the_live_fragments_and_their_updates(django_user_model
         update = await socket.receive_from(timeout=5)
         while 'data-status="running"' not in update:
             update = await socket.receive_from(timeout=5)
+        # Through the process's hub: the console has no channel of its own on the layer.
+        layer = get_channel_layer()
+        relay = hub.hub_for(layer)
+        assert {name for members in layer.groups.values() for name in members} == {relay.channel}
     finally:
         await socket.disconnect()
+    assert game.pk not in relay.hosts and game.pk not in relay.joined  # nothing left open here
 
 
 async def test_staff_get_the_live_fragments_of_any_game(django_user_model):

@@ -260,13 +260,15 @@ def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
     broadcast.realtime.note_consoles([game.pk])  # a console opens
     broadcast._last_host.pop(game.pk, None)
     broadcast.flush_progress(game.pk)
-    public = next(item for item in sent if item.group == broadcast.realtime.hub_group(game.pk))
+    realtime = broadcast.realtime
+    public = next(item for item in sent if isinstance(item, realtime.RoomEvent))
     message = json.loads(public.json[0])
     assert message["joined"] == 50 and message["seats"] == 61
     assert message["status"] == "lobby" and message["connected"] == 0
     assert "players" not in message and "waiting_for" not in message
     assert 'id="players"' not in public.html  # the browsers' list is not resent either
-    host = next(item for item in sent if item.group == f"game-{game.pk}-host")
+    host = next(item for item in sent if isinstance(item, realtime.HostUpdate))
+    assert host.group == realtime.hub_group(game.pk)  # to the hubs, for the consoles
     assert host.html.count("<tr data-seat=") == 61  # the console keeps its full view
 
 

@@ -489,6 +489,37 @@ async def test_with_redis_a_role_change_reaches_the_seats_sockets_in_every_proce
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_with_redis_a_console_in_a_process_without_players_gets_the_updates(
+    settings, redis_url, django_user_model
+):
+    """The console reads no channel of its own: its process's hub joins the game for it."""
+    from channels.auth import AuthMiddlewareStack
+
+    from permitgame.console.consumers import HostConsumer
+    from tests.permitgame.console_fixtures import make_instructor, small_game
+    from tests.permitgame.test_console_socket import session_cookie
+
+    class Console(HostConsumer):
+        channel_layer_alias = "b"
+
+    settings.CHANNEL_LAYERS = redis_layers(redis_url, "default", "b")
+    ana = await db(make_instructor)(django_user_model, "ana")
+    game = await db(small_game)(ana)
+    app = AuthMiddlewareStack(URLRouter([path("ws/host/<str:code>/", Console.as_asgi())]))
+    headers = [*ORIGIN, (b"cookie", await db(session_cookie)(ana))]
+    console = WebsocketCommunicator(app, f"/ws/host/{game.code}/", headers=headers)
+    connected, _ = await console.connect(timeout=5)
+    try:
+        assert connected and 'data-status="lobby"' in await console.receive_from(timeout=5)
+        await db(services.game_start)(game=await db(fresh)(game))  # sent by process "default"
+        update = await console.receive_from(timeout=5)
+        while 'data-status="running"' not in update:
+            update = await console.receive_from(timeout=5)
+    finally:
+        await console.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_two_processes_each_deliver_to_their_own_sockets_and_a_third_gets_nothing(
     settings, monkeypatch, redis_url
 ):
