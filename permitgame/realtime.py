@@ -125,15 +125,22 @@ class HostUpdate:
 
     def message(self, kind: str, seq: int, version: int) -> dict[str, Any]:
         """Return the hub message."""
-        return {
-            "type": HUB_HOST,
-            "kind": kind,
-            "game": self.game_id,
-            "seq": seq,
-            "version": version,
-            "html": self.html,
-            "json": [],
-        }
+        return _hub_message(HUB_HOST, self.game_id, kind, seq, version, self.html, [])
+
+
+def _hub_message(
+    hub_type: str, game_id: int, kind: str, seq: int, version: int, html: str, json: list[str]
+) -> dict[str, Any]:
+    """Return a message for a game's hubs: what, which game, and the sockets' message."""
+    return {
+        "type": hub_type,
+        "kind": kind,
+        "game": game_id,
+        "seq": seq,
+        "version": version,
+        "html": html,
+        "json": json,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,13 +178,7 @@ class RoomEvent:
     def message(self, kind: str, seq: int, version: int) -> dict[str, Any]:
         """Return the hub message (seat ids as text: the Redis layer's msgpack maps need it)."""
         return {
-            "type": HUB_EVENT,
-            "kind": kind,
-            "game": self.game_id,
-            "seq": seq,
-            "version": version,
-            "html": self.html,
-            "json": list(self.json),
+            **_hub_message(HUB_EVENT, self.game_id, kind, seq, version, self.html, [*self.json]),
             "everyone": self.everyone,
             "seats": {
                 str(seat_id): {"html": part.html, "json": list(part.json)}
