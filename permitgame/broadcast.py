@@ -168,6 +168,19 @@ def in_hall(public: PublicView) -> bool:
     return seats > LIST_LIMIT
 
 
+def hall_context(public: PublicView) -> dict[str, Any]:
+    """Return what the players' templates need to show a lecture hall its counts, not lists:
+    ``hall``, the ``standings`` shown, and ``room`` (the seats with a player and online)."""
+    hall = in_hall(public)
+    room = None
+    if hall and public.players:
+        room = {
+            "joined": sum(row.human for row in public.players),
+            "connected": sum(row.connected for row in public.players),
+        }
+    return {"hall": hall, "standings": shown_standings(public), "room": room}
+
+
 def shown_standings(public: PublicView) -> Sequence[Standing]:
     """Return the final standings a room's players are sent: all of them, or in a lecture hall
     (``in_hall``) the first ``LIST_LIMIT`` ranks.
@@ -380,8 +393,7 @@ def _render(names: Iterable[str], context: Mapping[str, Any]) -> str:
 
 def public_html(public: PublicView) -> str:
     """Return the public fragments (rendered once per update for the whole game)."""
-    context = {"public": public, "hall": in_hall(public), "standings": shown_standings(public)}
-    return _render(PUBLIC_FRAGMENTS, {**context, "oob": True})
+    return _render(PUBLIC_FRAGMENTS, {"public": public, **hall_context(public), "oob": True})
 
 
 def governor_html(public: PublicView, governor: GovernorView) -> str:
@@ -451,12 +463,7 @@ def reload_html(message: str) -> str:
 def seat_context(screens: GameScreens, seat: Seat) -> dict[str, Any]:
     """Return the template context of one seat's whole screen."""
     public = screens.public
-    context: dict[str, Any] = {
-        "public": public,
-        "hall": in_hall(public),
-        "standings": shown_standings(public),
-        "seat": seat,
-    }
+    context: dict[str, Any] = {"public": public, **hall_context(public), "seat": seat}
     if seat.lab_index is not None:
         context["lab"] = screens.labs[seat.pk]
     else:

@@ -317,7 +317,7 @@ def test_a_halls_market_counts_the_permit_holders_and_each_lab_reads_its_own(
 
 
 @pytest.mark.django_db
-def test_a_halls_game_over_ranks_the_first_forty_and_each_lab_reads_its_own_place(
+def test_a_halls_game_over_ranks_the_first_forty_and_its_pages_count_the_players(
     monkeypatch, django_capture_on_commit_callbacks
 ):
     # N labs are not each sent the whole ranking of N when a lecture hall's game ends: the
@@ -345,10 +345,16 @@ def test_a_halls_game_over_ranks_the_first_forty_and_each_lab_reads_its_own_plac
     board = html[html.index('<section id="game-over"') :]
     assert board[: board.index("</section>")].count("<li data-player-id=") == limit
     assert f"The first {limit} of 60 labs" in board
+    # Nor the list of players, at any event: the phones of a hall get the room's counts.
+    players = html[html.index('<section id="players"') :]
+    players = players[: players.index("</section>")]
+    assert "<li" not in players and "61 seats: 60 with a player, 0 online." in players
 
     over, _, public = game_over(labs=12)
     assert over["labs"] == 12 and len(over["standings"]) == 12
-    assert "The first" not in broadcast.public_html(public)
+    html = broadcast.public_html(public)
+    assert "The first" not in html and "seats:" not in html
+    assert html.count('<li data-player-id="') == 12 + 13  # the ranking, and the players
 
 
 @pytest.mark.django_db

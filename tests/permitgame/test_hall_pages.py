@@ -178,6 +178,8 @@ def test_a_lab_in_a_hall_sees_the_holders_counted_and_the_first_forty_ranked(
         page.wait_for_selector("#market .holders")
         expect(page.locator("#market .holders")).to_contain_text(re.compile(r":\s+\d+ labs\."))
         expect(page.locator("#market .holder")).to_have_count(0)  # no list of the holders
+        expect(page.locator("#players li")).to_have_count(0)  # nor of the players: counts
+        expect(page.locator("#players")).to_contain_text("61 seats: 1 with a player, 1 online.")
         page.wait_for_selector("#game-over:not([hidden])", timeout=60_000)
         expect(page.locator("#game-over li")).to_have_count(40)
         expect(page.locator("#game-over")).to_contain_text("The first 40 of 60 labs")
