@@ -251,6 +251,9 @@ def run_setup(
                 print("  no game ended: the other repeats are skipped", file=log)
                 break
         rss = max(d.peak_rss_mib() for d in served.game)
+        folder, problems = servers.keep_logs(served, f"{scenario.name}-{setup.name}")
+        if problems:
+            print(f"  server logs: {problems} lines of warnings or errors, in {folder}", file=log)
     row: dict[str, Any] = {
         "scenario": scenario.name,
         "label": scenario.label,
@@ -267,6 +270,7 @@ def run_setup(
             (r["lateness_max"] for r in repeats_out if r["lateness_max"] is not None), default=None
         ),
         "errors": _sum_dicts([r["errors"] for r in repeats_out]),
+        "server_log_problems": problems,
         "profile": repeats_out[0]["profile"],
         "per_repeat": repeats_out,
     }

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from tests.harness import (
     ServerFailedToStart,
     _answers_http,
     app_env,
+    artifact_path,
     daphne_command,
     free_port,
     manage,
@@ -154,6 +157,12 @@ def serve(setup: Setup) -> Iterator[Servers]:
         result = manage("migrate", "--no-input", env=env)
         if result.returncode != 0:
             raise ServerFailedToStart(f"migrate failed:\n{result.stdout}\n{result.stderr}")
+        if setup.redis_postgres:
+            # As a deployment does (README): without it every page (the readiness probe's "/")
+            # fails on the missing static manifest with DEBUG off.
+            result = manage("collectstatic", "--no-input", env=env)
+            if result.returncode != 0:
+                raise ServerFailedToStart(f"collectstatic failed:\n{result.stderr}")
         servers = Servers(setup, env)
         for index in range(setup.daphnes):
             daphne = _start_daphne("permitgame.asgi:application", env, workdir, f"game-{index}")
@@ -166,6 +175,27 @@ def serve(setup: Setup) -> Iterator[Servers]:
             stack.callback(stop_process, daphne.process)
             servers.floor.append(daphne)
         yield servers
+
+
+#: A line of a server's log that someone should read: a warning, an error, a traceback.
+PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|^Traceback")
+
+
+def keep_logs(served: Servers, name: str) -> tuple[Path, int]:
+    """Copy the game servers' logs to ``artifacts/bench-load-logs/<name>/`` (the last run's).
+
+    Returns the folder and how many of their lines are warnings, errors or tracebacks: a lost
+    event is found there (two were, by the layer's errors and by their absence).
+    """
+    folder = artifact_path("bench-load-logs") / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    problems = 0
+    for daphne in served.game:
+        shutil.copy(daphne.log, folder / daphne.log.name)
+        text = daphne.log.read_text(errors="replace")
+        problems += sum(1 for line in text.splitlines() if PROBLEM.search(line))
+    return folder, problems
 
 
 def create_games(servers: Servers, *, labs: int, games: int, rounds: int) -> list[str]:

@@ -102,6 +102,9 @@ def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
     assert row["lateness_p95"] is not None  # the results phase ended by its deadline
     assert row["cpu_s"] > 0 and row["peak_rss_mib"] > 0
     assert row["floor_lost"] == 0
+    # The game server's log is kept for the reader, and it has nothing to say.
+    assert row["server_log_problems"] == 0
+    assert (REPO_ROOT / "artifacts" / "bench-load-logs" / "6-one" / "game-0.log").is_file()
     assert set(row["targets"]) == {
         "phase p95 <= 50 ms",
         "ack p95 <= 50 ms",
@@ -138,3 +141,26 @@ async def test_a_player_keeps_trying_its_handshake_until_the_game_is_stopped() -
         await asyncio.wait_for(task, 10)
     finally:
         task.cancel()
+
+
+def test_the_game_servers_logs_are_kept_and_their_warnings_counted(tmp_path) -> None:
+    from bench.load import servers
+
+    served = servers.Servers(servers.SETUPS["two"], {})
+    for index, text in enumerate(
+        [
+            "2026-12-04 INFO daphne: started\nTraceback (most recent call last):\n  x\n",
+            "2026-12-04 ERROR permitgame.hub: the hub channel could not be read\nplain\n",
+        ]
+    ):
+        log = tmp_path / f"game-{index}.log"
+        log.write_text(text)
+        served.game.append(servers.Daphne(None, "http://127.0.0.1:1", log))  # type: ignore[arg-type]
+    folder, problems = servers.keep_logs(served, "test-keep")
+    try:
+        assert problems == 2  # the traceback and the error; not the information
+        assert sorted(path.name for path in folder.iterdir()) == ["game-0.log", "game-1.log"]
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
