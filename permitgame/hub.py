@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_CAPACITY = 100
 #: The group expiry assumed when the layer does not say (Channels' default, a day).
 DEFAULT_GROUP_EXPIRY = 86400
+#: The longest wait before the hub reads its channel again after reads that failed.
+READ_RETRY_SECONDS = 1.0
+_pause = asyncio.sleep  # the hub's waits between failed reads (tests watch them)
 
 
 class Receiver(Protocol):
@@ -192,6 +195,7 @@ class Hub:
 
     async def _read(self) -> None:
         assert self.channel is not None
+        failures = 0
         while True:
             try:
                 message = await self.layer.receive(self.channel)
@@ -204,8 +208,13 @@ class Hub:
                     # cancellation into an error of its own): stop, as cancelled.
                     raise
                 logger.exception("the hub channel %s could not be read", self.channel)
-                await asyncio.sleep(1.0)
+                # A read that failed once (a dropped connection) is tried again at once: every
+                # socket of the process waits on this loop. One that keeps failing (the layer
+                # is down) waits longer each time, up to ``READ_RETRY_SECONDS``.
+                await _pause(min(READ_RETRY_SECONDS, 0.05 * (2**failures - 1)))
+                failures += 1
                 continue
+            failures = 0
             try:
                 await self.deliver(message)
             except Exception:

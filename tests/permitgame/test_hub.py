@@ -251,6 +251,41 @@ async def test_a_hub_message_a_full_channel_drops_is_counted_and_the_socket_resy
         await socket.close()
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_failed_read_of_the_hub_is_tried_again_at_once_then_more_slowly(
+    settings, monkeypatch
+):
+    """A dropped connection costs the process's sockets no second; a layer that stays down is
+    not read in a busy loop."""
+    from channels.layers import get_channel_layer
+
+    game, _, socket, state = await room_with_a_socket(settings, monkeypatch)
+    layer = get_channel_layer()
+    receive, failures, pauses = layer.receive, [3], []
+
+    async def flaky(channel: str) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise ConnectionError("the layer dropped the connection")
+        return await receive(channel)
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(hub, "_pause", pause)
+    try:
+        await db(services.game_advance_now)(game=await db(fresh)(game))  # read as before
+        assert {m["seq"] for m in await socket.drain(quiet=0.2)} == {state["seq"] + 1}
+        monkeypatch.setattr(layer, "receive", flaky)  # from the hub's next read on
+        await db(services.game_advance_now)(game=await db(fresh)(game))
+        got = await socket.drain(quiet=0.2)
+        assert {m["seq"] for m in got} == {state["seq"] + 2}  # nothing lost on the way
+        assert pauses == pytest.approx([0.0, 0.05, 0.15])  # at once, then longer each time
+        assert max(pauses) <= hub.READ_RETRY_SECONDS
+    finally:
+        await socket.close()
+
+
 # ------------------------------------------------------------------------------ the hand-out
 
 
