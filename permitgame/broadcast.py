@@ -94,8 +94,7 @@ def phase_message(public: PublicView) -> dict[str, Any]:
     governor among those waited for, and counts them all: N labs are not each sent a list of N
     at every phase (a lab reads whether it owes a move in its own ``you``).
     """
-    listed = public.counts is None and len(public.players) <= LIST_LIMIT
-    return {"type": "phase", **game_json(public, listed=listed)}
+    return {"type": "phase", **game_json(public, listed=not in_hall(public))}
 
 
 def players_json(public: PublicView) -> list[dict[str, Any]]:
@@ -620,7 +619,7 @@ def publish(
     # the public part followed by the seat's own (permitgame.hub).
     event = realtime.RoomEvent(game_id, shared_html, public_texts, parts)
     try:
-        realtime.send([event], seq=seq, version=public.version)
+        realtime.send(event, seq=seq, version=public.version)
     except Exception:  # the change is committed: a dead channel layer must not undo it
         logger.exception("publishing game %s event %s failed", game_id, seq)
     # Only now that every seat's channel holds the event: a progress carrying this seq may be
@@ -651,7 +650,7 @@ def _send_host(
             public = selectors.game_screens(game).public
         rows = host_selectors.console_seats(game)
         host = realtime.HostUpdate(game.pk, host_html(public, rows, with_charts=charts))
-        realtime.send([host], seq=public.seq, version=public.version, kind=kind)
+        realtime.send(host, seq=public.seq, version=public.version, kind=kind)
     except Exception:
         logger.exception("sending the console of game %s failed", game.pk)
 
@@ -925,11 +924,11 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
         html = _render(names, {"public": room, "oob": True}) + html
     # Through the processes' hubs, as the events go: one channel message per process (each
     # hands it to its own sockets), not one per socket.
-    outgoing = [
-        realtime.RoomEvent(game_id, html, (_stamp(room.message(), room.seq),), {}, everyone=True)
-    ]
+    update = realtime.RoomEvent(
+        game_id, html, (_stamp(room.message(), room.seq),), {}, everyone=True
+    )
     try:
-        realtime.send(outgoing, seq=room.seq, version=room.version, kind=realtime.PROGRESS)
+        realtime.send(update, seq=room.seq, version=room.version, kind=realtime.PROGRESS)
     except Exception:
         logger.exception("sending the progress of game %s failed", game_id)
     if beacon:
@@ -977,7 +976,7 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
         game.pk, seq_html(game.seq, "progress"), (_stamp(message, game.seq),), {}, everyone=True
     )
     try:
-        realtime.send([item], seq=game.seq, version=game.version, kind=realtime.PROGRESS)
+        realtime.send(item, seq=game.seq, version=game.version, kind=realtime.PROGRESS)
     except Exception:
         logger.exception("sending the progress of game %s failed", game.pk)
     if not beacon and realtime.console_open(game.pk):

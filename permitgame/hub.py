@@ -31,7 +31,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from channels.exceptions import StopConsumer
@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_CAPACITY = 100
 #: The group expiry assumed when the layer does not say (Channels' default, a day).
 DEFAULT_GROUP_EXPIRY = 86400
+#: The key of a game's consoles among its seats in ``Hub.games`` (no seat has it): a console
+#: registers as ``add(game_id, CONSOLE, socket)`` and is handed the console's updates only.
+CONSOLE = -1
 #: The longest wait before the hub reads its channel again after reads that failed.
 READ_RETRY_SECONDS = 1.0
 _pause = asyncio.sleep  # the hub's waits between failed reads (tests watch them)
@@ -108,7 +111,8 @@ class Hub:
 
     Attributes:
         channel: the hub's channel name (None until the first socket).
-        games: game id -> seat id -> the sockets of that seat open in this process.
+        games: game id -> seat id -> the sockets of that seat open in this process (and
+            ``CONSOLE`` -> the game's consoles open here).
         joined: the games whose hub group holds ``channel``.
         received: hub messages read; ``dropped``: events a socket's full queue refused.
     """
@@ -118,7 +122,6 @@ class Hub:
         self.loop = loop
         self.channel: str | None = None
         self.games: dict[int, dict[int, list[Receiver]]] = {}
-        self.hosts: dict[int, list[Receiver]] = {}  # game id -> its consoles open here
         self.joined: set[int] = set()
         self.received = 0
         self.dropped = 0
@@ -149,26 +152,11 @@ class Hub:
             self.games.pop(game_id, None)
         await self._sync(game_id)
 
-    async def add_host(self, game_id: int, receiver: Receiver) -> None:
-        """Hand ``receiver`` (a console) the game's console updates; return once in the group."""
-        await self.start()
-        self.hosts.setdefault(game_id, []).append(receiver)
-        await self._sync(game_id)
-
-    async def discard_host(self, game_id: int, receiver: Receiver) -> None:
-        """Stop handing ``receiver`` the game's console updates."""
-        receivers = self.hosts.get(game_id, [])
-        if receiver in receivers:
-            receivers.remove(receiver)
-        if not receivers:
-            self.hosts.pop(game_id, None)
-        await self._sync(game_id)
-
     async def _sync(self, game_id: int) -> None:
         # One change of membership at a time, decided from the sockets open now: a socket that
         # connects while the game's last one here closes never finds the hub out of the group.
         async with self._lock:
-            wanted = game_id in self.games or game_id in self.hosts
+            wanted = game_id in self.games
             if wanted and game_id not in self.joined:
                 assert self.channel is not None
                 await self.layer.group_add(realtime.hub_group(game_id), self.channel)
@@ -245,11 +233,11 @@ class Hub:
             logger.warning("the hub ignored a message of type %r", kind)
             return 0
         self.received += 1
-        if kind == realtime.HUB_HOST:
-            return self._to_hosts(message)
         seats = self.games.get(int(message["game"]))
         if not seats:
             return 0
+        if kind == realtime.HUB_HOST:
+            return self._to_consoles(seats.get(CONSOLE, ()), message)
         if kind == realtime.HUB_SEATS_MOVED:
             return self._seats_moved(seats, message["seats"])
         parts: dict[str, Any] = message["seats"]
@@ -258,6 +246,8 @@ class Hub:
         everyone = bool(message.get("everyone"))
         handed = 0
         for seat_id, receivers in list(seats.items()):
+            if seat_id == CONSOLE:
+                continue  # the consoles have updates of their own (``HUB_HOST``)
             if everyone:  # a progress: the same message for every socket of the game
                 event = {
                     "type": message["kind"],
@@ -304,12 +294,12 @@ class Hub:
                     self.note_dropped(f"seat {seat_id}'s socket queue full")
         return told
 
-    def _to_hosts(self, message: dict[str, Any]) -> int:
+    def _to_consoles(self, consoles: Iterable[Receiver], message: dict[str, Any]) -> int:
         """Hand the game's consoles open here a console update (queued: they are few)."""
         update = {key: message[key] for key in ("seq", "version", "html", "json")}
         update["type"] = message["kind"]
         told = 0
-        for receiver in list(self.hosts.get(int(message["game"]), ())):
+        for receiver in list(consoles):
             if receiver.take(update):
                 told += 1
             else:

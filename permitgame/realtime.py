@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,18 +187,12 @@ class RoomEvent:
         }
 
 
-def send(
-    outgoing: Sequence[RoomEvent | HostUpdate],
-    *,
-    seq: int,
-    version: int,
-    kind: str = SEND,
-) -> None:
-    """Send each update to the game's hubs (call from sync code, e.g. an on_commit callback)."""
+def send(update: RoomEvent | HostUpdate, *, seq: int, version: int, kind: str = SEND) -> None:
+    """Send an update to the game's hubs (call from sync code, e.g. an on_commit callback)."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or update.empty:
         return
-    _run(layer, _send_all(layer, outgoing, seq, version, kind))
+    _run(layer, layer.group_send(update.group, update.message(kind, seq, version)))
 
 
 #: Each sending thread's own event loop, for a layer that may be used from any loop (Redis).
@@ -230,26 +224,6 @@ def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
 
 async def _await(sending: Coroutine[Any, Any, None]) -> None:
     await sending
-
-
-#: Group sends of one update in flight at once (with Redis each is a round trip: a room of
-#: 1,000 seats is not sent one seat after another, nor over 1,000 connections at once).
-SEND_CONCURRENCY = 32
-
-
-async def _send_all(
-    layer: Any, outgoing: Sequence[RoomEvent | HostUpdate], seq: int, version: int, kind: str
-) -> None:
-    # One trip into the event loop for all audiences. Each audience is a different group, so
-    # sending them concurrently keeps every socket's own order.
-    items = [item for item in outgoing if not item.empty]
-    for start in range(0, len(items), SEND_CONCURRENCY):
-        await asyncio.gather(
-            *(
-                layer.group_send(item.group, item.message(kind, seq, version))
-                for item in items[start : start + SEND_CONCURRENCY]
-            )
-        )
 
 
 def send_seat_moved(game_id: int, seat_ids: Iterable[int]) -> None:

@@ -44,7 +44,7 @@ class HostConsumer(hub.Inbox, AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         if self.channel_layer is not None:  # the updates: through this process's hub
             self._hub = hub.hub_for(self.channel_layer)
-            await self._hub.add_host(self.game_id, self)
+            await self._hub.add(self.game_id, hub.CONSOLE, self)
         realtime.LOCAL_HOSTS[self.channel_name] = self.game_id
         await database_sync_to_async(realtime.note_consoles)([self.game_id])
         await self.accept()
@@ -55,7 +55,7 @@ class HostConsumer(hub.Inbox, AsyncWebsocketConsumer):  # type: ignore[misc]
     async def disconnect(self, code: int) -> None:
         realtime.LOCAL_HOSTS.pop(self.channel_name, None)
         if self._hub is not None and self.game_id is not None:
-            await self._hub.discard_host(self.game_id, self)
+            await self._hub.discard(self.game_id, hub.CONSOLE, self)
             self._hub = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -64,7 +64,7 @@ async def test_owner_gets_the_live_fragments_and_their_updates(django_user_model
         assert {name for members in layer.groups.values() for name in members} == {relay.channel}
     finally:
         await socket.disconnect()
-    assert game.pk not in relay.hosts and game.pk not in relay.joined  # nothing left open here
+    assert game.pk not in relay.games and game.pk not in relay.joined  # nothing left open here
 
 
 async def test_staff_get_the_live_fragments_of_any_game(django_user_model):

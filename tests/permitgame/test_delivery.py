@@ -130,8 +130,8 @@ async def test_a_progress_sent_by_another_process_before_its_event_makes_no_gap(
         assert not player.gap(state)
         real_send = realtime.send
 
-        def slow(outgoing: Any, **kwargs: Any) -> None:  # B renders: its send comes later
-            held.append((outgoing, kwargs))
+        def slow(update: Any, **kwargs: Any) -> None:  # B renders: its send comes later
+            held.append((update, kwargs))
 
         monkeypatch.setattr(realtime, "send", slow)
         for _ in range(2):  # two events, both held back in process B
@@ -142,9 +142,10 @@ async def test_a_progress_sent_by_another_process_before_its_event_makes_no_gap(
         await db(broadcast.flush_progress)(game.pk)  # process A: the new seq, at once
         await asyncio.sleep(0.2)
         # B sends its two events, the second before the first.
-        for outgoing, kwargs in reversed(held):
-            await realtime._send_all(
-                other, outgoing, kwargs["seq"], kwargs["version"], kwargs.get("kind", "game.send")
+        for update, kwargs in reversed(held):
+            kind = kwargs.get("kind", "game.send")
+            await other.group_send(
+                update.group, update.message(kind, kwargs["seq"], kwargs["version"])
             )
         got = await socket.drain(quiet=0.5)
         kinds = [(m["type"], m["seq"]) for m in got]
@@ -168,7 +169,7 @@ async def test_an_event_lost_between_processes_shows_as_a_gap_after_the_grace(
     socket = Socket(api_path(game.code, seats[0].token), fmt="json")
     state = await socket.connect()
     try:
-        monkeypatch.setattr(realtime, "send", lambda outgoing, **kw: None)  # lost on the way
+        monkeypatch.setattr(realtime, "send", lambda update, **kw: None)  # lost on the way
         await db(services.game_advance_now)(game=await db(fresh)(game))
         monkeypatch.undo()
         monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.4)
@@ -287,7 +288,7 @@ def test_a_running_games_progress_is_counted_without_a_resolve_in_a_few_queries(
     services.seat_connect(seat=seats[-1], channel_name="page", html=True)
     services.game_start(game=game)
     sent: list[Any] = []
-    monkeypatch.setattr(realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
 
     def check(reads: int = 4) -> None:
         # The game, and the room's counts (a hall) or its seats, moves and sockets (a class,
@@ -315,7 +316,7 @@ def test_a_running_games_progress_is_counted_without_a_resolve_in_a_few_queries(
         else:
             assert "players" not in message and 'id="waiting"' in item.html
         monkeypatch.undo()
-        monkeypatch.setattr(realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+        monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
 
     # What each event's publish does (on_commit, which this test's transaction never runs).
     broadcast.note_owed(selectors.game_screens(fresh(game)).public)
@@ -355,7 +356,7 @@ def test_a_progress_waits_for_its_events_publish_and_resolves_only_if_it_never_c
     services.game_start(game=game)
     cache.clear()
     sent: list[Any] = []
-    monkeypatch.setattr(realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
     resolves = CountResolves(monkeypatch)
     broadcast._dirty.discard(game.pk)
     broadcast.flush_progress(game.pk, now=500.0)

@@ -162,8 +162,8 @@ def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
     broadcast.note_owed(selectors.game_screens(fresh(game)).public)  # what the start's publish does
     sent: list[tuple[str, list[str]]] = []
 
-    def record(outgoing: Any, **kwargs: Any) -> None:
-        sent.extend((item.group, list(item.json)) for item in outgoing)
+    def record(update: Any, **kwargs: Any) -> None:
+        sent.append((update.group, list(update.json)))
 
     monkeypatch.setattr(broadcast.realtime, "send", record)
     broadcast._last_progress.clear()
@@ -191,7 +191,7 @@ def test_progress_is_coalesced_the_latest_state_wins(monkeypatch):
 @pytest.mark.django_db
 def test_a_lecture_halls_progress_comes_once_a_second_a_class_rooms_three_times(monkeypatch):
     sent: list[Any] = []
-    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    monkeypatch.setattr(broadcast.realtime, "send", lambda update, **kw: sent.append(update))
     for labs, humans, expected in ((20, 16, 4), (60, 50, 2)):
         game, seats = hall(labs=labs, humans=humans)
         services.game_start(game=game)
@@ -221,7 +221,7 @@ def test_a_busy_servers_classes_get_their_progress_less_often(monkeypatch):
     # 20 classes of 30 on this process: each class's progress about once a second, so the
     # process sends about PROGRESS_MESSAGES_PER_SECOND progress messages a second in all.
     sent: list[Any] = []
-    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    monkeypatch.setattr(broadcast.realtime, "send", lambda update, **kw: sent.append(update))
     sockets = {f"busy-{n}" for n in range(620)}
     monkeypatch.setattr(broadcast.realtime, "LOCAL_CHANNELS", sockets)
     game, seats = hall(labs=20, humans=16)
@@ -252,7 +252,7 @@ def test_a_big_room_is_sent_counts_not_the_list_of_players(monkeypatch):
 
     cache.clear()
     sent: list[Any] = []
-    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    monkeypatch.setattr(broadcast.realtime, "send", lambda update, **kw: sent.append(update))
     broadcast.flush_progress(game.pk)
     # No console is open: its view (the largest to render) is not rendered.
     assert [item.group for item in sent] == [broadcast.realtime.hub_group(game.pk)]
@@ -276,7 +276,7 @@ def events_of(game: Game, monkeypatch: pytest.MonkeyPatch, capture: Any, until: 
     """Start ``game`` and end its phases at once (defaults for the moves) until its status or
     phase is ``until``; return the room events published meanwhile."""
     sent: list[Any] = []
-    monkeypatch.setattr(broadcast.realtime, "send", lambda out, **kw: sent.extend(out))
+    monkeypatch.setattr(broadcast.realtime, "send", lambda update, **kw: sent.append(update))
     with capture(execute=True):
         services.game_start(game=game)
     while until not in (fresh(game).status, fresh(game).phase):
@@ -369,7 +369,7 @@ def test_a_big_rooms_phase_counts_whom_it_waits_for_and_names_only_the_governor(
         )
         seats = [services.seat_join(game=game, nickname=f"p{i}") for i in range(humans + 1)]
         sent: list[Any] = []
-        monkeypatch.setattr(broadcast.realtime, "send", lambda out, **kw: sent.extend(out))
+        monkeypatch.setattr(broadcast.realtime, "send", lambda update, **kw: sent.append(update))
         with django_capture_on_commit_callbacks(execute=True):
             services.game_start(game=game)
         event = next(item for item in sent if isinstance(item, broadcast.realtime.RoomEvent))

@@ -195,7 +195,7 @@ def lobby_progress_sent(labs: int, monkeypatch: pytest.MonkeyPatch) -> list[dict
     """The room's progress messages while a join comes at each beat of the clock loop (2 s)."""
     game = room(labs)
     sent: list[Any] = []
-    monkeypatch.setattr(broadcast.realtime, "send", lambda outgoing, **kw: sent.extend(outgoing))
+    monkeypatch.setattr(broadcast.realtime, "send", lambda update, **kw: sent.append(update))
     broadcast._last_progress.clear()
     broadcast._dirty.clear()
     clock = 5000.0
@@ -327,7 +327,7 @@ def test_a_beat_changes_every_due_rooms_phase_before_it_sends_any_event(monkeypa
     # last room does not wait behind the sending of the others (and the moves it sets off).
     seen: list[list[str]] = []
 
-    def send(outgoing: Any, **kwargs: Any) -> None:
+    def send(update: Any, **kwargs: Any) -> None:
         seen.append([fresh(game).phase for game in games])
 
     with clock.frozen() as frozen:
