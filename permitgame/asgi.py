@@ -20,10 +20,16 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from permitgame import ticker  # noqa: E402
+from permitgame.middleware import ConcurrencyLimit  # noqa: E402
 from permitgame.origins import SameOriginValidator  # noqa: E402
 from permitgame.routing import websocket_urlpatterns  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+# At most HTTP_CONCURRENCY requests at once per process (settings): a class joining at once
+# waits its turn instead of starving the rooms already playing.
+http_app = ConcurrencyLimit(
+    ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app,
+    settings.HTTP_CONCURRENCY,
+)
 
 application = ProtocolTypeRouter(
     {

@@ -33,7 +33,8 @@ from typing import Any
 #: between processes take milliseconds, but under a room's load the process that committed an
 #: event may take seconds to render and send it while the next event, committed by another
 #: thread or process, is already sent (the benchmark's 20 rooms of 30 on one loaded process
-#: showed 3 s too short). A real loss is rare (a full or expired channel) and costs this delay.
+#: showed 3 s too short). A real loss is rare (a full or expired channel, a Redis subscription
+#: that dropped) and costs this delay.
 GRACE_SECONDS = 10.0
 
 Message = dict[str, Any]

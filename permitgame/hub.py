@@ -15,9 +15,11 @@ sockets open here; its channel joins a game's hub group when the first socket of
 connects here, is renewed within the layer's group expiry while sockets of the game stay, and
 leaves when the last one closes: a process without sockets of a game is sent nothing of it.
 
-Nothing is lost silently (docs/protocol.md, "Delivery"): a hub message refused by a full
-channel is counted and logged by the layer (``permitgame.layers``), and an event a socket's
-own queue has no room for is counted and logged here. A ready socket is sent its event by the
+Nothing is lost silently (docs/protocol.md, "Delivery"): in memory, a hub message refused by a
+full channel is counted and logged by the layer (``permitgame.layers``); with Redis (pub/sub,
+pushed to the hub as it is published) a process whose subscription dropped misses what was
+sent meanwhile, and the layer logs the error and subscribes again; an event a socket's own
+queue has no room for is counted and logged here. A ready socket is sent its event by the
 hub's task at once (``Receiver.give``); one that is sending its snapshot queues its events, and
 one whose reader has not caught up for a long while has a full queue. Either way the socket's
 next event or progress beacon shows the gap in the seq numbers and the client asks for a
@@ -37,14 +39,12 @@ from typing import Any, Protocol
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
+from django.conf import settings
 
 from permitgame import realtime
 
 logger = logging.getLogger(__name__)
 
-#: A socket's queue of events handed over by the hub holds this many when the layer does not
-#: say its channel capacity (Channels' default).
-DEFAULT_CAPACITY = 100
 #: The group expiry assumed when the layer does not say (Channels' default, a day).
 DEFAULT_GROUP_EXPIRY = 86400
 #: The key of a game's consoles among its seats in ``Hub.games`` (no seat has it): a console
@@ -339,5 +339,6 @@ def hub_for(layer: Any) -> Hub:
 
 
 def socket_capacity(layer: Any) -> int:
-    """Return how many events a socket's queue holds: the layer's channel capacity."""
-    return int(getattr(layer, "capacity", DEFAULT_CAPACITY))
+    """Return how many events a socket's queue holds: the layer's channel capacity, or
+    ``settings.CHANNEL_CAPACITY`` for a layer without one (Redis pub/sub)."""
+    return int(getattr(layer, "capacity", None) or settings.CHANNEL_CAPACITY)

@@ -18,17 +18,12 @@ one process meets (bench/load/FINDINGS.md):
 A message refused because a channel is full is dropped, as before; every send that drops one
 is counted (``dropped``) and logged once a second at most, so a loss under load shows up in the
 server's log as well as in the client's seq numbers.
-
-With Redis (channels-redis's core layer) a ``group_send`` skips a full channel and says so only in
-an INFO line of its log ("N of M channels over capacity in group G"); ``FullChannels``, a filter
-on that logger (settings.LOGGING), counts those (``REDIS_DROPS``) and raises the line to WARNING.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -88,39 +83,3 @@ class InMemoryLayer(InMemoryChannelLayer):  # type: ignore[misc]
         if now - self._logged >= 1.0:
             self._logged = now
             logger.warning("channel layer dropped messages (%s; %s in all)", what, self.dropped)
-
-
-#: The line channels-redis (4.x) logs when a group send found channels full.
-REDIS_OVER_CAPACITY = "%s of %s channels over capacity in group %s"
-
-
-@dataclass
-class DropCount:
-    """How many messages were dropped in this process (``total``)."""
-
-    total: int = 0
-
-
-#: Messages the Redis layer's group sends of this process dropped from full channels.
-REDIS_DROPS = DropCount()
-
-
-class FullChannels(logging.Filter):
-    """Count the channels a Redis ``group_send`` found full, and log it as a warning.
-
-    A full channel on a group send raises nothing in channels-redis: it is skipped and logged
-    at INFO. Each such line is one message lost to each of those channels (an event's hub
-    message to a process, a progress to a socket); the sockets see the gap in the seq numbers.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if record.msg == REDIS_OVER_CAPACITY and isinstance(args, tuple) and len(args) == 3:
-            count = args[0]
-            if not isinstance(count, int | float):
-                return True
-            REDIS_DROPS.total += int(count)
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg = "channel layer dropped messages: " + REDIS_OVER_CAPACITY + " (%s in all)"
-            record.args = (*args, REDIS_DROPS.total)
-        return True

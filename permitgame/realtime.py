@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ _thread = threading.local()
 def _own_loop(layer: Any) -> bool:
     """Whether ``layer`` may send from a thread's own event loop (channels-redis keeps its
     connections per loop), rather than only from the server's loop (the in-memory layer)."""
-    return isinstance(layer, RedisChannelLayer)
+    return isinstance(layer, RedisPubSubChannelLayer)
 
 
 def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:

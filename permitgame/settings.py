@@ -23,7 +23,10 @@ Environment (each ``DJANGO_X`` may also be given as plain ``X``: ``SECRET_KEY``,
     DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS, DJANGO_SECURE_HSTS_PRELOAD: default true with HSTS.
     DJANGO_LOG_LEVEL: root log level (default INFO).
     DJANGO_CHANNEL_CAPACITY, DJANGO_CHANNEL_EXPIRY_SECONDS, DJANGO_CHANNEL_GROUP_EXPIRY_SECONDS:
-        the channel layer's per-socket queue (default 1000 messages, 120 s, 86400 s).
+        a socket's queue of events (default 1000 messages) and the in-memory layer's expiries
+        (120 s, 86400 s).
+    DJANGO_HTTP_CONCURRENCY: the HTTP requests each process serves at once (default 2; more
+        wait their turn, see HTTP_CONCURRENCY).
     DJANGO_DATABASE_POOL_SIZE: with PostgreSQL, the connections each process keeps in its pool
         at most (default 10; several Daphnes x this must stay under the server's
         max_connections).
@@ -197,27 +200,42 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 #: from the one thread its sockets' other database calls share: one with SQLite (its writers
 #: take turns at the file's lock), a few with PostgreSQL (each game has its own row lock; each
 #: thread holds one of the pool's connections while it records).
+# The HTTP requests a server process runs at once; the others wait their turn on its event loop
+# (permitgame.middleware.ConcurrencyLimit). Daphne runs each Django request on a thread of its
+# own, without a limit, and the interpreter runs one thread at a time: a hundred students
+# joining at once made a hundred threads take turns with the threads that record the moves of
+# the rooms already playing and with the loop that sends their events, and those rooms' moves
+# waited behind the joins (bench/RESULTS.md). Pages are short; a process that serves slow ones
+# (large exports) can be given more.
+HTTP_CONCURRENCY = _env_int("DJANGO_HTTP_CONCURRENCY", 2)
+if HTTP_CONCURRENCY < 1:
+    raise ImproperlyConfigured("DJANGO_HTTP_CONCURRENCY must be at least 1")
 MOVE_THREADS = 1 if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE else 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer. Without REDIS_URL: in-memory, which only reaches consumers in the same process
-# (fine for `make run` and tests). With REDIS_URL: channels_redis.core.RedisChannelLayer, chosen
-# over RedisPubSubChannelLayer because the core layer is the reference implementation: it
-# buffers messages per channel with a capacity and an expiry (a client that is reconnecting
-# does not silently miss an event sent a moment earlier, and a slow client cannot grow memory
-# without bound), it supports group_expiry, and it is the most widely deployed and tested.
-# Pub/sub has lower latency but delivers at most once to whoever is subscribed at that instant.
+# (fine for `make run` and tests). With REDIS_URL: channels-redis's pub/sub layer
+# (RedisPubSubChannelLayer). The layer carries only the hubs' messages (permitgame/hub.py): one
+# reader per process, which sockets never wait on directly. Redis pushes each message to every
+# process subscribed to the game, as it is published, many in one read; the core layer
+# (RedisChannelLayer) hands a reader one message per blocking pop, two round trips each, and a
+# busy process's hub fell a second behind a lecture hall's events that way (bench/RESULTS.md).
+# What pub/sub does not do, the hubs and sockets do: a process subscribed to a game gets all its
+# messages while its connection stays up; one that drops (Redis restarted, or a subscriber
+# too slow for Redis's output buffer) misses those sent meanwhile, logs it, and subscribes
+# again; its sockets see the gap in the seq numbers at the next event or progress beacon and
+# ask for a snapshot (docs/protocol.md, "Delivery").
 REDIS_URL = os.environ.get("REDIS_URL", "")
-# Sized for a room of 1,000 (docs/protocol.md, "Delivery"): a socket's channel holds the events
-# and coalesced progress (O(1) per player per phase, about three progress messages a second at
-# most) waiting for it; 1,000 of them means a socket that stalls for minutes, and what is dropped
-# beyond that is seen as a gap in the seq numbers and mended with a snapshot. Messages older than
-# two minutes are stale (the snapshot on reconnect replaces them; a socket stuck that long on a
-# command under load still gets the rest); a group outlives the longest class. Each can be set
-# from the environment: CHANNEL_CAPACITY, CHANNEL_EXPIRY_SECONDS, CHANNEL_GROUP_EXPIRY_SECONDS
-# (or with the DJANGO_ prefix). Without Redis the layer is permitgame.layers.InMemoryLayer:
-# Channels' own, without the per-send expiry sweep and without silently dropping a socket whose
-# message expired from every group (see that module).
+# Sized for a room of 1,000 (docs/protocol.md, "Delivery"): a socket's queue of events handed
+# over by its process's hub (and, in-memory, each channel) holds the events and coalesced
+# progress (O(1) per player per phase, about three progress messages a second at most) waiting
+# for it; 1,000 of them means a socket that stalls for minutes, and what is dropped beyond that
+# is seen as a gap in the seq numbers and mended with a snapshot. In-memory, messages older than
+# two minutes are stale (the snapshot on reconnect replaces them) and a group outlives the
+# longest class. Each can be set from the environment: CHANNEL_CAPACITY, CHANNEL_EXPIRY_SECONDS,
+# CHANNEL_GROUP_EXPIRY_SECONDS (or with the DJANGO_ prefix). Without Redis the layer is
+# permitgame.layers.InMemoryLayer: Channels' own, without the per-send expiry sweep and without
+# silently dropping a socket whose message expired from every group (see that module).
 CHANNEL_CAPACITY = _env_int("DJANGO_CHANNEL_CAPACITY", 1000)
 CHANNEL_EXPIRY_SECONDS = _env_int("DJANGO_CHANNEL_EXPIRY_SECONDS", 120)
 CHANNEL_GROUP_EXPIRY_SECONDS = _env_int("DJANGO_CHANNEL_GROUP_EXPIRY_SECONDS", 86400)
@@ -228,18 +246,16 @@ for _name, _value in (
 ):
     if _value < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive integer, not {_value}")
-# channels-redis reads a channel with a blocking pop that Redis answers within 5 s when nothing
-# comes (``RedisChannelLayer.brpop_timeout``), and redis-py (6 and later) gives up on a read after
-# 5 s by default: on a busy process the client's timer could fire just as Redis answered, so the
-# read failed, its connection was dropped, and a message Redis had just popped for it was lost (a
-# lecture hall's process then missed a room's event). The read waits longer than the pop.
-REDIS_SOCKET_TIMEOUT = 30.0
+# A command to Redis (a publish, a subscribe) that gets no answer within this many seconds
+# fails, logged, rather than holding up the thread or loop that sent it; the subscribers' reads
+# wait for messages on their own, without this limit.
+REDIS_SOCKET_TIMEOUT = 10.0
 REDIS_CONNECT_TIMEOUT = 5.0
 CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
@@ -248,9 +264,6 @@ if REDIS_URL:
                         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
                     }
                 ],
-                "capacity": CHANNEL_CAPACITY,
-                "expiry": CHANNEL_EXPIRY_SECONDS,
-                "group_expiry": CHANNEL_GROUP_EXPIRY_SECONDS,
             },
         }
     }
@@ -397,8 +410,4 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _getenv("DJANGO_LOG_LEVEL") or "INFO"},
-    # channels-redis says a group send found a channel full only at INFO: counted and raised to
-    # a warning (permitgame.layers.FullChannels), whatever the root level.
-    "filters": {"full_channels": {"()": "permitgame.layers.FullChannels"}},
-    "loggers": {"channels_redis.core": {"level": "INFO", "filters": ["full_channels"]}},
 }

@@ -24,7 +24,7 @@ from permitgame.client import Player
 from permitgame.layers import InMemoryLayer
 from tests.harness import REPO_ROOT, app_env
 from tests.permitgame.test_hall import fresh, hall, info_for
-from tests.permitgame.wire import Socket, api_path, db
+from tests.permitgame.wire import REDIS_LAYER, Socket, api_path, db, redis_layers
 
 
 def _event(seq: int, version: int | None = None) -> dict[str, Any]:
@@ -101,25 +101,16 @@ def test_a_snapshot_covers_what_was_held():
 # ------------------------------------------------------------------------------ two processes
 
 
-def _redis_layers(redis_url: str) -> dict[str, Any]:
-    return {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "capacity": 1000, "expiry": 60},
-        }
-    }
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_a_progress_sent_by_another_process_before_its_event_makes_no_gap(
     settings, monkeypatch, redis_url
 ):
     """Process B commits an event and is slow to send it; process A's clock loop sends the
     room's progress (carrying the new seq) first. Each has its own Redis channel layer."""
-    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
 
-    settings.CHANNEL_LAYERS = _redis_layers(redis_url)  # process A: the socket's own
-    other = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=60)  # process B
+    settings.CHANNEL_LAYERS = redis_layers(redis_url)  # process A: the socket's own
+    other = RedisPubSubChannelLayer(hosts=[redis_url])  # process B
     game, seats = await db(hall)(labs=4, humans=2)
     await db(services.game_start)(game=game)
     socket = Socket(api_path(game.code, seats[0].token), fmt="json")
@@ -162,7 +153,7 @@ async def test_a_progress_sent_by_another_process_before_its_event_makes_no_gap(
 async def test_an_event_lost_between_processes_shows_as_a_gap_after_the_grace(
     settings, monkeypatch, redis_url
 ):
-    settings.CHANNEL_LAYERS = _redis_layers(redis_url)
+    settings.CHANNEL_LAYERS = redis_layers(redis_url)
     monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.4)
     game, seats = await db(hall)(labs=4, humans=2)
     await db(services.game_start)(game=game)
@@ -173,7 +164,7 @@ async def test_an_event_lost_between_processes_shows_as_a_gap_after_the_grace(
         await db(services.game_advance_now)(game=await db(fresh)(game))
         monkeypatch.undo()
         monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.4)
-        settings.CHANNEL_LAYERS = _redis_layers(redis_url)
+        settings.CHANNEL_LAYERS = redis_layers(redis_url)
         started = time.monotonic()
         await db(broadcast.flush_progress)(game.pk)
         beacon = await socket.next(timeout=5)
@@ -218,7 +209,7 @@ async def test_the_in_memory_layer_counts_what_a_full_channel_refuses():
 def _settings_in_a_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     code = (
         "import json, permitgame.settings as s; "
-        "print(json.dumps([s.CHANNEL_LAYERS['default'], s.RATE_LIMITS]))"
+        "print(json.dumps([s.CHANNEL_LAYERS['default'], s.RATE_LIMITS, s.CHANNEL_CAPACITY]))"
     )
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -241,15 +232,15 @@ def test_channel_sizes_and_rate_limits_are_read_from_the_environment():
         }
     )
     assert result.returncode == 0, result.stderr
-    layer, limits = json.loads(result.stdout)
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["capacity"] == 5000 and layer["CONFIG"]["expiry"] == 300
-    assert layer["CONFIG"]["group_expiry"] == 86400
+    layer, limits, capacity = json.loads(result.stdout)
+    # With Redis (pub/sub) the capacity is each socket's queue of events in its process.
+    assert layer["BACKEND"] == REDIS_LAYER and capacity == 5000
     assert limits == {"join": [5000, 60], "code_miss": [60, 30]}
-    default = _settings_in_a_process({})
-    layer, limits = json.loads(default.stdout)
+    default = _settings_in_a_process({"DJANGO_CHANNEL_EXPIRY_SECONDS": "300"})
+    layer, limits, _ = json.loads(default.stdout)
     assert layer["BACKEND"] == "permitgame.layers.InMemoryLayer"
-    assert layer["CONFIG"]["capacity"] == 1000 and limits == {}
+    assert layer["CONFIG"]["capacity"] == 1000 and layer["CONFIG"]["expiry"] == 300
+    assert limits == {}
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -25,7 +26,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
-from permitgame import broadcast, delivery, hub, layers, realtime, services
+from permitgame import broadcast, delivery, hub, realtime, services
 from permitgame.client import Player
 from permitgame.consumers import CLOSE_RECONNECT, ROLE_CHANGED, ApiConsumer
 from tests.permitgame.test_hall import fresh, hall, info_for
@@ -36,6 +37,7 @@ from tests.permitgame.wire import (
     assert_sync_sends_the_current_state,
     db,
     html_path,
+    redis_layers,
 )
 
 
@@ -455,15 +457,6 @@ async def test_a_seat_whose_role_changes_is_told_through_the_hub_on_each_of_its_
 # ------------------------------------------------------------------------------ Redis
 
 
-def redis_layers(redis_url: str, *aliases: str, capacity: int = 1000) -> dict[str, Any]:
-    """One Redis layer per alias: each is what one process has (its own channel prefix)."""
-    config = {"hosts": [redis_url], "capacity": capacity, "expiry": 60}
-    return {
-        alias: {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config}
-        for alias in aliases
-    }
-
-
 def socket_in(alias: str, code: str, token: str) -> Socket:
     """A JSON socket served by the process whose channel layer is ``alias``."""
 
@@ -598,28 +591,41 @@ async def test_two_processes_each_deliver_to_their_own_sockets_and_a_third_gets_
             await socket.close()
 
 
-async def test_a_full_channel_on_a_redis_group_send_is_counted_and_logged(
-    settings, redis_url, caplog
+@pytest.mark.django_db(transaction=True)
+async def test_with_redis_a_hub_whose_subscription_dropped_hears_its_game_again(
+    settings, monkeypatch, redis_url
 ):
-    from channels_redis.core import RedisChannelLayer
+    """Redis closed the process's subscriber connection (a restart, or a subscriber too slow for
+    its output buffer): the layer connects and subscribes again, the socket hears the game again,
+    and an event missed meanwhile shows as a gap in the seq numbers, never silently."""
+    import redis
 
-    sender = RedisChannelLayer(hosts=[redis_url], capacity=1, expiry=60)
-    busy = RedisChannelLayer(hosts=[redis_url], capacity=1, expiry=60)  # reads nothing now
-    channel = await busy.new_channel()
-    group = "hub-test-full"
-    await sender.group_add(group, channel)
-    before = layers.REDIS_DROPS.total
+    settings.CHANNEL_LAYERS = redis_layers(redis_url)
+    monkeypatch.setattr(delivery, "GRACE_SECONDS", 0.4)  # what comes after a missed event waits
+    game, seats = await db(hall)(labs=4, humans=1)
+    await db(services.game_start)(game=game)
+    socket = socket_in("default", game.code, seats[0].token)
+    player = Player(info_for(seats[0]))
+    player.gap(await socket.connect())
     try:
-        with caplog.at_level(logging.INFO, logger="channels_redis.core"):
-            await sender.group_send(group, {"type": "hub.event", "n": 1})
-            await sender.group_send(group, {"type": "hub.event", "n": 2})  # full: dropped
-        assert layers.REDIS_DROPS.total == before + 1
-        (record,) = [r for r in caplog.records if r.name == "channels_redis.core"]
-        assert record.levelno == logging.WARNING and "dropped" in record.getMessage()
-        assert (await busy.receive(channel))["n"] == 1
+        for message in await socket.drain(quiet=0.05):
+            player.gap(message)
+        with redis.Redis.from_url(redis_url) as admin:
+            assert admin.client_kill_filter(_type="pubsub") >= 1
+        await db(services.game_advance_now)(game=await db(fresh)(game))  # while it reconnects
+        current = await db(fresh)(game)
+        heard: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while player.seq != current.seq and time.monotonic() < deadline:
+            await db(broadcast.flush_progress)(game.pk)  # the room's beacon: its seq
+            for message in await socket.drain(quiet=0.3):
+                heard.append(message)
+                if player.gap(message):  # missed: the client asks for a snapshot
+                    await assert_sync_sends_the_current_state(socket, game)
+                    player.seq = current.seq
+        assert player.seq == current.seq, heard
     finally:
-        await sender.group_discard(group, channel)
-        await sender.flush()
+        await socket.close()
 
 
 def test_a_message_is_written_as_the_same_json_whatever_numbers_a_view_holds():

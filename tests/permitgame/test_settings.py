@@ -30,7 +30,7 @@ print(json.dumps({
     "conn_max_age": db["CONN_MAX_AGE"], "pool": "pool" in db.get("OPTIONS", {}),
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "layer_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts", []),
-    "layer_pop_seconds": __import__("channels_redis.core").core.RedisChannelLayer.brpop_timeout,
+    "http_concurrency": settings.HTTP_CONCURRENCY,
     "allowed_hosts": settings.ALLOWED_HOSTS,
     "ssl_redirect": settings.SECURE_SSL_REDIRECT,
     "hsts": settings.SECURE_HSTS_SECONDS,
@@ -91,12 +91,12 @@ def test_database_and_channel_layer_follow_env_when_urls_are_set():
         "permitgame",
         "permitgame",
     )
-    assert shown["layer"] == "channels_redis.core.RedisChannelLayer"
+    # Pub/sub: Redis pushes a game's messages to each process as they are published.
+    assert shown["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     (host,) = shown["layer_hosts"]
     assert host["address"] == "redis://redis.example.org:6379/0"
-    # A channel is read with a blocking pop Redis answers within its timeout: the client waits
-    # longer, or a read times out as Redis answers and the message it popped is lost.
-    assert host["socket_timeout"] > shown["layer_pop_seconds"]
+    assert host["socket_timeout"] > 0 and host["socket_connect_timeout"] > 0
+    assert shown["http_concurrency"] == 2
     assert shown["allowed_hosts"] == ["game.example.org"]
     assert shown["ssl_redirect"] is True
 

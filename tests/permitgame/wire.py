@@ -59,6 +59,18 @@ class Socket:
         await self.communicator.disconnect()
 
 
+#: The channel layer of the setups with Redis (settings.CHANNEL_LAYERS).
+REDIS_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
+
+
+def redis_layers(redis_url: str, *aliases: str) -> dict[str, Any]:
+    """One Redis layer per alias (``default`` if none): each is what one process has."""
+    return {
+        alias: {"BACKEND": REDIS_LAYER, "CONFIG": {"hosts": [redis_url]}}
+        for alias in (aliases or ("default",))
+    }
+
+
 def api_path(code: str, token: str) -> str:
     return f"/ws/api/games/{code}/?token={token}"
 
