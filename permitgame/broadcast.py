@@ -669,10 +669,13 @@ LIST_LIMIT = 40
 #: many seconds: every progress is one message per socket, and "57 of 200 have bid" needs no
 #: more; a class's room keeps ``PROGRESS_SECONDS``.
 HALL_PROGRESS_SECONDS = 1.0
-#: Each room's progress is one message per socket of the room, and this process sends its
-#: progress to all of its sockets: about this many such messages a second at most, in all. So
-#: a server holding 20 classes of 30 sends each class its progress about once a second (and
-#: not 1,800 messages a second), one class alone three times a second.
+#: A room's progress is one message per seat of the room, in every process that holds its
+#: sockets (the hubs hand it out), and this process sends the progress of every room it has
+#: sockets of: about this many such messages a second at most, in all. So a server holding
+#: 20 classes of 30 sends each class its progress about once a second (and not 1,800 messages
+#: a second), one class alone three times a second; with the 20 classes spread over two
+#: processes, each process still sends each class's progress once a second (its messages
+#: reach the sockets of both).
 PROGRESS_MESSAGES_PER_SECOND = 600
 
 #: The console's view of a room (every seat, with its controls) is the largest fragment to
@@ -683,7 +686,7 @@ _dirty: set[int] = set()
 _host_dirty: set[int] = set()
 _last_host: dict[int, float] = {}
 _last_progress: dict[int, float] = {}
-_hall_games: set[int] = set()  # games seen with more than LIST_LIMIT seats
+_seats: dict[int, int] = {}  # game id -> its seats as last counted (games followed here)
 _progress_lock = threading.Lock()
 
 
@@ -990,41 +993,46 @@ def _lobby_progress(game: Game, *, now: float | None, beacon: bool) -> bool:
     return True
 
 
-def _interval(game_id: int) -> float:
-    """Seconds between two progress messages of a game (call holding ``_progress_lock``)."""
-    room = HALL_PROGRESS_SECONDS if game_id in _hall_games else PROGRESS_SECONDS
-    return max(room, len(realtime.LOCAL_CHANNELS) / PROGRESS_MESSAGES_PER_SECOND)
+def _interval(game_id: int, reach: int) -> float:
+    """Seconds between two progress messages of a game (call holding ``_progress_lock``).
+
+    ``reach``: the seats of all the games this process sends the progress of (each progress
+    is one message per seat, ``PROGRESS_MESSAGES_PER_SECOND``).
+    """
+    room = HALL_PROGRESS_SECONDS if _seats.get(game_id, 0) > LIST_LIMIT else PROGRESS_SECONDS
+    return max(room, reach / PROGRESS_MESSAGES_PER_SECOND)
 
 
 def _note_size(game_id: int, seats: int) -> None:
     with _progress_lock:
-        if seats > LIST_LIMIT:
-            _hall_games.add(game_id)
-        else:
-            _hall_games.discard(game_id)
+        _seats[game_id] = seats
 
 
 def flush_due(*, now: float | None = None) -> int:
     """Send the progress of every game due for it (the clock loop's beat); return how many.
 
     Due: changed since its last message and at least ``PROGRESS_SECONDS`` after it
-    (``HALL_PROGRESS_SECONDS`` for a room of more than ``LIST_LIMIT`` seats; longer when this
-    process holds more sockets than ``PROGRESS_MESSAGES_PER_SECOND`` reach three times a
-    second), or with a socket open in this process and nothing sent for ``BEACON_SECONDS``.
+    (``HALL_PROGRESS_SECONDS`` for a room of more than ``LIST_LIMIT`` seats; longer when the
+    rooms whose progress this process sends have more seats than
+    ``PROGRESS_MESSAGES_PER_SECOND`` reach three times a second), or with a socket open in this
+    process and nothing sent for ``BEACON_SECONDS``.
     """
     moment = time.monotonic() if now is None else now
     with _progress_lock:
         local = set(realtime.LOCAL_GAMES.values())
+        for game_id in list(_last_progress):
+            if game_id not in _dirty and game_id not in local:
+                del _last_progress[game_id]
+        for game_id in list(_seats):
+            if game_id not in _dirty and game_id not in local:
+                del _seats[game_id]
+        reach = sum(_seats.values())
         due = [
             (game_id, game_id not in _dirty)
             for game_id in _dirty | local
             if moment - _last_progress.get(game_id, -float("inf"))
-            >= (_interval(game_id) if game_id in _dirty else BEACON_SECONDS)
+            >= (_interval(game_id, reach) if game_id in _dirty else BEACON_SECONDS)
         ]
-        for game_id in list(_last_progress):
-            if game_id not in _dirty and game_id not in local:
-                del _last_progress[game_id]
-                _hall_games.discard(game_id)
     with _progress_lock:
         consoles = [
             game_id

@@ -218,17 +218,23 @@ def test_a_lecture_halls_progress_comes_once_a_second_a_class_rooms_three_times(
 
 @pytest.mark.django_db
 def test_a_busy_servers_classes_get_their_progress_less_often(monkeypatch):
-    # 20 classes of 30 on this process: each class's progress about once a second, so the
-    # process sends about PROGRESS_MESSAGES_PER_SECOND progress messages a second in all.
+    # 20 classes of 31 seats have sockets on this process: each class's progress about once a
+    # second, so the process sends about PROGRESS_MESSAGES_PER_SECOND progress messages a second
+    # in all. Half of each class's sockets on another process change nothing: each progress
+    # sent here reaches the sockets of both (through their hubs).
     sent: list[Any] = []
     monkeypatch.setattr(broadcast.realtime, "send", lambda update, **kw: sent.append(update))
-    sockets = {f"busy-{n}" for n in range(620)}
-    monkeypatch.setattr(broadcast.realtime, "LOCAL_CHANNELS", sockets)
-    game, seats = hall(labs=20, humans=16)
+    game, seats = hall(labs=30, humans=16)
+    others = range(10_000, 10_019)  # the other classes (their own progress is not looked at)
+    sockets = {f"busy-{n}": game_id for n, game_id in enumerate([game.pk, *others] * 15)}
+    monkeypatch.setattr(broadcast.realtime, "LOCAL_GAMES", sockets)
+    monkeypatch.setattr(broadcast.realtime, "LOCAL_CHANNELS", set(sockets))
     services.game_start(game=game)
     broadcast.note_owed(selectors.game_screens(fresh(game)).public)
     broadcast._last_progress.clear()
     broadcast._dirty.clear()
+    for other in others:
+        broadcast._note_size(other, 31)
     clock = 1000.0
     for seat in seats[:12]:  # a move every 1/8 s for 1.5 s, the clock beating after each
         services.round_submit_bid(seat=seat, round_no=1, amount=0.1)
@@ -236,7 +242,7 @@ def test_a_busy_servers_classes_get_their_progress_less_often(monkeypatch):
         broadcast.flush_due(now=clock)
         clock += 0.125
     public = [item for item in sent if item.group == broadcast.realtime.hub_group(game.pk)]
-    interval = len(sockets) / broadcast.PROGRESS_MESSAGES_PER_SECOND
+    interval = 20 * 31 / broadcast.PROGRESS_MESSAGES_PER_SECOND
     assert interval > 1 and len(public) == 2  # at 0 s and at 1.125 s (three times: four)
     broadcast.flush_due(now=clock + interval)  # and the last state once the interval passed
     latest = json.loads(
