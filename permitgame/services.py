@@ -33,7 +33,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 
 from permitgame import bridge, broadcast, chain, clock, realtime
 from permitgame.errors import (
@@ -86,6 +86,8 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 MAX_SEED = 2**63 - 1
 JOIN_CODE_LENGTH = 6
 REJOIN_CODE_LENGTH = 6
+#: Fresh rejoin codes a join checks at once; the first no seat of the game holds is taken.
+REJOIN_CODE_CANDIDATES = 3
 NICKNAME_MAX = 24
 
 STALE_MOVE = (
@@ -517,32 +519,33 @@ def clean_nickname(nickname: object) -> str:
     return cleaned
 
 
-def _free_seat(game: Game, role: str | None, human_governor: bool) -> Seat:
-    """Pick the seat a joiner gets: human labs first, then the governor, then bot labs.
+def _free_seat(game: Game, role: str | None, human_governor: bool) -> tuple[Seat, bool]:
+    """Pick the seat a joiner gets; say whether another human seat is still free after it.
 
-    At most one query per kind (the first free seat of that kind by id), not a read of the
+    Human labs first, then the governor, then bot labs; the lobby's autostart waits for the
+    human seats still free. One query in a lobby filling up (its first two free human seats,
+    the kind asked for first), one more for a bot's lab (a late joiner); never a read of the
     room: a lecture hall's joins cost the same at the 200th as at the first.
     """
-    human_labs = Q(role=Role.LAB, kind=Seat.Kind.HUMAN)
-    governor = Q(role=Role.GOVERNOR)
-    bot_labs = Q(role=Role.LAB, kind=Seat.Kind.BOT)
-    if role == Role.GOVERNOR:
-        if not human_governor:
-            raise WrongRole(GOVERNOR_IS_BOT)
-        order = [governor]
-    elif role == Role.LAB:
-        order = [human_labs, bot_labs]
-    else:
-        order = [human_labs, *([governor] if human_governor else []), bot_labs]
+    if role == Role.GOVERNOR and not human_governor:
+        raise WrongRole(GOVERNOR_IS_BOT)
     free = Seat.objects.filter(game=game, token__isnull=True)
-    seat = None
-    for kinds in order:  # in a lobby filling up, the first query finds one
-        seat = free.filter(kinds).order_by("pk").first()
-        if seat is not None:
-            break
-    if seat is None:
-        raise GameFull(GOVERNOR_IS_TAKEN if role == Role.GOVERNOR else GAME_IS_FULL)
-    return seat
+    first = Role.GOVERNOR if role == Role.GOVERNOR else Role.LAB
+    humans = list(  # human labs and a human governor
+        free.filter(kind=Seat.Kind.HUMAN)
+        .annotate(later=Case(When(role=first, then=Value(0)), default=Value(1)))
+        .order_by("later", "pk")[:2]
+    )
+    wanted = [seat for seat in humans if role is None or seat.role == role]
+    if wanted:
+        seat = wanted[0]
+    elif role == Role.GOVERNOR:
+        raise GameFull(GOVERNOR_IS_TAKEN)
+    else:  # a running game's bot hands its lab over
+        seat = free.filter(role=Role.LAB, kind=Seat.Kind.BOT).order_by("pk").first()
+        if seat is None:
+            raise GameFull(GAME_IS_FULL)
+    return seat, any(other.pk != seat.pk for other in humans)
 
 
 @transaction.atomic
@@ -583,20 +586,29 @@ def seat_join(
     if game.status == Status.FINISHED:
         raise GameOver(GAME_IS_OVER)
     name = clean_nickname(nickname)
-    # Indexed look-ups only (no read of the room): the nickname's casefolded key is unique per
-    # game, so one query finds both a resent join and a nickname taken.
-    holder = Seat.objects.filter(game=game, nickname_key=name.casefold()).order_by("pk").first()
+    key = name.casefold()
+    # Indexed look-ups only (no read of the room), in one query: the nickname's casefolded key
+    # is unique per game (a resent join, or a nickname taken), and so is a rejoin code (the
+    # first of a few fresh ones that no seat holds is this seat's).
+    codes = [_code(REJOIN_CODE_LENGTH) for _ in range(REJOIN_CODE_CANDIDATES)]
+    found = list(
+        Seat.objects.filter(game=game).filter(Q(nickname_key=key) | Q(rejoin_code__in=codes))
+    )
+    holder = next((seat for seat in found if seat.nickname_key == key), None)
     if holder is not None:
         if join_key and holder.join_key == join_key and holder.nickname == name:
             holder.game = game
             return holder
         raise NicknameTaken(NICKNAME_IS_TAKEN.format(nickname=name))
-    seat = _free_seat(game, role, game.human_governor)
+    seat, humans_missing = _free_seat(game, role, game.human_governor)
     seat.game = game  # the caller reads the game as the join left it (started, or not)
     now = clock.now()
-    rejoin_code = _code(REJOIN_CODE_LENGTH)
-    while Seat.objects.filter(game=game, rejoin_code=rejoin_code).exists():
-        rejoin_code = _code(REJOIN_CODE_LENGTH)
+    held = {seat.rejoin_code for seat in found}
+    rejoin_code = next((code for code in codes if code not in held), None)
+    while rejoin_code is None:  # every candidate held: one more at a time
+        code = _code(REJOIN_CODE_LENGTH)
+        if code not in held and not Seat.objects.filter(game=game, rejoin_code=code).exists():
+            rejoin_code = code
     seat.kind = Seat.Kind.HUMAN
     seat.nickname = name
     seat.nickname_key = name.casefold()
@@ -617,9 +629,6 @@ def seat_join(
     _log(game, Action.JOIN, _seat_actor(seat), now=now, seat=seat, payload=joined)
     changes.add("players", game.round_no)
     if game.status == Status.LOBBY and game.autostart:
-        humans_missing = Seat.objects.filter(
-            game=game, kind=Seat.Kind.HUMAN, token__isnull=True
-        ).exists()
         if not humans_missing:
             _start(game, now, changes, actor=Actor.SYSTEM)
         elif game.lobby_seconds is not None and game.phase_deadline is None:

@@ -89,12 +89,42 @@ def test_a_join_and_its_first_snapshot_cost_the_same_in_a_room_of_10_and_of_200(
     big = join_costs(200)
     assert small == big, (small, big)
     join_queries, join_seats, snapshot_queries, snapshot_seats = big
-    # The lock, the nickname, the free seat, the rejoin code, the seat, the log, the game.
-    assert join_queries <= 10
+    # The transaction, the lock, the nickname and rejoin codes taken (one query), the free human
+    # seats (one), the seat, the log, the game.
+    assert join_queries <= 8
     # The game, the joins since the room was read and their seats, its version, who is online.
     assert snapshot_queries <= 6
-    # A join turns at most its own seat into an object; the snapshot only the seat that joined.
-    assert join_seats <= 1 and snapshot_seats <= 1
+    # A join turns at most its own seat and the next free one (is the room full?) into objects;
+    # the snapshot only the seat that joined.
+    assert join_seats <= 2 and snapshot_seats <= 1
+
+
+@pytest.mark.django_db
+def test_a_join_takes_the_first_fresh_rejoin_code_no_seat_of_the_game_holds(monkeypatch):
+    game = room(4)
+    ana = services.seat_join(game=game, nickname="Ana")
+    bo = services.seat_join(game=game, nickname="Bo")
+    # The codes drawn for the next join: the first two are Ana's and Bo's.
+    drawn = iter([ana.rejoin_code, bo.rejoin_code, "FRESH1", "LATER1"])
+    monkeypatch.setattr(services, "_code", lambda length: next(drawn))
+    cy = services.seat_join(game=game, nickname="Cy")
+    assert cy.rejoin_code == "FRESH1"
+    # All candidates held: more are drawn, one at a time, until one is free.
+    drawn = iter([ana.rejoin_code, bo.rejoin_code, cy.rejoin_code, bo.rejoin_code, "FRESH2"])
+    assert services.seat_join(game=game, nickname="Di").rejoin_code == "FRESH2"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("governor", [False, True])
+def test_an_autostart_game_starts_at_the_join_that_takes_its_last_human_seat(governor):
+    game = room(3, humans=2, autostart=True, human_governor=governor)
+    services.seat_join(game=game, nickname="Ana")
+    assert fresh(game).status == Status.LOBBY
+    if governor:  # a human lab is still free after Bo asks for the governor's seat
+        services.seat_join(game=game, nickname="Bo", role="governor")
+        assert fresh(game).status == Status.LOBBY
+    last = services.seat_join(game=game, nickname="Cy")
+    assert last.game.status == Status.RUNNING == fresh(game).status
 
 
 @pytest.mark.django_db
