@@ -538,14 +538,14 @@ def _free_seat(game: Game, role: str | None, human_governor: bool) -> tuple[Seat
     )
     wanted = [seat for seat in humans if role is None or seat.role == role]
     if wanted:
-        seat = wanted[0]
-    elif role == Role.GOVERNOR:
+        return wanted[0], len(humans) > 1
+    if role == Role.GOVERNOR:
         raise GameFull(GOVERNOR_IS_TAKEN)
-    else:  # a running game's bot hands its lab over
-        seat = free.filter(role=Role.LAB, kind=Seat.Kind.BOT).order_by("pk").first()
-        if seat is None:
-            raise GameFull(GAME_IS_FULL)
-    return seat, any(other.pk != seat.pk for other in humans)
+    # A running game's bot hands its lab over.
+    bot = free.filter(role=Role.LAB, kind=Seat.Kind.BOT).order_by("pk").first()
+    if bot is None:
+        raise GameFull(GAME_IS_FULL)
+    return bot, bool(humans)
 
 
 @transaction.atomic
@@ -672,28 +672,50 @@ def _logs_presence(status: str | None) -> bool:
     return status in (Status.RUNNING, Status.PAUSED)
 
 
-def _presence_logged(game_id: int) -> bool:
-    """Whether connects and drops go into the game's log now (``_logs_presence``)."""
-    return _logs_presence(Game.objects.filter(pk=game_id).values_list("status", flat=True).first())
-
-
 # ------------------------------------------------------------------------------ presence
 
 
-@transaction.atomic
 def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     """Record an open websocket of ``seat``; a player a bot stood in for takes the seat back.
 
     The reclaim is immediate: the bot's move for the current phase is only logged when the phase
     ends, so the returning player owes (and may make) the current phase's move. Presence alone
-    takes no game lock (a whole class connecting at once does not queue behind the moves): it is
-    progress, sent coalesced. ``html``: a browser's socket (it is sent HTML fragments).
+    takes no game lock and no transaction (a whole class connecting at once does not queue
+    behind the moves): two statements, each whole by itself, and progress, sent coalesced.
+    ``html``: a browser's socket (it is sent HTML fragments).
     """
     now = clock.now()
     # The seat and its game's status in one query (is presence logged? ``_logs_presence``).
     seat = Seat.objects.annotate(game_status=F("game__status")).get(pk=seat.pk)
     logged = _logs_presence(seat.game_status)
     returning = seat.has_player and logged and _live_connections(seat.pk, now) == 0
+    reclaiming = seat.standing_in and not seat.handed_to_bot and seat.has_player
+    if not returning and not reclaiming:
+        _open_connection(seat, channel_name, html, now)
+        Seat.objects.filter(pk=seat.pk).update(last_seen=now)
+        transaction.on_commit(partial(broadcast.progress_changed, seat.game_id), robust=True)
+        return
+    with transaction.atomic():  # a change of the game's log: under its lock
+        _open_connection(seat, channel_name, html, now)
+        game = _lock(seat.game_id)
+        seat = Seat.objects.get(pk=seat.pk)
+        seat.last_seen = now
+        changes = _Changes()
+        if returning:
+            _log(game, Action.CONNECT, _seat_actor(seat), now=now, seat=seat)
+        if seat.standing_in and not seat.handed_to_bot and seat.has_player:
+            seat.standing_in = False
+            if game.status in (Status.RUNNING, Status.PAUSED):
+                seat.controller = Controller.HUMAN
+                _log(game, Action.RECLAIM, _seat_actor(seat), now=now, seat=seat)
+            changes.seat_ids.add(seat.pk)
+            changes.add("waiting", game.round_no)
+        seat.save()
+        changes.add("players", game.round_no)
+        _commit(game, changes)
+
+
+def _open_connection(seat: Seat, channel_name: str, html: bool, now: dt.datetime) -> None:
     # One statement (INSERT ... ON CONFLICT DO UPDATE): a channel name is new for each socket.
     Connection.objects.bulk_create(
         [Connection(seat=seat, channel_name=channel_name, opened_at=now, last_seen=now, html=html)],
@@ -701,49 +723,39 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
         unique_fields=["channel_name"],
         update_fields=["seat", "opened_at", "last_seen", "html"],
     )
-    if not returning and not (seat.standing_in and not seat.handed_to_bot and seat.has_player):
-        Seat.objects.filter(pk=seat.pk).update(last_seen=now)
-        transaction.on_commit(partial(broadcast.progress_changed, seat.game_id), robust=True)
-        return
-    game = _lock(seat.game_id)
-    seat = Seat.objects.get(pk=seat.pk)
-    seat.last_seen = now
-    changes = _Changes()
-    if returning:
-        _log(game, Action.CONNECT, _seat_actor(seat), now=now, seat=seat)
-    if seat.standing_in and not seat.handed_to_bot and seat.has_player:
-        seat.standing_in = False
-        if game.status in (Status.RUNNING, Status.PAUSED):
-            seat.controller = Controller.HUMAN
-            _log(game, Action.RECLAIM, _seat_actor(seat), now=now, seat=seat)
-        changes.seat_ids.add(seat.pk)
-        changes.add("waiting", game.round_no)
-    seat.save()
-    changes.add("players", game.round_no)
-    _commit(game, changes)
 
 
-@transaction.atomic
 def seat_disconnect(*, channel_name: str) -> None:
     """Forget a closed websocket (its seat counts as away once no live socket is left).
 
-    Presence: no game lock, progress sent coalesced.
+    Presence: no game lock, progress sent coalesced. Outside play (a lobby, a game over: a
+    whole class closes its tabs at once) two statements and no transaction; during play, a
+    player's last socket closing is logged as a drop, under the game's lock.
     """
-    connection = Connection.objects.filter(channel_name=channel_name).select_related("seat").first()
+    connection = (
+        Connection.objects.filter(channel_name=channel_name)
+        .select_related("seat")
+        .annotate(game_status=F("seat__game__status"))
+        .first()
+    )
     if connection is None:
         return
     now = clock.now()
-    connection.delete()
-    Seat.objects.filter(pk=connection.seat_id).update(last_seen=now)
     seat = connection.seat
-    if seat.has_player and _presence_logged(seat.game_id) and _live_connections(seat.pk, now) == 0:
-        game = _lock(seat.game_id)  # a drop during play is a change of the game's log
-        _log(game, Action.DROP, _seat_actor(seat), now=now, seat=seat)
-        changes = _Changes()
-        changes.add("players", game.round_no)
-        _commit(game, changes)
-        return
-    transaction.on_commit(partial(broadcast.progress_changed, connection.seat.game_id), robust=True)
+    with contextlib.ExitStack() as stack:
+        logged = seat.has_player and _logs_presence(connection.game_status)
+        if logged:
+            stack.enter_context(transaction.atomic())
+        Connection.objects.filter(pk=connection.pk).delete()
+        Seat.objects.filter(pk=seat.pk).update(last_seen=now)
+        if logged and _live_connections(seat.pk, now) == 0:
+            game = _lock(seat.game_id)  # a drop during play is a change of the game's log
+            _log(game, Action.DROP, _seat_actor(seat), now=now, seat=seat)
+            changes = _Changes()
+            changes.add("players", game.round_no)
+            _commit(game, changes)
+            return
+        transaction.on_commit(partial(broadcast.progress_changed, seat.game_id), robust=True)
 
 
 def presence_heartbeat(channel_names: Iterable[str]) -> int:
