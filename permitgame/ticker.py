@@ -3,8 +3,10 @@
 Deadlines are absolute times in the database, so they fire with no browser connected and after
 a restart. Every process runs this loop (started with the ASGI app, see ``install``); several
 processes may find the same deadline due, and ``services.game_expire_phase`` decides under the
-game's row lock, so it fires exactly once. ``tick`` is one beat, which tests call directly with
-a frozen clock (``permitgame.clock``) instead of sleeping.
+game's row lock, so it fires exactly once. Beside it a second loop sends the rooms' coalesced
+progress and keeps the process's sockets alive (``run_progress``), so a slow beat of progress
+never holds up a deadline. ``tick`` is one beat of both, which tests call directly with a frozen
+clock (``permitgame.clock``) instead of sleeping.
 """
 
 from __future__ import annotations
@@ -96,39 +98,67 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     return fired
 
 
-def _beat(*, heartbeat: bool) -> float | None:
-    """One beat, then the seconds to the next deadline (one thread trip for both)."""
-    tick(heartbeat=heartbeat)
+def _beat() -> float | None:
+    """One beat of deadlines, then the seconds to the next one (one thread trip for both)."""
+    tick(heartbeat=False, progress=False)
     return seconds_to_next_deadline()
 
 
-async def run_forever(interval: float = TICK_SECONDS) -> None:
-    """Beat every ``interval`` seconds until cancelled; heartbeat every HEARTBEAT_SECONDS.
+def _progress_beat(*, heartbeat: bool) -> None:
+    """One beat of the progress loop: the heartbeat when due, then the coalesced progress."""
+    if heartbeat:
+        services.presence_heartbeat(realtime.LOCAL_CHANNELS)
+        consoles = set(realtime.LOCAL_HOSTS.values())
+        if consoles:
+            realtime.note_consoles(consoles)
+    broadcast.flush_due()
 
-    A deadline closer than ``interval`` is not waited past: the loop sleeps until it (so a
-    phase changes at its deadline plus the work of changing it, not up to a beat later).
+
+async def run_forever(interval: float = TICK_SECONDS) -> None:
+    """Fire the deadlines until cancelled, with the progress loop beside it (``run_progress``).
+
+    A beat every ``interval`` seconds; a deadline closer than that is not waited past: the loop
+    sleeps until it (so a phase changes at its deadline plus the work of changing it, not up to
+    a beat later). The progress and the heartbeat go on in a loop of their own, on a thread of
+    their own: under a lecture hall's load a beat of the rooms' progress took up to a quarter
+    of a second, and a deadline that passed meanwhile waited for it.
     """
+    progress = asyncio.ensure_future(run_progress(interval))
+    try:
+        while True:
+            pause = interval
+            try:
+                # Its own thread, not the one the sockets' commands share: under a room's load
+                # the deadlines still fire on time (each beat is one short transaction a game).
+                upcoming = await database_sync_to_async(_beat, thread_sensitive=False)()
+                if upcoming is not None:
+                    pause = min(interval, max(0.005, upcoming + 0.005))
+            except Exception:
+                logger.exception("clock loop beat failed")
+            await asyncio.sleep(pause)
+    finally:
+        progress.cancel()
+
+
+async def run_progress(interval: float = TICK_SECONDS) -> None:
+    """Send the games' coalesced progress every ``interval`` seconds until cancelled; keep this
+    process's sockets alive every ``HEARTBEAT_SECONDS`` (and purge dead ones now and then)."""
     last_heartbeat = -float("inf")
     beats = 0
     while True:
         heartbeat = time.monotonic() - last_heartbeat >= realtime.HEARTBEAT_SECONDS
-        pause = interval
         try:
-            # Its own thread, not the one the sockets' commands share: under a room's load
-            # the deadlines still fire on time (each beat is one short transaction per game).
-            upcoming = await database_sync_to_async(_beat, thread_sensitive=False)(
+            await database_sync_to_async(_progress_beat, thread_sensitive=False)(
                 heartbeat=heartbeat
             )
-            if upcoming is not None:
-                pause = min(interval, max(0.005, upcoming + 0.005))
             if heartbeat:
                 last_heartbeat = time.monotonic()
                 beats += 1
                 if beats % 30 == 0:
                     await database_sync_to_async(services.presence_purge, thread_sensitive=False)()
         except Exception:
-            logger.exception("clock loop beat failed")
-        await asyncio.sleep(pause)
+            logger.exception("progress loop beat failed")
+        await asyncio.sleep(interval)
 
 
 def _spawn() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -362,6 +363,43 @@ def test_a_progress_waits_for_its_events_publish_and_resolves_only_if_it_never_c
 
 
 # ------------------------------------------------------------------------------ the clock
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_deadline_fires_on_time_while_the_progress_is_slow_to_send(monkeypatch):
+    import datetime as dt
+
+    from permitgame import ticker
+    from permitgame.clock import now as clock_now
+    from permitgame.models import Game
+
+    game, _ = await db(hall)(labs=3, humans=1)
+    await db(services.game_start)(game=game)
+    slow = threading.Event()
+
+    def stuck_progress(**kwargs: Any) -> int:  # a beat of a lecture hall's progress
+        slow.set()
+        time.sleep(3)
+        return 0
+
+    monkeypatch.setattr(broadcast, "flush_due", stuck_progress)
+    loop = asyncio.ensure_future(ticker.run_forever(interval=0.05))
+    try:
+        for _ in range(40):  # the progress loop is in its slow beat
+            if slow.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert slow.is_set()
+        due = clock_now() + dt.timedelta(seconds=0.2)
+        await db(lambda: Game.objects.filter(pk=game.pk).update(phase_deadline=due))()
+        started = time.monotonic()
+        while (await db(fresh)(game)).phase == "bidding" and time.monotonic() - started < 5:
+            await asyncio.sleep(0.05)
+        assert (await db(fresh)(game)).phase != "bidding"
+        assert time.monotonic() - started < 1.5  # not after the progress beat's 3 s
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
 
 
 @pytest.mark.django_db(transaction=True)
