@@ -594,7 +594,7 @@ def seat_join(
     found = list(
         Seat.objects.filter(game=game).filter(Q(nickname_key=key) | Q(rejoin_code__in=codes))
     )
-    holder = next((seat for seat in found if seat.nickname_key == key), None)
+    holder = next((other for other in found if other.nickname_key == key), None)
     if holder is not None:
         if join_key and holder.join_key == join_key and holder.nickname == name:
             holder.game = game
@@ -603,7 +603,7 @@ def seat_join(
     seat, humans_missing = _free_seat(game, role, game.human_governor)
     seat.game = game  # the caller reads the game as the join left it (started, or not)
     now = clock.now()
-    held = {seat.rejoin_code for seat in found}
+    held = {other.rejoin_code for other in found}
     rejoin_code = next((code for code in codes if code not in held), None)
     while rejoin_code is None:  # every candidate held: one more at a time
         code = _code(REJOIN_CODE_LENGTH)
@@ -742,10 +742,8 @@ def seat_disconnect(*, channel_name: str) -> None:
         return
     now = clock.now()
     seat = connection.seat
-    with contextlib.ExitStack() as stack:
-        logged = seat.has_player and _logs_presence(connection.game_status)
-        if logged:
-            stack.enter_context(transaction.atomic())
+    logged = seat.has_player and _logs_presence(connection.game_status)
+    with transaction.atomic() if logged else contextlib.nullcontext():
         Connection.objects.filter(pk=connection.pk).delete()
         Seat.objects.filter(pk=seat.pk).update(last_seen=now)
         if logged and _live_connections(seat.pk, now) == 0:
