@@ -164,3 +164,20 @@ def test_the_game_servers_logs_are_kept_and_their_warnings_counted(tmp_path) -> 
         import shutil
 
         shutil.rmtree(folder)
+
+
+def test_the_join_benchmark_fills_lobbies_and_reports_the_cpu_of_a_join() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.load.joins", "--setup", "one", "--labs", "3", "--games", "2"],
+        cwd=REPO_ROOT,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["joins"] == 2 * 3  # the governor and two labs of each lobby: none started
+    assert report["server_cpu_ms_per_join"] > 0 and report["join_seconds_p50"] > 0
+    assert report["database_cpu_ms_per_join"] is None  # SQLite, in the server's process

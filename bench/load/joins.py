@@ -1,0 +1,108 @@
+"""What a lecture hall's joins cost the servers: CPU per join, with no game started.
+
+``python -m bench.load.joins --setup two --labs 30 --games 20`` starts the setup's servers (as
+``make bench-load`` does), creates ``games`` lobbies of ``labs`` human labs and a human governor,
+and joins every seat but the last of each (the last would start the game): each join is the
+HTTP join, the websocket's handshake and its first ``state``, a hundred at once, spread over the
+servers as the load benchmark spreads them. It prints the game servers' CPU per join, the CPU of
+PostgreSQL and Redis per join (the setups that have them), how long the joins took and the
+joins' median time. Nothing is played: what a room costs while the others fill up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.load import clients, servers
+
+
+def database_cpu_seconds() -> float:
+    """User + system CPU of every PostgreSQL and Redis process on the machine so far."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() not in ("postgres", "redis-server"):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / servers.CLOCK_TICKS
+    return total
+
+
+async def measure(setup: servers.Setup, *, labs: int, games: int) -> dict[str, Any]:
+    with servers.serve(setup) as served:
+        codes = servers.create_games(served, labs=labs, games=games, rounds=3)
+        urls = [d.url for d in served.game]
+        players = []
+        for code in codes:
+            for index in range(labs):  # the governor and every lab but the last
+                role = "governor" if index == 0 else "lab"
+                count = len(players)
+                join_url = urls[count % len(urls)]
+                ws_base = urls[(count + 1) % len(urls)]
+                players.append(
+                    clients.Player(
+                        code, f"{role}-{index}", role, join_url, ws_base, random.Random(count)
+                    )
+                )
+        stop = asyncio.Event()
+        gate = asyncio.Semaphore(clients.JOINING_AT_ONCE)
+        started_cpu = sum(d.cpu_seconds() for d in served.game)
+        started_db = database_cpu_seconds()
+        started = time.monotonic()
+
+        async def seat(player: clients.Player) -> asyncio.Future[None]:
+            async with gate:  # a join and its handshake, up to the first state
+                await player.join()
+                playing = asyncio.ensure_future(player.play(stop))
+                await asyncio.wait_for(player.ready.wait(), clients.JOIN_TIMEOUT)
+            return playing
+
+        sockets = await asyncio.gather(*(seat(p) for p in players))
+        wall = time.monotonic() - started
+        cpu = sum(d.cpu_seconds() for d in served.game) - started_cpu
+        database = database_cpu_seconds() - started_db
+        stop.set()
+        await asyncio.sleep(0.2)
+        for task in sockets:
+            task.cancel()
+        await asyncio.gather(*sockets, return_exceptions=True)
+    joined = len(players)
+    return {
+        "setup": setup.name,
+        "joins": joined,
+        "seconds": round(wall, 2),
+        "server_cpu_ms_per_join": round(1000 * cpu / joined, 2),
+        "database_cpu_ms_per_join": round(1000 * database / joined, 2)
+        if setup.redis_postgres
+        else None,
+        "join_seconds_p50": round(statistics.median(p.join_seconds or 0 for p in players), 3),
+        "load_average": os.getloadavg(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--setup", choices=sorted(servers.SETUPS), default="two")
+    parser.add_argument("--labs", type=int, default=30, help="labs a lobby (default 30)")
+    parser.add_argument("--games", type=int, default=20, help="lobbies (default 20)")
+    args = parser.parse_args(argv)
+    if args.labs < 1 or args.games < 1:
+        parser.error("--labs and --games must be at least 1")
+    result = asyncio.run(measure(servers.SETUPS[args.setup], labs=args.labs, games=args.games))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
