@@ -17,6 +17,21 @@ from bench.load.clients import GameRun, Player
 from tests.harness import REPO_ROOT, app_env
 
 
+def run_module(module: str, *args: str) -> dict:
+    """Run ``python -m module args`` from the checkout; return the JSON it printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
 def _player(role: str = "lab") -> Player:
     return Player(
         "ABCDEF", "ana", role, "http://127.0.0.1:1", "http://127.0.0.1:1", random.Random(1)
@@ -81,17 +96,7 @@ def test_a_labs_choice_reads_a_class_phase_list_but_not_a_halls() -> None:
 
 def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
     tiny = "--scenarios 6 --setups one --rounds 1 --repeats 1 --fires 3 --timeout 240"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.load", *tiny.split(), "--json", "--no-write"],
-        cwd=REPO_ROOT,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
+    report = run_module("bench.load", *tiny.split(), "--json", "--no-write")
     (row,) = report["rows"]
     assert row["complete"] == "1/1"
     assert row["lost_max"] == 0 and row["gaps"] == 0
@@ -167,17 +172,7 @@ def test_the_game_servers_logs_are_kept_and_their_warnings_counted(tmp_path) -> 
 
 
 def test_the_join_benchmark_fills_lobbies_and_reports_the_cpu_of_a_join() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.load.joins", "--setup", "one", "--labs", "3", "--games", "2"],
-        cwd=REPO_ROOT,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_module("bench.load.joins", "--setup", "one", "--labs", "3", "--games", "2")
     assert report["joins"] == 2 * 3  # the governor and two labs of each lobby: none started
     assert report["server_cpu_ms_per_join"] > 0 and report["join_seconds_p50"] > 0
     assert report["database_cpu_ms_per_join"] is None  # SQLite, in the server's process
