@@ -285,26 +285,27 @@ class Hub:
         Queued behind what each socket has yet to forward (``take``), not sent from here: the
         socket answers it by closing, which takes it out of the hub.
         """
-        told = 0
-        for seat_id in seat_ids:
-            for receiver in list(seats.get(int(seat_id), ())):
-                if receiver.take({"type": realtime.SEAT_MOVED}):
-                    told += 1
-                else:
-                    self.note_dropped(f"seat {seat_id}'s socket queue full")
-        return told
+        moved = {"type": realtime.SEAT_MOVED}
+        return sum(
+            self._queue(seats.get(int(seat_id), ()), moved, f"seat {seat_id}'s socket")
+            for seat_id in seat_ids
+        )
 
     def _to_consoles(self, consoles: Iterable[Receiver], message: dict[str, Any]) -> int:
         """Hand the game's consoles open here a console update (queued: they are few)."""
         update = {key: message[key] for key in ("seq", "version", "html", "json")}
         update["type"] = message["kind"]
-        told = 0
-        for receiver in list(consoles):
-            if receiver.take(update):
-                told += 1
+        return self._queue(consoles, update, f"game {message['game']}'s console")
+
+    def _queue(self, receivers: Iterable[Receiver], event: dict[str, Any], who: str) -> int:
+        """Queue ``event`` for each of ``receivers`` (``take``); return how many took it."""
+        took = 0
+        for receiver in list(receivers):
+            if receiver.take(event):
+                took += 1
             else:
-                self.note_dropped(f"a console of game {message['game']}: its queue is full")
-        return told
+                self.note_dropped(f"{who} queue full")
+        return took
 
     def note_dropped(self, what: str) -> None:
         """Count an event a socket's queue refused; log it once a second at most."""

@@ -69,10 +69,7 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
         How many deadlines this call fired (another process may have fired the rest).
     """
     if heartbeat:
-        services.presence_heartbeat(realtime.LOCAL_CHANNELS)
-        consoles = set(realtime.LOCAL_HOSTS.values())
-        if consoles:
-            realtime.note_consoles(consoles)
+        _heartbeat()
     fired = 0
     # Every due game's phase changes first, then every event is sent. Rooms whose deadlines
     # coincide (a lecture hall's classes started together) all change within the few ms a
@@ -98,6 +95,14 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     return fired
 
 
+def _heartbeat() -> None:
+    """Keep this process's sockets alive, and note its open consoles, as of now."""
+    services.presence_heartbeat(realtime.LOCAL_CHANNELS)
+    consoles = set(realtime.LOCAL_HOSTS.values())
+    if consoles:
+        realtime.note_consoles(consoles)
+
+
 def _beat() -> float | None:
     """One beat of deadlines, then the seconds to the next one (one thread trip for both)."""
     tick(heartbeat=False, progress=False)
@@ -107,10 +112,7 @@ def _beat() -> float | None:
 def _progress_beat(*, heartbeat: bool) -> None:
     """One beat of the progress loop: the heartbeat when due, then the coalesced progress."""
     if heartbeat:
-        services.presence_heartbeat(realtime.LOCAL_CHANNELS)
-        consoles = set(realtime.LOCAL_HOSTS.values())
-        if consoles:
-            realtime.note_consoles(consoles)
+        _heartbeat()
     broadcast.flush_due()
 
 

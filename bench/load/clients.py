@@ -438,6 +438,38 @@ class GameRun:
         return out
 
 
+def make_runs(
+    codes: list[str], *, players: int, rounds: int, game_urls: list[str], seed: int
+) -> list[GameRun]:
+    """Each game's seats: its governor, then ``players`` labs (the last starts the game).
+
+    Joins and sockets are spread over the servers: a seat joins through one and connects its
+    socket to the next, so every room has sockets in every process.
+    """
+    rng = random.Random(seed)
+    runs: list[GameRun] = []
+    count = 0
+    for code in codes:
+        seats = []
+        for index in range(players + 1):
+            role = "governor" if index == 0 else "lab"
+            join_url = game_urls[count % len(game_urls)]
+            ws_base = game_urls[(count + 1) % len(game_urls)]
+            count += 1
+            seats.append(
+                Player(
+                    code,
+                    f"{role}-{index + 1}",
+                    role,
+                    join_url,
+                    ws_base,
+                    random.Random(rng.random()),
+                )
+            )
+        runs.append(GameRun(code, seats, rounds))
+    return runs
+
+
 async def play_games(
     codes: list[str],
     *,
@@ -455,29 +487,8 @@ async def play_games(
     during round 1's bidding, which waits for its bid). Returns the runs, complete or not.
     ``joined`` is called once every game's early seats are connected (the joins are over).
     """
-    rng = random.Random(seed)
     stop = asyncio.Event()
-    runs: list[GameRun] = []
-    count = 0
-    for code in codes:
-        seats = []
-        for index in range(players + 1):
-            role = "governor" if index == 0 else "lab"
-            join_url = game_urls[count % len(game_urls)]
-            ws_base = game_urls[(count + 1) % len(game_urls)] if len(game_urls) > 1 else join_url
-            count += 1
-            seats.append(
-                Player(
-                    code,
-                    f"{role}-{index + 1}",
-                    role,
-                    join_url,
-                    ws_base,
-                    random.Random(rng.random()),
-                )
-            )
-        runs.append(GameRun(code, seats, rounds))
-
+    runs = make_runs(codes, players=players, rounds=rounds, game_urls=game_urls, seed=seed)
     gate = asyncio.Semaphore(JOINING_AT_ONCE)
 
     async def seat(player: Player) -> None:

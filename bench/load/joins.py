@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import statistics
 import time
 from pathlib import Path
@@ -23,39 +22,30 @@ from typing import Any
 
 from bench.load import clients, servers
 
+#: The database servers' process names.
+DATABASES = ("postgres", "redis-server")
+
 
 def database_cpu_seconds() -> float:
     """User + system CPU of every PostgreSQL and Redis process on the machine so far."""
     total = 0.0
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            if (entry / "comm").read_text().strip() not in ("postgres", "redis-server"):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() in DATABASES:
+                total += servers.process_cpu_seconds(int(entry.name))
         except OSError:  # the process ended meanwhile
             continue
-        total += (int(fields[11]) + int(fields[12])) / servers.CLOCK_TICKS
     return total
 
 
 async def measure(setup: servers.Setup, *, labs: int, games: int) -> dict[str, Any]:
     with servers.serve(setup) as served:
         codes = servers.create_games(served, labs=labs, games=games, rounds=3)
-        urls = [d.url for d in served.game]
-        players = []
-        for code in codes:
-            for index in range(labs):  # the governor and every lab but the last
-                role = "governor" if index == 0 else "lab"
-                count = len(players)
-                join_url = urls[count % len(urls)]
-                ws_base = urls[(count + 1) % len(urls)]
-                players.append(
-                    clients.Player(
-                        code, f"{role}-{index}", role, join_url, ws_base, random.Random(count)
-                    )
-                )
+        runs = clients.make_runs(
+            codes, players=labs, rounds=3, game_urls=[d.url for d in served.game], seed=1
+        )
+        # Every seat but the last of each lobby: the last would start the game.
+        players = [player for run in runs for player in run.players[:-1]]
         stop = asyncio.Event()
         gate = asyncio.Semaphore(clients.JOINING_AT_ONCE)
         started_cpu = sum(d.cpu_seconds() for d in served.game)
