@@ -88,7 +88,8 @@ format: venv
 # Two passes: everything on SQLite, then the service, whole-game and PostgreSQL tests with the
 # test database on a real PostgreSQL server the run starts (tests/conftest.py: --postgres).
 POSTGRES_TESTS := tests/permitgame/test_services.py tests/permitgame/test_whole_game.py \
-	tests/permitgame/test_servers.py tests/permitgame/test_hall_joins.py
+	tests/permitgame/test_servers.py tests/permitgame/test_hall_joins.py \
+	tests/permitgame/test_prepared.py
 
 # The main pass runs on TEST_WORKERS processes (pytest-xdist), each a whole module at a time in
 # collection order (a module's own server starts once; browser modules last, see

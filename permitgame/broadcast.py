@@ -493,7 +493,9 @@ def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
     Only this seat's own part is built (``selectors.seat_screen``): the public part is read
     once per version of the game, so a room of N filling up costs O(N), not O(N²).
     """
-    game = Game.objects.get(pk=seat.game_id)
+    game = selectors.game_by_pk(seat.game_id)
+    if game is None:
+        raise Game.DoesNotExist(f"no game {seat.game_id}")
     # A lab's JSON snapshot of a big room carries counts, as its progress does (the pages keep
     # their list: their templates name the players the market and the phase speak of).
     limit = LIST_LIMIT if fmt == "json" else None
@@ -896,7 +898,7 @@ def flush_progress(game_id: int, *, now: float | None = None, beacon: bool = Fal
     with _progress_lock:
         _dirty.discard(game_id)
         _last_progress[game_id] = moment
-    game = Game.objects.filter(pk=game_id).first()
+    game = selectors.game_by_pk(game_id)
     if game is None:
         return
     if game.status == Status.LOBBY and _lobby_progress(game, now=now, beacon=beacon):

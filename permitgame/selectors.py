@@ -20,8 +20,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from django.db.models import F
 
-from permitgame import bridge, clock, ledger
+from permitgame import bridge, clock, ledger, prepared
 from permitgame.errors import UnknownGame, UnknownPlayer
 
 # The screens show a lab's settled rounds and the labs' places as the ledger reads them.
@@ -52,6 +53,37 @@ from sim_core import (
     unpermitted_value,
 )
 
+# The look-ups every join, socket and coalesced progress makes (``permitgame.prepared``).
+_GAME_BY_PK: prepared.Prepared[Game] = prepared.Prepared(lambda pk: Game.objects.filter(pk=pk), int)
+_GAME_BY_CODE: prepared.Prepared[Game] = prepared.Prepared(
+    lambda code: Game.objects.filter(code=code).order_by("pk")[:1], str
+)
+_SEAT_BY_CODE_AND_TOKEN: prepared.Prepared[Seat] = prepared.Prepared(
+    lambda code, token: Seat.objects.filter(game__code=code, token=token).order_by("pk")[:1],
+    str,
+    str,
+)
+_VERSION_AND_SEQ: prepared.Prepared[tuple[int, int]] = prepared.Prepared(
+    lambda pk: Game.objects.filter(pk=pk).values_list("version", "seq"), int
+)
+#: The seats that joined after log entry ``after``, each with its join's entry (``join_pk``).
+_JOINED_AFTER: prepared.Prepared[Any] = prepared.Prepared(
+    lambda game_id, after: (
+        Seat.objects.filter(game_id=game_id, move__action=Action.JOIN, move__pk__gt=after)
+        .annotate(join_pk=F("move__pk"))
+        .order_by("join_pk")
+    ),
+    int,
+    int,
+)
+_SOCKETS_SEEN: prepared.Prepared[tuple[int, bool]] = prepared.Prepared(
+    lambda game_id, since: Connection.objects.filter(
+        seat__game_id=game_id, last_seen__gte=since
+    ).values_list("seat_id", "html"),
+    int,
+    dt.datetime,
+)
+
 #: Session key of a browser's seats: {join code: token} (set by the join page).
 SESSION_TOKENS = "permitgame_tokens"
 
@@ -69,10 +101,15 @@ def game_by_code(code: str) -> Game:
     Raises:
         UnknownGame: no such game.
     """
-    game = Game.objects.filter(code=code.strip().upper()).order_by("pk").first()
+    game = _GAME_BY_CODE.first(code.strip().upper())
     if game is None:
         raise UnknownGame(UNKNOWN_GAME.format(code=code))
     return game
+
+
+def game_by_pk(game_id: int) -> Game | None:
+    """Return the game with id ``game_id`` as it is now, or None (one compiled query)."""
+    return _GAME_BY_PK.first(game_id)
 
 
 def seat_by_token(game: Game, token: str) -> Seat:
@@ -94,11 +131,7 @@ def seat_by_code_and_token(code: str, token: str) -> Seat:
         UnknownGame: no such game.
         UnknownPlayer: the token is not one of this game's.
     """
-    seat = (
-        Seat.objects.filter(game__code=code.strip().upper(), token=token).order_by("pk").first()
-        if token
-        else None
-    )
+    seat = _SEAT_BY_CODE_AND_TOKEN.first(code.strip().upper(), token) if token else None
     if seat is None:
         return seat_by_token(game_by_code(code), token)  # says which of the two is unknown
     return seat
@@ -528,8 +561,7 @@ def sockets_open(game: Game, now: dt.datetime) -> tuple[set[int], bool]:
     coalesced progress renders the pages' fragments only for a browser.
     """
     since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
-    rows = Connection.objects.filter(seat__game=game, last_seen__gte=since)
-    seen = list(rows.values_list("seat_id", "html"))
+    seen = _SOCKETS_SEEN.all(game.pk, since)
     return {seat_id for seat_id, _ in seen}, any(html for _, html in seen)
 
 
@@ -669,7 +701,7 @@ def _room(game: Game) -> _Room:
     else:
         rows = bridge.rows_of(game, keep=False)
         room = _build_room(game, key, rows)
-    current = Game.objects.filter(pk=game.pk).values_list("version", "seq").first()
+    current = _VERSION_AND_SEQ.first(game.pk)
     # A room carried on across joins holds every join up to its ``last_join`` and none after
     # (each join's seat is read with it), so it is kept even if more joins came meanwhile: the
     # next reader reads those. An event (``seq``) in between, and it is not.
@@ -700,12 +732,8 @@ def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room | None:
     seat that changed are dropped; the others are kept, and so are the player rows of the seats
     that did not change. None if a seat is not the room's (then the room is read again).
     """
-    joins = list(
-        Move.objects.filter(game=game, action=Action.JOIN, pk__gt=room.last_join)
-        .order_by("pk")
-        .values_list("pk", "seat_id")
-    )
-    fresh = {s.pk: s for s in Seat.objects.filter(game=game, pk__in={j[1] for j in joins})}
+    joined = _JOINED_AFTER.all(game.pk, room.last_join)  # a seat that joined twice: its latest
+    fresh = {s.pk: s for s in joined}
     if any(pk not in room.by_id for pk in fresh):  # a seat the room does not know
         return None
     by_id = {**room.by_id, **fresh}
@@ -727,7 +755,7 @@ def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room | None:
         by_id=by_id,
         lab_seats={**room.lab_seats, **lab_seats},
         governor_seat=governor_seat,
-        last_join=joins[-1][0] if joins else room.last_join,
+        last_join=joined[-1].join_pk if joined else room.last_join,
         joined=room.joined
         + sum(s.has_player and not room.by_id[pk].has_player for pk, s in fresh.items()),
         labs=labs,

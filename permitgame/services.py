@@ -35,7 +35,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 
-from permitgame import bridge, broadcast, chain, clock, realtime
+from permitgame import bridge, broadcast, chain, clock, prepared, realtime
 from permitgame.errors import (
     AlreadySubmitted,
     BadNickname,
@@ -172,9 +172,44 @@ class _Changes:
 # ------------------------------------------------------------------------------ helpers
 
 
+#: The statements every join, socket and batch of moves runs (``permitgame.prepared``).
+_LOCKED: prepared.Prepared[Game] = prepared.Prepared(
+    lambda pk: Game.objects.select_for_update().filter(pk=pk), int
+)
+_SEAT_AND_STATUS: prepared.Prepared[Any] = prepared.Prepared(
+    lambda pk: Seat.objects.annotate(game_status=F("game__status")).filter(pk=pk), int
+)
+#: A join's look-up: the seat with that nickname and any holding one of the candidate codes.
+_NAMED_OR_HOLDING: prepared.Prepared[Seat] = prepared.Prepared(
+    lambda game_id, key, *codes: Seat.objects.filter(game_id=game_id).filter(
+        Q(nickname_key=key) | Q(rejoin_code__in=codes)
+    ),
+    int,
+    str,
+    *[str] * REJOIN_CODE_CANDIDATES,
+)
+#: The first two free human seats of a game, the role asked for (``first``) first.
+_FREE_HUMANS: prepared.Prepared[Seat] = prepared.Prepared(
+    lambda game_id, first: (
+        Seat.objects.filter(game_id=game_id, token__isnull=True, kind=Seat.Kind.HUMAN)
+        .annotate(later=Case(When(role=first, then=Value(0)), default=Value(1)))
+        .order_by("later", "pk")[:2]
+    ),
+    int,
+    str,
+)
+
+
 def _lock(game_id: int) -> Game:
-    """Return the game row, locked until the transaction ends (call inside ``atomic``)."""
-    return Game.objects.select_for_update().get(pk=game_id)
+    """Return the game row, locked until the transaction ends (call inside ``atomic``).
+
+    Raises:
+        Game.DoesNotExist: no such game.
+    """
+    game = _LOCKED.first(game_id)
+    if game is None:
+        raise Game.DoesNotExist(f"no game {game_id}")
+    return game
 
 
 def _try_lock(game_id: int) -> Game | None:
@@ -290,7 +325,7 @@ def _save_moves(game: Game, moves: Sequence[Move]) -> None:
         move.hash = prev_hash = chain.entry_hash(document)
     game.log_head = prev_hash  # saved with the game (``_commit``, or ``game_create``)
     if len(moves) == 1:
-        moves[0].save()
+        prepared.insert(moves[0])
     else:
         Move.objects.append(moves)
 
@@ -325,7 +360,7 @@ def _commit(
     event = changes.is_event
     if event:
         game.seq += 1
-    game.save()
+    prepared.save_fields(game)
     if event:
         publish = partial(
             broadcast.publish,
@@ -529,19 +564,15 @@ def _free_seat(game: Game, role: str | None, human_governor: bool) -> tuple[Seat
     """
     if role == Role.GOVERNOR and not human_governor:
         raise WrongRole(GOVERNOR_IS_BOT)
-    free = Seat.objects.filter(game=game, token__isnull=True)
     first = Role.GOVERNOR if role == Role.GOVERNOR else Role.LAB
-    humans = list(  # human labs and a human governor
-        free.filter(kind=Seat.Kind.HUMAN)
-        .annotate(later=Case(When(role=first, then=Value(0)), default=Value(1)))
-        .order_by("later", "pk")[:2]
-    )
+    humans = _FREE_HUMANS.all(game.pk, str(first))  # human labs and a human governor
     wanted = [seat for seat in humans if role is None or seat.role == role]
     if wanted:
         return wanted[0], len(humans) > 1
     if role == Role.GOVERNOR:
         raise GameFull(GOVERNOR_IS_TAKEN)
     # A running game's bot hands its lab over.
+    free = Seat.objects.filter(game=game, token__isnull=True)
     bot = free.filter(role=Role.LAB, kind=Seat.Kind.BOT).order_by("pk").first()
     if bot is None:
         raise GameFull(GAME_IS_FULL)
@@ -591,9 +622,7 @@ def seat_join(
     # is unique per game (a resent join, or a nickname taken), and so is a rejoin code (the
     # first of a few fresh ones that no seat holds is this seat's).
     codes = [_code(REJOIN_CODE_LENGTH) for _ in range(REJOIN_CODE_CANDIDATES)]
-    found = list(
-        Seat.objects.filter(game=game).filter(Q(nickname_key=key) | Q(rejoin_code__in=codes))
-    )
+    found = _NAMED_OR_HOLDING.all(game.pk, key, *codes)
     holder = next((other for other in found if other.nickname_key == key), None)
     if holder is not None:
         if join_key and holder.join_key == join_key and holder.nickname == name:
@@ -621,7 +650,7 @@ def seat_join(
     seat.client_kind = (client or {}).get("kind", "")
     seat.client_name = (client or {}).get("name", "")
     seat.client_version = (client or {}).get("version", "")
-    seat.save()
+    prepared.save_fields(seat)
     changes = _Changes()
     joined: dict[str, Any] = {"nickname": name}
     if client:
@@ -686,13 +715,17 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     """
     now = clock.now()
     # The seat and its game's status in one query (is presence logged? ``_logs_presence``).
-    seat = Seat.objects.annotate(game_status=F("game__status")).get(pk=seat.pk)
-    logged = _logs_presence(seat.game_status)
+    found = _SEAT_AND_STATUS.first(seat.pk)
+    if found is None:
+        raise Seat.DoesNotExist(f"no seat {seat.pk}")
+    seat = found
+    logged = _logs_presence(found.game_status)
     returning = seat.has_player and logged and _live_connections(seat.pk, now) == 0
     reclaiming = seat.standing_in and not seat.handed_to_bot and seat.has_player
     if not returning and not reclaiming:
         _open_connection(seat, channel_name, html, now)
-        Seat.objects.filter(pk=seat.pk).update(last_seen=now)
+        seat.last_seen = now
+        prepared.save_fields(seat, ["last_seen"], missing_ok=True)
         transaction.on_commit(partial(broadcast.progress_changed, seat.game_id), robust=True)
         return
     with transaction.atomic():  # a change of the game's log: under its lock
@@ -717,11 +750,10 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
 
 def _open_connection(seat: Seat, channel_name: str, html: bool, now: dt.datetime) -> None:
     # One statement (INSERT ... ON CONFLICT DO UPDATE): a channel name is new for each socket.
-    Connection.objects.bulk_create(
-        [Connection(seat=seat, channel_name=channel_name, opened_at=now, last_seen=now, html=html)],
-        update_conflicts=True,
-        unique_fields=["channel_name"],
-        update_fields=["seat", "opened_at", "last_seen", "html"],
+    prepared.insert(
+        Connection(seat=seat, channel_name=channel_name, opened_at=now, last_seen=now, html=html),
+        unique=["channel_name"],
+        update=["seat", "opened_at", "last_seen", "html"],
     )
 
 

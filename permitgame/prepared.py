@@ -1,0 +1,321 @@
+"""The hot paths' queries, compiled to SQL once per database and run with new values.
+
+The ORM builds and compiles a query's SQL on every call: for the one-row look-ups a lecture
+hall's joins, sockets and batches of moves make hundreds of times a second, that costs four to
+five times what the database takes to answer (0.3-0.4 ms of a process's CPU against 0.08 ms;
+bench/RESULTS.md). The queries here are written with the ORM as usual, once, and compiled the
+first time they run on a database (per alias and backend: a Django request runs on a thread of
+its own, with a connection of its own, so compiling per connection would compile per request);
+each call after that only puts its values in place of the placeholders and builds the rows the
+ORM would have built (the same converters, so a JSON or a date comes back as the ORM gives it).
+Query logging and ``CaptureQueriesContext`` see them as any other query (they go through
+Django's cursor).
+
+``Prepared`` takes a function building the query from its arguments (each an ``int``, a ``str``
+or a ``datetime`` that the query compares as is) and reads model rows, ``values_list`` rows or
+flat values. ``save_fields`` and ``insert`` write one row as ``Model.save()`` would (the same
+field preparation; ``insert`` also as an upsert), with their statements kept per model, fields
+and backend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Model, QuerySet
+from django.db.models.constants import OnConflict
+from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable
+from django.db.transaction import TransactionManagementError
+
+Row = TypeVar("Row")
+
+#: The kinds of value a prepared query takes. A date and time is adapted for the database as
+#: the ORM adapts it; an int or a str stands for itself among the SQL's parameters.
+KINDS = (int, str, dt.datetime)
+
+
+def _stand_in(index: int, kind: type) -> Any:
+    """A value no caller passes, to find where argument ``index`` lands among the parameters."""
+    if kind is int:
+        return -7_340_033_000 - index
+    if kind is str:
+        return f"\x1eprepared argument {index}\x1e"
+    if kind is dt.datetime:
+        return dt.datetime(1901, 1, 1, 0, 0, index, tzinfo=dt.UTC)
+    raise TypeError(f"a prepared query takes int, str or datetime arguments, not {kind.__name__}")
+
+
+def _adapt(kind: type, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+    """How the ORM puts a value of ``kind`` among the parameters (None: as it is)."""
+    if kind is dt.datetime:
+        return connection.ops.adapt_datetimefield_value
+    return None
+
+
+def _converted(
+    rows: list[Any], converters: dict[int, tuple[list[Any], Any]], connection: BaseDatabaseWrapper
+) -> Iterator[list[Any]]:
+    """The rows with each column's database value converted as the ORM converts it."""
+    for row in rows:
+        row = list(row)
+        for position, (functions, expression) in converters.items():
+            value = row[position]
+            for function in functions:
+                value = function(value, expression, connection)
+            row[position] = value
+        yield row
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    #: Per parameter: (True, argument index) or (False, a constant of the query).
+    slots: tuple[tuple[bool, Any], ...]
+    #: Per argument: how it is adapted for the database (None: as it is).
+    adapters: tuple[Callable[[Any], Any] | None, ...]
+    converters: dict[int, tuple[list[Any], Any]]
+    make: Callable[[str, Any], Any]
+    for_update: bool
+
+
+class Prepared(Generic[Row]):
+    """A query compiled once per database; call it with the values of this time.
+
+    ``build`` gets one stand-in value per kind in ``kinds`` (``KINDS``) and returns the QuerySet
+    (model rows, ``values_list`` or ``values_list(flat=True)``; no ``select_related``). Each
+    argument must reach the SQL unchanged (an exact comparison, not ``icontains`` or a list).
+    """
+
+    def __init__(self, build: Callable[..., QuerySet[Any, Any]], *kinds: type) -> None:
+        for index, kind in enumerate(kinds):
+            _stand_in(index, kind)  # refuses a kind it cannot stand in for
+        self._build = build
+        self._kinds = kinds
+        self._compiled: dict[tuple[str, str], _Compiled] = {}  # (alias, vendor) -> its SQL
+        self._lock = threading.Lock()
+
+    def all(self, *values: int | str | dt.datetime, using: str = DEFAULT_DB_ALIAS) -> list[Row]:
+        """Run the query with ``values`` (one per kind); its rows as the ORM would give them."""
+        if len(values) != len(self._kinds):
+            raise TypeError(f"this query takes {len(self._kinds)} values, not {len(values)}")
+        connection = connections[using]
+        key = (using, connection.vendor)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled[key] = self._compile(connection)
+        if compiled.for_update and connection.get_autocommit():
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
+        if any(compiled.adapters):
+            values = tuple(
+                value if adapt is None else adapt(value)
+                for value, adapt in zip(values, compiled.adapters, strict=True)
+            )
+        params = [values[value] if argument else value for argument, value in compiled.slots]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        if compiled.converters:
+            rows = list(_converted(rows, compiled.converters, connection))
+        return [compiled.make(using, row) for row in rows]
+
+    def first(self, *values: int | str | dt.datetime, using: str = DEFAULT_DB_ALIAS) -> Row | None:
+        """The first row, or None (the query itself says the order and the limit)."""
+        rows = self.all(*values, using=using)
+        return rows[0] if rows else None
+
+    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
+        stand_ins = [_stand_in(index, kind) for index, kind in enumerate(self._kinds)]
+        queryset = self._build(*stand_ins)
+        compiler = queryset.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        adapters = tuple(_adapt(kind, connection) for kind in self._kinds)
+        where = {
+            (value if adapt is None else adapt(value)): index
+            for index, (value, adapt) in enumerate(zip(stand_ins, adapters, strict=True))
+        }
+        slots = tuple(
+            (True, where[value])
+            if not isinstance(value, bool) and _hashable(value) and value in where
+            else (False, value)
+            for value in params
+        )
+        missing = set(range(len(stand_ins))) - {value for argument, value in slots if argument}
+        if missing:
+            raise ValueError(
+                f"arguments {sorted(missing)} do not reach the query's SQL unchanged: "
+                "compare them exactly (no transform, no list)"
+            )
+        columns = [column for column, _, _ in compiler.select]
+        converters = compiler.get_converters(columns)
+        iterable = queryset._iterable_class
+        make: Callable[[str, Any], Any]
+        if iterable is ModelIterable:
+            info = compiler.klass_info
+            if info is None or info.get("related_klass_infos"):
+                raise ValueError(
+                    "a prepared query of model rows reads one model (no select_related)"
+                )
+            model: type[Model] = info["model"]
+            start, end = info["select_fields"][0], info["select_fields"][-1] + 1
+            names = [column.target.attname for column in columns[start:end]]
+            annotations = list(compiler.annotation_col_map.items())
+
+            def make(alias: str, row: Any) -> Any:
+                instance = model.from_db(alias, names, row[start:end])
+                for name, position in annotations:
+                    setattr(instance, name, row[position])
+                return instance
+
+        elif iterable is FlatValuesListIterable:
+
+            def make(alias: str, row: Any) -> Any:
+                return row[0]
+
+        elif iterable is ValuesListIterable:
+
+            def make(alias: str, row: Any) -> Any:
+                return tuple(row)
+
+        else:
+            raise ValueError(
+                f"a prepared query reads rows, values_list or flat values, not {iterable}"
+            )
+        return _Compiled(
+            sql=sql,
+            slots=slots,
+            adapters=adapters,
+            converters=converters,
+            make=make,
+            for_update=bool(queryset.query.select_for_update),
+        )
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------ writing one row
+
+_statements: dict[tuple[Any, ...], tuple[str, tuple[Field[Any, Any], ...]]] = {}
+_statements_lock = threading.Lock()
+
+
+def _fields(model: type[Model], names: Sequence[str] | None) -> tuple[Field[Any, Any], ...]:
+    meta = model._meta
+    if names is None:
+        return tuple(f for f in meta.concrete_fields if not f.primary_key)
+    return tuple(meta.get_field(name) for name in names)  # type: ignore[misc]
+
+
+def _statement(
+    key: tuple[Any, ...], write: Callable[[], tuple[str, tuple[Field[Any, Any], ...]]]
+) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    statement = _statements.get(key)
+    if statement is None:
+        with _statements_lock:
+            statement = _statements[key] = write()
+    return statement
+
+
+def save_fields(
+    instance: Model,
+    fields: Sequence[str] | None = None,
+    *,
+    missing_ok: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
+) -> bool:
+    """Write ``fields`` of ``instance``'s row (every field but the key if None), as ``save()``.
+
+    The row must exist (a seat, a game): a row that is gone raises ``DatabaseError`` instead of
+    being inserted again, or, with ``missing_ok``, is left alone. Returns whether it was written.
+    """
+    model = type(instance)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+
+    def write() -> tuple[str, tuple[Field[Any, Any], ...]]:
+        chosen = _fields(model, fields)
+        meta = model._meta
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in chosen)
+        where = quote(meta.pk.column)
+        return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {where} = %s", chosen
+
+    key = ("update", model, None if fields is None else tuple(fields), connection.vendor)
+    sql, chosen = _statement(key, write)
+    params = [
+        field.get_db_prep_save(field.pre_save(instance, False), connection) for field in chosen
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, instance.pk])
+        written: bool = cursor.rowcount == 1
+    if not written and not missing_ok:
+        raise DatabaseError(f"{model.__name__} {instance.pk} is not in the database")
+    return written
+
+
+def insert(
+    instance: Model,
+    *,
+    unique: Sequence[str] = (),
+    update: Sequence[str] = (),
+    using: str = DEFAULT_DB_ALIAS,
+) -> None:
+    """Insert ``instance`` as a new row and set its key, as ``save()`` does for a new one.
+
+    With ``unique`` and ``update``, a row that already holds the ``unique`` fields' values gets
+    the ``update`` fields' instead (``bulk_create(update_conflicts=True)``, in one statement).
+    """
+    model = type(instance)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    pk = meta.pk
+    assert pk is not None
+    returning = connection.features.can_return_columns_from_insert
+    if bool(unique) != bool(update):
+        raise ValueError("an insert that updates on a conflict names both unique and update")
+
+    def write() -> tuple[str, tuple[Field[Any, Any], ...]]:
+        chosen = tuple(f for f in meta.concrete_fields if f is not pk)
+        names = ", ".join(quote(field.column) for field in chosen)
+        marks = ", ".join(["%s"] * len(chosen))
+        sql = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({marks})"
+        if unique:
+            sql += " " + connection.ops.on_conflict_suffix_sql(
+                chosen,
+                OnConflict.UPDATE,
+                [meta.get_field(name).column for name in update],  # type: ignore[union-attr]
+                [meta.get_field(name).column for name in unique],  # type: ignore[union-attr]
+            )
+        if returning:
+            sql += f" RETURNING {quote(pk.column)}"
+        return sql, chosen
+
+    if instance.pk is not None:
+        raise ValueError(f"{model.__name__} {instance.pk} is already saved")
+    key = ("insert", model, tuple(unique), tuple(update), connection.vendor)
+    sql, chosen = _statement(key, write)
+    params = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in chosen
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returning:
+            instance.pk = cursor.fetchone()[0]
+        else:
+            instance.pk = connection.ops.last_insert_id(cursor, meta.db_table, pk.column)
+    instance._state.adding = False
+    instance._state.db = using
