@@ -313,7 +313,8 @@ USE_TZ = True
 # ---------------------------------------------------------------------------------------- cache
 
 # The rate limits' counters (permitgame/throttle.py). Without REDIS_URL: this process's memory.
-# With REDIS_URL: Django's Redis cache, so every Daphne process counts into the same counters.
+# With REDIS_URL: Django's Redis cache, so every Daphne process counts into the same counters;
+# its connections are one pool per process (permitgame/cachepool.py), not one per request.
 CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {
@@ -321,6 +322,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "permitgame",
+            "OPTIONS": {"pool_class": "permitgame.cachepool.SharedConnectionPool"},
         }
     }
 else:

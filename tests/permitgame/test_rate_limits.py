@@ -185,6 +185,47 @@ def test_counters_are_shared_through_redis_between_processes(redis_url):
             caches["default"].clear()
 
 
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_requests_on_threads_of_their_own_share_one_pool_of_redis_connections(redis_url):
+    import threading
+
+    import redis
+
+    # Each Django request is a context of its own, with a cache object of its own; the settings'
+    # pool class gives them the process's one pool instead of a connection each.
+    shared = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": "permitgame-pool-test",
+            "OPTIONS": {"pool_class": "permitgame.cachepool.SharedConnectionPool"},
+        }
+    }
+    server = redis.Redis.from_url(redis_url)
+    with override_settings(CACHES=shared, RATE_LIMITS={"code_miss": (50, 3600)}):
+        caches["default"].clear()
+        try:
+            before = server.info("stats")["total_connections_received"]
+            statuses: list[int] = []
+
+            def ask(index: int) -> None:
+                statuses.append(Client().get(f"/api/games/NOPE{index:02d}").status_code)
+
+            for index in range(12):
+                thread = threading.Thread(target=ask, args=(index,))
+                thread.start()
+                thread.join()
+            opened = server.info("stats")["total_connections_received"] - before
+            assert statuses == [404] * 12
+            assert opened <= 1  # one connection, kept, for twelve requests' counters
+            limit = throttle.limit_of("code_miss")
+            number, _ = throttle._window(limit, time.time())
+            assert caches["default"].get(throttle._key("code_miss", "127.0.0.1", number)) == 12
+        finally:
+            caches["default"].clear()
+
+
 def _assert_limited_hour(response):
     assert response.status_code == 429 and response.json()["code"] == "rate_limited"
     assert 1 <= int(response["Retry-After"]) <= 3600
