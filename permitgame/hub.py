@@ -36,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from autobahn.exception import Disconnected
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
@@ -270,6 +271,8 @@ class Hub:
             for receiver in list(receivers):
                 try:
                     taken = await receiver.give(event)
+                except Disconnected:  # closed meanwhile: its disconnect takes it out of the hub
+                    continue
                 except Exception:  # one socket's failure must not keep the event from the rest
                     logger.exception("an event could not be handed to seat %s's socket", seat_id)
                     continue

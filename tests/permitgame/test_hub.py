@@ -122,6 +122,34 @@ async def test_an_event_is_one_layer_message_and_each_seat_gets_only_its_own_par
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_socket_closed_while_the_hub_hands_it_an_event_is_passed_over_quietly(
+    settings, monkeypatch, caplog
+):
+    from autobahn.exception import Disconnected
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats, sockets, page = await started_room()
+    try:
+        # The first seat's connection closes as the event goes out (Daphne then refuses the
+        # send; its disconnect, which takes the socket out of the hub, comes after).
+        (closing,) = hub.hub_for(get_channel_layer()).games[game.pk][seats[0].pk]
+
+        async def closed(message: dict[str, Any]) -> None:
+            raise Disconnected("Attempt to send on a closed protocol")
+
+        monkeypatch.setattr(closing, "base_send", closed)
+        with caplog.at_level(logging.DEBUG, logger="permitgame.hub"):
+            await db(services.game_advance_now)(game=await db(fresh)(game))  # bidding ends
+            got = [await socket.drain(quiet=0.2) for socket in sockets[1:]]
+        assert all("phase" in [m["type"] for m in messages] for messages in got)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        for socket in [*sockets, page]:
+            await socket.close()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_progress_is_one_layer_message_and_every_socket_hears_it_once(
     settings, monkeypatch
 ):
