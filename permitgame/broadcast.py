@@ -27,7 +27,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from permitgame import charts, clock, host_selectors, realtime, selectors
+from permitgame import charts, clock, host_selectors, prepared, realtime, selectors
 from permitgame.host_selectors import ConsoleSeat
 from permitgame.models import MOVE_ACTIONS, Connection, Game, Move, RoundRecord, Seat, Status
 from permitgame.selectors import (
@@ -528,14 +528,20 @@ def _record(screens: GameScreens, round_no: int) -> RoundRecord | None:
     return next((r for r in screens.records if r.round_no == round_no), None)
 
 
+#: The seats of a game with a browser's socket seen since a time (every event asks).
+_BROWSER_SEATS: prepared.Prepared[int] = prepared.Prepared(
+    lambda game_id, since: Connection.objects.filter(
+        seat__game_id=game_id, html=True, last_seen__gte=since
+    ).values_list("seat_id", flat=True),
+    int,
+    dt.datetime,
+)
+
+
 def _html_seat_ids(game: Game) -> set[int]:
     """Return the seats with a browser's socket open (only they are sent HTML fragments)."""
     since = clock.now() - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
-    return set(
-        Connection.objects.filter(seat__game=game, html=True, last_seen__gte=since).values_list(
-            "seat_id", flat=True
-        )
-    )
+    return set(_BROWSER_SEATS.all(game.pk, since))
 
 
 def publish(

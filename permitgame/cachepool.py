@@ -12,11 +12,11 @@ thread-safe).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Self
 
 import redis
 
-_pools: dict[tuple[str, tuple[tuple[str, Any], ...]], redis.ConnectionPool] = {}
+_pools: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
 _lock = threading.Lock()
 
 
@@ -24,10 +24,11 @@ class SharedConnectionPool(redis.ConnectionPool):
     """``redis.ConnectionPool`` whose ``from_url`` returns this process's pool for the URL."""
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> redis.ConnectionPool:
+    def from_url(cls, url: str, **kwargs: Any) -> Self:
         key = (url, tuple(sorted(kwargs.items())))
         with _lock:
             pool = _pools.get(key)
             if pool is None:
-                pool = _pools[key] = redis.ConnectionPool.from_url(url, **kwargs)
+                pool = _pools[key] = super().from_url(url, **kwargs)
+            assert isinstance(pool, cls)
             return pool
