@@ -5,11 +5,12 @@ queue for the file's lock anyway; a few with PostgreSQL, so a game locked by ano
 batch holds up only its own moves). Every other database call of a Daphne's sockets and pages
 runs on ONE shared thread (Channels' and Django's thread-sensitive calls: the joins, the
 snapshots), and a lecture hall's joins there must not hold up the moves of the rooms already
-playing. Each move joins its game's queue; a call on a recording thread takes every move of the
-game queued by the moment it starts and records them with ``services.round_submit_moves`` (one
-transaction, the game locked once, one resolve); moves that arrive while it runs are taken by
-the next call. There is no timer: a lone move is sent on at once, and the busier the thread,
-the more moves share one call.
+playing. Each move joins its game's queue; a call on a recording thread locks the game, takes
+every move of the game queued by then and records them with ``services.round_submit_moves``
+(one transaction, the game locked once, one resolve): with several processes, the moves that
+arrive while another process's batch holds the game go in this batch, not the next. Moves that
+arrive after the take are taken by the next call. There is no timer: a lone move is sent on at
+once, and the busier the thread, the more moves share one call.
 
 A socket's ``submit`` returns only once the transaction holding its move has committed (or the
 move was refused): the move is acknowledged when it is durably stored, never before. Several
@@ -121,24 +122,33 @@ async def _drain(game_id: int, queue: _Queue, queues: dict[int, _Queue]) -> None
 def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> None:
     """On a recording thread: take every waiting move of the game and record them together.
 
-    The sockets are answered as soon as the transaction has committed (handed to the event
-    loop); the event the batch may cause (a phase change) is published after that, still here,
-    so the acks do not wait for the room's fan-out and the game's events keep their order.
+    The moves are taken once the game is locked and its rows read (``round_submit_moves``), so
+    those that arrive while another process's batch holds the lock go in this batch. The
+    sockets are answered as soon as the transaction has committed (handed to the event loop);
+    the event the batch may cause (a phase change) is published after that, still here, so
+    the acks do not wait for the room's fan-out and the game's events keep their order.
     """
-    with queue.lock:
-        taken, queue.waiting = queue.waiting, []
-    if not taken:
-        return
+    taken: list[Waiter] = []
+
+    def take() -> list[MoveCommand]:
+        with queue.lock:
+            taken.extend(queue.waiting)
+            queue.waiting = []
+        return [command for command, _ in taken]
+
     later: list[Callable[[], None]] = []
     outcomes: list[Outcome] | Exception
     try:
-        commands = [command for command, _ in taken]
         with sqlite.ahead():  # a room playing goes before a hall's joins (the embedded SQLite)
             outcomes = services.round_submit_moves(
-                game_id=game_id, commands=commands, publish_later=later
+                game_id=game_id, commands=take, publish_later=later
             )
     except Exception as error:  # answered to every waiting socket; the transaction rolled back
+        if not taken:  # it failed before taking them (the lock): they are answered with it
+            take()
         outcomes = error
+    if not taken:
+        return
     loop.call_soon_threadsafe(_answer, taken, outcomes)
     services.publish_deferred(later)  # the moves are committed and answered
 

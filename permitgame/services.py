@@ -1126,7 +1126,7 @@ Outcome = MoveResult | GameError
 def round_submit_moves(
     *,
     game_id: int,
-    commands: Sequence[MoveCommand],
+    commands: Sequence[MoveCommand] | Callable[[], Sequence[MoveCommand]],
     publish_later: list[Callable[[], None]] | None = None,
 ) -> list[Outcome]:
     """Record the moves of one game that arrived together: one transaction, one resolve.
@@ -1144,6 +1144,10 @@ def round_submit_moves(
     Every command is judged against the game as it stood when the batch began: a batch of
     moves of one phase that ends the phase is the same as those moves made one after another.
 
+    ``commands``: the moves, or a function that gives them, called once the game is locked and
+    its rows read: a queue's moves that arrive while the batch waits for the lock (another
+    process's batch holds it) then go in this batch instead of waiting for the next one.
+
     ``publish_later``: an event the batch causes (a phase change) is not sent at commit but
     appended there once committed, so the caller can answer the players first and then run it.
 
@@ -1157,11 +1161,11 @@ def round_submit_moves(
 
 def _submit_batch(
     game_id: int,
-    commands: Sequence[MoveCommand],
+    commands: Sequence[MoveCommand] | Callable[[], Sequence[MoveCommand]],
     *,
     later: list[Callable[[], None]] | None = None,
 ) -> list[Outcome]:
-    """``round_submit_moves`` inside its transaction (see there).
+    """``round_submit_moves`` inside its transaction (see there; ``commands`` called here).
 
     Queries: the lock, the seats, the round's moves, the round's start state (after round 1),
     the new moves (one write), the game's save; the round's beliefs only if a belief came; a
@@ -1171,6 +1175,8 @@ def _submit_batch(
     # The seats and the round's moves as this process last knew them, if that is still the
     # game's version (the lock holds it); read once otherwise (``bridge.Rows``).
     rows = bridge.rows_of(game)
+    if callable(commands):  # as late as can be: what queued meanwhile goes in too
+        commands = commands()
     seats = rows.seats
     by_id = {s.pk: s for s in seats}
     now = clock.now()

@@ -34,15 +34,28 @@ def unbound(function: Any) -> Any:
 
 
 class CountBatches:
-    """Wraps ``services.round_submit_moves`` (what the queue calls), keeping each batch's size."""
+    """Wraps ``services.round_submit_moves`` (what the queue calls), keeping each batch's size.
+
+    ``started``: the calls begun (a batch counts its size when it takes its moves).
+    """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sizes: list[int] = []
+        self.started = 0
         original = services.round_submit_moves
 
         def counted(*, game_id: int, commands: Any, **kwargs: Any) -> Any:
-            self.sizes.append(len(commands))
-            return original(game_id=game_id, commands=commands, **kwargs)
+            self.started += 1
+            if not callable(commands):
+                self.sizes.append(len(commands))
+                return original(game_id=game_id, commands=commands, **kwargs)
+
+            def take(given: Any = commands) -> Any:
+                taken = given()
+                self.sizes.append(len(taken))
+                return taken
+
+            return original(game_id=game_id, commands=take, **kwargs)
 
         monkeypatch.setattr(services, "round_submit_moves", counted)
 
@@ -100,6 +113,27 @@ async def reply_of(socket: Socket) -> Any:
         message = await socket.next()
         if message["type"] in ("ack", "error"):
             return message
+
+
+def hold_the_game(game: Game) -> tuple[threading.Event, threading.Thread]:
+    """Another transaction holds the game's lock (another process's batch) until released."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                services._lock(game.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    return release, holder
 
 
 # ------------------------------------------------------------------------------ the service
@@ -456,3 +490,36 @@ def test_batches_of_two_processes_at_once_are_ordered_by_the_games_lock():
     assert game.phase == Phase.COMPLIANCE  # the second batch ended the phase
     chain = replay.verify_game_chain(game)
     assert chain.ok, chain.summary()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_moves_that_arrive_while_the_batch_waits_for_the_games_lock_join_that_batch(
+    monkeypatch,
+):
+    game, seats = await started(labs=10, humans=9)
+    sockets = await connect_all(game, seats[:8])  # one bid still owed: no phase change
+    batches = CountBatches(monkeypatch)
+    release, holder = await unbound(hold_the_game)(game)
+    try:
+        first, *others = sockets
+        frame = {"type": "bid", "round": 1, "amount": 0.0}
+        await first.communicator.send_to(text_data=json.dumps(frame))
+        for _ in range(200):  # the batch has begun: it waits for the lock
+            if batches.started:
+                break
+            await asyncio.sleep(0.01)
+        assert batches.started == 1 and batches.sizes == []
+        for index, socket in enumerate(others, start=1):
+            frame = {"type": "bid", "round": 1, "amount": 0.01 * index}
+            await socket.communicator.send_to(text_data=json.dumps(frame))
+        await until_waiting(game, len(sockets))  # none taken while the lock is held
+        release.set()
+        replies = [await reply_of(socket) for socket in sockets]
+        assert [r["type"] for r in replies] == ["ack"] * len(sockets)
+        assert batches.sizes == [len(sockets)]  # the first move's batch took them all
+        assert len(await unbound(stored_bids)(game)) == len(sockets)
+    finally:
+        release.set()
+        await asyncio.get_running_loop().run_in_executor(None, holder.join)
+        for socket in sockets:
+            await socket.close()
