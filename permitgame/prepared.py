@@ -51,20 +51,38 @@ def _stand_in(index: int, kind: type) -> Any:
     raise TypeError(f"a prepared query takes int, str or datetime arguments, not {kind.__name__}")
 
 
-def _adapt(kind: type, connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
-    """How the ORM puts a value of ``kind`` among the parameters (None: as it is)."""
-    if kind is dt.datetime:
-        return connection.ops.adapt_datetimefield_value
-    return None
+def _adapt(kind: type) -> str | None:
+    """The backend operation that puts a value of ``kind`` among the parameters (None: as is)."""
+    return "adapt_datetimefield_value" if kind is dt.datetime else None
+
+
+#: A converter: the name of a backend operation (the calling connection's is used), or a
+#: function of a field (a JSON field's ``from_db_value``).
+Converter = tuple[str | None, Callable[..., Any] | None]
+
+
+def _converter(function: Callable[..., Any], connection: BaseDatabaseWrapper) -> Converter:
+    # A backend's converter is a method of the connection that compiled the query: it is named,
+    # and taken from the connection that runs it (that one may belong to a thread long gone).
+    if getattr(function, "__self__", None) is connection.ops:
+        return function.__name__, None
+    return None, function
 
 
 def _converted(
-    rows: list[Any], converters: dict[int, tuple[list[Any], Any]], connection: BaseDatabaseWrapper
+    rows: list[Any],
+    converters: tuple[tuple[int, tuple[Converter, ...], Any], ...],
+    connection: BaseDatabaseWrapper,
 ) -> Iterator[list[Any]]:
     """The rows with each column's database value converted as the ORM converts it."""
+    ops = connection.ops
+    columns = [
+        (position, [function or getattr(ops, str(name)) for name, function in named], expression)
+        for position, named, expression in converters
+    ]
     for row in rows:
         row = list(row)
-        for position, (functions, expression) in converters.items():
+        for position, functions, expression in columns:
             value = row[position]
             for function in functions:
                 value = function(value, expression, connection)
@@ -77,9 +95,9 @@ class _Compiled:
     sql: str
     #: Per parameter: (True, argument index) or (False, a constant of the query).
     slots: tuple[tuple[bool, Any], ...]
-    #: Per argument: how it is adapted for the database (None: as it is).
-    adapters: tuple[Callable[[Any], Any] | None, ...]
-    converters: dict[int, tuple[list[Any], Any]]
+    #: Per argument: the backend operation that adapts it for the database (None: as it is).
+    adapters: tuple[str | None, ...]
+    converters: tuple[tuple[int, tuple[Converter, ...], Any], ...]
     make: Callable[[str, Any], Any]
     for_update: bool
 
@@ -116,7 +134,7 @@ class Prepared(Generic[Row]):
             )
         if any(compiled.adapters):
             values = tuple(
-                value if adapt is None else adapt(value)
+                value if adapt is None else getattr(connection.ops, adapt)(value)
                 for value, adapt in zip(values, compiled.adapters, strict=True)
             )
         params = [values[value] if argument else value for argument, value in compiled.slots]
@@ -137,9 +155,9 @@ class Prepared(Generic[Row]):
         queryset = self._build(*stand_ins)
         compiler = queryset.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
-        adapters = tuple(_adapt(kind, connection) for kind in self._kinds)
+        adapters = tuple(_adapt(kind) for kind in self._kinds)
         where = {
-            (value if adapt is None else adapt(value)): index
+            (value if adapt is None else getattr(connection.ops, adapt)(value)): index
             for index, (value, adapt) in enumerate(zip(stand_ins, adapters, strict=True))
         }
         slots = tuple(
@@ -155,7 +173,10 @@ class Prepared(Generic[Row]):
                 "compare them exactly (no transform, no list)"
             )
         columns = [column for column, _, _ in compiler.select]
-        converters = compiler.get_converters(columns)
+        converters = tuple(
+            (position, tuple(_converter(f, connection) for f in functions), expression)
+            for position, (functions, expression) in compiler.get_converters(columns).items()
+        )
         iterable = queryset._iterable_class
         make: Callable[[str, Any], Any]
         if iterable is ModelIterable:
