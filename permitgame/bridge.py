@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from permitgame import prepared
 from permitgame.models import MOVE_ACTIONS, Action, Controller, Game, Move, RoundRecord, Seat
 from sim_core import (
     GameSetup,
@@ -104,20 +105,45 @@ def state_at(game: Game, setup: GameSetup, round_no: int) -> GameState:
     return state_from_json(record.next_state)
 
 
+# The reads of a game's rows (every batch of moves after another process's, every progress of a
+# room whose version moved): compiled once (``permitgame.prepared``).
+_SEATS: prepared.Prepared[Seat] = prepared.Prepared(
+    lambda game_id: Seat.objects.filter(game_id=game_id).order_by("id"), int
+)
+#: The round's moves logged after entry ``after`` (0: all of them), without their seats.
+_MOVES_AFTER: prepared.Prepared[Move] = prepared.Prepared(
+    lambda game_id, round_no, after: (
+        Move.objects.filter(
+            game_id=game_id, round_no=round_no, action__in=MOVE_ACTIONS, pk__gt=after
+        )
+        .defer("created_at", "latency_ms")
+        .order_by("id")
+    ),
+    int,
+    int,
+    int,
+)
+
+
+def _moves_after(game: Game, round_no: int, after: int, by_id: Mapping[int, Seat]) -> list[Move]:
+    """The round's moves logged after entry ``after``, each with its seat taken from ``by_id``."""
+    moves = _MOVES_AFTER.all(game.pk, round_no, after)
+    for move in moves:
+        seat = by_id.get(move.seat_id) if move.seat_id is not None else None
+        if seat is not None:
+            move.seat = seat
+    return moves
+
+
 def round_moves(game: Game, round_no: int, *, seats: Sequence[Seat] | None = None) -> list[Move]:
     """Return the moves logged for ``round_no`` (bids, choices, audits), oldest first.
 
     With the game's ``seats`` given, each move's seat is taken from them (no join).
     """
-    query = Move.objects.filter(game=game, round_no=round_no, action__in=MOVE_ACTIONS)
     if seats is None:
+        query = Move.objects.filter(game=game, round_no=round_no, action__in=MOVE_ACTIONS)
         return list(query.select_related("seat").order_by("id"))
-    by_id = {seat.pk: seat for seat in seats}
-    moves = list(query.defer("created_at", "latency_ms").order_by("id"))
-    for move in moves:
-        if move.seat_id in by_id:
-            move.seat = by_id[move.seat_id]
-    return moves
+    return _moves_after(game, round_no, 0, {seat.pk: seat for seat in seats})
 
 
 @dataclass(slots=True)
@@ -222,7 +248,7 @@ def rows_of(game: Game, *, keep: bool = True) -> Rows:
     if kept is not None and kept.key[:2] == key[:2] and kept.key[3] == key[3] > 0:
         rows = _caught_up(game, kept, key)
     if rows is None:
-        seats = list(game.seats.order_by("id"))
+        seats = _SEATS.all(game.pk)
         moves = round_moves(game, max(game.round_no, 1), seats=seats) if game.round_no else []
         rows = Rows(key=key, seats=seats, moves=moves)
     if keep:
@@ -233,6 +259,10 @@ def rows_of(game: Game, *, keep: bool = True) -> Rows:
 #: A seat's columns that the rows compare to tell whether it changed (``last_seen`` moves with
 #: every heartbeat, outside the game's version, and nothing read from the rows uses it).
 _SEAT_COLUMNS = tuple(f.attname for f in Seat._meta.concrete_fields if f.attname != "last_seen")
+_SEAT_ROWS: prepared.Prepared[tuple[Any, ...]] = prepared.Prepared(
+    lambda game_id: Seat.objects.filter(game_id=game_id).order_by("id").values_list(*_SEAT_COLUMNS),
+    int,
+)
 
 
 def _caught_up(game: Game, kept: Rows, key: tuple[int, str, int, int]) -> Rows | None:
@@ -243,22 +273,14 @@ def _caught_up(game: Game, kept: Rows, key: tuple[int, str, int, int]) -> Rows |
     lock, so in id order) and the seats are compared column by column, which costs a fraction
     of building them. None if a seat changed: then everything is read again.
     """
-    columns = list(Seat.objects.filter(game=game).order_by("id").values_list(*_SEAT_COLUMNS))
+    columns = _SEAT_ROWS.all(game.pk)
     if len(columns) != len(kept.seats) or any(
         row != tuple(getattr(seat, name) for name in _SEAT_COLUMNS)
         for row, seat in zip(columns, kept.seats, strict=True)
     ):
         return None
     last = max((move.pk for move in kept.moves), default=0)
-    by_id = {seat.pk: seat for seat in kept.seats}
-    added = list(
-        Move.objects.filter(game=game, round_no=key[3], action__in=MOVE_ACTIONS, pk__gt=last)
-        .defer("created_at", "latency_ms")
-        .order_by("id")
-    )
-    for move in added:
-        if move.seat_id in by_id:
-            move.seat = by_id[move.seat_id]
+    added = _moves_after(game, key[3], last, {seat.pk: seat for seat in kept.seats})
     return Rows(key=key, seats=kept.seats, moves=[*kept.moves, *added], state=kept.state)
 
 

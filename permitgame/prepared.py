@@ -31,6 +31,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model, QuerySet
 from django.db.models.constants import OnConflict
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable
+from django.db.models.sql.compiler import SQLCompiler
 from django.db.transaction import TransactionManagementError
 
 Row = TypeVar("Row")
@@ -40,14 +41,19 @@ Row = TypeVar("Row")
 KINDS = (int, str, dt.datetime)
 
 
-def _stand_in(index: int, kind: type) -> Any:
-    """A value no caller passes, to find where argument ``index`` lands among the parameters."""
+def _stand_in(index: int, kind: type, draft: int = 0) -> Any:
+    """A value to find where argument ``index`` lands among the query's parameters.
+
+    Each query is compiled with two drafts of stand-ins: a constant of the query that equals a
+    stand-in of one draft does not equal the other's, and the two drafts then disagree. An int
+    stays within every integer field's range (Django finds out-of-range look-ups empty).
+    """
     if kind is int:
-        return -7_340_033_000 - index
+        return 29_000 + 100 * draft + index
     if kind is str:
-        return f"\x1eprepared argument {index}\x1e"
+        return f"\x1eprepared argument {index}.{draft}\x1e"
     if kind is dt.datetime:
-        return dt.datetime(1901, 1, 1, 0, 0, index, tzinfo=dt.UTC)
+        return dt.datetime(1901 + draft, 1, 1, 0, 0, index, tzinfo=dt.UTC)
     raise TypeError(f"a prepared query takes int, str or datetime arguments, not {kind.__name__}")
 
 
@@ -150,15 +156,19 @@ class Prepared(Generic[Row]):
         rows = self.all(*values, using=using)
         return rows[0] if rows else None
 
-    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
-        stand_ins = [_stand_in(index, kind) for index, kind in enumerate(self._kinds)]
+    def _draft(
+        self, connection: BaseDatabaseWrapper, draft: int
+    ) -> tuple[QuerySet[Any, Any], SQLCompiler, str, tuple[tuple[bool, Any], ...]]:
+        """The query built with the stand-ins of ``draft``: its SQL and where each value lands."""
+        stand_ins = [_stand_in(index, kind, draft) for index, kind in enumerate(self._kinds)]
         queryset = self._build(*stand_ins)
         compiler = queryset.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
-        adapters = tuple(_adapt(kind) for kind in self._kinds)
         where = {
             (value if adapt is None else getattr(connection.ops, adapt)(value)): index
-            for index, (value, adapt) in enumerate(zip(stand_ins, adapters, strict=True))
+            for index, (value, adapt) in enumerate(
+                zip(stand_ins, (_adapt(kind) for kind in self._kinds), strict=True)
+            )
         }
         slots = tuple(
             (True, where[value])
@@ -172,6 +182,18 @@ class Prepared(Generic[Row]):
                 f"arguments {sorted(missing)} do not reach the query's SQL unchanged: "
                 "compare them exactly (no transform, no list)"
             )
+        return queryset, compiler, sql, slots
+
+    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
+        queryset, compiler, sql, slots = self._draft(connection, 0)
+        _, _, other_sql, other_slots = self._draft(connection, 1)
+        if (other_sql, other_slots) != (sql, slots):
+            raise ValueError(
+                "the query's SQL or its constants change with the arguments' values "
+                "(an argument equal to a constant of the query, or one the ORM writes into "
+                "the SQL): it cannot be prepared"
+            )
+        adapters = tuple(_adapt(kind) for kind in self._kinds)
         columns = [column for column, _, _ in compiler.select]
         converters = tuple(
             (position, tuple(_converter(f, connection) for f in functions), expression)

@@ -98,6 +98,40 @@ def test_annotations_flat_values_and_value_rows_come_back_converted():
     assert pairs.all(game.pk) == [(game.version, game.durations)]
 
 
+@pytest.mark.django_db
+def test_an_argument_of_a_positive_field_is_compared_as_any_other():
+    # Django finds a look-up outside an integer field's range empty: the stand-ins stay inside.
+    game, seats = hall(labs=4, humans=2)
+    services.game_start(game=game)
+    services.round_submit_bid(seat=seats[0], round_no=1, amount=0.1)
+    of_round = Prepared(
+        lambda game_id, round_no: Move.objects.filter(
+            game_id=game_id, round_no=round_no, action=Action.BID
+        ).values_list("seat_id", flat=True),
+        int,
+        int,
+    )
+    assert of_round.all(game.pk, 1) == [seats[0].pk]
+    assert of_round.all(game.pk, 2) == []
+
+
+@pytest.mark.django_db
+def test_a_query_whose_constant_could_be_taken_for_an_argument_is_refused():
+    from django.db.models import IntegerField, Value
+
+    # Whatever the stand-in values, a constant of the query may equal one: two drafts of
+    # stand-ins are compiled, and a constant that matched one of them shows.
+    for constant in (29_000, 29_100):
+        clash = Prepared(
+            lambda lab, c=constant: Seat.objects.filter(lab_index=lab).annotate(
+                k=Value(c, output_field=IntegerField())
+            ),
+            int,
+        )
+        with pytest.raises(ValueError, match="cannot be prepared"):
+            clash._compile(connection)
+
+
 def test_an_argument_that_does_not_reach_the_sql_unchanged_is_refused():
     with pytest.raises(TypeError, match="int, str or datetime"):
         Prepared(lambda when: Game.objects.filter(created_at=when), dt.date)
