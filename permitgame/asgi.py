@@ -24,11 +24,13 @@ from permitgame.middleware import ConcurrencyLimit  # noqa: E402
 from permitgame.origins import SameOriginValidator  # noqa: E402
 from permitgame.routing import websocket_urlpatterns  # noqa: E402
 
-# At most HTTP_CONCURRENCY requests at once per process (settings): a class joining at once
-# waits its turn instead of starving the rooms already playing.
+# At most HTTP_CONCURRENCY of the players' requests at once per process, and
+# HTTP_OTHER_CONCURRENCY of the others (settings): a class joining at once waits its turn
+# instead of starving the rooms already playing, and never behind an instructor's download.
 http_app = ConcurrencyLimit(
     ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app,
     settings.HTTP_CONCURRENCY,
+    settings.HTTP_OTHER_CONCURRENCY,
 )
 
 application = ProtocolTypeRouter(

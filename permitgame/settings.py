@@ -25,8 +25,9 @@ Environment (each ``DJANGO_X`` may also be given as plain ``X``: ``SECRET_KEY``,
     DJANGO_CHANNEL_CAPACITY, DJANGO_CHANNEL_EXPIRY_SECONDS, DJANGO_CHANNEL_GROUP_EXPIRY_SECONDS:
         a socket's queue of events (default 1000 messages) and the in-memory layer's expiries
         (120 s, 86400 s).
-    DJANGO_HTTP_CONCURRENCY: the HTTP requests each process serves at once (default 2; more
-        wait their turn, see HTTP_CONCURRENCY).
+    DJANGO_HTTP_CONCURRENCY: the players' HTTP requests each process serves at once (default
+        1; more wait their turn, see HTTP_CONCURRENCY); DJANGO_HTTP_OTHER_CONCURRENCY: the other
+        requests (the console, its downloads, the admin) at once (default 2).
     DJANGO_DATABASE_POOL_SIZE: with PostgreSQL, the connections each process keeps in its pool
         at most (default 10; several Daphnes x this must stay under the server's
         max_connections).
@@ -200,16 +201,21 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 #: from the one thread its sockets' other database calls share: one with SQLite (its writers
 #: take turns at the file's lock), a few with PostgreSQL (each game has its own row lock; each
 #: thread holds one of the pool's connections while it records).
-# The HTTP requests a server process runs at once; the others wait their turn on its event loop
-# (permitgame.middleware.ConcurrencyLimit). Daphne runs each Django request on a thread of its
-# own, without a limit, and the interpreter runs one thread at a time: a hundred students
-# joining at once made a hundred threads take turns with the threads that record the moves of
-# the rooms already playing and with the loop that sends their events, and those rooms' moves
-# waited behind the joins (bench/RESULTS.md). Pages are short; a process that serves slow ones
-# (large exports) can be given more.
-HTTP_CONCURRENCY = _env_int("DJANGO_HTTP_CONCURRENCY", 2)
+# The players' HTTP requests (joins, their pages, the JSON API) a server process runs at once;
+# the others wait their turn on its event loop (permitgame.middleware.ConcurrencyLimit). Daphne
+# runs each Django request on a thread of its own, without a limit, and the interpreter runs
+# one thread at a time: a hundred students joining at once made a hundred threads take turns
+# with the threads that record the moves of the rooms already playing and with the loop that
+# sends their events, and those rooms' moves waited behind the joins (bench/RESULTS.md: one at a
+# time gave the playing rooms' moves their answers sooner than two or three, and the joins took
+# no longer). The other requests (the console, its downloads and debrief, the admin) have a lane
+# of their own, HTTP_OTHER_CONCURRENCY at once, so a slow download never holds up a join.
+HTTP_CONCURRENCY = _env_int("DJANGO_HTTP_CONCURRENCY", 1)
+HTTP_OTHER_CONCURRENCY = _env_int("DJANGO_HTTP_OTHER_CONCURRENCY", 2)
 if HTTP_CONCURRENCY < 1:
     raise ImproperlyConfigured("DJANGO_HTTP_CONCURRENCY must be at least 1")
+if HTTP_OTHER_CONCURRENCY < 1:
+    raise ImproperlyConfigured("DJANGO_HTTP_OTHER_CONCURRENCY must be at least 1")
 MOVE_THREADS = 1 if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE else 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,4 +1,5 @@
-"""A server process runs at most ``HTTP_CONCURRENCY`` HTTP requests at once; the rest wait.
+"""A server process runs at most ``HTTP_CONCURRENCY`` players' HTTP requests at once; the rest
+wait. The other requests (the console, its downloads, the admin) have a lane of their own.
 
 Daphne gives every Django request a thread of its own; a class joining at once made a hundred
 threads share the interpreter with the threads recording the moves of the rooms already playing.
@@ -42,21 +43,45 @@ async def settle() -> None:
 async def test_at_most_the_limit_of_requests_run_at_once_and_the_rest_go_in_order():
     inner = Held()
     limited = ConcurrencyLimit(inner, 2)
-    names = [f"/r{n}" for n in range(5)]
+    names = [f"/api/games/R{n}/join" for n in range(5)]
     requests = [
         asyncio.ensure_future(limited({"type": "http", "path": name}, None, None)) for name in names
     ]
     await settle()
-    assert inner.inside == ["/r0", "/r1"]  # the others wait their turn
-    inner.release.setdefault("/r1", asyncio.Event()).set()
+    assert inner.inside == names[:2]  # the others wait their turn
+    inner.release.setdefault(names[1], asyncio.Event()).set()
     await settle()
-    assert inner.inside == ["/r0", "/r2"]
+    assert inner.inside == [names[0], names[2]]
     for name in names:
         inner.release.setdefault(name, asyncio.Event()).set()
         await settle()
     await asyncio.wait_for(asyncio.gather(*requests), 2)
-    assert inner.entered == ["/r0", "/r1", "/r2", "/r3", "/r4"]  # in order of arrival
+    assert inner.entered == names  # in order of arrival
     assert limited.most == 2 and limited.running == 0
+
+
+async def test_a_slow_console_download_never_holds_up_a_join():
+    inner = Held()
+    limited = ConcurrencyLimit(inner, 1, 1)
+    download = "/console/games/K7P3QX/export/labs.csv"
+    joins = ["/api/games/K7P3QX/join", "/join/K7P3QX/", "/play/K7P3QX/"]
+    requests = [
+        asyncio.ensure_future(limited({"type": "http", "path": path}, None, None))
+        for path in [download, "/admin/", *joins]
+    ]
+    await settle()
+    # The download holds the other lane (the admin page waits behind it); a join runs at once.
+    assert inner.inside == [download, joins[0]]
+    for path in joins:
+        inner.release.setdefault(path, asyncio.Event()).set()
+        await settle()
+    assert inner.entered == [download, *joins]  # the players went by, one at a time
+    assert inner.inside == [download]
+    for path in [download, "/admin/"]:
+        inner.release.setdefault(path, asyncio.Event()).set()
+        await settle()
+    await asyncio.wait_for(asyncio.gather(*requests), 2)
+    assert inner.entered[-1] == "/admin/" and limited.running == 0
 
 
 async def test_a_request_that_fails_frees_its_turn():
@@ -89,18 +114,21 @@ def test_the_server_takes_its_http_requests_through_the_limit():
 
     http = application.application_mapping["http"]
     assert isinstance(http, ConcurrencyLimit) and http.limit == settings.HTTP_CONCURRENCY
+    assert http.other_limit == settings.HTTP_OTHER_CONCURRENCY
 
 
-def test_the_limit_is_read_from_the_environment_and_must_be_positive():
+def test_the_limits_are_read_from_the_environment_and_must_be_positive():
     shown = harness.manage(
         "shell",
         "--no-imports",
         "-c",
-        "from django.conf import settings; print(settings.HTTP_CONCURRENCY)",
-        env={"DJANGO_HTTP_CONCURRENCY": "6"},
+        "from django.conf import settings; "
+        "print(settings.HTTP_CONCURRENCY, settings.HTTP_OTHER_CONCURRENCY)",
+        env={"DJANGO_HTTP_CONCURRENCY": "6", "DJANGO_HTTP_OTHER_CONCURRENCY": "4"},
     )
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.strip().splitlines()[-1] == "6"
-    refused = harness.manage("check", env={"DJANGO_HTTP_CONCURRENCY": "0"})
-    assert refused.returncode != 0
-    assert "DJANGO_HTTP_CONCURRENCY must be at least 1" in refused.stderr
+    assert shown.stdout.strip().splitlines()[-1] == "6 4"
+    for name in ("DJANGO_HTTP_CONCURRENCY", "DJANGO_HTTP_OTHER_CONCURRENCY"):
+        refused = harness.manage("check", env={name: "0"})
+        assert refused.returncode != 0
+        assert f"{name} must be at least 1" in refused.stderr

@@ -30,7 +30,7 @@ print(json.dumps({
     "conn_max_age": db["CONN_MAX_AGE"], "pool": "pool" in db.get("OPTIONS", {}),
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "layer_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts", []),
-    "http_concurrency": settings.HTTP_CONCURRENCY,
+    "http_concurrency": [settings.HTTP_CONCURRENCY, settings.HTTP_OTHER_CONCURRENCY],
     "allowed_hosts": settings.ALLOWED_HOSTS,
     "ssl_redirect": settings.SECURE_SSL_REDIRECT,
     "hsts": settings.SECURE_HSTS_SECONDS,
@@ -96,7 +96,7 @@ def test_database_and_channel_layer_follow_env_when_urls_are_set():
     (host,) = shown["layer_hosts"]
     assert host["address"] == "redis://redis.example.org:6379/0"
     assert host["socket_timeout"] > 0 and host["socket_connect_timeout"] > 0
-    assert shown["http_concurrency"] == 2
+    assert shown["http_concurrency"] == [1, 2]  # the players' lane, the others'
     assert shown["allowed_hosts"] == ["game.example.org"]
     assert shown["ssl_redirect"] is True
 
