@@ -238,7 +238,9 @@ class Prepared(Generic[Row]):
             adapters=adapters,
             converters=converters,
             make=make,
-            for_update=bool(queryset.query.select_for_update),
+            # As the ORM: only where the backend locks rows (SQLite locks the whole file).
+            for_update=bool(queryset.query.select_for_update)
+            and connection.features.has_select_for_update,
         )
 
 
