@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.db import connections, models
 
+from permitgame import prepared
 from sim_core import Phase, Role
 
 # Only these phases are ever stored: the game rests in them. Allocation, signals and
@@ -318,10 +319,15 @@ class MoveLog(models.Manager["Move"]):
         value: each row's values are made by its fields (``get_db_prep_save``, as Django
         writes them), the statement once. A batch of moves is recorded inside the game's lock,
         where ``bulk_create`` took about 90 us per entry, most of it the statement's making.
-        With PostgreSQL one statement of one array per column (``unnest``), the same text for
-        every batch; elsewhere one VALUES statement per chunk of the backend's batch size.
+        One entry is one INSERT (``prepared.insert``: 0.19 ms against 0.32 ms for the batch's
+        statement, with PostgreSQL). With PostgreSQL several are one statement of one array per
+        column (``unnest``), the same text for every batch; elsewhere one VALUES statement per
+        chunk of the backend's batch size.
         """
         if not moves:
+            return
+        if len(moves) == 1:  # one row: a plain INSERT, cheaper than the batch's statement
+            prepared.insert(moves[0], using=self.db)
             return
         connection = connections[self.db]
         if not connection.features.can_return_rows_from_bulk_insert:

@@ -324,10 +324,7 @@ def _save_moves(game: Game, moves: Sequence[Move]) -> None:
         move.prev_hash = prev_hash
         move.hash = prev_hash = chain.entry_hash(document)
     game.log_head = prev_hash  # saved with the game (``_commit``, or ``game_create``)
-    if len(moves) == 1:
-        prepared.insert(moves[0])
-    else:
-        Move.objects.append(moves)
+    Move.objects.append(moves)
 
 
 logger = logging.getLogger(__name__)
