@@ -1028,12 +1028,9 @@ def flush_due(*, now: float | None = None) -> int:
     moment = time.monotonic() if now is None else now
     with _progress_lock:
         local = set(realtime.LOCAL_GAMES.values())
-        for game_id in list(_last_progress):
-            if game_id not in _dirty and game_id not in local:
-                del _last_progress[game_id]
-        for game_id in list(_seats):
-            if game_id not in _dirty and game_id not in local:
-                del _seats[game_id]
+        for game_id in (set(_last_progress) | set(_seats)) - _dirty - local:  # followed no more
+            _last_progress.pop(game_id, None)
+            _seats.pop(game_id, None)
         reach = sum(_seats.values())
         due = [
             (game_id, game_id not in _dirty)

@@ -637,7 +637,7 @@ def seat_join(
             rejoin_code = code
     seat.kind = Seat.Kind.HUMAN
     seat.nickname = name
-    seat.nickname_key = name.casefold()
+    seat.nickname_key = key
     seat.token = secrets.token_urlsafe(24)
     seat.rejoin_code = rejoin_code
     seat.join_key = join_key or None
@@ -712,11 +712,10 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     """
     now = clock.now()
     # The seat and its game's status in one query (is presence logged? ``_logs_presence``).
-    found = _SEAT_AND_STATUS.first(seat.pk)
-    if found is None:
+    with_status = _SEAT_AND_STATUS.first(seat.pk)
+    if with_status is None:
         raise Seat.DoesNotExist(f"no seat {seat.pk}")
-    seat = found
-    logged = _logs_presence(found.game_status)
+    seat, logged = with_status, _logs_presence(with_status.game_status)
     returning = seat.has_player and logged and _live_connections(seat.pk, now) == 0
     reclaiming = seat.standing_in and not seat.handed_to_bot and seat.has_player
     if not returning and not reclaiming:

@@ -197,10 +197,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = None
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = dict(POSTGRES_POOL)
-#: Threads of each process that record the players' moves (``permitgame.movequeue``), apart
-#: from the one thread its sockets' other database calls share: one with SQLite (its writers
-#: take turns at the file's lock), a few with PostgreSQL (each game has its own row lock; each
-#: thread holds one of the pool's connections while it records).
 # The players' HTTP requests (joins, their pages, the JSON API) a server process runs at once;
 # the others wait their turn on its event loop (permitgame.middleware.ConcurrencyLimit). Daphne
 # runs each Django request on a thread of its own, without a limit, and the interpreter runs
@@ -216,6 +212,10 @@ if HTTP_CONCURRENCY < 1:
     raise ImproperlyConfigured("DJANGO_HTTP_CONCURRENCY must be at least 1")
 if HTTP_OTHER_CONCURRENCY < 1:
     raise ImproperlyConfigured("DJANGO_HTTP_OTHER_CONCURRENCY must be at least 1")
+#: Threads of each process that record the players' moves (``permitgame.movequeue``), apart
+#: from the one thread its sockets' other database calls share: one with SQLite (its writers
+#: take turns at the file's lock), a few with PostgreSQL (each game has its own row lock; each
+#: thread holds one of the pool's connections while it records).
 MOVE_THREADS = 1 if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE else 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -322,15 +322,22 @@ USE_TZ = True
 # With REDIS_URL: Django's Redis cache, so every Daphne process counts into the same counters;
 # its connections are one pool per process (permitgame/cachepool.py), not one per request.
 CACHES: dict[str, dict[str, Any]]
-if REDIS_URL:
-    CACHES = {
+
+
+def redis_caches(url: str, key_prefix: str = "permitgame") -> dict[str, dict[str, Any]]:
+    """The CACHES of a deployment with Redis at ``url`` (tests take theirs from here too)."""
+    return {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "permitgame",
+            "LOCATION": url,
+            "KEY_PREFIX": key_prefix,
             "OPTIONS": {"pool_class": "permitgame.cachepool.SharedConnectionPool"},
         }
     }
+
+
+if REDIS_URL:
+    CACHES = redis_caches(REDIS_URL)
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -16,6 +16,7 @@ from django.test import Client, override_settings
 
 from permitgame import services, throttle
 from permitgame.models import Seat
+from permitgame.settings import redis_caches
 from sim_core import load_preset
 
 
@@ -163,13 +164,7 @@ def test_counters_are_shared_through_redis_between_processes(redis_url):
     from django.core.cache.backends.redis import RedisCache
 
     options = {"KEY_PREFIX": "permitgame-test"}
-    redis_cache = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            **options,
-        }
-    }
+    redis_cache = redis_caches(redis_url, options["KEY_PREFIX"])  # a deployment's own
     with override_settings(CACHES=redis_cache, RATE_LIMITS={"code_miss": (3, 3600)}):
         caches["default"].clear()
         try:
@@ -192,16 +187,10 @@ def test_requests_on_threads_of_their_own_share_one_pool_of_redis_connections(re
 
     import redis
 
-    # Each Django request is a context of its own, with a cache object of its own; the settings'
-    # pool class gives them the process's one pool instead of a connection each.
-    shared = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": "permitgame-pool-test",
-            "OPTIONS": {"pool_class": "permitgame.cachepool.SharedConnectionPool"},
-        }
-    }
+    # Each Django request is a context of its own, with a cache object of its own; a
+    # deployment's CACHES (settings) give them the process's one pool instead of a connection
+    # each.
+    shared = redis_caches(redis_url, "permitgame-pool-test")
     server = redis.Redis.from_url(redis_url)
     with override_settings(CACHES=shared, RATE_LIMITS={"code_miss": (50, 3600)}):
         caches["default"].clear()
