@@ -470,6 +470,20 @@ def make_runs(
     return runs
 
 
+async def take_seat(
+    player: Player, gate: asyncio.Semaphore, stop: asyncio.Event
+) -> asyncio.Future[None]:
+    """Join and connect ``player`` in its turn (``gate``), up to its first state; return its
+    playing, which goes on until ``stop`` (or the game's end)."""
+    async with gate:  # a join and its handshake, up to the first state
+        await player.join()
+        playing = asyncio.ensure_future(player.play(stop))
+        ready = asyncio.ensure_future(player.ready.wait())
+        await asyncio.wait({playing, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+    return playing
+
+
 async def play_games(
     codes: list[str],
     *,
@@ -492,13 +506,7 @@ async def play_games(
     gate = asyncio.Semaphore(JOINING_AT_ONCE)
 
     async def seat(player: Player) -> None:
-        async with gate:  # a join and its handshake, up to the first state
-            await player.join()
-            playing = asyncio.ensure_future(player.play(stop))
-            ready = asyncio.ensure_future(player.ready.wait())
-            await asyncio.wait({playing, ready}, return_when=asyncio.FIRST_COMPLETED)
-            ready.cancel()
-        await playing
+        await (await take_seat(player, gate, stop))
 
     async def one_game(run: GameRun) -> None:
         *early, starter = run.players

@@ -52,14 +52,7 @@ async def measure(setup: servers.Setup, *, labs: int, games: int) -> dict[str, A
         started_db = database_cpu_seconds()
         started = time.monotonic()
 
-        async def seat(player: clients.Player) -> asyncio.Future[None]:
-            async with gate:  # a join and its handshake, up to the first state
-                await player.join()
-                playing = asyncio.ensure_future(player.play(stop))
-                await asyncio.wait_for(player.ready.wait(), clients.JOIN_TIMEOUT)
-            return playing
-
-        sockets = await asyncio.gather(*(seat(p) for p in players))
+        sockets = await asyncio.gather(*(clients.take_seat(p, gate, stop) for p in players))
         wall = time.monotonic() - started
         cpu = sum(d.cpu_seconds() for d in served.game) - started_cpu
         database = database_cpu_seconds() - started_db
