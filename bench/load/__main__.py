@@ -101,6 +101,32 @@ def median(values: list[Any]) -> Any:
 # ------------------------------------------------------------------------------------ one repeat
 
 
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds so far (user + system) of a setup's game servers, of its PostgreSQL and
+    Redis (none in the embedded setup) and of this process, whose clients play every seat."""
+
+    servers: float
+    databases: float
+    client: float
+
+    @classmethod
+    def now(cls, served: servers.Servers) -> CpuTimes:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            servers=sum(d.cpu_seconds() for d in served.game),
+            databases=servers.database_cpu_seconds() if served.setup.redis_postgres else 0.0,
+            client=own.ru_utime + own.ru_stime,
+        )
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(
+            self.servers - other.servers,
+            self.databases - other.databases,
+            self.client - other.client,
+        )
+
+
 async def one_repeat(
     served: servers.Servers,
     scenario: Scenario,
@@ -113,7 +139,7 @@ async def one_repeat(
     floor = await clients.floor([d.url for d in served.floor], scenario.sockets, fires)
     codes = servers.create_games(served, labs=scenario.labs, games=scenario.rooms, rounds=rounds)
     cpu_before = sum(d.cpu_seconds() for d in served.game)
-    join_cpu: list[float] = []  # the servers' CPU time once the joins are over
+    joined_cpu: list[CpuTimes] = []  # once the joins are over
     started = time.time()
     with contextlib.ExitStack() as stack:
         samples = (
@@ -128,12 +154,15 @@ async def one_repeat(
             game_urls=[d.url for d in served.game],
             time_limit=time_limit(scenario, rounds),
             seed=seed,
-            joined=lambda: join_cpu.append(sum(d.cpu_seconds() for d in served.game)),
+            joined=lambda: joined_cpu.append(CpuTimes.now(served)),
         )
     wall = time.time() - started
-    cpu = sum(d.cpu_seconds() for d in served.game) - cpu_before
+    ended_cpu = CpuTimes.now(served)
+    cpu = ended_cpu.servers - cpu_before
     players = [p for run in runs for p in run.players]
     acks = [a for p in players for a in p.acks]
+    # The play after the joins: what the moves, their events and the clock cost.
+    play = ended_cpu - joined_cpu[0] if joined_cpu else None
     phase = [x for run in runs for x in run.phase_latencies()]
     lateness = [x for run in runs for x in run.deadline_lateness()]
     joined = [run.joined_at for run in runs]
@@ -165,7 +194,12 @@ async def one_repeat(
         "failed_handshakes": sum(p.handshake_failures for p in players),
         "failed_joins": sum(p.join_failures for p in players),
         "cpu_s": cpu,
-        "join_cpu_s": join_cpu[0] - cpu_before if join_cpu else None,
+        "join_cpu_s": joined_cpu[0].servers - cpu_before if joined_cpu else None,
+        "play_cpu_s": play.servers + play.databases if play else None,
+        "cpu_ms_per_move": 1000 * (play.servers + play.databases) / len(acks)
+        if play and acks
+        else None,
+        "client_play_cpu_s": play.client if play else None,
         "wall_s": wall,
         "lateness_p95": percentile(lateness, 95),
         "lateness_max": max(lateness) if lateness else None,
@@ -194,6 +228,9 @@ AGGREGATED = (
     "joined",
     "cpu_s",
     "join_cpu_s",
+    "play_cpu_s",
+    "cpu_ms_per_move",
+    "client_play_cpu_s",
     "wall_s",
     "lateness_p95",
     "messages",
@@ -331,6 +368,10 @@ def fmt_s(value: Any) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
+def fmt_cpu_per_move(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
 COLUMNS = (
     "scenario",
     "setup",
@@ -340,7 +381,7 @@ COLUMNS = (
     "move ack p50 / p95",
     "lost (max) / seq gaps / resyncs",
     "joins (failed handshakes)",
-    "server CPU / peak RSS",
+    "server CPU (in play, a move) / peak RSS",
     "deadline -> clients p95 (max)",
     "games ended",
     "targets",
@@ -364,7 +405,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{row['lost']:.0f} ({row['lost_max']}) / {row['gaps']:.0f} / {row['resyncs']:.0f}",
             f"{fmt_s(row['join_s'])} ({row['failed_handshakes']:.0f})"
             + ("" if row["join_s"] is not None else f", {row.get('joined') or 0:.0f} connected"),
-            f"{row['cpu_s']:.1f} s / {row['peak_rss_mib']:.0f} MiB",
+            f"{row['cpu_s']:.1f} s ({fmt_cpu_per_move(row.get('cpu_ms_per_move'))}) / "
+            f"{row['peak_rss_mib']:.0f} MiB",
             f"{fmt_ms(row['lateness_p95'])} ({fmt_ms(row['lateness_max'])})",
             row["complete"],
             marks,

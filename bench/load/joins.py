@@ -17,25 +17,9 @@ import json
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.load import clients, servers
-
-#: The database servers' process names.
-DATABASES = ("postgres", "redis-server")
-
-
-def database_cpu_seconds() -> float:
-    """User + system CPU of every PostgreSQL and Redis process on the machine so far."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() in DATABASES:
-                total += servers.process_cpu_seconds(int(entry.name))
-        except OSError:  # the process ended meanwhile
-            continue
-    return total
 
 
 async def measure(setup: servers.Setup, *, labs: int, games: int) -> dict[str, Any]:
@@ -49,13 +33,13 @@ async def measure(setup: servers.Setup, *, labs: int, games: int) -> dict[str, A
         stop = asyncio.Event()
         gate = asyncio.Semaphore(clients.JOINING_AT_ONCE)
         started_cpu = sum(d.cpu_seconds() for d in served.game)
-        started_db = database_cpu_seconds()
+        started_db = servers.database_cpu_seconds()
         started = time.monotonic()
 
         sockets = await asyncio.gather(*(clients.take_seat(p, gate, stop) for p in players))
         wall = time.monotonic() - started
         cpu = sum(d.cpu_seconds() for d in served.game) - started_cpu
-        database = database_cpu_seconds() - started_db
+        database = servers.database_cpu_seconds() - started_db
         stop.set()
         await asyncio.sleep(0.2)
         for task in sockets:

@@ -69,6 +69,22 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+#: The database servers' process names.
+DATABASES = ("postgres", "redis-server")
+
+
+def database_cpu_seconds() -> float:
+    """User + system CPU of every PostgreSQL and Redis process on the machine so far."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() in DATABASES:
+                total += process_cpu_seconds(int(entry.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return total
+
+
 @dataclass
 class Daphne:
     process: subprocess.Popen[Any]

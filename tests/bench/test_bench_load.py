@@ -106,6 +106,10 @@ def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
         assert row[key] is not None and row[key] > 0, key
     assert row["lateness_p95"] is not None  # the results phase ended by its deadline
     assert row["cpu_s"] > 0 and row["peak_rss_mib"] > 0
+    # The play after the joins, per move made (clock ticks of 10 ms: it may round to nothing).
+    assert 0 <= row["play_cpu_s"] <= row["cpu_s"]
+    assert row["cpu_ms_per_move"] == pytest.approx(1000 * row["play_cpu_s"] / row["moves"])
+    assert row["client_play_cpu_s"] > 0
     assert row["floor_lost"] == 0
     # The game server's log is kept for the reader, and it has nothing to say.
     assert row["server_log_problems"] == 0
@@ -119,6 +123,7 @@ def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
     header = rendered.splitlines()[0]
     assert all(column in header for column in COLUMNS)
     assert len(rendered.splitlines()[2].split(" | ")) == len(COLUMNS)
+    assert f"({row['cpu_ms_per_move']:.2f} ms) / " in rendered
     for key in ("nproc", "cpu", "memory", "python", "django", "channels", "commit"):
         assert report["machine"][key], key
     assert report["load_before"] and report["load_after"]
