@@ -570,7 +570,9 @@ def publish(
         seat_ids: seats whose private part changed beyond what the events imply (every lab is
             sent its part anyway).
     """
-    game = Game.objects.get(pk=game_id)
+    game = selectors.game_by_pk(game_id)  # the compiled read: this runs after every event
+    if game is None:  # deleted since the event committed: nobody is left to tell
+        return
     screens = selectors.game_screens(game)
     public, governor = screens.public, screens.governor
     kinds = [kind for kind, _ in events]

@@ -362,6 +362,27 @@ def test_a_progress_waits_for_its_events_publish_and_resolves_only_if_it_never_c
     assert json.loads(sent[-1].json[0])["waiting"] == 3
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_event_of_a_game_deleted_before_its_publish_is_not_sent(monkeypatch, caplog):
+    """An admin deleted the game between the event's commit and its publish: there is nobody
+    left to tell, and nothing to log."""
+    game, seats = hall(labs=3, humans=3)
+    services.game_start(game=game)
+    commands = [
+        services.MoveCommand(seat_id=s.pk, action="bid", round_no=1, payload={"amount": 0.1})
+        for s in seats
+    ]
+    later: list[Any] = []
+    services.round_submit_moves(game_id=game.pk, commands=commands, publish_later=later)
+    assert later  # the bids ended the phase: its event waits to be published
+    sent: list[Any] = []
+    monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
+    game.delete()
+    with caplog.at_level("WARNING"):
+        services.publish_deferred(later)
+    assert sent == [] and caplog.records == []
+
+
 # ------------------------------------------------------------------------------ the clock
 
 
