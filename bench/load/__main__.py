@@ -138,7 +138,7 @@ async def one_repeat(
 ) -> dict[str, Any]:
     floor = await clients.floor([d.url for d in served.floor], scenario.sockets, fires)
     codes = servers.create_games(served, labs=scenario.labs, games=scenario.rooms, rounds=rounds)
-    cpu_before = sum(d.cpu_seconds() for d in served.game)
+    cpu_before = CpuTimes.now(served)
     joined_cpu: list[CpuTimes] = []  # once the joins are over
     started = time.time()
     with contextlib.ExitStack() as stack:
@@ -158,7 +158,7 @@ async def one_repeat(
         )
     wall = time.time() - started
     ended_cpu = CpuTimes.now(served)
-    cpu = ended_cpu.servers - cpu_before
+    cpu = ended_cpu.servers - cpu_before.servers
     players = [p for run in runs for p in run.players]
     acks = [a for p in players for a in p.acks]
     # The play after the joins: what the moves, their events and the clock cost.
@@ -194,7 +194,7 @@ async def one_repeat(
         "failed_handshakes": sum(p.handshake_failures for p in players),
         "failed_joins": sum(p.join_failures for p in players),
         "cpu_s": cpu,
-        "join_cpu_s": joined_cpu[0].servers - cpu_before if joined_cpu else None,
+        "join_cpu_s": joined_cpu[0].servers - cpu_before.servers if joined_cpu else None,
         "play_cpu_s": play.servers + play.databases if play else None,
         "cpu_ms_per_move": 1000 * (play.servers + play.databases) / len(acks)
         if play and acks
