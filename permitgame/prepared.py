@@ -106,6 +106,7 @@ class _Compiled:
     converters: tuple[tuple[int, tuple[Converter, ...], Any], ...]
     make: Callable[[str, Any], Any]
     for_update: bool
+    model: type[Model]
 
 
 class Prepared(Generic[Row]):
@@ -155,6 +156,15 @@ class Prepared(Generic[Row]):
         """The first row, or None (the query itself says the order and the limit)."""
         rows = self.all(*values, using=using)
         return rows[0] if rows else None
+
+    def get(self, *values: int | str | dt.datetime, using: str = DEFAULT_DB_ALIAS) -> Row:
+        """The first row; the model's ``DoesNotExist`` if there is none, as ``QuerySet.get``."""
+        rows = self.all(*values, using=using)
+        if not rows:
+            model = self._compiled[(using, connections[using].vendor)].model
+            missing = model.DoesNotExist  # type: ignore[attr-defined]  # each model's own
+            raise missing(f"{model._meta.object_name} matching {values} does not exist")
+        return rows[0]
 
     def _draft(
         self, connection: BaseDatabaseWrapper, draft: int
@@ -241,6 +251,7 @@ class Prepared(Generic[Row]):
             # As the ORM: only where the backend locks rows (SQLite locks the whole file).
             for_update=bool(queryset.query.select_for_update)
             and connection.features.has_select_for_update,
+            model=queryset.model,
         )
 
 

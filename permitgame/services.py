@@ -206,10 +206,7 @@ def _lock(game_id: int) -> Game:
     Raises:
         Game.DoesNotExist: no such game.
     """
-    game = _LOCKED.first(game_id)
-    if game is None:
-        raise Game.DoesNotExist(f"no game {game_id}")
-    return game
+    return _LOCKED.get(game_id)
 
 
 def _try_lock(game_id: int) -> Game | None:
@@ -712,9 +709,7 @@ def seat_connect(*, seat: Seat, channel_name: str, html: bool = False) -> None:
     """
     now = clock.now()
     # The seat and its game's status in one query (is presence logged? ``_logs_presence``).
-    with_status = _SEAT_AND_STATUS.first(seat.pk)
-    if with_status is None:
-        raise Seat.DoesNotExist(f"no seat {seat.pk}")
+    with_status = _SEAT_AND_STATUS.get(seat.pk)
     seat, logged = with_status, _logs_presence(with_status.game_status)
     returning = seat.has_player and logged and _live_connections(seat.pk, now) == 0
     reclaiming = seat.standing_in and not seat.handed_to_bot and seat.has_player

@@ -77,14 +77,17 @@ def _env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     raw = _getenv(name)
     if raw is None or not raw.strip():
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
 
 
 # ---------------------------------------------------------------------------------------- core
@@ -167,9 +170,7 @@ TEMPLATES = [
 # thread keeps its connection for good (CONN_MAX_AGE None): opening one and reading the schema
 # again cost about 2 ms of CPU on every database call, and almost all of a Daphne's are on one
 # thread (Channels' thread-sensitive database_sync_to_async), the rest on a few executor threads.
-DATABASE_POOL_SIZE = _env_int("DJANGO_DATABASE_POOL_SIZE", 10)
-if DATABASE_POOL_SIZE < 1:
-    raise ImproperlyConfigured("DJANGO_DATABASE_POOL_SIZE must be at least 1")
+DATABASE_POOL_SIZE = _env_int("DJANGO_DATABASE_POOL_SIZE", 10, minimum=1)
 #: psycopg_pool's settings of each process's pool (waits up to 30 s for a free connection).
 POSTGRES_POOL = {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 30}
 DATABASES = {
@@ -206,12 +207,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 # time gave the playing rooms' moves their answers sooner than two or three, and the joins took
 # no longer). The other requests (the console, its downloads and debrief, the admin) have a lane
 # of their own, HTTP_OTHER_CONCURRENCY at once, so a slow download never holds up a join.
-HTTP_CONCURRENCY = _env_int("DJANGO_HTTP_CONCURRENCY", 1)
-HTTP_OTHER_CONCURRENCY = _env_int("DJANGO_HTTP_OTHER_CONCURRENCY", 2)
-if HTTP_CONCURRENCY < 1:
-    raise ImproperlyConfigured("DJANGO_HTTP_CONCURRENCY must be at least 1")
-if HTTP_OTHER_CONCURRENCY < 1:
-    raise ImproperlyConfigured("DJANGO_HTTP_OTHER_CONCURRENCY must be at least 1")
+HTTP_CONCURRENCY = _env_int("DJANGO_HTTP_CONCURRENCY", 1, minimum=1)
+HTTP_OTHER_CONCURRENCY = _env_int("DJANGO_HTTP_OTHER_CONCURRENCY", 2, minimum=1)
 #: Threads of each process that record the players' moves (``permitgame.movequeue``), apart
 #: from the one thread its sockets' other database calls share: one with SQLite (its writers
 #: take turns at the file's lock), a few with PostgreSQL (each game has its own row lock; each
@@ -242,16 +239,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # CHANNEL_GROUP_EXPIRY_SECONDS (or with the DJANGO_ prefix). Without Redis the layer is
 # permitgame.layers.InMemoryLayer: Channels' own, without the per-send expiry sweep and without
 # silently dropping a socket whose message expired from every group (see that module).
-CHANNEL_CAPACITY = _env_int("DJANGO_CHANNEL_CAPACITY", 1000)
-CHANNEL_EXPIRY_SECONDS = _env_int("DJANGO_CHANNEL_EXPIRY_SECONDS", 120)
-CHANNEL_GROUP_EXPIRY_SECONDS = _env_int("DJANGO_CHANNEL_GROUP_EXPIRY_SECONDS", 86400)
-for _name, _value in (
-    ("CHANNEL_CAPACITY", CHANNEL_CAPACITY),
-    ("CHANNEL_EXPIRY_SECONDS", CHANNEL_EXPIRY_SECONDS),
-    ("CHANNEL_GROUP_EXPIRY_SECONDS", CHANNEL_GROUP_EXPIRY_SECONDS),
-):
-    if _value < 1:
-        raise ImproperlyConfigured(f"{_name} must be a positive integer, not {_value}")
+CHANNEL_CAPACITY = _env_int("DJANGO_CHANNEL_CAPACITY", 1000, minimum=1)
+CHANNEL_EXPIRY_SECONDS = _env_int("DJANGO_CHANNEL_EXPIRY_SECONDS", 120, minimum=1)
+CHANNEL_GROUP_EXPIRY_SECONDS = _env_int("DJANGO_CHANNEL_GROUP_EXPIRY_SECONDS", 86400, minimum=1)
 # A command to Redis (a publish, a subscribe) that gets no answer within this many seconds
 # fails, logged, rather than holding up the thread or loop that sent it; the subscribers' reads
 # wait for messages on their own, without this limit.

@@ -58,9 +58,10 @@ def seconds_to_next_deadline() -> float | None:
     return None if soonest is None else (soonest - now).total_seconds()
 
 
-def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
-    """Run one beat: fire every passed deadline, keep this process's sockets alive, send the
-    coalesced progress of the games that changed (``broadcast.flush_due``).
+def tick(*, heartbeat: bool = True, deadlines: bool = True, progress: bool = True) -> int:
+    """Run one beat: keep this process's sockets alive, fire every passed deadline, send the
+    coalesced progress of the games that changed (``broadcast.flush_due``). The clock's loop
+    beats the deadlines alone, the progress loop the other two (``run_forever``).
 
     The heartbeat comes first: a deadline sees who is present as of now (an absent player's
     seat gets a bot, a present one's a default).
@@ -70,6 +71,14 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     """
     if heartbeat:
         _heartbeat()
+    fired = _fire_due() if deadlines else 0
+    if progress:
+        broadcast.flush_due()
+    return fired
+
+
+def _fire_due() -> int:
+    """Fire every passed deadline; return how many this process fired."""
     fired = 0
     # Every due game's phase changes first, then every event is sent. Rooms whose deadlines
     # coincide (a lecture hall's classes started together) all change within the few ms a
@@ -90,8 +99,6 @@ def tick(*, heartbeat: bool = True, progress: bool = True) -> int:
     # Sent once the games' transactions have committed: at once, or, inside a caller's
     # transaction (a test's), when it commits, after each game's own hook has kept its event.
     transaction.on_commit(partial(services.publish_deferred, sends))
-    if progress:
-        broadcast.flush_due()
     return fired
 
 
@@ -105,15 +112,8 @@ def _heartbeat() -> None:
 
 def _beat() -> float | None:
     """One beat of deadlines, then the seconds to the next one (one thread trip for both)."""
-    tick(heartbeat=False, progress=False)
+    _fire_due()
     return seconds_to_next_deadline()
-
-
-def _progress_beat(*, heartbeat: bool) -> None:
-    """One beat of the progress loop: the heartbeat when due, then the coalesced progress."""
-    if heartbeat:
-        _heartbeat()
-    broadcast.flush_due()
 
 
 async def run_forever(interval: float = TICK_SECONDS) -> None:
@@ -150,8 +150,8 @@ async def run_progress(interval: float = TICK_SECONDS) -> None:
     while True:
         heartbeat = time.monotonic() - last_heartbeat >= realtime.HEARTBEAT_SECONDS
         try:
-            await database_sync_to_async(_progress_beat, thread_sensitive=False)(
-                heartbeat=heartbeat
+            await database_sync_to_async(tick, thread_sensitive=False)(
+                heartbeat=heartbeat, deadlines=False
             )
             if heartbeat:
                 last_heartbeat = time.monotonic()

@@ -101,32 +101,6 @@ def median(values: list[Any]) -> Any:
 # ------------------------------------------------------------------------------------ one repeat
 
 
-@dataclass(frozen=True)
-class CpuTimes:
-    """CPU seconds so far (user + system) of a setup's game servers, of its PostgreSQL and
-    Redis (none in the embedded setup) and of this process, whose clients play every seat."""
-
-    servers: float
-    databases: float
-    client: float
-
-    @classmethod
-    def now(cls, served: servers.Servers) -> CpuTimes:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        return cls(
-            servers=sum(d.cpu_seconds() for d in served.game),
-            databases=servers.database_cpu_seconds() if served.setup.redis_postgres else 0.0,
-            client=own.ru_utime + own.ru_stime,
-        )
-
-    def __sub__(self, other: CpuTimes) -> CpuTimes:
-        return CpuTimes(
-            self.servers - other.servers,
-            self.databases - other.databases,
-            self.client - other.client,
-        )
-
-
 async def one_repeat(
     served: servers.Servers,
     scenario: Scenario,
@@ -138,8 +112,8 @@ async def one_repeat(
 ) -> dict[str, Any]:
     floor = await clients.floor([d.url for d in served.floor], scenario.sockets, fires)
     codes = servers.create_games(served, labs=scenario.labs, games=scenario.rooms, rounds=rounds)
-    cpu_before = CpuTimes.now(served)
-    joined_cpu: list[CpuTimes] = []  # once the joins are over
+    cpu_before = servers.CpuTimes.now(served)
+    joined_cpu: list[servers.CpuTimes] = []  # once the joins are over
     started = time.time()
     with contextlib.ExitStack() as stack:
         samples = (
@@ -154,10 +128,10 @@ async def one_repeat(
             game_urls=[d.url for d in served.game],
             time_limit=time_limit(scenario, rounds),
             seed=seed,
-            joined=lambda: joined_cpu.append(CpuTimes.now(served)),
+            joined=lambda: joined_cpu.append(servers.CpuTimes.now(served)),
         )
     wall = time.time() - started
-    ended_cpu = CpuTimes.now(served)
+    ended_cpu = servers.CpuTimes.now(served)
     cpu = ended_cpu.servers - cpu_before.servers
     players = [p for run in runs for p in run.players]
     acks = [a for p in players for a in p.acks]

@@ -32,14 +32,12 @@ async def measure(setup: servers.Setup, *, labs: int, games: int) -> dict[str, A
         players = [player for run in runs for player in run.players[:-1]]
         stop = asyncio.Event()
         gate = asyncio.Semaphore(clients.JOINING_AT_ONCE)
-        started_cpu = sum(d.cpu_seconds() for d in served.game)
-        started_db = servers.database_cpu_seconds()
+        before = servers.CpuTimes.now(served)
         started = time.monotonic()
 
         sockets = await asyncio.gather(*(clients.take_seat(p, gate, stop) for p in players))
         wall = time.monotonic() - started
-        cpu = sum(d.cpu_seconds() for d in served.game) - started_cpu
-        database = servers.database_cpu_seconds() - started_db
+        spent = servers.CpuTimes.now(served) - before
         stop.set()
         await asyncio.sleep(0.2)
         for task in sockets:
@@ -50,8 +48,8 @@ async def measure(setup: servers.Setup, *, labs: int, games: int) -> dict[str, A
         "setup": setup.name,
         "joins": joined,
         "seconds": round(wall, 2),
-        "server_cpu_ms_per_join": round(1000 * cpu / joined, 2),
-        "database_cpu_ms_per_join": round(1000 * database / joined, 2)
+        "server_cpu_ms_per_join": round(1000 * spent.servers / joined, 2),
+        "database_cpu_ms_per_join": round(1000 * spent.databases / joined, 2)
         if setup.redis_postgres
         else None,
         "join_seconds_p50": round(statistics.median(p.join_seconds or 0 for p in players), 3),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import secrets
 import shutil
 import subprocess
@@ -116,6 +117,32 @@ class Servers:
     env: dict[str, str]
     game: list[Daphne] = field(default_factory=list)
     floor: list[Daphne] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds so far (user + system) of a setup's game servers, of its PostgreSQL and
+    Redis (none in the embedded setup) and of this process, whose clients play every seat."""
+
+    servers: float
+    databases: float
+    client: float
+
+    @classmethod
+    def now(cls, served: Servers) -> CpuTimes:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            servers=sum(d.cpu_seconds() for d in served.game),
+            databases=database_cpu_seconds() if served.setup.redis_postgres else 0.0,
+            client=own.ru_utime + own.ru_stime,
+        )
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(
+            self.servers - other.servers,
+            self.databases - other.databases,
+            self.client - other.client,
+        )
 
 
 def _start_daphne(app: str, env: dict[str, str], workdir: Path, name: str) -> Daphne:

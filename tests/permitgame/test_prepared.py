@@ -52,6 +52,16 @@ def test_a_model_row_is_the_one_the_orm_reads_field_by_field():
 
 
 @pytest.mark.django_db
+def test_get_is_the_one_row_or_the_models_does_not_exist_as_the_orms_get():
+    game, _ = hall(labs=6, humans=3)
+    assert fields_of(GAME.get(game.pk)) == fields_of(Game.objects.get(pk=game.pk))
+    with pytest.raises(Game.DoesNotExist):
+        GAME.get(-1)
+    with pytest.raises(Seat.DoesNotExist):
+        SEAT.get(game.code, "not a token")
+
+
+@pytest.mark.django_db
 def test_the_query_is_compiled_once_and_each_call_is_one_query_with_its_own_values():
     game, seats = hall(labs=6, humans=3)
     with CaptureQueriesContext(connection) as queries:
