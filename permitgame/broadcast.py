@@ -79,6 +79,7 @@ def game_json(public: PublicView, *, listed: bool = True) -> dict[str, Any]:
         "round": public.round_no,
         "rounds": public.rounds,
         "phase": public.phase or None,
+        "started": _iso(public.started) if public.phase else None,
         "deadline": _iso(public.deadline),
         "seconds_left": public.seconds_left,
         "paused_remaining": public.paused_remaining,

@@ -297,6 +297,8 @@ class PublicView:
     round_no: int
     rounds: int
     phase: str
+    #: When the phase began, as the server recorded the change (``Game.phase_started_at``).
+    started: dt.datetime | None
     deadline: dt.datetime | None
     seconds_left: float | None
     paused_remaining: float | None
@@ -957,6 +959,7 @@ def _public_view(game: Game, room: _Room, now: dt.datetime, *, listed: bool = Tr
         round_no=game.round_no,
         rounds=game.rounds,
         phase=game.phase,
+        started=game.phase_started_at,
         deadline=game.phase_deadline,
         seconds_left=seconds_left,
         paused_remaining=game.paused_remaining,

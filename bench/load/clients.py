@@ -119,6 +119,9 @@ class Player:
     received: dict[tuple[Any, ...], float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     deadlines: dict[tuple[int, str], float] = field(default_factory=dict)
+    #: (round, phase) -> when the server changed to that phase (its ``phase`` message's
+    #: ``started``: the server's own record of the change, on this machine's clock).
+    started: dict[tuple[int, str], float] = field(default_factory=dict)
     sent: dict[tuple[int, str], float] = field(default_factory=dict)
     acks: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -259,6 +262,9 @@ class Player:
             key = (int(message["round"]), str(message["phase"]))
             self.received.setdefault(("phase", *key), now)
             self._note_deadline(key, message)
+            began = parse_time(message.get("started"))
+            if began is not None:
+                self.started.setdefault(key, began)
             self.position = key
             out += self._act(_listed(message))
         elif kind == "market":
@@ -405,8 +411,14 @@ class GameRun:
             )
         return total
 
-    def phase_latencies(self) -> list[float]:
-        """Per phase ended by moves: last move sent -> the next phase at the last client."""
+    def phase_latencies(self, *, from_last_move: bool = False) -> list[float]:
+        """Per phase ended by moves: the phase change -> the next phase at the last client.
+
+        The change is the server's (``started`` of the next phase's ``phase`` message), as the
+        floor is timed from its server's ``group_send``. ``from_last_move``: from the last move
+        of the phase leaving its client instead, which adds that move's own way to the
+        database (its queue, its batch, the lock) to the phase change's way to the players.
+        """
         out = []
         for round_no in range(1, self.rounds + 1):
             for phase, following in _NEXT.items():
@@ -418,8 +430,17 @@ class GameRun:
                     for p in self.players
                     if ("phase", round_no, following) in p.received
                 ]
-                if sent and got:
+                began = [
+                    p.started[(round_no, following)]
+                    for p in self.players
+                    if (round_no, following) in p.started
+                ]
+                if not sent or not got:
+                    continue
+                if from_last_move:
                     out.append(max(got) - max(sent))
+                elif began:
+                    out.append(max(got) - min(began))
         return out
 
     def deadline_lateness(self) -> list[float]:
@@ -547,18 +568,23 @@ async def play_games(
 async def floor(urls: list[str], sockets: int, fires: int) -> dict[str, Any]:
     """Connect ``sockets`` to the floor servers; time ``fires`` group sends to all of them.
 
-    Returns the last client's latency of each fire (seconds; from the fire command leaving the
-    client to the message reaching the last socket) and how many deliveries never arrived.
+    Returns the last client's latency of each fire (seconds), from the server's ``group_send``
+    (``latencies``: the time its server stamped in the message, as a game's phase change is
+    timed from the server's change) and from the fire command leaving the client
+    (``command_latencies``), and how many deliveries never arrived.
     """
     arrivals: dict[int, list[float]] = {}
+    stamped: dict[int, float] = {}
     connections: list[Any] = []
     stop = asyncio.Event()
 
     async def reader(socket: Any) -> None:
         with contextlib.suppress(websockets.exceptions.ConnectionClosed, asyncio.CancelledError):
             async for text in socket:
+                now = time.time()
                 message = json.loads(text)
-                arrivals.setdefault(int(message["n"]), []).append(time.time())
+                arrivals.setdefault(int(message["n"]), []).append(now)
+                stamped.setdefault(int(message["n"]), float(message["at"]))
 
     async def connect(index: int) -> Any:
         base = urls[index % len(urls)]
@@ -582,7 +608,7 @@ async def floor(urls: list[str], sockets: int, fires: int) -> dict[str, Any]:
             connections += batch
         readers = [asyncio.ensure_future(reader(s)) for s in connections]
         await asyncio.sleep(0.3)  # every group_add has landed
-        latencies, lost = [], 0
+        latencies, from_command, lost = [], [], 0
         for n in range(1, fires + 1):
             sent = time.time()
             try:
@@ -596,9 +622,10 @@ async def floor(urls: list[str], sockets: int, fires: int) -> dict[str, Any]:
             got = arrivals.get(n, [])
             lost += sockets - len(got)
             if got:
-                latencies.append(max(got) - sent)
+                latencies.append(max(got) - stamped[n])
+                from_command.append(max(got) - sent)
             await asyncio.sleep(0.1)
-        return {"latencies": latencies, "lost": lost}
+        return {"latencies": latencies, "command_latencies": from_command, "lost": lost}
     finally:
         stop.set()
         for task in readers:

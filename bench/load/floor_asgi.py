@@ -2,14 +2,16 @@
 
 Served by Daphne with the game's own settings (so the same channel layer: in-memory, or Redis
 with the same configuration). Every socket joins the group ``floor``; a socket that sends
-``{"type": "fire", "n": K}`` makes its server send one 1 KB JSON message (carrying ``n``) to the
-whole group. Nothing else: no database, no rendering.
+``{"type": "fire", "n": K}`` makes its server send one 1 KB JSON message (carrying ``n`` and
+``at``, the server's time just before its ``group_send``) to the whole group. Nothing else: no
+database, no rendering.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "permitgame.settings")
@@ -37,7 +39,8 @@ class FloorConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def receive(self, text_data: str | None = None, bytes_data: Any = None) -> None:
         command = json.loads(text_data or "{}")
-        body = {"type": "floor", "n": int(command.get("n", 0)), "pad": ""}
+        # ``at``: the send begins (as a game's phase change is its ``started``).
+        body = {"type": "floor", "n": int(command.get("n", 0)), "at": time.time(), "pad": ""}
         body["pad"] = "x" * (PAYLOAD_BYTES - len(json.dumps(body)))
         await self.channel_layer.group_send(
             GROUP, {"type": "floor.message", "text": json.dumps(body)}

@@ -1,5 +1,6 @@
 """The websocket routes: snapshots, resync, errors that change nothing, origins, the JSON API."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -137,7 +138,7 @@ async def test_deadline_pushes_defaults_and_the_next_phase_to_connected_sockets(
     try:
         await db(services.game_start)(game=game)
         await sockets[0].send({"type": "bid", "round": 1, "amount": 0.3})
-        frozen_clock.advance(31)
+        fired = frozen_clock.advance(31)
         assert await db(ticker.tick)() == 1
         for socket in sockets:
             await socket.drain()
@@ -145,6 +146,11 @@ async def test_deadline_pushes_defaults_and_the_next_phase_to_connected_sockets(
         assert you_b["bid"] == 0.0 and you_b["bid_by"] == "default"
         phases = [m for m in sockets[0].received if m["type"] == "phase"]
         assert (phases[-1]["round"], phases[-1]["phase"]) != (1, "bidding")
+        # The next phase began when the clock fired the deadline, as the server recorded it.
+        started = dt.datetime.fromisoformat(phases[-1]["started"])
+        assert started == fired
+        deadline = dt.datetime.fromisoformat(phases[-1]["deadline"])
+        assert deadline - started == dt.timedelta(seconds=TIMED[phases[-1]["phase"]])
         assert any(m["type"] == "market" for m in sockets[0].received)
     finally:
         for socket in sockets:
@@ -161,9 +167,11 @@ async def test_pause_and_resume_reach_every_socket_with_the_remaining_time(
     small_scenario, frozen_clock
 ):
     game, (lab_a, _, _) = await db(new_game)(small_scenario)
+    began = frozen_clock.now()
     await db(services.game_start)(game=game)
     socket = Socket(api_path(game.code, lab_a.token), fmt="json")
-    await socket.connect()
+    state = await socket.connect()
+    assert dt.datetime.fromisoformat(state["game"]["started"]) == began
     try:
         frozen_clock.advance(12)
         await db(services.game_pause)(game=game)
@@ -175,6 +183,8 @@ async def test_pause_and_resume_reach_every_socket_with_the_remaining_time(
         await db(services.game_resume)(game=game)
         resumed = [m for m in await socket.drain() if m["type"] == "phase"][-1]
         assert resumed["status"] == "running" and resumed["seconds_left"] == pytest.approx(18)
+        # Pausing and resuming do not move when the phase began.
+        assert paused["started"] == resumed["started"] == state["game"]["started"]
     finally:
         await socket.close()
 
