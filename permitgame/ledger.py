@@ -251,17 +251,17 @@ def audit_scores(game: Game, records: Sequence[RoundRecord]) -> tuple[AuditScore
     """Return the governor's audits of the settled rounds against ``optimal`` and ``none``.
 
     Each round is scored by sim_core's ``score_audits`` on its own draws with its logged moves
-    (one query of the log per round); the totals add up the rounds (audits, violators caught,
-    compliant labs audited, welfare). Empty without a settled round.
+    (one query of the log per round, and one of the labs' seats); the totals add up the rounds
+    (audits, violators caught, compliant labs audited, welfare). Empty without a settled round.
     """
     if not records:
         return ()
     setup = bridge.setup_of(game)
+    seats = Seat.objects.filter(game=game, role=Role.LAB).values_list("pk", "lab_index")
+    labs = {pk: index for pk, index in seats if index is not None}
     totals: dict[str, list[float]] = {}
     for record in records:
-        inputs = bridge.round_inputs(
-            bridge.round_moves(game, record.round_no), human_labs=frozenset(), human_governor=False
-        )
+        inputs = bridge.logged_inputs(game, record.round_no, labs, human_labs=frozenset())
         for row in score_audits(setup, bridge.state_from_json(record.state), inputs):
             total = totals.setdefault(row.policy, [0, 0, 0, 0.0])
             total[0] += row.audits

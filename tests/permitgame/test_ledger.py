@@ -12,7 +12,8 @@ from collections import defaultdict
 import pytest
 from django.urls import reverse
 
-from permitgame import broadcast, exports, ledger, selectors, services
+from permitgame import bridge, broadcast, exports, ledger, selectors, services
+from sim_core import score_audits
 from tests.permitgame.console_fixtures import make_instructor, play_to_end, small_game
 from tests.permitgame.test_experiments import finished_experiment  # noqa: F401 (a fixture)
 
@@ -105,6 +106,44 @@ def test_a_newly_settled_round_is_added_to_the_ledger_read_before_it(django_user
         assert [r.pk for r in book.records] == [r.pk for r in whole.records]
         assert book.rows == whole.rows and book.scores == whole.scores
         assert book.standings == whole.standings and book.wealth == whole.wealth
+
+
+def test_the_governors_audit_scores_read_each_rounds_moves_as_rows_with_the_same_inputs(
+    django_user_model, django_assert_num_queries
+):
+    # At a hall's end the governor's scores against the bot policies are computed before the
+    # game_over reaches anyone: each settled round's moves are read as plain rows, and they
+    # must be the same inputs as the moves read with their seats.
+    owner = make_instructor(django_user_model, "ana")
+    game = finished(owner, labs=5, rounds=3)
+    records = ledger.read(game).records
+    labs = {seat.pk: seat.lab_index for seat in game.seats.filter(role="lab")}
+    expected: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    for record in records:
+        given = bridge.round_inputs(
+            bridge.round_moves(game, record.round_no), human_labs=frozenset(), human_governor=False
+        )
+        assert given.bids and given.audits is not None  # every lab's bid and the audit
+        assert bridge.logged_inputs(game, record.round_no, labs, human_labs=frozenset()) == given
+        state = bridge.state_from_json(record.state)
+        for row in score_audits(bridge.setup_of(game), state, given):
+            total = expected[row.policy]
+            total[0] += row.audits
+            total[1] += row.caught
+            total[2] += row.false_positives
+            total[3] += row.welfare
+    with django_assert_num_queries(1 + game.rounds):  # the labs' seats, then a round at a time
+        scores = ledger.audit_scores(game, records)
+    assert [s.policy for s in scores] == ["yours", "optimal", "none"]
+    assert scores[0].audits == sum(int(r.metrics["audits"]) for r in records)
+    for score in scores:
+        audits, caught, false_positives, welfare = expected[score.policy]
+        assert (score.audits, score.caught, score.false_positives) == (
+            audits,
+            caught,
+            false_positives,
+        )
+        assert score.welfare == pytest.approx(welfare)
 
 
 def test_an_experiments_gradebook_shows_the_points_and_place_of_each_players_screen(request):
