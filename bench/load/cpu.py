@@ -1,8 +1,9 @@
 """CPU of the move path, the clock and the progress in one process, per room size.
 
-``python -m bench.load.cpu --labs 30 200`` plays two rounds of a room of human labs through the
-services the sockets call (batches of moves, each phase's last batch and its publish, the results
-deadline fired by the clock, the coalesced progress), on a throwaway SQLite database, and prints
+``python -m bench.load.cpu --labs 30 200`` plays a game of three rounds in a room of human labs
+through the services the sockets call (batches of moves, each phase's last batch and its publish,
+the results deadline fired by the clock, the last one ending the game, the coalesced progress), on
+a throwaway SQLite database, and prints
 the CPU time (``time.thread_time``: what the work costs, whatever else the machine runs) and the
 queries of each. No server, no sockets: what ``make bench-load`` measures end to end, taken apart.
 """
@@ -25,7 +26,7 @@ def _cpu(work: Callable[[], Any]) -> tuple[float, Any]:
     return (time.thread_time() - started) * 1000, result
 
 
-def room(labs: int, batch: int, rounds: int = 2) -> dict[str, float]:
+def room(labs: int, batch: int, rounds: int = 3) -> dict[str, float]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -34,7 +35,7 @@ def room(labs: int, batch: int, rounds: int = 2) -> dict[str, float]:
     from permitgame.services import MoveCommand
     from sim_core import load_scenario, sweep_scenario
 
-    scenario = sweep_scenario(load_scenario("targeted_audit"), labs=labs, rounds=3)
+    scenario = sweep_scenario(load_scenario("targeted_audit"), labs=labs, rounds=rounds)
     durations = {"bidding": 120, "compliance": 120, "audit": 120, "results": 5}
     rng = random.Random(1)
     out: dict[str, list[float]] = {}
@@ -101,8 +102,11 @@ def room(labs: int, batch: int, rounds: int = 2) -> dict[str, float]:
             frozen.advance(durations["results"] + 1)
             with CaptureQueriesContext(connection) as queries:
                 ms, _ = _cpu(lambda: ticker.tick(heartbeat=False, progress=False))
-            note("results deadline, with its publish", ms)
-            note("results deadline, queries", len(queries.captured_queries))
+            # The last round's deadline ends the game: its game_over carries the standings, and
+            # the governor's scores against the bot policies over every round.
+            deadline = "results deadline" if round_no < rounds else "the deadline that ends it"
+            note(f"{deadline}, with its publish", ms)
+            note(f"{deadline}, queries", len(queries.captured_queries))
     return {name: statistics.median(values) for name, values in out.items()}
 
 
