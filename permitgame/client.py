@@ -116,6 +116,11 @@ def join(base_url: str, code: str, nickname: str, *, role: str | None = None) ->
     )
 
 
+def event_frames(ws_url: str) -> str:
+    """Return ``ws_url`` asking for each event as one frame (docs/protocol.md, section 2)."""
+    return f"{ws_url}{'&' if '?' in ws_url else '?'}frames=event"
+
+
 def origin_of(ws_url: str) -> str:
     """Return the http(s) origin a browser on that server would send."""
     parts = urlsplit(ws_url)
@@ -312,23 +317,28 @@ class Player:
         while True:
             try:
                 async with websockets.connect(
-                    self.info.ws_url,
+                    event_frames(self.info.ws_url),
                     origin=Origin(origin_of(self.info.ws_url)),
                     open_timeout=30,
                 ) as socket:
                     attempts, down_since = 0, None
                     self.seq = None
                     async for text in socket:
-                        message = json.loads(text)
-                        if self.gap(message):
-                            self.gaps += 1
-                            self.seq = None  # until the snapshot comes
-                            logger.info("%s: an event was lost; sync", self.info.nickname)
-                            await socket.send(json.dumps({"type": "sync"}))
-                            continue
-                        over = self.take(message)
-                        if over is not None:
-                            return over
+                        data = json.loads(text)
+                        # An event comes as one frame, the array of its messages; a reply
+                        # (``state``, ``ack``, ``error``) as one message.
+                        for message in data if isinstance(data, list) else [data]:
+                            if self.gap(message):
+                                self.gaps += 1
+                                self.seq = None  # until the snapshot comes
+                                logger.info("%s: an event was lost; sync", self.info.nickname)
+                                await socket.send(json.dumps({"type": "sync"}))
+                                break
+                            over = self.take(message)
+                            if over is not None:
+                                return over
+                        if self.seq is None:
+                            continue  # the rest of the event waits for the snapshot
                         command = self.next_command()
                         if command is not None:
                             await socket.send(json.dumps(command))

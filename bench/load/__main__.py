@@ -440,6 +440,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+#: How the players' sockets took the events (``--frames``; a report without it: per message).
+FRAMES_SAID = {
+    "event": "each event one frame to a player's socket (`?frames=event`)",
+    "message": "each message one frame to a player's socket",
+}
+
+
 def render(report: dict[str, Any], before: dict[str, Any] | None) -> str:
     m = report["machine"]
     lines = [
@@ -447,7 +454,8 @@ def render(report: dict[str, Any], before: dict[str, Any] | None) -> str:
         "## Load: rooms of players against real servers (`make bench-load`)",
         "",
         f"Command: `{report['command']}`, {report['date']}, commit {m['commit']}; "
-        f"{report['repeats']} repeats, {report['rounds']} rounds a game, every figure the median "
+        f"{report['repeats']} repeats, {report['rounds']} rounds a game, "
+        f"{FRAMES_SAID[report.get('frames', 'message')]}, every figure the median "
         "over the repeats (what is measured: [README.md](README.md#load)).",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}; Python {m['python']}, "
         f"Django {m['django']}, Channels {m['channels']}, Daphne {m['daphne']}. Load average "
@@ -507,6 +515,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setups", help="comma-separated: one, two, four (default per scenario)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fires", type=int, help="floor group sends per repeat (default 20)")
+    parser.add_argument(
+        "--frames",
+        choices=("event", "message"),
+        default="event",
+        help="the players' sockets: each event as one frame (default), or each message",
+    )
     parser.add_argument("--timeout", type=float, help="global limit in seconds (default 1800)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
@@ -533,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ]
     fires = args.fires or (10 if args.quick else 20)
+    clients.FRAMES = args.frames
     limit = args.timeout or (300 if args.quick else 1800)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -583,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": measured,
         "repeats": args.repeats,
         "rounds": args.rounds,
+        "frames": args.frames,
         "load_before": load_before,
         "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "elapsed_s": time.time() - started,

@@ -47,6 +47,10 @@ JOINING_AT_ONCE = 100
 #: What a client sends when a sequence number shows it missed something (the server's snapshot
 #: command, docs/protocol.md); a server without it answers `unknown_command`, harmlessly.
 RESYNC_COMMAND: dict[str, Any] | None = {"type": "sync"}
+#: How a player's socket takes the events (docs/protocol.md, section 2): ``event``, each event
+#: as one frame of its messages (``?frames=event``, as the pages take an event's fragments in
+#: one frame); ``message``, one frame per message.
+FRAMES = "event"
 
 WS_OPTIONS: dict[str, Any] = {
     "compression": None,  # browsers' deflate is not what is measured; saves the client's CPU
@@ -163,7 +167,9 @@ class Player:
             if status == 201:
                 self.player_id = int(data["player_id"])
                 token = data["token"]
-                self.ws_url = f"{self.ws_base.replace('http://', 'ws://')}/ws/api/games/{self.code}/?token={token}"
+                frames = "&frames=event" if FRAMES == "event" else ""
+                base = self.ws_base.replace("http://", "ws://")
+                self.ws_url = f"{base}/ws/api/games/{self.code}/?token={token}{frames}"
                 self.join_seconds = time.time() - started
                 return
             self.join_failures += 1
@@ -214,7 +220,13 @@ class Player:
         while not self.finished:
             text = await socket.recv()
             now = time.time()
-            for command in self.take(json.loads(text), now):
+            data = json.loads(text)
+            commands = [
+                command
+                for message in (data if isinstance(data, list) else [data])
+                for command in self.take(message, now)
+            ]
+            for command in commands:
                 if command.get("type") in ("bid", "decide", "audit"):
                     self.sent[(int(command["round"]), _PHASE_OF[command["type"]])] = time.time()
                     self.pending = time.time()

@@ -107,6 +107,39 @@ async def test_html_socket_answers_a_bad_bid_with_a_flash_message(small_scenario
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_json_socket_may_take_each_event_as_one_frame_of_its_messages(small_scenario):
+    game, (lab_a, _, _) = await db(new_game)(small_scenario)
+    framed = Socket(api_path(game.code, lab_a.token) + "&frames=event", fmt="json")
+    plain = Socket(api_path(game.code, lab_a.token), fmt="json")  # the same seat, another tab
+    try:
+        assert (await framed.connect())["type"] == "state"  # the snapshot: one object
+        await plain.connect()
+        await db(services.game_start)(game=game)
+        await framed.communicator.send_to(text_data=json.dumps({"type": "bid", "round": 1}))
+        frames = await framed.drain()
+        await plain.drain()
+        # The reply to a command stays one object; every event is one array of its messages,
+        # all with the event's seq: the same messages, in the same order, as the plain socket's.
+        replies = [frame for frame in frames if isinstance(frame, dict)]
+        assert [reply["code"] for reply in replies] == ["invalid"]  # no amount
+        events = [frame for frame in frames if isinstance(frame, list)]
+        assert events and all(len({m["seq"] for m in event}) == 1 for event in events)
+        assert [m["type"] for m in events[0]][-2:] == ["phase", "you"]
+        flat = [m for event in events for m in event if m["type"] != "progress"]
+        assert flat == [m for m in plain.received[1:] if m["type"] not in ("error", "progress")]
+    finally:
+        await framed.close()
+        await plain.close()
+
+    # An option the server does not know: a clear error, and the socket closes.
+    wrong = Socket(api_path(game.code, lab_a.token) + "&frames=all", fmt="json")
+    reply = await wrong.connect()
+    assert reply["type"] == "error" and reply["code"] == "invalid" and "frames" in reply["message"]
+    closed = await wrong.communicator.receive_output()
+    assert closed == {"type": "websocket.close", "code": 4400}
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_socket_is_refused_when_token_or_game_is_unknown_or_origin_is_foreign(small_scenario):
     game, _ = await db(new_game)(small_scenario)
     socket = Socket(api_path(game.code, "not-a-token"), fmt="json")
