@@ -252,7 +252,8 @@ def run_setup(
             print(
                 f"  {scenario.label} / {setup.name} repeat {index + 1}: "
                 f"floor {fmt_ms(result['floor_p95'])}, phase {fmt_ms(result['phase_p95'])}, "
-                f"ack p95 {fmt_ms(result['ack_p95'])}, lost {result['lost']}, "
+                f"ack p95 {fmt_ms(result['ack_p95'])} ({fmt_errors(result['errors'])} refused), "
+                f"lost {result['lost']}, "
                 f"gaps {result['gaps']}, late {fmt_ms(result['lateness_p95'])}, "
                 f"joins {fmt_s(result['join_s'])} ({result['joined']}/{result['seats']} connected, "
                 f"{result['failed_handshakes']} failed handshakes, "
@@ -354,6 +355,13 @@ def fmt_s(value: Any) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
+def fmt_errors(errors: dict[str, int] | None) -> str:
+    """The errors the players were answered, by code (a game played as it should has none)."""
+    if not errors:
+        return "0"
+    return ", ".join(f"{n} {code}" for code, n in sorted(errors.items()))
+
+
 def fmt_ratio(value: Any) -> str:
     return "-" if value is None else f"{value:.1f}x"
 
@@ -368,7 +376,7 @@ COLUMNS = (
     "bare floor, last client p95 (from the fire command)",
     "phase change -> last client p95 (from the last move sent)",
     "ratio game/floor (both from the client)",
-    "move ack p50 / p95",
+    "move ack p50 / p95 (moves refused)",
     "lost (max) / seq gaps / resyncs",
     "joins (failed handshakes)",
     "server CPU (in play, a move) / peak RSS",
@@ -391,7 +399,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{fmt_ms(row['floor_p95'])} ({fmt_ms(row.get('floor_command_p95'))})",
             f"{fmt_ms(row['phase_p95'])} ({fmt_ms(row.get('phase_move_p95'))})",
             ratio,
-            f"{fmt_ms(row['ack_p50'])} / {fmt_ms(row['ack_p95'])}",
+            f"{fmt_ms(row['ack_p50'])} / {fmt_ms(row['ack_p95'])} "
+            f"({fmt_errors(row.get('errors'))})",
             f"{row['lost']:.0f} ({row['lost_max']}) / {row['gaps']:.0f} / {row['resyncs']:.0f}",
             f"{fmt_s(row['join_s'])} ({row['failed_handshakes']:.0f})"
             + ("" if row["join_s"] is not None else f", {row.get('joined') or 0:.0f} connected"),

@@ -221,16 +221,16 @@ class Player:
             text = await socket.recv()
             now = time.time()
             data = json.loads(text)
-            commands = [
-                command
-                for message in (data if isinstance(data, list) else [data])
-                for command in self.take(message, now)
-            ]
-            for command in commands:
-                if command.get("type") in ("bid", "decide", "audit"):
-                    self.sent[(int(command["round"]), _PHASE_OF[command["type"]])] = time.time()
-                    self.pending = time.time()
-                await socket.send(json.dumps(command))
+            # An event's messages one at a time, as if each were a frame: a move is sent (and
+            # noted) as soon as a message calls for it, so the next one does not call for it
+            # again (a hall's lab moves on its ``phase`` or on its ``you``, whichever says so).
+            for message in data if isinstance(data, list) else [data]:
+                for command in self.take(message, now):
+                    if command.get("type") in ("bid", "decide", "audit"):
+                        moved = time.time()
+                        self.sent[(int(command["round"]), _PHASE_OF[command["type"]])] = moved
+                        self.pending = moved
+                    await socket.send(json.dumps(command))
 
     # -------------------------------------------------------------- what arrived
 

@@ -95,13 +95,17 @@ def test_a_labs_choice_reads_a_class_phase_list_but_not_a_halls() -> None:
 
 
 def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
-    tiny = "--scenarios 6 --setups one --rounds 1 --repeats 1 --fires 3 --timeout 240"
+    tiny = "--scenarios 6 --setups one --rounds 2 --repeats 1 --fires 3 --timeout 240"
     report = run_module("bench.load", *tiny.split(), "--json", "--no-write")
     (row,) = report["rows"]
     assert row["complete"] == "1/1"
     assert row["lost_max"] == 0 and row["gaps"] == 0
     assert row["failed_handshakes"] == 0 and row["failed_joins"] == 0
-    assert row["moves"] >= 6 + 1  # every lab bid, the governor audited
+    assert row["moves"] >= 2 * (6 + 1)  # every lab bid, the governor audited, each round
+    # Each player moved once a phase: no move sent twice (an event's messages in one frame
+    # each call for the move; the first sends it), none refused.
+    assert row["errors"] == {}
+    assert "(0) |" in table(report["rows"])
     for key in ("floor_p95", "phase_p95", "ratio", "ack_p50", "ack_p95", "join_s"):
         assert row[key] is not None and row[key] > 0, key
     assert row["lateness_p95"] is not None  # the results phase ended by its deadline
