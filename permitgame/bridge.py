@@ -344,15 +344,13 @@ def round_inputs(
     return _inputs(plays, human_labs=human_labs, human_governor=human_governor)
 
 
-def logged_inputs(
-    game: Game, round_no: int, labs: Mapping[int, int], *, human_labs: frozenset[int]
-) -> RoundInputs:
-    """Return a round's logged moves as sim_core inputs, read as plain rows.
+def logged_inputs(game: Game, round_no: int, labs: Mapping[int, int]) -> RoundInputs:
+    """Return a settled round's logged moves as sim_core inputs, read as plain rows.
 
-    ``round_inputs`` of ``round_moves`` without a model and its seat made per move (a settled
-    round of a hall's 1,000 labs is some 1,500 moves: 13 ms read so, 5 ms as rows). ``labs``:
-    seat id -> lab index, of every lab of the game. Every logged move is given, the governor's
-    audit included (none is left to its bot).
+    ``round_inputs(round_moves(...))`` with no human seat (every logged move is given, the
+    governor's audit included; none is left to a bot), without a model and its seat made per
+    move: a settled round of a hall's 1,000 labs is some 1,500 moves, 13 ms read so and 5 ms
+    as rows. ``labs``: seat id -> lab index, of every lab of the game.
     """
     rows = (
         Move.objects.filter(game=game, round_no=round_no, action__in=MOVE_ACTIONS)
@@ -363,7 +361,7 @@ def logged_inputs(
         (action, labs[seat_id] if action in _LABS_MOVES else None, payload)
         for action, seat_id, payload in rows
     )
-    return _inputs(plays, human_labs=human_labs, human_governor=False)
+    return _inputs(plays, human_labs=frozenset(), human_governor=False)
 
 
 #: The moves a lab makes (the others are the governor's audits).

@@ -261,7 +261,7 @@ def audit_scores(game: Game, records: Sequence[RoundRecord]) -> tuple[AuditScore
     labs = {pk: index for pk, index in seats if index is not None}
     totals: dict[str, list[float]] = {}
     for record in records:
-        inputs = bridge.logged_inputs(game, record.round_no, labs, human_labs=frozenset())
+        inputs = bridge.logged_inputs(game, record.round_no, labs)
         for row in score_audits(setup, bridge.state_from_json(record.state), inputs):
             total = totals.setdefault(row.policy, [0, 0, 0, 0.0])
             total[0] += row.audits

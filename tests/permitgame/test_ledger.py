@@ -124,7 +124,7 @@ def test_the_governors_audit_scores_read_each_rounds_moves_as_rows_with_the_same
             bridge.round_moves(game, record.round_no), human_labs=frozenset(), human_governor=False
         )
         assert given.bids and given.audits is not None  # every lab's bid and the audit
-        assert bridge.logged_inputs(game, record.round_no, labs, human_labs=frozenset()) == given
+        assert bridge.logged_inputs(game, record.round_no, labs) == given
         state = bridge.state_from_json(record.state)
         for row in score_audits(bridge.setup_of(game), state, given):
             total = expected[row.policy]
