@@ -2,10 +2,10 @@
 
 ``python -m bench.load.cpu --labs 30 200`` plays a game of three rounds in a room of human labs
 through the services the sockets call (batches of moves, each phase's last batch and its publish,
-the results deadline fired by the clock, the last one ending the game, the coalesced progress), on
-a throwaway SQLite database, and prints
-the CPU time (``time.thread_time``: what the work costs, whatever else the machine runs) and the
-queries of each. No server, no sockets: what ``make bench-load`` measures end to end, taken apart.
+the results deadline fired by the clock, the last one ending the game, the coalesced progress),
+on a throwaway SQLite database, and prints the CPU time (``time.thread_time``: what the work
+costs, whatever else the machine runs) and the queries of each. No server, no sockets: what
+``make bench-load`` measures end to end, taken apart.
 """
 
 from __future__ import annotations
