@@ -269,6 +269,28 @@ class Player:
             self.seq = max(self.seq, seq)
         return False
 
+    def frame(self, text: str | bytes) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Take one frame from the server; return the commands to send, and game_over if over.
+
+        An event comes as one frame, the array of its messages (``frames=event``); a reply
+        (``state``, ``ack``, ``error``) as one message. A skipped ``seq`` is answered with
+        ``{"type": "sync"}``, and nothing is played until the snapshot that answers it.
+        """
+        data = json.loads(text)
+        for message in data if isinstance(data, list) else [data]:
+            if self.gap(message):
+                self.gaps += 1
+                self.seq = None  # until the snapshot comes; the rest of the event waits too
+                logger.info("%s: an event was lost; sync", self.info.nickname)
+                return [{"type": "sync"}], None
+            over = self.take(message)
+            if over is not None:
+                return [], over
+        if self.seq is None:  # a snapshot was asked for: act on it, not before
+            return [], None
+        command = self.next_command()
+        return ([command] if command is not None else []), None
+
     def take(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Update what the seat knows from one server message; return game_over when over."""
         self.received.append(message)
@@ -324,23 +346,10 @@ class Player:
                     attempts, down_since = 0, None
                     self.seq = None
                     async for text in socket:
-                        data = json.loads(text)
-                        # An event comes as one frame, the array of its messages; a reply
-                        # (``state``, ``ack``, ``error``) as one message.
-                        for message in data if isinstance(data, list) else [data]:
-                            if self.gap(message):
-                                self.gaps += 1
-                                self.seq = None  # until the snapshot comes
-                                logger.info("%s: an event was lost; sync", self.info.nickname)
-                                await socket.send(json.dumps({"type": "sync"}))
-                                break
-                            over = self.take(message)
-                            if over is not None:
-                                return over
-                        if self.seq is None:
-                            continue  # the rest of the event waits for the snapshot
-                        command = self.next_command()
-                        if command is not None:
+                        commands, over = self.frame(text)
+                        if over is not None:
+                            return over
+                        for command in commands:
                             await socket.send(json.dumps(command))
                 # The server closed the socket (a restart, a change of role): open it again.
                 raise ServerClosed("the server closed the socket")

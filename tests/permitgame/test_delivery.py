@@ -83,6 +83,40 @@ def test_what_waits_past_the_grace_period_is_forwarded_with_its_gap():
     assert player.gap({"type": "phase", "seq": 3})
 
 
+def test_the_client_takes_an_event_frame_whole_and_answers_a_gap_in_it_with_a_sync():
+    player = Player(info_for_seat())
+    state = {
+        "type": "state",
+        "seq": 1,
+        "game": {"status": "running", "round": 1, "phase": "bidding", "waiting_for": [1]},
+        "rules": {},
+        "you": {"round": 1, "phase": "bidding", "owes_move": False, "wealth": 1.0},
+        "results": [],
+    }
+    assert player.frame(json.dumps(state)) == ([], None)
+    # One frame, one event: every message of it is taken, in order.
+    event = [
+        {"type": "phase", "seq": 2, "round": 1, "phase": "compliance", "waiting_for": []},
+        {"type": "you", "seq": 2, "round": 1, "phase": "compliance", "wealth": 0.8},
+    ]
+    assert player.frame(json.dumps(event)) == ([], None)
+    assert player.seq == 2 and player.game["phase"] == "compliance"
+    assert player.you["wealth"] == 0.8
+    # A skipped number: a sync at once, the rest of that event not taken, nothing played
+    # until the snapshot that answers it.
+    lost = [
+        {"type": "phase", "seq": 4, "round": 1, "phase": "results", "waiting_for": []},
+        {"type": "you", "seq": 4, "round": 1, "phase": "results", "wealth": 0.1},
+    ]
+    assert player.frame(json.dumps(lost)) == ([{"type": "sync"}], None)
+    assert player.gaps == 1 and player.seq is None and player.you["wealth"] == 0.8
+    assert player.frame(json.dumps({"type": "ack", "seq": 4, "command": "bid"})) == ([], None)
+    assert player.frame(json.dumps({**state, "seq": 4})) == ([], None)
+    assert player.seq == 4
+    over = {"type": "game_over", "seq": 5, "standings": []}
+    assert player.frame(json.dumps([over])) == ([], over)
+
+
 def info_for_seat() -> Any:
     from permitgame.client import JoinInfo
 
