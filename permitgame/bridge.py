@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
+from django.db.models import QuerySet
 
 from permitgame import prepared
 from permitgame.models import MOVE_ACTIONS, Action, Controller, Game, Move, RoundRecord, Seat
@@ -110,14 +111,19 @@ def state_at(game: Game, setup: GameSetup, round_no: int) -> GameState:
 _SEATS: prepared.Prepared[Seat] = prepared.Prepared(
     lambda game_id: Seat.objects.filter(game_id=game_id).order_by("id"), int
 )
+
+
+def _round_log(game_id: int, round_no: int) -> QuerySet[Move]:
+    """A round's moves (bids, asks, choices, audits), in the log's order: its inputs."""
+    return Move.objects.filter(
+        game_id=game_id, round_no=round_no, action__in=MOVE_ACTIONS
+    ).order_by("id")
+
+
 #: The round's moves logged after entry ``after`` (0: all of them), without their seats.
 _MOVES_AFTER: prepared.Prepared[Move] = prepared.Prepared(
     lambda game_id, round_no, after: (
-        Move.objects.filter(
-            game_id=game_id, round_no=round_no, action__in=MOVE_ACTIONS, pk__gt=after
-        )
-        .defer("created_at", "latency_ms")
-        .order_by("id")
+        _round_log(game_id, round_no).filter(pk__gt=after).defer("created_at", "latency_ms")
     ),
     int,
     int,
@@ -141,8 +147,7 @@ def round_moves(game: Game, round_no: int, *, seats: Sequence[Seat] | None = Non
     With the game's ``seats`` given, each move's seat is taken from them (no join).
     """
     if seats is None:
-        query = Move.objects.filter(game=game, round_no=round_no, action__in=MOVE_ACTIONS)
-        return list(query.select_related("seat").order_by("id"))
+        return list(_round_log(game.pk, round_no).select_related("seat"))
     return _moves_after(game, round_no, 0, {seat.pk: seat for seat in seats})
 
 
@@ -352,11 +357,7 @@ def logged_inputs(game: Game, round_no: int, labs: Mapping[int, int]) -> RoundIn
     move: a settled round of a hall's 1,000 labs is some 1,500 moves, 13 ms read so and 5 ms
     as rows. ``labs``: seat id -> lab index, of every lab of the game.
     """
-    rows = (
-        Move.objects.filter(game=game, round_no=round_no, action__in=MOVE_ACTIONS)
-        .order_by("id")
-        .values_list("action", "seat_id", "payload")
-    )
+    rows = _round_log(game.pk, round_no).values_list("action", "seat_id", "payload")
     plays = (
         (action, labs[seat_id] if action in _LABS_MOVES else None, payload)
         for action, seat_id, payload in rows

@@ -335,7 +335,7 @@ class MoveLog(models.Manager["Move"]):
             return
         ops = connection.ops
         meta = self.model._meta
-        fields = [field for field in meta.concrete_fields if not field.primary_key]
+        fields = prepared.row_fields(self.model)
         columns = ", ".join(ops.quote_name(field.column) for field in fields)
         returning, _ = ops.return_insert_columns([meta.pk])
         insert = f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) "

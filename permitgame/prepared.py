@@ -269,7 +269,10 @@ _statements: dict[tuple[Any, ...], tuple[str, tuple[Field[Any, Any], ...]]] = {}
 _statements_lock = threading.Lock()
 
 
-def _fields(model: type[Model], names: Sequence[str] | None) -> tuple[Field[Any, Any], ...]:
+def row_fields(
+    model: type[Model], names: Sequence[str] | None = None
+) -> tuple[Field[Any, Any], ...]:
+    """The fields a write of ``model``'s row sets: ``names``', or every field but the key."""
     meta = model._meta
     if names is None:
         return tuple(f for f in meta.concrete_fields if not f.primary_key)
@@ -303,7 +306,7 @@ def save_fields(
     quote = connection.ops.quote_name
 
     def write() -> tuple[str, tuple[Field[Any, Any], ...]]:
-        chosen = _fields(model, fields)
+        chosen = row_fields(model, fields)
         meta = model._meta
         assignments = ", ".join(f"{quote(field.column)} = %s" for field in chosen)
         where = quote(meta.pk.column)
@@ -345,7 +348,7 @@ def insert(
         raise ValueError("an insert that updates on a conflict names both unique and update")
 
     def write() -> tuple[str, tuple[Field[Any, Any], ...]]:
-        chosen = tuple(f for f in meta.concrete_fields if f is not pk)
+        chosen = row_fields(model)
         names = ", ".join(quote(field.column) for field in chosen)
         marks = ", ".join(["%s"] * len(chosen))
         sql = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({marks})"

@@ -24,6 +24,8 @@ from typing import Any
 import websockets
 from websockets.typing import Origin
 
+from permitgame.client import event_frames
+
 #: The events a client must not miss (docs/protocol.md section 2.1), counted per client.
 TRACKED = ("phase", "market", "audit", "round_results", "your_results", "game_over")
 PHASES = ("bidding", "compliance", "audit", "results")
@@ -167,9 +169,9 @@ class Player:
             if status == 201:
                 self.player_id = int(data["player_id"])
                 token = data["token"]
-                frames = "&frames=event" if FRAMES == "event" else ""
                 base = self.ws_base.replace("http://", "ws://")
-                self.ws_url = f"{base}/ws/api/games/{self.code}/?token={token}{frames}"
+                url = f"{base}/ws/api/games/{self.code}/?token={token}"
+                self.ws_url = event_frames(url) if FRAMES == "event" else url
                 self.join_seconds = time.time() - started
                 return
             self.join_failures += 1
@@ -447,12 +449,9 @@ class GameRun:
                     for p in self.players
                     if (round_no, following) in p.started
                 ]
-                if not sent or not got:
-                    continue
-                if from_last_move:
-                    out.append(max(got) - max(sent))
-                elif began:
-                    out.append(max(got) - min(began))
+                start = max(sent, default=None) if from_last_move else min(began, default=None)
+                if sent and got and start is not None:
+                    out.append(max(got) - start)
         return out
 
     def deadline_lateness(self) -> list[float]:
