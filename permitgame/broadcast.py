@@ -27,7 +27,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from permitgame import charts, clock, host_selectors, prepared, realtime, selectors
+from permitgame import charts, clock, host_selectors, realtime, selectors
 from permitgame.host_selectors import ConsoleSeat
 from permitgame.models import MOVE_ACTIONS, Connection, Game, Move, RoundRecord, Seat, Status
 from permitgame.selectors import (
@@ -530,21 +530,6 @@ def _record(screens: GameScreens, round_no: int) -> RoundRecord | None:
 
 
 #: The seats of a game with a browser's socket seen since a time (every event asks).
-_BROWSER_SEATS: prepared.Prepared[int] = prepared.Prepared(
-    lambda game_id, since: Connection.objects.filter(
-        seat__game_id=game_id, html=True, last_seen__gte=since
-    ).values_list("seat_id", flat=True),
-    int,
-    dt.datetime,
-)
-
-
-def _html_seat_ids(game: Game) -> set[int]:
-    """Return the seats with a browser's socket open (only they are sent HTML fragments)."""
-    since = clock.now() - dt.timedelta(seconds=realtime.CONNECTION_LEASE_SECONDS)
-    return set(_BROWSER_SEATS.all(game.pk, since))
-
-
 def publish(
     *,
     game_id: int,
@@ -611,7 +596,7 @@ def publish(
         public_json.append(game_over_message(public))
 
     public_texts = tuple(_stamp(m, seq) for m in public_json)
-    html_seats = _html_seat_ids(game)
+    html_seats = screens.browsers
     shared_html = public_html(public) + seq_html(seq, "event") if html_seats else ""
     parts: dict[int, realtime.SeatPart] = {}
     joined = {row.seat_id for row in public.players if row.human}

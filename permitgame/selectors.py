@@ -15,7 +15,7 @@ rendering (``broadcast``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -500,15 +500,19 @@ class GameScreens:
 
     ``public`` is built at once; each lab's view (``labs``: seat id -> view, for every lab
     seat) and the governor's are built when first read, so a reader of the public view alone
-    (the progress of a room) builds no lab's screen.
+    (the progress of a room) builds no lab's screen. ``browsers``: the seats with a browser's
+    socket open (read with the public view's sockets: only they are sent HTML fragments).
     """
 
-    __slots__ = ("_game", "_governor", "_room", "labs", "public", "records")
+    __slots__ = ("_game", "_governor", "_room", "browsers", "labs", "public", "records")
 
-    def __init__(self, game: Game, room: _Room, public: PublicView) -> None:
+    def __init__(
+        self, game: Game, room: _Room, public: PublicView, browsers: Set[int] = frozenset()
+    ) -> None:
         """Keep the room the views are built from."""
         self._game, self._room = game, room
         self.public = public
+        self.browsers = browsers
         self.records = room.records
         self.labs: Mapping[int, LabView] = _LabViews(game, room)
         self._governor: GovernorView | None = None
@@ -562,9 +566,19 @@ def sockets_open(game: Game, now: dt.datetime) -> tuple[set[int], bool]:
     The second value says whether any of those sockets is a browser's. One read: a room's
     coalesced progress renders the pages' fragments only for a browser.
     """
+    connected, browsers = sockets_seen(game, now)
+    return connected, bool(browsers)
+
+
+def sockets_seen(game: Game, now: dt.datetime) -> tuple[set[int], set[int]]:
+    """Return the seats of ``game`` with a socket open (seen within the lease); the pages'.
+
+    The second set holds the seats with a browser's socket among them (only those are sent
+    HTML fragments). One read for both.
+    """
     since = now - dt.timedelta(seconds=CONNECTION_LEASE_SECONDS)
     seen = _SOCKETS_SEEN.all(game.pk, since)
-    return {seat_id for seat_id, _ in seen}, any(html for _, html in seen)
+    return {seat_id for seat_id, _ in seen}, {seat_id for seat_id, html in seen if html}
 
 
 def connected_seat_ids(game: Game, now: dt.datetime) -> set[int]:
@@ -942,11 +956,21 @@ def _room_counts(game: Game, room: _Room, now: dt.datetime) -> RoomCounts:
     )
 
 
-def _public_view(game: Game, room: _Room, now: dt.datetime, *, listed: bool = True) -> PublicView:
+def _public_view(
+    game: Game,
+    room: _Room,
+    now: dt.datetime,
+    *,
+    listed: bool = True,
+    connected: set[int] | None = None,
+) -> PublicView:
     """Return the public view: the room's, with the time and who is online now.
 
     ``listed``: with the player list; else with the room's counts instead (``RoomCounts``).
+    ``connected``: the seats with a socket open, if the caller has read them just now.
     """
+    if listed and connected is None:
+        connected = connected_seat_ids(game, now)
     records = room.records
     seconds_left = None
     if game.phase_deadline is not None:
@@ -966,7 +990,7 @@ def _public_view(game: Game, room: _Room, now: dt.datetime, *, listed: bool = Tr
         version=game.version,
         seq=game.seq,
         waiting_for=room.waiting,
-        players=_player_rows(room, connected_seat_ids(game, now)) if listed else (),
+        players=_player_rows(room, connected) if connected is not None else (),
         counts=None if listed else _room_counts(game, room, now),
         rules=room.rules,
         market=room.market_view,
@@ -1138,7 +1162,9 @@ def game_screens(game: Game) -> GameScreens:
     governor's are built when first read (and kept with the room).
     """
     room = _room(game)
-    return GameScreens(game, room, _public_view(game, room, clock.now()))
+    now = clock.now()
+    connected, browsers = sockets_seen(game, now)
+    return GameScreens(game, room, _public_view(game, room, now, connected=connected), browsers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

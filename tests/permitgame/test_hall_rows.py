@@ -10,6 +10,7 @@ whole game, and that a failed batch leaves nothing behind.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from permitgame import bridge, clock, ledger, selectors, services
+from permitgame import bridge, clock, ledger, realtime, selectors, services
 from permitgame.models import Game, Move, Seat
 from permitgame.services import MoveCommand
 from sim_core import Phase
@@ -148,6 +149,40 @@ def test_a_batch_ending_a_phase_leaves_the_new_phases_screens_nothing_to_read(
     # ... and they are right: every lab's own bid is on its screen, the market cleared.
     assert all(screens.labs[s.pk].bid == pytest.approx(0.1) for s in seats)
     assert screens.public.market is not None
+
+
+def connection_reads(queries: CaptureQueriesContext) -> list[str]:
+    return [
+        q["sql"] for q in queries.captured_queries if 'FROM "permitgame_connection"' in q["sql"]
+    ]
+
+
+@pytest.mark.django_db
+def test_a_phase_changes_publish_reads_who_is_online_once_and_renders_html_for_pages_only(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    game, seats = hall(labs=12, humans=12, online=True)
+    page, program = seats[0], seats[1]
+    services.seat_connect(seat=page, channel_name="page", html=True)
+    services.game_start(game=game)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
+    later: list[Any] = []
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(
+            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
+        )
+    sent: list[Any] = []
+    monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
+    with CaptureQueriesContext(connection) as queries:
+        services.publish_deferred(later)
+    # The player list's sockets and the pages' are one read (the phase change waits for it).
+    assert len(connection_reads(queries)) == 1, connection_reads(queries)
+    event = next(update for update in sent if isinstance(update, realtime.RoomEvent))
+    assert set(event.seats) == {s.pk for s in seats}  # every joined lab has its part
+    assert 'id="phase"' in event.html and 'id="you"' in event.seats[page.pk].html
+    assert event.seats[program.pk].html == ""  # a program's socket is sent no HTML
+    assert [json.loads(t)["type"] for t in event.seats[program.pk].json] == ["you"]
 
 
 @pytest.mark.django_db
