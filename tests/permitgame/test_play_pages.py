@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from permitgame.templatetags.play_format import ordinal, percent
@@ -177,9 +178,21 @@ def shoot(page: Any, name: str) -> None:
 
 
 def wait_phase(player: Player, round_no: int, phase: str) -> None:
-    player.page.wait_for_selector(
-        f'#phase[data-status="running"][data-round="{round_no}"][data-phase="{phase}"]'
-    )
+    try:
+        player.page.wait_for_selector(
+            f'#phase[data-status="running"][data-round="{round_no}"][data-phase="{phase}"]'
+        )
+    except PlaywrightTimeout as error:  # say what the page shows and what it was last sent
+        shown = player.page.evaluate(
+            "() => [document.querySelector('#phase')?.outerHTML.slice(0, 300),"
+            " document.querySelector('#connection')?.className,"
+            " document.querySelector('#seq')?.dataset.seq]"
+        )
+        last = [frame[:200] for frame in player.frames[-3:]]
+        raise AssertionError(
+            f"round {round_no} {phase} not shown: #phase, #connection, #seq = {shown}; "
+            f"{len(player.frames)} frames, the last: {last}"
+        ) from error
 
 
 def join(player: Player, server: Server, code: str, nickname: str) -> None:
