@@ -8,7 +8,7 @@ does).
 import threading
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection, transaction
 
 from permitgame import realtime, selectors, services, ticker
 from permitgame.errors import (
@@ -408,7 +408,13 @@ def test_a_batch_of_log_entries_is_written_as_django_writes_them(monkeypatch, sm
     when = dt.datetime(2026, 12, 4, 3, 20, 1, 123456, tzinfo=dt.UTC)
 
     def entries(tag: str) -> list[Move]:
-        payloads = [{"amount": 0.25}, {"run": True}, {"labs": [0, 2]}, {"note": "été ✓"}, {}]
+        payloads = [
+            {"amount": 0.25},
+            {"run": True},
+            {"labs": [0, 2]},
+            {"note": "été ✓ 'quoted' \"twice\" back\\slash", "n": None},
+            {},
+        ]
         return [
             Move(
                 game=game,
@@ -420,7 +426,7 @@ def test_a_batch_of_log_entries_is_written_as_django_writes_them(monkeypatch, sm
                 payload=payload,
                 latency_ms=None if index == 3 else 100 * index,
                 created_at=when + dt.timedelta(seconds=index),
-                prev_hash=f"{tag}{index}",
+                prev_hash=f"{tag}{index}'\\",
                 hash=f"{tag}{index + 1}",
             )
             for index, payload in enumerate(payloads)
@@ -436,7 +442,15 @@ def test_a_batch_of_log_entries_is_written_as_django_writes_them(monkeypatch, sm
     def stored(moves: list[Move]) -> list[dict[str, object]]:
         rows = Move.objects.in_bulk([move.pk for move in moves])
         fields = ("seat_id", "action", "actor", "round_no", "payload", "latency_ms", "created_at")
-        return [{name: getattr(rows[move.pk], name) for name in fields} for move in moves]
+        return [
+            {
+                **{name: getattr(rows[move.pk], name) for name in fields},
+                # each batch's tag apart: a text with a quote and a backslash, kept whole
+                "prev_hash": rows[move.pk].prev_hash[1:],
+                "tagged": rows[move.pk].phase == rows[move.pk].prev_hash[0],
+            }
+            for move in moves
+        ]
 
     assert stored(appended) == stored(expected)
     system = entries("c")
@@ -444,3 +458,9 @@ def test_a_batch_of_log_entries_is_written_as_django_writes_them(monkeypatch, sm
     Move.objects.append(appended := [*entries("e")[1::2], *entries("f")[1::2]])
     assert stored(appended) == stored(expected)
     assert [Move.objects.get(pk=pk).hash for pk in ids] == [f"b{i + 1}" for i in range(5)]
+    if connection.vendor == "postgresql":  # a text too long for its column is refused, not cut
+        too_long = entries("g")
+        too_long[1].action = "x" * 13
+        with pytest.raises(DataError), transaction.atomic():
+            Move.objects.append(too_long)
+        assert not Move.objects.filter(phase="g").exists()
