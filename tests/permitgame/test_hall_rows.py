@@ -129,19 +129,29 @@ def test_a_batch_after_a_batch_reads_no_seat_and_no_move(django_capture_on_commi
         assert len(queries.captured_queries) <= 6, [q["sql"] for q in queries.captured_queries]
 
 
+def end_bidding(game: Game, seats: list[Seat], capture: Any) -> list[Any]:
+    """Start the game and bid with every seat; return the event the last bid caused, kept back.
+
+    The last bid is a batch of its own: it ends the phase, and its event is appended to the
+    list returned (``publish_later``) instead of being sent.
+    """
+    services.game_start(game=game)
+    with capture(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
+    later: list[Any] = []
+    with capture(execute=True):
+        services.round_submit_moves(
+            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
+        )
+    return later
+
+
 @pytest.mark.django_db
 def test_a_batch_ending_a_phase_leaves_the_new_phases_screens_nothing_to_read(
     django_capture_on_commit_callbacks, monkeypatch
 ):
     game, seats = hall(labs=30, humans=30)
-    services.game_start(game=game)
-    with django_capture_on_commit_callbacks(execute=True):
-        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
-    later: list[Any] = []
-    with django_capture_on_commit_callbacks(execute=True):
-        services.round_submit_moves(
-            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
-        )
+    end_bidding(game, seats, django_capture_on_commit_callbacks)
     game = fresh(game)
     assert game.phase == Phase.COMPLIANCE
     # Nothing read, nothing resolved: the batch's own resolve is the new phase's.
@@ -164,14 +174,7 @@ def test_a_phase_changes_publish_reads_who_is_online_once_and_renders_html_for_p
     game, seats = hall(labs=12, humans=12, online=True)
     page, program = seats[0], seats[1]
     services.seat_connect(seat=page, channel_name="page", html=True)
-    services.game_start(game=game)
-    with django_capture_on_commit_callbacks(execute=True):
-        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
-    later: list[Any] = []
-    with django_capture_on_commit_callbacks(execute=True):
-        services.round_submit_moves(
-            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
-        )
+    later = end_bidding(game, seats, django_capture_on_commit_callbacks)
     sent: list[Any] = []
     monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
     with CaptureQueriesContext(connection) as queries:
