@@ -529,7 +529,6 @@ def _record(screens: GameScreens, round_no: int) -> RoundRecord | None:
     return next((r for r in screens.records if r.round_no == round_no), None)
 
 
-#: The seats of a game with a browser's socket seen since a time (every event asks).
 def publish(
     *,
     game_id: int,

@@ -378,7 +378,8 @@ def _postgres_value(move: Move, field: Field[Any, Any]) -> Any:
     """Return one value of a row of ``_postgres_rows``' document.
 
     As the model holds it (an int, a text, None, an aware datetime); a JSON field's as the
-    text Django writes for it (the field's encoder: a NaN is refused by the database as then).
+    text Django writes for it with the field's encoder (so a NaN is written as Django writes
+    it, and the database refuses it as before).
     """
     value = getattr(move, field.attname)
     if isinstance(field, models.JSONField):

@@ -990,7 +990,7 @@ def _public_view(
         version=game.version,
         seq=game.seq,
         waiting_for=room.waiting,
-        players=_player_rows(room, connected) if connected is not None else (),
+        players=_player_rows(room, connected) if listed and connected is not None else (),
         counts=None if listed else _room_counts(game, room, now),
         rules=room.rules,
         market=room.market_view,
