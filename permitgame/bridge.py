@@ -108,9 +108,12 @@ def state_at(game: Game, setup: GameSetup, round_no: int) -> GameState:
 
 # The reads of a game's rows (every batch of moves after another process's, every progress of a
 # room whose version moved): compiled once (``permitgame.prepared``).
-_SEATS: prepared.Prepared[Seat] = prepared.Prepared(
-    lambda game_id: Seat.objects.filter(game_id=game_id).order_by("id"), int
-)
+def _seats_of(game_id: int) -> QuerySet[Seat]:
+    """A game's seats, in id order (the order ``Rows.seats`` keeps)."""
+    return Seat.objects.filter(game_id=game_id).order_by("id")
+
+
+_SEATS: prepared.Prepared[Seat] = prepared.Prepared(_seats_of, int)
 
 
 def _round_log(game_id: int, round_no: int) -> QuerySet[Move]:
@@ -265,7 +268,7 @@ def rows_of(game: Game, *, keep: bool = True) -> Rows:
 #: every heartbeat, outside the game's version, and nothing read from the rows uses it).
 _SEAT_COLUMNS = tuple(f.attname for f in Seat._meta.concrete_fields if f.attname != "last_seen")
 _SEAT_ROWS: prepared.Prepared[tuple[Any, ...]] = prepared.Prepared(
-    lambda game_id: Seat.objects.filter(game_id=game_id).order_by("id").values_list(*_SEAT_COLUMNS),
+    lambda game_id: _seats_of(game_id).values_list(*_SEAT_COLUMNS),
     int,
 )
 
@@ -470,7 +473,7 @@ def position_of(
     round_no = max(game.round_no, 1)
     if state is None:
         state = state_at(game, setup, round_no)
-    all_seats = list(seats) if seats is not None else list(game.seats.order_by("id"))
+    all_seats = list(seats) if seats is not None else _SEATS.all(game.pk)
     if moves is None:
         moves = round_moves(game, round_no, seats=all_seats)
     inputs = round_inputs(

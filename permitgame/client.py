@@ -121,6 +121,12 @@ def event_frames(ws_url: str) -> str:
     return f"{ws_url}{'&' if '?' in ws_url else '?'}frames=event"
 
 
+def frame_messages(text: str | bytes) -> list[dict[str, Any]]:
+    """Return the messages of one frame: an event's array (``frames=event``), or one message."""
+    data = json.loads(text)
+    return data if isinstance(data, list) else [data]
+
+
 def origin_of(ws_url: str) -> str:
     """Return the http(s) origin a browser on that server would send."""
     parts = urlsplit(ws_url)
@@ -276,8 +282,7 @@ class Player:
         (``state``, ``ack``, ``error``) as one message. A skipped ``seq`` is answered with
         ``{"type": "sync"}``, and nothing is played until the snapshot that answers it.
         """
-        data = json.loads(text)
-        for message in data if isinstance(data, list) else [data]:
+        for message in frame_messages(text):
             if self.gap(message):
                 self.gaps += 1
                 self.seq = None  # until the snapshot comes; the rest of the event waits too

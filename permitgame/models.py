@@ -11,15 +11,10 @@ data, ``services`` change it, ``bridge`` turns it into sim_core values.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
-import orjson
 from django.conf import settings
 from django.db import connections, models
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field
 
 from permitgame import prepared
 from sim_core import Phase, Role
@@ -325,7 +320,7 @@ class MoveLog(models.Manager["Move"]):
         about 90 us per entry, most of it the statement's making. One entry is one INSERT
         (``prepared.insert``: 0.19 ms against 0.32 ms for the batch's statement, with
         PostgreSQL). With PostgreSQL several are one statement with one parameter, the rows as
-        one JSON document (``_POSTGRES_ROWS``), the same text for every batch; elsewhere one
+        one JSON document (``prepared.insert_rows``), the same text for every batch; elsewhere one
         VALUES statement per chunk of the backend's batch size, each row's values made by its
         fields (``get_db_prep_save``, as Django writes them).
         """
@@ -335,6 +330,9 @@ class MoveLog(models.Manager["Move"]):
             prepared.insert(moves[0], using=self.db)
             return
         connection = connections[self.db]
+        if connection.vendor == "postgresql":
+            prepared.insert_rows(moves, using=self.db)
+            return
         if not connection.features.can_return_rows_from_bulk_insert:
             self.bulk_create(moves)
             return
@@ -345,14 +343,6 @@ class MoveLog(models.Manager["Move"]):
         returning, _ = ops.return_insert_columns([meta.pk])
         insert = f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) "
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                rows = [[_postgres_value(move, field) for field in fields] for move in moves]
-                cursor.execute(
-                    _postgres_rows(connection, insert, fields, returning),
-                    [orjson.dumps(rows).decode()],
-                )
-                self._took_ids(moves, cursor.fetchall())
-                return
             row = "(" + ", ".join(["%s"] * len(fields)) + ")"
             size = max(1, ops.bulk_batch_size(fields, moves))
             for start in range(0, len(moves), size):
@@ -365,66 +355,7 @@ class MoveLog(models.Manager["Move"]):
                 cursor.execute(
                     f"{insert}VALUES {', '.join([row] * len(chunk))} {returning}", params
                 )
-                self._took_ids(chunk, cursor.fetchall())
-
-    def _took_ids(self, moves: Sequence[Move], ids: Sequence[tuple[int]]) -> None:
-        for move, (pk,) in zip(moves, ids, strict=True):
-            move.pk = pk
-            move._state.adding = False
-            move._state.db = self.db
-
-
-def _postgres_value(move: Move, field: Field[Any, Any]) -> Any:
-    """Return one value of a row of ``_postgres_rows``' document.
-
-    As the model holds it (an int, a text, None, an aware datetime); a JSON field's as the
-    text Django writes for it with the field's encoder (so a NaN is written as Django writes
-    it, and the database refuses it as before).
-    """
-    value = getattr(move, field.attname)
-    if isinstance(field, models.JSONField):
-        return json.dumps(value, cls=field.encoder)
-    return value
-
-
-def _postgres_rows(
-    connection: BaseDatabaseWrapper,
-    insert: str,
-    fields: Sequence[Field[Any, Any]],
-    returning: str,
-) -> str:
-    """Return the INSERT of a batch of log entries from ONE parameter: a JSON array of rows.
-
-    Each row is an array of the fields' values in order; the statement takes them out with
-    their columns' types, in the rows' order (``WITH ORDINALITY``), and returns the new ids in
-    that order, as ``bulk_create``'s VALUES list does. A text goes in as text (its column's
-    length is checked, never cut); a JSON field's text is parsed as ``jsonb``.
-
-    Why one document: PostgreSQL takes the statement with its values written in by the driver
-    (Django's client-side binding), and an array per column cost the driver about 20 us an
-    entry to write (every element quoted; 2.8 ms for 100 moves against 1.1 ms this way,
-    ``orjson`` writing the document).
-    """
-    key = (connection.alias, insert)
-    statement = _POSTGRES_ROWS.get(key)
-    if statement is None:
-        taken = []
-        for index, field in enumerate(fields):
-            kind = field.db_type(connection) or "text"
-            if isinstance(field, models.JSONField):
-                kind = "jsonb"
-            elif kind.startswith("varchar"):
-                kind = "text"  # no cast to varchar(n), which would cut a long text
-            taken.append(f"(batch.entry ->> {index})::{kind}")
-        statement = _POSTGRES_ROWS[key] = (
-            f"{insert}SELECT {', '.join(taken)} FROM jsonb_array_elements(%s::jsonb) "
-            f"WITH ORDINALITY AS batch (entry, n) ORDER BY batch.n {returning}"
-        )
-    return statement
-
-
-#: ``_postgres_rows``' statements, per database alias and insert.
-_POSTGRES_ROWS: dict[tuple[str, str], str] = {}
+                prepared.took_keys(chunk, cursor.fetchall(), using=self.db)
 
 
 class Move(models.Model):

@@ -14,21 +14,23 @@ Django's cursor).
 ``Prepared`` takes a function building the query from its arguments (each an ``int``, a ``str``
 or a ``datetime`` that the query compares as is) and reads model rows, ``values_list`` rows or
 flat values. ``save_fields`` and ``insert`` write one row as ``Model.save()`` would (the same
-field preparation; ``insert`` also as an upsert), with their statements kept per model, fields
-and backend.
+field preparation; ``insert`` also as an upsert), and ``insert_rows`` many rows with PostgreSQL,
+with their statements kept per model, fields and backend.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import orjson
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Model, QuerySet
+from django.db.models import Field, JSONField, Model, QuerySet
 from django.db.models.constants import OnConflict
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable
 from django.db.models.sql.compiler import SQLCompiler
@@ -373,8 +375,72 @@ def insert(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if returning:
-            instance.pk = cursor.fetchone()[0]
+            made = cursor.fetchone()[0]
         else:
-            instance.pk = connection.ops.last_insert_id(cursor, meta.db_table, pk.column)
-    instance._state.adding = False
-    instance._state.db = using
+            made = connection.ops.last_insert_id(cursor, meta.db_table, pk.column)
+    took_keys([instance], [(made,)], using=using)
+
+
+def insert_rows(instances: Sequence[Model], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Insert ``instances`` (new rows of one model, in order) with PostgreSQL; set their keys.
+
+    One statement with ONE parameter, whatever their number: a JSON array of their rows (each
+    an array of its fields' values), which the statement takes apart with the columns' types,
+    in order (``WITH ORDINALITY``), returning the new keys in that order as ``bulk_create``
+    does. A value goes in as the instance holds it (an int, a text, None, an aware datetime);
+    a JSON field's as the text Django writes for it with the field's encoder, so a NaN is
+    refused by the database as before. A text is taken as text, so its column checks its
+    length (a cast to ``varchar(n)`` would cut it).
+
+    Why: Django binds a statement's values on the client side, and an array per column made
+    the driver quote every element, about 20 us a row (2.8 ms for 100 moves against 1.1 ms
+    this way, ``orjson`` writing the document).
+    """
+    if not instances:
+        return
+    model = type(instances[0])
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        raise ValueError("insert_rows writes to PostgreSQL (jsonb_array_elements)")
+    quote = connection.ops.quote_name
+    meta = model._meta
+    pk = meta.pk
+    assert pk is not None
+
+    def write() -> tuple[str, tuple[Field[Any, Any], ...]]:
+        chosen = row_fields(model)
+        taken = []
+        for index, field in enumerate(chosen):
+            kind = field.db_type(connection) or "text"
+            if isinstance(field, JSONField):
+                kind = "jsonb"
+            elif kind.startswith("varchar"):
+                kind = "text"  # no cast to varchar(n), which would cut a long text
+            taken.append(f"(batch.entry ->> {index})::{kind}")
+        names = ", ".join(quote(field.column) for field in chosen)
+        return (
+            f"INSERT INTO {quote(meta.db_table)} ({names}) SELECT {', '.join(taken)} "
+            "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS batch (entry, n) "
+            f"ORDER BY batch.n RETURNING {quote(pk.column)}"
+        ), chosen
+
+    sql, chosen = _statement(("insert rows", model, connection.vendor), write)
+
+    def value(instance: Model, field: Field[Any, Any]) -> Any:
+        held = getattr(instance, field.attname)
+        return json.dumps(held, cls=field.encoder) if isinstance(field, JSONField) else held
+
+    rows = [[value(instance, field) for field in chosen] for instance in instances]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [orjson.dumps(rows).decode()])
+        took_keys(instances, cursor.fetchall(), using=using)
+
+
+def took_keys(
+    instances: Sequence[Model], keys: Sequence[tuple[Any]], *, using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """Give each new row's instance the key the database returned for it, as saved."""
+    for instance, (key,) in zip(instances, keys, strict=True):
+        instance.pk = key
+        instance._state.adding = False
+        instance._state.db = using

@@ -24,7 +24,7 @@ from typing import Any
 import websockets
 from websockets.typing import Origin
 
-from permitgame.client import event_frames
+from permitgame.client import event_frames, frame_messages
 
 #: The events a client must not miss (docs/protocol.md section 2.1), counted per client.
 TRACKED = ("phase", "market", "audit", "round_results", "your_results", "game_over")
@@ -222,11 +222,10 @@ class Player:
         while not self.finished:
             text = await socket.recv()
             now = time.time()
-            data = json.loads(text)
             # An event's messages one at a time, as if each were a frame: a move is sent (and
             # noted) as soon as a message calls for it, so the next one does not call for it
             # again (a hall's lab moves on its ``phase`` or on its ``you``, whichever says so).
-            for message in data if isinstance(data, list) else [data]:
+            for message in frame_messages(text):
                 for command in self.take(message, now):
                     if command.get("type") in ("bid", "decide", "audit"):
                         moved = time.time()
