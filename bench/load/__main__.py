@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.load import clients, profile, servers
+from bench.load import clients, profile, servers, trace
+from tests.harness import artifact_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
@@ -109,6 +111,7 @@ async def one_repeat(
     fires: int,
     seed: int,
     profile_as: str | None = None,
+    trace_as: Path | None = None,
 ) -> dict[str, Any]:
     floor = await clients.floor([d.url for d in served.floor], scenario.sockets, fires)
     codes = servers.create_games(served, labs=scenario.labs, games=scenario.rooms, rounds=rounds)
@@ -132,6 +135,10 @@ async def one_repeat(
         )
     wall = time.time() - started
     ended_cpu = servers.CpuTimes.now(served)
+    if trace_as is not None:  # the servers' steps beside what the clients saw
+        names = {d.process.pid: f"game-{i + 1}" for i, d in enumerate(served.game)}
+        steps = trace.read(trace_as.parent)
+        trace_as.write_text("\n".join(trace.timelines(runs, steps, names)))
     cpu = ended_cpu.servers - cpu_before.servers
     players = [p for run in runs for p in run.players]
     acks = [a for p in players for a in p.acks]
@@ -234,16 +241,29 @@ def run_setup(
     fires: int,
     log: Any,
     profiled: bool = False,
+    traced: bool = False,
 ) -> dict[str, Any]:
     repeats_out: list[dict[str, Any]] = []
-    with servers.serve(setup) as served:
+    traces = artifact_path("bench-load-trace") / f"{scenario.name}-{setup.name}"
+    if traced:
+        shutil.rmtree(traces, ignore_errors=True)
+    with servers.serve(setup, trace_to=traces if traced else None) as served:
         for index in range(repeats):
             name = f"{scenario.name}-{setup.name}" if profiled and index == 0 else None
+            trace_as = traces / f"repeat-{index + 1}.txt" if traced else None
             result = asyncio.run(
                 one_repeat(
-                    served, scenario, rounds=rounds, fires=fires, seed=1000 + index, profile_as=name
+                    served,
+                    scenario,
+                    rounds=rounds,
+                    fires=fires,
+                    seed=1000 + index,
+                    profile_as=name,
+                    trace_as=trace_as,
                 )
             )
+            if trace_as is not None:
+                print(f"  each phase change through the servers: {trace_as}", file=log)
             repeats_out.append(result)
             if result["profile"]:
                 print(f"  where game server 1 spent its time ({name}):", file=log)
@@ -538,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="sample the first game server with py-spy"
     )
     parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="time each step of a phase change in the game servers (bench/load/trace.py)",
+    )
+    parser.add_argument(
         "--rewrite", action="store_true", help="write the last run's report to RESULTS.md again"
     )
     args = parser.parse_args(argv)
@@ -588,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                             fires=fires,
                             log=log,
                             profiled=args.profile,
+                            traced=args.trace,
                         )
                     )
                 except Exception as error:  # a setup that fails is reported; the next one runs

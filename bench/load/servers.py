@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.load import trace
 from tests.harness import (
     REPO_ROOT,
     ServerFailedToStart,
@@ -180,7 +181,7 @@ def _production_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve(setup: Setup) -> Iterator[Servers]:
+def serve(setup: Setup, *, trace_to: Path | None = None) -> Iterator[Servers]:
     """Start the setup's databases, game Daphnes and floor Daphnes; stop them all on exit."""
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(scratch_dir("permitgame-bench-load-"))
@@ -212,8 +213,14 @@ def serve(setup: Setup) -> Iterator[Servers]:
             if result.returncode != 0:
                 raise ServerFailedToStart(f"collectstatic failed:\n{result.stderr}")
         servers = Servers(setup, env)
+        # ``trace_to``: the game servers write their steps there (``bench.load.trace``).
+        game_app, game_env = (
+            ("permitgame.asgi:application", env)
+            if trace_to is None
+            else (trace.APPLICATION, {**env, trace.FOLDER_VARIABLE: str(trace_to)})
+        )
         for index in range(setup.daphnes):
-            daphne = _start_daphne("permitgame.asgi:application", env, workdir, f"game-{index}")
+            daphne = _start_daphne(game_app, game_env, workdir, f"game-{index}")
             stack.callback(stop_process, daphne.process)
             servers.game.append(daphne)
         for index in range(setup.daphnes):

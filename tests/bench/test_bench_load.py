@@ -7,6 +7,7 @@ count itself is checked on a client that misses a phase.
 
 import json
 import random
+import re
 import subprocess
 import sys
 
@@ -94,8 +95,8 @@ def test_a_labs_choice_reads_a_class_phase_list_but_not_a_halls() -> None:
     assert class_lab.take({**phase, "waiting": 1, "waiting_for": [3]}, 0.0) == []
 
 
-def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
-    tiny = "--scenarios 6 --setups one --rounds 2 --repeats 1 --fires 3 --timeout 240"
+def test_a_tiny_run_reports_every_column_loses_nothing_and_traces_each_phase_change() -> None:
+    tiny = "--scenarios 6 --setups one --rounds 2 --repeats 1 --fires 3 --timeout 240 --trace"
     report = run_module("bench.load", *tiny.split(), "--json", "--no-write")
     (row,) = report["rows"]
     assert row["complete"] == "1/1"
@@ -131,6 +132,28 @@ def test_a_tiny_run_reports_every_column_and_loses_nothing() -> None:
     for key in ("nproc", "cpu", "memory", "python", "django", "channels", "commit"):
         assert report["machine"][key], key
     assert report["load_before"] and report["load_after"]
+    # --trace: each phase change's way through the server, step by step, beside the clients.
+    traced = REPO_ROOT / "artifacts" / "bench-load-trace" / "6-one" / "repeat-1.txt"
+    blocks = [block.splitlines() for block in traced.read_text().strip().split("\n\n")]
+    assert [block[0].split(" (")[0] for block in blocks] == [
+        f"round {r}, {change}"
+        for r in (1, 2)
+        for change in ("bidding -> compliance", "compliance -> audit", "audit -> results")
+    ]
+    line = re.compile(r"^\s*([+-][\d.]+)\s+[\d.]+ ms  (\S+)\s+(\S+)\s+(\S.*)$")
+    for header, *lines in blocks:
+        matches = [line.fullmatch(text) for text in lines]
+        assert all(matches), lines
+        steps = [m.groups() for m in matches if m]  # (at, where, thread, step)
+        # The moves' thread: the batch that ended the phase, its lock and its resolve, then the
+        # event's publish, its screens and its send; the hub hands it to the room's 7 sockets.
+        way = [step.split(" (")[0] for _, _, thread, step in steps if thread.startswith("moves")]
+        firsts = [name for i, name in enumerate(way) if name not in way[:i]]
+        assert firsts[:6] == ["record", "lock", "resolve", "publish", "screens", "send"], way
+        hand_out = next((float(at), step) for at, _, _, step in steps if "hand-out" in step)
+        assert hand_out[1] == "hand-out (hub.event, 7 sockets)"
+        last_client = float(header.rsplit("last ", 1)[1].removesuffix(" ms"))
+        assert last_client >= hand_out[0]  # no client has it before the hub hands it out
 
 
 async def test_a_player_keeps_trying_its_handshake_until_the_game_is_stopped() -> None:
