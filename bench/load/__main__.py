@@ -137,8 +137,9 @@ async def one_repeat(
     ended_cpu = servers.CpuTimes.now(served)
     if trace_as is not None:  # the servers' steps beside what the clients saw
         names = {d.process.pid: f"game-{i + 1}" for i, d in enumerate(served.game)}
-        steps = trace.read(trace_as.parent)
-        trace_as.write_text("\n".join(trace.timelines(runs, steps, names)))
+        found = trace.changes(runs, trace.read(trace_as.parent))
+        summary = trace.summary(found)
+        trace_as.write_text("\n".join([*summary, "", *trace.timelines(found, names)]))
     cpu = ended_cpu.servers - cpu_before.servers
     players = [p for run in runs for p in run.players]
     acks = [a for p in players for a in p.acks]
@@ -264,6 +265,8 @@ def run_setup(
             )
             if trace_as is not None:
                 print(f"  each phase change through the servers: {trace_as}", file=log)
+                for line in trace_as.read_text().split("\n\n", 1)[0].splitlines():
+                    print(f"  {line}", file=log)
             repeats_out.append(result)
             if result["profile"]:
                 print(f"  where game server 1 spent its time ({name}):", file=log)

@@ -19,6 +19,9 @@ benchmark writes them to ``artifacts/bench-load-trace/``:
         +32.7    1.7 ms  game-2  MainThread hand-out (hub.event, 101 sockets)
 
 (when each step began, how long it took, the process and thread, the step, what it says).
+Above them, ``summary`` cuts each change's way into parts (``PARTS``: from the server's change
+to the publish, to the send, to the hubs' hand-out, through it, to the last client) and gives
+each part's median and slowest over the repeat's phase changes.
 
 The steps (``STEPS``): the batch of moves (``record``) and, inside it, the game's lock, the
 catch-up on what another process wrote (``catch-up``), the resolve; the event's publish and,
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import os
 import threading
 import time
@@ -176,67 +180,158 @@ def read(folder: Path) -> list[Step]:
     return sorted(steps, key=lambda step: (step.began, -step.ended))
 
 
-def timelines(runs: Iterable[Any], steps: list[Step], names: dict[int, str]) -> list[str]:
-    """Each phase change of ``runs`` (``clients.GameRun``) with the steps of its way, as text.
+#: The parts of a phase change's way (``Change.segments``), in order; the last is the whole.
+PARTS = (
+    "change -> publish",
+    "publish -> send",
+    "send -> hand-out",
+    "hand-out",
+    "hand-out -> last client",
+    "change -> last client",
+)
 
-    ``names``: server process id -> its name. Times in ms from the phase's last move leaving
-    its client; a step is listed if it began between 5 ms before that and the last client's
-    arrival (but not before the phase reached its first client), indented by how many listed
-    steps of the same thread it lies within.
-    """
+
+@dataclass(frozen=True)
+class Change:
+    """One phase change as the clients saw it, with the servers' steps on its way."""
+
+    title: str
+    sent: float  # the phase's last move left its client (the timeline's 0)
+    changed: float | None  # the server's change (``started``)
+    first: float  # the change reached its first client
+    last: float  # ... and its last
+    steps: tuple[Step, ...]  # the steps that began from ``sent`` - 5 ms to ``last``
+
+    def segments(self) -> dict[str, float] | None:
+        """The change's way in parts (seconds), if its publish, send and hand-outs were seen.
+
+        From the server's change to the publish (the batch's saving, commit and answers), to
+        the send (the game's screens and each seat's part), to the first hub's hand-out (the
+        layer), to the last hub's end of it, to the last client (the sockets' writes and the
+        clients' reading).
+        """
+        if self.changed is None:
+            return None
+        publish = next(
+            (s for s in self.steps if s.name == "publish" and s.began >= self.changed), None
+        )
+        if publish is None:
+            return None
+        send = next(
+            (
+                s
+                for s in self.steps
+                if s.name == "send"
+                and s.detail == "RoomEvent"
+                and s.began >= publish.began
+                and (s.pid, s.thread) == (publish.pid, publish.thread)
+            ),
+            None,
+        )
+        if send is None:
+            return None
+        hand_outs: dict[int, Step] = {}
+        for s in self.steps:
+            if s.name == "hand-out" and s.detail.startswith("hub.event") and s.began >= send.began:
+                hand_outs.setdefault(s.pid, s)
+        if not hand_outs:
+            return None
+        out_began = min(s.began for s in hand_outs.values())
+        out_ended = max(s.ended for s in hand_outs.values())
+        moments = (self.changed, publish.began, send.began, out_began, out_ended, self.last)
+        parts = [after - before for before, after in itertools.pairwise(moments)]
+        return dict(zip(PARTS, [*parts, self.last - self.changed], strict=True))
+
+
+def _seen(players: Iterable[Any], field: str, key: tuple[Any, ...]) -> list[float]:
+    """The times the players noted under ``key`` in their ``field`` (sent, received, started)."""
+    return [getattr(p, field)[key] for p in players if key in getattr(p, field)]
+
+
+def changes(runs: Iterable[Any], steps: list[Step]) -> list[Change]:
+    """Each phase change of ``runs`` (``clients.GameRun``) that the benchmark times, in order."""
     from bench.load.clients import _NEXT
 
-    lines: list[str] = []
+    out: list[Change] = []
     for run in runs:
         for round_no in range(1, run.rounds + 1):
             for phase, following in _NEXT.items():
-                key = (round_no, phase)
-                sent = [p.sent[key] for p in run.players if key in p.sent]
-                got = [
-                    p.received[("phase", round_no, following)]
-                    for p in run.players
-                    if ("phase", round_no, following) in p.received
-                ]
-                began = [
-                    p.started[(round_no, following)]
-                    for p in run.players
-                    if (round_no, following) in p.started
-                ]
+                sent = _seen(run.players, "sent", (round_no, phase))
+                got = _seen(run.players, "received", ("phase", round_no, following))
                 if not sent or not got:
                     continue
                 zero = max(sent)
                 # From 5 ms before the last move (a batch may have taken it from its queue),
                 # but not before this phase reached its first client (the previous change).
-                opened = [
-                    p.received[("phase", round_no, phase)]
-                    for p in run.players
-                    if ("phase", round_no, phase) in p.received
-                ]
-                start = max(zero - 0.005, min(opened, default=zero - 0.005))
-
-                def ms(moment: float, zero: float = zero) -> str:
-                    return f"{1000 * (moment - zero):+.1f}"
-
-                change = f"the server's change {ms(min(began))} ms; " if began else ""
-                lines.append(
-                    f"round {round_no}, {phase} -> {following} ({run.code}): last move sent at "
-                    f"0 ms; {change}first client {ms(min(got))} ms, last {ms(max(got))} ms"
+                start = max(
+                    zero - 0.005,
+                    min(
+                        _seen(run.players, "received", ("phase", round_no, phase)),
+                        default=zero - 0.005,
+                    ),
                 )
-                shown = [s for s in steps if start <= s.began <= max(got)]
-                for step in shown:
-                    depth = sum(
-                        1
-                        for other in shown
-                        if other is not step
-                        and (other.pid, other.thread) == (step.pid, step.thread)
-                        and other.began <= step.began
-                        and step.ended <= other.ended
+                changed = _seen(run.players, "started", (round_no, following))
+                out.append(
+                    Change(
+                        title=f"round {round_no}, {phase} -> {following} ({run.code})",
+                        sent=zero,
+                        changed=min(changed) if changed else None,
+                        first=min(got),
+                        last=max(got),
+                        steps=tuple(s for s in steps if start <= s.began <= max(got)),
                     )
-                    where = names.get(step.pid, str(step.pid))
-                    lines.append(
-                        f"  {ms(step.began):>7} {1000 * (step.ended - step.began):6.1f} ms  "
-                        f"{where:7}  {step.thread[:10]:10}  {'  ' * depth}{step.name}"
-                        + (f" ({step.detail})" if step.detail else "")
-                    )
-                lines.append("")
+                )
+    return out
+
+
+def timelines(found: list[Change], names: dict[int, str]) -> list[str]:
+    """The phase changes with the steps of their way, as text (times in ms from ``sent``).
+
+    ``names``: server process id -> its name. Each step is indented by how many listed steps
+    of the same thread it lies within.
+    """
+    lines: list[str] = []
+    for change in found:
+
+        def ms(moment: float, zero: float = change.sent) -> str:
+            return f"{1000 * (moment - zero):+.1f}"
+
+        said = f"the server's change {ms(change.changed)} ms; " if change.changed else ""
+        lines.append(
+            f"{change.title}: last move sent at 0 ms; {said}"
+            f"first client {ms(change.first)} ms, last {ms(change.last)} ms"
+        )
+        for step in change.steps:
+            depth = sum(
+                1
+                for other in change.steps
+                if other is not step
+                and (other.pid, other.thread) == (step.pid, step.thread)
+                and other.began <= step.began
+                and step.ended <= other.ended
+            )
+            where = names.get(step.pid, str(step.pid))
+            lines.append(
+                f"  {ms(step.began):>7} {1000 * (step.ended - step.began):6.1f} ms  "
+                f"{where:7}  {step.thread[:10]:10}  {'  ' * depth}{step.name}"
+                + (f" ({step.detail})" if step.detail else "")
+            )
+        lines.append("")
+    return lines
+
+
+def summary(found: list[Change]) -> list[str]:
+    """The median and the slowest of each part of the phase changes' way (``segments``)."""
+    parts = [s for s in (change.segments() for change in found) if s is not None]
+    if not parts:
+        return []
+    lines = [f"the way of {len(parts)} phase changes (median, slowest):"]
+    for name in parts[0]:
+        values = sorted(part[name] for part in parts)
+        median = (
+            values[len(values) // 2]
+            if len(values) % 2
+            else sum(values[len(values) // 2 - 1 : len(values) // 2 + 1]) / 2
+        )
+        lines.append(f"  {name:24} {1000 * median:5.1f} ms  {1000 * values[-1]:5.1f} ms")
     return lines

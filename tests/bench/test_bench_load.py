@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from bench.load import trace
 from bench.load.__main__ import COLUMNS, table
 from bench.load.clients import GameRun, Player
 from tests.harness import REPO_ROOT, app_env
@@ -134,7 +135,9 @@ def test_a_tiny_run_reports_every_column_loses_nothing_and_traces_each_phase_cha
     assert report["load_before"] and report["load_after"]
     # --trace: each phase change's way through the server, step by step, beside the clients.
     traced = REPO_ROOT / "artifacts" / "bench-load-trace" / "6-one" / "repeat-1.txt"
-    blocks = [block.splitlines() for block in traced.read_text().strip().split("\n\n")]
+    summary, *blocks = [block.splitlines() for block in traced.read_text().strip().split("\n\n")]
+    assert summary[0] == "the way of 6 phase changes (median, slowest):"
+    assert [line.split("  ")[1].strip() for line in summary[1:]] == [*trace.PARTS]
     assert [block[0].split(" (")[0] for block in blocks] == [
         f"round {r}, {change}"
         for r in (1, 2)
@@ -148,12 +151,45 @@ def test_a_tiny_run_reports_every_column_loses_nothing_and_traces_each_phase_cha
         # The moves' thread: the batch that ended the phase, its lock and its resolve, then the
         # event's publish, its screens and its send; the hub hands it to the room's 7 sockets.
         way = [step.split(" (")[0] for _, _, thread, step in steps if thread.startswith("moves")]
+        way = way[way.index("record") :]  # (the window may open inside an earlier batch)
         firsts = [name for i, name in enumerate(way) if name not in way[:i]]
         assert firsts[:6] == ["record", "lock", "resolve", "publish", "screens", "send"], way
         hand_out = next((float(at), step) for at, _, _, step in steps if "hand-out" in step)
         assert hand_out[1] == "hand-out (hub.event, 7 sockets)"
         last_client = float(header.rsplit("last ", 1)[1].removesuffix(" ms"))
         assert last_client >= hand_out[0]  # no client has it before the hub hands it out
+
+
+def test_a_traced_phase_change_is_cut_into_parts_that_add_up_to_its_way() -> None:
+    def step(began: float, ended: float, name: str, detail: str = "", pid: int = 1) -> trace.Step:
+        thread = "MainThread" if name == "hand-out" else "moves_0"
+        return trace.Step(began, ended, pid, thread, name, detail)
+
+    steps = (
+        step(0.001, 0.009, "record", "3 moves"),
+        step(0.010, 0.020, "publish", "event 2: market, phase"),
+        step(0.012, 0.015, "screens"),
+        step(0.018, 0.024, "send", "RoomEvent"),
+        step(0.021, 0.023, "hand-out", "hub.event, 100 sockets", pid=1),
+        step(0.022, 0.026, "hand-out", "hub.event, 101 sockets", pid=2),
+    )
+    change = trace.Change("round 1, bidding -> compliance", 0.0, 0.004, 0.025, 0.031, steps)
+    parts = change.segments()
+    assert parts is not None and [*parts] == [*trace.PARTS]
+    assert parts == pytest.approx(
+        {
+            "change -> publish": 0.006,
+            "publish -> send": 0.008,
+            "send -> hand-out": 0.003,
+            "hand-out": 0.005,  # from the first hub's start to the last one's end
+            "hand-out -> last client": 0.005,
+            "change -> last client": 0.027,
+        }
+    )
+    *way, whole = parts.values()
+    assert sum(way) == pytest.approx(whole)
+    # A change whose event was never sent (a refused move, a trace cut short) has no parts.
+    assert trace.Change("r", 0.0, 0.004, 0.025, 0.031, steps[:3]).segments() is None
 
 
 async def test_a_player_keeps_trying_its_handshake_until_the_game_is_stopped() -> None:
