@@ -515,14 +515,24 @@ def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
     return seq, [html + seq_html(seq, "snapshot")]
 
 
-def own_html(seat_id: int) -> str:
-    """Return one seat's own fragments now (a browser's answer to its own move)."""
-    seat = Seat.objects.select_related("game").get(pk=seat_id)
-    screen = selectors.seat_screen(seat.game, seat.pk)
-    if screen.lab is not None:
-        return lab_html(screen.public, screen.lab)
-    assert screen.governor is not None
-    return governor_html(screen.public, screen.governor)
+def own_html_many(game_id: int, seat_ids: Iterable[int]) -> dict[int, str]:
+    """Return these seats' own fragments now (browsers' answers to their moves, ``answers``).
+
+    The game is read and its screens built once for all of them, as a phase change's publish
+    does; a seat no longer in the game is left out.
+    """
+    game = selectors.game_by_pk(game_id)
+    if game is None:
+        return {}
+    screens = selectors.game_screens(game)
+    public, governor = screens.public, screens.governor
+    out: dict[int, str] = {}
+    for seat_id in seat_ids:
+        if seat_id == governor.seat_id:
+            out[seat_id] = governor_html(public, governor)
+        elif seat_id in screens.labs:
+            out[seat_id] = lab_html(public, screens.labs[seat_id])
+    return out
 
 
 def _record(screens: GameScreens, round_no: int) -> RoundRecord | None:

@@ -22,7 +22,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from permitgame import broadcast, delivery, hub, movequeue, realtime, selectors, services
+from permitgame import answers, broadcast, delivery, hub, movequeue, realtime, selectors, services
 from permitgame.errors import BadRequest, GameError, InvalidInput, UnknownCommand
 from permitgame.forms import (
     AskForm,
@@ -460,7 +460,8 @@ class PlayConsumer(SeatConsumer):
         # room hears of it only as coalesced progress).
         text = ACK_TEXT.get(ack["command"], "Received.")
         assert self.seat_id is not None
-        own = await database_sync_to_async(broadcast.own_html)(self.seat_id)
+        assert self.game_id is not None
+        own = await answers.own_html(self.game_id, self.seat_id)
         await self.send(text_data=broadcast.flash_html(text, error=False) + own)
 
     async def send_error(self, error: GameError, *, command: Any = None) -> None:

@@ -535,6 +535,9 @@ class _LabViews(Mapping[int, LabView]):
     def __getitem__(self, seat_id: int) -> LabView:
         return _lab_view(self._game, self._room, self._seats[seat_id])
 
+    def __contains__(self, seat_id: object) -> bool:  # without building the view
+        return seat_id in self._seats
+
     def __iter__(self) -> Iterator[int]:
         return iter(self._seats)
 

@@ -25,7 +25,8 @@ each part's median and slowest over the repeat's phase changes.
 
 The steps (``STEPS``): the batch of moves (``record``) and, inside it, the game's lock, the
 catch-up on what another process wrote (``catch-up``), the resolve; the event's publish and,
-inside it, the game's screens and the send to the hubs; each hub's hand-out to its sockets.
+inside it, the game's screens and the send to the hubs; each hub's hand-out to its sockets;
+and the pages' answers to their moves, rendered together (``answers``).
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ def _describe_hand_out(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any
     return f"{message.get('type')}, {result} sockets"
 
 
+def _describe_answers(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    return f"{len(result)} pages" if isinstance(result, dict) else ""
+
+
 #: (module, attribute, step name, what the line says of the call): the steps traced, each a
 #: function the game's code calls through its module (so replacing it there traces every call).
 STEPS: tuple[tuple[str, str, str, Callable[..., str] | None], ...] = (
@@ -99,6 +104,7 @@ STEPS: tuple[tuple[str, str, str, Callable[..., str] | None], ...] = (
     ("permitgame.selectors", "game_screens", "screens", None),
     ("permitgame.realtime", "send", "send", _describe_send),
     ("permitgame.hub", "Hub.deliver", "hand-out", _describe_hand_out),
+    ("permitgame.broadcast", "own_html_many", "answers", _describe_answers),
 )
 
 

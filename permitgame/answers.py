@@ -1,0 +1,78 @@
+"""A page's answer to its own move: its seat's fragments, rendered with the others waiting.
+
+A browser's move is answered with the seat's own panel and action card as they now stand
+(``broadcast.own_html_many``), so the student sees the bid taken at once; the room hears of it
+only as coalesced progress. Rendered one answer at a time, each read the game and built the
+public view again, one after another on the process's shared database thread: in a hall of 200
+phones about 1-4 ms each, and the last of a phase's answers waited 0.6 s (``bench.load
+--pages``). Here the answers a process owes for one game are rendered together, on a thread of
+their own: the game read once, its screens built once, then each seat's fragments. Answers asked
+for meanwhile wait for the next round; there is no timer, so a lone answer goes at once and the
+busier the process, the more answers share a round (as ``movequeue`` does for the moves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+from channels.db import database_sync_to_async
+
+from permitgame import broadcast
+
+logger = logging.getLogger(__name__)
+
+#: The thread that renders the answers (not the shared one, where joins and snapshots queue).
+RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answers")
+
+Waiter = tuple[int, "asyncio.Future[str]"]
+
+#: Per event loop (a process has one; tests start several): game id -> the answers waiting.
+_waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, list[Waiter]]] = (
+    weakref.WeakKeyDictionary()
+)
+#: Rendering tasks running (a task nobody refers to may be collected before it ends).
+_tasks: set[asyncio.Task[None]] = set()
+
+
+async def own_html(game_id: int, seat_id: int) -> str:
+    """Return seat ``seat_id``'s own fragments now, rendered with the other answers waiting.
+
+    "" if the seat is no longer in the game, or rendering failed (logged): the answer is then
+    the flash alone, and the seat's next event brings its fragments.
+    """
+    loop = asyncio.get_running_loop()
+    games = _waiting.setdefault(loop, {})
+    future: asyncio.Future[str] = loop.create_future()
+    waiting = games.get(game_id)
+    if waiting is None:  # no round of this game under way: start one
+        games[game_id] = [(seat_id, future)]
+        task = loop.create_task(_render(game_id, games))
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+    else:
+        waiting.append((seat_id, future))
+    return await future
+
+
+async def _render(game_id: int, games: dict[int, list[Waiter]]) -> None:
+    """Render the game's waiting answers, round after round, until none is left."""
+    render = database_sync_to_async(
+        broadcast.own_html_many, thread_sensitive=False, executor=RENDERER
+    )
+    try:
+        while games[game_id]:
+            taken, games[game_id] = games[game_id], []
+            try:
+                html = await render(game_id, {seat_id for seat_id, _ in taken})
+            except Exception:  # answered with the flash alone; the next event mends the page
+                logger.exception("the answers of game %s could not be rendered", game_id)
+                html = {}
+            for seat_id, future in taken:
+                if not future.done():  # (the socket went away meanwhile)
+                    future.set_result(html.get(seat_id, ""))
+    finally:
+        for _, future in games.pop(game_id, []):  # cancelled: nobody renders these
+            future.cancel()
