@@ -303,7 +303,7 @@ def run_setup(
             print(f"  server logs: {problems} lines of warnings or errors, in {folder}", file=log)
     row: dict[str, Any] = {
         "scenario": scenario.name,
-        "label": scenario.label,
+        "label": scenario.label + (", labs on pages" if clients.PAGES else ""),
         "setup": setup.name,
         "setup_label": setup.label,
         "sockets": scenario.sockets,
@@ -553,6 +553,11 @@ def main(argv: list[str] | None = None) -> int:
         default="event",
         help="the players' sockets: each event as one frame (default), or each message",
     )
+    parser.add_argument(
+        "--pages",
+        action="store_true",
+        help="the labs play on the pages' sockets (HTML fragments), as phones do",
+    )
     parser.add_argument("--timeout", type=float, help="global limit in seconds (default 1800)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
@@ -585,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     fires = args.fires or (10 if args.quick else 20)
     clients.FRAMES = args.frames
+    clients.PAGES = args.pages
     limit = args.timeout or (300 if args.quick else 1800)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -637,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "rounds": args.rounds,
         "frames": args.frames,
+        "pages": args.pages,
         "load_before": load_before,
         "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "elapsed_s": time.time() - started,

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -53,6 +54,9 @@ RESYNC_COMMAND: dict[str, Any] | None = {"type": "sync"}
 #: as one frame of its messages (``?frames=event``, as the pages take an event's fragments in
 #: one frame); ``message``, one frame per message.
 FRAMES = "event"
+#: ``--pages``: the labs play on the pages' sockets (HTML fragments, ``PagePlayer``), as a
+#: lecture hall's phones do; the governor keeps the JSON protocol.
+PAGES = False
 
 WS_OPTIONS: dict[str, Any] = {
     "compression": None,  # browsers' deflate is not what is measured; saves the client's CPU
@@ -168,15 +172,19 @@ class Player:
                 continue
             if status == 201:
                 self.player_id = int(data["player_id"])
-                token = data["token"]
-                base = self.ws_base.replace("http://", "ws://")
-                url = f"{base}/ws/api/games/{self.code}/?token={token}"
-                self.ws_url = event_frames(url) if FRAMES == "event" else url
+                self.ws_url = self.socket_url(
+                    self.ws_base.replace("http://", "ws://"), data["token"]
+                )
                 self.join_seconds = time.time() - started
                 return
             self.join_failures += 1
             raise RuntimeError(f"join of {self.nickname} refused: {status} {data}")
         raise RuntimeError(f"join of {self.nickname} failed {JOIN_ATTEMPTS} times")
+
+    def socket_url(self, base: str, token: str) -> str:
+        """The websocket this seat plays on: the JSON protocol's."""
+        url = f"{base}/ws/api/games/{self.code}/?token={token}"
+        return event_frames(url) if FRAMES == "event" else url
 
     async def play(self, stop: asyncio.Event) -> None:
         """Connect (retrying a failed handshake), play until game_over or ``stop``."""
@@ -382,6 +390,94 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+_SEQ = re.compile(r'id="seq"[^>]*data-seq="(\d+)" data-kind="(\w+)"')
+_PHASE = re.compile(r'id="phase"[^>]*data-status="(\w+)" data-round="(\d+)" data-phase="(\w*)"')
+
+
+class PagePlayer(Player):
+    """A lab on its page's socket (``/ws/games/<code>/``): the HTML fragments a phone's htmx takes.
+
+    It reads what a page shows: the ``#seq`` marker of each frame (an event's number: a gap is
+    a lost event, mended with ``sync`` as play.js does), the ``#phase`` bar (round, phase,
+    status), the ``#flash`` that answers its move, and its action card: a bid form in bidding, the
+    run-or-idle forms in compliance, each sent the moment it is shown, as ``ws-send`` sends a
+    form (its fields as text). Only the phase changes and the game's end are told apart in the
+    fragments, so those are the events it counts (``expected``); its seq numbers cover the rest.
+    """
+
+    def socket_url(self, base: str, token: str) -> str:
+        return f"{base}/ws/games/{self.code}/?token={token}"
+
+    async def _read(self, socket: Any) -> None:
+        while not self.finished:
+            text = await socket.recv()
+            now = time.time()
+            for command in self.take_html(str(text), now):
+                if command.get("type") in ("bid", "decide"):
+                    moved = time.time()
+                    self.sent[(int(command["round"]), _PHASE_OF[command["type"]])] = moved
+                    self.pending = moved
+                await socket.send(json.dumps(command))
+
+    def take_html(self, text: str, now: float) -> list[dict[str, Any]]:
+        """Record one frame of fragments; return the commands to send."""
+        out: list[dict[str, Any]] = []
+        marker = _SEQ.search(text)
+        kind = marker.group(2) if marker else "none"
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if marker is not None:
+            seq = int(marker.group(1))
+            if kind == "snapshot":
+                self.states += 1
+                if self.resync_wanted:
+                    self.resyncs += 1
+                    self.resync_wanted = False
+                self.last_seq = seq
+                self.ready.set()
+            elif self.last_seq is not None:
+                if seq > self.last_seq + (1 if kind == "event" else 0):
+                    self.gaps += 1
+                    if RESYNC_COMMAND is not None and not self.resync_wanted:
+                        self.resync_wanted = True
+                        out.append(dict(RESYNC_COMMAND))
+                if kind == "event" and seq > self.last_seq:
+                    self.last_seq = seq
+        bar = _PHASE.search(text)
+        if bar is not None:
+            status, round_no, phase = bar.group(1), int(bar.group(2)), bar.group(3)
+            if status == "finished":
+                self.received.setdefault(("game_over",), now)
+                self.finished = True
+            elif round_no and phase:
+                self.received.setdefault(("phase", round_no, phase), now)
+                self.position = (round_no, phase)
+        if 'class="flash flash-ok"' in text and self.pending is not None:
+            self.acks.append(now - self.pending)
+            self.pending = None
+        elif 'class="flash flash-error"' in text:
+            self.errors["error"] = self.errors.get("error", 0) + 1
+            self.pending = None
+        if self.position is None or self.finished or self.position in self.sent:
+            return out
+        round_no, phase = self.position
+        form = {"HEADERS": {"HX-Request": "true"}, "round": str(round_no)}
+        if phase == "bidding" and 'id="bid-form"' in text:
+            wealth = float(self.you.get("wealth") or 1.0)
+            amount = self.rng.uniform(0.0, min(wealth, 0.5))
+            out.append({**form, "type": "bid", "amount": f"{amount:.4f}"})
+        elif phase == "compliance" and 'value="decide"' in text:
+            out.append({**form, "type": "decide", "run": str(self.rng.random() < 0.5).lower()})
+        return out
+
+    def expected(self, rounds: int, *, saw_start: bool) -> list[tuple[Any, ...]]:
+        """The phase changes and the game's end (the events a page's fragments tell apart)."""
+        return [
+            key
+            for key in super().expected(rounds, saw_start=saw_start)
+            if key[0] in ("phase", "game_over")
+        ]
+
+
 _PHASE_OF = {"bid": "bidding", "decide": "compliance", "audit": "audit"}
 _NEXT = {"bidding": "compliance", "compliance": "audit", "audit": "results"}
 
@@ -488,7 +584,7 @@ def make_runs(
             ws_base = game_urls[(count + 1) % len(game_urls)]
             count += 1
             seats.append(
-                Player(
+                (PagePlayer if PAGES and role == "lab" else Player)(
                     code,
                     f"{role}-{index + 1}",
                     role,

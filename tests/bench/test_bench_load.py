@@ -160,6 +160,20 @@ def test_a_tiny_run_reports_every_column_loses_nothing_and_traces_each_phase_cha
         assert last_client >= hand_out[0]  # no client has it before the hub hands it out
 
 
+def test_a_tiny_run_of_labs_on_pages_plays_to_the_end_and_answers_every_move() -> None:
+    # --pages: the labs read the pages' HTML fragments and send their forms, as phones do.
+    tiny = "--scenarios 6 --setups one --rounds 1 --repeats 1 --fires 3 --timeout 240 --pages"
+    report = run_module("bench.load", *tiny.split(), "--json", "--no-write")
+    (row,) = report["rows"]
+    assert report["pages"] is True and row["label"].endswith("labs on pages")
+    # The game ends only if every lab found its bid form and its run-or-idle forms in the
+    # fragments (the phases' deadlines are minutes away).
+    assert row["complete"] == "1/1"
+    assert row["lost_max"] == 0 and row["gaps"] == 0 and row["errors"] == {}
+    assert row["moves"] >= 6  # each lab's bid answered (its #flash), the governor's audit acked
+    assert row["ack_p95"] is not None and row["phase_p95"] is not None
+
+
 def test_a_traced_phase_change_is_cut_into_parts_that_add_up_to_its_way() -> None:
     def step(began: float, ended: float, name: str, detail: str = "", pid: int = 1) -> trace.Step:
         thread = "MainThread" if name == "hand-out" else "moves_0"
