@@ -93,8 +93,7 @@ async def test_the_answers_a_page_owes_while_one_renders_go_together_each_its_ow
         assert set().union(*rounds.rounds) == {seat.pk for seat in seats[:8]}
     finally:
         release.set()
-        for page in pages:
-            await page.close()
+        await asyncio.gather(*(page.close() for page in pages))
 
 
 @pytest.mark.django_db(transaction=True)
