@@ -19,6 +19,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
+from django.db import close_old_connections
 
 from permitgame import broadcast
 
@@ -57,11 +58,23 @@ async def own_html(game_id: int, seat_id: int) -> str:
     return await future
 
 
+def _round(game_id: int, seat_ids: set[int]) -> dict[int, str]:
+    """One round, on the answers' thread: the fragments, then the thread's connection let go.
+
+    Let go as the settings say (``close_old_connections``: back to PostgreSQL's pool after each
+    round; SQLite's is kept), from inside the round: with only the wrapper's clean-up around
+    it, the round's connection stayed open between rounds (the tests' PostgreSQL found a
+    session still open at the end), holding one of the pool's connections for good.
+    """
+    try:
+        return broadcast.own_html_many(game_id, seat_ids)
+    finally:
+        close_old_connections()
+
+
 async def _render(game_id: int, games: dict[int, list[Waiter]]) -> None:
     """Render the game's waiting answers, round after round, until none is left."""
-    render = database_sync_to_async(
-        broadcast.own_html_many, thread_sensitive=False, executor=RENDERER
-    )
+    render = database_sync_to_async(_round, thread_sensitive=False, executor=RENDERER)
     try:
         while games[game_id]:
             taken, games[game_id] = games[game_id], []
