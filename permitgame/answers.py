@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 #: The thread that renders the answers (not the shared one, where joins and snapshots queue).
 RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answers")
 
-Waiter = tuple[int, "asyncio.Future[str]"]
+Waiter = tuple[int, int, "asyncio.Future[str]"]  # seat id, the last event its page had, answer
 
 #: Per event loop (a process has one; tests start several): game id -> the answers waiting.
 _waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, list[Waiter]]] = (
@@ -38,27 +38,28 @@ _waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, list[Wa
 _tasks: set[asyncio.Task[None]] = set()
 
 
-async def own_html(game_id: int, seat_id: int) -> str:
+async def own_html(game_id: int, seat_id: int, seen: int) -> str:
     """Return seat ``seat_id``'s own fragments now, rendered with the other answers waiting.
 
-    "" if the seat is no longer in the game, or rendering failed (logged): the answer is then
-    the flash alone, and the seat's next event brings its fragments.
+    ``seen``: the last event the seat's page has been sent. "" if the page is behind an event
+    of the game (that event brings its fragments: a move that ended the phase), if the seat is
+    no longer in the game, or if rendering failed (logged): the answer is then the flash alone.
     """
     loop = asyncio.get_running_loop()
     games = _waiting.setdefault(loop, {})
     future: asyncio.Future[str] = loop.create_future()
     waiting = games.get(game_id)
     if waiting is None:  # no round of this game under way: start one
-        games[game_id] = [(seat_id, future)]
+        games[game_id] = [(seat_id, seen, future)]
         task = loop.create_task(_render(game_id, games))
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
     else:
-        waiting.append((seat_id, future))
+        waiting.append((seat_id, seen, future))
     return await future
 
 
-def _round(game_id: int, seat_ids: set[int]) -> dict[int, str]:
+def _round(game_id: int, seen: dict[int, int]) -> dict[int, str]:
     """One round, on the answers' thread: the fragments, then the thread's connection let go.
 
     Let go as the settings say (``close_old_connections``: back to PostgreSQL's pool after each
@@ -67,7 +68,7 @@ def _round(game_id: int, seat_ids: set[int]) -> dict[int, str]:
     session still open at the end), holding one of the pool's connections for good.
     """
     try:
-        return broadcast.own_html_many(game_id, seat_ids)
+        return broadcast.own_html_many(game_id, seen)
     finally:
         close_old_connections()
 
@@ -79,13 +80,14 @@ async def _render(game_id: int, games: dict[int, list[Waiter]]) -> None:
         while games[game_id]:
             taken, games[game_id] = games[game_id], []
             try:
-                html = await render(game_id, {seat_id for seat_id, _ in taken})
+                # A page that asked twice in a round: the fragments are the same for both.
+                html = await render(game_id, {seat_id: seen for seat_id, seen, _ in taken})
             except Exception:  # answered with the flash alone; the next event mends the page
                 logger.exception("the answers of game %s could not be rendered", game_id)
                 html = {}
-            for seat_id, future in taken:
+            for seat_id, _, future in taken:
                 if not future.done():  # (the socket went away meanwhile)
                     future.set_result(html.get(seat_id, ""))
     finally:
-        for _, future in games.pop(game_id, []):  # cancelled: nobody renders these
+        for _, _, future in games.pop(game_id, []):  # cancelled: nobody renders these
             future.cancel()

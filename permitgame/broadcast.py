@@ -515,11 +515,14 @@ def snapshot(seat: Seat, fmt: str) -> tuple[int, list[str]]:
     return seq, [html + seq_html(seq, "snapshot")]
 
 
-def own_html_many(game_id: int, seat_ids: Iterable[int]) -> dict[int, str]:
+def own_html_many(game_id: int, seen: Mapping[int, int]) -> dict[int, str]:
     """Return these seats' own fragments now (browsers' answers to their moves, ``answers``).
 
-    The game is read and its screens built once for all of them, as a phase change's publish
-    does; a seat no longer in the game is left out.
+    ``seen``: seat id -> the last event its page had been sent when it asked. The game is read
+    and its screens built once for all of them, as a phase change's publish does. Left out: a
+    seat no longer in the game, and one whose page is behind an event of the game (the move
+    ended a phase, say): that event carries the seat's fragments as they stand, and renders
+    them for it already.
     """
     game = selectors.game_by_pk(game_id)
     if game is None:
@@ -527,7 +530,9 @@ def own_html_many(game_id: int, seat_ids: Iterable[int]) -> dict[int, str]:
     screens = selectors.game_screens(game)
     public, governor = screens.public, screens.governor
     out: dict[int, str] = {}
-    for seat_id in seat_ids:
+    for seat_id, seq in seen.items():
+        if seq < game.seq:
+            continue
         if seat_id == governor.seat_id:
             out[seat_id] = governor_html(public, governor)
         elif seat_id in screens.labs:

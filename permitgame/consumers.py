@@ -461,7 +461,7 @@ class PlayConsumer(SeatConsumer):
         text = ACK_TEXT.get(ack["command"], "Received.")
         assert self.seat_id is not None
         assert self.game_id is not None
-        own = await answers.own_html(self.game_id, self.seat_id)
+        own = await answers.own_html(self.game_id, self.seat_id, self.seq)
         await self.send(text_data=broadcast.flash_html(text, error=False) + own)
 
     async def send_error(self, error: GameError, *, command: Any = None) -> None:

@@ -2,8 +2,9 @@
 
 Not timed (``bench.load --pages`` measures the hall): these prove that answers asked for while a
 round of rendering runs are rendered in ONE round (one read of the game, one build of its
-screens), that each page still gets its own fragments and never another seat's, and that a
-seat the game no longer has, or a round that fails, is answered with the flash alone.
+screens), that each page still gets its own fragments and never another seat's, and that a page
+behind an event of the game (which brings its fragments), a seat the game no longer has, or a
+round that fails, is answered with the flash alone.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 
 from permitgame import answers, broadcast
+from tests.permitgame.test_hall import fresh
 from tests.permitgame.test_movequeue import started
-from tests.permitgame.wire import Socket, html_path
+from tests.permitgame.wire import Socket, db, html_path
 
 
 class CountRounds:
@@ -28,9 +30,9 @@ class CountRounds:
         self.rounds: list[set[int]] = []
         original = broadcast.own_html_many
 
-        def counted(game_id: int, seat_ids: Any) -> dict[int, str]:
-            self.rounds.append(set(seat_ids))
-            return original(game_id, seat_ids)
+        def counted(game_id: int, seen: Any) -> dict[int, str]:
+            self.rounds.append(set(seen))
+            return original(game_id, seen)
 
         monkeypatch.setattr(broadcast, "own_html_many", counted)
 
@@ -99,17 +101,22 @@ async def test_the_answers_a_page_owes_while_one_renders_go_together_each_its_ow
 @pytest.mark.django_db(transaction=True)
 async def test_an_answer_without_fragments_is_the_flash_alone(monkeypatch):
     game, seats = await started(labs=6, humans=3)  # two bids leave one owed: still bidding
+    seq = (await db(fresh)(game)).seq
+    assert 'id="lab-action"' in await answers.own_html(game.pk, seats[0].pk, seq)
+    # A page behind an event of the game (its move ended the phase) is not rendered for: the
+    # event, on its way to the page, carries its fragments as they stand.
+    assert await answers.own_html(game.pk, seats[0].pk, seq - 1) == ""
     # A seat the game no longer has gets nothing rendered (its page reloads on its next event).
-    assert await answers.own_html(game.pk, 10**9) == ""
-    assert await answers.own_html(10**9, seats[0].pk) == ""  # nor a game that is gone
+    assert await answers.own_html(game.pk, 10**9, seq) == ""
+    assert await answers.own_html(10**9, seats[0].pk, seq) == ""  # nor a game that is gone
 
     original, failures = broadcast.own_html_many, []
 
-    def fails_once(game_id: int, seat_ids: Any) -> dict[int, str]:
+    def fails_once(game_id: int, seen: Any) -> dict[int, str]:
         if not failures:
-            failures.append(set(seat_ids))
+            failures.append(set(seen))
             raise RuntimeError("a template that fails")
-        return original(game_id, seat_ids)
+        return original(game_id, seen)
 
     monkeypatch.setattr(broadcast, "own_html_many", fails_once)
     first, second = (Socket(html_path(game.code, seat.token), fmt="html") for seat in seats[:2])
