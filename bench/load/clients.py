@@ -249,24 +249,10 @@ class Player:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         out: list[dict[str, Any]] = []
         seq = message.get("seq")
-        if isinstance(seq, int) and kind != "state" and self.last_seq is not None:
-            # docs/protocol.md, "Delivery": an event carries the seq of the event before it or
-            # one more; the other messages carry the seq of the last event sent before them.
-            event = kind not in NOT_EVENTS
-            if seq > self.last_seq + (1 if event else 0):
-                self.gaps += 1
-                if RESYNC_COMMAND is not None and not self.resync_wanted:
-                    self.resync_wanted = True
-                    out.append(dict(RESYNC_COMMAND))
-            if event and seq > self.last_seq:
-                self.last_seq = seq
+        if isinstance(seq, int) and kind != "state":
+            out += self.note_seq(seq, event=kind not in NOT_EVENTS)
         if kind == "state":
-            self.states += 1
-            if self.resync_wanted:
-                self.resyncs += 1
-                self.resync_wanted = False
-            if isinstance(seq, int):
-                self.last_seq = seq
+            self.note_snapshot(seq if isinstance(seq, int) else None)
             game = message.get("game") or {}
             self.you = dict(message.get("you") or {})
             if message.get("signals"):
@@ -276,7 +262,6 @@ class Player:
             if game.get("round") and game.get("phase"):
                 self.position = (int(game["round"]), str(game["phase"]))
                 self._note_deadline(self.position, game)
-            self.ready.set()
             out += self._act(_listed(game))
             return out
         if kind == "phase":
@@ -314,6 +299,34 @@ class Player:
             self.errors[code] = self.errors.get(code, 0) + 1
             self.pending = None
         return out
+
+    def note_seq(self, seq: int, *, event: bool) -> list[dict[str, Any]]:
+        """Check a message's seq against the last event's; return the resync to send, if any.
+
+        docs/protocol.md, "Delivery": an event carries the seq of the event before it or one
+        more; the other messages carry the seq of the last event sent before them.
+        """
+        out: list[dict[str, Any]] = []
+        if self.last_seq is None:
+            return out
+        if seq > self.last_seq + (1 if event else 0):
+            self.gaps += 1
+            if RESYNC_COMMAND is not None and not self.resync_wanted:
+                self.resync_wanted = True
+                out.append(dict(RESYNC_COMMAND))
+        if event and seq > self.last_seq:
+            self.last_seq = seq
+        return out
+
+    def note_snapshot(self, seq: int | None) -> None:
+        """A snapshot (``state``): where the socket now stands, a resync answered."""
+        self.states += 1
+        if self.resync_wanted:
+            self.resyncs += 1
+            self.resync_wanted = False
+        if seq is not None:
+            self.last_seq = seq
+        self.ready.set()
 
     def _note_deadline(self, key: tuple[int, str], message: dict[str, Any]) -> None:
         deadline = parse_time(message.get("deadline"))
@@ -426,22 +439,10 @@ class PagePlayer(Player):
         kind = marker.group(2) if marker else "none"
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if marker is not None:
-            seq = int(marker.group(1))
             if kind == "snapshot":
-                self.states += 1
-                if self.resync_wanted:
-                    self.resyncs += 1
-                    self.resync_wanted = False
-                self.last_seq = seq
-                self.ready.set()
-            elif self.last_seq is not None:
-                if seq > self.last_seq + (1 if kind == "event" else 0):
-                    self.gaps += 1
-                    if RESYNC_COMMAND is not None and not self.resync_wanted:
-                        self.resync_wanted = True
-                        out.append(dict(RESYNC_COMMAND))
-                if kind == "event" and seq > self.last_seq:
-                    self.last_seq = seq
+                self.note_snapshot(int(marker.group(1)))
+            else:  # an event, or a progress (the seq of the last event)
+                out += self.note_seq(int(marker.group(1)), event=kind == "event")
         bar = _PHASE.search(text)
         if bar is not None:
             status, round_no, phase = bar.group(1), int(bar.group(2)), bar.group(3)
@@ -461,10 +462,8 @@ class PagePlayer(Player):
             return out
         round_no, phase = self.position
         form = {"HEADERS": {"HX-Request": "true"}, "round": str(round_no)}
-        if phase == "bidding" and 'id="bid-form"' in text:
-            wealth = float(self.you.get("wealth") or 1.0)
-            amount = self.rng.uniform(0.0, min(wealth, 0.5))
-            out.append({**form, "type": "bid", "amount": f"{amount:.4f}"})
+        if phase == "bidding" and 'id="bid-form"' in text:  # within any lab's starting wealth
+            out.append({**form, "type": "bid", "amount": f"{self.rng.uniform(0.0, 0.5):.4f}"})
         elif phase == "compliance" and 'value="decide"' in text:
             out.append({**form, "type": "decide", "run": str(self.rng.random() < 0.5).lower()})
         return out
