@@ -3,12 +3,13 @@
 A browser's move is answered with the seat's own panel and action card as they now stand
 (``broadcast.own_html_many``), so the student sees the bid taken at once; the room hears of it
 only as coalesced progress. Rendered one answer at a time, each read the game and built the
-public view again, one after another on the process's shared database thread: in a hall of 200
-phones about 1-4 ms each, and the last of a phase's answers waited about half a second (``bench.load
---pages``). Here the answers a process owes for one game are rendered together, on a thread of
-their own: the game read once, its screens built once, then each seat's fragments. Answers asked
-for meanwhile wait for the next round; there is no timer, so a lone answer goes at once and the
-busier the process, the more answers share a round (as ``movequeue`` does for the moves).
+public view again, one after another on the process's shared database thread: in a hall of
+200 phones about 1-4 ms each, and the last of a phase's answers waited about half a second
+(``bench.load --pages``). Here the answers a process owes for one game are rendered together,
+on a thread of their own: the game read once, its screens built once, then each seat's
+fragments. Answers asked for meanwhile wait for the next round; there is no timer, so a lone
+answer goes at once and the busier the process, the more answers share a round (as
+``movequeue`` does for the moves).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -481,6 +481,19 @@ _PHASE_OF = {"bid": "bidding", "decide": "compliance", "audit": "audit"}
 _NEXT = {"bidding": "compliance", "compliance": "audit", "audit": "results"}
 
 
+@dataclass(frozen=True)
+class PhaseChange:
+    """A phase ended by moves, as the clients noted it: its moves sent, the next phase's
+    arrivals, and the server's stamps of the change (``started``)."""
+
+    round_no: int
+    phase: str
+    following: str
+    sent: list[float]
+    got: list[float]
+    began: list[float]
+
+
 @dataclass
 class GameRun:
     """One game played by ``players``: the governor first, labs after; the last lab starts it."""
@@ -519,6 +532,21 @@ class GameRun:
             )
         return total
 
+    def noted(self, field: str, key: tuple[Any, ...]) -> list[float]:
+        """The times the players noted under ``key`` in ``field`` (sent, received, started,
+        deadlines)."""
+        return [getattr(p, field)[key] for p in self.players if key in getattr(p, field)]
+
+    def phase_changes(self) -> Iterator[PhaseChange]:
+        """Each phase ended by moves that some client saw end, in order."""
+        for round_no in range(1, self.rounds + 1):
+            for phase, following in _NEXT.items():
+                sent = self.noted("sent", (round_no, phase))
+                got = self.noted("received", ("phase", round_no, following))
+                if sent and got:
+                    began = self.noted("started", (round_no, following))
+                    yield PhaseChange(round_no, phase, following, sent, got, began)
+
     def phase_latencies(self, *, from_last_move: bool = False) -> list[float]:
         """Per phase ended by moves: the phase change -> the next phase at the last client.
 
@@ -528,37 +556,19 @@ class GameRun:
         database (its queue, its batch, the lock) to the phase change's way to the players.
         """
         out = []
-        for round_no in range(1, self.rounds + 1):
-            for phase, following in _NEXT.items():
-                sent = [
-                    p.sent[(round_no, phase)] for p in self.players if (round_no, phase) in p.sent
-                ]
-                got = [
-                    p.received[("phase", round_no, following)]
-                    for p in self.players
-                    if ("phase", round_no, following) in p.received
-                ]
-                began = [
-                    p.started[(round_no, following)]
-                    for p in self.players
-                    if (round_no, following) in p.started
-                ]
-                start = max(sent, default=None) if from_last_move else min(began, default=None)
-                if sent and got and start is not None:
-                    out.append(max(got) - start)
+        for change in self.phase_changes():
+            start = max(change.sent) if from_last_move else min(change.began, default=None)
+            if start is not None:
+                out.append(max(change.got) - start)
         return out
 
     def deadline_lateness(self) -> list[float]:
         """Per results phase (ended by its deadline): deadline -> next event at the last client."""
         out = []
         for round_no in range(1, self.rounds + 1):
-            deadlines = [
-                p.deadlines[(round_no, "results")]
-                for p in self.players
-                if (round_no, "results") in p.deadlines
-            ]
+            deadlines = self.noted("deadlines", (round_no, "results"))
             nxt = ("phase", round_no + 1, "bidding") if round_no < self.rounds else ("game_over",)
-            got = [p.received[nxt] for p in self.players if nxt in p.received]
+            got = self.noted("received", nxt)
             if deadlines and got:
                 out.append(max(got) - min(deadlines))
         return out

@@ -249,44 +249,27 @@ class Change:
         return dict(zip(PARTS, [*parts, self.last - self.changed], strict=True))
 
 
-def _seen(players: Iterable[Any], field: str, key: tuple[Any, ...]) -> list[float]:
-    """The times the players noted under ``key`` in their ``field`` (sent, received, started)."""
-    return [getattr(p, field)[key] for p in players if key in getattr(p, field)]
-
-
 def changes(runs: Iterable[Any], steps: list[Step]) -> list[Change]:
     """Each phase change of ``runs`` (``clients.GameRun``) that the benchmark times, in order."""
-    from bench.load.clients import _NEXT
-
     out: list[Change] = []
     for run in runs:
-        for round_no in range(1, run.rounds + 1):
-            for phase, following in _NEXT.items():
-                sent = _seen(run.players, "sent", (round_no, phase))
-                got = _seen(run.players, "received", ("phase", round_no, following))
-                if not sent or not got:
-                    continue
-                zero = max(sent)
-                # From 5 ms before the last move (a batch may have taken it from its queue),
-                # but not before this phase reached its first client (the previous change).
-                start = max(
-                    zero - 0.005,
-                    min(
-                        _seen(run.players, "received", ("phase", round_no, phase)),
-                        default=zero - 0.005,
-                    ),
+        for change in run.phase_changes():
+            zero, last = max(change.sent), max(change.got)
+            # From 5 ms before the last move (a batch may have taken it from its queue), but
+            # not before this phase reached its first client (the previous change).
+            opened = run.noted("received", ("phase", change.round_no, change.phase))
+            start = max(zero - 0.005, min(opened, default=zero - 0.005))
+            out.append(
+                Change(
+                    title=f"round {change.round_no}, {change.phase} -> {change.following} "
+                    f"({run.code})",
+                    sent=zero,
+                    changed=min(change.began) if change.began else None,
+                    first=min(change.got),
+                    last=last,
+                    steps=tuple(s for s in steps if start <= s.began <= last),
                 )
-                changed = _seen(run.players, "started", (round_no, following))
-                out.append(
-                    Change(
-                        title=f"round {round_no}, {phase} -> {following} ({run.code})",
-                        sent=zero,
-                        changed=min(changed) if changed else None,
-                        first=min(got),
-                        last=max(got),
-                        steps=tuple(s for s in steps if start <= s.began <= max(got)),
-                    )
-                )
+            )
     return out
 
 
