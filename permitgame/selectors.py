@@ -42,7 +42,6 @@ from permitgame.models import (
 from permitgame.realtime import CONNECTION_LEASE_SECONDS
 from sim_core import (
     AuditScore,
-    GameSetup,
     Phase,
     Role,
     Scenario,
@@ -682,7 +681,7 @@ class _Room:
     order: tuple[int, ...] = ()
     joined: int = 0
     labs: dict[int, LabView] = field(default_factory=dict)
-    penalties: np.ndarray | None = None  # each lab's expected penalty (``_lab_penalties``)
+    columns: _LabColumns | None = None  # what the labs' views read (``_lab_columns``)
     governor: GovernorView | None = None
     #: The player rows for one set of online seats: (online, row of each seat id, rows in order).
     players: tuple[frozenset[int], dict[int, PlayerRow], tuple[PlayerRow, ...]] | None = None
@@ -719,7 +718,12 @@ def _room(game: Game) -> _Room:
         room = carried
     else:
         rows = bridge.rows_of(game, keep=False)
+        kept = room
         room = _build_room(game, key, rows)
+        # The same seats (rows carried on by a batch in which no seat changed): their rows as
+        # everyone sees them are the same too, and a hall's are not built again.
+        if kept is not None and kept.key[:2] == key[:2] and kept.seats is room.seats:
+            room.players = kept.players if kept.playing == room.playing else None
     current = _VERSION_AND_SEQ.first(game.pk)
     # A room carried on across joins holds every join up to its ``last_join`` and none after
     # (each join's seat is read with it), so it is kept even if more joins came meanwhile: the
@@ -1005,37 +1009,80 @@ def _public_view(
     )
 
 
-def _lab_penalties(room: _Room, setup: GameSetup) -> np.ndarray:
-    """Each lab's expected penalty at its own risk profile, computed once per room."""
-    if room.penalties is None:
-        rules = room.rules
-        room.penalties = expected_penalty(setup.risk_profile, rules.p_eff, rules.punishment)
-    return room.penalties
+@dataclass(frozen=True, slots=True)
+class _LabColumns:
+    """What every lab's view reads of the round, one list per quantity, lab by lab.
+
+    Built once per room (``_lab_columns``): a view then reads list items, not numpy scalars,
+    so a hall's 200 views cost a fraction of what they did (each lab's view is read with every
+    event of the room). A quantity the round does not have yet is None.
+    """
+
+    values: list[float] | None
+    net_values: list[float] | None
+    wealth: list[float] | None
+    current_wealth: list[float] | None
+    risk: list[float]
+    penalties: list[float]
+    won: list[bool] | None
+    granted: list[bool] | None
+    bought: list[bool] | None
+    sold: list[bool] | None
 
 
-def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
-    """Return one lab's own view (kept with the room)."""
-    view = room.labs.get(seat.pk)
-    if view is not None:
-        return view
-    assert seat.lab_index is not None
-    lab = seat.lab_index
-    scenario, rules, moves = room.scenario, room.rules, room.moves
+def _lab_columns(game: Game, room: _Room) -> _LabColumns:
+    """Return the room's ``_LabColumns``, built on first use and kept with the room."""
+    if room.columns is not None:
+        return room.columns
     position = room.position
     progress = position.progress if position else None
     state = position.state if position else None
     market = progress.market if progress else None
     setup = position.setup if position else bridge.setup_of(game)
-    bid_move = moves.get((seat.pk, Action.BID))
-    ask_move = moves.get((seat.pk, Action.ASK))
-    run_move = moves.get((seat.pk, Action.DECIDE))
-    granted = progress.granted if progress is not None else None
     trade = progress.trade if progress is not None else None
-    won = bool(market.won[lab]) if market is not None else None
-    value = float(progress.values[lab]) if progress is not None else None
-    net_value = float(progress.net_values[lab]) if progress is not None else None
-    wealth = float(state.wealth[lab]) if state is not None else scenario.labs.endowment
-    risk = float(setup.risk_profile[lab])
+    rules = room.rules
+    wealth = state.wealth.tolist() if state is not None else None
+    settled_now = room.settled_now
+    columns = _LabColumns(
+        values=progress.values.tolist() if progress is not None else None,
+        net_values=progress.net_values.tolist() if progress is not None else None,
+        wealth=wealth,
+        current_wealth=[float(w) for w in settled_now.wealth] if settled_now else wealth,
+        risk=setup.risk_profile.tolist(),
+        # Each lab's expected penalty at its own risk profile (sim_core's, once per room).
+        penalties=expected_penalty(setup.risk_profile, rules.p_eff, rules.punishment).tolist(),
+        won=[bool(w) for w in market.won] if market is not None else None,
+        granted=[bool(g) for g in progress.granted]
+        if progress and progress.granted is not None
+        else None,
+        bought=[bool(b) for b in trade.bought] if trade is not None else None,
+        sold=[bool(b) for b in trade.sold] if trade is not None else None,
+    )
+    room.columns = columns
+    return columns
+
+
+def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
+    """Return one lab's own view (kept with the room)."""
+    seat_id = seat.pk
+    view = room.labs.get(seat_id)
+    if view is not None:
+        return view
+    assert seat.lab_index is not None
+    lab = seat.lab_index
+    player_id = seat.player_id
+    columns = _lab_columns(game, room)
+    scenario, rules, moves = room.scenario, room.rules, room.moves
+    progress = room.position.progress if room.position else None
+    market = progress.market if progress else None
+    trade = progress.trade if progress is not None else None
+    bid_move = moves.get((seat_id, Action.BID))
+    ask_move = moves.get((seat_id, Action.ASK))
+    run_move = moves.get((seat_id, Action.DECIDE))
+    won = columns.won[lab] if columns.won is not None else None
+    value = columns.values[lab] if columns.values is not None else None
+    net_value = columns.net_values[lab] if columns.net_values is not None else None
+    wealth = columns.wealth[lab] if columns.wealth is not None else scenario.labs.endowment
     # d = u + rho − E (MODEL.md §5) at face value (r = 1), with u and E from sim_core.
     gain = None if net_value is None else net_value + scenario.labs.racing_value
     face_value = (
@@ -1043,51 +1090,52 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
         if net_value is None
         else unpermitted_value(net_value, scenario.labs.racing_value, room.face_penalty)
     )
-    settled_now = room.settled_now
     view = LabView(
-        seat_id=seat.pk,
-        player_id=seat.player_id,
+        seat_id=seat_id,
+        player_id=player_id,
         nickname=seat.nickname,
         rejoin_code=seat.rejoin_code or "",
         round_no=game.round_no,
         phase=game.phase,
         value=value,
         net_value=net_value,
-        risk_profile=risk,
+        risk_profile=columns.risk[lab],
         wealth=wealth,
-        current_wealth=float(settled_now.wealth[lab]) if settled_now else wealth,
+        current_wealth=(
+            columns.current_wealth[lab] if columns.current_wealth is not None else wealth
+        ),
         score=room.book.scores[lab],
         p_eff=rules.p_eff,
         punishment=rules.punishment,
-        expected_penalty=float(_lab_penalties(room, setup)[lab]),
+        expected_penalty=columns.penalties[lab],
         gain_from_running=gain,
         face_expected_penalty=room.face_penalty,
         face_unpermitted_value=face_value,
         running_pays=None if face_value is None else face_value > 0,
-        rank=room.live_ranks.get(seat.player_id),
-        final_rank=room.final_ranks.get(seat.player_id),
+        rank=room.live_ranks.get(player_id),
+        final_rank=room.final_ranks.get(player_id),
         bid=float(bid_move.payload["amount"]) if bid_move else None,
         bid_by=bid_move.actor if bid_move else None,
         won=won,
         price=market.price if market is not None else None,
         run=True if won else (bool(run_move.payload["run"]) if run_move else None),
         run_by=run_move.actor if run_move else None,
-        granted=bool(granted[lab]) if granted is not None else None,
+        granted=columns.granted[lab] if columns.granted is not None else None,
         ask=_ask_amount(ask_move),
         kept=(ask_move.payload["amount"] is None) if ask_move else None,
         ask_by=ask_move.actor if ask_move else None,
-        bought=bool(trade.bought[lab]) if trade is not None else None,
-        sold=bool(trade.sold[lab]) if trade is not None else None,
+        bought=columns.bought[lab] if columns.bought is not None else None,
+        sold=columns.sold[lab] if columns.sold is not None else None,
         trades=trade.trades if trade is not None else None,
-        owes_move=seat.player_id in room.owing,
+        owes_move=player_id in room.owing,
         bot_playing=room.playing and seat.controller == Controller.BOT,
         handed_to_bot=seat.handed_to_bot,
         history=room.book.lab(lab),
         coaching=game.coaching,
         ask_belief=game.ask_belief,
-        belief=room.beliefs.get(seat.pk),
+        belief=room.beliefs.get(seat_id),
     )
-    room.labs[seat.pk] = view
+    room.labs[seat_id] = view
     return view
 
 

@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from permitgame import bridge, clock, ledger, realtime, selectors, services
 from permitgame.models import Game, Move, Seat
 from permitgame.services import MoveCommand
-from sim_core import Phase
+from sim_core import Phase, expected_penalty
 from tests.permitgame.test_hall import CountResolves, fresh, hall
 
 
@@ -98,6 +98,46 @@ def check_ledger(game: Game) -> None:
     assert plain([[row.payoff for row in rounds] for rounds in kept.rows]) == plain(
         [[row.payoff for row in rounds] for rounds in again.rows]
     )
+
+
+def check_views(game: Game) -> None:
+    """The player rows and every lab's view the kept room shows are a fresh read's.
+
+    A room carries the player rows of the room before it while its seats are the same ones, and
+    builds each lab's view from the round's quantities taken out of the resolve once per room:
+    both must be what a room built from the database alone (and resolved again) gives.
+    """
+    screens = selectors.game_screens(game)
+    seats = list(game.seats.order_by("id"))
+    moves = bridge.round_moves(game, max(game.round_no, 1), seats=seats) if game.round_no else []
+    rows = bridge.Rows(
+        key=(game.pk, game.code, game.version, game.round_no), seats=seats, moves=moves
+    )
+    again = selectors._build_room(game, selectors._room_key(game), rows)
+    online = {row.seat_id for row in screens.public.players if row.connected}
+    assert plain(selectors._player_rows(again, online)) == plain(screens.public.players)
+    position, records = again.position, again.records
+    settled = records[-1] if records and records[-1].round_no == game.round_no else None
+    for lab, seat in again.lab_seats.items():
+        view = screens.labs[seat.pk]
+        assert plain(selectors._lab_view(game, again, seat)) == plain(view)
+        # ... and each number is the resolve's own, for this lab.
+        if position is None:
+            assert view.value is None and view.won is None
+            continue
+        progress, state = position.progress, position.state
+        assert view.value == progress.values[lab] and view.net_value == progress.net_values[lab]
+        assert (
+            view.wealth == state.wealth[lab]
+            and view.risk_profile == position.setup.risk_profile[lab]
+        )
+        assert view.current_wealth == (settled.wealth[lab] if settled else state.wealth[lab])
+        market = progress.market
+        assert view.won == (None if market is None else bool(market.won[lab]))
+        penalty = expected_penalty(
+            position.setup.risk_profile, again.rules.p_eff, again.rules.punishment
+        )
+        assert view.expected_penalty == penalty[lab]
 
 
 def summary(rows: bridge.Rows) -> tuple[Any, ...]:
@@ -206,6 +246,7 @@ def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
         assert summary(kept) == rows_as_read(game), (step, game.round_no, game.phase)
         checked += 1
         check_ledger(game)
+        check_views(game)
         screens = selectors.game_screens(game)
         owed = [s for s in seats if s.player_id in screens.public.waiting_for]
         if (game.round_no, game.phase) == (2, Phase.BIDDING) and not handed:
@@ -242,6 +283,7 @@ def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
                 assert summary(carried) == rows_as_read(now), step
                 resolved += check_position(now, carried)
                 check_ledger(now)
+                check_views(now)
                 checked += 1
     assert fresh(game).status == "finished"
     assert handed and Seat.objects.get(pk=seats[1].pk).controller == "bot"
