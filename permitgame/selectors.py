@@ -1013,9 +1013,9 @@ def _public_view(
 class _LabColumns:
     """What every lab's view reads of the round, one list per quantity, lab by lab.
 
-    Built once per room (``_lab_columns``): a view then reads list items, not numpy scalars,
-    so a hall's 200 views cost a fraction of what they did (each lab's view is read with every
-    event of the room). A quantity the round does not have yet is None.
+    Built once per room (``_lab_columns``): each view then reads list items, not numpy
+    scalars one by one (every lab's view is built again with each event of the room). A
+    quantity the round does not have yet is None.
     """
 
     values: list[float] | None
