@@ -582,7 +582,7 @@ def test_join_errors_are_shown_by_their_field_in_the_browser(server, chromium_br
         page.get_by_label("Rejoin code").fill("NOPE99")
         page.get_by_role("button", name="Continue my seat").click()
         assert "rejoin code" in field_error(page, "rejoin-code")
-        assert page.evaluate("document.activeElement.id") == "rejoin-code"
+        focused(page, "rejoin-code")
         shoot(page, "join-rejoin-error")
         first.page.goto(f"{server.base_url}/play/{three_labs}/")
         rejoin_code = str(first.page.locator("#rejoin-code").text_content()).strip()
@@ -614,9 +614,23 @@ def test_home_page_takes_a_join_code_to_the_join_page(server, chromium_browser):
         page.wait_for_url("**/join/?code=*")
         assert page.get_by_label("Join code", exact=True).input_value() == code
         see(player, ".game-info", "Tuesday class")
-        assert page.evaluate("document.activeElement.id") == "join-nickname"
+        focused(page, "join-nickname")
     finally:
         page.context.close()
+
+
+def focused(page: Any, element_id: str) -> None:
+    """The focus lands on ``#element_id``: autofocus and the pages' script move it as the page
+    settles, a moment after it has loaded (a busy machine makes that moment longer)."""
+    try:
+        page.wait_for_function(
+            "id => document.activeElement && document.activeElement.id === id",
+            arg=element_id,
+            timeout=5000,
+        )
+    except PlaywrightTimeout:
+        where = page.evaluate("document.activeElement && document.activeElement.id")
+        raise AssertionError(f"the focus is on {where!r}, not #{element_id}") from None
 
 
 def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
@@ -626,7 +640,7 @@ def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
     page.add_init_script(RECORD_SOCKETS)
     try:
         page.goto(f"{server.base_url}/join/")
-        assert page.evaluate("document.activeElement.id") == "join-code"
+        focused(page, "join-code")
         page.keyboard.type(code.lower())
         page.keyboard.press("Tab")
         page.keyboard.type("Kim")
@@ -654,7 +668,7 @@ def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
         page.keyboard.press("Enter")
         see(player, "#you", "Your bid 0.200")  # a lone human: the round goes on at once
         # The focus was in the form the update replaced: it lands on the new next step.
-        assert page.evaluate("document.activeElement.id") == "lab-next"
+        focused(page, "lab-next")
         (move,) = server.moves(server.seat(code, "Kim")["id"], "bid")
         assert json.loads(move["payload"]) == {"amount": 0.2} and move["actor"] == "human"
 
@@ -668,7 +682,7 @@ def test_keyboard_alone_joins_and_places_a_bid(server, chromium_browser):
         assert stops == ["Run without a permit", "Stay idle"]
         page.keyboard.press("Enter")
         wait_phase(player, 1, "results")
-        assert page.evaluate("document.activeElement.id") == "lab-next"
+        focused(page, "lab-next")
         see(player, "#lab-action", "You stayed idle")
         (choice,) = server.moves(server.seat(code, "Kim")["id"], "decide")
         assert json.loads(choice["payload"]) == {"run": False}
