@@ -16,6 +16,7 @@ from typing import Any
 from permitgame import clock, selectors
 from permitgame.errors import NotYourGame
 from permitgame.models import MOVE_ACTIONS, Actor, Game, Move, SavedPreset, Status
+from permitgame.templating import Record
 from sim_core import Role
 
 NOT_YOUR_GAME = "Game {code} belongs to another instructor."
@@ -66,7 +67,7 @@ def host_presets(user: Any) -> list[SavedPreset]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ConsoleSeat:
+class ConsoleSeat(Record):
     """One seat as the instructor's console lists it: who plays it, present, acted, how fast.
 
     ``presence``: ``connected`` (a live socket), ``idle`` (a live socket, but the player let

@@ -24,11 +24,12 @@ from typing import Any
 
 from permitgame import bridge
 from permitgame.models import Action, Game, Move, RoundRecord, Seat, lab_label
+from permitgame.templating import Record
 from sim_core import METRICS, AuditScore, PayoffTerm, Role, payoff_terms, score_audits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LabRound:
+class LabRound(Record):
     """One lab in one settled round: what it drew, did and got (its own results only).
 
     ``won`` is a permit held (after trading under MODEL.md §3b); ``violated`` ran without one;
@@ -73,7 +74,7 @@ class LabRound:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Standing:
+class Standing(Record):
     """A lab's place among the labs by score (1 is best; ties go to the lower lab number)."""
 
     rank: int

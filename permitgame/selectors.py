@@ -40,6 +40,7 @@ from permitgame.models import (
     lab_label,
 )
 from permitgame.realtime import CONNECTION_LEASE_SECONDS
+from permitgame.templating import Record
 from sim_core import (
     AuditScore,
     Phase,
@@ -168,7 +169,7 @@ def seat_label(seat: Seat) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PlayerRow:
+class PlayerRow(Record):
     """One seat as everyone may see it: who plays it, never what it does.
 
     ``open_seat``: a seat kept for a human who has not joined yet.
@@ -188,7 +189,7 @@ class PlayerRow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RulesView:
+class RulesView(Record):
     """The rules in force as announced to the labs (MODEL.md §2, §3, §5)."""
 
     lab_count: int
@@ -219,7 +220,7 @@ class RulesView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MarketView:
+class MarketView(Record):
     """A round's market result, public (MODEL.md §4 step 2)."""
 
     round_no: int
@@ -232,7 +233,7 @@ class MarketView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Headline:
+class Headline(Record):
     """A settled round in one sentence, for the projector and the phones (public aggregates).
 
     ``caught_by_audit`` are the violators the governor's audits caught; ``caught_later`` the
@@ -277,7 +278,7 @@ def headline_of(record: RoundRecord) -> Headline:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RoomCounts:
+class RoomCounts(Record):
     """A big room's players as counts (a lab's snapshot there carries these, not the list)."""
 
     seats: int
@@ -286,7 +287,7 @@ class RoomCounts:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PublicView:
+class PublicView(Record):
     """What every socket of a game may see."""
 
     game_id: int
@@ -341,7 +342,7 @@ class PublicView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LabView:
+class LabView(Record):
     """What one lab may see privately: its value, its moves, its results.
 
     ``expected_penalty`` is the model's E = r·p_eff·P with the seat's risk profile r (what its
@@ -405,7 +406,7 @@ class LabView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SignalRow:
+class SignalRow(Record):
     """One lab as the governor sees it: permit status and signal (MODEL.md §6)."""
 
     player_id: int
@@ -416,7 +417,7 @@ class SignalRow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AuditResult:
+class AuditResult(Record):
     """A round's audits as the governor learns them."""
 
     round_no: int
@@ -427,7 +428,7 @@ class AuditResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GovernorView:
+class GovernorView(Record):
     """What the governor may see: signals and permits of every lab, and the audit results."""
 
     seat_id: int
@@ -450,7 +451,7 @@ class GovernorView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Cockpit:
+class Cockpit(Record):
     """The governor's cockpit: what a signal says, and how its last audits compare.
 
     ``violation_rate`` is the share of labs without a permit that violated in the settled
