@@ -16,6 +16,7 @@ its view does not hold.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -23,8 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
-from django.template.loader import render_to_string
+from django.template.loader import get_template
 from django.utils.html import escape
 
 from permitgame import charts, clock, host_selectors, realtime, selectors
@@ -387,8 +389,22 @@ def seat_state_message(
 # ------------------------------------------------------------------------------ HTML fragments
 
 
-def _render(names: Iterable[str], context: Mapping[str, Any]) -> str:
-    return "".join(render_to_string(f"{LIVE}#{name}", dict(context)) for name in names)
+def _render(names: Iterable[str], context: Mapping[str, Any], *, base: str = LIVE) -> str:
+    """Return the fragments ``names`` of template ``base`` rendered with ``context``, in order."""
+    find = get_template if settings.DEBUG else _fragment
+    return "".join(find(f"{base}#{name}").render(dict(context)) for name in names)
+
+
+@functools.cache
+def _fragment(name: str) -> Any:
+    """The template of one fragment, found once per process (``_render``, when not DEBUG).
+
+    Finding a fragment through the loaders again for every render was a tenth of a lab card's
+    rendering, and a hall renders every lab's card on every event. The templates cannot change
+    under a running server that is not in DEBUG (Django's cached loader keeps them for good
+    too); in DEBUG each render finds them again, so an edited template shows at once.
+    """
+    return get_template(name)
 
 
 def public_html(public: PublicView) -> str:
@@ -437,7 +453,7 @@ def host_html(public: PublicView, seats: Sequence[ConsoleSeat], *, with_charts: 
     """Return the instructor's fragments; charts only ``with_charts`` (they change per round)."""
     context = {**host_context(public, seats, with_charts=with_charts), "oob": True}
     names = HOST_FRAGMENTS + (("host-charts",) if with_charts else ())
-    return "".join(render_to_string(f"{HOST}#{name}", context) for name in names)
+    return _render(names, context, base=HOST)
 
 
 def host_snapshot(game_id: int) -> tuple[int, str]:
