@@ -114,7 +114,9 @@ async def one_repeat(
     trace_as: Path | None = None,
 ) -> dict[str, Any]:
     floor = await clients.floor([d.url for d in served.floor], scenario.sockets, fires)
-    codes = servers.create_games(served, labs=scenario.labs, games=scenario.rooms, rounds=rounds)
+    games = servers.create_games(
+        served, labs=scenario.labs, games=scenario.rooms, rounds=rounds, console=clients.CONSOLE
+    )
     cpu_before = servers.CpuTimes.now(served)
     joined_cpu: list[servers.CpuTimes] = []  # once the joins are over
     started = time.time()
@@ -125,13 +127,14 @@ async def one_repeat(
             else None
         )
         runs = await clients.play_games(
-            codes,
+            games.codes,
             players=scenario.labs,
             rounds=rounds,
             game_urls=[d.url for d in served.game],
             time_limit=time_limit(scenario, rounds),
             seed=seed,
             joined=lambda: joined_cpu.append(servers.CpuTimes.now(served)),
+            console_cookie=games.console_cookie,
         )
     wall = time.time() - started
     ended_cpu = servers.CpuTimes.now(served)
@@ -197,6 +200,9 @@ async def one_repeat(
         "complete": sum(run.complete for run in runs),
         "games": len(runs),
         "messages": sum(sum(p.counts.values()) for p in players),
+        "console_frames": sum(run.console_frames for run in runs),
+        "console_kib": sum(run.console_bytes for run in runs) / 1024,
+        "console_errors": [run.console_error for run in runs if run.console_error],
         "errors": errors,
         "servers_alive": all(d.alive() for d in served.game),
         "profile": profile.summary(samples) if samples is not None else [],
@@ -282,7 +288,13 @@ def run_setup(
                 f"{result['failed_handshakes']} failed handshakes, "
                 f"server CPU {fmt_s(result['join_cpu_s'])}), "
                 f"games {result['complete']}/{result['games']}, "
-                f"{result['wall_s']:.0f} s, load {os.getloadavg()[0]:.2f}",
+                f"{result['wall_s']:.0f} s, load {os.getloadavg()[0]:.2f}"
+                + (
+                    f", consoles sent {result['console_frames']} frames, "
+                    f"{result['console_kib']:.0f} KiB {result['console_errors'] or ''}"
+                    if clients.CONSOLE
+                    else ""
+                ),
                 file=log,
                 flush=True,
             )
@@ -303,7 +315,9 @@ def run_setup(
             print(f"  server logs: {problems} lines of warnings or errors, in {folder}", file=log)
     row: dict[str, Any] = {
         "scenario": scenario.name,
-        "label": scenario.label + (", labs on pages" if clients.PAGES else ""),
+        "label": scenario.label
+        + (", labs on pages" if clients.PAGES else "")
+        + (", console open" if clients.CONSOLE else ""),
         "setup": setup.name,
         "setup_label": setup.label,
         "sockets": scenario.sockets,
@@ -313,6 +327,10 @@ def run_setup(
             sum(r["complete"] for r in repeats_out), sum(r["games"] for r in repeats_out)
         ),
         "lost_max": max(r["lost"] for r in repeats_out),
+        # --console: what the games' consoles were sent, all repeats together.
+        "console_frames": sum(r["console_frames"] for r in repeats_out),
+        "console_kib": sum(r["console_kib"] for r in repeats_out),
+        "console_errors": [e for r in repeats_out for e in r["console_errors"]],
         "lateness_max": max(
             (r["lateness_max"] for r in repeats_out if r["lateness_max"] is not None), default=None
         ),
@@ -558,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the labs play on the pages' sockets (HTML fragments), as phones do",
     )
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="each game's console open throughout, as a class's projector shows it",
+    )
     parser.add_argument("--timeout", type=float, help="global limit in seconds (default 1800)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
@@ -591,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     fires = args.fires or (10 if args.quick else 20)
     clients.FRAMES = args.frames
     clients.PAGES = args.pages
+    clients.CONSOLE = args.console
     limit = args.timeout or (300 if args.quick else 1800)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -644,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "frames": args.frames,
         "pages": args.pages,
+        "console": args.console,
         "load_before": load_before,
         "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "elapsed_s": time.time() - started,

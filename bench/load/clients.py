@@ -57,6 +57,8 @@ FRAMES = "event"
 #: ``--pages``: the labs play on the pages' sockets (HTML fragments, ``PagePlayer``), as a
 #: lecture hall's phones do; the governor keeps the JSON protocol.
 PAGES = False
+#: ``--console``: each game's console is open throughout, as a class's projector shows it.
+CONSOLE = False
 
 WS_OPTIONS: dict[str, Any] = {
     "compression": None,  # browsers' deflate is not what is measured; saves the client's CPU
@@ -505,6 +507,10 @@ class GameRun:
     joined_at: float | None = None
     start_sent: float | None = None
     complete: bool = False
+    #: ``--console``: the game's console, open throughout (frames and bytes it was sent).
+    console_frames: int = 0
+    console_bytes: int = 0
+    console_error: str | None = None
 
     def happened(self) -> set[tuple[Any, ...]]:
         """The tracked events some client of the game received (a seat's own: its round's)."""
@@ -629,6 +635,7 @@ async def play_games(
     time_limit: float,
     seed: int,
     joined: Callable[[], None] | None = None,
+    console_cookie: str | None = None,
 ) -> list[GameRun]:
     """Join ``players`` labs and a governor to each game, play all games at once to the end.
 
@@ -636,6 +643,8 @@ async def play_games(
     servers, sockets too); the last lab's join, the last seat, starts the game (it connects
     during round 1's bidding, which waits for its bid). Returns the runs, complete or not.
     ``joined`` is called once every game's early seats are connected (the joins are over).
+    ``console_cookie``: each game's console is open from the start (an instructor's session,
+    ``gamectl --console``), on the first server, as a class's projector shows it.
     """
     stop = asyncio.Event()
     runs = make_runs(codes, players=players, rounds=rounds, game_urls=game_urls, seed=seed)
@@ -648,6 +657,11 @@ async def play_games(
         *early, starter = run.players
         run.join_started = time.time()
         tasks = [asyncio.ensure_future(seat(p)) for p in early]
+        watchers = (
+            [asyncio.ensure_future(watch_console(run, game_urls[0], console_cookie))]
+            if console_cookie is not None
+            else []
+        )
         readies = [asyncio.ensure_future(p.ready.wait()) for p in early]
         try:
             done, _ = await asyncio.wait(readies, timeout=time_limit)
@@ -662,7 +676,7 @@ async def play_games(
             await asyncio.gather(*tasks)
             run.complete = all(p.finished for p in run.players)
         finally:
-            for task in (*tasks, *readies):
+            for task in (*tasks, *readies, *watchers):
                 task.cancel()
 
     games = [asyncio.ensure_future(one_game(run)) for run in runs]
@@ -675,6 +689,22 @@ async def play_games(
             task.cancel()
         await asyncio.gather(*games, return_exceptions=True)
     return runs
+
+
+async def watch_console(run: GameRun, base: str, cookie: str) -> None:
+    """Keep the game's console open and read what it is sent until cancelled (``--console``)."""
+    url = f"{base.replace('http://', 'ws://')}/ws/host/{run.code}/"
+    try:
+        async with websockets.connect(
+            url, origin=Origin(base), additional_headers={"Cookie": cookie}, **WS_OPTIONS
+        ) as socket:
+            async for text in socket:
+                run.console_frames += 1
+                run.console_bytes += len(text)
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noted in the report: the console is what it measures with
+        run.console_error = f"{type(error).__name__}: {error}"
 
 
 # ------------------------------------------------------------------------------------ floor

@@ -4,6 +4,10 @@
 seat and the governor's seat wait for a human, and each game starts by itself when its last seat
 is taken (``autostart``), from the server that took that join: no instructor login is needed and
 the start is broadcast by the server, as a class's is.
+
+``--console``: the games belong to an instructor, and a session of theirs is made, so the
+benchmark can keep each game's console open as a class's projector does; then one JSON object
+is printed, ``{"codes": [...], "console_cookie": "<name>=<session>"}``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import Any
 
 SCENARIO = "targeted_audit"
 
@@ -22,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--move-seconds", type=int, default=120, help="bidding, compliance, audit")
     parser.add_argument("--results-seconds", type=int, default=1, help="the results phase")
+    parser.add_argument("--console", action="store_true", help="an instructor's session too")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "permitgame.settings")
@@ -38,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         "audit": args.move_seconds,
         "results": args.results_seconds,
     }
+    owner = instructor() if args.console else None
     codes = [
         services.game_create(
             scenario=scenario,
@@ -46,10 +53,37 @@ def main(argv: list[str] | None = None) -> None:
             durations=durations,
             title=f"bench-load {index + 1}",
             autostart=True,
+            owner=owner,
         ).code
         for index in range(args.games)
     ]
-    print(json.dumps(codes))
+    if owner is None:
+        print(json.dumps(codes))
+        return
+    print(json.dumps({"codes": codes, "console_cookie": session_cookie(owner)}))
+
+
+def instructor() -> Any:
+    """The benchmark's instructor (made once per database)."""
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-instructor")
+    return user
+
+
+def session_cookie(user: Any) -> str:
+    """A logged-in session of ``user``, as the cookie a browser would send ("name=key")."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.save()
+    return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from bench.load import clients, servers
 
 async def measure(setup: servers.Setup, *, labs: int, games: int) -> dict[str, Any]:
     with servers.serve(setup) as served:
-        codes = servers.create_games(served, labs=labs, games=games, rounds=3)
+        codes = servers.create_games(served, labs=labs, games=games, rounds=3).codes
         runs = clients.make_runs(
             codes, players=labs, rounds=3, game_urls=[d.url for d in served.game], seed=1
         )

@@ -253,8 +253,22 @@ def keep_logs(served: Servers, name: str) -> tuple[Path, int]:
     return folder, problems
 
 
-def create_games(servers: Servers, *, labs: int, games: int, rounds: int) -> list[str]:
-    """Create ``games`` games of ``labs`` human labs and a human governor; return their codes."""
+@dataclass(frozen=True)
+class Games:
+    """The games made for a repeat: their join codes, and the instructor's session cookie if
+    their consoles are to be open (``--console``)."""
+
+    codes: list[str]
+    console_cookie: str | None = None
+
+
+def create_games(
+    servers: Servers, *, labs: int, games: int, rounds: int, console: bool = False
+) -> Games:
+    """Create ``games`` games of ``labs`` human labs and a human governor.
+
+    ``console``: the games belong to an instructor, whose session cookie comes with them.
+    """
     import json
 
     result = subprocess.run(
@@ -268,6 +282,7 @@ def create_games(servers: Servers, *, labs: int, games: int, rounds: int) -> lis
             str(games),
             "--rounds",
             str(rounds),
+            *(["--console"] if console else []),
         ],
         cwd=REPO_ROOT,
         env=app_env(servers.env),
@@ -279,7 +294,10 @@ def create_games(servers: Servers, *, labs: int, games: int, rounds: int) -> lis
     )
     if result.returncode != 0:
         raise RuntimeError(f"creating the games failed:\n{result.stdout}\n{result.stderr}")
-    return list(json.loads(result.stdout.strip().splitlines()[-1]))
+    made = json.loads(result.stdout.strip().splitlines()[-1])
+    if isinstance(made, dict):
+        return Games(list(made["codes"]), made["console_cookie"])
+    return Games(list(made))
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -174,6 +174,20 @@ def test_a_tiny_run_of_labs_on_pages_plays_to_the_end_and_answers_every_move() -
     assert row["ack_p95"] is not None and row["phase_p95"] is not None
 
 
+def test_a_tiny_run_with_the_console_open_keeps_it_open_and_fed_to_the_end() -> None:
+    # --console: the game belongs to an instructor whose console is open throughout, as a
+    # class's projector shows it; the players' figures then include what the console costs.
+    tiny = "--scenarios 6 --setups one --rounds 1 --repeats 1 --fires 3 --timeout 240 --console"
+    report = run_module("bench.load", *tiny.split(), "--json", "--no-write")
+    (row,) = report["rows"]
+    assert report["console"] is True and row["label"].endswith("console open")
+    assert row["complete"] == "1/1" and row["lost_max"] == 0 and row["errors"] == {}
+    # Its snapshot, then an update with each of the round's events at least (a phase change
+    # each, the game's end) and the coalesced progress: the host socket was let in and fed.
+    assert row["console_errors"] == []
+    assert row["console_frames"] >= 5 and row["console_kib"] > 10
+
+
 def test_a_traced_phase_change_is_cut_into_parts_that_add_up_to_its_way() -> None:
     def step(began: float, ended: float, name: str, detail: str = "", pid: int = 1) -> trace.Step:
         thread = "MainThread" if name == "hand-out" else "moves_0"
