@@ -21,12 +21,15 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections
 from django.db.models import Count, Exists, OuterRef, Q
 from django.template.loader import get_template
+from django.urls import reverse
 from django.utils.html import escape
 
 from permitgame import charts, clock, host_selectors, realtime, selectors
@@ -437,6 +440,9 @@ def host_context(
         ),
         "program_labs": sum(1 for row in seats if row.program and row.role == "lab"),
         "governor_seat": next((row for row in seats if row.role == "governor"), None),
+        # Each seat's "hand to a bot" form posts to its own URL: reversed once here, not twice
+        # per row by the template (a third of rendering a hall's seats).
+        "hand_url": _SeatUrl("console:hand", public.code),
     }
     if with_charts:
         context["charts"] = charts.round_charts(
@@ -447,6 +453,19 @@ def host_context(
             traded=rules.allocation == "grandfathered",
         )
     return context
+
+
+class _SeatUrl:
+    """A console URL that takes the game's code and a seat's id, reversed once for every seat:
+    ``{{ hand_url|seat_url:row.seat_id }}`` in the template (``play_format.seat_url``)."""
+
+    _MARK = 987654321  # a seat id no game has: where the real one goes
+
+    def __init__(self, name: str, code: str) -> None:
+        self.prefix, self.suffix = reverse(name, args=[code, self._MARK]).split(str(self._MARK))
+
+    def of(self, seat_id: int) -> str:
+        return f"{self.prefix}{int(seat_id)}{self.suffix}"
 
 
 def host_html(public: PublicView, seats: Sequence[ConsoleSeat], *, with_charts: bool) -> str:
@@ -652,10 +671,57 @@ def publish(
     # sent (it counts from this note), so it never overtakes the event it follows.
     note_owed(public)
     _progress_sent(game_id)
-    # The console after the players: its fragments are the largest to render (every seat
-    # with its controls), and no player waits for them.
-    charts = bool(_HOST_CHART_EVENTS.intersection(kinds))
-    _send_host(game, public, charts=charts, kind=realtime.SEND)
+    # The console after the players, on a thread of its own (``console_later``).
+    console_later(game_id, charts=bool(_HOST_CHART_EVENTS.intersection(kinds)))
+
+
+#: The thread that renders the console's update of each event (one: the updates in order).
+CONSOLE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console")
+#: Seconds the console's update of an event waits before it is rendered.
+CONSOLE_DELAY_SECONDS = 0.05
+
+
+def console_later(game_id: int, *, charts: bool) -> None:
+    """Render and send the console's update of an event of the game, a moment from now.
+
+    The console's fragments are the largest the server renders (every seat with its controls:
+    at 200 seats about 10 ms and 230 KB). Rendered at once, on the thread that records the
+    game's moves, they held up the next batch of moves and shared the process's Python with
+    the hub handing the event to the players' sockets, which slowed the phase change itself
+    (``bench.load --console``). So they are rendered on a thread of their own, once the event
+    has had ``CONSOLE_DELAY_SECONDS`` to reach the players, from the game as it then stands
+    (the console drops an update older than one it has: ``HostConsumer``).
+
+    The events of a game that come while its update waits share it (it shows the game as it
+    then stands, with the charts if any of them settled a round).
+    """
+    with _progress_lock:
+        waiting = game_id in _console_charts
+        _console_charts[game_id] = _console_charts.get(game_id, False) or charts
+    if waiting:
+        return
+    due = time.monotonic() + CONSOLE_DELAY_SECONDS
+
+    def render() -> None:
+        time.sleep(max(0.0, due - time.monotonic()))  # the updates queued in order: each its own
+        with _progress_lock:
+            with_charts = _console_charts.pop(game_id, charts)
+        try:
+            if not realtime.console_open(game_id):  # nobody watches: nothing read or rendered
+                return
+            game = selectors.game_by_pk(game_id)
+            if game is not None:
+                _send_host(game, None, charts=with_charts, kind=realtime.SEND)
+        except Exception:
+            logger.exception("the console's update of game %s failed", game_id)
+        finally:
+            close_old_connections()  # back to the pool between updates (as ``answers``)
+
+    CONSOLE.submit(render)
+
+
+#: Game id -> whether its console update waiting to be rendered has the charts.
+_console_charts: dict[int, bool] = {}
 
 
 def _send_host(

@@ -121,6 +121,7 @@ class Hub:
     def __init__(self, layer: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.layer = layer
         self.loop = loop
+        realtime.serve_on(loop)
         self.channel: str | None = None
         self.games: dict[int, dict[int, list[Receiver]]] = {}
         self.joined: set[int] = set()

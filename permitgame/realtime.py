@@ -205,15 +205,30 @@ def _own_loop(layer: Any) -> bool:
     return isinstance(layer, RedisPubSubChannelLayer)
 
 
+#: The event loop of this process's sockets (``hub.Hub``), where the in-memory layer lives.
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def serve_on(loop: asyncio.AbstractEventLoop) -> None:
+    """Note the loop of this process's sockets (the in-memory layer's sends go through it)."""
+    global _server_loop
+    _server_loop = loop
+
+
 def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
     """Run ``sending`` to the end from sync code (a thread that records moves, the clock's).
 
     With Redis, on this thread's own event loop: the events a thread commits go out at once,
     not after whatever the server's loop is busy with (a room's hand-out, other sockets'
     moves), which under a lecture hall's load delayed them by tens of milliseconds. Otherwise on
-    the server's loop (``async_to_sync``).
+    the server's loop: the sockets' loop if it runs (from any thread of the process, as the
+    console's does), else through ``async_to_sync``.
     """
     if not _own_loop(layer):
+        loop = _server_loop
+        if loop is not None and loop.is_running() and not _in_loop(loop):
+            asyncio.run_coroutine_threadsafe(_await(sending), loop).result()
+            return
         async_to_sync(_await)(sending)
         return
     loop = getattr(_thread, "loop", None)
@@ -224,6 +239,13 @@ def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
 
 async def _await(sending: Coroutine[Any, Any, None]) -> None:
     await sending
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def send_seat_moved(game_id: int, seat_ids: Iterable[int]) -> None:

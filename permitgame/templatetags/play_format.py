@@ -9,6 +9,8 @@ selectors.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import template
 
 from permitgame.models import lab_label as _lab_label
@@ -106,3 +108,9 @@ def magnitude(value: float | None) -> str:
 def split_commas(text: str) -> list[str]:
     """Return "0,10,20" as ["0", "10", "20"] (a template's fixed list of choices)."""
     return [item.strip() for item in text.split(",")]
+
+
+@register.filter
+def seat_url(url: Any, seat_id: int) -> str:
+    """Return a console URL of one seat from its URL reversed once for all (``broadcast``)."""
+    return str(url.of(seat_id))

@@ -6,6 +6,7 @@ session cookie of a logged-in instructor, as the console and projector pages con
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -90,3 +91,35 @@ async def test_socket_is_refused_before_any_fragment_when_not_the_owner(django_u
     assert not connected
     assert close_code == CLOSE_FORBIDDEN
     await socket.disconnect()
+
+
+async def test_an_events_console_update_is_rendered_off_the_moves_thread_once_for_a_burst(
+    django_user_model, monkeypatch
+):
+    # The console's fragments (every seat with its controls) are rendered on a thread of their
+    # own a moment after the event, not on the thread that committed it, and the events that
+    # come meanwhile share one update showing the game as it then stands.
+    ana, _, _, game = await db(setup)(django_user_model)
+    socket = host_socket(game.code, await db(session_cookie)(ana))
+    connected, _ = await socket.connect(timeout=5)
+    assert connected
+    await socket.receive_from(timeout=5)  # the snapshot
+    threads: list[str] = []
+    real = broadcast.host_html
+
+    def rendered(*args: Any, **kwargs: Any) -> str:
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(broadcast, "host_html", rendered)
+    monkeypatch.setattr(broadcast, "CONSOLE_DELAY_SECONDS", 0.5)
+    try:
+        started = await db(services.game_start)(game=game)
+        await db(services.game_pause)(game=started)  # a second event within the wait
+        assert threads == []  # nothing rendered on the threads that committed the events
+        update = await socket.receive_from(timeout=5)
+        assert 'data-status="paused"' in update  # the game as it stands after both
+        assert await socket.receive_nothing(timeout=0.7)
+        assert len(threads) == 1 and threads[0].startswith("console"), threads
+    finally:
+        await socket.disconnect()

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from django.template import Context, Template
+from django.urls import reverse
 
-from permitgame import broadcast, selectors, services
+from permitgame import broadcast, host_selectors, selectors, services
 from permitgame.services import MoveCommand
 from permitgame.templating import Record
 from tests.permitgame.test_hall import fresh, hall
@@ -94,3 +95,17 @@ def test_a_record_answers_its_attributes_and_nothing_else():
         Context({"view": view})
     )
     assert text == "0.25|0.5|"
+
+
+@pytest.mark.django_db
+def test_the_consoles_seat_forms_post_to_each_seats_own_url():
+    game, seats = hall(labs=5, humans=3, rounds=2)
+    services.game_start(game=game)
+    game = fresh(game)
+    public = selectors.game_screens(game).public
+    rows = host_selectors.console_seats(game)
+    html = broadcast.host_html(public, rows, with_charts=False)
+    for seat in seats:  # the URL reversed once serves every row, each with its own seat
+        url = reverse("console:hand", args=[game.code, seat.pk])
+        assert html.count(f'action="{url}" hx-post="{url}"') == 1, url
+    assert html.count('name="to_bot"') == len(seats)
