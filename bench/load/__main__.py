@@ -203,6 +203,7 @@ async def one_repeat(
         "console_frames": sum(run.console_frames for run in runs),
         "console_kib": sum(run.console_bytes for run in runs) / 1024,
         "console_errors": [run.console_error for run in runs if run.console_error],
+        "consoles_finished": sum(run.console_finished for run in runs),
         "errors": errors,
         "servers_alive": all(d.alive() for d in served.game),
         "profile": profile.summary(samples) if samples is not None else [],
@@ -331,6 +332,7 @@ def run_setup(
         "console_frames": sum(r["console_frames"] for r in repeats_out),
         "console_kib": sum(r["console_kib"] for r in repeats_out),
         "console_errors": [e for r in repeats_out for e in r["console_errors"]],
+        "consoles_finished": sum(r["consoles_finished"] for r in repeats_out),
         "lateness_max": max(
             (r["lateness_max"] for r in repeats_out if r["lateness_max"] is not None), default=None
         ),

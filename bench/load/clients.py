@@ -511,6 +511,7 @@ class GameRun:
     console_frames: int = 0
     console_bytes: int = 0
     console_error: str | None = None
+    console_finished: bool = False  # its last update showed the game over
 
     def happened(self) -> set[tuple[Any, ...]]:
         """The tracked events some client of the game received (a seat's own: its round's)."""
@@ -675,6 +676,12 @@ async def play_games(
             tasks.append(asyncio.ensure_future(starter.play(stop)))
             await asyncio.gather(*tasks)
             run.complete = all(p.finished for p in run.players)
+            # The console's last update comes a moment after the game's end (rendered after
+            # the players'): it is waited for, a few seconds at most.
+            for _ in range(50 if watchers and run.complete else 0):
+                if run.console_finished:
+                    break
+                await asyncio.sleep(0.1)
         finally:
             for task in (*tasks, *readies, *watchers):
                 task.cancel()
@@ -701,6 +708,8 @@ async def watch_console(run: GameRun, base: str, cookie: str) -> None:
             async for text in socket:
                 run.console_frames += 1
                 run.console_bytes += len(text)
+                if 'data-status="' in text:
+                    run.console_finished = 'data-status="finished"' in text
     except asyncio.CancelledError:
         raise
     except Exception as error:  # noted in the report: the console is what it measures with
