@@ -707,11 +707,7 @@ def console_later(game_id: int, *, charts: bool) -> None:
         with _progress_lock:
             with_charts = _console_charts.pop(game_id, charts)
         try:
-            if not realtime.console_open(game_id):  # nobody watches: nothing read or rendered
-                return
-            game = selectors.game_by_pk(game_id)
-            if game is not None:
-                _send_host(game, None, charts=with_charts, kind=realtime.SEND)
+            _send_host(game_id, None, charts=with_charts, kind=realtime.SEND)
         except Exception:
             logger.exception("the console's update of game %s failed", game_id)
         finally:
@@ -725,15 +721,26 @@ _console_charts: dict[int, bool] = {}
 
 
 def _send_host(
-    game: Game, public: PublicView | None, *, charts: bool, kind: str, now: float | None = None
+    game: Game | int,
+    public: PublicView | None,
+    *,
+    charts: bool,
+    kind: str,
+    now: float | None = None,
 ) -> None:
     """Render and send the console's fragments, if a console is open.
 
+    ``game``: the game, or its id (then it is read here, only when a console is open).
     ``public``: the game's public view if the caller has it (else it is read here, only when a
     console is open: the console's full view is the one progress that resolves the round).
     """
-    if not realtime.console_open(game.pk):
+    if not realtime.console_open(game if isinstance(game, int) else game.pk):
         return
+    if isinstance(game, int):
+        found = selectors.game_by_pk(game)
+        if found is None:  # deleted meanwhile: no console to tell
+            return
+        game = found
     with _progress_lock:
         _last_host[game.pk] = time.monotonic() if now is None else now
         _host_dirty.discard(game.pk)
@@ -1131,8 +1138,7 @@ def flush_due(*, now: float | None = None) -> int:
         ]
     for game_id in consoles:
         try:
-            game = Game.objects.get(pk=game_id)
-            _send_host(game, None, charts=False, kind=realtime.PROGRESS, now=moment)
+            _send_host(game_id, None, charts=False, kind=realtime.PROGRESS, now=moment)
         except Exception:
             logger.exception("console of game %s failed", game_id)
     for game_id, beacon in due:

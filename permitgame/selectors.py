@@ -723,8 +723,13 @@ def _room(game: Game) -> _Room:
         room = _build_room(game, key, rows)
         # The same seats (rows carried on by a batch in which no seat changed): their rows as
         # everyone sees them are the same too, and a hall's are not built again.
-        if kept is not None and kept.key[:2] == key[:2] and kept.seats is room.seats:
-            room.players = kept.players if kept.playing == room.playing else None
+        if (
+            kept is not None
+            and kept.key[:2] == key[:2]
+            and kept.seats is room.seats
+            and kept.playing == room.playing
+        ):
+            room.players = kept.players
     current = _VERSION_AND_SEQ.first(game.pk)
     # A room carried on across joins holds every join up to its ``last_join`` and none after
     # (each join's seat is read with it), so it is kept even if more joins came meanwhile: the
@@ -1052,12 +1057,12 @@ def _lab_columns(game: Game, room: _Room) -> _LabColumns:
         risk=setup.risk_profile.tolist(),
         # Each lab's expected penalty at its own risk profile (sim_core's, once per room).
         penalties=expected_penalty(setup.risk_profile, rules.p_eff, rules.punishment).tolist(),
-        won=[bool(w) for w in market.won] if market is not None else None,
-        granted=[bool(g) for g in progress.granted]
-        if progress and progress.granted is not None
+        won=market.won.tolist() if market is not None else None,
+        granted=progress.granted.tolist()
+        if progress is not None and progress.granted is not None
         else None,
-        bought=[bool(b) for b in trade.bought] if trade is not None else None,
-        sold=[bool(b) for b in trade.sold] if trade is not None else None,
+        bought=trade.bought.tolist() if trade is not None else None,
+        sold=trade.sold.tolist() if trade is not None else None,
     )
     room.columns = columns
     return columns

@@ -44,12 +44,17 @@ def move_reads(queries: CaptureQueriesContext) -> list[str]:
     ]
 
 
-def rows_as_read(game: Game) -> tuple[Any, ...]:
+def fresh_rows(game: Game) -> bridge.Rows:
     """The seats and round moves as a fresh read gives them (what is kept left alone)."""
     seats = list(game.seats.order_by("id"))
-    moves = bridge.round_moves(game, max(game.round_no, 1), seats=seats)
-    key = (game.pk, game.code, game.version, game.round_no)
-    return summary(bridge.Rows(key=key, seats=seats, moves=moves))
+    moves = bridge.round_moves(game, game.round_no, seats=seats) if game.round_no else []
+    return bridge.Rows(
+        key=(game.pk, game.code, game.version, game.round_no), seats=seats, moves=moves
+    )
+
+
+def rows_as_read(game: Game) -> tuple[Any, ...]:
+    return summary(fresh_rows(game))
 
 
 def plain(value: Any) -> Any:
@@ -108,12 +113,7 @@ def check_views(game: Game) -> None:
     both must be what a room built from the database alone (and resolved again) gives.
     """
     screens = selectors.game_screens(game)
-    seats = list(game.seats.order_by("id"))
-    moves = bridge.round_moves(game, max(game.round_no, 1), seats=seats) if game.round_no else []
-    rows = bridge.Rows(
-        key=(game.pk, game.code, game.version, game.round_no), seats=seats, moves=moves
-    )
-    again = selectors._build_room(game, selectors._room_key(game), rows)
+    again = selectors._build_room(game, selectors._room_key(game), fresh_rows(game))
     online = {row.seat_id for row in screens.public.players if row.connected}
     assert plain(selectors._player_rows(again, online)) == plain(screens.public.players)
     position, records = again.position, again.records
