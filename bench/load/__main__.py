@@ -164,6 +164,10 @@ async def one_repeat(
         "floor_p95": floor_p95,
         "floor_command_p95": floor_command_p95,
         "floor_lost": floor["lost"],
+        # How long messages waited in this client process after reaching the machine (not
+        # timed: the times are the kernel's, ``clients.StampedConnection``).
+        "client_delay_p95": percentile([d for p in players for d in p.client_delays], 95),
+        "floor_client_delay_p95": percentile(floor["client_delays"], 95),
         "phase_p95": phase_p95,
         "phase_p50": percentile(phase, 50),
         "ratio": phase_p95 / floor_p95 if phase_p95 is not None and floor_p95 else None,
@@ -237,6 +241,8 @@ AGGREGATED = (
     "messages",
     "moves",
     "floor_lost",
+    "client_delay_p95",
+    "floor_client_delay_p95",
 )
 
 
@@ -289,7 +295,9 @@ def run_setup(
                 f"{result['failed_handshakes']} failed handshakes, "
                 f"server CPU {fmt_s(result['join_cpu_s'])}), "
                 f"games {result['complete']}/{result['games']}, "
-                f"{result['wall_s']:.0f} s, load {os.getloadavg()[0]:.2f}"
+                f"{result['wall_s']:.0f} s, load {os.getloadavg()[0]:.2f}, "
+                f"the client's own wait p95 {fmt_ms(result['client_delay_p95'])} "
+                f"(floor {fmt_ms(result['floor_client_delay_p95'])}; not timed)"
                 + (
                     f", consoles sent {result['console_frames']} frames, "
                     f"{result['console_kib']:.0f} KiB {result['console_errors'] or ''}"

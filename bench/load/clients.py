@@ -11,18 +11,23 @@ clock).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import json
 import random
 import re
 import secrets
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import DATA_OPCODES, Frame
 from websockets.typing import Origin
 
 from permitgame.client import event_frames, frame_messages
@@ -60,12 +65,86 @@ PAGES = False
 #: ``--console``: each game's console is open throughout, as a class's projector shows it.
 CONSOLE = False
 
+#: Linux's option for a socket's receive times (``socket`` names it on some builds only).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_STAMP_SPACE = socket.CMSG_SPACE(16)
+
+
+class _StampingSocket:
+    """A connected socket whose ``recv`` also notes when the bytes it returns arrived.
+
+    The kernel stamps each packet as it reaches the socket (``SO_TIMESTAMPNS``); ``recvmsg``
+    hands the stamp of the last packet read beside the bytes. Everything else is the socket's.
+    """
+
+    def __init__(self, sock: socket.socket, note: Callable[[float], None]) -> None:
+        self._sock = sock
+        self._note = note
+
+    def recv(self, size: int) -> bytes:
+        data, ancillary, _, _ = self._sock.recvmsg(size, _STAMP_SPACE)
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                self._note(seconds + nanoseconds / 1e9)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class StampedConnection(ClientConnection):
+    """A client socket that knows when each message reached this machine (``arrived``).
+
+    The benchmark's one client process plays hundreds of seats: a seat's coroutine runs only
+    when the process gets to it, after the other seats' work (their messages parsed, their
+    moves sent), so a time taken when ``recv`` returns measures this process as much as the
+    servers. Each message is stamped instead with the kernel's receive time of the last bytes
+    read with it (``SO_TIMESTAMPNS``, read with the bytes): messages read in one go all carry
+    the last one's time, never a time before their own. The game's seats and the floor's are
+    timed alike. Where the kernel gives no stamp, the time the bytes were read is used.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._arrivals: collections.deque[float] = collections.deque()
+        self._read_at: float | None = None
+        self.kernel_stamps = False
+
+    def connection_made(self, transport: Any) -> None:
+        sock = getattr(transport, "_sock", None)  # asyncio's socket transport reads it
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                transport._sock = _StampingSocket(sock, self._note_read)
+                self.kernel_stamps = True
+        super().connection_made(transport)
+
+    def _note_read(self, at: float) -> None:
+        self._read_at = at
+
+    def data_received(self, data: bytes) -> None:
+        if not self.kernel_stamps:
+            self._read_at = time.time()
+        super().data_received(data)
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame) and event.opcode in DATA_OPCODES and event.fin:
+            self._arrivals.append(self._read_at if self._read_at is not None else time.time())
+        super().process_event(event)
+
+    def arrived(self) -> float:
+        """When the message ``recv`` just returned reached this machine."""
+        return self._arrivals.popleft() if self._arrivals else time.time()
+
+
 WS_OPTIONS: dict[str, Any] = {
     "compression": None,  # browsers' deflate is not what is measured; saves the client's CPU
     "ping_interval": None,  # phones do not ping: a slow pong must not close a socket here
     "max_queue": 4096,
     "open_timeout": HANDSHAKE_TIMEOUT,
     "close_timeout": 2,
+    "create_connection": StampedConnection,
 }
 
 
@@ -136,6 +215,9 @@ class Player:
     started: dict[tuple[int, str], float] = field(default_factory=dict)
     sent: dict[tuple[int, str], float] = field(default_factory=dict)
     acks: list[float] = field(default_factory=list)
+    #: Per message read: how long it waited in this client process between reaching the
+    #: machine and its seat's coroutine (``StampedConnection``; not part of what is timed).
+    client_delays: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     pending: float | None = None
     gaps: int = 0
@@ -228,10 +310,16 @@ class Player:
         if reader.done() and not reader.cancelled():
             reader.result()  # a closed socket raises: ``play`` connects again
 
+    def arrival(self, socket: Any) -> float:
+        """When the message ``socket.recv`` just returned reached this machine."""
+        now = socket.arrived()
+        self.client_delays.append(time.time() - now)
+        return now
+
     async def _read(self, socket: Any) -> None:
         while not self.finished:
             text = await socket.recv()
-            now = time.time()
+            now = self.arrival(socket)
             # An event's messages one at a time, as if each were a frame: a move is sent (and
             # noted) as soon as a message calls for it, so the next one does not call for it
             # again (a hall's lab moves on its ``phase`` or on its ``you``, whichever says so).
@@ -426,7 +514,7 @@ class PagePlayer(Player):
     async def _read(self, socket: Any) -> None:
         while not self.finished:
             text = await socket.recv()
-            now = time.time()
+            now = self.arrival(socket)
             for command in self.take_html(str(text), now):
                 if command.get("type") in ("bid", "decide"):
                     moved = time.time()
@@ -725,9 +813,12 @@ async def floor(urls: list[str], sockets: int, fires: int) -> dict[str, Any]:
     Returns the last client's latency of each fire (seconds), from the server's ``group_send``
     (``latencies``: the time its server stamped in the message, as a game's phase change is
     timed from the server's change) and from the fire command leaving the client
-    (``command_latencies``), and how many deliveries never arrived.
+    (``command_latencies``), each delivery's time reaching this machine
+    (``StampedConnection``), how many deliveries never arrived, and how long the deliveries
+    waited in this process before their reader ran (``client_delays``, not part of the timing).
     """
     arrivals: dict[int, list[float]] = {}
+    delays: list[float] = []
     stamped: dict[int, float] = {}
     connections: list[Any] = []
     stop = asyncio.Event()
@@ -735,7 +826,8 @@ async def floor(urls: list[str], sockets: int, fires: int) -> dict[str, Any]:
     async def reader(socket: Any) -> None:
         with contextlib.suppress(websockets.exceptions.ConnectionClosed, asyncio.CancelledError):
             async for text in socket:
-                now = time.time()
+                now = socket.arrived()
+                delays.append(time.time() - now)
                 message = json.loads(text)
                 arrivals.setdefault(int(message["n"]), []).append(now)
                 stamped.setdefault(int(message["n"]), float(message["at"]))
@@ -779,7 +871,12 @@ async def floor(urls: list[str], sockets: int, fires: int) -> dict[str, Any]:
                 latencies.append(max(got) - stamped[n])
                 from_command.append(max(got) - sent)
             await asyncio.sleep(0.1)
-        return {"latencies": latencies, "command_latencies": from_command, "lost": lost}
+        return {
+            "latencies": latencies,
+            "command_latencies": from_command,
+            "lost": lost,
+            "client_delays": delays,
+        }
     finally:
         stop.set()
         for task in readers:

@@ -245,6 +245,46 @@ async def test_a_player_keeps_trying_its_handshake_until_the_game_is_stopped() -
         task.cancel()
 
 
+async def test_a_message_is_timed_when_it_reached_the_machine_not_when_its_seat_read_it() -> None:
+    """The one client process plays every seat: while it works for the others, a seat's
+    message waits, and that wait is the benchmark's own, not the server's. Each message keeps
+    the time it reached the machine (the kernel's), however late the process reads it."""
+    import asyncio
+    import threading
+    import time
+
+    import websockets
+    from websockets.sync.server import serve
+
+    from bench.load import clients
+
+    def two_messages(socket) -> None:  # a server on a thread of its own
+        socket.send("first")
+        time.sleep(0.05)
+        socket.send("second")
+        for _ in socket:  # until the client closes
+            pass
+
+    with serve(two_messages, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        port = server.socket.getsockname()[1]
+        async with websockets.connect(f"ws://127.0.0.1:{port}/", **clients.WS_OPTIONS) as socket:
+            assert isinstance(socket, clients.StampedConnection) and socket.kernel_stamps
+            opened = time.time()
+            time.sleep(0.3)  # the process is busy (not even reading its sockets)
+            assert await socket.recv() == "first"
+            first = socket.arrived()
+            assert await socket.recv() == "second"
+            second, read = socket.arrived(), time.time()
+        server.shutdown()
+    # Both long before they were read. Read in one go, both carry the time the later one
+    # arrived (never a time before a message's own arrival), 50 ms after the first was sent.
+    assert opened - 0.01 <= first <= second <= opened + 0.2
+    assert read - second >= 0.1
+    await asyncio.sleep(0)
+
+
 def test_the_game_servers_logs_are_kept_and_their_warnings_counted(tmp_path) -> None:
     from bench.load import servers
 
