@@ -124,9 +124,14 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
 
     The moves are taken once the game is locked and its rows read (``round_submit_moves``), so
     those that arrive while another process's batch holds the lock go in this batch. The
-    sockets are answered as soon as the transaction has committed (handed to the event loop);
-    the event the batch may cause (a phase change) is published after that, still here, so
-    the acks do not wait for the room's fan-out and the game's events keep their order.
+    sockets are answered once the transaction has committed (handed to the event loop). A
+    batch that caused an event (its moves ended a phase) publishes it first, still here, so the
+    game's events keep their order: the event is rendered for the whole room while no answer
+    is being sent. Answered first, a hall's batch had the process's event loop send its
+    hundred acks while this thread rendered, two threads taking turns at one interpreter, and
+    the phase change reached the room 2-3 ms later (bench/RESULTS.md, "After c05aa45"); the
+    batch's acks now wait for the publish instead (a few milliseconds, on the phase's last
+    batch only). The room's fan-out itself is the hubs' and waits for nobody.
     """
     taken: list[Waiter] = []
 
@@ -149,8 +154,8 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
         outcomes = error
     if not taken:
         return
+    services.publish_deferred(later)  # the moves are committed; their event goes out first
     loop.call_soon_threadsafe(_answer, taken, outcomes)
-    services.publish_deferred(later)  # the moves are committed and answered
 
 
 def _answer(taken: list[Waiter], outcomes: list[Outcome] | Exception) -> None:
