@@ -20,6 +20,7 @@ with their statements kept per model, fields and backend.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -444,3 +445,24 @@ def took_keys(
         instance.pk = key
         instance._state.adding = False
         instance._state.db = using
+
+
+@dataclass(slots=True)
+class QueryCount:
+    """How many statements ran on a connection (``counting_queries``)."""
+
+    count: int = 0
+
+
+@contextlib.contextmanager
+def counting_queries(using: str = DEFAULT_DB_ALIAS) -> Iterator[QueryCount]:
+    """Count the statements this thread's connection runs inside the block (through Django's
+    ``execute_wrapper``: every query, prepared or built by the ORM)."""
+    counted = QueryCount()
+
+    def count(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        counted.count += 1
+        return execute(sql, params, many, context)
+
+    with connections[using].execute_wrapper(count):
+        yield counted

@@ -703,7 +703,11 @@ def _room(game: Game) -> _Room:
     """Return the room of ``game`` at its version: read once per version and process.
 
     A room is kept only if the game's version is the same after reading it as before (no
-    change committed in between), so a kept room is one consistent state of the game.
+    change committed in between), so a kept room is one consistent state of the game. A room
+    built without reading anything (the version's rows held in this process, carried on by
+    the batch that made the version, and its settled rounds' ledger too) is that version's
+    by construction: it is kept without asking the database again (an event's publish, on
+    the way of every phase change).
     """
     key = _room_key(game)
     room = _rooms.latest(game.pk)
@@ -718,9 +722,10 @@ def _room(game: Game) -> _Room:
     if carried is not None:
         room = carried
     else:
-        rows = bridge.rows_of(game, keep=False)
-        kept = room
-        room = _build_room(game, key, rows)
+        with prepared.counting_queries() as reads:
+            rows = bridge.rows_of(game, keep=False)
+            kept = room
+            room = _build_room(game, key, rows)
         # The same seats (rows carried on by a batch in which no seat changed): their rows as
         # everyone sees them are the same too, and a hall's are not built again.
         if (
@@ -730,6 +735,9 @@ def _room(game: Game) -> _Room:
             and kept.playing == room.playing
         ):
             room.players = kept.players
+        if not reads.count:  # nothing read: the version of ``game`` and nothing else
+            _rooms.keep(game.pk, room)
+            return room
     current = _VERSION_AND_SEQ.first(game.pk)
     # A room carried on across joins holds every join up to its ``last_join`` and none after
     # (each join's seat is read with it), so it is kept even if more joins came meanwhile: the

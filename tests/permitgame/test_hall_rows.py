@@ -228,6 +228,53 @@ def test_a_phase_changes_publish_reads_who_is_online_once_and_renders_html_for_p
     assert [json.loads(t)["type"] for t in event.seats[program.pk].json] == ["you"]
 
 
+def tables_read(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"].split(" FROM ", 1)[1].split()[0].strip('"') for q in queries.captured_queries]
+
+
+@pytest.mark.django_db
+def test_a_phase_changes_publish_reads_the_game_and_who_is_online_and_nothing_else(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    """The batch carried the new version's rows on: the room is built from them without a
+    read, so nothing is read to check that it is the version's (on every phase change's way)."""
+    game, seats = hall(labs=12, humans=12, online=True)
+    capture = django_capture_on_commit_callbacks
+    services.game_start(game=game)
+    with capture(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
+    selectors.game_screens(fresh(game))  # as a progress or a snapshot of the room does
+    later: list[Any] = []
+    with capture(execute=True):
+        services.round_submit_moves(
+            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
+        )
+    sent: list[Any] = []
+    monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
+    with CaptureQueriesContext(connection) as queries:
+        services.publish_deferred(later)
+    assert tables_read(queries) == ["permitgame_game", "permitgame_connection"]
+    assert any(isinstance(update, realtime.RoomEvent) for update in sent)
+    # The room is kept: the version's next reader builds nothing and reads who is online.
+    game = fresh(game)
+    with CaptureQueriesContext(connection) as queries:
+        screens = selectors.game_screens(game)
+    assert tables_read(queries) == ["permitgame_connection"]
+    assert all(screens.labs[s.pk].bid == pytest.approx(0.1) for s in seats)
+    # Rows that must be read (another process's version, say): the room is checked against
+    # the game's version after the reads, as before, and kept.
+    selectors._rooms.clear()
+    bridge._rows.clear()
+    with CaptureQueriesContext(connection) as queries:
+        again = selectors.game_screens(game)
+    assert tables_read(queries).count("permitgame_game") == 1  # the version, after the reads
+    assert "permitgame_seat" in tables_read(queries)
+    assert again.public.market == screens.public.market
+    with CaptureQueriesContext(connection) as queries:
+        selectors.game_screens(game)
+    assert tables_read(queries) == ["permitgame_connection"]
+
+
 @pytest.mark.django_db
 def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
     django_capture_on_commit_callbacks,

@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from permitgame import clock, services
 from permitgame.models import Action, Actor, Connection, Game, Move, Seat
-from permitgame.prepared import Prepared, insert, save_fields
+from permitgame.prepared import Prepared, counting_queries, insert, save_fields
 from tests.permitgame.test_hall import hall
 
 
@@ -69,6 +69,19 @@ def test_the_query_is_compiled_once_and_each_call_is_one_query_with_its_own_valu
     assert [s.pk for s in found] == [s.pk for s in seats]
     assert len(queries.captured_queries) == 3
     assert len({q["sql"].split("WHERE")[0] for q in queries.captured_queries}) == 1
+
+
+@pytest.mark.django_db
+def test_counting_queries_counts_prepared_and_orm_statements_and_only_inside_the_block():
+    game, _ = hall(labs=6, humans=3)
+    with counting_queries() as none:
+        pass
+    with counting_queries() as reads:
+        GAME.first(game.pk)
+        list(Seat.objects.filter(game=game))
+        assert reads.count == 2
+    Seat.objects.filter(game=game).count()  # after the block: not counted
+    assert (none.count, reads.count) == (0, 2)
 
 
 @pytest.mark.django_db
