@@ -326,7 +326,7 @@ class SeatConsumer(hub.Inbox, AsyncWebsocketConsumer):  # type: ignore[misc]
             # Shape first (no database); then the game's queue: the move is recorded with the
             # others that wait for the database thread, and acknowledged once committed.
             move = parse_command(self.seat_id, content)
-            result = await movequeue.submit(self.game_id, move)
+            result = await movequeue.submit(self.game_id, move, page=self.fmt == "html")
             ack = ack_message(content["type"], move, result)
         except GameError as error:
             await self.send_error(error, command=content.get("type"))

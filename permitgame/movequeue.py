@@ -34,7 +34,8 @@ from permitgame import services, sqlite
 from permitgame.errors import GameError
 from permitgame.services import MoveCommand, MoveResult, Outcome
 
-Waiter = tuple[MoveCommand, "asyncio.Future[Outcome]"]
+#: A move waiting to be recorded, its socket's answer, and whether that socket is a page's.
+Waiter = tuple[MoveCommand, "asyncio.Future[Outcome]", bool]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,10 @@ _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Queue]]
 _tasks: set[asyncio.Task[None]] = set()
 
 
-async def submit(game_id: int, command: MoveCommand) -> MoveResult:
+async def submit(game_id: int, command: MoveCommand, *, page: bool = False) -> MoveResult:
     """Record ``command`` (a move of game ``game_id``) with the others waiting; its result.
+
+    ``page``: the move came from a player's page, whose answer is its own card (see ``_record``).
 
     Raises:
         GameError: the move was refused (nothing of it stored).
@@ -71,7 +74,7 @@ async def submit(game_id: int, command: MoveCommand) -> MoveResult:
     queue = queues.setdefault(game_id, _Queue())
     future: asyncio.Future[Outcome] = loop.create_future()
     with queue.lock:
-        queue.waiting.append((command, future))
+        queue.waiting.append((command, future, page))
     if not queue.running:
         queue.running = True
         task = loop.create_task(_drain(game_id, queue, queues))
@@ -110,7 +113,7 @@ async def _drain(game_id: int, queue: _Queue, queues: dict[int, _Queue]) -> None
         # Cancelled (the process shuts down): nobody will record the moves still waiting.
         with queue.lock:
             left, queue.waiting = queue.waiting, []
-        for _, future in left:
+        for _, future, _ in left:
             future.cancel()
         raise
     finally:
@@ -124,14 +127,19 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
 
     The moves are taken once the game is locked and its rows read (``round_submit_moves``), so
     those that arrive while another process's batch holds the lock go in this batch. The
-    sockets are answered once the transaction has committed (handed to the event loop). A
-    batch that caused an event (its moves ended a phase) publishes it first, still here, so the
-    game's events keep their order: the event is rendered for the whole room while no answer
-    is being sent. Answered first, a hall's batch had the process's event loop send its
-    hundred acks while this thread rendered, two threads taking turns at one interpreter, and
-    the phase change reached the room 2-3 ms later (bench/RESULTS.md, "After c05aa45"); the
-    batch's acks now wait for the publish instead (a few milliseconds, on the phase's last
-    batch only). The room's fan-out itself is the hubs' and waits for nobody.
+    sockets are answered once the transaction has committed (handed to the event loop), and
+    the event the batch may have caused (its moves ended a phase) is published from here, so
+    the game's events keep their order. Which goes first:
+
+    - The event, when the batch's moves all came from programs (the JSON protocol): it is
+      rendered for the whole room while no answer is being sent. Answered first, a hall's
+      batch had the process's event loop send its hundred acks while this thread rendered,
+      two threads taking turns at one interpreter, and the phase change reached the room 2-3
+      ms later; the acks wait for the publish instead, a few milliseconds, on the phase's last
+      batch only (bench/RESULTS.md, "After c05aa45").
+    - The answers, when a move came from a page: a page's answer is its own card and flash,
+      and an event with pages in the room renders every page's card first (15-20 ms for 200),
+      which the students' answers waited for (ack p95 120-130 ms against 75-90).
     """
     taken: list[Waiter] = []
 
@@ -139,7 +147,7 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
         with queue.lock:
             taken.extend(queue.waiting)
             queue.waiting = []
-        return [command for command, _ in taken]
+        return [command for command, _, _ in taken]
 
     later: list[Callable[[], None]] = []
     outcomes: list[Outcome] | Exception
@@ -154,12 +162,16 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
         outcomes = error
     if not taken:
         return
+    if any(page for _, _, page in taken):  # a page's answer is its card: before the event
+        loop.call_soon_threadsafe(_answer, taken, outcomes)
+        services.publish_deferred(later)
+        return
     services.publish_deferred(later)  # the moves are committed; their event goes out first
     loop.call_soon_threadsafe(_answer, taken, outcomes)
 
 
 def _answer(taken: list[Waiter], outcomes: list[Outcome] | Exception) -> None:
-    for index, (_, future) in enumerate(taken):
+    for index, (_, future, _) in enumerate(taken):
         if future.done():  # the socket went away; its move is recorded all the same
             continue
         if isinstance(outcomes, Exception):

@@ -23,7 +23,7 @@ from permitgame.models import Game, Move
 from permitgame.services import MoveCommand, MoveResult
 from sim_core import Phase
 from tests.permitgame.test_hall import CountResolves, fresh, hall
-from tests.permitgame.wire import Socket, api_path, at_once, db
+from tests.permitgame.wire import Socket, api_path, at_once, db, html_path
 
 
 def unbound(function: Any) -> Any:
@@ -409,13 +409,22 @@ async def test_a_move_resent_from_a_new_socket_is_a_duplicate_in_the_batch_and_a
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_batch_that_ends_the_phase_publishes_its_event_then_answers_its_moves(
-    monkeypatch,
+@pytest.mark.parametrize(
+    ("fmt", "first"), [("json", "published"), ("html", "answered 3")], ids=["programs", "pages"]
+)
+async def test_a_batch_that_ends_the_phase_publishes_its_event_first_unless_a_page_waits(
+    monkeypatch, fmt, first
 ):
-    """The phase's last batch renders the room's event before the event loop sends the batch's
-    acks (the two would take turns at one interpreter); every move is still answered, once."""
+    """Programs' moves: the room's event is rendered before the event loop sends the batch's
+    acks (the two would take turns at one interpreter). A page's move: its answer (its own card
+    and flash) goes first, before the event renders every page's card. Every move is answered
+    once, and the room hears the new phase either way."""
     game, seats = await started(labs=5, humans=3)
-    sockets = await connect_all(game, seats)
+    path = api_path if fmt == "json" else html_path
+    sockets = [Socket(path(game.code, seat.token), fmt=fmt) for seat in seats]
+    for socket in sockets:
+        await socket.connect()
+        await socket.drain(quiet=0.05)
     order: list[str] = []
     publish, answer = broadcast.publish, movequeue._answer
 
@@ -432,17 +441,21 @@ async def test_a_batch_that_ends_the_phase_publishes_its_event_then_answers_its_
     release, held = await held_thread()
     try:
         for socket in sockets:
-            frame = {"type": "bid", "round": 1, "amount": 0.1}
+            frame = {"type": "bid", "round": 1, "amount": 0.1, "HEADERS": {"HX-Request": "true"}}
             await socket.communicator.send_to(text_data=json.dumps(frame))
         await until_waiting(game, len(sockets))
         release.set()
         await held
         for socket in sockets:
             got = await socket.drain(quiet=0.3)
-            assert [m["type"] for m in got].count("ack") == 1
-            phases = [m for m in got if m["type"] == "phase"]
-            assert phases and phases[-1]["phase"] == "compliance"
-        assert order == ["published", f"answered {len(sockets)}"]
+            if fmt == "json":
+                assert [m["type"] for m in got].count("ack") == 1
+                phases = [m["phase"] for m in got if m["type"] == "phase"]
+                assert phases[-1:] == ["compliance"]
+            else:
+                assert sum('class="flash flash-ok"' in m for m in got) == 1
+                assert any('data-round="1" data-phase="compliance"' in m for m in got)
+        assert order[0] == first and sorted(order) == ["answered 3", "published"]
     finally:
         release.set()
         for socket in sockets:
