@@ -72,13 +72,24 @@ def instructor() -> Any:
 
 
 def session_cookie(user: Any) -> str:
-    """A logged-in session of ``user``, as the cookie a browser would send ("name=key")."""
-    from django.conf import settings
-    from django.test import Client
+    """A logged-in session of ``user``, as the cookie a browser would send ("name=key").
 
-    client = Client()
-    client.force_login(user)  # Django's own login, without a password
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    The session holds what Django's ``login`` writes into it (the user, the backend and the
+    password's hash), through the configured session engine. Not ``login`` itself, nor the test
+    client's ``force_login``: its signal makes django-axes log the login with the request's
+    address, and a request made up here has none (PostgreSQL refuses "unknown" as one).
+    """
+    import importlib
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    session = importlib.import_module(settings.SESSION_ENGINE).SessionStore()
+    session[SESSION_KEY] = user._meta.pk.value_to_string(user)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
 
 
 if __name__ == "__main__":

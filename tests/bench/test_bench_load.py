@@ -177,16 +177,19 @@ def test_a_tiny_run_of_labs_on_pages_plays_to_the_end_and_answers_every_move() -
 def test_a_tiny_run_with_the_console_open_keeps_it_open_and_fed_to_the_end() -> None:
     # --console: the game belongs to an instructor whose console is open throughout, as a
     # class's projector shows it; the players' figures then include what the console costs.
-    tiny = "--scenarios 6 --setups one --rounds 1 --repeats 1 --fires 3 --timeout 240 --console"
-    report = run_module("bench.load", *tiny.split(), "--json", "--no-write")
-    (row,) = report["rows"]
-    assert report["console"] is True and row["label"].endswith("console open")
-    assert row["complete"] == "1/1" and row["lost_max"] == 0 and row["errors"] == {}
-    # Its snapshot, then its updates (a moment after each event, the events that come
-    # meanwhile sharing one): the host socket was let in and fed to the game's end.
-    assert row["console_errors"] == []
-    assert row["console_frames"] >= 2 and row["console_kib"] > 10
-    assert row["consoles_finished"] == 1
+    # On both setups: the instructor's session is made in SQLite and in PostgreSQL alike.
+    tiny = "--scenarios 6 --setups one,two --rounds 1 --repeats 1 --fires 3 --timeout 240"
+    report = run_module("bench.load", *tiny.split(), "--console", "--json", "--no-write")
+    assert report["console"] is True
+    assert [row["setup"] for row in report["rows"]] == ["one", "two"], report["stopped"]
+    for row in report["rows"]:
+        assert row["label"].endswith("console open")
+        assert row["complete"] == "1/1" and row["lost_max"] == 0 and row["errors"] == {}
+        # Its snapshot, then its updates (a moment after each event, the events that come
+        # meanwhile sharing one): the host socket was let in and fed to the game's end.
+        assert row["console_errors"] == []
+        assert row["console_frames"] >= 2 and row["console_kib"] > 10
+        assert row["consoles_finished"] == 1
 
 
 def test_a_traced_phase_change_is_cut_into_parts_that_add_up_to_its_way() -> None:
