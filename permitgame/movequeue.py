@@ -139,7 +139,7 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
       batch only (bench/RESULTS.md, "After c05aa45").
     - The answers, when a move came from a page: a page's answer is its own card and flash,
       and an event with pages in the room renders every page's card first (15-20 ms for 200),
-      which the students' answers waited for (ack p95 120-130 ms against 75-90).
+      which the students' answers waited for (ack p95 98-127 ms against 73-88).
     """
     taken: list[Waiter] = []
 
