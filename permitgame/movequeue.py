@@ -162,12 +162,12 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
         outcomes = error
     if not taken:
         return
-    if any(page for _, _, page in taken):  # a page's answer is its card: before the event
+    answers_first = any(page for _, _, page in taken)  # a page's answer is its own card
+    if answers_first:
         loop.call_soon_threadsafe(_answer, taken, outcomes)
-        services.publish_deferred(later)
-        return
-    services.publish_deferred(later)  # the moves are committed; their event goes out first
-    loop.call_soon_threadsafe(_answer, taken, outcomes)
+    services.publish_deferred(later)  # the moves are committed: their event, in order
+    if not answers_first:
+        loop.call_soon_threadsafe(_answer, taken, outcomes)
 
 
 def _answer(taken: list[Waiter], outcomes: list[Outcome] | Exception) -> None:
