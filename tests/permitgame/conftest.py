@@ -33,6 +33,30 @@ def django_db_modify_db_settings(
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_sessions_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With ``--postgres``: end the test database's other sessions before it is dropped.
+
+    The server's threads in this process (the threads that record moves, the one that
+    authenticates sockets) keep the connection of their last call while they live, which a
+    server process's end closes; a test session ends before its threads do, and PostgreSQL
+    refuses to drop a database with a session open ("being accessed by other users"). Ended
+    here, after the last test and before pytest-django drops the database.
+    """
+    if not request.config.getoption("--postgres"):
+        yield
+        return
+    request.getfixturevalue("django_db_setup")  # so this ends before the database is dropped
+    yield
+    from django.db import connection
+
+    with request.getfixturevalue("django_db_blocker").unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 def _use_postgres(database: dict[str, Any], url: str) -> None:
     """Point the default database's settings (in place) at ``url``, as settings.py would."""
     import dj_database_url
