@@ -800,6 +800,19 @@ def _progress_sent(game_id: int) -> None:
         _last_progress[game_id] = time.monotonic()
 
 
+def event_handed_out(game_id: int) -> None:
+    """Note that an event of the game reached this process's sockets (``hub.Hub.deliver``).
+
+    The event says where the room stands, so this process's next progress of the game is due
+    an interval after it, as in the process that published the event (``publish``). A lecture
+    hall's phases can follow each other within tens of milliseconds (every lab moving at once):
+    a process that had not published the last event sent its first progress of the phase to
+    every socket of the room in the middle of the phase's last batch and its event, whose way
+    to the players it lengthened by about half (bench/RESULTS.md, "After c05aa45").
+    """
+    _progress_sent(game_id)
+
+
 # ------------------------------------------------------------------------------ who is owed
 
 #: Seconds the seats owing a move at an event are remembered (in the cache, shared by every

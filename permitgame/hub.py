@@ -10,6 +10,9 @@ another's. With Redis this is one group send per event however large the room (a
 PubSub sends one message per node and fans out locally), where one per seat cost several
 Redis round trips each on the sending side and as many reads on the receiving one.
 
+An event handed out here restarts this process's progress clock of the game
+(``broadcast.event_handed_out``), as publishing one does in the process that published it.
+
 A process's hub starts with its first socket (``hub_for``). It keeps game id -> seat id -> the
 sockets open here; its channel joins a game's hub group when the first socket of the game
 connects here, is renewed within the layer's group expiry while sockets of the game stay, and
@@ -42,7 +45,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from permitgame import realtime
+from permitgame import broadcast, realtime
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +284,8 @@ class Hub:
                     handed += 1
                 else:
                     self.note_dropped(f"seat {seat_id}'s socket queue full")
+        if not everyone:  # an event: this process's progress of the game counts from it
+            broadcast.event_handed_out(int(message["game"]))
         return handed
 
     def _seats_moved(self, seats: dict[int, list[Receiver]], seat_ids: list[int]) -> int:

@@ -227,6 +227,51 @@ async def test_the_hub_stays_in_its_games_group_past_the_group_expiry(settings):
         await socket.close()
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_an_event_handed_out_here_restarts_this_processs_progress_clock(
+    settings, monkeypatch
+):
+    """Another process published the event; this one hands it to its sockets. Its own progress
+    of the game, due before, now waits an interval from the event (a hall's next phase may end
+    within it), as in the publishing process. A progress handed out restarts nothing."""
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory()
+    game, seats = await db(hall)(labs=40, humans=2)  # a hall: a second between two progresses
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    await socket.connect()
+    sent: list[Any] = []
+    try:
+        await socket.drain(quiet=0.05)
+        relay = hub.hub_for(get_channel_layer())
+        game = await db(fresh)(game)
+        broadcast._note_size(game.pk, 41)
+        text = realtime.dumps({"type": "phase", "seq": game.seq + 1})
+        part = realtime.SeatPart("", (text,))
+
+        def from_elsewhere(everyone: bool) -> dict[str, Any]:
+            seats_part = {} if everyone else {seats[0].pk: part}
+            event = realtime.RoomEvent(game.pk, "", (text,), seats_part, everyone=everyone)
+            kind = realtime.PROGRESS if everyone else realtime.SEND
+            return event.message(kind, game.seq + 1, game.version)
+
+        monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
+        for everyone, waits in ((True, False), (False, True)):
+            broadcast._last_progress[game.pk] = time.monotonic() - 5  # long ago: due
+            broadcast.progress_changed(game.pk)  # a move recorded here
+            assert await relay.deliver(from_elsewhere(everyone)) == 1
+            sent.clear()
+            await db(broadcast.flush_due)()
+            assert (sent == []) is waits, everyone
+        # Once the interval has passed, the move recorded here is told.
+        await db(broadcast.flush_due)(now=time.monotonic() + broadcast.HALL_PROGRESS_SECONDS)
+        assert [update.everyone for update in sent] == [True]
+    finally:
+        broadcast._dirty.discard(game.pk)
+        await socket.close()
+
+
 async def room_with_a_socket(
     settings: Any, monkeypatch: pytest.MonkeyPatch, *, small: bool = False
 ) -> tuple[Any, list[Any], Socket, dict[str, Any]]:
