@@ -808,7 +808,7 @@ def event_handed_out(game_id: int) -> None:
     hall's phases can follow each other within tens of milliseconds (every lab moving at once):
     a process that had not published the last event sent its first progress of the phase to
     every socket of the room in the middle of the phase's last batch and its event, whose way
-    to the players it lengthened by about half (bench/RESULTS.md, "After c05aa45").
+    to the players it nearly doubled (bench/RESULTS.md, "After c05aa45").
     """
     _progress_sent(game_id)
 
