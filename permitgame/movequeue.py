@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -34,8 +35,14 @@ from permitgame import services, sqlite
 from permitgame.errors import GameError
 from permitgame.services import MoveCommand, MoveResult, Outcome
 
-#: A move waiting to be recorded, its socket's answer, and whether that socket is a page's.
-Waiter = tuple[MoveCommand, "asyncio.Future[Outcome]", bool]
+
+class Waiter(NamedTuple):
+    """A move waiting to be recorded, its socket's answer, and whether that socket is a page's."""
+
+    command: MoveCommand
+    future: asyncio.Future[Outcome]
+    page: bool
+
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +81,7 @@ async def submit(game_id: int, command: MoveCommand, *, page: bool = False) -> M
     queue = queues.setdefault(game_id, _Queue())
     future: asyncio.Future[Outcome] = loop.create_future()
     with queue.lock:
-        queue.waiting.append((command, future, page))
+        queue.waiting.append(Waiter(command, future, page))
     if not queue.running:
         queue.running = True
         task = loop.create_task(_drain(game_id, queue, queues))
@@ -113,8 +120,8 @@ async def _drain(game_id: int, queue: _Queue, queues: dict[int, _Queue]) -> None
         # Cancelled (the process shuts down): nobody will record the moves still waiting.
         with queue.lock:
             left, queue.waiting = queue.waiting, []
-        for _, future, _ in left:
-            future.cancel()
+        for waiter in left:
+            waiter.future.cancel()
         raise
     finally:
         queue.running = False
@@ -147,7 +154,7 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
         with queue.lock:
             taken.extend(queue.waiting)
             queue.waiting = []
-        return [command for command, _, _ in taken]
+        return [waiter.command for waiter in taken]
 
     later: list[Callable[[], None]] = []
     outcomes: list[Outcome] | Exception
@@ -162,7 +169,7 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
         outcomes = error
     if not taken:
         return
-    answers_first = any(page for _, _, page in taken)  # a page's answer is its own card
+    answers_first = any(waiter.page for waiter in taken)  # a page's answer is its own card
     if answers_first:
         loop.call_soon_threadsafe(_answer, taken, outcomes)
     services.publish_deferred(later)  # the moves are committed: their event, in order
@@ -171,7 +178,8 @@ def _record(game_id: int, queue: _Queue, loop: asyncio.AbstractEventLoop) -> Non
 
 
 def _answer(taken: list[Waiter], outcomes: list[Outcome] | Exception) -> None:
-    for index, (_, future, _) in enumerate(taken):
+    for index, waiter in enumerate(taken):
+        future = waiter.future
         if future.done():  # the socket went away; its move is recorded all the same
             continue
         if isinstance(outcomes, Exception):

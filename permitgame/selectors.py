@@ -1029,7 +1029,8 @@ class _LabColumns:
 
     Built once per room (``_lab_columns``): each view then reads list items, not numpy
     scalars one by one (every lab's view is built again with each event of the room). A
-    quantity the round does not have yet is None.
+    quantity the round does not have yet is None; ``price`` and ``trades`` are the round's
+    (the same for every lab).
     """
 
     values: list[float] | None
@@ -1042,6 +1043,8 @@ class _LabColumns:
     granted: list[bool] | None
     bought: list[bool] | None
     sold: list[bool] | None
+    price: float | None
+    trades: int | None
 
 
 def _lab_columns(game: Game, room: _Room) -> _LabColumns:
@@ -1071,6 +1074,8 @@ def _lab_columns(game: Game, room: _Room) -> _LabColumns:
         else None,
         bought=trade.bought.tolist() if trade is not None else None,
         sold=trade.sold.tolist() if trade is not None else None,
+        price=market.price if market is not None else None,
+        trades=trade.trades if trade is not None else None,
     )
     room.columns = columns
     return columns
@@ -1087,9 +1092,6 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
     player_id = seat.player_id
     columns = _lab_columns(game, room)
     scenario, rules, moves = room.scenario, room.rules, room.moves
-    progress = room.position.progress if room.position else None
-    market = progress.market if progress else None
-    trade = progress.trade if progress is not None else None
     bid_move = moves.get((seat_id, Action.BID))
     ask_move = moves.get((seat_id, Action.ASK))
     run_move = moves.get((seat_id, Action.DECIDE))
@@ -1131,7 +1133,7 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
         bid=float(bid_move.payload["amount"]) if bid_move else None,
         bid_by=bid_move.actor if bid_move else None,
         won=won,
-        price=market.price if market is not None else None,
+        price=columns.price,
         run=True if won else (bool(run_move.payload["run"]) if run_move else None),
         run_by=run_move.actor if run_move else None,
         granted=columns.granted[lab] if columns.granted is not None else None,
@@ -1140,7 +1142,7 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
         ask_by=ask_move.actor if ask_move else None,
         bought=columns.bought[lab] if columns.bought is not None else None,
         sold=columns.sold[lab] if columns.sold is not None else None,
-        trades=trade.trades if trade is not None else None,
+        trades=columns.trades,
         owes_move=player_id in room.owing,
         bot_playing=room.playing and seat.controller == Controller.BOT,
         handed_to_bot=seat.handed_to_bot,

@@ -1,13 +1,14 @@
 """Create the benchmark's games through the project's own services (run in a subprocess).
 
-``python -m bench.load.gamectl --labs N --games G`` prints one JSON list of join codes. Every lab
-seat and the governor's seat wait for a human, and each game starts by itself when its last seat
-is taken (``autostart``), from the server that took that join: no instructor login is needed and
-the start is broadcast by the server, as a class's is.
+``python -m bench.load.gamectl --labs N --games G`` prints one JSON object, ``{"codes": [...],
+"console_cookie": null}``: the games' join codes. Every lab seat and the governor's seat wait for
+a human, and each game starts by itself when its last seat is taken (``autostart``), from the
+server that took that join: no instructor login is needed and the start is broadcast by the
+server, as a class's is.
 
-``--console``: the games belong to an instructor, and a session of theirs is made, so the
-benchmark can keep each game's console open as a class's projector does; then one JSON object
-is printed, ``{"codes": [...], "console_cookie": "<name>=<session>"}``.
+``--console``: the games belong to an instructor, and a session of theirs is made (its cookie,
+``"<name>=<session>"``), so the benchmark can keep each game's console open as a class's
+projector does.
 """
 
 from __future__ import annotations
@@ -57,10 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         ).code
         for index in range(args.games)
     ]
-    if owner is None:
-        print(json.dumps(codes))
-        return
-    print(json.dumps({"codes": codes, "console_cookie": session_cookie(owner)}))
+    cookie = session_cookie(owner) if owner is not None else None
+    print(json.dumps({"codes": codes, "console_cookie": cookie}))
 
 
 def instructor() -> Any:

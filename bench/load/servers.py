@@ -295,9 +295,7 @@ def create_games(
     if result.returncode != 0:
         raise RuntimeError(f"creating the games failed:\n{result.stdout}\n{result.stderr}")
     made = json.loads(result.stdout.strip().splitlines()[-1])
-    if isinstance(made, dict):
-        return Games(list(made["codes"]), made["console_cookie"])
-    return Games(list(made))
+    return Games(list(made["codes"]), made["console_cookie"])
 
 
 def tail(path: Path, lines: int = 30) -> str:
