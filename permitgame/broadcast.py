@@ -615,6 +615,8 @@ def publish(
     public_json: list[dict[str, Any]] = []
     governor_json: list[dict[str, Any]] = []
     results_for: list[int] = []
+    joined = {row.seat_id for row in public.players if row.human}
+    to_governor = governor.seat_id in joined  # a bot's seat is sent nothing
     if "seats" in kinds:
         public_json.append({"type": "players", "players": players_json(public)})
     for kind, round_no in events:
@@ -624,7 +626,7 @@ def publish(
             if market is not None:
                 listed = not in_hall(public)
                 public_json.append({"type": "market", **market_json(market, listed=listed)})
-        elif kind == "signals":
+        elif kind == "signals" and to_governor:
             rows = selectors.record_signals(game, record) if record else governor.signals
             if rows is not None:
                 governor_json.append(signals_json(round_no, rows, governor))
@@ -636,8 +638,9 @@ def publish(
                     "headline": selectors.headline_of(record).text,
                 }
             )
-            result = next(r for r in governor.history if r.round_no == round_no)
-            governor_json.append(audit_json(result))
+            if to_governor:
+                result = next(r for r in governor.history if r.round_no == round_no)
+                governor_json.append(audit_json(result))
             results_for.append(round_no)
     # Every event says where the game stands (a seat change may change whom it waits for).
     public_json.append(phase_message(public))
@@ -648,7 +651,6 @@ def publish(
     html_seats = screens.browsers
     shared_html = public_html(public) + seq_html(seq, "event") if html_seats else ""
     parts: dict[int, realtime.SeatPart] = {}
-    joined = {row.seat_id for row in public.players if row.human}
     for seat_id, lab in screens.labs.items():
         if seat_id not in joined:
             continue
@@ -656,7 +658,7 @@ def publish(
         private.append(you_json(lab))
         html = lab_html(public, lab) if seat_id in html_seats else ""
         parts[seat_id] = realtime.SeatPart(html, tuple(_stamp(m, seq) for m in private))
-    if governor.seat_id in joined:
+    if to_governor:
         html = governor_html(public, governor) if governor.seat_id in html_seats else ""
         texts = tuple(_stamp(m, seq) for m in governor_json)
         parts[governor.seat_id] = realtime.SeatPart(html, texts)

@@ -28,7 +28,7 @@ from permitgame.templating import Record
 from sim_core import METRICS, AuditScore, PayoffTerm, Role, payoff_terms, score_audits
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LabRound(Record):
     """One lab in one settled round: what it drew, did and got (its own results only).
 
@@ -38,6 +38,10 @@ class LabRound(Record):
     the sum of the lab's payoffs up to and including this round. ``terms`` are the payoff's
     terms (sim_core's ``payoff_terms``; none in a traded round, whose money per lab is not
     stored). The moves are read only by ``read(..., moves=True)`` (else None).
+
+    Not frozen, and never changed once built: every lab's row is built as its round settles, on
+    the way of the results to the room, and a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__`` (as ``selectors.LabView``).
     """
 
     round_no: int

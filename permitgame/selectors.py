@@ -341,7 +341,7 @@ class PublicView(Record):
         ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LabView(Record):
     """What one lab may see privately: its value, its moves, its results.
 
@@ -358,6 +358,11 @@ class LabView(Record):
     is the same place once the game is over.
     ``wealth`` is the wealth the round started with (the bid cap); ``current_wealth`` is the
     wealth after the round's settlement once it has settled, else the same.
+
+    Not frozen, unlike the other views, and never changed once built: a frozen dataclass's
+    ``__init__`` sets each of these 40-odd fields through ``object.__setattr__``, and every lab's
+    view is built again at every event of its room, which made the views of a hall of 200 labs
+    twice as slow to build (bench/RESULTS.md, "After c105dba").
     """
 
     seat_id: int
@@ -813,6 +818,13 @@ class _KeptLedger:
 _ledgers: bridge.GameCache[_KeptLedger] = bridge.GameCache(ROOM_CACHE_SIZE)
 
 
+def _ledger_key(game: Game, seats: Sequence[Seat]) -> tuple[Any, ...]:
+    """What a game's ledger depends on: its settled rounds, its status and who plays the labs."""
+    players = tuple((s.pk, s.nickname, s.token is not None, s.client_kind) for s in seats)
+    settled = game.round_no if game.phase == Phase.RESULTS else game.round_no - 1
+    return (game.pk, game.code, game.status, settled, players)
+
+
 def _ledger_of(game: Game, seats: Sequence[Seat]) -> ledger.Ledger:
     """Return the ledger of ``game``'s settled rounds, read once per process while it holds.
 
@@ -820,22 +832,41 @@ def _ledger_of(game: Game, seats: Sequence[Seat]) -> ledger.Ledger:
     that begins its results phase: the records stay the same from a round's results to the end
     of the next round's audit, and with the game's status (an instructor may end a game in any
     phase). The standings also name each lab's player. A room is built at every version of the
-    game (every batch of moves), the ledger of a big room's settled rounds once per round.
+    game (every batch of moves), the ledger of a big room's settled rounds once per round (by
+    the batch that settled it, ``keep_settled``, or else read here).
     """
-    players = tuple((s.pk, s.nickname, s.token is not None, s.client_kind) for s in seats)
-    settled = game.round_no if game.phase == Phase.RESULTS else game.round_no - 1
-    key = (game.pk, game.code, game.status, settled, players)
+    key = _ledger_key(game, seats)
     kept = _ledgers.latest(game.pk)
     if kept is not None and kept.key == key:
         return kept.book
     # The rounds settled before are kept: only the newly settled rounds are read and added.
     # (Of this game: a deleted game's id may be taken again, never its code.)
     before = kept.book if kept is not None and kept.key[:2] == key[:2] else None
-    if before is not None and len(before.records) > settled:
+    if before is not None and len(before.records) > key[3]:
         before = None
     book = ledger.read(game, seats=seats, before=before)
     _ledgers.keep(game.pk, _KeptLedger(key, book))
     return book
+
+
+def keep_settled(game: Game, seats: Sequence[Seat], record: RoundRecord) -> None:
+    """Add the round a batch just settled (and committed) to this process's ledger of the game.
+
+    ``game`` and ``seats`` as the batch committed them; ``record`` the round's record it wrote.
+    The event of the settlement (the round's results, every lab's own) then builds its room
+    without reading the record back, nor asking whether the game moved on meanwhile (``_room``:
+    a room built from what the process holds is its version's). Only if this process holds
+    the game's ledger up to the round before, with the same players; else a reader reads it.
+    """
+    kept = _ledgers.latest(game.pk)
+    key = _ledger_key(game, seats)
+    if kept is None or kept.key[:3] != key[:3] or kept.key[4] != key[4]:
+        return
+    records = kept.book.records
+    if key[3] != record.round_no or len(records) != record.round_no - 1:
+        return
+    book = ledger.read(game, seats=seats, before=kept.book, records=(*records, record))
+    _ledgers.keep(game.pk, _KeptLedger(key, book))
 
 
 def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
@@ -1035,8 +1066,11 @@ class _LabColumns:
 
     values: list[float] | None
     net_values: list[float] | None
-    wealth: list[float] | None
-    current_wealth: list[float] | None
+    #: u + rho and d = u + rho − p_eff·P at face value (r = 1: MODEL.md §5), once the values are.
+    gains: list[float] | None
+    face_values: list[float] | None
+    wealth: list[float]
+    current_wealth: list[float]
     risk: list[float]
     penalties: list[float]
     won: list[bool] | None
@@ -1058,11 +1092,23 @@ def _lab_columns(game: Game, room: _Room) -> _LabColumns:
     setup = position.setup if position else bridge.setup_of(game)
     trade = progress.trade if progress is not None else None
     rules = room.rules
-    wealth = state.wealth.tolist() if state is not None else None
+    racing = room.scenario.labs.racing_value
+    wealth = (
+        state.wealth.tolist()
+        if state is not None
+        else [room.scenario.labs.endowment] * game.lab_count
+    )
     settled_now = room.settled_now
+    net = progress.net_values if progress is not None else None
     columns = _LabColumns(
         values=progress.values.tolist() if progress is not None else None,
-        net_values=progress.net_values.tolist() if progress is not None else None,
+        net_values=net.tolist() if net is not None else None,
+        gains=(net + racing).tolist() if net is not None else None,
+        face_values=(
+            unpermitted_value(net, racing, np.full(net.shape, room.face_penalty)).tolist()
+            if net is not None
+            else None
+        ),
         wealth=wealth,
         current_wealth=[float(w) for w in settled_now.wealth] if settled_now else wealth,
         risk=setup.risk_profile.tolist(),
@@ -1082,8 +1128,12 @@ def _lab_columns(game: Game, room: _Room) -> _LabColumns:
 
 
 def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
-    """Return one lab's own view (kept with the room)."""
-    seat_id = seat.pk
+    """Return one lab's own view (kept with the room).
+
+    Built for every lab at every event of a room: what is the same for all labs is read once
+    per room (``_lab_columns``), and each view reads its lab's items of those lists.
+    """
+    seat_id = seat.id
     view = room.labs.get(seat_id)
     if view is not None:
         return view
@@ -1091,21 +1141,12 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
     lab = seat.lab_index
     player_id = seat.player_id
     columns = _lab_columns(game, room)
-    scenario, rules, moves = room.scenario, room.rules, room.moves
+    rules, moves = room.rules, room.moves
     bid_move = moves.get((seat_id, Action.BID))
     ask_move = moves.get((seat_id, Action.ASK))
     run_move = moves.get((seat_id, Action.DECIDE))
     won = columns.won[lab] if columns.won is not None else None
-    value = columns.values[lab] if columns.values is not None else None
-    net_value = columns.net_values[lab] if columns.net_values is not None else None
-    wealth = columns.wealth[lab] if columns.wealth is not None else scenario.labs.endowment
-    # d = u + rho − E (MODEL.md §5) at face value (r = 1), with u and E from sim_core.
-    gain = None if net_value is None else net_value + scenario.labs.racing_value
-    face_value = (
-        None
-        if net_value is None
-        else unpermitted_value(net_value, scenario.labs.racing_value, room.face_penalty)
-    )
+    face_value = columns.face_values[lab] if columns.face_values is not None else None
     view = LabView(
         seat_id=seat_id,
         player_id=player_id,
@@ -1113,18 +1154,16 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
         rejoin_code=seat.rejoin_code or "",
         round_no=game.round_no,
         phase=game.phase,
-        value=value,
-        net_value=net_value,
+        value=columns.values[lab] if columns.values is not None else None,
+        net_value=columns.net_values[lab] if columns.net_values is not None else None,
         risk_profile=columns.risk[lab],
-        wealth=wealth,
-        current_wealth=(
-            columns.current_wealth[lab] if columns.current_wealth is not None else wealth
-        ),
+        wealth=columns.wealth[lab],
+        current_wealth=columns.current_wealth[lab],
         score=room.book.scores[lab],
         p_eff=rules.p_eff,
         punishment=rules.punishment,
         expected_penalty=columns.penalties[lab],
-        gain_from_running=gain,
+        gain_from_running=columns.gains[lab] if columns.gains is not None else None,
         face_expected_penalty=room.face_penalty,
         face_unpermitted_value=face_value,
         running_pays=None if face_value is None else face_value > 0,

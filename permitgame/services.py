@@ -35,7 +35,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 
-from permitgame import bridge, broadcast, chain, clock, prepared, realtime
+from permitgame import bridge, broadcast, chain, clock, prepared, realtime, selectors
 from permitgame.errors import (
     AlreadySubmitted,
     BadNickname,
@@ -1018,9 +1018,13 @@ def _drive(
         elif finished == Phase.AUDIT:
             # The bots' moves just logged are the ones this resolve drew, so it is the
             # settled round (replay_game recomputes it from the log and compares).
-            RoundRecord.objects.create(
+            record = RoundRecord.objects.create(
                 game=game, created_at=now, **bridge.record_fields(progress, position.state)
             )
+            seats = _held_seats(rows)
+            if seats is not None:  # the event's screens add it without reading it back
+                keep = partial(selectors.keep_settled, game, seats, record)
+                transaction.on_commit(keep, robust=True)
             changes.add("settled", game.round_no)
         if _begin_phase(game, _NEXT_PHASE[finished], now, changes, position.seats):
             position = None  # who must move changed: resolve again
@@ -1244,7 +1248,7 @@ def _submit_batch(
     changes.seat_ids.update(move.seat_id for move in new.values() if move.seat_id is not None)
     if any(move.action != Action.BELIEF for move in new.values()):
         changes.add("waiting", game.round_no)
-        resting = _drive(game, now, changes, expired=False, position=position)
+        resting = _drive(game, now, changes, expired=False, position=position, rows=rows)
     else:
         resting = position  # beliefs alone: the round as it stood, resolved with its moves
     _commit(game, changes, later=later)

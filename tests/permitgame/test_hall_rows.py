@@ -276,6 +276,47 @@ def test_a_phase_changes_publish_reads_the_game_and_who_is_online_and_nothing_el
 
 
 @pytest.mark.django_db
+def test_a_settled_rounds_publish_reads_no_record_and_its_results_are_the_records(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    """The batch that settles a round adds its record to the process's ledger: the round's
+    results go out without reading it back, and each lab's are what a fresh read shows."""
+    game, seats = hall(labs=12, humans=12, online=True)  # the governor is a bot: no audit waits
+    capture = django_capture_on_commit_callbacks
+    end_bidding(game, seats, capture)
+    decide = [
+        MoveCommand(seat_id=s.pk, action="decide", round_no=1, payload={"run": i % 3 == 0})
+        for i, s in enumerate(seats)
+    ]
+    with capture(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=decide[:-1])
+    selectors.game_screens(fresh(game))  # as a progress of the room does: round 1's ledger
+    later: list[Any] = []
+    with capture(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=decide[-1:], publish_later=later)
+    assert fresh(game).phase == Phase.RESULTS
+    sent: list[Any] = []
+    monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
+    with CaptureQueriesContext(connection) as queries:
+        services.publish_deferred(later)
+    assert tables_read(queries) == ["permitgame_game", "permitgame_connection"]
+    event = next(update for update in sent if isinstance(update, realtime.RoomEvent))
+    public = [json.loads(text) for text in event.json]
+    assert [m["round"] for m in public if m["type"] == "round_results"] == [1]
+    again = ledger.read(fresh(game))
+    for seat in seats:
+        own = [json.loads(text) for text in event.seats[seat.pk].json]
+        (results,) = [m for m in own if m["type"] == "your_results"]
+        row = again.rows[0][seat.lab_index]
+        assert (results["payoff"], results["ran"], results["won"]) == (
+            pytest.approx(row.payoff),
+            row.ran,
+            row.won,
+        )
+    check_ledger(fresh(game))
+
+
+@pytest.mark.django_db
 def test_the_rows_carried_on_are_the_rows_read_at_every_version_of_a_whole_game(
     django_capture_on_commit_callbacks,
 ):
