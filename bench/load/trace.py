@@ -24,7 +24,9 @@ to the publish, to the send, to the hubs' hand-out, through it, to the last clie
 each part's median and slowest over the repeat's phase changes.
 
 The steps (``STEPS``): the batch of moves (``record``) and, inside it, the game's lock, the
-catch-up on what another process wrote (``catch-up``), the resolve; the event's publish and,
+catch-up on what another process wrote (``catch-up``), the resolve, the phase machine
+(``phases``: a round settled there writes its record), and once committed the rows carried on
+to the new version (``carry``) and a settled round added to the ledger (``ledger``); the event's publish and,
 inside it, the game's screens and the send to the hubs; each hub's hand-out to its sockets;
 and the pages' answers to their moves, rendered together (``answers``).
 """
@@ -100,6 +102,9 @@ STEPS: tuple[tuple[str, str, str, Callable[..., str] | None], ...] = (
     ("permitgame.services", "_lock", "lock", None),
     ("permitgame.bridge", "_caught_up", "catch-up", _describe_catch_up),
     ("permitgame.bridge", "position_of", "resolve", None),
+    ("permitgame.services", "_drive", "phases", None),
+    ("permitgame.bridge", "advance_rows", "carry", None),
+    ("permitgame.selectors", "keep_settled", "ledger", None),
     ("permitgame.broadcast", "publish", "publish", _describe_publish),
     ("permitgame.selectors", "game_screens", "screens", None),
     ("permitgame.realtime", "send", "send", _describe_send),
