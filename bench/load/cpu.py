@@ -41,14 +41,16 @@ def _publish_again(game_id: int) -> float:
 
     game = Game.objects.get(pk=game_id)
     room = selectors._room(game)
+    events = [("market", game.round_no), ("phase", game.round_no)]
+
+    def publish() -> None:
+        broadcast.publish(game_id=game_id, seq=game.seq, events=events)
+
     costs = []
     for _ in range(AGAIN):
         fresh = dataclasses.replace(room, labs={}, governor=None, columns=None)
         selectors._rooms.keep(game_id, fresh)
-        events = [("market", game.round_no), ("phase", game.round_no)]
-        costs.append(
-            _cpu(lambda: broadcast.publish(game_id=game_id, seq=game.seq, events=events))[0]
-        )
+        costs.append(_cpu(publish)[0])
     return statistics.median(costs)
 
 

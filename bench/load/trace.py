@@ -25,10 +25,10 @@ each part's median and slowest over the repeat's phase changes.
 
 The steps (``STEPS``): the batch of moves (``record``) and, inside it, the game's lock, the
 catch-up on what another process wrote (``catch-up``), the resolve, the phase machine
-(``phases``: a round settled there writes its record), and once committed the rows carried on
-to the new version (``carry``) and a settled round added to the ledger (``ledger``); the event's publish and,
-inside it, the game's screens and the send to the hubs; each hub's hand-out to its sockets;
-and the pages' answers to their moves, rendered together (``answers``).
+(``phases``: a round settled there writes its record), and once committed a settled round added
+to the ledger (``ledger``) and the rows carried on to the new version (``carry``); the event's
+publish and, inside it, the game's screens and the send to the hubs; each hub's hand-out to its
+sockets; and the pages' answers to their moves, rendered together (``answers``).
 """
 
 from __future__ import annotations

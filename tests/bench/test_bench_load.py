@@ -148,12 +148,17 @@ def test_a_tiny_run_reports_every_column_loses_nothing_and_traces_each_phase_cha
         matches = [line.fullmatch(text) for text in lines]
         assert all(matches), lines
         steps = [m.groups() for m in matches if m]  # (at, where, thread, step)
-        # The moves' thread: the batch that ended the phase, its lock and its resolve, then the
-        # event's publish, its screens and its send; the hub hands it to the room's 7 sockets.
+        # The moves' thread: the batch that ended the phase, its lock, its resolve and its phase
+        # machine, the rows carried on once committed (and the round it settled added to the
+        # ledger), then the event's publish, its screens and its send; the hub hands it to the
+        # room's 7 sockets.
         way = [step.split(" (")[0] for _, _, thread, step in steps if thread.startswith("moves")]
         way = way[way.index("record") :]  # (the window may open inside an earlier batch)
         firsts = [name for i, name in enumerate(way) if name not in way[:i]]
-        assert firsts[:6] == ["record", "lock", "resolve", "publish", "screens", "send"], way
+        expected = ["record", "lock", "resolve", "phases", "carry", "publish", "screens", "send"]
+        if "audit -> results" in header:  # settled by the governor's batch, handed to the ledger
+            expected.insert(4, "ledger")
+        assert firsts[: len(expected)] == expected, (header, way)
         hand_out = next((float(at), step) for at, _, _, step in steps if "hand-out" in step)
         assert hand_out[1] == "hand-out (hub.event, 7 sockets)"
         last_client = float(header.rsplit("last ", 1)[1].removesuffix(" ms"))
