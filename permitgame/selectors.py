@@ -825,15 +825,19 @@ def _ledger_key(game: Game, seats: Sequence[Seat]) -> tuple[Any, ...]:
     return (game.pk, game.code, game.status, settled, players)
 
 
-def _ledger_of(game: Game, seats: Sequence[Seat]) -> ledger.Ledger:
+def _ledger_of(
+    game: Game, seats: Sequence[Seat], *, settled: RoundRecord | None = None
+) -> ledger.Ledger:
     """Return the ledger of ``game``'s settled rounds, read once per process while it holds.
 
     A round is settled (its record written) only as its audit phase ends, in the transaction
     that begins its results phase: the records stay the same from a round's results to the end
     of the next round's audit, and with the game's status (an instructor may end a game in any
     phase). The standings also name each lab's player. A room is built at every version of the
-    game (every batch of moves), the ledger of a big room's settled rounds once per round (by
-    the batch that settled it, ``keep_settled``, or else read here).
+    game (every batch of moves), the ledger of a big room's settled rounds once per round.
+
+    ``settled``: the record of the round just settled, as the batch that wrote it holds it
+    (``keep_settled``); added to the rounds kept before without reading it back.
     """
     key = _ledger_key(game, seats)
     kept = _ledgers.latest(game.pk)
@@ -844,7 +848,14 @@ def _ledger_of(game: Game, seats: Sequence[Seat]) -> ledger.Ledger:
     before = kept.book if kept is not None and kept.key[:2] == key[:2] else None
     if before is not None and len(before.records) > key[3]:
         before = None
-    book = ledger.read(game, seats=seats, before=before)
+    records = None
+    if (
+        settled is not None
+        and before is not None
+        and len(before.records) + 1 == key[3] == settled.round_no
+    ):
+        records = (*before.records, settled)
+    book = ledger.read(game, seats=seats, before=before, records=records)
     _ledgers.keep(game.pk, _KeptLedger(key, book))
     return book
 
@@ -855,18 +866,9 @@ def keep_settled(game: Game, seats: Sequence[Seat], record: RoundRecord) -> None
     ``game`` and ``seats`` as the batch committed them; ``record`` the round's record it wrote.
     The event of the settlement (the round's results, every lab's own) then builds its room
     without reading the record back, nor asking whether the game moved on meanwhile (``_room``:
-    a room built from what the process holds is its version's). Only if this process holds
-    the game's ledger up to the round before, with the same players; else a reader reads it.
+    a room built from what the process holds is its version's).
     """
-    kept = _ledgers.latest(game.pk)
-    key = _ledger_key(game, seats)
-    if kept is None or kept.key[:3] != key[:3] or kept.key[4] != key[4]:
-        return
-    records = kept.book.records
-    if key[3] != record.round_no or len(records) != record.round_no - 1:
-        return
-    book = ledger.read(game, seats=seats, before=kept.book, records=(*records, record))
-    _ledgers.keep(game.pk, _KeptLedger(key, book))
+    _ledger_of(game, seats, settled=record)
 
 
 def _build_room(game: Game, key: tuple[Any, ...], rows: bridge.Rows) -> _Room:
@@ -1066,7 +1068,8 @@ class _LabColumns:
 
     values: list[float] | None
     net_values: list[float] | None
-    #: u + rho and d = u + rho − p_eff·P at face value (r = 1: MODEL.md §5), once the values are.
+    #: u + rho and d = u + rho − p_eff·P at face value (r = 1: MODEL.md §5), once the values are
+    #: (sim_core's ``unpermitted_value``, without and with the penalty).
     gains: list[float] | None
     face_values: list[float] | None
     wealth: list[float]
@@ -1103,11 +1106,9 @@ def _lab_columns(game: Game, room: _Room) -> _LabColumns:
     columns = _LabColumns(
         values=progress.values.tolist() if progress is not None else None,
         net_values=net.tolist() if net is not None else None,
-        gains=(net + racing).tolist() if net is not None else None,
+        gains=unpermitted_value(net, racing, 0.0).tolist() if net is not None else None,
         face_values=(
-            unpermitted_value(net, racing, np.full(net.shape, room.face_penalty)).tolist()
-            if net is not None
-            else None
+            unpermitted_value(net, racing, room.face_penalty).tolist() if net is not None else None
         ),
         wealth=wealth,
         current_wealth=[float(w) for w in settled_now.wealth] if settled_now else wealth,
@@ -1133,7 +1134,7 @@ def _lab_view(game: Game, room: _Room, seat: Seat) -> LabView:
     Built for every lab at every event of a room: what is the same for all labs is read once
     per room (``_lab_columns``), and each view reads its lab's items of those lists.
     """
-    seat_id = seat.id
+    seat_id = seat.pk
     view = room.labs.get(seat_id)
     if view is not None:
         return view

@@ -40,12 +40,14 @@ def expected_penalty(
     return penalties
 
 
-def unpermitted_value(net_values: Real, racing_value: float, penalties: Real) -> Real:
+def unpermitted_value(net_values: Real, racing_value: float, penalties: Real | float) -> Real:
     """Return d = u + rho − E, what running without a permit is worth on average (§5).
 
-    Works on floats and on arrays of any shape; a lab that may run runs iff d > 0.
+    Works on floats and on arrays of any shape (one penalty for all, or one each); a lab that
+    may run runs iff d > 0. With no penalty (0) it is the gain from running, u + rho.
     """
-    return net_values + racing_value - penalties
+    value: Real = net_values + racing_value - penalties
+    return value
 
 
 def marginal_gain(price: float, racing_value: float) -> float:

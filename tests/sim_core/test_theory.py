@@ -118,3 +118,7 @@ def test_unpermitted_value_is_what_running_without_a_permit_is_worth_on_average(
     assert unpermitted_value(0.6, 0.1, 0.5) == pytest.approx(0.2)
     values = unpermitted_value(np.array([0.1, 0.4]), 0.0, np.array([0.25, 0.25]))
     assert values.tolist() == pytest.approx([-0.15, 0.15])
+    # One penalty for every lab, as the screens take it at face value; none: the gain u + rho.
+    same = unpermitted_value(np.array([0.1, 0.4]), 0.0, 0.25)
+    assert same.tolist() == values.tolist()
+    assert unpermitted_value(np.array([0.1, 0.4]), 0.2, 0.0).tolist() == pytest.approx([0.3, 0.6])
