@@ -278,18 +278,24 @@ def _caught_up(game: Game, kept: Rows, key: tuple[int, str, int, int]) -> Rows |
 
     Another process changed the game since (its batch of moves, with several Daphnes): the
     moves logged since are read (a log only grows, and a game's moves are written under its
-    lock, so in id order) and the seats are compared column by column, which costs a fraction
-    of building them. None if a seat changed: then everything is read again.
+    lock, so in id order). The seats are kept if no commit since ``kept``'s version changed
+    one (``Game.seats_version``); else they are compared column by column, which costs a
+    fraction of building them. None if a seat changed: then everything is read again.
     """
-    columns = _SEAT_ROWS.all(game.pk)
-    if len(columns) != len(kept.seats) or any(
-        row != tuple(getattr(seat, name) for name in _SEAT_COLUMNS)
-        for row, seat in zip(columns, kept.seats, strict=True)
-    ):
+    if game.seats_version > kept.key[2] and not _same_seats(game, kept.seats):
         return None
     last = max((move.pk for move in kept.moves), default=0)
     added = _moves_after(game, key[3], last, {seat.pk: seat for seat in kept.seats})
     return Rows(key=key, seats=kept.seats, moves=[*kept.moves, *added], state=kept.state)
+
+
+def _same_seats(game: Game, seats: Sequence[Seat]) -> bool:
+    """Return whether the game's seats in the database have the columns of ``seats``."""
+    columns = _SEAT_ROWS.all(game.pk)
+    return len(columns) == len(seats) and all(
+        row == tuple(getattr(seat, name) for name in _SEAT_COLUMNS)
+        for row, seat in zip(columns, seats, strict=True)
+    )
 
 
 def keep_rows(rows: Rows) -> None:

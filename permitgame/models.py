@@ -169,6 +169,11 @@ class Game(models.Model):
         ),
     )
     version = models.PositiveIntegerField(default=0)
+    # The version whose commit last changed a seat (who plays it, its role, its nickname, ...):
+    # a process that holds the seats of an older version than this reads them again
+    # (``bridge.rows_of``). A commit that does not know its seats unchanged sets it to its own
+    # version (``services._commit``), so a seat is never taken as unchanged by mistake.
+    seats_version = models.PositiveIntegerField(default=0)
     # The hash of the log's last entry (permitgame.chain): the next entry's ``prev_hash``, kept
     # here so that appending to the log reads nothing more; empty before the first hashed entry.
     log_head = models.CharField(max_length=64, blank=True, default="")

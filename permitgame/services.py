@@ -351,6 +351,9 @@ def _commit(
     there once the transaction has committed, for the caller to run (after answering).
     """
     game.version += 1
+    journal = _journal()
+    if journal is None or journal.stale:  # only a journal knows its seats unchanged
+        game.seats_version = game.version
     event = changes.is_event
     if event:
         game.seq += 1

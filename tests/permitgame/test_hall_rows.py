@@ -406,9 +406,11 @@ def test_a_process_catches_up_with_another_ones_moves_without_reading_the_room_a
     django_capture_on_commit_callbacks,
 ):
     # With several Daphnes the batches of a round come from each in turn: a process's rows
-    # are then a version behind. It reads only the moves logged since and compares the seats'
-    # columns; a seat that changed (handed to its bot by the instructor) means a full read.
-    game, seats = hall(labs=40, humans=40)
+    # are then a version behind. It reads only the moves logged since: the other batch
+    # changed no seat (the game's ``seats_version`` says so). A commit that may have changed
+    # one (a player's socket dropped) makes it compare the seats' columns; a seat that changed
+    # (handed to its bot by the instructor) means a full read.
+    game, seats = hall(labs=40, humans=40, online=True)
     services.game_start(game=game)
     with django_capture_on_commit_callbacks(execute=True):
         services.round_submit_moves(game_id=game.pk, commands=bids(seats[:5], 1))
@@ -419,10 +421,23 @@ def test_a_process_catches_up_with_another_ones_moves_without_reading_the_room_a
         caught_up = bridge.rows_of(game)
     assert summary(caught_up) == rows_as_read(game)
     assert len(caught_up.moves) == 9
+    kept_seats = caught_up.seats
     statements = [q["sql"] for q in queries.captured_queries]
-    # The seats' columns without building seats, and the 4 new moves only.
+    assert len(statements) == 1, statements  # the 4 new moves only
+    assert '"permitgame_move"."id" >' in statements[0]
+
+    services.seat_disconnect(channel_name=f"test-{seats[30].pk}")  # logged: a drop
+    game = fresh(game)
+    assert game.seats_version == game.version
+    with CaptureQueriesContext(connection) as queries:
+        caught_up = bridge.rows_of(game)
+    assert summary(caught_up) == rows_as_read(game)
+    assert caught_up.seats is kept_seats  # no seat changed: kept
+    statements = [q["sql"] for q in queries.captured_queries]
+    # The seats' columns without building seats (all as they were), and the moves since.
     assert len(statements) == 2, statements
     assert '"permitgame_move"."id" >' in statements[1]
+
     services.seat_hand_to_bot(seat=Seat.objects.get(pk=seats[20].pk))
     game = fresh(game)
     with CaptureQueriesContext(connection) as queries:
@@ -481,7 +496,7 @@ def test_the_clock_carries_the_rows_on_through_every_deadline_of_a_whole_game(
     services.seat_disconnect(channel_name=f"test-{seats[4].pk}")
     with clock.frozen() as frozen:
         services.game_start(game=game)
-        carried = steps = 0
+        carried = steps = kept_seats = 0
         while fresh(game).status != "finished" and steps < 40:
             steps += 1
             game = fresh(game)
@@ -490,9 +505,16 @@ def test_the_clock_carries_the_rows_on_through_every_deadline_of_a_whole_game(
                     services.round_submit_moves(game_id=game.pk, commands=bids(seats[:2], 1))
             frozen.advance(10_000)
             services.presence_heartbeat({f"test-{s.pk}" for s in seats[:4]})  # still there
+            before = seat_columns(game)
             with django_capture_on_commit_callbacks(execute=True):
                 assert services.game_expire_phase(game_id=game.pk)
             now = fresh(game)
+            # A commit that changed a seat says so; one that did not leaves the mark alone,
+            # so another process keeps the seats it holds.
+            if seat_columns(now) != before:
+                assert now.seats_version == now.version, (steps, now.round_no, now.phase)
+            else:
+                kept_seats += now.seats_version < now.version
             kept = bridge._rows.latest(now.pk)
             if kept is not None and kept.key == (now.pk, now.code, now.version, now.round_no):
                 carried += 1
@@ -503,6 +525,12 @@ def test_the_clock_carries_the_rows_on_through_every_deadline_of_a_whole_game(
     # Each round's four deadlines carry the rows on, the next round's bidding included (the
     # stand-in's deadline and the game's end do not).
     assert carried >= 8, carried
+    assert kept_seats >= 8, kept_seats
+
+
+def seat_columns(game: Game) -> list[tuple[Any, ...]]:
+    """Every seat's columns as the database has them (``last_seen`` aside, as the rows do)."""
+    return list(bridge._SEAT_ROWS.all(game.pk))
 
 
 @pytest.mark.django_db
