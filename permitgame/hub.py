@@ -54,9 +54,6 @@ DEFAULT_GROUP_EXPIRY = 86400
 #: The key of a game's consoles among its seats in ``Hub.games`` (no seat has it): a console
 #: registers as ``add(game_id, CONSOLE, socket)`` and is handed the console's updates only.
 CONSOLE = -1
-#: How many marks of the messages handed here as they were sent a hub keeps (each is dropped
-#: when the layer's copy comes back, within milliseconds).
-HANDED_HERE_KEPT = 1024
 #: The longest wait before the hub reads its channel again after reads that failed.
 READ_RETRY_SECONDS = 1.0
 _pause = asyncio.sleep  # the hub's waits between failed reads (tests watch them)
@@ -136,9 +133,6 @@ class Hub:
         self._logged = -float("inf")
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        # The marks of the messages this process handed here as it sent them: the layer's
-        # copy of one is dropped (``realtime.hand_here``). The oldest are forgotten.
-        self._handed_here: dict[str, None] = {}
 
     # ------------------------------------------------------------------ sockets
 
@@ -191,7 +185,6 @@ class Hub:
             self.loop.create_task(self._read()),
             self.loop.create_task(self._renew()),
         ]
-        realtime.hand_here(self.layer, self.loop, self)
 
     async def _read(self) -> None:
         assert self.channel is not None
@@ -244,8 +237,6 @@ class Hub:
         if kind not in (realtime.HUB_EVENT, realtime.HUB_SEATS_MOVED, realtime.HUB_HOST):
             logger.warning("the hub ignored a message of type %r", kind)
             return 0
-        if self._second_copy(message.get(realtime.HERE_KEY)):
-            return 0
         self.received += 1
         seats = self.games.get(int(message["game"]))
         if not seats:
@@ -297,18 +288,6 @@ class Hub:
             broadcast.event_handed_out(int(message["game"]))
         return handed
 
-    def _second_copy(self, mark: str | None) -> bool:
-        """Whether a message is the second copy of one this process sent and handed here."""
-        if mark is None or not mark.startswith(realtime.PROCESS):
-            return False
-        if mark in self._handed_here:
-            del self._handed_here[mark]
-            return True
-        self._handed_here[mark] = None
-        while len(self._handed_here) > HANDED_HERE_KEPT:  # a copy the layer lost
-            del self._handed_here[next(iter(self._handed_here))]
-        return False
-
     def _seats_moved(self, seats: dict[int, list[Receiver]], seat_ids: list[int]) -> int:
         """Tell the local sockets of these seats that their role changed (they reconnect).
 
@@ -347,7 +326,6 @@ class Hub:
 
     def stop(self) -> None:
         """Stop reading its channel (a hub of a loop that ended; ``start`` reads it again)."""
-        realtime.forget_here(self)
         for task in self._tasks:
             with contextlib.suppress(RuntimeError):  # its loop is closed: nothing runs anyway
                 task.cancel()

@@ -19,14 +19,11 @@ sockets open in this process, which the clock loop keeps alive. Not here: what i
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import itertools
 import logging
-import secrets
 import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from asgiref.sync import async_to_sync
@@ -191,71 +188,11 @@ class RoomEvent:
 
 
 def send(update: RoomEvent | HostUpdate, *, seq: int, version: int, kind: str = SEND) -> None:
-    """Send an update to the game's hubs (call from sync code, e.g. an on_commit callback).
-
-    With Redis, this process's own hub is handed it at once as well (``hand_here``), and drops
-    the copy the layer brings back.
-    """
+    """Send an update to the game's hubs (call from sync code, e.g. an on_commit callback)."""
     layer = get_channel_layer()
     if layer is None or update.empty:
         return
-    message = update.message(kind, seq, version)
-    _hand_here(layer, message)
-    _run(layer, layer.group_send(update.group, message))
-
-
-class Here(Protocol):
-    """This process's hub, as ``send`` hands it what it sends (``permitgame.hub.Hub``)."""
-
-    def deliver(self, message: dict[str, Any]) -> Coroutine[Any, Any, int]: ...
-
-
-#: What this process puts on the messages it hands its own hub (``HERE_KEY``): its own mark and
-#: a count, so its hub tells the layer's copy of one of them from every other message.
-PROCESS = secrets.token_hex(8)
-HERE_KEY = "here"
-_marks = itertools.count(1)
-#: Layer id -> (the layer, its hub's loop, its hub): where ``send`` hands an update at once.
-_here: dict[int, tuple[Any, asyncio.AbstractEventLoop, Here]] = {}
-
-
-def hand_here(layer: Any, loop: asyncio.AbstractEventLoop, hub: Here) -> None:
-    """Have ``send`` hand ``hub`` (this process's, on ``loop``) what it sends over ``layer``.
-
-    Only with Redis: a message published there comes back to the publishing process's own
-    hub over the network, and under a hall's load its read waited behind whatever the
-    sockets' loop had queued meanwhile (a batch's hundred acks): half a room heard its phase
-    change ten milliseconds later than the other half. Handed at once, it is queued on the
-    loop before them.
-    """
-    if _own_loop(layer):
-        _here[id(layer)] = (layer, loop, hub)
-
-
-def forget_here(hub: Here) -> None:
-    """Stop handing ``hub`` what this process sends (a hub that stopped)."""
-    for key, (_, _, held) in list(_here.items()):
-        if held is hub:
-            _here.pop(key, None)
-
-
-def _hand_here(layer: Any, message: dict[str, Any]) -> None:
-    here = _here.get(id(layer))
-    if here is None or here[0] is not layer:
-        return
-    _, loop, hub = here
-    if loop.is_closed() or not loop.is_running():
-        return
-    message[HERE_KEY] = f"{PROCESS}-{next(_marks)}"
-    handing = asyncio.run_coroutine_threadsafe(hub.deliver(dict(message)), loop)
-    handing.add_done_callback(_log_failure)
-
-
-def _log_failure(done: concurrent.futures.Future[int]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        logger.error(
-            "an update could not be handed to this process's hub", exc_info=done.exception()
-        )
+    _run(layer, layer.group_send(update.group, update.message(kind, seq, version)))
 
 
 #: Each sending thread's own event loop, for a layer that may be used from any loop (Redis).

@@ -665,66 +665,6 @@ async def test_two_processes_each_deliver_to_their_own_sockets_and_a_third_gets_
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_with_redis_the_sending_process_hands_its_own_sockets_the_event_once_at_once(
-    settings, monkeypatch, redis_url
-):
-    """The process that sends an event hands it to its own hub as it sends it (not after the
-    round trip through Redis, behind what its loop queued meanwhile), and its hub drops the copy
-    Redis brings back: every socket hears the event once. Here the sending process's hub reads
-    nothing from Redis at all, and its sockets still hear every event, in order."""
-    from channels.layers import get_channel_layer
-
-    settings.CHANNEL_LAYERS = redis_layers(redis_url, "default", "b")
-    sending = get_channel_layer()  # the process that commits (this test's threads) sends here
-    deaf = asyncio.Event()
-
-    async def hears_nothing(channel: str) -> dict[str, Any]:
-        await deaf.wait()  # never set: the hub of "default" reads nothing from Redis
-        raise AssertionError("unreachable")
-
-    game, seats = await db(hall)(labs=6, humans=4)
-    await db(services.game_start)(game=game)
-    sockets = [
-        socket_in("default", game.code, seats[0].token),
-        socket_in("default", game.code, seats[1].token),
-        socket_in("b", game.code, seats[2].token),
-        socket_in("b", game.code, seats[3].token),
-    ]
-    try:
-        await sockets[0].connect()  # a first socket of each process, heard as usual
-        await sockets[2].connect()
-        for socket in sockets[::2]:
-            await socket.drain(quiet=0.05)
-        relay = hub.hub_for(sending)
-        received = relay.received
-        await db(services.game_advance_now)(game=await db(fresh)(game))  # bidding ends
-        first = [await socket.drain(quiet=0.3) for socket in sockets[::2]]
-        for messages in first:
-            assert Counter(m["type"] for m in messages)["market"] == 1, messages
-        # Handed out once, though the sending process's hub got it twice: the copy from Redis
-        # came back and was dropped.
-        assert relay.received == received + 1
-        assert not relay._handed_here
-
-        relay.stop()  # the sending process's hub now reads nothing from Redis
-        monkeypatch.setattr(sending, "receive", hears_nothing)
-        await sockets[1].connect()
-        await sockets[3].connect()
-        for socket in sockets:
-            await socket.drain(quiet=0.05)
-        before = (await db(fresh)(game)).seq
-        await db(services.game_advance_now)(game=await db(fresh)(game))  # compliance ends
-        got = [await socket.drain(quiet=0.3) for socket in sockets]
-        for messages in got:
-            kinds = [m["type"] for m in messages]
-            assert kinds.count("phase") == 1 and {m["seq"] for m in messages} == {before + 1}
-            assert kinds.count("you") == 1, kinds  # its own part, once
-    finally:
-        for socket in sockets:
-            await socket.close()
-
-
-@pytest.mark.django_db(transaction=True)
 async def test_with_redis_a_hub_whose_subscription_dropped_hears_its_game_again(
     settings, monkeypatch, redis_url
 ):
