@@ -444,6 +444,14 @@ def test_a_clock_skips_a_game_another_transaction_holds_and_fires_it_at_the_next
 # ------------------------------------------------------------------------------ the migration
 
 
+def migrate_to_latest() -> None:
+    """Bring the test database back to the latest migrations (a test that went back)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_gives_the_seats_of_existing_games_their_nickname_keys():
     from django.db.migrations.executor import MigrationExecutor
@@ -453,10 +461,13 @@ def test_the_migration_gives_the_seats_of_existing_games_their_nickname_keys():
     before = [("permitgame", "0011_study2_bot_disclosure")]
     after = [("permitgame", "0012_halljoin_nickname_key")]
     MigrationExecutor(connection).migrate(before)  # a database from before the keys
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(after)
-    keys = dict(Seat.objects.filter(game=game).values_list("pk", "nickname_key"))
+    try:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(after)
+        keys = dict(Seat.objects.filter(game=game).values_list("pk", "nickname_key"))
+    finally:
+        migrate_to_latest()
     assert keys.pop(joined.pk) == "strasse"
     assert set(keys.values()) == {None}  # the seats nobody joined yet
     with pytest.raises(NicknameTaken):

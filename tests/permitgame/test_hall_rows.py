@@ -23,6 +23,7 @@ from permitgame.models import Game, Move, Seat
 from permitgame.services import MoveCommand
 from sim_core import Phase, expected_penalty
 from tests.permitgame.test_hall import CountResolves, fresh, hall
+from tests.permitgame.test_hall_joins import migrate_to_latest
 
 
 def bids(seats: list[Seat], round_no: int, amount: float = 0.1) -> list[MoveCommand]:
@@ -526,6 +527,28 @@ def test_the_clock_carries_the_rows_on_through_every_deadline_of_a_whole_game(
     # stand-in's deadline and the game's end do not).
     assert carried >= 8, carried
     assert kept_seats >= 8, kept_seats
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_counts_every_existing_games_seats_as_changed_at_its_version():
+    # After the upgrade no process may take the seats it holds as current from a mark the
+    # upgrade made up: each game's mark is its version (a catch-up compares the seats).
+    from django.db.migrations.executor import MigrationExecutor
+
+    game, seats = hall(labs=6, humans=6)
+    services.game_start(game=game)
+    services.round_submit_moves(game_id=game.pk, commands=bids(seats[:3], 1))
+    version = fresh(game).version
+    assert fresh(game).seats_version < version  # the batch changed no seat
+    MigrationExecutor(connection).migrate([("permitgame", "0012_halljoin_nickname_key")])
+    try:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([("permitgame", "0013_game_seats_version")])
+    finally:
+        migrate_to_latest()
+    game = fresh(game)
+    assert (game.version, game.seats_version) == (version, version)
 
 
 def seat_columns(game: Game) -> list[tuple[Any, ...]]:
