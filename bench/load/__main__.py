@@ -151,6 +151,7 @@ async def one_repeat(
     phase = [x for run in runs for x in run.phase_latencies()]
     phase_from_move = [x for run in runs for x in run.phase_latencies(from_last_move=True)]
     lateness = [x for run in runs for x in run.deadline_lateness()]
+    changed = [x for run in runs for x in run.deadline_changes()]
     joined = [run.joined_at for run in runs]
     errors: dict[str, int] = {}
     for p in players:
@@ -201,6 +202,7 @@ async def one_repeat(
         "wall_s": wall,
         "lateness_p95": percentile(lateness, 95),
         "lateness_max": max(lateness) if lateness else None,
+        "change_lateness_max": max(changed) if changed else None,
         "complete": sum(run.complete for run in runs),
         "games": len(runs),
         "messages": sum(sum(p.counts.values()) for p in players),
@@ -290,7 +292,9 @@ def run_setup(
                 f"floor {fmt_ms(result['floor_p95'])}, phase {fmt_ms(result['phase_p95'])}, "
                 f"ack p95 {fmt_ms(result['ack_p95'])} ({fmt_errors(result['errors'])} refused), "
                 f"lost {result['lost']}, "
-                f"gaps {result['gaps']}, late {fmt_ms(result['lateness_p95'])}, "
+                f"gaps {result['gaps']}, late {fmt_ms(result['lateness_p95'])} "
+                f"(max {fmt_ms(result['lateness_max'])}; the server's change at most "
+                f"{fmt_ms(result['change_lateness_max'])} after its deadline), "
                 f"joins {fmt_s(result['join_s'])} ({result['joined']}/{result['seats']} connected, "
                 f"{result['failed_handshakes']} failed handshakes, "
                 f"server CPU {fmt_s(result['join_cpu_s'])}), "
@@ -343,6 +347,10 @@ def run_setup(
         "consoles_finished": sum(r["consoles_finished"] for r in repeats_out),
         "lateness_max": max(
             (r["lateness_max"] for r in repeats_out if r["lateness_max"] is not None), default=None
+        ),
+        "change_lateness_max": max(
+            (r["change_lateness_max"] for r in repeats_out if r["change_lateness_max"] is not None),
+            default=None,
         ),
         "errors": _sum_dicts([r["errors"] for r in repeats_out]),
         "server_log_problems": problems,

@@ -668,6 +668,18 @@ class GameRun:
                 out.append(max(got) - min(deadlines))
         return out
 
+    def deadline_changes(self) -> list[float]:
+        """Per results phase followed by a round: deadline -> the server's change (its
+        ``started``). What ``deadline_lateness`` adds to it is the event's way to the last
+        client."""
+        out = []
+        for round_no in range(1, self.rounds):
+            deadlines = self.noted("deadlines", (round_no, "results"))
+            began = self.noted("started", (round_no + 1, "bidding"))
+            if deadlines and began:
+                out.append(min(began) - min(deadlines))
+        return out
+
 
 def make_runs(
     codes: list[str], *, players: int, rounds: int, game_urls: list[str], seed: int

@@ -111,6 +111,8 @@ def test_a_tiny_run_reports_every_column_loses_nothing_and_traces_each_phase_cha
     for key in ("floor_p95", "phase_p95", "ratio", "ack_p50", "ack_p95", "join_s"):
         assert row[key] is not None and row[key] > 0, key
     assert row["lateness_p95"] is not None  # the results phase ended by its deadline
+    # The server changed the phase after the deadline, and before the last client heard it.
+    assert 0 <= row["change_lateness_max"] <= row["lateness_max"]
     assert row["cpu_s"] > 0 and row["peak_rss_mib"] > 0
     # The play after the joins, per move made (clock ticks of 10 ms: it may round to nothing).
     assert 0 <= row["play_cpu_s"] <= row["cpu_s"]
