@@ -102,8 +102,17 @@ def state_at(game: Game, setup: GameSetup, round_no: int) -> GameState:
     """Return the state at the start of ``round_no``: the previous record's, or the initial one."""
     if round_no <= 1:
         return initial_state(setup)
-    record = RoundRecord.objects.get(game=game, round_no=round_no - 1)
-    return state_from_json(record.next_state)
+    return state_from_json(_NEXT_STATE.get(game.pk, round_no - 1))
+
+
+#: The state a settled round leaves for the next (read at every new round, by the clock too).
+_NEXT_STATE: prepared.Prepared[dict[str, Any]] = prepared.Prepared(
+    lambda game_id, round_no: RoundRecord.objects.filter(
+        game_id=game_id, round_no=round_no
+    ).values_list("next_state", flat=True),
+    int,
+    int,
+)
 
 
 # The reads of a game's rows (every batch of moves after another process's, every progress of a

@@ -176,6 +176,10 @@ class _Changes:
 _LOCKED: prepared.Prepared[Game] = prepared.Prepared(
     lambda pk: Game.objects.select_for_update().filter(pk=pk), int
 )
+#: The clock's lock of a game whose deadline passed: skipped if another transaction holds it.
+_TRY_LOCKED: prepared.Prepared[Game] = prepared.Prepared(
+    lambda pk: Game.objects.select_for_update(skip_locked=True).filter(pk=pk), int
+)
 _SEAT_AND_STATUS: prepared.Prepared[Any] = prepared.Prepared(
     lambda pk: Seat.objects.annotate(game_status=F("game__status")).filter(pk=pk), int
 )
@@ -211,7 +215,7 @@ def _lock(game_id: int) -> Game:
 
 def _try_lock(game_id: int) -> Game | None:
     """Return the game row locked as ``_lock`` does; None if another transaction holds it."""
-    return Game.objects.select_for_update(skip_locked=True).filter(pk=game_id).first()
+    return _TRY_LOCKED.first(game_id)
 
 
 def _code(length: int) -> str:

@@ -12,6 +12,7 @@ clock (``permitgame.clock``) instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 import sys
@@ -24,7 +25,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.db.models import Min, Q
 
-from permitgame import broadcast, clock, realtime, services, sqlite
+from permitgame import broadcast, clock, prepared, realtime, services, sqlite
 from permitgame.models import Game, Status
 
 logger = logging.getLogger(__name__)
@@ -37,16 +38,22 @@ _loop_task: asyncio.Task[None] | None = None
 ORDER = random.Random()
 
 
-def due_games() -> list[int]:
-    """Return the ids of games whose deadline has passed (running, or a lobby set to start)."""
-    now = clock.now()
-    return list(
+#: The games whose deadline has passed by a time (every beat of every process's clock).
+_DUE: prepared.Prepared[int] = prepared.Prepared(
+    lambda now: (
         Game.objects.filter(
             Q(status=Status.RUNNING) | Q(status=Status.LOBBY), phase_deadline__lte=now
         )
         .order_by("pk")
         .values_list("pk", flat=True)
-    )
+    ),
+    dt.datetime,
+)
+
+
+def due_games() -> list[int]:
+    """Return the ids of games whose deadline has passed (running, or a lobby set to start)."""
+    return _DUE.all(clock.now())
 
 
 def seconds_to_next_deadline() -> float | None:
