@@ -19,9 +19,11 @@ sockets open in this process, which the clock loop keeps alive. Not here: what i
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import threading
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,7 +229,11 @@ def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
     if not _own_loop(layer):
         loop = _server_loop
         if loop is not None and loop.is_running() and not _in_loop(loop):
-            asyncio.run_coroutine_threadsafe(_await(sending), loop).result()
+            handed = asyncio.run_coroutine_threadsafe(_await(sending), loop)
+            if getattr(_unwaited, "on", False):
+                handed.add_done_callback(_log_failed_send)
+                return
+            handed.result()
             return
         async_to_sync(_await)(sending)
         return
@@ -239,6 +245,33 @@ def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
 
 async def _await(sending: Coroutine[Any, Any, None]) -> None:
     await sending
+
+
+#: Whether this thread's sends are handed to the sockets' loop without waiting (``unwaited``).
+_unwaited = threading.local()
+
+
+@contextlib.contextmanager
+def unwaited() -> Iterator[None]:
+    """Inside the block, this thread hands what it sends to the sockets' loop and goes on.
+
+    For the in-memory layer, whose sends run on the sockets' event loop: the clock, having
+    fired a beat's deadlines, sends each room's event without waiting for that loop to get round
+    to it (under a hall's load it is busy with the moves of the rooms whose event went first,
+    and a beat's next room waited a turn of it per event). The sends still run in the order
+    they were handed over, each whole (the layer's sends do not pause), so a room's events and
+    its progress keep their order; one that fails is logged.
+    """
+    _unwaited.on = True
+    try:
+        yield
+    finally:
+        _unwaited.on = False
+
+
+def _log_failed_send(handed: concurrent.futures.Future[None]) -> None:
+    if not handed.cancelled() and handed.exception() is not None:
+        logger.error("a send to the sockets' loop failed", exc_info=handed.exception())
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

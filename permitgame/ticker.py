@@ -105,8 +105,15 @@ def _fire_due() -> int:
             logger.exception("firing the deadline of game %s failed", game_id)
     # Sent once the games' transactions have committed: at once, or, inside a caller's
     # transaction (a test's), when it commits, after each game's own hook has kept its event.
-    transaction.on_commit(partial(services.publish_deferred, sends))
+    transaction.on_commit(partial(_send, sends))
     return fired
+
+
+def _send(sends: list[Callable[[], None]]) -> None:
+    """Send the events of the rooms a beat fired, not waiting for the sockets' loop (with the
+    in-memory layer: ``realtime.unwaited``)."""
+    with realtime.unwaited():
+        services.publish_deferred(sends)
 
 
 def _heartbeat() -> None:

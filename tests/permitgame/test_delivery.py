@@ -483,3 +483,49 @@ async def test_the_clock_wakes_for_a_deadline_sooner_than_its_next_beat():
         assert current.phase != "bidding"
     finally:
         loop.cancel()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_clock_sends_its_rooms_events_without_waiting_for_the_sockets_loop(settings):
+    """With the in-memory layer every send runs on the sockets' event loop. The clock hands a
+    beat's events to it and goes on (the next room's deadline does not wait for a loop busy
+    with the rooms before), and the sockets still hear each event, in order."""
+    import datetime as dt
+
+    from permitgame import ticker
+    from permitgame.clock import now as clock_now
+    from permitgame.models import Game
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "permitgame.layers.InMemoryLayer"}}
+    game, seats = await db(hall)(labs=3, humans=1)
+    await db(services.game_start)(game=game)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    await socket.connect()  # the process's hub: its loop is this test's
+    try:
+        await socket.drain(quiet=0.05)
+        past = clock_now() - dt.timedelta(seconds=1)
+        await db(lambda: Game.objects.filter(pk=game.pk).update(phase_deadline=past))()
+        beat_over = threading.Event()
+        took: list[float] = []
+
+        def beat() -> None:
+            started = time.monotonic()
+            try:
+                ticker.tick(heartbeat=False, progress=False)
+            finally:
+                took.append(time.monotonic() - started)
+                beat_over.set()
+
+        # The sockets' loop is busy (here: held) until the beat is over, for 5 s at most.
+        asyncio.get_running_loop().call_soon(beat_over.wait, 5)
+        clock = threading.Thread(target=beat)
+        clock.start()
+        await asyncio.sleep(0)  # the loop is held from here
+        await asyncio.to_thread(clock.join)
+        assert took and took[0] < 4, took  # the beat did not wait for the loop
+        got = await socket.drain(quiet=0.3)
+        kinds = [m["type"] for m in got]
+        assert "market" in kinds and kinds.index("market") < kinds.index("phase"), kinds
+        assert (await db(fresh)(game)).phase != "bidding"
+    finally:
+        await socket.close()
