@@ -262,11 +262,12 @@ def unwaited() -> Iterator[None]:
     they were handed over, each whole (the layer's sends do not pause), so a room's events and
     its progress keep their order; one that fails is logged.
     """
+    before = getattr(_unwaited, "on", False)
     _unwaited.on = True
     try:
         yield
     finally:
-        _unwaited.on = False
+        _unwaited.on = before
 
 
 def _log_failed_send(handed: concurrent.futures.Future[None]) -> None:
