@@ -5,6 +5,7 @@ never by sleeping. These tests also run on PostgreSQL (``pytest --postgres``, as
 does).
 """
 
+import datetime as dt
 import threading
 
 import pytest
@@ -128,6 +129,36 @@ def test_deadline_fires_once_when_the_clock_ticks_again(small_scenario, frozen_c
     assert len(moves(game, action=Action.STAND_IN)) == len(
         {m.seat_id for m in moves(game, action=Action.STAND_IN)}
     )
+
+
+@pytest.mark.django_db
+def test_a_deadline_that_falls_due_while_a_beat_fires_another_is_fired_at_once(
+    small_scenario, frozen_clock, monkeypatch
+):
+    # Two rooms' deadlines 20 ms apart, and a beat whose firing of the first takes 30 ms: the
+    # second fell due during the beat, and the next beat comes at once (it waited a whole beat,
+    # 0.25 s, when the loop looked only for deadlines still to come).
+    first, _ = make_game(small_scenario)
+    second, _ = make_game(small_scenario)
+    services.game_start(game=first)
+    services.game_start(game=second)
+    soon = fresh(first).phase_deadline + dt.timedelta(milliseconds=20)
+    Game.objects.filter(pk=second.pk).update(phase_deadline=soon)
+    frozen_clock.advance(30.005)  # the first is due, the second 15 ms from now
+    fire = ticker._fire_due
+
+    def fire_taking_30_ms() -> int:
+        fired = fire()
+        frozen_clock.advance(0.03)
+        return fired
+
+    monkeypatch.setattr(ticker, "_fire_due", fire_taking_30_ms)
+    upcoming = ticker._beat()
+    assert fresh(first).phase != "bidding" and fresh(second).phase == "bidding"
+    assert upcoming is not None and upcoming <= 0  # due already: the loop beats again at once
+    monkeypatch.undo()
+    ticker._beat()  # the next beat, at once
+    assert fresh(second).phase != "bidding"
 
 
 @pytest.mark.django_db
