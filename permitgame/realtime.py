@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
@@ -230,7 +231,7 @@ def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
         loop = _server_loop
         if loop is not None and loop.is_running() and not _in_loop(loop):
             handed = asyncio.run_coroutine_threadsafe(_await(sending), loop)
-            if getattr(_unwaited, "on", False):
+            if _UNWAITED.get():
                 handed.add_done_callback(_log_failed_send)
                 return
             handed.result()
@@ -247,13 +248,13 @@ async def _await(sending: Coroutine[Any, Any, None]) -> None:
     await sending
 
 
-#: Whether this thread's sends are handed to the sockets' loop without waiting (``unwaited``).
-_unwaited = threading.local()
+#: Whether the sends made here are handed to the sockets' loop without waiting (``unwaited``).
+_UNWAITED: contextvars.ContextVar[bool] = contextvars.ContextVar("unwaited", default=False)
 
 
 @contextlib.contextmanager
 def unwaited() -> Iterator[None]:
-    """Inside the block, this thread hands what it sends to the sockets' loop and goes on.
+    """Inside the block, what this thread sends is handed to the sockets' loop, not waited for.
 
     For the in-memory layer, whose sends run on the sockets' event loop: the clock, having
     fired a beat's deadlines, sends each room's event without waiting for that loop to get round
@@ -262,12 +263,11 @@ def unwaited() -> Iterator[None]:
     they were handed over, each whole (the layer's sends do not pause), so a room's events and
     its progress keep their order; one that fails is logged.
     """
-    before = getattr(_unwaited, "on", False)
-    _unwaited.on = True
+    token = _UNWAITED.set(True)
     try:
         yield
     finally:
-        _unwaited.on = before
+        _UNWAITED.reset(token)
 
 
 def _log_failed_send(handed: concurrent.futures.Future[None]) -> None:
