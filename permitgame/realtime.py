@@ -19,12 +19,9 @@ sockets open in this process, which the clock loop keeps alive. Not here: what i
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import contextvars
 import logging
 import threading
-from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,11 +227,7 @@ def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
     if not _own_loop(layer):
         loop = _server_loop
         if loop is not None and loop.is_running() and not _in_loop(loop):
-            handed = asyncio.run_coroutine_threadsafe(_await(sending), loop)
-            if _UNWAITED.get():
-                handed.add_done_callback(_log_failed_send)
-                return
-            handed.result()
+            asyncio.run_coroutine_threadsafe(_await(sending), loop).result()
             return
         async_to_sync(_await)(sending)
         return
@@ -246,33 +239,6 @@ def _run(layer: Any, sending: Coroutine[Any, Any, None]) -> None:
 
 async def _await(sending: Coroutine[Any, Any, None]) -> None:
     await sending
-
-
-#: Whether the sends made here are handed to the sockets' loop without waiting (``unwaited``).
-_UNWAITED: contextvars.ContextVar[bool] = contextvars.ContextVar("unwaited", default=False)
-
-
-@contextlib.contextmanager
-def unwaited() -> Iterator[None]:
-    """Inside the block, what this thread sends is handed to the sockets' loop, not waited for.
-
-    For the in-memory layer, whose sends run on the sockets' event loop: the clock, having
-    fired a beat's deadlines, sends each room's event without waiting for that loop to get round
-    to it (under a hall's load it is busy with the moves of the rooms whose event went first,
-    and a beat's next room waited a turn of it per event). The sends still run in the order
-    they were handed over, each whole (the layer's sends do not pause), so a room's events and
-    its progress keep their order; one that fails is logged.
-    """
-    token = _UNWAITED.set(True)
-    try:
-        yield
-    finally:
-        _UNWAITED.reset(token)
-
-
-def _log_failed_send(handed: concurrent.futures.Future[None]) -> None:
-    if not handed.cancelled() and handed.exception() is not None:
-        logger.error("a send to the sockets' loop failed", exc_info=handed.exception())
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import transaction
-from django.db.models import Min, Q
+from django.db.models import Q, QuerySet
 
 from permitgame import broadcast, clock, prepared, realtime, services, sqlite
 from permitgame.models import Game, Status
@@ -38,14 +38,24 @@ _loop_task: asyncio.Task[None] | None = None
 ORDER = random.Random()
 
 
-#: The games whose deadline has passed by a time (every beat of every process's clock).
+def _clocked() -> QuerySet[Game]:
+    """The games the clock serves: running, or a lobby set to start."""
+    return Game.objects.filter(Q(status=Status.RUNNING) | Q(status=Status.LOBBY))
+
+
+# Every beat of every process's clock runs both: compiled once (``permitgame.prepared``).
 _DUE: prepared.Prepared[int] = prepared.Prepared(
     lambda now: (
-        Game.objects.filter(
-            Q(status=Status.RUNNING) | Q(status=Status.LOBBY), phase_deadline__lte=now
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
+        _clocked().filter(phase_deadline__lte=now).order_by("pk").values_list("pk", flat=True)
+    ),
+    dt.datetime,
+)
+_SOONEST_AFTER: prepared.Prepared[dt.datetime] = prepared.Prepared(
+    lambda after: (
+        _clocked()
+        .filter(phase_deadline__gt=after)
+        .order_by("phase_deadline")
+        .values_list("phase_deadline", flat=True)[:1]
     ),
     dt.datetime,
 )
@@ -56,15 +66,11 @@ def due_games() -> list[int]:
     return _DUE.all(clock.now())
 
 
-def seconds_to_next_deadline(after: dt.datetime | None = None) -> float | None:
-    """Return the seconds until the soonest deadline later than ``after`` (default: now); None:
-    there is none. Negative if it has passed already (it fell due after ``after``)."""
-    now = clock.now()
-    soonest = Game.objects.filter(
-        Q(status=Status.RUNNING) | Q(status=Status.LOBBY),
-        phase_deadline__gt=now if after is None else after,
-    ).aggregate(soonest=Min("phase_deadline"))["soonest"]
-    return None if soonest is None else (soonest - now).total_seconds()
+def seconds_to_next_deadline(after: dt.datetime) -> float | None:
+    """Return the seconds until the soonest deadline later than ``after``; None: there is none.
+    Negative if it has passed already (it fell due after ``after``)."""
+    soonest = _SOONEST_AFTER.first(after)
+    return None if soonest is None else (soonest - clock.now()).total_seconds()
 
 
 def tick(*, heartbeat: bool = True, deadlines: bool = True, progress: bool = True) -> int:
@@ -107,15 +113,8 @@ def _fire_due() -> int:
             logger.exception("firing the deadline of game %s failed", game_id)
     # Sent once the games' transactions have committed: at once, or, inside a caller's
     # transaction (a test's), when it commits, after each game's own hook has kept its event.
-    transaction.on_commit(partial(_send, sends))
+    transaction.on_commit(partial(services.publish_deferred, sends))
     return fired
-
-
-def _send(sends: list[Callable[[], None]]) -> None:
-    """Send the events of the rooms a beat fired, not waiting for the sockets' loop (with the
-    in-memory layer: ``realtime.unwaited``)."""
-    with realtime.unwaited():
-        services.publish_deferred(sends)
 
 
 def _heartbeat() -> None:
