@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db.models import F
@@ -806,11 +806,21 @@ def _after_joins(game: Game, room: _Room, key: tuple[Any, ...]) -> _Room | None:
     )
 
 
+class _LedgerKey(NamedTuple):
+    """What a game's ledger depends on: its settled rounds, its status and who plays the labs."""
+
+    game: int
+    code: str  # a deleted game's id may be taken again, never its code
+    status: str
+    settled: int  # how many rounds are settled
+    players: tuple[tuple[Any, ...], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class _KeptLedger:
     """A game's ledger as one process last read it (``_ledger_of``)."""
 
-    key: tuple[Any, ...]
+    key: _LedgerKey
     book: ledger.Ledger
 
 
@@ -818,11 +828,10 @@ class _KeptLedger:
 _ledgers: bridge.GameCache[_KeptLedger] = bridge.GameCache(ROOM_CACHE_SIZE)
 
 
-def _ledger_key(game: Game, seats: Sequence[Seat]) -> tuple[Any, ...]:
-    """What a game's ledger depends on: its settled rounds, its status and who plays the labs."""
+def _ledger_key(game: Game, seats: Sequence[Seat]) -> _LedgerKey:
     players = tuple((s.pk, s.nickname, s.token is not None, s.client_kind) for s in seats)
     settled = game.round_no if game.phase == Phase.RESULTS else game.round_no - 1
-    return (game.pk, game.code, game.status, settled, players)
+    return _LedgerKey(game.pk, game.code, game.status, settled, players)
 
 
 def _ledger_of(
@@ -845,14 +854,15 @@ def _ledger_of(
         return kept.book
     # The rounds settled before are kept: only the newly settled rounds are read and added.
     # (Of this game: a deleted game's id may be taken again, never its code.)
-    before = kept.book if kept is not None and kept.key[:2] == key[:2] else None
-    if before is not None and len(before.records) > key[3]:
+    same_game = kept is not None and (kept.key.game, kept.key.code) == (key.game, key.code)
+    before = kept.book if kept is not None and same_game else None
+    if before is not None and len(before.records) > key.settled:
         before = None
     records = None
     if (
         settled is not None
         and before is not None
-        and len(before.records) + 1 == key[3] == settled.round_no
+        and len(before.records) + 1 == key.settled == settled.round_no
     ):
         records = (*before.records, settled)
     book = ledger.read(game, seats=seats, before=before, records=records)
