@@ -664,7 +664,7 @@ def publish(
         parts[governor.seat_id] = realtime.SeatPart(html, texts)
     # ONE channel message for the whole room: each process's hub hands its sockets of a seat
     # the public part followed by the seat's own (permitgame.hub).
-    event = realtime.RoomEvent(game_id, shared_html, public_texts, parts)
+    event = realtime.RoomEvent(game_id, shared_html, public_texts, parts, settled=bool(results_for))
     try:
         realtime.send(event, seq=seq, version=public.version)
     except Exception:  # the change is committed: a dead channel layer must not undo it
@@ -802,7 +802,7 @@ def _progress_sent(game_id: int) -> None:
         _last_progress[game_id] = time.monotonic()
 
 
-def event_handed_out(game_id: int) -> None:
+def event_handed_out(game_id: int, *, settled: bool = False) -> None:
     """Note that an event of the game reached this process's sockets (``hub.Hub.deliver``).
 
     The event says where the room stands, so this process's next progress of the game is due
@@ -811,8 +811,43 @@ def event_handed_out(game_id: int) -> None:
     a process that had not published the last event sent its first progress of the phase to
     every socket of the room in the middle of the phase's last batch and its event, whose way
     to the players it nearly doubled (bench/RESULTS.md, "After c05aa45").
+
+    ``settled``: the event settled a round, so the game's room is built here now, its ledger
+    with it (``room_later``).
     """
     _progress_sent(game_id)
+    if settled:
+        room_later(game_id)
+
+
+#: The thread that builds a game's room after a round settled (one: they are rare and small).
+ROOMS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rooms")
+#: Seconds after a settled round's event reached this process before its room is built.
+ROOM_DELAY_SECONDS = 0.1
+
+
+def room_later(game_id: int) -> None:
+    """Build this process's room of the game a moment from now, its settled rounds with it.
+
+    A round is settled by one process (its batch adds the record to its own ledger:
+    ``selectors.keep_settled``). Every other process reads that record, and works out each lab's
+    standing from it, the first time it builds a room of the game after: at 200 labs 5-12 ms,
+    and that was on the way of a phase change of the next round whenever its last batch was
+    recorded here (bench/load/FINDINGS.md). Done here instead, in the results phase, when the
+    room is quiet; the room is then the version's, and the moves' rows are carried on.
+    """
+    due = time.monotonic() + ROOM_DELAY_SECONDS
+
+    def build() -> None:
+        time.sleep(max(0.0, due - time.monotonic()))  # after the event's hand-out
+        try:
+            selectors.build_room(game_id)
+        except Exception:
+            logger.exception("building the room of game %s failed", game_id)
+        finally:
+            close_old_connections()  # back to the pool (as the console's updates)
+
+    ROOMS.submit(build)
 
 
 # ------------------------------------------------------------------------------ who is owed

@@ -285,7 +285,7 @@ class Hub:
                 else:
                     self.note_dropped(f"seat {seat_id}'s socket queue full")
         if not everyone:  # an event: this process's progress of the game counts from it
-            broadcast.event_handed_out(int(message["game"]))
+            broadcast.event_handed_out(int(message["game"]), settled=bool(message.get("settled")))
         return handed
 
     def _seats_moved(self, seats: dict[int, list[Receiver]], seat_ids: list[int]) -> int:

@@ -166,6 +166,9 @@ class RoomEvent:
     seats: Mapping[int, SeatPart]
     #: The public part alone to every socket of the game (a coalesced progress), ``seats`` empty.
     everyone: bool = False
+    #: The event settled a round: each process that hands it out reads the round into its
+    #: ledger of the game while the results phase lasts (``broadcast.event_handed_out``).
+    settled: bool = False
 
     @property
     def group(self) -> str:
@@ -180,6 +183,7 @@ class RoomEvent:
         return {
             **_hub_message(HUB_EVENT, self.game_id, kind, seq, version, self.html, [*self.json]),
             "everyone": self.everyone,
+            "settled": self.settled,
             "seats": {
                 str(seat_id): {"html": part.html, "json": list(part.json)}
                 for seat_id, part in self.seats.items()

@@ -755,6 +755,17 @@ def _room(game: Game) -> _Room:
     return room
 
 
+def build_room(game_id: int) -> None:
+    """Build this process's room of the game as it stands now, unless it is kept already.
+
+    A room is built with the ledger of the game's settled rounds: after another process settled
+    one, this reads it (``broadcast.room_later``) before a phase change has to.
+    """
+    game = game_by_pk(game_id)
+    if game is not None:
+        _room(game)
+
+
 def _joins_only(kept: tuple[Any, ...], key: tuple[Any, ...]) -> bool:
     """Whether the only changes from room ``kept`` to ``key`` can be joins (and rejoins).
 

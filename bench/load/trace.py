@@ -107,6 +107,8 @@ STEPS: tuple[tuple[str, str, str, Callable[..., str] | None], ...] = (
     ("permitgame.selectors", "keep_settled", "ledger", None),
     ("permitgame.broadcast", "publish", "publish", _describe_publish),
     ("permitgame.selectors", "game_screens", "screens", None),
+    ("permitgame.selectors", "_build_room", "room", None),
+    ("permitgame.ledger", "read", "ledger read", None),
     ("permitgame.realtime", "send", "send", _describe_send),
     ("permitgame.hub", "Hub.deliver", "hand-out", _describe_hand_out),
     ("permitgame.broadcast", "own_html_many", "answers", _describe_answers),

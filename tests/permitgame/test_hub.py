@@ -26,7 +26,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
-from permitgame import broadcast, delivery, hub, realtime, services
+from permitgame import bridge, broadcast, delivery, hub, realtime, selectors, services
 from permitgame.client import Player
 from permitgame.consumers import CLOSE_RECONNECT, ROLE_CHANGED, ApiConsumer
 from tests.permitgame.test_hall import fresh, hall, info_for
@@ -269,6 +269,77 @@ async def test_an_event_handed_out_here_restarts_this_processs_progress_clock(
         assert [update.everyone for update in sent] == [True]
     finally:
         broadcast._dirty.discard(game.pk)
+        await socket.close()
+
+
+def settle_round_one(game: Any, seats: list[Any]) -> None:
+    """Every lab bids, then decides: round 1 settles (the governor is a bot)."""
+    services.game_start(game=game)
+    for action, payload in (("bid", {"amount": 0.1}), ("decide", {"run": True})):
+        commands = [services.MoveCommand(s.pk, action, 1, payload) for s in seats]
+        services.round_submit_moves(game_id=game.pk, commands=commands)
+
+
+def tables_read_by_screens(game_id: int) -> list[str]:
+    """The tables a publish's screens of the game read in this process now."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        selectors.game_screens(fresh_game(game_id))
+    return [q["sql"].split(" FROM ", 1)[1].split()[0].strip('"') for q in queries.captured_queries]
+
+
+def fresh_game(game_id: int) -> Any:
+    from permitgame.models import Game
+
+    return Game.objects.get(pk=game_id)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_round_another_process_settled_is_read_here_before_a_phase_change_needs_it(
+    settings, monkeypatch
+):
+    """The process that settles a round keeps its record; any other reads it the first time it
+    builds a room of the game after, on the way of a phase change of the next round if that
+    change is recorded there. The settled round's event says it settled one, and a process that
+    hands such an event out builds the room at once, on a thread of its own: the next phase
+    change's screens read no record."""
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = in_memory()
+    monkeypatch.setattr(broadcast, "ROOM_DELAY_SECONDS", 0.0)
+    game, seats = await db(hall)(labs=12, humans=12)
+    socket = Socket(api_path(game.code, seats[0].token), fmt="json")
+    await socket.connect()
+    sent: list[Any] = []
+    try:
+        await socket.drain(quiet=0.05)
+        monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
+        await db(settle_round_one)(game, seats)
+        events = [u for u in sent if isinstance(u, realtime.RoomEvent) and not u.everyone]
+        game = await db(fresh)(game)
+        assert game.phase == "results"
+        # Only the event of the settlement says so (the phase changes before it do not).
+        assert [event.settled for event in events] == [False] * (len(events) - 1) + [True]
+        message = events[-1].message(realtime.SEND, game.seq, game.version)
+        # "Another process": nothing of the game kept here.
+        selectors._rooms.clear()
+        selectors._ledgers.clear()
+        bridge._rows.clear()
+        relay = hub.hub_for(get_channel_layer())
+        assert await relay.deliver(message) == 1
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: broadcast.ROOMS.submit(lambda: None).result(timeout=10)
+        )
+        kept = selectors._ledgers.latest(game.pk)
+        assert kept is not None and [r.round_no for r in kept.book.records] == [1]
+        assert "permitgame_roundrecord" not in await db(tables_read_by_screens)(game.pk)
+        # Without the event's word, the screens read the record (what the hand-out spared).
+        selectors._rooms.clear()
+        selectors._ledgers.clear()
+        assert "permitgame_roundrecord" in await db(tables_read_by_screens)(game.pk)
+    finally:
         await socket.close()
 
 
