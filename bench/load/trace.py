@@ -34,6 +34,7 @@ sockets; and the pages' answers to their moves, rendered together (``answers``).
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import itertools
 import os
@@ -180,6 +181,26 @@ def install(folder: Path) -> None:
         for part in path:
             owner = getattr(owner, part)
         setattr(owner, last, _traced(getattr(owner, last), name, say, writer))
+    gc.callbacks.append(_collections(writer))
+
+
+#: A pause of the cyclic collector traced as a step (``gc``) if it took at least this long.
+GC_TRACED_SECONDS = 0.001
+
+
+def _collections(writer: _Writer) -> Callable[[str, dict[str, int]], None]:
+    """A ``gc.callbacks`` hook writing each collection that paused the process noticeably."""
+    began: list[float] = []
+
+    def hook(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[:] = [time.time()]
+        elif began and time.time() - began[0] >= GC_TRACED_SECONDS:
+            writer.write(
+                began[0], "gc", f"generation {info['generation']}, {info['collected']} freed"
+            )
+
+    return hook
 
 
 def read(folder: Path) -> list[Step]:
