@@ -307,6 +307,12 @@ def _same_seats(game: Game, seats: Sequence[Seat]) -> bool:
     )
 
 
+def holds_rows(game: Game) -> bool:
+    """Return whether this process holds the rows of ``game``'s version (nothing to read)."""
+    kept = _rows.latest(game.pk)
+    return kept is not None and kept.key == _rows_key(game)
+
+
 def keep_rows(rows: Rows) -> None:
     """Store ``rows`` as its game's rows in this process (see ``rows_of``)."""
     _rows.keep(rows.key[0], rows)

@@ -32,7 +32,7 @@ from django.template.loader import get_template
 from django.urls import reverse
 from django.utils.html import escape
 
-from permitgame import charts, clock, host_selectors, realtime, selectors
+from permitgame import bridge, charts, clock, host_selectors, realtime, selectors
 from permitgame.host_selectors import ConsoleSeat
 from permitgame.models import MOVE_ACTIONS, Connection, Game, Move, RoundRecord, Seat, Status
 from permitgame.selectors import (
@@ -585,6 +585,7 @@ def publish(
     seq: int,
     events: Sequence[tuple[str, int]],
     seat_ids: Iterable[int] = (),
+    committed: Game | None = None,
 ) -> None:
     """Send every seat and the console one event (an on_commit callback of the services).
 
@@ -604,12 +605,20 @@ def publish(
             settled, game_over, seats (and progress kinds, which the public ``phase`` covers).
         seat_ids: seats whose private part changed beyond what the events imply (every lab is
             sent its part anyway).
+        committed: the game's row as the event's transaction committed it (``services``). If
+            this process holds that version's rows (the transaction carried them on), the event
+            shows that version, built from them, and the game is not read again on the way of
+            every phase change. Otherwise the game as it now stands is read.
     """
-    game = selectors.game_by_pk(game_id)  # the compiled read: this runs after every event
+    held = committed is not None and bridge.holds_rows(committed)
+    game = committed if held else selectors.game_by_pk(game_id)
     if game is None:  # deleted since the event committed: nobody is left to tell
         return
     screens = selectors.game_screens(game)
     public, governor = screens.public, screens.governor
+    online = any(row.connected for row in public.players)
+    if held and not online and selectors.game_by_pk(game_id) is None:
+        return  # deleted since (its sockets' leases with it): nobody is left to tell
     kinds = [kind for kind, _ in events]
 
     public_json: list[dict[str, Any]] = []

@@ -21,6 +21,7 @@ Not here: rules (sim_core), reads for screens (``selectors``), rendering (``broa
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import logging
 import math
@@ -369,6 +370,7 @@ def _commit(
             seq=game.seq,
             events=list(changes.events),
             seat_ids=set(changes.seat_ids),
+            committed=copy.copy(game),  # the row as committed: the event is that version
         )
         if later is None:
             transaction.on_commit(publish, robust=True)

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from permitgame import broadcast, delivery, realtime, services
+from permitgame import bridge, broadcast, delivery, realtime, services
 from permitgame.client import Player
 from permitgame.layers import InMemoryLayer
+from permitgame.models import Game
 from tests.harness import REPO_ROOT, app_env
 from tests.permitgame.test_hall import fresh, hall, info_for
 from tests.permitgame.wire import REDIS_LAYER, Socket, api_path, db, redis_layers
@@ -397,18 +398,26 @@ def test_a_progress_waits_for_its_events_publish_and_resolves_only_if_it_never_c
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_event_of_a_game_deleted_before_its_publish_is_not_sent(monkeypatch, caplog):
+@pytest.mark.parametrize("carried", [False, True], ids=["rows read", "rows carried on"])
+def test_an_event_of_a_game_deleted_before_its_publish_is_not_sent(
+    monkeypatch, caplog, django_capture_on_commit_callbacks, carried
+):
     """An admin deleted the game between the event's commit and its publish: there is nobody
-    left to tell, and nothing to log."""
-    game, seats = hall(labs=3, humans=3)
+    left to tell, and nothing to log. So also when the publish builds the event from the rows
+    its batch carried on, without reading the game (its sockets' leases went with it)."""
+    game, seats = hall(labs=3, humans=3, online=carried)
     services.game_start(game=game)
     commands = [
         services.MoveCommand(seat_id=s.pk, action="bid", round_no=1, payload={"amount": 0.1})
         for s in seats
     ]
     later: list[Any] = []
-    services.round_submit_moves(game_id=game.pk, commands=commands, publish_later=later)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=commands, publish_later=later)
     assert later  # the bids ended the phase: its event waits to be published
+    if not carried:  # as in a process that was not the one to record the bids
+        bridge.forget_rows(game.pk)
+    assert bridge.holds_rows(Game.objects.get(pk=game.pk)) is carried
     sent: list[Any] = []
     monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
     game.delete()

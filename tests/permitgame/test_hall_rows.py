@@ -234,11 +234,12 @@ def tables_read(queries: CaptureQueriesContext) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_a_phase_changes_publish_reads_the_game_and_who_is_online_and_nothing_else(
+def test_a_phase_changes_publish_reads_who_is_online_and_nothing_else(
     django_capture_on_commit_callbacks, monkeypatch
 ):
-    """The batch carried the new version's rows on: the room is built from them without a
-    read, so nothing is read to check that it is the version's (on every phase change's way)."""
+    """The batch carried the new version's rows on and hands the event the game's row as it
+    committed it: the room is built from them without a read, so nothing but who is online is
+    read on every phase change's way (not the game, nor anything to check the version)."""
     game, seats = hall(labs=12, humans=12, online=True)
     capture = django_capture_on_commit_callbacks
     services.game_start(game=game)
@@ -254,7 +255,7 @@ def test_a_phase_changes_publish_reads_the_game_and_who_is_online_and_nothing_el
     monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
     with CaptureQueriesContext(connection) as queries:
         services.publish_deferred(later)
-    assert tables_read(queries) == ["permitgame_game", "permitgame_connection"]
+    assert tables_read(queries) == ["permitgame_connection"]
     assert any(isinstance(update, realtime.RoomEvent) for update in sent)
     # The room is kept: the version's next reader builds nothing and reads who is online.
     game = fresh(game)
@@ -274,6 +275,52 @@ def test_a_phase_changes_publish_reads_the_game_and_who_is_online_and_nothing_el
     with CaptureQueriesContext(connection) as queries:
         selectors.game_screens(game)
     assert tables_read(queries) == ["permitgame_connection"]
+
+
+@pytest.mark.django_db
+def test_an_event_shows_the_version_its_transaction_committed_though_another_came_since(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    """With several processes another batch may commit between an event's commit and its
+    publish (the next phase's first moves, from another Daphne). The event still shows the game
+    as its own transaction left it: its version, its phase, nobody moved yet in the new phase;
+    the next event or progress tells the rest. And it is that version's room, built from the
+    rows the batch carried on, not a mix of the old row and newer moves."""
+    game, seats = hall(labs=12, humans=12, online=True)
+    capture = django_capture_on_commit_callbacks
+    services.game_start(game=game)
+    with capture(execute=True):
+        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
+    selectors.game_screens(fresh(game))  # as a progress or a snapshot of the room does
+    later: list[Any] = []
+    with capture(execute=True):
+        services.round_submit_moves(
+            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
+        )
+    committed = fresh(game)
+    assert committed.phase == Phase.COMPLIANCE
+    decide = [
+        MoveCommand(seat_id=s.pk, action="decide", round_no=1, payload={"run": False})
+        for s in seats[:3]
+    ]
+    services.round_submit_moves(game_id=game.pk, commands=decide)  # "another process"
+    assert fresh(game).version == committed.version + 1
+    sent: list[Any] = []
+    monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append((update, kw)))
+    with CaptureQueriesContext(connection) as queries:
+        services.publish_deferred(later)
+    assert tables_read(queries) == ["permitgame_connection"]
+    ((event, sent_as),) = [(u, kw) for u, kw in sent if isinstance(u, realtime.RoomEvent)]
+    assert sent_as["seq"] == committed.seq and sent_as["version"] == committed.version
+    (phase,) = [m for m in map(json.loads, event.json) if m["type"] == "phase"]
+    assert phase["phase"] == Phase.COMPLIANCE
+    # The labs that decided in the later batch: the game shows it now, the event does not.
+    now = selectors.game_screens(fresh(game))
+    moved = [s for s in seats[:3] if now.labs[s.pk].run_by is not None]
+    assert moved
+    for seat in moved:
+        you = next(json.loads(t) for t in event.seats[seat.pk].json if '"you"' in t)
+        assert (you["run_by"], you["owes_move"]) == (None, True)
 
 
 @pytest.mark.django_db
@@ -300,7 +347,7 @@ def test_a_settled_rounds_publish_reads_no_record_and_its_results_are_the_record
     monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
     with CaptureQueriesContext(connection) as queries:
         services.publish_deferred(later)
-    assert tables_read(queries) == ["permitgame_game", "permitgame_connection"]
+    assert tables_read(queries) == ["permitgame_connection"]
     event = next(update for update in sent if isinstance(update, realtime.RoomEvent))
     public = [json.loads(text) for text in event.json]
     assert [m["round"] for m in public if m["type"] == "round_results"] == [1]
