@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 from django.db.models import QuerySet
@@ -163,6 +163,20 @@ def round_moves(game: Game, round_no: int, *, seats: Sequence[Seat] | None = Non
     return _moves_after(game, round_no, 0, {seat.pk: seat for seat in seats})
 
 
+class RowsKey(NamedTuple):
+    """Which state of a game ``Rows`` are of (the code tells apart two games that had the same
+    id: a database restored, or tests rolled back)."""
+
+    game: int
+    code: str
+    version: int
+    round_no: int
+
+    def same_game(self, other: tuple[Any, ...]) -> bool:
+        """Whether ``other`` is a key of the same game (its id and code)."""
+        return self[:2] == other[:2]
+
+
 @dataclass(slots=True)
 class Rows:
     """A game's seats and its current round's logged moves, as of one version of the game.
@@ -175,8 +189,7 @@ class Rows:
     transaction (``forget_rows`` after one that failed).
 
     Attributes:
-        key: (game id, join code, version, round) the rows are of (the code tells apart two
-            games that had the same id: a database restored, or tests rolled back).
+        key: the game's state the rows are of (``RowsKey``).
         seats: every seat of the game, by id.
         moves: the round's bids, asks, choices and audits, oldest first, each with its seat.
         state: the state at the start of the round, once read.
@@ -184,7 +197,7 @@ class Rows:
             the rows on resolved it (the screens of the version then resolve nothing).
     """
 
-    key: tuple[int, str, int, int]
+    key: RowsKey
     seats: list[Seat]
     moves: list[Move]
     state: GameState | None = None
@@ -246,8 +259,8 @@ ROWS_CACHE_SIZE = 256
 _rows: GameCache[Rows] = GameCache(ROWS_CACHE_SIZE)
 
 
-def _rows_key(game: Game) -> tuple[int, str, int, int]:
-    return (game.pk, game.code, game.version, game.round_no)
+def _rows_key(game: Game) -> RowsKey:
+    return RowsKey(game.pk, game.code, game.version, game.round_no)
 
 
 def rows_of(game: Game, *, keep: bool = True) -> Rows:
@@ -262,7 +275,7 @@ def rows_of(game: Game, *, keep: bool = True) -> Rows:
     if kept is not None and kept.key == key:
         return kept
     rows = None
-    if kept is not None and kept.key[:2] == key[:2] and kept.key[3] == key[3] > 0:
+    if kept is not None and kept.key.same_game(key) and kept.key.round_no == key.round_no > 0:
         rows = _caught_up(game, kept, key)
     if rows is None:
         seats = _SEATS.all(game.pk)
@@ -282,7 +295,7 @@ _SEAT_ROWS: prepared.Prepared[tuple[Any, ...]] = prepared.Prepared(
 )
 
 
-def _caught_up(game: Game, kept: Rows, key: tuple[int, str, int, int]) -> Rows | None:
+def _caught_up(game: Game, kept: Rows, key: RowsKey) -> Rows | None:
     """Return ``kept`` (an older version of the same round) brought up to ``game``'s version.
 
     Another process changed the game since (its batch of moves, with several Daphnes): the
@@ -291,10 +304,10 @@ def _caught_up(game: Game, kept: Rows, key: tuple[int, str, int, int]) -> Rows |
     one (``Game.seats_version``); else they are compared column by column, which costs a
     fraction of building them. None if a seat changed: then everything is read again.
     """
-    if game.seats_version > kept.key[2] and not _same_seats(game, kept.seats):
+    if game.seats_version > kept.key.version and not _same_seats(game, kept.seats):
         return None
     last = max((move.pk for move in kept.moves), default=0)
-    added = _moves_after(game, key[3], last, {seat.pk: seat for seat in kept.seats})
+    added = _moves_after(game, key.round_no, last, {seat.pk: seat for seat in kept.seats})
     return Rows(key=key, seats=kept.seats, moves=[*kept.moves, *added], state=kept.state)
 
 
@@ -315,7 +328,7 @@ def holds_rows(game: Game) -> bool:
 
 def keep_rows(rows: Rows) -> None:
     """Store ``rows`` as its game's rows in this process (see ``rows_of``)."""
-    _rows.keep(rows.key[0], rows)
+    _rows.keep(rows.key.game, rows)
 
 
 def advance_rows(
@@ -331,16 +344,16 @@ def advance_rows(
     from.
     """
     key = _rows_key(game)
-    if key[:2] != rows.key[:2]:
+    if not key.same_game(rows.key):
         return
-    resolved_now = position is not None and position.progress.round_no == key[3]
-    if key[3] == rows.key[3]:
+    resolved_now = position is not None and position.progress.round_no == key.round_no
+    if key.round_no == rows.key.round_no:
         earlier, state = rows.moves, rows.state
-    elif key[3] == rows.key[3] + 1 and position is not None and resolved_now:
+    elif key.round_no == rows.key.round_no + 1 and position is not None and resolved_now:
         earlier, state = [], position.state
     else:
         return
-    logged = [*earlier, *round_entries(moves, key[3])]
+    logged = [*earlier, *round_entries(moves, key.round_no)]
     resolved = replace(position, moves=logged) if position is not None and resolved_now else None
     keep_rows(Rows(key=key, seats=rows.seats, moves=logged, state=state, position=resolved))
 

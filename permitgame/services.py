@@ -1060,7 +1060,7 @@ def _position_now(game: Game, rows: bridge.Rows | None) -> bridge.Position:
     journal = _journal()
     if seats is None or rows is None or journal is None:
         return bridge.position_of(game)
-    same_round = rows.key[3] == game.round_no
+    same_round = rows.key.round_no == game.round_no
     logged = bridge.round_entries(journal.moves, game.round_no)
     moves = [*(rows.moves if same_round else ()), *logged]
     state = bridge.state_of(game, bridge.setup_of(game), rows) if same_round else None

@@ -49,9 +49,8 @@ def fresh_rows(game: Game) -> bridge.Rows:
     """The seats and round moves as a fresh read gives them (what is kept left alone)."""
     seats = list(game.seats.order_by("id"))
     moves = bridge.round_moves(game, game.round_no, seats=seats) if game.round_no else []
-    return bridge.Rows(
-        key=(game.pk, game.code, game.version, game.round_no), seats=seats, moves=moves
-    )
+    key = bridge.RowsKey(game.pk, game.code, game.version, game.round_no)
+    return bridge.Rows(key=key, seats=seats, moves=moves)
 
 
 def rows_as_read(game: Game) -> tuple[Any, ...]:
