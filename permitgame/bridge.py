@@ -275,7 +275,11 @@ def rows_of(game: Game, *, keep: bool = True) -> Rows:
     if kept is not None and kept.key == key:
         return kept
     rows = None
-    if kept is not None and kept.key.same_game(key) and kept.key.round_no == key.round_no > 0:
+    if (
+        kept is not None
+        and kept.key.same_game(key)
+        and 0 < key.round_no in (kept.key.round_no, kept.key.round_no + 1)
+    ):
         rows = _caught_up(game, kept, key)
     if rows is None:
         seats = _SEATS.all(game.pk)
@@ -296,18 +300,24 @@ _SEAT_ROWS: prepared.Prepared[tuple[Any, ...]] = prepared.Prepared(
 
 
 def _caught_up(game: Game, kept: Rows, key: RowsKey) -> Rows | None:
-    """Return ``kept`` (an older version of the same round) brought up to ``game``'s version.
+    """Return ``kept`` (an older version of the same round, or of the round before) brought up
+    to ``game``'s version.
 
-    Another process changed the game since (its batch of moves, with several Daphnes): the
-    moves logged since are read (a log only grows, and a game's moves are written under its
-    lock, so in id order). The seats are kept if no commit since ``kept``'s version changed
-    one (``Game.seats_version``); else they are compared column by column, which costs a
-    fraction of building them. None if a seat changed: then everything is read again.
+    Another process changed the game since (its batch of moves, with several Daphnes, or the
+    deadline that began the next round): the round's moves logged since are read (a log only
+    grows, and a game's moves are written under its lock, so in id order); of a round begun
+    since, all of them (as a rule none yet). The seats are kept if no commit since ``kept``'s
+    version changed one (``Game.seats_version``); else they are compared column by column,
+    which costs a fraction of building them. None if a seat changed: then everything is read
+    again.
     """
     if game.seats_version > kept.key.version and not _same_seats(game, kept.seats):
         return None
+    by_id = {seat.pk: seat for seat in kept.seats}
+    if key.round_no != kept.key.round_no:  # the next round: its start state is read when asked
+        return Rows(key=key, seats=kept.seats, moves=_moves_after(game, key.round_no, 0, by_id))
     last = max((move.pk for move in kept.moves), default=0)
-    added = _moves_after(game, key.round_no, last, {seat.pk: seat for seat in kept.seats})
+    added = _moves_after(game, key.round_no, last, by_id)
     return Rows(key=key, seats=kept.seats, moves=[*kept.moves, *added], state=kept.state)
 
 

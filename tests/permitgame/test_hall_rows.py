@@ -495,6 +495,51 @@ def test_a_process_catches_up_with_another_ones_moves_without_reading_the_room_a
 
 
 @pytest.mark.django_db
+def test_a_round_another_process_began_is_caught_up_without_reading_the_seats(
+    django_capture_on_commit_callbacks,
+):
+    # The results phase's deadline is fired by one process's clock; the other Daphnes hold the
+    # rows of the round before. A batch of the new round there (every lab bids at once) reads
+    # the new round's moves, not the hall's seats again, unless a seat may have changed.
+    game, seats = hall(labs=12, humans=12, rounds=2, online=True)
+    capture = django_capture_on_commit_callbacks
+    with clock.frozen() as frozen:
+        services.game_start(game=game)
+        for _ in range(2):  # bidding, compliance (the governor's bot audits): round 1 settles
+            frozen.advance(10_000)
+            services.presence_heartbeat({f"test-{s.pk}" for s in seats})
+            with capture(execute=True):
+                services.game_expire_phase(game_id=game.pk)
+        assert fresh(game).phase == Phase.RESULTS
+        before = bridge._rows.latest(game.pk)
+        assert before is not None and before.key.round_no == 1
+        frozen.advance(10_000)
+        with capture(execute=True):
+            services.game_expire_phase(game_id=game.pk)  # round 2 begins ...
+        bridge._rows.keep(game.pk, before)  # ... in "another process"
+        game = fresh(game)
+        assert (game.round_no, game.phase) == (2, Phase.BIDDING)
+        with CaptureQueriesContext(connection) as queries:
+            rows = bridge.rows_of(game)
+        assert summary(rows) == rows_as_read(game)
+        assert rows.seats is before.seats
+        statements = [q["sql"] for q in queries.captured_queries]
+        assert len(statements) == 1, statements  # the new round's moves only
+        assert bridge.state_of(game, bridge.setup_of(game), rows) is not None  # read when asked
+        with capture(execute=True):
+            services.round_submit_moves(game_id=game.pk, commands=bids(seats[:4], 2))
+        assert summary(bridge.rows_of(fresh(game))) == rows_as_read(fresh(game))
+
+        # A seat that changed hands since (handed to its bot): the seats are read again.
+        bridge._rows.keep(game.pk, before)
+        services.seat_hand_to_bot(seat=Seat.objects.get(pk=seats[5].pk))
+        game = fresh(game)
+        read_again = bridge.rows_of(game)
+        assert summary(read_again) == rows_as_read(game)
+        assert next(s for s in read_again.seats if s.pk == seats[5].pk).handed_to_bot
+
+
+@pytest.mark.django_db
 def test_a_belief_is_judged_against_the_whole_round_and_its_screens_are_right(
     django_capture_on_commit_callbacks,
 ):
