@@ -169,15 +169,21 @@ def test_a_batch_after_a_batch_reads_no_seat_and_no_move(django_capture_on_commi
         assert len(queries.captured_queries) <= 6, [q["sql"] for q in queries.captured_queries]
 
 
-def end_bidding(game: Game, seats: list[Seat], capture: Any) -> list[Any]:
+def end_bidding(
+    game: Game, seats: list[Seat], capture: Any, *, screens_between: bool = False
+) -> list[Any]:
     """Start the game and bid with every seat; return the event the last bid caused, kept back.
 
     The last bid is a batch of its own: it ends the phase, and its event is appended to the
-    list returned (``publish_later``) instead of being sent.
+    list returned (``publish_later``) instead of being sent. ``screens_between``: the room's
+    screens are built before the last bid, as a progress or a snapshot of the room does (the
+    process then holds the ledger of the settled rounds).
     """
     services.game_start(game=game)
     with capture(execute=True):
         services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
+    if screens_between:
+        selectors.game_screens(fresh(game))
     later: list[Any] = []
     with capture(execute=True):
         services.round_submit_moves(
@@ -240,16 +246,7 @@ def test_a_phase_changes_publish_reads_who_is_online_and_nothing_else(
     committed it: the room is built from them without a read, so nothing but who is online is
     read on every phase change's way (not the game, nor anything to check the version)."""
     game, seats = hall(labs=12, humans=12, online=True)
-    capture = django_capture_on_commit_callbacks
-    services.game_start(game=game)
-    with capture(execute=True):
-        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
-    selectors.game_screens(fresh(game))  # as a progress or a snapshot of the room does
-    later: list[Any] = []
-    with capture(execute=True):
-        services.round_submit_moves(
-            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
-        )
+    later = end_bidding(game, seats, django_capture_on_commit_callbacks, screens_between=True)
     sent: list[Any] = []
     monkeypatch.setattr(realtime, "send", lambda update, **kw: sent.append(update))
     with CaptureQueriesContext(connection) as queries:
@@ -286,16 +283,7 @@ def test_an_event_shows_the_version_its_transaction_committed_though_another_cam
     the next event or progress tells the rest. And it is that version's room, built from the
     rows the batch carried on, not a mix of the old row and newer moves."""
     game, seats = hall(labs=12, humans=12, online=True)
-    capture = django_capture_on_commit_callbacks
-    services.game_start(game=game)
-    with capture(execute=True):
-        services.round_submit_moves(game_id=game.pk, commands=bids(seats[:-1], 1))
-    selectors.game_screens(fresh(game))  # as a progress or a snapshot of the room does
-    later: list[Any] = []
-    with capture(execute=True):
-        services.round_submit_moves(
-            game_id=game.pk, commands=bids(seats[-1:], 1), publish_later=later
-        )
+    later = end_bidding(game, seats, django_capture_on_commit_callbacks, screens_between=True)
     committed = fresh(game)
     assert committed.phase == Phase.COMPLIANCE
     decide = [
