@@ -146,6 +146,7 @@ def test_a_tiny_run_reports_every_column_loses_nothing_and_traces_each_phase_cha
         for change in ("bidding -> compliance", "compliance -> audit", "audit -> results")
     ]
     line = re.compile(r"^\s*([+-][\d.]+)\s+[\d.]+ ms  (\S+)\s+(\S+)\s+(\S.*)$")
+    built: set[str] = set()
     for header, *lines in blocks:
         matches = [line.fullmatch(text) for text in lines]
         assert all(matches), lines
@@ -154,17 +155,23 @@ def test_a_tiny_run_reports_every_column_loses_nothing_and_traces_each_phase_cha
         # machine, the rows carried on once committed (and the round it settled added to the
         # ledger), then the event's publish, its screens and its send; the hub hands it to the
         # room's 7 sockets.
-        way = [step.split(" (")[0] for _, _, thread, step in steps if thread.startswith("moves")]
-        way = way[way.index("record") :]  # (the window may open inside an earlier batch)
-        firsts = [name for i, name in enumerate(way) if name not in way[:i]]
+        named = [step.split(" (")[0] for _, _, thread, step in steps if thread.startswith("moves")]
         expected = ["record", "lock", "resolve", "phases", "carry", "publish", "screens", "send"]
         if "audit -> results" in header:  # settled by the governor's batch, handed to the ledger
             expected.insert(4, "ledger")
+        way = [name for name in named if name in expected]  # the finer steps: below
+        way = way[way.index("record") :]  # (the window may open inside an earlier batch)
+        firsts = [name for i, name in enumerate(way) if name not in way[:i]]
         assert firsts[: len(expected)] == expected, (header, way)
+        # Within them, the finer steps: the log's saves and the game's write in the batch, who
+        # is online in the publish's screens (and the room's build, where it was not kept).
+        assert {"save", "game saved", "who is online"} <= set(named), (header, named)
+        built.update(named)
         hand_out = next((float(at), step) for at, _, _, step in steps if "hand-out" in step)
         assert hand_out[1] == "hand-out (hub.event, 7 sockets)"
         last_client = float(header.rsplit("last ", 1)[1].removesuffix(" ms"))
         assert last_client >= hand_out[0]  # no client has it before the hub hands it out
+    assert "room" in built  # a new version's room, built from the rows its batch carried on
 
 
 def test_a_tiny_run_of_labs_on_pages_plays_to_the_end_and_answers_every_move() -> None:
