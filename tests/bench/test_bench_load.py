@@ -330,3 +330,30 @@ def test_the_join_benchmark_fills_lobbies_and_reports_the_cpu_of_a_join() -> Non
     assert report["joins"] == 2 * 3  # the governor and two labs of each lobby: none started
     assert report["server_cpu_ms_per_join"] > 0 and report["join_seconds_p50"] > 0
     assert report["database_cpu_ms_per_join"] is None  # SQLite, in the server's process
+
+
+def test_a_comparison_alternates_the_two_checkouts_and_leaves_no_worktree_behind() -> None:
+    """``bench.load.compare`` runs the benchmark in a worktree of the base and in this checkout
+    in turn, and sums each side up; the worktree is gone afterwards."""
+    worktrees = ["git", "worktree", "list", "--porcelain"]
+    before = subprocess.run(worktrees, cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    tiny = "--base HEAD --pairs 1 --scenarios 4 --setups one --repeats 1 --rounds 1"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.load.compare", *tiny.split()],
+        cwd=REPO_ROOT,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    runs = [line for line in lines if line.startswith("pair 1, ")]
+    assert [line.split(":")[0] for line in runs] == ["pair 1, base HEAD", "pair 1, this checkout"]
+    assert all(re.search(r"ratio \d+\.\d\dx, .* lost 0,", line) for line in runs), runs
+    table_rows = [line for line in lines if line.startswith("| 4 | one |")]
+    assert [row.split(" | ")[2] for row in table_rows] == ["base HEAD", "this checkout"]
+    assert all(" of 1 |" in row for row in table_rows)
+    after = subprocess.run(worktrees, cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    assert after == before
