@@ -355,6 +355,22 @@ def manage(
     )
 
 
+def python_module(
+    module: str, *args: str, cwd: Path = REPO_ROOT, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module ARGS`` in checkout ``cwd`` with this interpreter and ``app_env()``."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 class ManageProcess:
     """Run ``manage.py`` commands for one server's settings in one long-lived process.
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness import REPO_ROOT, app_env
+from tests.harness import REPO_ROOT, python_module
 
 #: The ratio to the floor that the issue's 200-player and 20 x 30 targets ask for.
 TARGET_RATIO = 1.3
@@ -66,14 +66,8 @@ def worktree(ref: str) -> Iterator[Path]:
 
 def run_once(path: Path, options: Sequence[str], timeout: float) -> dict[tuple[str, str], Any]:
     """Run the benchmark in checkout ``path``; return its rows by (scenario, setup)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.load", *options, "--no-write", "--json"],
-        cwd=path,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    result = python_module(
+        "bench.load", *options, "--no-write", "--json", cwd=path, timeout=timeout
     )
     if result.returncode != 0:
         raise RuntimeError(f"the run in {path} failed:\n{result.stderr[-3000:]}")

@@ -9,29 +9,25 @@ import json
 import random
 import re
 import subprocess
-import sys
 
 import pytest
 
 from bench.load import trace
 from bench.load.__main__ import COLUMNS, table
 from bench.load.clients import GameRun, Player
-from tests.harness import REPO_ROOT, app_env
+from tests.harness import REPO_ROOT, python_module
+
+
+def run_output(module: str, *args: str, timeout: float = 300) -> str:
+    """Run ``python -m module args`` from the checkout; return what it printed."""
+    result = python_module(module, *args, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def run_module(module: str, *args: str) -> dict:
     """Run ``python -m module args`` from the checkout; return the JSON it printed."""
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO_ROOT,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
+    return json.loads(run_output(module, *args))
 
 
 def _player(role: str = "lab") -> Player:
@@ -338,17 +334,7 @@ def test_a_comparison_alternates_the_two_checkouts_and_leaves_no_worktree_behind
     worktrees = ["git", "worktree", "list", "--porcelain"]
     before = subprocess.run(worktrees, cwd=REPO_ROOT, capture_output=True, text=True).stdout
     tiny = "--base HEAD --pairs 1 --scenarios 4 --setups one --repeats 1 --rounds 1"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.load.compare", *tiny.split()],
-        cwd=REPO_ROOT,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+    lines = run_output("bench.load.compare", *tiny.split(), timeout=600).splitlines()
     runs = [line for line in lines if line.startswith("pair 1, ")]
     assert [line.split(":")[0] for line in runs] == ["pair 1, base HEAD", "pair 1, this checkout"]
     assert all(re.search(r"ratio \d+\.\d\dx, .* lost 0,", line) for line in runs), runs
