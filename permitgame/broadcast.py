@@ -840,9 +840,9 @@ def room_later(game_id: int) -> None:
 
     A round is settled by one process (its batch adds the record to its own ledger:
     ``selectors.keep_settled``). Every other process reads that record, and works out each lab's
-    standing from it, the first time it builds a room of the game after: at 200 labs 5-12 ms,
-    and that was on the way of a phase change of the next round whenever its last batch was
-    recorded here (bench/load/FINDINGS.md). Done here instead, in the results phase, when the
+    standing from it, the first time it builds a room of the game after: at 200 labs about 5 ms
+    traced, on the way of a phase change of the next round whenever its last batch was recorded
+    here (bench/load/FINDINGS.md). Done here instead, in the results phase, when the
     room is quiet; the room is then the version's, and the moves' rows are carried on.
     """
     due = time.monotonic() + ROOM_DELAY_SECONDS
