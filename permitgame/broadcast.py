@@ -20,7 +20,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -711,20 +711,34 @@ def console_later(game_id: int, *, charts: bool) -> None:
         _console_charts[game_id] = _console_charts.get(game_id, False) or charts
     if waiting:
         return
-    due = time.monotonic() + CONSOLE_DELAY_SECONDS
 
     def render() -> None:
-        time.sleep(max(0.0, due - time.monotonic()))  # the updates queued in order: each its own
         with _progress_lock:
             with_charts = _console_charts.pop(game_id, charts)
-        try:
-            _send_host(game_id, None, charts=with_charts, kind=realtime.SEND)
-        except Exception:
-            logger.exception("the console's update of game %s failed", game_id)
-        finally:
-            close_old_connections()  # back to the pool between updates (as ``answers``)
+        _send_host(game_id, None, charts=with_charts, kind=realtime.SEND)
 
-    CONSOLE.submit(render)
+    _later(CONSOLE, CONSOLE_DELAY_SECONDS, render, f"the console's update of game {game_id}")
+
+
+def _later(thread: ThreadPoolExecutor, delay: float, work: Callable[[], None], what: str) -> None:
+    """Run ``work`` on ``thread`` ``delay`` seconds from now, off an event's way to the players.
+
+    The work queued on one thread runs in order, each after its own delay; one that fails is
+    logged (``what`` names it) and the next runs all the same. The thread's database connection
+    goes back to the pool after each (as ``answers``).
+    """
+    due = time.monotonic() + delay
+
+    def run() -> None:
+        time.sleep(max(0.0, due - time.monotonic()))
+        try:
+            work()
+        except Exception:
+            logger.exception("%s failed", what)
+        finally:
+            close_old_connections()
+
+    thread.submit(run)
 
 
 #: Game id -> whether its console update waiting to be rendered has the charts.
@@ -845,18 +859,12 @@ def room_later(game_id: int) -> None:
     here (bench/load/FINDINGS.md). Done here instead, in the results phase, when the
     room is quiet; the room is then the version's, and the moves' rows are carried on.
     """
-    due = time.monotonic() + ROOM_DELAY_SECONDS
-
-    def build() -> None:
-        time.sleep(max(0.0, due - time.monotonic()))  # after the event's hand-out
-        try:
-            selectors.build_room(game_id)
-        except Exception:
-            logger.exception("building the room of game %s failed", game_id)
-        finally:
-            close_old_connections()  # back to the pool (as the console's updates)
-
-    ROOMS.submit(build)
+    _later(
+        ROOMS,
+        ROOM_DELAY_SECONDS,
+        functools.partial(selectors.build_room, game_id),
+        f"building the room of game {game_id}",
+    )
 
 
 # ------------------------------------------------------------------------------ who is owed

@@ -374,6 +374,10 @@ def _sum_dicts(dicts: list[dict[str, int]]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------ targets
 
 
+#: A phase change within this many times the bare floor (the 200-player and 20 x 30 targets).
+FLOOR_RATIO = 1.3
+
+
 def targets(scenario: Scenario, row: dict[str, Any]) -> dict[str, bool]:
     """The issue's targets that apply to this scenario: name -> passed."""
     out: dict[str, bool] = {}
@@ -382,7 +386,7 @@ def targets(scenario: Scenario, row: dict[str, Any]) -> dict[str, bool]:
     def le(value: Any, limit: float) -> bool:
         return value is not None and value <= limit
 
-    within_floor = le(row["ratio"], 1.3)
+    within_floor = le(row["ratio"], FLOOR_RATIO)
     if scenario.rooms == 1 and 100 <= scenario.labs <= 500:
         out["phase <= 1.3x floor"] = within_floor
         out["ack p95 <= 100 ms"] = le(row["ack_p95"], 0.100)

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.load.__main__ import FLOOR_RATIO, fmt_ms, median
 from tests.harness import REPO_ROOT, python_module
-
-#: The ratio to the floor that the issue's 200-player and 20 x 30 targets ask for.
-TARGET_RATIO = 1.3
 
 
 @dataclass
@@ -78,17 +75,8 @@ def run_once(path: Path, options: Sequence[str], timeout: float) -> dict[tuple[s
     }
 
 
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{1000 * seconds:.0f} ms"
-
-
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
-
-
-def _median(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
 
 
 def summary(sides: Sequence[Side]) -> list[str]:
@@ -103,13 +91,13 @@ def summary(sides: Sequence[Side]) -> list[str]:
         for side in sides:
             rows = [run[(scenario, setup)] for run in side.runs if (scenario, setup) in run]
             ratios = [row.get("ratio") for row in rows]
-            within = sum(r is not None and r <= TARGET_RATIO for r in ratios)
+            within = sum(r is not None and r <= FLOOR_RATIO for r in ratios)
             lines.append(
                 f"| {scenario} | {setup} | {side.name} "
-                f"| {', '.join(_ratio(r) for r in ratios)} | {_ratio(_median(ratios))} "
+                f"| {', '.join(_ratio(r) for r in ratios)} | {_ratio(median(ratios))} "
                 f"| {within} of {len(rows)} "
-                f"| {_ms(_median([row.get('phase_p95') for row in rows]))} "
-                f"| {_ms(_median([row.get('ack_p95') for row in rows]))} |"
+                f"| {fmt_ms(median([row.get('phase_p95') for row in rows]))} "
+                f"| {fmt_ms(median([row.get('ack_p95') for row in rows]))} |"
             )
     return lines
 
@@ -149,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for (scenario, setup), row in sorted(rows.items()):
                     print(
                         f"pair {pair}, {side.name}: {scenario} / {setup}: "
-                        f"ratio {_ratio(row.get('ratio'))}, phase {_ms(row.get('phase_p95'))}, "
-                        f"floor {_ms(row.get('floor_p95'))}, ack p95 {_ms(row.get('ack_p95'))}, "
+                        f"ratio {_ratio(row.get('ratio'))}, "
+                        f"phase {fmt_ms(row.get('phase_p95'))}, "
+                        f"floor {fmt_ms(row.get('floor_p95'))}, "
+                        f"ack p95 {fmt_ms(row.get('ack_p95'))}, "
                         f"lost {row.get('lost_max')}, load {row['load'].split(',')[0]}",
                         flush=True,
                     )
